@@ -1,0 +1,173 @@
+"""The bank facade: key validation at the boundary and prefixed sections.
+
+Components never talk to a :class:`BankPlugin` directly.  They get a
+:class:`Bank` (the whole store) or a :class:`BankSection` (a prefix of it,
+optionally read-only), whose keys are validated here once ("no crap in, no crap
+out") so that every plugin can trust them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+
+from strongroom import exceptions
+from strongroom.bank_plugins.base import BankPlugin, ObjectInfo
+
+MAX_KEY_BYTES = 1024
+
+
+def normalize_key(key: str) -> str:
+    """Validate ``key`` and return it without a leading ``/``.
+
+    Rejected: empty keys, empty, ``.`` or ``..`` segments, control characters,
+    keys longer than 1024 UTF-8 bytes, and trailing slashes.
+    """
+    if not isinstance(key, str):
+        raise exceptions.InvalidBankKey(key=key, reason="a key must be a string")
+    stripped = key[1:] if key.startswith("/") else key
+    if not stripped:
+        raise exceptions.InvalidBankKey(key=key, reason="empty key")
+    if len(stripped.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise exceptions.InvalidBankKey(key=key, reason=f"longer than {MAX_KEY_BYTES} bytes")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in stripped):
+        raise exceptions.InvalidBankKey(key=key, reason="control characters are not allowed")
+    for segment in stripped.split("/"):
+        if segment in ("", ".", ".."):
+            raise exceptions.InvalidBankKey(key=key, reason=f"segment {segment!r} is not allowed")
+    return stripped
+
+
+def normalize_prefix(prefix: str) -> str:
+    """A listing prefix: like a key, but may be empty or end with ``/``."""
+    stripped = prefix[1:] if prefix.startswith("/") else prefix
+    if not stripped:
+        return ""
+    body = stripped[:-1] if stripped.endswith("/") else stripped
+    if body:
+        normalize_key(body)
+    return stripped
+
+
+class _KeyValueOps:
+    """JSON helpers shared by :class:`Bank` and :class:`BankSection`."""
+
+    def put(self, key: str, data: bytes | IO[bytes], metadata: Mapping[str, str] | None = None) -> None:
+        raise NotImplementedError
+
+    def get(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def put_json(self, key: str, value: Any, metadata: Mapping[str, str] | None = None) -> None:
+        self.put(key, json.dumps(value, sort_keys=True, separators=(",", ":")).encode(), metadata)
+
+    def get_json(self, key: str) -> Any:
+        raw = self.get(key)
+        try:
+            return json.loads(raw)
+        except ValueError as err:
+            raise exceptions.BankError(reason=f"object {key} is not valid JSON: {err}") from err
+
+
+class Bank(_KeyValueOps):
+    """A whole bank: validated keys over one :class:`BankPlugin`."""
+
+    def __init__(self, plugin: BankPlugin, name: str = "") -> None:
+        self.plugin = plugin
+        self.name = name or type(plugin).__name__
+
+    def __repr__(self) -> str:
+        return f"Bank({self.name!r})"
+
+    def put(self, key: str, data: bytes | IO[bytes], metadata: Mapping[str, str] | None = None) -> None:
+        self.plugin.put_object(normalize_key(key), data, dict(metadata or {}))
+
+    def get(self, key: str) -> bytes:
+        return self.plugin.get_object(normalize_key(key))
+
+    def open(self, key: str) -> IO[bytes]:
+        return self.plugin.open_object(normalize_key(key))
+
+    def head(self, key: str) -> ObjectInfo:
+        return self.plugin.head_object(normalize_key(key))
+
+    def exists(self, key: str) -> bool:
+        return self.plugin.object_exists(normalize_key(key))
+
+    def delete(self, key: str) -> None:
+        self.plugin.delete_object(normalize_key(key))
+
+    def list(self, prefix: str = "", marker: str | None = None, limit: int | None = None) -> list[str]:
+        if limit is not None and limit < 0:
+            raise exceptions.InvalidInput(reason="limit must not be negative")
+        return self.plugin.list_objects(
+            prefix=normalize_prefix(prefix),
+            marker=normalize_key(marker) if marker else None,
+            limit=limit,
+        )
+
+    def iter(self, prefix: str = "", page_size: int = 1000) -> Iterator[str]:
+        return self.plugin.iter_objects(prefix=normalize_prefix(prefix), page_size=page_size)
+
+    def section(self, prefix: str, read_only: bool = False) -> BankSection:
+        return BankSection(self, prefix, read_only=read_only)
+
+    def close(self) -> None:
+        self.plugin.close()
+
+
+class BankSection(_KeyValueOps):
+    """A prefix of a bank.  Keys given to and returned by a section are relative to it."""
+
+    def __init__(self, bank: Bank, prefix: str, read_only: bool = False) -> None:
+        body = normalize_key(prefix.rstrip("/"))
+        self.bank = bank
+        self.prefix = body + "/"
+        self.read_only = read_only
+
+    def __repr__(self) -> str:
+        mode = "ro" if self.read_only else "rw"
+        return f"BankSection({self.bank.name!r}, {self.prefix!r}, {mode})"
+
+    def _full(self, key: str) -> str:
+        return self.prefix + normalize_key(key)
+
+    def _check_writable(self, key: str) -> None:
+        if self.read_only:
+            raise exceptions.BankReadOnly(prefix=self.prefix, key=key)
+
+    def put(self, key: str, data: bytes | IO[bytes], metadata: Mapping[str, str] | None = None) -> None:
+        self._check_writable(key)
+        self.bank.put(self._full(key), data, metadata)
+
+    def get(self, key: str) -> bytes:
+        return self.bank.get(self._full(key))
+
+    def open(self, key: str) -> IO[bytes]:
+        return self.bank.open(self._full(key))
+
+    def head(self, key: str) -> ObjectInfo:
+        return self.bank.head(self._full(key))
+
+    def exists(self, key: str) -> bool:
+        return self.bank.exists(self._full(key))
+
+    def delete(self, key: str) -> None:
+        self._check_writable(key)
+        self.bank.delete(self._full(key))
+
+    def list(self, prefix: str = "", marker: str | None = None, limit: int | None = None) -> list[str]:
+        cut = len(self.prefix)
+        full_marker = self._full(marker) if marker else None
+        keys = self.bank.list(self.prefix + normalize_prefix(prefix), marker=full_marker, limit=limit)
+        return [k[cut:] for k in keys]
+
+    def iter(self, prefix: str = "", page_size: int = 1000) -> Iterator[str]:
+        cut = len(self.prefix)
+        for key in self.bank.iter(self.prefix + normalize_prefix(prefix), page_size=page_size):
+            yield key[cut:]
+
+    def section(self, prefix: str, read_only: bool = False) -> BankSection:
+        return BankSection(self.bank, self.prefix + normalize_key(prefix.rstrip("/")),
+                           read_only=read_only or self.read_only)

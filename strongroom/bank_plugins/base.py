@@ -1,0 +1,112 @@
+"""The raw bank interface every storage scheme implements.
+
+A bank plugin is a flat key/value store.  Keys are ``/``-separated UTF-8
+strings *without* a leading slash (``checkpoints/<id>/index.json``); they have
+already been validated by :class:`strongroom.bank_plugins.bank.Bank`.  Values are
+arbitrary bytes (binary-safe: NUL bytes, invalid UTF-8, empty values all round
+trip unchanged).  Metadata is a small ``str -> str`` mapping whose keys are
+lower-case ``[a-z0-9-]``.
+
+Every method states whether it is idempotent and what happens on a missing key.
+Transient failures (timeouts, 5xx, resets) raise
+:class:`strongroom.exceptions.BankTransientError`; retrying is decided by a
+wrapper, not inside each plugin.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime as _dt
+from collections.abc import Iterator, Mapping
+from typing import IO, Any, ClassVar
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectInfo:
+    """What a bank knows about one stored object."""
+
+    key: str
+    size: int
+    metadata: Mapping[str, str]
+    #: When the bank last wrote the object, by the bank's own clock.
+    last_modified: _dt.datetime | None = None
+
+
+class BankPlugin(abc.ABC):
+    """A flat, binary-safe object store.
+
+    Implementations are constructed with the options of their section in the
+    provider file (already validated against :attr:`options_schema`).
+    """
+
+    #: JSON schema of the options this plugin reads from its provider section.
+    options_schema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options: Mapping[str, Any] = dict(options or {})
+
+    @abc.abstractmethod
+    def put_object(self, key: str, data: bytes | IO[bytes],
+                   metadata: Mapping[str, str] | None = None) -> None:
+        """Store ``data`` under ``key``, replacing any previous value and metadata.
+
+        ``data`` is bytes or a readable binary stream (read to EOF).  Idempotent.
+        Atomic for readers: a concurrent ``get_object`` sees the old value or the
+        new one, never a mix, and a failed put never leaves a truncated value.
+        """
+
+    @abc.abstractmethod
+    def get_object(self, key: str) -> bytes:
+        """Return the whole value.  Raises ``BankObjectNotFound`` if missing."""
+
+    def open_object(self, key: str) -> IO[bytes]:
+        """Return a readable binary stream on the value (caller closes it).
+
+        Raises ``BankObjectNotFound`` if missing.  The default reads it whole;
+        plugins for large objects override it to stream.
+        """
+        import io
+
+        return io.BytesIO(self.get_object(key))
+
+    @abc.abstractmethod
+    def head_object(self, key: str) -> ObjectInfo:
+        """Return size, metadata and modification time.  Raises ``BankObjectNotFound``."""
+
+    def object_exists(self, key: str) -> bool:
+        """True if ``key`` holds a value.  Never raises for a missing key."""
+        from strongroom.exceptions import BankObjectNotFound
+
+        try:
+            self.head_object(key)
+        except BankObjectNotFound:
+            return False
+        return True
+
+    @abc.abstractmethod
+    def delete_object(self, key: str) -> None:
+        """Remove ``key``.  Idempotent: deleting a missing key is not an error."""
+
+    @abc.abstractmethod
+    def list_objects(self, prefix: str = "", marker: str | None = None,
+                     limit: int | None = None) -> list[str]:
+        """Keys starting with ``prefix``, ascending in byte (UTF-8) order.
+
+        Only keys strictly greater than ``marker`` are returned; at most
+        ``limit`` of them (``None``: all).  A prefix is a plain string prefix, not
+        a directory: ``"a/b"`` matches ``"a/bc"``.
+        """
+
+    def iter_objects(self, prefix: str = "", page_size: int = 1000) -> Iterator[str]:
+        """Every key under ``prefix`` in byte order, fetched page by page."""
+        marker: str | None = None
+        while True:
+            page = self.list_objects(prefix=prefix, marker=marker, limit=page_size)
+            yield from page
+            if len(page) < page_size:
+                return
+            marker = page[-1]
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections.  Idempotent."""

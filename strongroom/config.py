@@ -1,0 +1,111 @@
+"""Every oslo.config option of Strongroom, grouped, with ``list_opts()`` for the generator.
+
+Nothing is registered at import time: :func:`register_opts` is called by each
+program on the ``ConfigOpts`` it owns (tests use private ``ConfigOpts``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable
+
+from oslo_config import cfg
+
+default_opts = [
+    cfg.StrOpt("state_dir", default=os.environ.get("STRONGROOM_STATE_DIR", ".strongroom"),
+               help="Directory for local state: sqlite database, loopback volumes, fs bank."),
+    cfg.StrOpt("providers_dir", default="providers.d",
+               help="Directory holding provider files (*.conf), Karbor's format."),
+    cfg.StrOpt("host", default=socket.gethostname(), sample_default="<hostname>",
+               help="Name of this host, recorded in operation logs and the services table."),
+    cfg.StrOpt("auth_strategy", default="noauth", choices=["noauth", "keystone"],
+               help="noauth: any token, project from the URL (loopback only). "
+                    "keystone: keystonemiddleware validates tokens, oslo.policy decides."),
+    cfg.StrOpt("admin_token", secret=True, default="admin",
+               help="With noauth, requests carrying this X-Auth-Token are admin."),
+    cfg.IntOpt("osapi_max_limit", default=1000, min=1,
+               help="Largest number of items a list request returns."),
+    cfg.StrOpt("protection_topic", default="strongroom-protection",
+               help="RPC topic of the protection service."),
+]
+
+api_opts = [
+    cfg.HostAddressOpt("bind_host", default="127.0.0.1", help="Address the API listens on."),
+    cfg.PortOpt("bind_port", default=8799, help="Port the API listens on (0: any free port)."),
+    cfg.IntOpt("threads", default=16, min=1, help="Worker threads of the API's WSGI server."),
+    cfg.IntOpt("max_request_body_size", default=1024 * 1024, min=1024,
+               help="Largest accepted request body, in bytes."),
+]
+
+database_opts = [
+    cfg.StrOpt("connection", secret=True, default=None,
+               help="SQLAlchemy URL of the metadata store.  Default: sqlite under state_dir."),
+    cfg.BoolOpt("taskflow_persistence", default=True,
+                help="Record flow progress in the metadata store (taskflow SQL persistence)."),
+]
+
+protection_opts = [
+    cfg.IntOpt("max_concurrent_operations", default=4, min=1,
+               help="Protect/restore/verify/delete runs executing at once in this service."),
+    cfg.IntOpt("flow_workers", default=4, min=1,
+               help="Threads of the bounded executor that runs independent resources in parallel."),
+    cfg.StrOpt("owner_id", default=None,
+               help="This service's identity in the bank (leases, checkpoints).  Default: host + pid."),
+    cfg.IntOpt("gc_interval", default=300, min=0,
+               help="Seconds between garbage collections of zombie checkpoints (0: never)."),
+]
+
+client_opts: list[cfg.Opt] = []
+
+
+_GROUPS: dict[str | None, list[cfg.Opt]] = {
+    None: default_opts,
+    "api": api_opts,
+    "database": database_opts,
+    "protection": protection_opts,
+}
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """For ``oslo-config-generator --namespace strongroom``."""
+    return [("DEFAULT" if group is None else group, list(opts)) for group, opts in _GROUPS.items()]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
+    """Register every option on ``conf`` (idempotent) and return it."""
+    for group, opts in _GROUPS.items():
+        _register(conf, group, opts)
+    return conf
+
+
+def _register(conf: cfg.ConfigOpts, group: str | None, opts: Iterable[cfg.Opt]) -> None:
+    for opt in opts:
+        try:
+            conf.register_opt(opt, group=group)
+        except cfg.DuplicateOptError:
+            pass
+
+
+def new_conf(args: list[str] | None = None, default_config_files: list[str] | None = None,
+             overrides: dict[str, dict[str, object]] | None = None) -> cfg.ConfigOpts:
+    """A private, fully registered and parsed ``ConfigOpts``.
+
+    ``overrides`` maps a group (``"DEFAULT"`` for the default group) to options.
+    """
+    conf = register_opts(cfg.ConfigOpts())
+    conf(args or [], project="strongroom", default_config_files=default_config_files or [])
+    for group, values in (overrides or {}).items():
+        for name, value in values.items():
+            conf.set_override(name, value, group=None if group == "DEFAULT" else group)
+    return conf
+
+
+def state_path(conf: cfg.ConfigOpts, *parts: str) -> str:
+    return os.path.join(os.path.abspath(conf.state_dir), *parts)
+
+
+def database_url(conf: cfg.ConfigOpts) -> str:
+    if conf.database.connection:
+        return str(conf.database.connection)
+    return "sqlite:///" + state_path(conf, "strongroom.sqlite")

@@ -1,0 +1,140 @@
+"""One exception tree for the whole project.
+
+Each class's docstring is the user-facing message (formatted with the keyword
+arguments given at raise time).  HTTP codes are not attached here: the API layer
+maps classes to codes in ``strongroom.api.errors``.  Errors are either
+*transient* (retrying may help) or permanent; retry wrappers decide on
+``isinstance(err, TransientError)`` alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StrongroomError(Exception):
+    """An unexpected error occurred."""
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        if message is None:
+            template = (self.__doc__ or "").strip().splitlines()[0] if self.__doc__ else ""
+            try:
+                message = template.format(**kwargs)
+            except (KeyError, IndexError, ValueError):
+                message = template
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TransientError(StrongroomError):
+    """A temporary failure; the operation may succeed if retried."""
+
+
+# -- input and lookup -------------------------------------------------------
+
+
+class InvalidInput(StrongroomError):
+    """Invalid input: {reason}"""
+
+
+class ConfigError(StrongroomError):
+    """Invalid configuration: {reason}"""
+
+
+class ProviderConfigError(ConfigError):
+    """{path}: [{section}] {key}: {reason}"""
+
+
+class NotFound(StrongroomError):
+    """{kind} {id} could not be found."""
+
+
+class Conflict(StrongroomError):
+    """{reason}"""
+
+
+class InvalidStatusTransition(Conflict):
+    """{kind} {id} cannot go from status '{current}' to '{target}'."""
+
+
+class Forbidden(StrongroomError):
+    """Policy does not allow this operation: {reason}"""
+
+
+class ServiceUnavailable(TransientError):
+    """{what} is unavailable: {reason}"""
+
+
+# -- plugins ----------------------------------------------------------------
+
+
+class PluginLoadError(ConfigError):
+    """Cannot load plugin '{name}' of group '{group}'{where}: {reason}"""
+
+
+# -- banks ------------------------------------------------------------------
+
+
+class BankError(StrongroomError):
+    """Bank error: {reason}"""
+
+
+class BankTransientError(BankError, TransientError):
+    """Bank temporarily unavailable: {reason}"""
+
+
+class BankObjectNotFound(BankError, NotFound):
+    """Bank object {key} could not be found."""
+
+
+class InvalidBankKey(BankError, InvalidInput):
+    """Invalid bank key {key!r}: {reason}"""
+
+
+class BankReadOnly(BankError):
+    """Bank section {prefix!r} is read-only; cannot write {key!r}."""
+
+
+# -- block backends ---------------------------------------------------------
+
+
+class BlockError(StrongroomError):
+    """Block backend error: {reason}"""
+
+
+class VolumeNotFound(BlockError, NotFound):
+    """Volume {volume_id} could not be found."""
+
+
+class SnapshotNotFound(BlockError, NotFound):
+    """Snapshot {snapshot_id} could not be found."""
+
+
+class VolumeExists(BlockError, Conflict):
+    """Volume {volume_id} already exists."""
+
+
+# -- data path --------------------------------------------------------------
+
+
+class DataIntegrityError(StrongroomError):
+    """Data integrity check failed for {what}: {reason}"""
+
+
+# -- protection -------------------------------------------------------------
+
+
+class ProtectionError(StrongroomError):
+    """Protection operation failed: {reason}"""
+
+
+class ResourceGraphCycle(ProtectionError, InvalidInput):
+    """The resource graph has a cycle: {cycle}"""
+
+
+class FlowFailed(ProtectionError):
+    """{operation} of {resource} failed: {reason}"""

@@ -1,0 +1,1 @@
+"""Protection: providers, checkpoints, the resource graph, flows and protection plugins."""

@@ -1,0 +1,97 @@
+"""Client side of the protection service's RPC API (topic ``strongroom-protection``).
+
+The API and the operation engine reach protection only through this class.
+Long work is never a blocking call: ``protect``, ``delete_checkpoint``,
+``restore`` and ``verify`` return as soon as the job is accepted (validation
+errors come back at once as our own exceptions); progress is read from the
+metadata store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import oslo_messaging as messaging
+
+from strongroom import rpc
+from strongroom.context import RequestContext
+
+RPC_VERSION = "1.0"
+
+
+class ProtectionAPI:
+    def __init__(self, transport: messaging.Transport, topic: str = "strongroom-protection",
+                 timeout: int = 60) -> None:
+        self._client = rpc.get_client(transport, topic, RPC_VERSION, timeout=timeout)
+
+    def _call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
+        return self._client.prepare().call(ctxt, method, **kwargs)
+
+    # -- providers and protectables (quick calls) --------------------------
+
+    def list_providers(self, ctxt: RequestContext) -> list[dict[str, Any]]:
+        """``[{id, name, description, extended_info_schema}]``, sorted by name."""
+        return list(self._call(ctxt, "list_providers"))
+
+    def show_provider(self, ctxt: RequestContext, provider_id: str) -> dict[str, Any]:
+        """Raises ``NotFound`` for an unknown id."""
+        return dict(self._call(ctxt, "show_provider", provider_id=provider_id))
+
+    def list_protectable_types(self, ctxt: RequestContext) -> list[str]:
+        return list(self._call(ctxt, "list_protectable_types"))
+
+    def show_protectable_type(self, ctxt: RequestContext, protectable_type: str) -> dict[str, Any]:
+        """``{name, dependent_types}``.  Raises ``NotFound``."""
+        return dict(self._call(ctxt, "show_protectable_type", protectable_type=protectable_type))
+
+    def list_protectable_instances(self, ctxt: RequestContext, protectable_type: str,
+                                   parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """``[{id, type, name, extra_info}]`` sorted by id.  Raises ``NotFound`` for the type."""
+        return list(self._call(ctxt, "list_protectable_instances", protectable_type=protectable_type,
+                               parameters=parameters or {}))
+
+    def show_protectable_instance(self, ctxt: RequestContext, protectable_type: str, instance_id: str,
+                                  parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``{id, type, name, extra_info, dependent_resources: [...]}``.  Raises ``NotFound``."""
+        return dict(self._call(ctxt, "show_protectable_instance", protectable_type=protectable_type,
+                               instance_id=instance_id, parameters=parameters or {}))
+
+    def validate_plan_parameters(self, ctxt: RequestContext, provider_id: str,
+                                 parameters: dict[str, Any]) -> None:
+        """Raises ``InvalidInput`` naming the key when parameters break the options schema."""
+        self._call(ctxt, "validate_plan_parameters", provider_id=provider_id, parameters=parameters)
+
+    # -- long operations (accepted at once, run in the background) ---------
+
+    def protect(self, ctxt: RequestContext, plan: dict[str, Any], provider_id: str,
+                extra_info: dict[str, Any] | None = None,
+                scheduled_operation_id: str | None = None) -> dict[str, Any]:
+        """Create a checkpoint of ``plan`` (a ``Plan.to_dict()``) and start protecting it.
+
+        Returns the catalogue record (``CheckpointRecord.to_dict()``) in status
+        ``protecting``.
+        """
+        return dict(self._call(ctxt, "protect", plan=plan, provider_id=provider_id,
+                               extra_info=extra_info or {},
+                               scheduled_operation_id=scheduled_operation_id))
+
+    def delete_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str) -> None:
+        """Move the checkpoint to ``deleting`` and delete it in the background.
+
+        Raises ``NotFound``, or ``InvalidStatusTransition`` (409) from ``protecting``.
+        """
+        self._call(ctxt, "delete_checkpoint", provider_id=provider_id, checkpoint_id=checkpoint_id)
+
+    def reset_checkpoint_state(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
+                               state: str) -> None:
+        """Admin: force ``available`` or ``error`` in the bank and the catalogue."""
+        self._call(ctxt, "reset_checkpoint_state", provider_id=provider_id,
+                   checkpoint_id=checkpoint_id, state=state)
+
+    def restore(self, ctxt: RequestContext, restore_id: str) -> None:
+        """Run the restore whose record (``in_progress``) the caller created."""
+        self._call(ctxt, "restore", restore_id=restore_id)
+
+    def verify(self, ctxt: RequestContext, verification_id: str) -> None:
+        """Run the verification whose record (``in_progress``) the caller created."""
+        self._call(ctxt, "verify", verification_id=verification_id)
