@@ -6,6 +6,7 @@ Every program's ``main`` calls :func:`init` first.  Importing this module does n
 from __future__ import annotations
 
 import threading
+import warnings
 
 _lock = threading.Lock()
 _done = False
@@ -16,6 +17,8 @@ def init() -> None:
     with _lock:
         if _done:
             return
+        # futurist imports eventlet when it is installed (oslo.service depends on it); we never use it.
+        warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated", category=Warning)
         from oslo_service import backend
 
         try:

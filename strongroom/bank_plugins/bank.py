@@ -9,6 +9,7 @@ out") so that every plugin can trust them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
@@ -16,6 +17,10 @@ from strongroom import exceptions
 from strongroom.bank_plugins.base import BankPlugin, ObjectInfo
 
 MAX_KEY_BYTES = 1024
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
 
 
 def normalize_key(key: str) -> str:
@@ -31,7 +36,7 @@ def normalize_key(key: str) -> str:
         raise exceptions.InvalidBankKey(key=key, reason="empty key")
     if len(stripped.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise exceptions.InvalidBankKey(key=key, reason=f"longer than {MAX_KEY_BYTES} bytes")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in stripped):
+    if _has_control_characters(stripped):
         raise exceptions.InvalidBankKey(key=key, reason="control characters are not allowed")
     for segment in stripped.split("/"):
         if segment in ("", ".", ".."):
@@ -40,14 +45,46 @@ def normalize_key(key: str) -> str:
 
 
 def normalize_prefix(prefix: str) -> str:
-    """A listing prefix: like a key, but may be empty or end with ``/``."""
+    """A listing prefix: a plain string prefix of keys, so it may be empty or end with ``/``.
+
+    Its complete segments are validated like a key's; the last, partial one may
+    be anything a segment may start with (``"a/."`` is the prefix of ``"a/.x"``).
+    """
+    if not isinstance(prefix, str):
+        raise exceptions.InvalidBankKey(key=prefix, reason="a prefix must be a string")
     stripped = prefix[1:] if prefix.startswith("/") else prefix
     if not stripped:
         return ""
-    body = stripped[:-1] if stripped.endswith("/") else stripped
-    if body:
-        normalize_key(body)
+    head, slash, partial = stripped.rpartition("/")
+    if slash:
+        try:
+            if head.startswith("/"):
+                raise exceptions.InvalidBankKey(key=head, reason="segment '' is not allowed")
+            normalize_key(head)
+        except exceptions.InvalidBankKey as err:
+            raise exceptions.InvalidBankKey(key=prefix, reason=err.kwargs.get("reason", "invalid")) from None
+    if _has_control_characters(partial):
+        raise exceptions.InvalidBankKey(key=prefix, reason="control characters are not allowed")
+    if len(stripped.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise exceptions.InvalidBankKey(key=prefix, reason=f"longer than {MAX_KEY_BYTES} bytes")
     return stripped
+
+
+_METADATA_KEY = re.compile(r"[a-z0-9-]+")
+
+
+def normalize_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """Validate object metadata: lower-case ``[a-z0-9-]`` keys, string values."""
+    out: dict[str, str] = {}
+    for name, value in (metadata or {}).items():
+        if not isinstance(name, str) or not _METADATA_KEY.fullmatch(name):
+            raise exceptions.InvalidInput(
+                reason=f"metadata key {name!r} must be lower-case letters, digits and '-'")
+        if not isinstance(value, str):
+            raise exceptions.InvalidInput(
+                reason=f"metadata value of {name!r} must be a string, not {type(value).__name__}")
+        out[name] = value
+    return out
 
 
 class _KeyValueOps:
@@ -81,7 +118,7 @@ class Bank(_KeyValueOps):
         return f"Bank({self.name!r})"
 
     def put(self, key: str, data: bytes | IO[bytes], metadata: Mapping[str, str] | None = None) -> None:
-        self.plugin.put_object(normalize_key(key), data, dict(metadata or {}))
+        self.plugin.put_object(normalize_key(key), data, normalize_metadata(metadata))
 
     def get(self, key: str) -> bytes:
         return self.plugin.get_object(normalize_key(key))
@@ -108,6 +145,8 @@ class Bank(_KeyValueOps):
         )
 
     def iter(self, prefix: str = "", page_size: int = 1000) -> Iterator[str]:
+        if page_size < 1:
+            raise exceptions.InvalidInput(reason="page_size must be at least 1")
         return self.plugin.iter_objects(prefix=normalize_prefix(prefix), page_size=page_size)
 
     def section(self, prefix: str, read_only: bool = False) -> BankSection:

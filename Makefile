@@ -1,0 +1,57 @@
+# The two commands a newcomer types: `make run` and `make test`.  `make bench` measures the data path.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+APT_STAMP := $(VENV)/.apt-stamp
+# Debian packages the tests use when they can (loop-mounted XFS/btrfs images for reflink snapshots).
+APT_TEST_PACKAGES := xfsprogs btrfs-progs
+APT_BENCH_PACKAGES := restic borgbackup
+
+.PHONY: install run test lint typecheck contracts pytest bench sample-config clean system-packages
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -e '.[test,swift,s3]'
+	touch $@
+
+install: $(STAMP)
+
+# Installs Debian packages only when root and only when missing; never fails the build if apt is unavailable.
+system-packages:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || true; fi; \
+	fi
+
+run: install
+	$(BIN)/strongroom-all-in-one
+
+lint: install
+	$(BIN)/ruff check strongroom tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy strongroom
+
+contracts: install
+	$(BIN)/lint-imports
+
+pytest: install system-packages
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test: lint typecheck contracts pytest
+
+bench: install
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(APT_BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || true; fi; \
+	fi
+	$(BIN)/python benchmarks/bench_volume.py
+
+sample-config: install
+	$(BIN)/oslo-config-generator --namespace strongroom --namespace oslo.messaging \
+	  --output-file etc/strongroom/strongroom.conf.sample
+
+clean:
+	rm -rf $(VENV) .bench build *.egg-info

@@ -1,0 +1,244 @@
+"""The WSGI application: request ids, versions, OpenAPI, authentication, routing, errors.
+
+Pipeline, outermost first::
+
+    RootApp            request id header on every response, body-size guard, "/" and /v1/openapi.json
+      auth middleware  noauth, or keystonemiddleware auth_token + KeystoneContextMiddleware
+        V1App          Routes mapper -> controller -> JSON; our exceptions -> HTTP (strongroom.api.errors)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import routes
+import webob
+from oslo_config import cfg
+from oslo_policy import policy as oslo_policy
+
+from strongroom import exceptions
+from strongroom.api import auth, errors, openapi, policy, schemas
+from strongroom.api.common import ApiRequest, Result
+from strongroom.api.v1 import (
+    checkpoints,
+    operation_logs,
+    plans,
+    protectables,
+    providers,
+    restores,
+    verifications,
+)
+from strongroom.context import get_context
+from strongroom.protection.rpcapi import ProtectionAPI
+
+LOG = logging.getLogger(__name__)
+
+ENV_REQUEST_ID = "strongroom.request_id"
+REQUEST_ID_HEADER = "X-Openstack-Request-Id"
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Handler = Callable[..., Result]
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # below /v1/{project_id}
+    handler: Handler
+    summary: str
+    request_schema: str | None = None  # a key of schemas.ALL
+    response_key: str | None = None
+    status: int = 200
+
+
+_CP = "/providers/{provider_id}/checkpoints"
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/providers", providers.index, "List providers", response_key="providers"),
+    Route("GET", "/providers/{provider_id}", providers.show, "Show a provider", response_key="provider"),
+    Route("GET", "/protectables", protectables.index, "List protectable types",
+          response_key="protectable_type"),
+    Route("GET", "/protectables/{protectable_type}", protectables.show, "Show a protectable type",
+          response_key="protectable_type"),
+    Route("GET", "/protectables/{protectable_type}/instances", protectables.instances,
+          "List instances of a protectable type", response_key="instances"),
+    Route("GET", "/protectables/{protectable_type}/instances/{instance_id}", protectables.instance,
+          "Show a protectable instance", response_key="instance"),
+    Route("POST", "/plans", plans.create, "Create a plan", "PlanCreate", "plan"),
+    Route("GET", "/plans", plans.index, "List plans", response_key="plans"),
+    Route("GET", "/plans/{plan_id}", plans.show, "Show a plan", response_key="plan"),
+    Route("PUT", "/plans/{plan_id}", plans.update, "Update a plan", "PlanUpdate", "plan"),
+    Route("DELETE", "/plans/{plan_id}", plans.delete, "Delete a plan", status=202),
+    Route("POST", _CP + "/action", checkpoints.action, "Act on checkpoints (copy)", "CheckpointAction"),
+    Route("POST", _CP, checkpoints.create, "Protect a plan: create a checkpoint", "CheckpointCreate",
+          "checkpoint"),
+    Route("GET", _CP, checkpoints.index, "List checkpoints", response_key="checkpoints"),
+    Route("GET", _CP + "/{checkpoint_id}", checkpoints.show, "Show a checkpoint", response_key="checkpoint"),
+    Route("PUT", _CP + "/{checkpoint_id}", checkpoints.reset_state, "Reset a checkpoint's state (admin)",
+          "CheckpointResetState", status=202),
+    Route("DELETE", _CP + "/{checkpoint_id}", checkpoints.delete, "Delete a checkpoint", status=202),
+    Route("POST", "/restores", restores.create, "Restore a checkpoint", "RestoreCreate", "restore"),
+    Route("GET", "/restores", restores.index, "List restores", response_key="restores"),
+    Route("GET", "/restores/{restore_id}", restores.show, "Show a restore", response_key="restore"),
+    Route("POST", "/verifications", verifications.create, "Verify a checkpoint", "VerificationCreate",
+          "verification"),
+    Route("GET", "/verifications", verifications.index, "List verifications", response_key="verifications"),
+    Route("GET", "/verifications/{verification_id}", verifications.show, "Show a verification",
+          response_key="verification"),
+    Route("GET", "/operation_logs", operation_logs.index, "List operation logs",
+          response_key="operation_logs"),
+    Route("GET", "/operation_logs/{operation_log_id}", operation_logs.show, "Show an operation log",
+          response_key="operation_log"),
+)
+
+assert all(r.request_schema is None or r.request_schema in schemas.ALL for r in ROUTES)
+
+
+def json_response(status: int, body: Any | None) -> webob.Response:
+    resp = webob.Response(status=status)
+    if body is None:
+        resp.content_type = None
+        resp.body = b""
+    else:
+        resp.content_type = "application/json"
+        resp.charset = "utf-8"
+        resp.body = json.dumps(body).encode("utf-8")
+    return resp
+
+
+class V1App:
+    """Authenticated part: ``/v1/{project_id}/...``."""
+
+    def __init__(self, conf: cfg.ConfigOpts, db: Any, protection: ProtectionAPI,
+                 enforcer: oslo_policy.Enforcer) -> None:
+        self._conf = conf
+        self._db = db
+        self._protection = protection
+        self._enforcer = enforcer
+        self._mapper = routes.Mapper()
+        self._methods: dict[str, set[str]] = {}
+        for index, route in enumerate(ROUTES):
+            self._mapper.connect(None, "/v1/{project_id}" + route.path, route_index=index,
+                                 conditions={"method": [route.method]})
+        self._any_method = routes.Mapper()
+        for index, route in enumerate(ROUTES):
+            self._any_method.connect(None, "/v1/{project_id}" + route.path, route_index=index)
+        self._mapper.create_regs()
+        self._any_method.create_regs()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request_id = environ.get(ENV_REQUEST_ID) or new_request_id()
+        http = webob.Request(environ)
+        try:
+            resp = self._dispatch(http, request_id)
+        except Exception as err:  # noqa: BLE001 - every error becomes a JSON answer; 5xx are logged
+            resp = errors.response_for(err, request_id)
+        return resp(environ, start_response)  # type: ignore[no-any-return]
+
+    def _match(self, http: webob.Request) -> tuple[Route, dict[str, str]]:
+        path = http.path_info or "/"
+        found = self._mapper.routematch(url=path, environ=http.environ)
+        if found:
+            match = found[0]
+            route = ROUTES[int(match["route_index"])]
+            args = {k: v for k, v in match.items() if k not in ("route_index", "controller", "action")}
+            return route, args
+        allowed = sorted({r.method for r in ROUTES
+                          if _same_shape(self._any_method, path, r)})
+        if allowed:
+            raise errors.MethodNotAllowed(method=http.method, path=path, allow=allowed)
+        raise exceptions.NotFound(kind="Resource", id=path)
+
+    def _dispatch(self, http: webob.Request, request_id: str) -> webob.Response:
+        route, args = self._match(http)
+        project_id = args.pop("project_id")
+        identity: auth.Identity | None = http.environ.get(auth.ENV_IDENTITY)
+        if identity is None:
+            raise exceptions.Forbidden(reason="the request was not authenticated")
+        ctx = get_context(project_id, user_id=identity.user_id, roles=list(identity.roles),
+                          request_id=request_id)
+        ctx.is_admin = policy.is_admin(self._enforcer, ctx)
+        if identity.project_id is not None and identity.project_id != project_id and not ctx.is_admin:
+            raise exceptions.Forbidden(reason=f"the token is not scoped to project {project_id}")
+        req = ApiRequest(http=http, ctx=ctx, project_id=project_id, conf=self._conf, db=self._db,
+                         protection=self._protection, enforcer=self._enforcer)
+        status, body = route.handler(req, **args)
+        return json_response(status, body)
+
+
+def _same_shape(mapper: routes.Mapper, path: str, route: Route) -> bool:
+    found = mapper.routematch(url=path)
+    return bool(found) and ROUTES[int(found[0]["route_index"])].path == route.path
+
+
+class RootApp:
+    """Outermost layer: request id on every response, versions, OpenAPI, early 413."""
+
+    def __init__(self, conf: cfg.ConfigOpts, v1: WSGIApp) -> None:
+        self._conf = conf
+        self._v1 = v1
+        self._openapi: bytes | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request_id = new_request_id()
+        environ[ENV_REQUEST_ID] = request_id
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers = [(k, v) for k, v in headers if k.lower() != REQUEST_ID_HEADER.lower()]
+            headers.append((REQUEST_ID_HEADER, request_id))
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        try:
+            resp = self._route(environ, request_id)
+            if resp is None:
+                return self._v1(environ, start)
+        except Exception as err:  # noqa: BLE001 - JSON answer; unexpected errors logged with the id
+            resp = errors.response_for(err, request_id)
+        return resp(environ, start)  # type: ignore[no-any-return]
+
+    def _route(self, environ: dict[str, Any], request_id: str) -> webob.Response | None:
+        http = webob.Request(environ)
+        path = (http.path_info or "/").rstrip("/") or "/"
+        max_size = int(self._conf.api.max_request_body_size)
+        if http.content_length is not None and http.content_length > max_size:
+            raise errors.RequestTooLarge(limit=max_size)
+        if path == "/":
+            if http.method not in ("GET", "HEAD"):
+                raise errors.MethodNotAllowed(method=http.method, path="/", allow=["GET"])
+            return json_response(200, versions(http.host_url))
+        if path == "/v1/openapi.json":
+            if http.method not in ("GET", "HEAD"):
+                raise errors.MethodNotAllowed(method=http.method, path=path, allow=["GET"])
+            if self._openapi is None:
+                self._openapi = json.dumps(openapi.build(ROUTES)).encode("utf-8")
+            resp = json_response(200, None)
+            resp.content_type = "application/json"
+            resp.body = self._openapi
+            return resp
+        if path == "/v1" or path.startswith("/v1/"):
+            return None
+        raise exceptions.NotFound(kind="Resource", id=http.path_info)
+
+
+def versions(host_url: str) -> dict[str, Any]:
+    return {"versions": [{
+        "id": "v1.0",
+        "status": "CURRENT",
+        "links": [{"rel": "self", "href": f"{host_url}/v1/"}],
+    }]}
+
+
+def new_request_id() -> str:
+    return f"req-{uuid.uuid4()}"
+
+
+def make_app(conf: cfg.ConfigOpts, db: Any, protection: ProtectionAPI) -> WSGIApp:
+    """The whole API as one WSGI callable (any WSGI server can host it)."""
+    enforcer = policy.get_enforcer(conf)
+    v1 = V1App(conf, db, protection, enforcer)
+    return RootApp(conf, auth.wrap(v1, conf))

@@ -1,0 +1,220 @@
+"""What every v1 controller shares: the request object, list parameters, links, date filters."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+import webob
+from oslo_config import cfg
+from oslo_policy import policy as oslo_policy
+
+from strongroom import exceptions
+from strongroom.api import policy, schemas
+from strongroom.api.errors import BadRequest, RequestTooLarge
+from strongroom.context import RequestContext
+from strongroom.protection.rpcapi import ProtectionAPI
+
+# What a handler returns: (HTTP status, JSON body or None).
+Result = tuple[int, dict[str, Any] | None]
+
+_TRUE = {"1", "true", "yes", "on"}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class HasId(Protocol):
+    id: Any
+
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class ApiRequest:
+    """One v1 request, already authenticated, with everything a controller needs."""
+
+    http: webob.Request
+    ctx: RequestContext
+    project_id: str
+    conf: cfg.ConfigOpts
+    db: Any  # strongroom.db.api.Database (typed loosely: the API does not import the DB layer's models)
+    protection: ProtectionAPI
+    enforcer: oslo_policy.Enforcer
+    _body: Any = dataclasses.field(default=None, repr=False)
+    _body_read: bool = dataclasses.field(default=False, repr=False)
+
+    @property
+    def params(self) -> Mapping[str, str]:
+        return self.http.GET  # type: ignore[no-any-return]
+
+    def authorize(self, action: str, target: dict[str, Any] | None = None) -> None:
+        policy.authorize(self.enforcer, self.ctx, action, target)
+
+    def body(self) -> Any:
+        """The parsed JSON body; 400 when absent or not JSON, 413 when too large."""
+        if not self._body_read:
+            self._body = parse_json_body(self.http, int(self.conf.api.max_request_body_size))
+            self._body_read = True
+        return self._body
+
+    def validated_body(self, schema: dict[str, Any]) -> Any:
+        body = self.body()
+        schemas.validate(schema, body)
+        return body
+
+    # -- scopes -----------------------------------------------------------
+
+    def list_scope(self) -> str | None:
+        """The project whose rows a list returns; None (every project) with ``all_tenants=1``, admin only."""
+        if str(self.params.get("all_tenants", "")).lower() in _TRUE:
+            self.authorize("all_tenants")
+            return None
+        return self.project_id
+
+    def owner_scope(self) -> str | None:
+        """Project to look an object up in: administrators reach every project's objects by id."""
+        return None if self.ctx.is_admin else self.project_id
+
+
+def read_body(http: webob.Request, max_size: int) -> bytes:
+    length = http.content_length
+    if length is not None and length > max_size:
+        raise RequestTooLarge(limit=max_size)
+    stream = http.environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    if length is None and http.environ.get("HTTP_TRANSFER_ENCODING", "").lower() != "chunked":
+        return b""
+    data: bytes = stream.read(max_size + 1) if length is None else stream.read(length)
+    if len(data) > max_size:
+        raise RequestTooLarge(limit=max_size)
+    return data
+
+
+def parse_json_body(http: webob.Request, max_size: int) -> Any:
+    raw = read_body(http, max_size)
+    if not raw.strip():
+        raise BadRequest(reason="body: a JSON request body is required")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise BadRequest(reason="body: the request body is not UTF-8 text") from err
+    except json.JSONDecodeError as err:
+        raise BadRequest(reason=f"body: malformed JSON: {err.msg} at line {err.lineno} column {err.colno}") \
+            from err
+
+
+# -- list parameters --------------------------------------------------------
+
+
+def limit_param(req: ApiRequest) -> int:
+    """``limit`` capped by ``osapi_max_limit``; 400 naming ``limit`` when it is not a non-negative integer."""
+    max_limit = int(req.conf.osapi_max_limit)
+    raw = req.params.get("limit")
+    if raw is None or raw == "":
+        return max_limit
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(reason=f"limit: {raw!r} is not an integer") from None
+    if value < 0:
+        raise BadRequest(reason=f"limit: must be a non-negative integer, got {value}")
+    return min(value, max_limit)
+
+
+def marker_param(req: ApiRequest) -> str | None:
+    return req.params.get("marker") or None
+
+
+def sort_param(req: ApiRequest, allowed: Sequence[str],
+               default: Sequence[tuple[str, str]] = (("created_at", "desc"),)) -> list[tuple[str, str]]:
+    """``sort=key:dir,key2`` or ``sort_key``/``sort_dir``; keys limited to ``allowed``."""
+    pairs: list[tuple[str, str]] = []
+    sort = req.params.get("sort")
+    if sort:
+        for item in sort.split(","):
+            key, _, direction = item.strip().partition(":")
+            pairs.append((key.strip(), (direction or "desc").strip().lower()))
+    elif req.params.get("sort_key"):
+        keys = [k.strip() for k in req.params.getall("sort_key")]  # type: ignore[attr-defined]
+        dirs = [d.strip().lower() for d in req.params.getall("sort_dir")]  # type: ignore[attr-defined]
+        for i, key in enumerate(keys):
+            pairs.append((key, dirs[i] if i < len(dirs) else (dirs[-1] if dirs else "desc")))
+    elif req.params.get("sort_dir"):
+        direction = str(req.params.get("sort_dir")).strip().lower()
+        pairs = [(key, direction) for key, _ in default]
+    else:
+        return list(default)
+    for key, direction in pairs:
+        if key not in allowed:
+            raise BadRequest(reason=f"sort: unknown sort key {key!r} (allowed: {', '.join(allowed)})")
+        if direction not in ("asc", "desc"):
+            raise BadRequest(reason=f"sort: direction of {key!r} must be 'asc' or 'desc', got {direction!r}")
+    return pairs
+
+
+def filter_params(req: ApiRequest, allowed: Sequence[str]) -> dict[str, Any]:
+    """The query parameters named in ``allowed`` (others, e.g. ``limit``, are not filters)."""
+    return {key: req.params[key] for key in allowed if req.params.get(key) not in (None, "")}
+
+
+def date_param(req: ApiRequest, name: str) -> _dt.date | None:
+    raw = req.params.get(name)
+    if raw in (None, ""):
+        return None
+    assert raw is not None
+    try:
+        if not _DATE.match(raw):
+            raise ValueError(raw)
+        return _dt.date.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest(reason=f"{name}: {raw!r} is not a date in the format YYYY-MM-DD") from None
+
+
+def json_object_param(req: ApiRequest, name: str) -> dict[str, Any]:
+    raw = req.params.get(name)
+    if raw in (None, ""):
+        return {}
+    assert raw is not None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise BadRequest(reason=f"{name}: must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise BadRequest(reason=f"{name}: must be a JSON object")
+    return value
+
+
+def links(req: ApiRequest, name: str, items: Sequence[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """``{"<name>_links": [{"rel": "next", "href": ...}]}`` when a full page was returned, else ``{}``."""
+    if limit <= 0 or len(items) < limit or not items:
+        return {}
+    query = [(k, v) for k, v in req.params.items() if k not in ("marker", "limit")]
+    query += [("limit", str(limit)), ("marker", str(items[-1]["id"]))]
+    href = f"{req.http.path_url}?{urllib.parse.urlencode(query)}"
+    return {f"{name}_links": [{"rel": "next", "href": href}]}
+
+
+def paginate_in_memory(items: list[T], key: Callable[[T], str], marker: str | None, limit: int,
+                       kind: str) -> list[T]:
+    """Marker/limit over a list already in order (providers, protectables)."""
+    start = 0
+    if marker is not None:
+        ids = [key(item) for item in items]
+        if marker not in ids:
+            raise BadRequest(reason=f"marker: {kind} {marker} could not be found")
+        start = ids.index(marker) + 1
+    return items[start:start + limit]
+
+
+def list_result(req: ApiRequest, name: str, rows: list[dict[str, Any]], limit: int) -> Result:
+    return 200, {name: rows, **links(req, name, rows, limit)}
+
+
+def not_found_as_bad_request(err: exceptions.NotFound, field: str, value: str) -> BadRequest:
+    return BadRequest(reason=f"{field}: {value} not found")

@@ -1,0 +1,219 @@
+"""JSON schemas of every request body, and :func:`validate`, whose errors name the field.
+
+A failed validation raises :class:`strongroom.api.errors.BadRequest` with a message such as
+``plan.resources[0].type: 'type' is a required property``.  Unknown keys are rejected, not ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import jsonschema
+from jsonschema import exceptions as js_exceptions
+
+from strongroom.api.errors import BadRequest
+
+_uuidish = {"type": "string", "minLength": 1, "maxLength": 255}
+_name = {"type": "string", "minLength": 1, "maxLength": 255}
+_description = {"type": ["string", "null"], "maxLength": 1023}
+_free_object = {"type": "object"}
+
+# Plan parameters: keyed by "type" or "type#id", each an object of plugin options.
+_parameters = {"type": "object", "additionalProperties": {"type": "object"}}
+
+RESOURCE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 255},
+        "type": {"type": "string", "minLength": 1, "maxLength": 255},
+        "name": {"type": "string", "maxLength": 255},
+        "extra_info": {"type": ["object", "null"]},
+    },
+    "required": ["id", "type"],
+    "additionalProperties": False,
+}
+
+PLAN_CREATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "plan": {
+            "type": "object",
+            "properties": {
+                "name": _name,
+                "description": _description,
+                "provider_id": _uuidish,
+                "parameters": _parameters,
+                "resources": {"type": "array", "items": RESOURCE, "minItems": 1},
+            },
+            "required": ["name", "provider_id", "resources"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["plan"],
+    "additionalProperties": False,
+}
+
+PLAN_UPDATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "plan": {
+            "type": "object",
+            "properties": {
+                "name": _name,
+                "description": _description,
+                "status": {"type": "string", "enum": ["suspended", "started"]},
+                "parameters": _parameters,
+                "resources": {"type": "array", "items": RESOURCE, "minItems": 1},
+            },
+            "minProperties": 1,
+            "additionalProperties": False,
+        },
+    },
+    "required": ["plan"],
+    "additionalProperties": False,
+}
+
+CHECKPOINT_CREATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "checkpoint": {
+            "type": "object",
+            "properties": {
+                "plan_id": _uuidish,
+                "extra_info": {"type": ["object", "null"]},
+                "extra-info": {"type": ["object", "null"]},  # the spelling Karbor's client sends
+            },
+            "required": ["plan_id"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["checkpoint"],
+    "additionalProperties": False,
+}
+
+CHECKPOINT_RESET_STATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "os-resetState": {
+            "type": "object",
+            "properties": {"state": {"type": "string", "enum": ["available", "error"]}},
+            "required": ["state"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["os-resetState"],
+    "additionalProperties": False,
+}
+
+CHECKPOINT_ACTION: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "copy": {
+            "type": "object",
+            "properties": {"plan_id": _uuidish, "parameters": _free_object},
+            "required": ["plan_id"],
+            "additionalProperties": False,
+        },
+    },
+    "minProperties": 1,
+    "maxProperties": 1,
+    "additionalProperties": False,
+}
+
+RESTORE_AUTH: dict[str, Any] = {
+    "type": ["object", "null"],
+    "properties": {
+        "type": {"type": "string", "enum": ["password"]},
+        "username": {"type": "string", "maxLength": 255},
+        "password": {"type": "string", "maxLength": 255},
+    },
+    "additionalProperties": False,
+}
+
+RESTORE_CREATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "restore": {
+            "type": "object",
+            "properties": {
+                "provider_id": _uuidish,
+                "checkpoint_id": _uuidish,
+                "restore_target": {"type": ["string", "null"], "maxLength": 255},
+                "restore_auth": RESTORE_AUTH,
+                "parameters": _parameters,
+            },
+            "required": ["provider_id", "checkpoint_id"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["restore"],
+    "additionalProperties": False,
+}
+
+VERIFICATION_CREATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "verification": {
+            "type": "object",
+            "properties": {
+                "provider_id": _uuidish,
+                "checkpoint_id": _uuidish,
+                "parameters": _parameters,
+            },
+            "required": ["provider_id", "checkpoint_id"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["verification"],
+    "additionalProperties": False,
+}
+
+ALL: dict[str, dict[str, Any]] = {
+    "PlanCreate": PLAN_CREATE,
+    "PlanUpdate": PLAN_UPDATE,
+    "CheckpointCreate": CHECKPOINT_CREATE,
+    "CheckpointResetState": CHECKPOINT_RESET_STATE,
+    "CheckpointAction": CHECKPOINT_ACTION,
+    "RestoreCreate": RESTORE_CREATE,
+    "VerificationCreate": VERIFICATION_CREATE,
+}
+
+
+def json_path(parts: Iterable[str | int]) -> str:
+    """``["plan", "resources", 0, "type"]`` -> ``plan.resources[0].type``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _describe(error: js_exceptions.ValidationError) -> str:
+    parts: list[str | int] = list(error.absolute_path)
+    if error.validator == "required" and isinstance(error.validator_value, list):
+        instance = error.instance if isinstance(error.instance, dict) else {}
+        missing = [name for name in error.validator_value if name not in instance]
+        if missing:
+            parts.append(missing[0])
+    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in known)
+        if extra:
+            parts.append(extra[0])
+            return f"{json_path(parts)}: unknown field {extra[0]!r}"
+    path = json_path(parts) or "body"
+    if len(error.message) > 300:  # never echo a huge instance back
+        return f"{path}: failed {error.validator!r} validation"
+    return f"{path}: {error.message}"
+
+
+def validate(schema: dict[str, Any], body: Any) -> None:
+    """Raise :class:`BadRequest` naming the first offending field (deterministically chosen)."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(body), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    if errors:
+        best = js_exceptions.best_match(errors)
+        raise BadRequest(reason=_describe(best))

@@ -1,0 +1,108 @@
+"""``/v1/{project_id}/providers/{provider_id}/checkpoints``.
+
+Create asks the protection service to protect a plan and returns the ``protecting`` record it made; list
+and show read the catalogue (newest first by default); delete and reset-state go to the protection
+service and answer 202.  ``extra_info`` given at creation is kept (also accepted as ``extra-info``, the
+spelling Karbor's client sends).  ``resource_graph`` is JSON text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strongroom.api import common, schemas
+from strongroom.api.common import ApiRequest, Result
+from strongroom.api.errors import BadRequest
+from strongroom.objects.records import CheckpointRecord, Plan
+
+SORT_KEYS = ("created_at", "updated_at", "status", "id")
+FILTERS = ("plan_id", "status")
+
+
+def view(cp: CheckpointRecord) -> dict[str, Any]:
+    plan = cp.protection_plan or {}
+    return {
+        "id": cp.id,
+        "project_id": cp.project_id,
+        "status": cp.status,
+        "status_reason": cp.status_reason,
+        "protection_plan": {
+            "id": plan.get("id", cp.plan_id),
+            "name": plan.get("name"),
+            "provider_id": plan.get("provider_id", cp.provider_id),
+            "resources": plan.get("resources", []),
+        },
+        "resource_graph": cp.resource_graph,
+        "created_at": cp.to_dict()["created_at"],
+        "extra_info": cp.extra_info or {},
+        "progress": {"bytes_total": cp.bytes_total, "bytes_done": cp.bytes_done},
+    }
+
+
+def create(req: ApiRequest, provider_id: str) -> Result:
+    req.authorize("checkpoint:create")
+    body = req.validated_body(schemas.CHECKPOINT_CREATE)["checkpoint"]
+    plan: Plan = req.db.get_plan(body["plan_id"], req.owner_scope())
+    if plan.provider_id != provider_id:
+        raise BadRequest(reason=f"checkpoint.plan_id: plan {plan.id} belongs to provider {plan.provider_id}, "
+                                f"not {provider_id}")
+    extra_info = body.get("extra_info")
+    if extra_info is None:
+        extra_info = body.get("extra-info")
+    record = req.protection.protect(req.ctx, plan.to_dict(), provider_id, extra_info or {})
+    return 200, {"checkpoint": view(CheckpointRecord.from_dict(record))}
+
+
+def index(req: ApiRequest, provider_id: str) -> Result:
+    req.authorize("checkpoint:get_all")
+    project: str | None = req.list_scope()
+    wanted_project = req.params.get("project_id")
+    if wanted_project and wanted_project != req.project_id:
+        req.authorize("all_tenants")
+        project = wanted_project
+    limit = common.limit_param(req)
+    sort = common.sort_param(req, SORT_KEYS)
+    filters: dict[str, Any] = common.filter_params(req, FILTERS)
+    for name in ("start_date", "end_date"):
+        value = common.date_param(req, name)
+        if value is not None:
+            filters[name] = value
+    if limit == 0:
+        return common.list_result(req, "checkpoints", [], 0)
+    rows = req.db.list_checkpoints(provider_id, project, filters=filters, marker=common.marker_param(req),
+                                   limit=limit, sort=sort)
+    return common.list_result(req, "checkpoints", [view(cp) for cp in rows], limit)
+
+
+def _get(req: ApiRequest, provider_id: str, checkpoint_id: str) -> CheckpointRecord:
+    cp: CheckpointRecord = req.db.get_checkpoint(checkpoint_id, req.owner_scope(), provider_id)
+    return cp
+
+
+def show(req: ApiRequest, provider_id: str, checkpoint_id: str) -> Result:
+    cp = _get(req, provider_id, checkpoint_id)
+    req.authorize("checkpoint:get", {"project_id": cp.project_id})
+    return 200, {"checkpoint": view(cp)}
+
+
+def delete(req: ApiRequest, provider_id: str, checkpoint_id: str) -> Result:
+    cp = _get(req, provider_id, checkpoint_id)
+    req.authorize("checkpoint:delete", {"project_id": cp.project_id})
+    req.protection.delete_checkpoint(req.ctx, provider_id, checkpoint_id)
+    return 202, None
+
+
+def reset_state(req: ApiRequest, provider_id: str, checkpoint_id: str) -> Result:
+    req.authorize("checkpoint:reset_state")
+    state = req.validated_body(schemas.CHECKPOINT_RESET_STATE)["os-resetState"]["state"]
+    _get(req, provider_id, checkpoint_id)
+    req.protection.reset_checkpoint_state(req.ctx, provider_id, checkpoint_id, state)
+    return 202, None
+
+
+def action(req: ApiRequest, provider_id: str) -> Result:
+    body = req.validated_body(schemas.CHECKPOINT_ACTION)
+    if "copy" in body:
+        req.authorize("checkpoint:copy")
+        raise BadRequest(reason="copy is not supported yet")
+    raise BadRequest(reason="body: no known action")  # unreachable: the schema admits only known actions

@@ -1,0 +1,38 @@
+"""``/v1/{project_id}/providers``: straight from the protection service (unknown id -> 404)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strongroom.api import common
+from strongroom.api.common import ApiRequest, Result
+
+
+def view(provider: dict[str, Any]) -> dict[str, Any]:
+    info = provider.get("extended_info_schema") or {}
+    return {
+        "id": provider["id"],
+        "name": provider.get("name", ""),
+        "description": provider.get("description", ""),
+        "extended_info_schema": {
+            key: info.get(key, {})
+            for key in ("options_schema", "restore_schema", "saved_info_schema", "verify_schema")
+        },
+    }
+
+
+def index(req: ApiRequest) -> Result:
+    req.authorize("provider:get_all")
+    limit = common.limit_param(req)
+    providers = [view(p) for p in req.protection.list_providers(req.ctx)]
+    name = req.params.get("name")
+    if name:
+        providers = [p for p in providers if p["name"] == name]
+    page = common.paginate_in_memory(providers, lambda p: str(p["id"]), common.marker_param(req), limit,
+                                     "provider")
+    return common.list_result(req, "providers", page, limit)
+
+
+def show(req: ApiRequest, provider_id: str) -> Result:
+    req.authorize("provider:get")
+    return 200, {"provider": view(req.protection.show_provider(req.ctx, provider_id))}

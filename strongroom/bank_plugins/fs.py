@@ -1,0 +1,460 @@
+"""A bank in a local (or shared, POSIX) directory.
+
+On-disk layout
+--------------
+Everything lives under ``<path>/objects``.  A key ``a/b/c`` is stored in the
+file ``objects/a/b/c.obj``: one directory per key segment but the last, and a
+data file whose name is the last segment plus ``.obj``.  The suffix lets a key
+and its "children" coexist (``a`` is ``objects/a.obj``, ``a/b`` is
+``objects/a/b.obj``).
+
+A segment is used as a file name as it is unless it is *unsafe*: longer than
+200 UTF-8 bytes, starting with ``.`` (reserved for temp files) or ``~``
+(reserved for encoded names), ending with ``.obj``, or not encodable as strict
+UTF-8.  An unsafe segment is encoded reversibly: its UTF-8 bytes are cut into
+pieces of at most 150 bytes, each written as lower-case unpadded base32; every
+piece but the last is a directory ``~~<base32>``, the last one is
+``~<base32>`` (plus ``.obj`` for a data file).  Listing decodes names back, so
+it always returns the original keys.
+
+Data file format
+----------------
+Metadata is stored *inside* the data file, in a small header, so that a value
+and its metadata are replaced by one atomic rename and can never disagree::
+
+    b"SRBANK1\\n" | uint32 big-endian N | N bytes of JSON metadata | value
+
+``head_object`` reads only the header; ``open_object`` returns a buffered file
+object over the value part (offsets are relative to the value).
+``last_modified`` is the file's mtime in UTC (the bank's clock).  When a
+:class:`~strongroom.clock.Clock` is injected, the mtime of each written file is
+set from it instead, so that tests can age objects without waiting.
+
+Writes and deletes
+------------------
+A put writes ``.tmp-<random>`` in the target directory, ``fsync``\\ s it,
+``os.replace``\\ s it over the data file and ``fsync``\\ s the directory: a crash
+leaves the old value or the new one, plus at worst a stray temp file that
+listings ignore.  Delete unlinks the data file and removes parent directories
+that became empty; a writer whose directory vanished under it recreates it and
+retries.  Several processes may write distinct keys at once.
+
+Listing walks straight to the prefix's directory, sorts each directory's
+entries as their keys would sort (a directory ``d`` sorts like ``d/``), skips
+whole subtrees at or below the marker and stops after ``limit`` keys.
+
+The layout assumes a case-sensitive filesystem that does not normalise
+Unicode names (ext4, xfs, btrfs, NFS, CephFS; not macOS APFS by default).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import dataclasses
+import datetime as _dt
+import errno
+import io
+import json
+import os
+import struct
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import IO, Any, ClassVar
+
+from strongroom import exceptions
+from strongroom.bank_plugins.base import BankPlugin, ObjectInfo
+from strongroom.clock import Clock
+
+MAGIC = b"SRBANK1\n"
+_HEADER_LEN = struct.Struct(">I")
+_PREFIX_LEN = len(MAGIC) + _HEADER_LEN.size
+#: Streams are copied in pieces of this size, so memory stays bounded.
+COPY_CHUNK = 1024 * 1024
+#: Segments longer than this (in UTF-8 bytes) are encoded.
+MAX_PLAIN_SEGMENT = 200
+#: Raw bytes per encoded name piece (base32 of 150 bytes is 240 characters).
+_ENCODED_PIECE = 150
+_DATA_SUFFIX = ".obj"
+_TMP_PREFIX = ".tmp-"
+_MKDIR_ATTEMPTS = 50
+_TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY})
+
+_WINDOW_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1}
+
+
+# -- name encoding ----------------------------------------------------------
+
+
+def _b32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+
+def _unb32(text: str) -> bytes | None:
+    padded = text.upper() + "=" * (-len(text) % 8)
+    try:
+        return base64.b32decode(padded)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _is_plain(segment: str) -> bool:
+    try:
+        raw = segment.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return (
+        0 < len(raw) <= MAX_PLAIN_SEGMENT
+        and not segment.startswith((".", "~"))
+        and not segment.endswith(_DATA_SUFFIX)
+        and "\x00" not in segment
+    )
+
+
+def encode_segment(segment: str, data_file: bool) -> list[str]:
+    """File names (one, or several nested ones) that store one key segment."""
+    if _is_plain(segment):
+        names = [segment]
+    else:
+        raw = segment.encode("utf-8", "surrogatepass")
+        pieces = [raw[i:i + _ENCODED_PIECE] for i in range(0, len(raw), _ENCODED_PIECE)] or [b""]
+        names = ["~~" + _b32(piece) for piece in pieces[:-1]] + ["~" + _b32(pieces[-1])]
+    if data_file:
+        names[-1] += _DATA_SUFFIX
+    return names
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class _Entry:
+    """One key segment found in a directory, with the key bytes it sorts as."""
+
+    sort_key: bytes  # the segment's UTF-8 bytes, plus b"/" for a directory
+    is_dir: bool
+    path: str
+
+
+# -- the value reader -------------------------------------------------------
+
+
+class _ValueReader(io.RawIOBase):
+    """A raw, seekable reader over the value part of a data file."""
+
+    def __init__(self, fd: int, start: int, size: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._start = start
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._size - self._pos)
+        if want <= 0:
+            return 0
+        chunk = os.pread(self._fd, want, self._start + self._pos)
+        view[:len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+    def readall(self) -> bytes:
+        pieces = []
+        while self._pos < self._size:
+            chunk = os.pread(self._fd, self._size - self._pos, self._start + self._pos)
+            if not chunk:
+                break  # the file shrank: cannot happen with atomic replaces
+            pieces.append(chunk)
+            self._pos += len(chunk)
+        return b"".join(pieces)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+# -- the plugin -------------------------------------------------------------
+
+
+class FilesystemBank(BankPlugin):
+    """Objects as files under ``options["path"]`` (see the module docstring for the layout)."""
+
+    options_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "minLength": 1},
+            "lease_expire_window": _WINDOW_SCHEMA,
+            "lease_renew_window": _WINDOW_SCHEMA,
+            "lease_validity_window": _WINDOW_SCHEMA,
+        },
+        "required": ["path"],
+        "additionalProperties": False,
+    }
+
+    def __init__(self, options: Mapping[str, Any] | None = None, clock: Clock | None = None) -> None:
+        super().__init__(options)
+        path = self.options.get("path")
+        if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+            raise exceptions.ConfigError(reason="the fs bank needs option 'path' (a directory)")
+        self.path = os.path.abspath(os.fspath(path))
+        self._clock = clock
+        self._root = os.path.join(self.path, "objects")
+        try:
+            os.makedirs(self._root, exist_ok=True)
+        except OSError as err:
+            raise exceptions.ConfigError(
+                reason=f"fs bank directory {self._root} cannot be created: {err.strerror}") from err
+
+    def __repr__(self) -> str:
+        return f"FilesystemBank(path={self.path!r})"
+
+    # -- paths ------------------------------------------------------------
+
+    def _locate(self, key: str) -> tuple[list[str], str]:
+        """The directory names and the data file name that store ``key``."""
+        segments = key.split("/")
+        dirs: list[str] = []
+        for segment in segments[:-1]:
+            dirs.extend(encode_segment(segment, data_file=False))
+        names = encode_segment(segments[-1], data_file=True)
+        dirs.extend(names[:-1])
+        return dirs, names[-1]
+
+    def _data_path(self, key: str) -> str:
+        dirs, name = self._locate(key)
+        return os.path.join(self._root, *dirs, name)
+
+    # -- errors -----------------------------------------------------------
+
+    def _error(self, err: OSError, key: str, action: str) -> exceptions.BankError:
+        reason = f"cannot {action} {key!r} in {self.path}: {err.strerror or err}"
+        if err.errno in _TRANSIENT_ERRNOS:
+            return exceptions.BankTransientError(reason=reason)
+        return exceptions.BankError(reason=reason)
+
+    # -- writing ----------------------------------------------------------
+
+    def put_object(self, key: str, data: bytes | IO[bytes],
+                   metadata: Mapping[str, str] | None = None) -> None:
+        dirs, name = self._locate(key)
+        directory = os.path.join(self._root, *dirs)
+        header = json.dumps(dict(metadata or {}), sort_keys=True, separators=(",", ":")).encode("utf-8")
+        try:
+            fd, tmp = self._open_temp(directory, dirs, key)
+        except OSError as err:
+            raise self._error(err, key, "write") from err
+        try:
+            with open(fd, "wb", closefd=True) as out:
+                out.write(MAGIC + _HEADER_LEN.pack(len(header)) + header)
+                if isinstance(data, bytes | bytearray | memoryview):
+                    out.write(data)
+                else:
+                    while piece := data.read(COPY_CHUNK):
+                        out.write(piece)
+                out.flush()
+                os.fsync(out.fileno())
+            if self._clock is not None:
+                stamp = self._clock.now().timestamp()
+                os.utime(tmp, (stamp, stamp))
+            os.replace(tmp, os.path.join(directory, name))
+        except BaseException as err:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if isinstance(err, OSError):
+                raise self._error(err, key, "write") from err
+            raise
+        self._fsync_dir(directory)
+
+    def _open_temp(self, directory: str, dirs: list[str], key: str) -> tuple[int, str]:
+        """Create a temp file in ``directory``, (re)creating the directory if it vanished."""
+        for _ in range(_MKDIR_ATTEMPTS):
+            tmp = os.path.join(directory, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+            try:
+                return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), tmp
+            except FileNotFoundError:
+                self._make_dirs(dirs)
+        raise exceptions.BankTransientError(
+            reason=f"directory for {key!r} in {self.path} keeps vanishing (concurrent deletes)")
+
+    def _make_dirs(self, dirs: list[str]) -> None:
+        """Create the directory chain, ``fsync``-ing the parent of each new one.
+
+        A concurrent delete may remove a parent between two ``mkdir``\\ s: then
+        ``FileNotFoundError`` escapes and the caller starts over.
+        """
+        current = self._root
+        for name in dirs:
+            parent, current = current, os.path.join(current, name)
+            try:
+                os.mkdir(current)
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                return
+            self._fsync_dir(parent)
+
+    @staticmethod
+    def _fsync_dir(directory: str) -> None:
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return  # removed meanwhile by a delete: nothing left to make durable
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass  # some filesystems refuse fsync on directories
+        finally:
+            os.close(fd)
+
+    def delete_object(self, key: str) -> None:
+        dirs, name = self._locate(key)
+        directory = os.path.join(self._root, *dirs)
+        try:
+            os.unlink(os.path.join(directory, name))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as err:
+            raise self._error(err, key, "delete") from err
+        self._fsync_dir(directory)
+        for depth in range(len(dirs), 0, -1):
+            try:
+                os.rmdir(os.path.join(self._root, *dirs[:depth]))
+            except OSError:
+                break  # not empty (or already gone): parents are not empty either
+
+    # -- reading ----------------------------------------------------------
+
+    def _open_data(self, key: str) -> tuple[int, int, dict[str, str], os.stat_result]:
+        """Open ``key``'s data file: (fd, value offset, metadata, stat)."""
+        path = self._data_path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            raise exceptions.BankObjectNotFound(key=key) from None
+        except OSError as err:
+            raise self._error(err, key, "read") from err
+        try:
+            st = os.fstat(fd)
+            prefix = os.pread(fd, _PREFIX_LEN, 0)
+            if len(prefix) != _PREFIX_LEN or not prefix.startswith(MAGIC):
+                raise exceptions.BankError(reason=f"object {key!r} in {self.path} has no valid header")
+            (length,) = _HEADER_LEN.unpack_from(prefix, len(MAGIC))
+            raw = os.pread(fd, length, _PREFIX_LEN)
+            try:
+                metadata = json.loads(raw)
+            except ValueError as err:
+                raise exceptions.BankError(
+                    reason=f"object {key!r} in {self.path} has corrupt metadata: {err}") from err
+            if len(raw) != length or not isinstance(metadata, dict):
+                raise exceptions.BankError(reason=f"object {key!r} in {self.path} has corrupt metadata")
+        except BaseException as err:
+            os.close(fd)
+            if isinstance(err, OSError):
+                raise self._error(err, key, "read") from err
+            raise
+        return fd, _PREFIX_LEN + length, metadata, st
+
+    def get_object(self, key: str) -> bytes:
+        with self.open_object(key) as stream:
+            return stream.read()
+
+    def open_object(self, key: str) -> IO[bytes]:
+        fd, start, _metadata, st = self._open_data(key)
+        return io.BufferedReader(_ValueReader(fd, start, st.st_size - start), buffer_size=COPY_CHUNK)
+
+    def head_object(self, key: str) -> ObjectInfo:
+        fd, start, metadata, st = self._open_data(key)
+        os.close(fd)
+        modified = _dt.datetime.fromtimestamp(st.st_mtime, _dt.UTC)
+        return ObjectInfo(key=key, size=st.st_size - start, metadata=metadata, last_modified=modified)
+
+    # -- listing ----------------------------------------------------------
+
+    def list_objects(self, prefix: str = "", marker: str | None = None,
+                     limit: int | None = None) -> list[str]:
+        if limit is not None and limit <= 0:
+            return []
+        *dir_segments, partial = prefix.split("/")
+        dirs: list[str] = []
+        for segment in dir_segments:
+            dirs.extend(encode_segment(segment, data_file=False))
+        base = "".join(segment + "/" for segment in dir_segments).encode("utf-8", "surrogatepass")
+        bmarker = marker.encode("utf-8", "surrogatepass") if marker is not None else None
+        walk = self._walk(os.path.join(self._root, *dirs), base,
+                          partial.encode("utf-8", "surrogatepass"), bmarker)
+        out: list[str] = []
+        for key in walk:
+            out.append(key.decode("utf-8", "surrogatepass"))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def _walk(self, directory: str, base: bytes, partial: bytes, marker: bytes | None) -> Iterator[bytes]:
+        """Keys below ``directory`` (whose keys start with ``base``) in byte order, > ``marker``."""
+        entries = sorted(e for e in self._scan(directory) if e.sort_key.startswith(partial))
+        start = 0
+        if marker is not None and marker.startswith(base):
+            # Skip everything at or below the marker without descending into it.
+            keys = [base + e.sort_key for e in entries]
+            start = bisect.bisect_right(keys, marker)
+            if start and entries[start - 1].is_dir and marker.startswith(keys[start - 1]):
+                start -= 1
+        elif marker is not None and marker > base:
+            return
+        for entry in entries[start:]:
+            full = base + entry.sort_key
+            if entry.is_dir:
+                inner = marker if marker is not None and marker.startswith(full) else None
+                yield from self._walk(entry.path, full, b"", inner)
+            elif marker is None or full > marker:
+                yield full
+
+    def _scan(self, directory: str, continuation: bool = False) -> list[_Entry]:
+        """Decode one directory's names into entries (expanding ``~~`` pieces)."""
+        try:
+            with os.scandir(directory) as it:
+                names = [(e.name, e.path) for e in it]
+        except (FileNotFoundError, NotADirectoryError):
+            return []  # gone (concurrent delete) or not ours
+        entries: list[_Entry] = []
+        for name, path in names:
+            if name.startswith("."):
+                continue  # temp files
+            is_dir = not name.endswith(_DATA_SUFFIX)
+            body = name if is_dir else name[:-len(_DATA_SUFFIX)]
+            if body.startswith("~~"):
+                piece = _unb32(body[2:])
+                if is_dir and piece is not None:
+                    entries.extend(_Entry(piece + sub.sort_key, sub.is_dir, sub.path)
+                                   for sub in self._scan(path, continuation=True))
+                continue
+            if body.startswith("~"):
+                raw = _unb32(body[1:])
+                if raw is None:
+                    continue
+            elif continuation:
+                continue  # not a name we write
+            else:
+                raw = body.encode("utf-8", "surrogateescape")
+                if not _is_plain(body):
+                    continue  # not a name we write
+            entries.append(_Entry(raw + b"/" if is_dir else raw, is_dir, path))
+        return entries

@@ -1,0 +1,413 @@
+"""Backup, restore and verify of one block device against a chunk store.
+
+The device is cut into fixed ``chunk_size`` slots aligned on multiples of
+``chunk_size``.  A slot with no allocated byte is a zero run and is never read;
+a slot is read only where it is allocated (the rest is zeros), and a slot whose
+bytes are all zero is a zero run too.  Every other slot is one chunk: hashed,
+stored if the store lacks it (zstd-compressed), and listed in the manifest.
+
+Work runs on a bounded thread pool (reading, hashing, compressing and bank I/O
+all release the GIL).  At most ``2 * workers + 2`` slots are in flight, and a
+slot holds its data only while a worker processes it (finished slots keep just
+their digest), so memory is bounded by about ``2 * workers`` chunks (raw and
+compressed copy per worker) whatever the volume size.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import dataclasses
+import random
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from strongroom import exceptions
+from strongroom.bank_plugins.bank import BankSection
+from strongroom.block.base import BlockReader, BlockWriter, Extent
+from strongroom.datamover import compression
+from strongroom.datamover import manifest as _manifest
+from strongroom.datamover.chunkstore import ChunkStore
+from strongroom.datamover.manifest import ManifestInfo
+
+DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
+MIN_CHUNK_SIZE = 4096
+MAX_CHUNK_SIZE = compression.MAX_CHUNK_BYTES
+
+Progress = Callable[[int], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupResult:
+    size: int  # volume size in bytes
+    bytes_read: int  # bytes read from the device (allocated parts of data slots)
+    bytes_stored: int  # bytes written to the bank for new chunks (compressed)
+    chunks: int  # data chunks the manifest references
+    new_chunks: int  # chunks this backup stored (the rest were already in the store)
+    zero_bytes: int  # bytes recorded as zero runs (holes and all-zero slots)
+    manifest: ManifestInfo
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreResult:
+    size: int
+    bytes_written: int
+    chunks: int
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyResult:
+    chunks_checked: int
+    bytes_checked: int
+    errors: list[str]
+
+
+def max_in_flight(workers: int) -> int:
+    """Slots submitted but not yet recorded in the manifest, at most."""
+    return 2 * workers + 2
+
+
+def _check_workers(workers: int) -> None:
+    if not isinstance(workers, int) or workers < 1:
+        raise exceptions.InvalidInput(reason=f"workers must be a positive integer, not {workers!r}")
+
+
+# -- planning ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Slot:
+    offset: int
+    length: int
+    ranges: tuple[tuple[int, int], ...]  # allocated [start, end) inside the slot, absolute offsets
+
+
+def _plan_slots(extents: Iterable[Extent], size: int, chunk_size: int) -> Iterator[_Slot]:
+    """Slots holding at least one allocated byte, ascending; gaps between them are zeros."""
+    current: int | None = None
+    ranges: list[tuple[int, int]] = []
+    previous_end = 0
+    for extent in extents:
+        start, end = max(extent.offset, 0), min(extent.end, size)
+        if extent.offset < previous_end:
+            raise exceptions.BlockError(reason=f"allocated extents go backwards at offset {extent.offset}")
+        previous_end = extent.end
+        while start < end:
+            slot = start // chunk_size
+            slot_end = min((slot + 1) * chunk_size, size)
+            seg_end = min(end, slot_end)
+            if current is not None and slot != current:
+                yield _make_slot(current, chunk_size, size, ranges)
+                ranges = []
+            current = slot
+            if ranges and ranges[-1][1] == start:
+                ranges[-1] = (ranges[-1][0], seg_end)
+            else:
+                ranges.append((start, seg_end))
+            start = seg_end
+    if current is not None:
+        yield _make_slot(current, chunk_size, size, ranges)
+
+
+def _make_slot(index: int, chunk_size: int, size: int, ranges: list[tuple[int, int]]) -> _Slot:
+    offset = index * chunk_size
+    return _Slot(offset, min(chunk_size, size - offset), tuple(ranges))
+
+
+# -- backup -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _SlotDone:
+    digest: str | None  # None: the slot is all zeros
+    bytes_read: int
+    stored: int  # bytes written to the bank, 0 if the chunk was already there
+    new: bool
+
+
+class _Zeros:
+    """An all-zero buffer to compare slots against with one memcmp."""
+
+    def __init__(self, chunk_size: int) -> None:
+        self.full = bytes(chunk_size)
+
+    def equal(self, data: Any) -> bool:
+        n = len(data)
+        return data == (self.full if n == len(self.full) else self.full[:n])
+
+
+def _read_slot(reader: BlockReader, slot: _Slot) -> tuple[Any, int]:
+    ranges = slot.ranges
+    if len(ranges) == 1 and ranges[0] == (slot.offset, slot.offset + slot.length):
+        data = reader.read(slot.offset, slot.length)
+        _check_read(data, slot.offset, slot.length)
+        return data, slot.length
+    buf = bytearray(slot.length)
+    read = 0
+    for start, end in ranges:
+        piece = reader.read(start, end - start)
+        _check_read(piece, start, end - start)
+        buf[start - slot.offset:end - slot.offset] = piece
+        read += end - start
+    return buf, read
+
+
+def _check_read(data: Any, offset: int, length: int) -> None:
+    if len(data) != length:
+        raise exceptions.BlockError(reason=f"short read at offset {offset}: {len(data)} of {length} bytes")
+
+
+def _backup_slot(reader: BlockReader, store: ChunkStore, slot: _Slot, zeros: _Zeros,
+                 stop: threading.Event) -> _SlotDone:
+    if stop.is_set():
+        raise _Stopped()
+    data, nread = _read_slot(reader, slot)
+    if zeros.equal(data):
+        return _SlotDone(None, nread, 0, False)
+    digest = store.hash(data)
+    if store.has(digest):
+        return _SlotDone(digest, nread, 0, False)
+    return _SlotDone(digest, nread, store.put(digest, data), True)
+
+
+class _Stopped(Exception):
+    """Internal: a worker noticed the backup is being abandoned."""
+
+
+def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection, *,
+           chunk_size: int = DEFAULT_CHUNK_SIZE, workers: int = 2,
+           progress: Progress | None = None,
+           should_stop: Callable[[], bool] | None = None,
+           entries_per_part: int = _manifest.DEFAULT_ENTRIES_PER_PART) -> BackupResult:
+    """Back ``reader`` up into ``store`` and write its manifest in ``manifest_section``.
+
+    ``progress(n)`` is called with bytes newly processed (zero runs included;
+    the calls add up to the volume size).  ``should_stop()`` is polled before
+    each slot; when it returns True the backup stops promptly, writes no header
+    and raises ``ProtectionError``.  Bank errors propagate unchanged.
+    """
+    _check_workers(workers)
+    if not isinstance(chunk_size, int) or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+        raise exceptions.InvalidInput(
+            reason=f"chunk_size must be in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}] bytes, not {chunk_size!r}"
+        )
+    size = reader.size
+    # A header left by an earlier attempt would describe other data: the
+    # manifest is incomplete until this backup writes its own.
+    manifest_section.delete(_manifest.HEADER_KEY)
+    writer = _manifest.ManifestWriter(
+        manifest_section, size=size, chunk_size=chunk_size, hash_algo=store.hash_algo,
+        compression=store.compression, compression_level=store.compression_level,
+        entries_per_part=entries_per_part,
+    )
+    report = progress or (lambda n: None)
+    stopped = should_stop or (lambda: False)
+    zeros = _Zeros(chunk_size)
+    stop = threading.Event()
+    totals = collections.Counter[str]()
+    pending: collections.deque[tuple[_Slot, cf.Future[_SlotDone]]] = collections.deque()
+    limit = max_in_flight(workers)
+
+    def record(slot: _Slot, done: _SlotDone) -> None:
+        totals["bytes_read"] += done.bytes_read
+        if done.digest is None:
+            writer.add_zero(slot.offset, slot.length)
+            totals["zero_bytes"] += slot.length
+        else:
+            writer.add_data(slot.offset, slot.length, done.digest)
+            totals["chunks"] += 1
+            totals["new_chunks"] += int(done.new)
+            totals["bytes_stored"] += done.stored
+        report(slot.length)
+
+    def drain_one() -> None:
+        slot, future = pending.popleft()
+        record(slot, future.result())
+
+    def zero_run(offset: int, end: int) -> None:
+        if end > offset:
+            writer.add_zero(offset, end - offset)
+            totals["zero_bytes"] += end - offset
+            report(end - offset)
+
+    def check_stop() -> None:
+        if stopped():
+            raise exceptions.ProtectionError(
+                reason=f"backup into {manifest_section.prefix} was stopped at the caller's request"
+            )
+
+    position = 0  # everything before it is submitted or recorded
+    executor = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="datamover-backup")
+    try:
+        for slot in _plan_slots(reader.allocated_extents(), size, chunk_size):
+            check_stop()
+            while len(pending) >= limit:
+                drain_one()
+            if slot.offset > position:
+                while pending:  # zero runs are recorded in order, after earlier slots
+                    drain_one()
+                zero_run(position, slot.offset)
+            pending.append((slot, executor.submit(_backup_slot, reader, store, slot, zeros, stop)))
+            position = slot.offset + slot.length
+        while pending:
+            check_stop()
+            drain_one()
+        zero_run(position, size)
+        check_stop()
+        info = writer.commit(bytes_read=totals["bytes_read"], bytes_stored=totals["bytes_stored"],
+                             chunks=totals["chunks"], new_chunks=totals["new_chunks"],
+                             zero_bytes=totals["zero_bytes"])
+    except BaseException:
+        stop.set()
+        for _, future in pending:
+            future.cancel()
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+    return BackupResult(size=size, bytes_read=totals["bytes_read"], bytes_stored=totals["bytes_stored"],
+                        chunks=totals["chunks"], new_chunks=totals["new_chunks"],
+                        zero_bytes=totals["zero_bytes"], manifest=info)
+
+
+# -- restore and verify -----------------------------------------------------
+
+
+class _Bounded:
+    """Run tasks on a pool with at most ``limit`` outstanding; results are handled as they finish."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self.executor = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self.limit = max_in_flight(workers)
+        self.pending: set[cf.Future[Any]] = set()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, on_done: Callable[[Any], None]) -> None:
+        while len(self.pending) >= self.limit:
+            self._wait(on_done, cf.FIRST_COMPLETED)
+        self.pending.add(self.executor.submit(fn, *args))
+
+    def finish(self, on_done: Callable[[Any], None]) -> None:
+        while self.pending:
+            self._wait(on_done, cf.FIRST_COMPLETED)
+
+    def _wait(self, on_done: Callable[[Any], None], how: str) -> None:
+        done, self.pending = cf.wait(self.pending, return_when=how)
+        for future in done:
+            on_done(future.result())
+
+    def close(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWriter, *, workers: int = 2,
+            progress: Progress | None = None, zero_fill: bool = False) -> RestoreResult:
+    """Write the backed-up volume into ``writer``, verifying every chunk, then flush.
+
+    Zero runs are not written (holes stay holes on a sparse target) unless
+    ``zero_fill`` is set, for a target that may hold old data.  Raises
+    ``ManifestIncomplete`` for an incomplete manifest, ``InvalidInput`` if the
+    target is smaller than the volume, ``DataIntegrityError`` (naming chunk and
+    offset) for a corrupt chunk and ``BankObjectNotFound`` for a missing one.
+    """
+    _check_workers(workers)
+    header = _manifest.read_manifest_header(manifest_section)
+    size = header["size"]
+    if writer.size < size:
+        raise exceptions.InvalidInput(
+            reason=f"the restore target holds {writer.size} bytes but the backup needs {size}"
+        )
+    report = progress or (lambda n: None)
+    write_lock = threading.Lock()
+    totals = collections.Counter[str]()
+
+    def restore_chunk(entry: _manifest.Entry) -> int:
+        data = _fetch(store, entry)
+        with write_lock:
+            writer.write(entry.offset, data)
+        return entry.length
+
+    def write_zeros(entry: _manifest.Entry) -> int:
+        step = header["chunk_size"]
+        for offset in range(entry.offset, entry.end, step):
+            with write_lock:
+                writer.write(offset, bytes(min(step, entry.end - offset)))
+        return entry.length
+
+    def done(length: int) -> None:
+        totals["bytes_written"] += length
+        report(length)
+
+    pool = _Bounded(workers, "datamover-restore")
+    try:
+        for entry in _manifest.iter_entries(manifest_section, header):
+            if entry.digest is not None:
+                totals["chunks"] += 1
+                pool.submit(restore_chunk, entry, on_done=done)
+            elif zero_fill:
+                pool.submit(write_zeros, entry, on_done=done)
+            else:
+                report(entry.length)
+        pool.finish(done)
+    finally:
+        pool.close()
+    writer.flush()
+    return RestoreResult(size=size, bytes_written=totals["bytes_written"], chunks=totals["chunks"])
+
+
+def _fetch(store: ChunkStore, entry: _manifest.Entry) -> bytes:
+    assert entry.digest is not None
+    try:
+        return store.get(entry.digest, size=entry.length)
+    except exceptions.DataIntegrityError as err:
+        raise exceptions.DataIntegrityError(
+            what=f"chunk {entry.digest} at offset {entry.offset}", reason=err.kwargs.get("reason", str(err))
+        ) from err
+
+
+def verify(manifest_section: BankSection, store: ChunkStore, *, sample: float | None = None,
+           workers: int = 2, progress: Progress | None = None, seed: int | None = None) -> VerifyResult:
+    """Re-read and check every chunk (or a random ``sample`` fraction of them).
+
+    Bad or missing chunks are reported in ``errors``, not raised; an unreadable
+    or incomplete manifest raises ``ManifestIncomplete``.  ``progress`` gets the
+    bytes of each checked chunk.
+    """
+    _check_workers(workers)
+    if sample is not None and not 0.0 < sample <= 1.0:
+        raise exceptions.InvalidInput(reason=f"sample must be in (0, 1], not {sample!r}")
+    header = _manifest.read_manifest_header(manifest_section)
+    rng = random.Random(seed)
+    report = progress or (lambda n: None)
+    totals = collections.Counter[str]()
+    errors: list[str] = []
+
+    def check(entry: _manifest.Entry) -> tuple[int, str | None]:
+        try:
+            _fetch(store, entry)
+        except exceptions.DataIntegrityError as err:
+            return entry.length, str(err)
+        except exceptions.BankObjectNotFound:
+            return entry.length, f"chunk {entry.digest} at offset {entry.offset} is missing from the bank"
+        return entry.length, None
+
+    def done(result: tuple[int, str | None]) -> None:
+        length, error = result
+        totals["chunks"] += 1
+        totals["bytes"] += length
+        if error is not None:
+            errors.append(error)
+        report(length)
+
+    pool = _Bounded(workers, "datamover-verify")
+    try:
+        for entry in _manifest.iter_entries(manifest_section, header):
+            if entry.digest is None or (sample is not None and rng.random() >= sample):
+                continue
+            pool.submit(check, entry, on_done=done)
+        pool.finish(done)
+    finally:
+        pool.close()
+    errors.sort()
+    return VerifyResult(chunks_checked=totals["chunks"], bytes_checked=totals["bytes"], errors=errors)

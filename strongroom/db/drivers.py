@@ -1,0 +1,225 @@
+"""Metadata store drivers: the ``strongroom.persistence`` plugin family.
+
+A driver is chosen by the URL's scheme (the part before ``+``) and says how to
+build the SQLAlchemy engine for it: the final URL, engine keyword arguments and
+per-connection set-up.  Shipped: ``sqlite``, ``postgresql``, ``mysql`` (PyMySQL;
+``mariadb`` is an alias) and ``memory`` (one in-memory sqlite database shared by
+every thread).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+from strongroom import exceptions
+
+GROUP = "strongroom.persistence"
+
+#: Execution option that marks a connection used for writing (sqlite: BEGIN IMMEDIATE).
+WRITE_OPTION = "strongroom_write"
+
+
+class PersistenceDriver:
+    """How to reach one kind of SQL database.
+
+    Subclasses override :meth:`sqlalchemy_url`, :meth:`engine_kwargs` and
+    :meth:`setup_engine`.  ``serialized`` drivers share one DB-API connection
+    between threads: :class:`~strongroom.db.api.Database` then runs one
+    session at a time.
+    """
+
+    scheme: ClassVar[str] = ""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+
+    @property
+    def serialized(self) -> bool:
+        """True when every thread shares one DB-API connection (sessions must not overlap)."""
+        return False
+
+    def sqlalchemy_url(self) -> URL:
+        """The URL given to ``create_engine``."""
+        return self.url
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``create_engine``."""
+        return {"pool_pre_ping": True}
+
+    def prepare(self) -> None:
+        """Called once before the engine is created (e.g. create directories)."""
+
+    def setup_engine(self, engine: sa.Engine) -> None:
+        """Attach per-connection events to a new engine."""
+
+    def exists(self) -> bool:
+        """False when the database certainly does not exist yet (no need to connect)."""
+        return True
+
+
+class SQLiteDriver(PersistenceDriver):
+    """A sqlite file: WAL, ``busy_timeout``, foreign keys, BEGIN IMMEDIATE for writes."""
+
+    scheme = "sqlite"
+    busy_timeout_ms = 30_000
+
+    @property
+    def path(self) -> str | None:
+        database = self.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return database
+
+    @property
+    def in_memory(self) -> bool:
+        return self.path is None and not (self.url.database or "").startswith("file:")
+
+    @property
+    def serialized(self) -> bool:
+        return self.in_memory
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False,
+                                                   "timeout": self.busy_timeout_ms / 1000}}
+        if self.in_memory:
+            kwargs["poolclass"] = StaticPool
+        return kwargs
+
+    def prepare(self) -> None:
+        path = self.path
+        if path:
+            parent = os.path.dirname(os.path.abspath(path))
+            os.makedirs(parent, exist_ok=True)
+
+    def exists(self) -> bool:
+        path = self.path
+        return path is None or os.path.exists(path)
+
+    def setup_engine(self, engine: sa.Engine) -> None:
+        in_memory = self.in_memory
+        busy_timeout = self.busy_timeout_ms
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event issue BEGIN, not pysqlite.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
+                if not in_memory:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    cur.execute("PRAGMA synchronous=NORMAL")
+            finally:
+                cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            # A deferred transaction that reads then writes fails at once with
+            # SQLITE_BUSY when another writer committed in between: writers take
+            # the write lock up front and wait for it (busy_timeout).
+            if conn.get_execution_options().get(WRITE_OPTION):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
+
+
+class MemoryDriver(SQLiteDriver):
+    """``memory://``: one in-memory sqlite database that every thread sees."""
+
+    scheme = "memory"
+
+    def sqlalchemy_url(self) -> URL:
+        return make_url("sqlite://")
+
+    @property
+    def path(self) -> str | None:
+        return None
+
+    @property
+    def in_memory(self) -> bool:
+        return True
+
+
+class PostgreSQLDriver(PersistenceDriver):
+    """PostgreSQL through psycopg2 (``postgresql://`` or ``postgresql+psycopg2://``)."""
+
+    scheme = "postgresql"
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        return {"pool_pre_ping": True, "pool_recycle": 3600}
+
+
+class MySQLDriver(PersistenceDriver):
+    """MariaDB/MySQL through PyMySQL, utf8mb4, strict SQL mode."""
+
+    scheme = "mysql"
+
+    def sqlalchemy_url(self) -> URL:
+        url = self.url
+        if "+" not in url.drivername:
+            url = url.set(drivername=f"{url.get_backend_name()}+pymysql")
+        if "charset" not in url.query:
+            url = url.update_query_dict({"charset": "utf8mb4"})
+        return url
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        return {
+            "pool_pre_ping": True,
+            "pool_recycle": 3600,
+            "connect_args": {"init_command": "SET SESSION sql_mode='TRADITIONAL'"},
+        }
+
+
+BUILTIN_DRIVERS: dict[str, type[PersistenceDriver]] = {
+    "sqlite": SQLiteDriver,
+    "memory": MemoryDriver,
+    "postgresql": PostgreSQLDriver,
+    "mysql": MySQLDriver,
+    "mariadb": MySQLDriver,
+}
+
+
+def parse_url(url: str | URL) -> URL:
+    try:
+        return make_url(url)
+    except (sa.exc.ArgumentError, ValueError) as err:
+        raise exceptions.ConfigError(reason=f"[database] connection is not a database URL ({err})") from err
+
+
+def driver_class(scheme: str) -> type[PersistenceDriver]:
+    """The driver class for a URL scheme: an entry point of ``strongroom.persistence`` or a shipped one."""
+    from stevedore import driver as sv_driver
+    from stevedore.exception import NoMatches
+
+    try:
+        manager = sv_driver.DriverManager(GROUP, scheme, invoke_on_load=False)
+    except NoMatches:
+        pass
+    except Exception as err:  # noqa: BLE001 - a broken third-party plugin, reported with its name
+        raise exceptions.PluginLoadError(name=scheme, group=GROUP, where="", reason=str(err)) from err
+    else:
+        plugin = manager.driver
+        if not (isinstance(plugin, type) and issubclass(plugin, PersistenceDriver)):
+            raise exceptions.PluginLoadError(name=scheme, group=GROUP, where="",
+                                             reason="not a PersistenceDriver subclass")
+        return plugin
+    try:
+        return BUILTIN_DRIVERS[scheme]
+    except KeyError:
+        known = ", ".join(sorted(BUILTIN_DRIVERS))
+        raise exceptions.PluginLoadError(
+            name=scheme, group=GROUP, where="",
+            reason=f"no metadata store driver for URL scheme '{scheme}' (shipped: {known})",
+        ) from None
+
+
+def driver_for(url: str | URL) -> PersistenceDriver:
+    parsed = parse_url(url)
+    return driver_class(parsed.get_backend_name())(parsed)

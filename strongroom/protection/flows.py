@@ -1,0 +1,174 @@
+"""One flow builder for protect, restore, verify and delete, driven by a table.
+
+Each resource's operation has four hooks.  They become four taskflow tasks in
+one graph flow, linked so that (ARCHITECTURE.md section 7): within a resource
+``prepare_begin -> prepare_finish -> main -> complete``; a parent's
+``prepare_begin`` precedes its dependents'; dependents' ``prepare_finish`` and
+``complete`` precede their parent's.  Independent resources run in parallel on
+the bounded executor the caller passes (taskflow's parallel engine would
+otherwise create a pool of its own per run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from typing import Any
+
+from taskflow import engines, task
+from taskflow import exceptions as tf_exceptions
+from taskflow.patterns import graph_flow
+from taskflow.persistence import models
+
+from strongroom import exceptions
+from strongroom.objects.records import Resource
+from strongroom.objects.status import ResourceStatus
+from strongroom.protection.graph import GraphNode, iter_nodes
+from strongroom.protection.plugin import Operation, OperationContext, OperationKind
+
+PHASES = ("on_prepare_begin", "on_prepare_finish", "on_main", "on_complete")
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowSpec:
+    """How one kind of run moves each resource's status."""
+
+    kind: OperationKind
+    running: ResourceStatus
+    success: ResourceStatus
+    failure: ResourceStatus
+
+
+SPECS: dict[OperationKind, FlowSpec] = {
+    OperationKind.PROTECT: FlowSpec(OperationKind.PROTECT, ResourceStatus.PROTECTING,
+                                    ResourceStatus.AVAILABLE, ResourceStatus.ERROR),
+    OperationKind.RESTORE: FlowSpec(OperationKind.RESTORE, ResourceStatus.RESTORING,
+                                    ResourceStatus.SUCCESS, ResourceStatus.FAIL),
+    OperationKind.VERIFY: FlowSpec(OperationKind.VERIFY, ResourceStatus.VERIFYING,
+                                   ResourceStatus.SUCCESS, ResourceStatus.FAIL),
+    OperationKind.DELETE: FlowSpec(OperationKind.DELETE, ResourceStatus.DELETING,
+                                   ResourceStatus.DELETED, ResourceStatus.ERROR),
+}
+
+
+class ResourceTracker:
+    """Per-resource status and reason of one run; ``on_change`` persists them."""
+
+    def __init__(self, on_change: Callable[[str, str, str | None], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self.status: dict[str, str] = {}
+        self.reason: dict[str, str] = {}
+        self._on_change = on_change
+
+    def set(self, key: str, status: str, reason: str | None = None) -> None:
+        with self._lock:
+            self.status[key] = status
+            if reason:
+                self.reason[key] = reason
+        if self._on_change is not None:
+            self._on_change(key, status, reason)
+
+
+class HookTask(task.Task):  # type: ignore[misc]
+    """Runs one hook of one resource's operation."""
+
+    def __init__(self, phase: str, operation: Operation, ctx: OperationContext, spec: FlowSpec,
+                 tracker: ResourceTracker) -> None:
+        super().__init__(name=f"{phase}:{ctx.resource.key}")
+        self._phase = phase
+        self._operation = operation
+        self._ctx = ctx
+        self._spec = spec
+        self._tracker = tracker
+
+    def execute(self) -> None:
+        key = self._ctx.resource.key
+        if self._phase == PHASES[0]:
+            self._tracker.set(key, self._spec.running)
+        try:
+            getattr(self._operation, self._phase)(self._ctx)
+        except Exception as err:
+            self._tracker.set(key, self._spec.failure, f"{type(err).__name__}: {err}" if not isinstance(
+                err, exceptions.StrongroomError) else str(err))
+            raise
+        if self._phase == PHASES[-1]:
+            self._tracker.set(key, self._spec.success)
+
+
+def build_flow(spec: FlowSpec, roots: Iterable[GraphNode],
+               prepare: Callable[[Resource], tuple[Operation, OperationContext]],
+               tracker: ResourceTracker) -> graph_flow.Flow:
+    """The graph flow for ``spec.kind`` over the resource graph ``roots``."""
+    flow = graph_flow.Flow(f"{spec.kind}-{uuid.uuid4()}")
+    tasks: dict[str, dict[str, HookTask]] = {}
+    nodes = list(iter_nodes(roots))
+    for node in nodes:
+        operation, ctx = prepare(node.resource)
+        per_phase = {phase: HookTask(phase, operation, ctx, spec, tracker) for phase in PHASES}
+        tasks[node.resource.key] = per_phase
+        flow.add(*per_phase.values())
+        for first, second in zip(PHASES, PHASES[1:], strict=False):
+            flow.link(per_phase[first], per_phase[second])
+    for node in nodes:
+        mine = tasks[node.resource.key]
+        for dep in node.dependents:
+            theirs = tasks[dep.resource.key]
+            flow.link(mine["on_prepare_begin"], theirs["on_prepare_begin"])
+            flow.link(theirs["on_prepare_finish"], mine["on_prepare_finish"])
+            flow.link(theirs["on_complete"], mine["on_complete"])
+    return flow
+
+
+class FlowPersistence:
+    """taskflow's SQL persistence in the metadata database: one logbook per run."""
+
+    def __init__(self, url: str) -> None:
+        from taskflow.persistence import backends
+
+        self.backend = backends.fetch({"connection": url})
+        with contextlib.closing(self.backend.get_connection()) as conn:
+            conn.upgrade()
+
+    def start(self, name: str) -> tuple[models.LogBook, models.FlowDetail]:
+        book = models.LogBook(name)
+        detail = models.FlowDetail(name, str(uuid.uuid4()))
+        book.add(detail)
+        with contextlib.closing(self.backend.get_connection()) as conn:
+            conn.save_logbook(book)
+        return book, detail
+
+    def finish(self, book: models.LogBook) -> None:
+        with contextlib.closing(self.backend.get_connection()) as conn:
+            with contextlib.suppress(tf_exceptions.NotFound):
+                conn.destroy_logbook(book.uuid)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def run_flow(flow: graph_flow.Flow, executor: futures.Executor, persistence: FlowPersistence | None,
+             name: str, describe: Callable[[], str]) -> None:
+    """Run ``flow`` to completion; raise :class:`FlowFailed` with every failure's reason."""
+    options: dict[str, Any] = {"engine": "parallel", "executor": executor}
+    book = None
+    if persistence is not None:
+        book, detail = persistence.start(name)
+        options.update(backend=persistence.backend, book=book, flow_detail=detail)
+    engine = engines.load(flow, **options)
+    try:
+        engine.run()
+    except tf_exceptions.WrappedFailure as wrapped:
+        reasons = "; ".join(str(f.exception) for f in wrapped)
+        raise exceptions.FlowFailed(operation=name.split("-")[0], resource=describe(), reason=reasons) from None
+    except exceptions.StrongroomError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a plugin's own error: report it with its type
+        raise exceptions.FlowFailed(operation=name.split("-")[0], resource=describe(),
+                                    reason=f"{type(err).__name__}: {err}") from err
+    finally:
+        if persistence is not None and book is not None:
+            persistence.finish(book)

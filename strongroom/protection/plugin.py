@@ -1,0 +1,148 @@
+"""Base classes of the two plugin families protection drives.
+
+* :class:`ProtectablePlugin` (group ``strongroom.protectables``): discovers
+  resources of one type, their parents and dependents.
+* :class:`ProtectionPlugin` (group ``strongroom.protections``): for each
+  resource type it supports, returns an :class:`Operation` per operation kind;
+  the flow builder wires each operation's four hooks into one taskflow graph.
+
+Every plugin is constructed the same way: ``cls(options, env)``, where
+``options`` is its section of the provider file and ``env`` a
+:class:`PluginEnvironment`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from strongroom.bank_plugins import Bank, BankSection
+from strongroom.block import BlockBackend
+from strongroom.context import RequestContext
+from strongroom.objects.records import Resource
+
+
+class OperationKind(enum.StrEnum):
+    PROTECT = "protect"
+    RESTORE = "restore"
+    VERIFY = "verify"
+    DELETE = "delete"
+
+
+@dataclasses.dataclass
+class PluginEnvironment:
+    """What a plugin may use: its provider's identity, block backends and tuning."""
+
+    provider_id: str
+    provider_file: str
+    block_backends: Callable[[str], BlockBackend]
+    flow_workers: int = 4
+
+
+@dataclasses.dataclass
+class OperationContext:
+    """Everything a hook receives.  One instance per resource per run."""
+
+    context: RequestContext
+    kind: OperationKind
+    checkpoint_id: str
+    project_id: str
+    resource: Resource
+    parameters: Mapping[str, Any]
+    bank: Bank
+    section: BankSection  # checkpoints/<id>/resources/<type#id>/
+    progress: Callable[[int], None] = lambda n: None
+    should_stop: Callable[[], bool] = lambda: False
+    restore_name: str | None = None
+    #: Set by restore hooks: what was created (``{"id": ..., "name": ...}``).
+    result: dict[str, Any] = dataclasses.field(default_factory=dict)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+class Operation:
+    """Four hooks; each may be left as the default no-op.
+
+    Order (ARCHITECTURE.md section 7): a parent's ``on_prepare_begin`` runs before
+    its dependents'; dependents' ``on_prepare_finish`` before their parent's;
+    ``on_main`` after the resource's own ``on_prepare_finish``; dependents'
+    ``on_complete`` before their parent's.  Raising fails the resource and the run.
+    """
+
+    def on_prepare_begin(self, ctx: OperationContext) -> None:
+        """First hook; runs parents before dependents."""
+
+    def on_prepare_finish(self, ctx: OperationContext) -> None:
+        """Runs after every dependent's ``on_prepare_finish``."""
+
+    def on_main(self, ctx: OperationContext) -> None:
+        """The work itself."""
+
+    def on_complete(self, ctx: OperationContext) -> None:
+        """Last hook; runs dependents before parents."""
+
+
+class ProtectionPlugin(abc.ABC):
+    """Protects, restores, verifies and deletes resources of some types."""
+
+    #: Resource types handled, e.g. ``("OS::Cinder::Volume",)``.
+    supported_resource_types: ClassVar[tuple[str, ...]] = ()
+    #: JSON schema of this plugin's section in the provider file.
+    config_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    #: Per resource type: plan parameters, restore parameters, saved info, verify parameters.
+    options_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    restore_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    saved_info_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    verify_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    #: Whether ``restore_target`` (another site) is honoured.
+    supports_restore_target: ClassVar[bool] = False
+
+    def __init__(self, options: Mapping[str, Any], env: PluginEnvironment) -> None:
+        self.options = dict(options)
+        self.env = env
+
+    @abc.abstractmethod
+    def get_operation(self, kind: OperationKind, resource: Resource) -> Operation:
+        """The operation for ``kind`` on ``resource``."""
+
+    def estimate_size(self, context: RequestContext, resource: Resource) -> int:
+        """Bytes a protect of ``resource`` will read (progress reporting).  0 if unknown."""
+        return 0
+
+    def saved_size(self, section: BankSection) -> int:
+        """Bytes a restore or verify of the saved resource will process.  0 if unknown."""
+        return 0
+
+
+class ProtectablePlugin(abc.ABC):
+    """Finds resources of one type and what depends on them."""
+
+    resource_type: ClassVar[str] = ""
+    #: Types that may be this type's parents in the resource graph.
+    parent_types: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, env: ProtectableEnvironment) -> None:
+        self.env = env
+
+    @abc.abstractmethod
+    def list_resources(self, context: RequestContext, parameters: Mapping[str, Any]) -> list[Resource]:
+        """Every resource of this type visible to the caller, sorted by id."""
+
+    @abc.abstractmethod
+    def show_resource(self, context: RequestContext, resource_id: str,
+                      parameters: Mapping[str, Any]) -> Resource:
+        """Raises ``NotFound``."""
+
+    def get_dependent_resources(self, context: RequestContext, parent: Resource) -> list[Resource]:
+        """Resources of this type that depend on ``parent`` (whose type is in ``parent_types``)."""
+        return []
+
+
+@dataclasses.dataclass
+class ProtectableEnvironment:
+    """Block backends of every enabled provider, by backend name (deduplicated)."""
+
+    block_backends: Callable[[], Mapping[str, BlockBackend]]

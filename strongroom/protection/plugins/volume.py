@@ -1,0 +1,280 @@
+"""Protects block-backend volumes: snapshot, chunk, dedup into the bank, restore sparse.
+
+Per resource, under ``checkpoints/<cid>/resources/OS::Cinder::Volume#<id>/``:
+``data/`` holds the data mover's manifest (header ``manifest.json`` written
+last) and ``metadata.json`` the saved info (volume, sizes, chunk settings).
+Chunks go to the project's chunk store and are shared by every checkpoint of
+the project; delete removes only chunks no other checkpoint references.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from strongroom import datamover, exceptions
+from strongroom.bank_plugins import Bank, BankSection
+from strongroom.block import BlockBackend
+from strongroom.context import RequestContext
+from strongroom.objects.records import Resource
+from strongroom.objects.status import CheckpointStatus
+from strongroom.protection.checkpoint import BankLayout, CheckpointStore
+from strongroom.protection.plugin import (
+    Operation,
+    OperationContext,
+    OperationKind,
+    PluginEnvironment,
+    ProtectionPlugin,
+)
+from strongroom.protection.protectables import VOLUME_TYPE
+
+MANIFEST_DIR = "data"
+METADATA = "metadata.json"
+
+
+class _ProjectLocks:
+    """Shared/exclusive locks per project: protects share, a chunk sweep is exclusive.
+
+    They keep a sweep in this process from deleting a chunk that a running
+    protect has just found in the store but not yet referenced in a manifest.
+    Across processes the lease-based GC's safety margin does that job.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers: dict[str, int] = {}
+        self._writers: set[str] = set()
+
+    def shared(self, project: str) -> _Held:
+        with self._cond:
+            while project in self._writers:
+                self._cond.wait()
+            self._readers[project] = self._readers.get(project, 0) + 1
+        return _Held(self, project, exclusive=False)
+
+    def exclusive(self, project: str) -> _Held:
+        with self._cond:
+            while project in self._writers or self._readers.get(project, 0):
+                self._cond.wait()
+            self._writers.add(project)
+        return _Held(self, project, exclusive=True)
+
+    def release(self, project: str, exclusive: bool) -> None:
+        with self._cond:
+            if exclusive:
+                self._writers.discard(project)
+            else:
+                self._readers[project] -= 1
+            self._cond.notify_all()
+
+
+class _Held:
+    def __init__(self, locks: _ProjectLocks, project: str, exclusive: bool) -> None:
+        self._locks, self._project, self._exclusive = locks, project, exclusive
+
+    def __enter__(self) -> _Held:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._locks.release(self._project, self._exclusive)
+
+
+class VolumeProtectionPlugin(ProtectionPlugin):
+    supported_resource_types = (VOLUME_TYPE,)
+    config_schema = {
+        "type": "object",
+        "properties": {
+            "block_backend": {"type": "string", "minLength": 1},
+            "chunk_size": {"type": "integer", "minimum": 65536, "maximum": 67108864, "multipleOf": 4096},
+            "hash": {"enum": ["sha256", "blake3"]},
+            "compression": {"enum": ["zstd", "none"]},
+            "compression_level": {"type": "integer", "minimum": 1, "maximum": 19},
+            "workers": {"type": "integer", "minimum": 1, "maximum": 64},
+        },
+        "required": ["block_backend"],
+        "additionalProperties": False,
+    }
+    options_schema = {
+        "title": "Volume protection options",
+        "type": "object",
+        "properties": {},
+        "additionalProperties": False,
+    }
+    restore_schema = {
+        "title": "Volume restore parameters",
+        "type": "object",
+        "properties": {
+            "restore_name": {"type": "string", "minLength": 1, "maxLength": 200,
+                             "description": "Name of the new volume (default: <name>-restore-<checkpoint>)"},
+        },
+        "additionalProperties": False,
+    }
+    saved_info_schema = {
+        "title": "Saved volume information",
+        "type": "object",
+        "properties": {
+            "volume_id": {"type": "string"}, "name": {"type": "string"}, "size": {"type": "integer"},
+            "chunks": {"type": "integer"}, "new_chunks": {"type": "integer"},
+            "bytes_stored": {"type": "integer"},
+        },
+    }
+    verify_schema = {
+        "title": "Volume verify parameters",
+        "type": "object",
+        "properties": {
+            "sample": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                       "description": "Fraction of chunks to re-read (default: all)"},
+        },
+        "additionalProperties": False,
+    }
+
+    def __init__(self, options: Mapping[str, Any], env: PluginEnvironment) -> None:
+        super().__init__(options, env)
+        self.chunk_size = int(self.options.get("chunk_size", 4 * 1024 * 1024))
+        self.hash_algo = str(self.options.get("hash", "sha256"))
+        self.compression = str(self.options.get("compression", "zstd"))
+        self.compression_level = int(self.options.get("compression_level", 3))
+        self.workers = int(self.options.get("workers", 2))
+        self.locks = _ProjectLocks()
+
+    @property
+    def backend(self) -> BlockBackend:
+        return self.env.block_backends(str(self.options["block_backend"]))
+
+    def chunk_store(self, bank: Bank, project_id: str) -> datamover.ChunkStore:
+        return datamover.ChunkStore(bank.section(BankLayout.chunks_prefix(project_id)),
+                                    hash_algo=self.hash_algo, compression=self.compression,
+                                    compression_level=self.compression_level)
+
+    def get_operation(self, kind: OperationKind, resource: Resource) -> Operation:
+        ops: dict[OperationKind, type[_VolumeOperation]] = {
+            OperationKind.PROTECT: ProtectOperation,
+            OperationKind.RESTORE: RestoreOperation,
+            OperationKind.VERIFY: VerifyOperation,
+            OperationKind.DELETE: DeleteOperation,
+        }
+        return ops[kind](self)
+
+    def estimate_size(self, context: RequestContext, resource: Resource) -> int:
+        return self.backend.get_volume(resource.id).size
+
+    def saved_size(self, section: BankSection) -> int:
+        try:
+            return int(datamover.read_manifest_header(section.section(MANIFEST_DIR)).get("size", 0))
+        except exceptions.StrongroomError:
+            return 0
+
+
+class _VolumeOperation(Operation):
+    def __init__(self, plugin: VolumeProtectionPlugin) -> None:
+        self.plugin = plugin
+
+
+class ProtectOperation(_VolumeOperation):
+    def on_prepare_begin(self, ctx: OperationContext) -> None:
+        self.plugin.backend.get_volume(ctx.resource.id)  # VolumeNotFound names it
+
+    def on_main(self, ctx: OperationContext) -> None:
+        plugin = self.plugin
+        backend = plugin.backend
+        volume = backend.get_volume(ctx.resource.id)
+        store = plugin.chunk_store(ctx.bank, ctx.project_id)
+        snapshot = backend.create_snapshot(volume.id)
+        try:
+            with plugin.locks.shared(ctx.project_id), backend.reading_snapshot(snapshot.id) as reader:
+                result = datamover.backup(reader, store, ctx.section.section(MANIFEST_DIR),
+                                          chunk_size=plugin.chunk_size, workers=plugin.workers,
+                                          progress=ctx.progress, should_stop=ctx.should_stop)
+        finally:
+            backend.delete_snapshot(snapshot.id)
+        ctx.section.put_json(METADATA, {
+            "volume_id": volume.id, "name": volume.name, "size": volume.size,
+            "chunks": result.chunks, "new_chunks": result.new_chunks, "bytes_stored": result.bytes_stored,
+            "chunk_size": plugin.chunk_size, "hash": plugin.hash_algo, "compression": plugin.compression,
+        })
+        ctx.result.update(bytes_stored=result.bytes_stored, new_chunks=result.new_chunks)
+
+
+class RestoreOperation(_VolumeOperation):
+    def on_main(self, ctx: OperationContext) -> None:
+        plugin = self.plugin
+        backend = plugin.backend
+        manifest = ctx.section.section(MANIFEST_DIR, read_only=True)
+        header = datamover.read_manifest_header(manifest)
+        name = ctx.restore_name or str(ctx.parameters.get("restore_name") or
+                                       f"{ctx.resource.name or ctx.resource.id}-restore-{ctx.checkpoint_id[:8]}")
+        volume = backend.create_volume(int(header["size"]), name=name)
+        try:
+            with backend.writing_volume(volume.id) as writer:
+                datamover.restore(manifest, plugin.chunk_store(ctx.bank, ctx.project_id), writer,
+                                  workers=plugin.workers, progress=ctx.progress)
+        except BaseException:
+            backend.destroy_volume(volume.id)
+            raise
+        ctx.result.update(id=volume.id, name=volume.name, type=VOLUME_TYPE)
+
+
+class VerifyOperation(_VolumeOperation):
+    def on_main(self, ctx: OperationContext) -> None:
+        plugin = self.plugin
+        sample = ctx.parameters.get("sample")
+        result = datamover.verify(ctx.section.section(MANIFEST_DIR, read_only=True),
+                                  plugin.chunk_store(ctx.bank, ctx.project_id),
+                                  sample=float(sample) if sample is not None else None,
+                                  workers=plugin.workers, progress=ctx.progress)
+        ctx.result.update(chunks_checked=result.chunks_checked, bytes_checked=result.bytes_checked)
+        if result.errors:
+            shown = "; ".join(result.errors[:3])
+            more = f" (and {len(result.errors) - 3} more)" if len(result.errors) > 3 else ""
+            raise exceptions.DataIntegrityError(what=ctx.resource.key, reason=shown + more)
+
+
+class DeleteOperation(_VolumeOperation):
+    def on_main(self, ctx: OperationContext) -> None:
+        plugin = self.plugin
+        manifest = ctx.section.section(MANIFEST_DIR)
+        mine = set(_digests_or_empty(manifest))
+        # Reverse of the write order: the header first (the manifest is then incomplete), then its parts.
+        keys = manifest.list()
+        for key in sorted(keys, key=lambda k: k != "manifest.json"):
+            manifest.delete(key)
+        ctx.section.delete(METADATA)
+        if not mine:
+            return
+        store = plugin.chunk_store(ctx.bank, ctx.project_id)
+        with plugin.locks.exclusive(ctx.project_id):
+            still_needed = referenced_digests(ctx.bank, ctx.project_id, exclude=ctx.checkpoint_id)
+            removed = 0
+            for digest in sorted(mine - still_needed):
+                store.delete(digest)
+                removed += 1
+        ctx.result.update(chunks_removed=removed)
+
+
+def _digests_or_empty(manifest: BankSection) -> Iterator[str]:
+    try:
+        yield from datamover.manifest_digests(manifest)
+    except exceptions.StrongroomError:
+        return
+
+
+def referenced_digests(bank: Bank, project_id: str, exclude: str | None = None) -> set[str]:
+    """Every chunk digest that a checkpoint of ``project_id`` (other than ``exclude``) references."""
+    store = CheckpointStore(bank)
+    needed: set[str] = set()
+    for checkpoint_id in store.list_ids():
+        if checkpoint_id == exclude:
+            continue
+        try:
+            record = store.read(checkpoint_id)
+        except exceptions.NotFound:
+            continue
+        if record.project_id != project_id or record.status == CheckpointStatus.DELETED:
+            continue
+        resources = bank.section(f"checkpoints/{checkpoint_id}/resources")
+        for key in resources.iter():
+            if key.endswith(f"/{MANIFEST_DIR}/manifest.json"):
+                section = resources.section(key[: -len("/manifest.json")])
+                needed.update(_digests_or_empty(section))
+    return needed

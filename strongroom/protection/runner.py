@@ -1,0 +1,249 @@
+"""Runs protect, restore, verify and delete: one code path driven by :data:`RUNS`.
+
+For each kind the table says which record moves (the checkpoint or the
+restore/verification record) and through which statuses.  The runner builds the
+resource graph's flow, runs it, then publishes the outcome in the bank (the
+source of truth) before the catalogue and the operation log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+from strongroom import exceptions
+from strongroom.clock import Clock
+from strongroom.context import RequestContext
+from strongroom.db.api import Database
+from strongroom.objects.records import CheckpointRecord, OperationLog, Resource, Restore
+from strongroom.objects.status import CheckpointStatus, RestoreStatus
+from strongroom.protection import graph as graph_mod
+from strongroom.protection.checkpoint import CheckpointStore
+from strongroom.protection.flows import SPECS, FlowPersistence, ResourceTracker, build_flow, run_flow
+from strongroom.protection.plugin import Operation, OperationContext, OperationKind
+from strongroom.protection.providers import Provider
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """What one kind of run changes: the record it moves and the statuses it uses."""
+
+    kind: OperationKind
+    record: str  # "checkpoint" | "restore"
+    running: str
+    success: str
+    failure: str
+
+
+RUNS: dict[OperationKind, RunSpec] = {
+    OperationKind.PROTECT: RunSpec(OperationKind.PROTECT, "checkpoint", CheckpointStatus.PROTECTING,
+                                   CheckpointStatus.AVAILABLE, CheckpointStatus.ERROR),
+    OperationKind.DELETE: RunSpec(OperationKind.DELETE, "checkpoint", CheckpointStatus.DELETING,
+                                  CheckpointStatus.DELETED, CheckpointStatus.ERROR_DELETING),
+    OperationKind.RESTORE: RunSpec(OperationKind.RESTORE, "restore", RestoreStatus.IN_PROGRESS,
+                                   RestoreStatus.SUCCESS, RestoreStatus.FAIL),
+    OperationKind.VERIFY: RunSpec(OperationKind.VERIFY, "restore", RestoreStatus.IN_PROGRESS,
+                                  RestoreStatus.SUCCESS, RestoreStatus.FAIL),
+}
+
+
+class Progress:
+    """Counts bytes done and writes them to the catalogue at most once a second."""
+
+    def __init__(self, total: int, flush: Callable[[int], None], clock: Clock, interval: float = 1.0) -> None:
+        self.total = total
+        self.done = 0
+        self._flush = flush
+        self._clock = clock
+        self._interval = interval
+        self._last = clock.monotonic()
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+            now = self._clock.monotonic()
+            if now - self._last < self._interval:
+                return
+            self._last = now
+            done = self.done
+        self._flush(min(done, self.total) if self.total else done)
+
+
+@dataclasses.dataclass
+class Job:
+    """One accepted run."""
+
+    kind: OperationKind
+    context: RequestContext
+    provider: Provider
+    checkpoint: CheckpointRecord
+    log: OperationLog
+    restore: Restore | None = None
+
+
+class Runner:
+    def __init__(self, db: Database, host: str, owner_id: str, flow_executor: futures.Executor,
+                 persistence: FlowPersistence | None = None, clock: Clock | None = None) -> None:
+        self.db = db
+        self.host = host
+        self.owner_id = owner_id
+        self.flow_executor = flow_executor
+        self.persistence = persistence
+        self.clock = clock or Clock()
+
+    # -- operation logs ------------------------------------------------------
+
+    def start_log(self, kind: OperationKind, context: RequestContext, provider_id: str,
+                  checkpoint: CheckpointRecord, restore_id: str | None = None,
+                  scheduled_operation_id: str | None = None) -> OperationLog:
+        now = self.clock.now()
+        return self.db.create_operation_log(OperationLog(
+            id=str(uuid.uuid4()), project_id=checkpoint.project_id, operation_type=str(kind),
+            status=RUNS[kind].running, provider_id=provider_id, checkpoint_id=checkpoint.id,
+            plan_id=checkpoint.plan_id, restore_id=restore_id, scheduled_operation_id=scheduled_operation_id,
+            host=self.host, started_at=now, extra_info={"request_id": context.request_id}))
+
+    # -- the one run ---------------------------------------------------------
+
+    def run(self, job: Job) -> None:
+        spec = RUNS[job.kind]
+        store = CheckpointStore(job.provider.bank, self.clock)
+        tracker = ResourceTracker(self._on_resource_change(job))
+        results: dict[str, dict[str, Any]] = {}
+        progress = self._progress(job, store)
+        error: str | None = None
+        try:
+            if job.kind == OperationKind.DELETE:
+                current = store.read(job.checkpoint.id)
+                store.remove_indices(current)
+            roots = graph_mod.deserialize(job.checkpoint.resource_graph)
+            flow = build_flow(SPECS[job.kind], roots, self._preparer(job, store, progress, results), tracker)
+            run_flow(flow, self.flow_executor, self.persistence, f"{job.kind}-{job.log.id}",
+                     describe=lambda: f"checkpoint {job.checkpoint.id}")
+        except Exception as err:  # noqa: BLE001 - every failure ends the run with a reason, never stuck
+            error = str(err) if isinstance(err, exceptions.StrongroomError) else f"{type(err).__name__}: {err}"
+            LOG.warning("%s of checkpoint %s failed: %s", job.kind, job.checkpoint.id, error)
+        self._finish(job, spec, store, tracker, results, progress, error)
+
+    def _preparer(self, job: Job, store: CheckpointStore, progress: Progress,
+                  results: dict[str, dict[str, Any]]) -> Callable[[Resource], tuple[Operation, OperationContext]]:
+        read_only = job.kind in (OperationKind.RESTORE, OperationKind.VERIFY)
+        params = (job.restore.parameters if job.restore else job.checkpoint.protection_plan.get("parameters")) or {}
+
+        def prepare(resource: Resource) -> tuple[Operation, OperationContext]:
+            plugin = job.provider.plugin_for(resource.type)
+            ctx = OperationContext(
+                context=job.context, kind=job.kind, checkpoint_id=job.checkpoint.id,
+                project_id=job.checkpoint.project_id, resource=resource,
+                parameters=resource_parameters(params, resource), bank=job.provider.bank,
+                section=store.resource_section(job.checkpoint.id, resource.key, read_only=read_only),
+                progress=progress.add)
+            results[resource.key] = ctx.result
+            return plugin.get_operation(job.kind, resource), ctx
+
+        return prepare
+
+    def _progress(self, job: Job, store: CheckpointStore) -> Progress:
+        if job.kind == OperationKind.PROTECT:
+            total = job.checkpoint.bytes_total
+            return Progress(total, lambda done: self.db.update_checkpoint(
+                job.checkpoint.id, {"bytes_done": done}, check=False), self.clock)
+        total = 0
+        if job.kind in (OperationKind.RESTORE, OperationKind.VERIFY):
+            for node in graph_mod.iter_nodes(graph_mod.deserialize(job.checkpoint.resource_graph)):
+                plugin = job.provider.plugin_for_type.get(node.resource.type)
+                if plugin is not None:
+                    total += plugin.saved_size(store.resource_section(job.checkpoint.id, node.resource.key,
+                                                                      read_only=True))
+        restore = job.restore
+
+        def flush(done: int) -> None:
+            if restore is not None:
+                self.db.update_restore(restore.id, {"extra_info": {**restore.extra_info,
+                                                                    "progress": {"bytes_total": total,
+                                                                                 "bytes_done": done}}})
+
+        return Progress(total, flush, self.clock)
+
+    def _on_resource_change(self, job: Job) -> Callable[[str, str, str | None], None]:
+        if job.restore is None:
+            return lambda key, status, reason: None
+        restore = job.restore
+        lock = threading.Lock()
+
+        def record(key: str, status: str, reason: str | None) -> None:
+            with lock:
+                restore.resources_status[key] = status
+                if reason:
+                    restore.resources_reason[key] = reason
+                self.db.update_restore(restore.id, {"resources_status": dict(restore.resources_status),
+                                                    "resources_reason": dict(restore.resources_reason)})
+
+        return record
+
+    def _finish(self, job: Job, spec: RunSpec, store: CheckpointStore, tracker: ResourceTracker,
+                results: dict[str, dict[str, Any]], progress: Progress, error: str | None) -> None:
+        status = spec.success if error is None else spec.failure
+        try:
+            if spec.record == "checkpoint":
+                self._finish_checkpoint(job, store, progress, status, error)
+            else:
+                assert job.restore is not None
+                extra = dict(job.restore.extra_info)
+                extra["progress"] = {"bytes_total": progress.total,
+                                     "bytes_done": progress.total if error is None else progress.done}
+                if job.kind == OperationKind.RESTORE:
+                    extra["restored_resources"] = {k: v for k, v in results.items() if v.get("id")}
+                else:
+                    extra["verified_resources"] = {k: v for k, v in results.items() if v}
+                self.db.update_restore(job.restore.id, {
+                    "status": status, "extra_info": extra,
+                    "resources_status": dict(tracker.status), "resources_reason": dict(tracker.reason)})
+        except Exception as err:  # noqa: BLE001 - the bank may be gone: record it, never leave it running
+            LOG.exception("could not record the end of %s %s", job.kind, job.checkpoint.id)
+            status, error = spec.failure, error or f"could not publish the result: {err}"
+            if spec.record == "checkpoint":
+                self.db.update_checkpoint(job.checkpoint.id, {"status": status, "status_reason": error},
+                                          check=False)
+        self.db.update_operation_log(job.log.id, {
+            "status": status, "ended_at": self.clock.now(), "error_info": error,
+            "extra_info": {**job.log.extra_info, "resources": dict(tracker.status),
+                           "reasons": dict(tracker.reason)}})
+
+    def _finish_checkpoint(self, job: Job, store: CheckpointStore, progress: Progress, status: str,
+                           error: str | None) -> None:
+        cid = job.checkpoint.id
+        if job.kind == OperationKind.PROTECT:
+            if error is None:
+                store.commit(cid)
+                self.db.update_checkpoint(cid, {"status": status, "bytes_done": progress.total,
+                                                "status_reason": None})
+            else:
+                store.fail(cid, error)
+                self.db.update_checkpoint(cid, {"status": status, "status_reason": error,
+                                                "bytes_done": progress.done})
+        elif job.kind == OperationKind.DELETE:
+            if error is None:
+                store.remove_objects(cid)
+                store.mark_deleted(cid)
+                self.db.update_checkpoint(cid, {"status": status, "status_reason": None})
+            else:
+                store.set_status(cid, status, error)
+                self.db.update_checkpoint(cid, {"status": status, "status_reason": error})
+
+
+def resource_parameters(parameters: dict[str, Any], resource: Resource) -> dict[str, Any]:
+    """Parameters for one resource: ``type#id`` wins over ``type``."""
+    by_id = parameters.get(resource.key)
+    if isinstance(by_id, dict):
+        return by_id
+    by_type = parameters.get(resource.type)
+    return by_type if isinstance(by_type, dict) else {}

@@ -1,0 +1,141 @@
+"""Assembling the services: metadata store, providers, RPC, the protection manager and the API.
+
+The all-in-one runs all of it in one process on the in-process transport; the
+deployed programs each run their part.  Every piece is started here and
+stopped in reverse order by :meth:`Services.stop`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from oslo_config import cfg
+from oslo_service import service as oslo_service
+
+from strongroom import config, rpc
+from strongroom.clock import Clock
+
+LOG = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 10.0
+
+
+def resolve_providers_dir(conf: cfg.ConfigOpts) -> str:
+    """``providers_dir`` as given, else relative to the source tree (a checkout's ``providers.d``)."""
+    path = str(conf.providers_dir)
+    if os.path.isabs(path) or os.path.isdir(path):
+        return os.path.abspath(path)
+    beside_package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
+    return beside_package if os.path.isdir(beside_package) else os.path.abspath(path)
+
+
+class Services(oslo_service.ServiceBase):  # type: ignore[misc]
+    """Everything one process runs, built from its configuration."""
+
+    def __init__(self, conf: cfg.ConfigOpts, *, run_api: bool = True, run_protection: bool = True,
+                 transport_url: str | None = None, embedded: bool = False, clock: Clock | None = None) -> None:
+        self.conf = conf
+        self.run_api = run_api
+        self.run_protection = run_protection
+        self.transport_url = transport_url
+        self.embedded = embedded
+        self.clock = clock or Clock()
+        self.db: Any = None
+        self.registry: Any = None
+        self.manager: Any = None
+        self.api_server: Any = None
+        self._rpc_server: Any = None
+        self._transport: Any = None
+        self._persistence: Any = None
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    # -- oslo.service ServiceBase ----------------------------------------------
+
+    def start(self) -> None:
+        from strongroom.db.api import Database
+
+        conf = self.conf
+        os.makedirs(conf.state_dir, exist_ok=True)
+        self.db = Database(config.database_url(conf))
+        self.db.sync()
+        self._transport = rpc.get_transport(conf, url=self.transport_url)
+        if self.run_protection:
+            self._start_protection()
+        if self.run_api:
+            from strongroom.api.app import make_app
+            from strongroom.api.server import APIServer
+            from strongroom.protection.rpcapi import ProtectionAPI
+
+            protection = ProtectionAPI(self._transport, conf.protection_topic)
+            app = make_app(conf, self.db, protection)
+            self.api_server = APIServer(app, conf.api.bind_host, conf.api.bind_port, conf.api.threads)
+            self.api_server.start()
+        self._heartbeat = threading.Thread(target=self._beat, name="sr-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def _start_protection(self) -> None:
+        from strongroom.protection.flows import FlowPersistence
+        from strongroom.protection.manager import ProtectionManager
+        from strongroom.protection.providers import ProviderRegistry
+
+        conf = self.conf
+        self.registry = ProviderRegistry.load(resolve_providers_dir(conf), conf.state_dir,
+                                              flow_workers=conf.protection.flow_workers)
+        if conf.database.taskflow_persistence:
+            self._persistence = FlowPersistence(config.database_url(conf))
+        self.manager = ProtectionManager(
+            self.db, self.registry, host=conf.host, owner_id=conf.protection.owner_id,
+            max_concurrent=conf.protection.max_concurrent_operations,
+            flow_workers=conf.protection.flow_workers, persistence=self._persistence, clock=self.clock)
+        if self.embedded:
+            self.manager.recover_interrupted()
+        self._rpc_server = rpc.get_server(self._transport, conf.protection_topic, conf.host, [self.manager])
+        self._rpc_server.start()
+
+    def _beat(self) -> None:
+        binaries = []
+        if self.run_api:
+            binaries.append("strongroom-api")
+        if self.run_protection:
+            binaries.append("strongroom-protection")
+        while not self._stop.is_set():
+            for binary in binaries:
+                try:
+                    self.db.service_heartbeat(self.conf.host, binary, self.conf.protection_topic)
+                except Exception:  # noqa: BLE001 - a missed beat is logged, never fatal
+                    LOG.warning("heartbeat of %s failed", binary, exc_info=True)
+            self._stop.wait(HEARTBEAT_SECONDS)
+
+    def stop(self, graceful: bool = True, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self.api_server is not None:
+            self.api_server.stop()
+        if self._rpc_server is not None:
+            self._rpc_server.stop()
+            self._rpc_server.wait()
+        if self.manager is not None:
+            if graceful:
+                self.manager.wait_idle(timeout)
+            self.manager.stop(wait=False)
+        if self._persistence is not None:
+            self._persistence.close()
+        if self.registry is not None:
+            self.registry.close()
+        if self._transport is not None:
+            self._transport.cleanup()
+        if self.db is not None:
+            self.db.dispose()
+
+    def wait(self) -> None:
+        self._stop.wait()
+
+    def reset(self) -> None:
+        """Nothing to reload."""
+
+    @property
+    def url(self) -> str:
+        assert self.api_server is not None
+        return f"http://{self.conf.api.bind_host}:{self.api_server.port}"

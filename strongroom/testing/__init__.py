@@ -1,0 +1,7 @@
+"""Conformance suites that plugin authors (ours and third parties) import in their tests.
+
+``strongroom.testing.bank.BankConformance`` checks a bank plugin and
+``strongroom.testing.block.BlockBackendConformance`` a block backend; each is a
+pytest class to subclass with a factory method.  These modules import pytest,
+so import them only from tests.
+"""

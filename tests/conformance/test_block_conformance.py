@@ -1,0 +1,131 @@
+"""The block backend conformance suite on every shipped backend.
+
+The loopback backend runs twice: in ``tmp_path`` (whatever filesystem that is;
+on ext4 or tmpfs snapshots are sparse copies) and, when running as root with
+``mkfs.xfs`` or ``mkfs.btrfs`` installed (Debian ``xfsprogs`` / ``btrfs-progs``),
+on a loop-mounted reflink-capable filesystem where snapshots must be reflinks.
+With ``CI=true`` that second run fails instead of skipping when it cannot run.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import NoReturn
+
+import pytest
+
+from strongroom.block.base import BlockBackend
+from strongroom.block.loopback import METHOD_REFLINK, LoopbackBackend
+from strongroom.block.memory import MemoryBlockBackend
+from strongroom.testing.block import BlockBackendConformance, MiB, pattern
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+class TestMemoryBlockBackend(BlockBackendConformance):
+    secret_option = "password"
+
+    def make_backend(self, tmp_path: pathlib.Path) -> BlockBackend:
+        return MemoryBlockBackend()
+
+
+class TestLoopbackBackend(BlockBackendConformance):
+    def make_backend(self, tmp_path: pathlib.Path) -> BlockBackend:
+        return LoopbackBackend({"path": str(tmp_path / "images")})
+
+
+# -- the loopback backend on a loop-mounted reflink filesystem -------------------------------------
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if IN_CI:
+        pytest.fail(f"CI=true but the reflink filesystem tests cannot run: {reason}")
+    pytest.skip(reason)
+
+
+def _run(*argv: str) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=120).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def reflink_mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
+    """A freshly made XFS (reflink=1) or btrfs filesystem, loop-mounted; always unmounted and detached."""
+    if os.geteuid() != 0:
+        _unavailable("loop-mounting a filesystem needs root")
+    if shutil.which("mkfs.xfs"):
+        mkfs = ["mkfs.xfs", "-q", "-m", "reflink=1"]
+    elif shutil.which("mkfs.btrfs"):
+        mkfs = ["mkfs.btrfs", "-q"]
+    else:
+        _unavailable("neither mkfs.xfs (xfsprogs) nor mkfs.btrfs (btrfs-progs) is installed")
+    if not shutil.which("losetup") or not shutil.which("mount"):
+        _unavailable("losetup/mount are not installed")
+
+    base = tmp_path_factory.mktemp("reflinkfs")
+    image = base / "fs.img"
+    mountpoint = base / "mnt"
+    mountpoint.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(512 * MiB)
+    _run(*mkfs, str(image))
+    try:
+        device = _run("losetup", "--find", "--show", str(image))
+    except subprocess.CalledProcessError as err:
+        _unavailable(f"losetup failed: {err.stderr.strip()}")
+    try:
+        try:
+            _run("mount", device, str(mountpoint))
+        except subprocess.CalledProcessError as err:
+            _unavailable(f"mount failed: {err.stderr.strip()}")
+        try:
+            yield mountpoint
+        finally:
+            subprocess.run(["umount", str(mountpoint)], check=False, capture_output=True, timeout=120)
+            if os.path.ismount(mountpoint):
+                subprocess.run(["umount", "-l", str(mountpoint)], check=False, capture_output=True)
+    finally:
+        subprocess.run(["losetup", "-d", device], check=False, capture_output=True, timeout=120)
+
+
+class TestLoopbackBackendOnReflinkFilesystem(BlockBackendConformance):
+    @pytest.fixture(autouse=True)
+    def _mount(self, reflink_mount: pathlib.Path) -> None:
+        self.mount = reflink_mount
+
+    def make_backend(self, tmp_path: pathlib.Path) -> BlockBackend:
+        # One directory per test on the shared filesystem.
+        return LoopbackBackend({"path": str(self.mount / tmp_path.name)})
+
+    def test_snapshots_are_reflinks(self, tmp_path: pathlib.Path) -> None:
+        backend = LoopbackBackend({"path": str(self.mount / tmp_path.name)})
+        volume = backend.create_volume(64 * MiB, name="reflinked")
+        data = os.urandom(32 * MiB)
+        with backend.writing_volume(volume.id) as writer:
+            writer.write(0, data)
+        os.sync()
+        used_before = _used_bytes(self.mount)
+
+        snapshot = backend.create_snapshot(volume.id)
+        os.sync()
+        used_after = _used_bytes(self.mount)
+
+        assert backend.snapshot_method(snapshot.id) == METHOD_REFLINK
+        assert backend.describe()["snapshot_methods"] == {METHOD_REFLINK: 1}
+        # A copy would have cost 32 MiB; a reflink shares the blocks.
+        assert used_after - used_before < 4 * MiB, (used_before, used_after)
+        # Still point in time: overwriting the volume does not change the clone.
+        with backend.writing_volume(volume.id) as writer:
+            writer.write(0, pattern(MiB))
+        with backend.reading_snapshot(snapshot.id) as reader:
+            assert reader.read(0, MiB) == data[:MiB]
+        backend.delete_snapshot(snapshot.id)
+        backend.destroy_volume(volume.id)
+
+
+def _used_bytes(path: pathlib.Path) -> int:
+    vfs = os.statvfs(path)
+    return (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize

@@ -1,0 +1,218 @@
+"""A running API for tests: the real app on APIServer (port 0), a real Database on a tmp sqlite file, and
+a FAKE protection service (``FakeProtectionEndpoint``) served over the real in-process ``fake://`` RPC
+transport.  Shared by ``tests/unit/api`` and ``tests/unit/client``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from strongroom import backend
+
+backend.init()  # threading backend for oslo.service before oslo.messaging is imported (test harness only)
+
+from strongroom import exceptions, rpc  # noqa: E402
+from strongroom.api.app import make_app  # noqa: E402
+from strongroom.api.server import APIServer  # noqa: E402
+from strongroom.config import new_conf  # noqa: E402
+from strongroom.objects.records import CheckpointRecord, Plan, Resource  # noqa: E402
+from strongroom.protection.rpcapi import ProtectionAPI  # noqa: E402
+
+PROVIDER_ID = "cf56bd3e-97a7-4078-b6d5-f36246333fd9"
+OTHER_PROVIDER_ID = "e4008868-be97-492c-be41-44e50ef2e16f"
+VOLUME = "OS::Cinder::Volume"
+PROJECT_TYPE = "OS::Keystone::Project"
+ADMIN_TOKEN = "sekrit-admin-token"
+MAX_BODY = 4096
+MAX_LIMIT = 20
+
+PROVIDERS = [
+    {"id": PROVIDER_ID, "name": "OS Infra Provider", "description": "fs bank, volumes",
+     "extended_info_schema": {
+         "options_schema": {VOLUME: {"type": "object", "properties": {"backup_mode": {"type": "string"}}}},
+         "restore_schema": {VOLUME: {"type": "object", "properties": {"restore_name": {"type": "string"}}}},
+         "saved_info_schema": {VOLUME: {}},
+         "verify_schema": {VOLUME: {}},
+     }},
+    {"id": OTHER_PROVIDER_ID, "name": "Second Provider", "description": "",
+     "extended_info_schema": {"options_schema": {}, "restore_schema": {}, "saved_info_schema": {},
+                              "verify_schema": {}}},
+]
+
+INSTANCES = [{"id": f"vol-{i:02d}", "type": VOLUME, "name": f"volume {i}", "extra_info": {"size_gb": i}}
+             for i in range(1, 8)]
+
+
+class FakeProtectionEndpoint:
+    """A FAKE protection service: enough behaviour for the API's contract, writing to the real DB."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.calls: list[str] = []
+
+    # -- providers and protectables
+    def list_providers(self, ctxt: Any) -> list[dict[str, Any]]:
+        return sorted(PROVIDERS, key=lambda p: p["name"])
+
+    def show_provider(self, ctxt: Any, provider_id: str) -> dict[str, Any]:
+        for provider in PROVIDERS:
+            if provider["id"] == provider_id:
+                return provider
+        raise exceptions.NotFound(kind="Provider", id=provider_id)
+
+    def list_protectable_types(self, ctxt: Any) -> list[str]:
+        return [PROJECT_TYPE, VOLUME]
+
+    def show_protectable_type(self, ctxt: Any, protectable_type: str) -> dict[str, Any]:
+        if protectable_type == PROJECT_TYPE:
+            return {"name": PROJECT_TYPE, "dependent_types": [VOLUME]}
+        if protectable_type == VOLUME:
+            return {"name": VOLUME, "dependent_types": []}
+        raise exceptions.NotFound(kind="Protectable type", id=protectable_type)
+
+    def list_protectable_instances(self, ctxt: Any, protectable_type: str,
+                                   parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        self.show_protectable_type(ctxt, protectable_type)
+        if protectable_type != VOLUME:
+            return [{"id": ctxt.project_id, "type": PROJECT_TYPE, "name": ctxt.project_id, "extra_info": {}}]
+        if parameters.get("name"):
+            return [i for i in INSTANCES if i["name"] == parameters["name"]]
+        return INSTANCES
+
+    def show_protectable_instance(self, ctxt: Any, protectable_type: str, instance_id: str,
+                                  parameters: dict[str, Any]) -> dict[str, Any]:
+        for inst in self.list_protectable_instances(ctxt, protectable_type, parameters):
+            if inst["id"] == instance_id:
+                return {**inst, "dependent_resources": []}
+        raise exceptions.NotFound(kind=protectable_type, id=instance_id)
+
+    def validate_plan_parameters(self, ctxt: Any, provider_id: str, parameters: dict[str, Any]) -> None:
+        for key, options in parameters.items():
+            for option in options:
+                if option != "backup_mode":
+                    raise exceptions.InvalidInput(reason=f"parameters.{key}.{option}: unknown option")
+
+    # -- long operations
+    def protect(self, ctxt: Any, plan: dict[str, Any], provider_id: str, extra_info: dict[str, Any],
+                scheduled_operation_id: str | None) -> dict[str, Any]:
+        self.calls.append("protect")
+        p = Plan.from_dict(plan)
+        graph = [{"type": r.type, "id": r.id, "name": r.name, "children": []} for r in p.resources]
+        record = CheckpointRecord(
+            id=str(uuid.uuid4()), provider_id=provider_id, project_id=ctxt.project_id, status="protecting",
+            plan_id=p.id, owner_id="fake-owner",
+            protection_plan={"id": p.id, "name": p.name, "provider_id": provider_id,
+                             "resources": [r.to_dict() for r in p.resources]},
+            resource_graph=json.dumps(graph), extra_info=extra_info, bytes_total=4 * 1024 * 1024)
+        return self.db.create_checkpoint(record).to_dict()  # type: ignore[no-any-return]
+
+    def delete_checkpoint(self, ctxt: Any, provider_id: str, checkpoint_id: str) -> None:
+        self.calls.append("delete_checkpoint")
+        self.db.update_checkpoint(checkpoint_id, {"status": "deleting"})
+
+    def reset_checkpoint_state(self, ctxt: Any, provider_id: str, checkpoint_id: str, state: str) -> None:
+        self.calls.append("reset_checkpoint_state")
+        self.db.update_checkpoint(checkpoint_id, {"status": state}, check=False)
+
+    def restore(self, ctxt: Any, restore_id: str) -> None:
+        self.calls.append("restore")
+        run = self.db.get_restore(restore_id)
+        if run.restore_target:
+            raise exceptions.InvalidInput(reason=f"restore_target: {run.restore_target} is not supported "
+                                                 f"by the volume plugin")
+        self.db.update_restore(restore_id, {"resources_status": {f"{VOLUME}#vol-01": "restoring"}})
+
+    def verify(self, ctxt: Any, verification_id: str) -> None:
+        self.calls.append("verify")
+        self.db.update_restore(verification_id, {"resources_status": {f"{VOLUME}#vol-01": "verifying"}})
+
+
+@dataclasses.dataclass
+class Stack:
+    url: str
+    db: Any
+    endpoint: FakeProtectionEndpoint
+    server: APIServer
+
+    def call(self, method: str, path: str, project: str = "proj-a", token: str = "user-token",
+             body: Any = None, raw: bytes | None = None, **kwargs: Any) -> requests.Response:
+        headers = {"X-Auth-Token": token, **kwargs.pop("headers", {})}
+        if body is not None:
+            raw = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        if path.startswith("http"):
+            target = path
+        elif path == "/" or path.startswith("/v1/"):
+            target = self.url + path
+        else:
+            target = f"{self.url}/v1/{project}{path}"
+        return requests.request(method, target, data=raw, headers=headers, timeout=30, **kwargs)
+
+    def admin(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.call(method, path, token=ADMIN_TOKEN, **kwargs)
+
+    # direct DB helpers: fast fixtures that do not go through RPC
+    def add_plan(self, project: str = "proj-a", name: str = "plan", status: str = "suspended") -> Plan:
+        plan = Plan(id=str(uuid.uuid4()), name=name, provider_id=PROVIDER_ID, project_id=project,
+                    status=status, resources=[Resource(id="vol-01", type=VOLUME, name="volume 1")])
+        return self.db.create_plan(plan)  # type: ignore[no-any-return]
+
+    def add_checkpoint(self, project: str = "proj-a", status: str = "available", plan_id: str | None = None,
+                       created_at: _dt.datetime | None = None, provider_id: str = PROVIDER_ID,
+                       **values: Any) -> CheckpointRecord:
+        cp = CheckpointRecord(id=str(uuid.uuid4()), provider_id=provider_id, project_id=project,
+                              status=status, plan_id=plan_id,
+                              protection_plan={"id": plan_id, "name": "p", "provider_id": provider_id,
+                                               "resources": []},
+                              resource_graph="[]", created_at=created_at, **values)
+        return self.db.create_checkpoint(cp)  # type: ignore[no-any-return]
+
+
+def register_tracing_opts(conf: Any) -> None:
+    """Work around strongroom.rpc not registering oslo.messaging's tracing group on private ConfigOpts."""
+    from oslo_config import cfg
+
+    try:
+        from oslo_messaging._tracing import client as tracing_client
+    except ImportError:
+        return
+    try:
+        conf.register_opts(tracing_client.oslo_messaging_tracing, group="oslo_messaging_tracing")
+    except cfg.DuplicateOptError:
+        pass
+
+
+@contextlib.contextmanager
+def running_stack(tmp: Path) -> Iterator[Stack]:
+    from strongroom.db.api import Database
+
+    conf = new_conf(overrides={
+        "DEFAULT": {"admin_token": ADMIN_TOKEN, "osapi_max_limit": MAX_LIMIT, "auth_strategy": "noauth"},
+        "api": {"max_request_body_size": MAX_BODY},
+    })
+    db = Database(f"sqlite:///{tmp / 'api.sqlite'}")
+    db.sync()
+    register_tracing_opts(conf)
+    transport = rpc.get_transport(conf, "fake://")
+    endpoint = FakeProtectionEndpoint(db)
+    rpc_server = rpc.get_server(transport, "strongroom-protection", "fake-host", [endpoint])
+    rpc_server.start()
+    server = APIServer(make_app(conf, db, ProtectionAPI(transport, timeout=20)), "127.0.0.1", 0, threads=8)
+    server.start()
+    try:
+        yield Stack(url=server.url, db=db, endpoint=endpoint, server=server)
+    finally:
+        server.stop()
+        rpc_server.stop()
+        rpc_server.wait()
+        transport.cleanup()
+        db.dispose()

@@ -1,0 +1,315 @@
+"""Loopback specifics the generic conformance suite does not cover."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from strongroom import exceptions
+from strongroom.block.base import BlockReader
+from strongroom.block.loopback import (
+    METHOD_SPARSE_COPY,
+    SNAPSHOT_DIR,
+    LoopbackBackend,
+    data_extents,
+    sparse_copy,
+)
+from strongroom.testing.block import MiB, covered, pattern
+
+
+@pytest.fixture
+def images(tmp_path: pathlib.Path) -> pathlib.Path:
+    return tmp_path / "images"
+
+
+@pytest.fixture
+def backend(images: pathlib.Path) -> LoopbackBackend:
+    return LoopbackBackend({"path": str(images)})
+
+
+@contextlib.contextmanager
+def volume_reader(backend: LoopbackBackend, volume_id: str) -> Iterator[BlockReader]:
+    reader = backend.open_volume_reader(volume_id)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def sparse_file(path: pathlib.Path, size: int, writes: list[tuple[int, bytes]]) -> None:
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for offset, data in writes:
+            f.seek(offset)
+            f.write(data)
+
+
+def allocated(path: pathlib.Path) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+# -- options ----------------------------------------------------------------------------------------
+
+
+def test_directory_is_created(images: pathlib.Path) -> None:
+    LoopbackBackend({"path": str(images / "nested")})
+    assert (images / "nested").is_dir()
+
+
+def test_path_is_required() -> None:
+    with pytest.raises(exceptions.ConfigError, match="'path' is a required property"):
+        LoopbackBackend({})
+
+
+def test_unknown_option_is_rejected(images: pathlib.Path) -> None:
+    with pytest.raises(exceptions.ConfigError, match="pasword"):
+        LoopbackBackend({"path": str(images), "pasword": "x"})
+
+
+def test_options_schema_forbids_extra_keys() -> None:
+    assert LoopbackBackend.options_schema["additionalProperties"] is False
+    assert LoopbackBackend.options_schema["required"] == ["path"]
+
+
+# -- volumes are the files in the directory ---------------------------------------------------------
+
+
+def test_dropped_raw_image_appears_as_volume(
+    backend: LoopbackBackend, images: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    source = tmp_path / "disk.raw"
+    sparse_file(source, 3 * MiB, [(MiB + 5, b"boot sector, sort of")])
+    shutil.copy(source, images / "vm-disk.raw")
+
+    [volume] = backend.list_volumes()
+    assert (volume.id, volume.name, volume.size) == ("vm-disk.raw", "vm-disk.raw", 3 * MiB)
+    assert backend.get_volume("vm-disk.raw").size == 3 * MiB
+    with volume_reader(backend, "vm-disk.raw") as reader:
+        assert reader.read(MiB + 5, 20) == b"boot sector, sort of"
+        assert covered(list(reader.allocated_extents()), MiB + 5, 20)
+
+
+def test_hidden_files_directories_and_symlinks_are_not_volumes(
+    backend: LoopbackBackend, images: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    (images / ".hidden.raw").write_bytes(b"x" * 4096)
+    (images / "subdir").mkdir()
+    (images / "subdir" / "inner.raw").write_bytes(b"x" * 4096)
+    outside = tmp_path / "outside.raw"
+    outside.write_bytes(b"y" * 4096)
+    (images / "link.raw").symlink_to(outside)
+    volume = backend.create_volume(MiB, name="real")
+    backend.create_snapshot(volume.id)
+
+    assert [v.id for v in backend.list_volumes()] == ["real"]
+    for hidden in (".hidden.raw", "subdir", "link.raw", SNAPSHOT_DIR, "subdir/inner.raw", "../outside.raw"):
+        with pytest.raises(exceptions.VolumeNotFound):
+            backend.get_volume(hidden)
+        with pytest.raises(exceptions.VolumeNotFound):
+            backend.open_volume_writer(hidden)
+
+
+def test_create_volume_makes_a_sparse_file(backend: LoopbackBackend, images: pathlib.Path) -> None:
+    volume = backend.create_volume(256 * MiB, name="big.img")
+    path = images / "big.img"
+    assert path.stat().st_size == 256 * MiB
+    assert allocated(path) < MiB
+    assert volume.extra["path"] == str(path)
+
+
+def test_generated_names(backend: LoopbackBackend) -> None:
+    volume = backend.create_volume(MiB)
+    assert volume.id == volume.name
+    assert volume.id.startswith("volume-")
+
+
+def test_existing_file_name_conflicts(backend: LoopbackBackend, images: pathlib.Path) -> None:
+    (images / "taken.raw").write_bytes(b"data")
+    with pytest.raises(exceptions.VolumeExists, match="taken.raw"):
+        backend.create_volume(MiB, name="taken.raw")
+    assert (images / "taken.raw").read_bytes() == b"data"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "must be a non-empty string"),
+        ("a/b", "'a/b' must not contain '/'"),
+        ("../escape", "must not contain '/'"),
+        (".hidden", "'.hidden' must not start with '.'"),
+        ("..", "'..' must not start with '.'"),
+        ("nul\0byte", "must not contain a NUL character"),
+        ("x" * 201, "is 201 bytes long; at most 200 are allowed"),
+        ("é" * 101, "is 202 bytes long; at most 200 are allowed"),
+    ],
+)
+def test_name_validation(backend: LoopbackBackend, images: pathlib.Path, name: str, message: str) -> None:
+    with pytest.raises(exceptions.InvalidInput) as info:
+        backend.create_volume(MiB, name=name)
+    assert message in str(info.value)
+    assert str(info.value).startswith("Invalid input: volume name ")
+    assert backend.list_volumes() == []
+
+
+def test_longest_allowed_name(backend: LoopbackBackend) -> None:
+    assert backend.create_volume(MiB, name="x" * 200).id == "x" * 200
+
+
+# -- snapshots --------------------------------------------------------------------------------------
+
+
+def test_snapshot_files_and_sidecar(backend: LoopbackBackend, images: pathlib.Path) -> None:
+    volume = backend.create_volume(MiB, name="disk")
+    snapshot = backend.create_snapshot(volume.id)
+    image = images / SNAPSHOT_DIR / snapshot.id
+    sidecar = json.loads((images / SNAPSHOT_DIR / f"{snapshot.id}.json").read_text())
+    assert image.stat().st_size == MiB
+    assert sidecar["volume_id"] == "disk"
+    assert sidecar["size"] == MiB
+    assert sidecar["method"] in ("reflink", "sparse-copy")
+    assert snapshot.created_at is not None
+    assert sidecar["created_at"] == snapshot.created_at.isoformat()
+    assert backend.snapshot_method(snapshot.id) == sidecar["method"]
+    # A second backend object on the same directory sees it (state is on disk only).
+    again = LoopbackBackend({"path": str(images)})
+    assert again.list_snapshots("disk") == [snapshot]
+
+    backend.delete_snapshot(snapshot.id)
+    assert not image.exists()
+    assert list((images / SNAPSHOT_DIR).iterdir()) == []
+    with pytest.raises(exceptions.SnapshotNotFound):
+        backend.snapshot_method(snapshot.id)
+
+
+def test_sparse_copy_keeps_holes(tmp_path: pathlib.Path) -> None:
+    size = 64 * MiB
+    src_path, dst_path = tmp_path / "src", tmp_path / "dst"
+    writes = [(0, pattern(4096, 1)), (10 * MiB + 3, pattern(70_000, 2)), (size - 100, pattern(100, 3))]
+    sparse_file(src_path, size, writes)
+    src = os.open(src_path, os.O_RDONLY)
+    dst = os.open(dst_path, os.O_WRONLY | os.O_CREAT)
+    try:
+        sparse_copy(src, dst, size)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert dst_path.stat().st_size == size
+    assert allocated(dst_path) <= allocated(src_path)
+    assert allocated(dst_path) < MiB
+    assert dst_path.read_bytes() == src_path.read_bytes()
+
+
+def test_sparse_copy_skips_zero_data(tmp_path: pathlib.Path) -> None:
+    """Zeros written explicitly (allocated in the source) do not allocate in the copy."""
+    src_path, dst_path = tmp_path / "src", tmp_path / "dst"
+    sparse_file(src_path, 8 * MiB, [(0, bytes(4 * MiB)), (5 * MiB, b"x")])
+    src = os.open(src_path, os.O_RDONLY)
+    dst = os.open(dst_path, os.O_WRONLY | os.O_CREAT)
+    try:
+        sparse_copy(src, dst, 8 * MiB)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert allocated(src_path) >= 4 * MiB
+    assert allocated(dst_path) <= 2 * MiB
+    assert dst_path.read_bytes() == src_path.read_bytes()
+
+
+def test_snapshot_of_sparse_volume_keeps_holes(backend: LoopbackBackend, images: pathlib.Path) -> None:
+    volume = backend.create_volume(128 * MiB, name="sparse")
+    with backend.writing_volume(volume.id) as writer:
+        writer.write(7 * MiB, pattern(8192))
+    snapshot = backend.create_snapshot(volume.id)
+    image = images / SNAPSHOT_DIR / snapshot.id
+    assert image.stat().st_size == 128 * MiB
+    if backend.snapshot_method(snapshot.id) == METHOD_SPARSE_COPY:
+        assert allocated(image) <= allocated(images / "sparse")
+    assert allocated(image) < 2 * MiB
+
+
+def test_data_extents_are_merged_and_ascending(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "f"
+    sparse_file(path, 32 * MiB, [(20 * MiB, b"b" * 10), (MiB, b"a" * 10), (MiB + 10, b"c" * 10)])
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        extents = list(data_extents(fd, 32 * MiB))
+    finally:
+        os.close(fd)
+    assert extents == sorted(extents)
+    assert covered(extents, MiB, 20)
+    assert covered(extents, 20 * MiB, 10)
+    assert sum(e.length for e in extents) < 4 * MiB
+    assert all(a.end < b.offset for a, b in zip(extents, extents[1:], strict=False))
+
+
+def test_destroy_refused_while_snapshots_exist(backend: LoopbackBackend, images: pathlib.Path) -> None:
+    volume = backend.create_volume(MiB, name="busy")
+    first = backend.create_snapshot(volume.id)
+    second = backend.create_snapshot(volume.id)
+    with pytest.raises(exceptions.Conflict) as info:
+        backend.destroy_volume("busy")
+    assert "busy" in str(info.value)
+    assert first.id in str(info.value) and second.id in str(info.value)
+    assert (images / "busy").exists()
+    backend.delete_snapshot(first.id)
+    backend.delete_snapshot(second.id)
+    backend.destroy_volume("busy")
+    assert not (images / "busy").exists()
+
+
+def test_stats_count_volumes_and_snapshots(backend: LoopbackBackend, images: pathlib.Path) -> None:
+    empty = backend.stats().pools[0].allocated_capacity
+    volume = backend.create_volume(4 * MiB, name="data")
+    with backend.writing_volume(volume.id) as writer:
+        writer.write(0, pattern(2 * MiB))
+    backend.create_snapshot(volume.id)
+    [pool] = backend.stats().pools
+    assert pool.name == str(images)
+    assert pool.allocated_capacity - empty >= 2 * MiB  # at least the volume's data
+    assert pool.total_capacity >= pool.free_capacity >= 0
+
+
+def test_writes_from_several_threads_and_snapshots_are_consistent(backend: LoopbackBackend) -> None:
+    volume = backend.create_volume(4 * MiB, name="busy")
+    barrier = threading.Barrier(5)
+    snapshots = []
+
+    def writer(i: int) -> None:
+        barrier.wait()
+        with backend.writing_volume(volume.id) as w:
+            for j in range(16):
+                w.write(i * MiB + j * 4096, pattern(4096, seed=i + 1))
+
+    def snapshotter() -> None:
+        barrier.wait()
+        for _ in range(4):
+            snapshots.append(backend.create_snapshot(volume.id))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    threads.append(threading.Thread(target=snapshotter))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(snapshots) == 4
+    with volume_reader(backend, volume.id) as reader:
+        for i in range(4):
+            assert reader.read(i * MiB, 16 * 4096) == pattern(4096, seed=i + 1) * 16
+    for snap in snapshots:
+        with backend.reading_snapshot(snap.id) as reader:
+            for i in range(4):
+                page = reader.read(i * MiB, 4096)
+                # Each 4 KiB write is whole in a snapshot or absent, never torn.
+                assert page in (bytes(4096), pattern(4096, seed=i + 1))
+
+
+def test_repr_shows_path_only(images: pathlib.Path) -> None:
+    backend = LoopbackBackend({"path": str(images)})
+    assert repr(backend) == f"LoopbackBackend({{'path': '{images}'}})"

@@ -1,0 +1,249 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from strongroom import exceptions
+from strongroom.bank_plugins.bank import Bank
+from strongroom.block.base import BlockReader, Extent
+from strongroom.block.loopback import LoopbackBackend
+from strongroom.datamover import (
+    ChunkStore,
+    ManifestIncomplete,
+    backup,
+    manifest_digests,
+    read_manifest_header,
+    restore,
+    verify,
+)
+from strongroom.datamover.mover import max_in_flight
+
+from .conftest import CHUNK, manifest_section, write_mixed_image
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _protect(backend: LoopbackBackend, volume: str, store: ChunkStore, bank: Bank, checkpoint: str,
+             **kwargs: object):  # type: ignore[no-untyped-def]
+    snap = backend.create_snapshot(volume)
+    try:
+        with backend.reading_snapshot(snap.id) as reader:
+            return backup(reader, store, manifest_section(bank, checkpoint), chunk_size=CHUNK,
+                          **kwargs)  # type: ignore[arg-type]
+    finally:
+        backend.delete_snapshot(snap.id)
+
+
+@pytest.fixture
+def image(backend: LoopbackBackend) -> Path:
+    path = Path(backend.options["path"]) / "vol1"
+    write_mixed_image(path)
+    return path
+
+
+VARIANTS = [("sha256", "zstd"), ("blake3", "zstd"), ("sha256", "none")]
+
+
+@pytest.mark.parametrize(("algo", "compression"), VARIANTS)
+def test_round_trip_restores_identical_sparse_volume(backend: LoopbackBackend, bank: Bank, image: Path,
+                                                     algo: str, compression: str) -> None:
+    store = ChunkStore(bank.section("projects/p1/chunks"), hash_algo=algo, compression=compression)
+    seen: list[int] = []
+    result = _protect(backend, "vol1", store, bank, "c1", progress=seen.append, entries_per_part=4)
+    size = image.stat().st_size
+    assert sum(seen) == size
+    assert result.size == size
+    assert result.chunks == result.new_chunks == 24  # 8 random + 8 text + 8 half-written slots
+    assert result.zero_bytes == size - 24 * CHUNK
+    assert result.manifest.parts > 1
+    if compression == "zstd":
+        assert result.bytes_stored < result.bytes_read
+    header = read_manifest_header(manifest_section(bank, "c1"))
+    assert (header["size"], header["chunk_size"], header["hash"]) == (size, CHUNK, algo)
+
+    backend.create_volume(size, name="restored")
+    with backend.writing_volume("restored") as writer:
+        restored = restore(manifest_section(bank, "c1"), store, writer, workers=3)
+    target = Path(backend.options["path"]) / "restored"
+    assert _sha256_file(target) == _sha256_file(image)
+    assert restored.chunks == 24
+    # Zero runs were not written: the restored image allocates no more than the chunks' bytes.
+    assert target.stat().st_blocks * 512 <= 24 * CHUNK + 64 * 1024
+    assert target.stat().st_blocks < image.stat().st_blocks
+
+
+def test_second_backup_dedups_and_one_changed_chunk_is_one_new_chunk(
+        backend: LoopbackBackend, bank: Bank, store: ChunkStore, image: Path) -> None:
+    first = _protect(backend, "vol1", store, bank, "c1")
+    second = _protect(backend, "vol1", store, bank, "c2")
+    assert second.new_chunks == 0 and second.bytes_stored == 0
+    assert second.chunks == first.chunks
+    with open(image, "r+b") as f:
+        f.seek(5 * CHUNK + 100)  # inside a random-data chunk
+        f.write(b"changed!")
+    third = _protect(backend, "vol1", store, bank, "c3")
+    assert third.new_chunks == 1
+    assert 0 < third.bytes_stored <= CHUNK
+    assert set(manifest_digests(manifest_section(bank, "c3"))) <= set(store.iter_digests())
+
+
+def test_corrupt_chunk_fails_restore_and_is_reported_by_verify(
+        backend: LoopbackBackend, bank: Bank, store: ChunkStore, image: Path) -> None:
+    _protect(backend, "vol1", store, bank, "c1")
+    section = manifest_section(bank, "c1")
+    assert verify(section, store).errors == []
+    victim = sorted(set(manifest_digests(section)))[3]
+    bank.put(f"projects/p1/chunks/{victim[:2]}/{victim}", b"bit rot")
+
+    backend.create_volume(image.stat().st_size, name="restored")
+    with backend.writing_volume("restored") as writer:
+        with pytest.raises(exceptions.DataIntegrityError, match=rf"chunk {victim} at offset \d+"):
+            restore(section, store, writer)
+
+    result = verify(section, store)
+    assert result.chunks_checked == 24
+    assert len(result.errors) == 1 and victim in result.errors[0]
+
+    store.delete(victim)
+    result = verify(section, store)
+    assert len(result.errors) == 1 and "missing" in result.errors[0]
+
+
+def test_verify_sample_checks_a_fraction(backend: LoopbackBackend, bank: Bank, store: ChunkStore,
+                                         image: Path) -> None:
+    _protect(backend, "vol1", store, bank, "c1")
+    result = verify(manifest_section(bank, "c1"), store, sample=0.5, seed=1)
+    assert 0 < result.chunks_checked < 24
+    assert result.errors == []
+
+
+def test_incomplete_or_damaged_manifest_is_refused(backend: LoopbackBackend, bank: Bank, store: ChunkStore,
+                                                   image: Path) -> None:
+    _protect(backend, "vol1", store, bank, "c1", entries_per_part=4)
+    section = manifest_section(bank, "c1")
+    bank.put(f"{section.prefix}parts/00000001", b"\x28\xb5\x2f\xfd broken")
+    with pytest.raises(ManifestIncomplete, match="parts/00000001"):
+        verify(section, store)
+    section.delete("manifest.json")
+    backend.create_volume(image.stat().st_size, name="restored")
+    with backend.writing_volume("restored") as writer:
+        with pytest.raises(ManifestIncomplete, match="manifest.json is missing"):
+            restore(section, store, writer)
+    with pytest.raises(ManifestIncomplete):
+        verify(section, store)
+    with pytest.raises(ManifestIncomplete):
+        list(manifest_digests(section))
+    # garbage collection can still learn which chunks an unfinished backup wrote
+    assert set(manifest_digests(section, allow_incomplete=True)) <= set(store.iter_digests())
+
+
+def test_restore_refuses_a_smaller_target(backend: LoopbackBackend, bank: Bank, store: ChunkStore,
+                                          image: Path) -> None:
+    _protect(backend, "vol1", store, bank, "c1")
+    backend.create_volume(CHUNK, name="small")
+    with backend.writing_volume("small") as writer:
+        with pytest.raises(exceptions.InvalidInput, match="target"):
+            restore(manifest_section(bank, "c1"), store, writer)
+
+
+def test_restore_with_zero_fill_overwrites_old_data(backend: LoopbackBackend, bank: Bank, store: ChunkStore,
+                                                    image: Path) -> None:
+    _protect(backend, "vol1", store, bank, "c1")
+    target = Path(backend.options["path"]) / "used"
+    target.write_bytes(b"\xff" * image.stat().st_size)
+    with backend.writing_volume("used") as writer:
+        restore(manifest_section(bank, "c1"), store, writer, zero_fill=True)
+    assert _sha256_file(target) == _sha256_file(image)
+
+
+class FakeSparseReader(BlockReader):
+    """A test double: a huge sparse device with a few data extents, generated on read.
+
+    It counts, at every read, how many data slots have been read but not yet
+    reported done through ``progress`` -- the chunks the mover holds in flight.
+    """
+
+    def __init__(self, size: int, extents: list[Extent], chunk_size: int) -> None:
+        self.size = size
+        self.extents = extents
+        self.chunk_size = chunk_size
+        self.done_bytes = 0
+        self.read_slots: set[int] = set()
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+
+    def allocated_extents(self) -> Iterator[Extent]:
+        return iter(self.extents)
+
+    def progress(self, n: int) -> None:
+        with self.lock:
+            self.done_bytes += n
+
+    def read(self, offset: int, length: int) -> bytes:
+        with self.lock:
+            self.read_slots.add(offset // self.chunk_size)
+            in_flight = sum(1 for s in self.read_slots if s * self.chunk_size >= self.done_bytes)
+            self.max_in_flight = max(self.max_in_flight, in_flight)
+        seed = hashlib.sha256(str(offset).encode()).digest()
+        return (seed * (length // len(seed) + 1))[:length]
+
+
+def test_huge_sparse_volume_is_fast_and_memory_bounded(bank: Bank, store: ChunkStore) -> None:
+    mib, gib = 1 << 20, 1 << 30
+    chunk = 4 * mib
+    # 5 slots, 1 slot, 16 slots in a row, 1 short slot at the end
+    extents = [Extent(0, 6 * mib), Extent(7 * mib, 12 * mib), Extent(10 * gib + 5, 3 * mib),
+               Extent(40 * gib, 64 * mib), Extent(64 * gib - 100_000, 100_000)]
+    reader = FakeSparseReader(64 * gib, extents, chunk)
+    started = time.monotonic()
+    result = backup(reader, store, manifest_section(bank), chunk_size=chunk, workers=2,
+                    progress=reader.progress)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0
+    assert reader.done_bytes == 64 * gib
+    assert 0 < reader.max_in_flight <= max_in_flight(2)
+    assert result.chunks == len(reader.read_slots) == 5 + 1 + 16 + 1
+    assert result.bytes_read == sum(e.length for e in extents)
+    assert result.zero_bytes == 64 * gib - 23 * chunk
+
+
+def test_should_stop_stops_promptly_without_a_header(bank: Bank, store: ChunkStore) -> None:
+    mib = 1 << 20
+    reader = FakeSparseReader(1 << 30, [Extent(0, 1 << 30)], mib)
+    polls = 0
+
+    def should_stop() -> bool:
+        nonlocal polls
+        polls += 1
+        return polls > 5
+
+    with pytest.raises(exceptions.ProtectionError, match="stopped"):
+        backup(reader, store, manifest_section(bank), chunk_size=mib, should_stop=should_stop)
+    assert len(reader.read_slots) <= 5 + max_in_flight(2)
+    assert not manifest_section(bank).exists("manifest.json")
+
+
+def test_allocated_all_zero_slots_are_zero_runs(bank: Bank, store: ChunkStore, tmp_path: Path) -> None:
+    backend = LoopbackBackend({"path": str(tmp_path / "v")})
+    backend.create_volume(8 * CHUNK, name="z")
+    with backend.writing_volume("z") as writer:
+        writer.write(0, bytes(8 * CHUNK))
+        writer.write(3 * CHUNK, b"x")
+    with backend.reading_snapshot(backend.create_snapshot("z").id) as reader:
+        result = backup(reader, store, manifest_section(bank), chunk_size=CHUNK)
+    assert result.chunks == 1
+    assert result.zero_bytes == 7 * CHUNK
+    assert len(list(store.iter_digests())) == 1
+    assert os.path.exists(tmp_path / "v" / "z")
