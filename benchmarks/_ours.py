@@ -49,7 +49,8 @@ def protect(args: argparse.Namespace) -> dict[str, object]:
                             workers=args.workers, chunk_size=args.chunk_size)
     finally:
         backend.delete_snapshot(snapshot.id)
-    return {"snapshot_seconds": snapped - started, "snapshot_method": method, "size": result.size, "bytes_read": result.bytes_read,
+    return {"snapshot_seconds": snapped - started, "snapshot_method": method, "size": result.size,
+            "bytes_read": result.bytes_read,
             "bytes_stored": result.bytes_stored + result.manifest.bytes_written, "chunks": result.chunks,
             "new_chunks": result.new_chunks, "zero_bytes": result.zero_bytes}
 

@@ -31,12 +31,17 @@ def _register_messaging_opts(conf: cfg.ConfigOpts) -> None:
                 conf.register_opt(opt, group=group_name)
             except cfg.DuplicateOptError:
                 pass
-    try:
-        from oslo_messaging._metrics import client as metrics_client  # type: ignore[import-not-found]
+    # Registered on cfg.CONF by these modules at import, but needed on our private ConfigOpts too.
+    from oslo_messaging._metrics import client as metrics_client
+    from oslo_messaging._tracing import client as tracing_client
 
-        conf.register_opts(metrics_client.oslo_messaging_metrics, group="oslo_messaging_metrics")
-    except (ImportError, AttributeError, cfg.DuplicateOptError):
-        pass
+    for group, opts in (("oslo_messaging_metrics", metrics_client.oslo_messaging_metrics),
+                        ("oslo_messaging_tracing", tracing_client.oslo_messaging_tracing)):
+        for opt in opts:
+            try:
+                conf.register_opt(opt, group=group)
+            except cfg.DuplicateOptError:
+                pass
 
 
 def get_transport(conf: cfg.ConfigOpts, url: str | None = None) -> messaging.Transport:

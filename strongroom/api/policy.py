@@ -21,10 +21,9 @@ ADMIN_API = "rule:admin_api"
 
 _BASE = [
     policy.RuleDefault("context_is_admin", "role:admin", description="Decides who is an administrator."),
-    policy.RuleDefault("admin_or_owner",
-                       "is_admin:True or rule:context_is_admin or project_id:%(project_id)s",
+    policy.RuleDefault("admin_or_owner", "rule:context_is_admin or project_id:%(project_id)s",
                        description="Administrators, or members of the object's project."),
-    policy.RuleDefault("admin_api", "is_admin:True or rule:context_is_admin",
+    policy.RuleDefault("admin_api", "rule:context_is_admin",
                        description="Administrators only."),
 ]
 
@@ -91,7 +90,5 @@ def authorize(enforcer: policy.Enforcer, ctx: RequestContext, action: str,
     """Raise :class:`strongroom.exceptions.Forbidden` naming ``action`` unless policy allows it."""
     target = dict(target or {})
     target.setdefault("project_id", ctx.project_id)
-    creds = ctx.to_policy_values()
-    creds["is_admin"] = ctx.is_admin
-    if not enforcer.authorize(action, target, creds, do_raise=False):
+    if not enforcer.authorize(action, target, ctx.to_policy_values(), do_raise=False):
         raise exceptions.Forbidden(reason=f"{action} is not allowed for this user")

@@ -51,8 +51,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import bisect
-import dataclasses
 import datetime as _dt
 import errno
 import io
@@ -125,13 +123,8 @@ def encode_segment(segment: str, data_file: bool) -> list[str]:
     return names
 
 
-@dataclasses.dataclass(frozen=True, order=True)
-class _Entry:
-    """One key segment found in a directory, with the key bytes it sorts as."""
-
-    sort_key: bytes  # the segment's UTF-8 bytes, plus b"/" for a directory
-    is_dir: bool
-    path: str
+#: A directory entry as listing sees it: (sort key, is a directory, path relative to the scanned one).
+_Entry = tuple[bytes, bool, str]
 
 
 # -- the value reader -------------------------------------------------------
@@ -207,8 +200,12 @@ class FilesystemBank(BankPlugin):
         "additionalProperties": False,
     }
 
-    def __init__(self, options: Mapping[str, Any] | None = None, clock: Clock | None = None) -> None:
+    def __init__(self, options: Mapping[str, Any] | None = None, clock: Clock | None = None,
+                 *, fsync: bool = True) -> None:
+        """``fsync=False`` skips every ``fsync`` (tests and scratch banks only: a crash
+        may then lose recent writes); it is not a provider option on purpose."""
         super().__init__(options)
+        self._fsync = fsync
         path = self.options.get("path")
         if not isinstance(path, str | os.PathLike) or not os.fspath(path):
             raise exceptions.ConfigError(reason="the fs bank needs option 'path' (a directory)")
@@ -268,7 +265,8 @@ class FilesystemBank(BankPlugin):
                     while piece := data.read(COPY_CHUNK):
                         out.write(piece)
                 out.flush()
-                os.fsync(out.fileno())
+                if self._fsync:
+                    os.fsync(out.fileno())
             if self._clock is not None:
                 stamp = self._clock.now().timestamp()
                 os.utime(tmp, (stamp, stamp))
@@ -298,8 +296,9 @@ class FilesystemBank(BankPlugin):
         """Create the directory chain, ``fsync``-ing the parent of each new one.
 
         A concurrent delete may remove a parent between two ``mkdir``\\ s: then
-        ``FileNotFoundError`` escapes and the caller starts over.
+        this returns early and the caller, finding no directory, starts over.
         """
+        os.makedirs(self._root, exist_ok=True)
         current = self._root
         for name in dirs:
             parent, current = current, os.path.join(current, name)
@@ -311,8 +310,9 @@ class FilesystemBank(BankPlugin):
                 return
             self._fsync_dir(parent)
 
-    @staticmethod
-    def _fsync_dir(directory: str) -> None:
+    def _fsync_dir(self, directory: str) -> None:
+        if not self._fsync:
+            return
         try:
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
@@ -408,34 +408,41 @@ class FilesystemBank(BankPlugin):
         return out
 
     def _walk(self, directory: str, base: bytes, partial: bytes, marker: bytes | None) -> Iterator[bytes]:
-        """Keys below ``directory`` (whose keys start with ``base``) in byte order, > ``marker``."""
-        entries = sorted(e for e in self._scan(directory) if e.sort_key.startswith(partial))
-        start = 0
-        if marker is not None and marker.startswith(base):
-            # Skip everything at or below the marker without descending into it.
-            keys = [base + e.sort_key for e in entries]
-            start = bisect.bisect_right(keys, marker)
-            if start and entries[start - 1].is_dir and marker.startswith(keys[start - 1]):
-                start -= 1
-        elif marker is not None and marker > base:
-            return
-        for entry in entries[start:]:
-            full = base + entry.sort_key
-            if entry.is_dir:
-                inner = marker if marker is not None and marker.startswith(full) else None
-                yield from self._walk(entry.path, full, b"", inner)
-            elif marker is None or full > marker:
+        """Keys below ``directory`` (all of which start with ``base``) in byte order, > ``marker``."""
+        if marker is not None and not marker.startswith(base):
+            if marker > base:
+                return  # every key in here sorts before the marker
+            marker = None
+        rest = marker[len(base):] if marker is not None else None
+        entries = []
+        for entry in self._scan(directory):
+            key, is_dir, _ = entry
+            if partial and not key.startswith(partial):
+                continue
+            # At or before the marker, unless it is the directory the marker lies in.
+            if rest is not None and key <= rest and not (is_dir and rest.startswith(key)):
+                continue
+            entries.append(entry)
+        entries.sort()
+        for key, is_dir, relpath in entries:
+            full = base + key
+            if is_dir:
+                yield from self._walk(os.path.join(directory, relpath), full, b"", marker)
+            else:
                 yield full
 
     def _scan(self, directory: str, continuation: bool = False) -> list[_Entry]:
-        """Decode one directory's names into entries (expanding ``~~`` pieces)."""
+        """Decode one directory's names into (sort key, is_dir, relative path) entries.
+
+        The sort key is the segment's UTF-8 bytes, plus ``/`` for a directory;
+        ``~~`` pieces of long segments are expanded into the segments they hold.
+        """
         try:
-            with os.scandir(directory) as it:
-                names = [(e.name, e.path) for e in it]
+            names = os.listdir(directory)
         except (FileNotFoundError, NotADirectoryError):
             return []  # gone (concurrent delete) or not ours
         entries: list[_Entry] = []
-        for name, path in names:
+        for name in names:
             if name.startswith("."):
                 continue  # temp files
             is_dir = not name.endswith(_DATA_SUFFIX)
@@ -443,18 +450,17 @@ class FilesystemBank(BankPlugin):
             if body.startswith("~~"):
                 piece = _unb32(body[2:])
                 if is_dir and piece is not None:
-                    entries.extend(_Entry(piece + sub.sort_key, sub.is_dir, sub.path)
-                                   for sub in self._scan(path, continuation=True))
+                    inner = self._scan(os.path.join(directory, name), continuation=True)
+                    entries.extend((piece + key, sub_is_dir, os.path.join(name, relpath))
+                                   for key, sub_is_dir, relpath in inner)
                 continue
             if body.startswith("~"):
                 raw = _unb32(body[1:])
                 if raw is None:
                     continue
-            elif continuation:
+            elif continuation or not _is_plain(body):
                 continue  # not a name we write
             else:
-                raw = body.encode("utf-8", "surrogateescape")
-                if not _is_plain(body):
-                    continue  # not a name we write
-            entries.append(_Entry(raw + b"/" if is_dir else raw, is_dir, path))
+                raw = body.encode("utf-8")
+            entries.append((raw + b"/" if is_dir else raw, is_dir, name))
         return entries

@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     conf = common.setup(argv, "strongroom-all-in-one")
     from strongroom.service import Services, resolve_providers_dir
 
-    services = Services(conf, transport_url=conf.transport_url or "fake://", embedded=True)
+    # Always in-process: oslo.messaging defaults transport_url to rabbit://, which is for deployments.
+    services = Services(conf, transport_url="fake://", embedded=True)
     try:
         services.start()
     except Exception as err:  # noqa: BLE001 - start-up errors are shown as one clear line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import sys
@@ -15,6 +16,7 @@ from strongroom import backend, config
 
 def setup(argv: list[str] | None, prog: str, default_config_files: list[str] | None = None) -> cfg.ConfigOpts:
     backend.init()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>` dumps every thread's stack
     conf = config.register_opts(cfg.ConfigOpts())
     conf.register_cli_opt(debug_opt())
     from strongroom import rpc

@@ -60,7 +60,8 @@ def _sortable(model: type[Base], *names: str, nullable: Sequence[str] = ()) -> d
     return cols
 
 
-PLAN_SORT = _sortable(PlanModel, "id", "name", "status", "provider_id", "project_id", "created_at", "updated_at")
+PLAN_SORT = _sortable(PlanModel, "id", "name", "status", "provider_id", "project_id", "created_at",
+                      "updated_at")
 CHECKPOINT_SORT = _sortable(CheckpointModel, "id", "status", "provider_id", "project_id", "created_at",
                             "updated_at", nullable=("plan_id",))
 RESTORE_SORT = _sortable(RestoreModel, "id", "status", "provider_id", "project_id", "checkpoint_id",
@@ -82,6 +83,25 @@ OPLOG_UPDATABLE = frozenset({"status", "provider_id", "checkpoint_id", "plan_id"
                              "scheduled_operation_id", "host", "error_info", "extra_info", "started_at",
                              "ended_at"})
 SERVICE_UPDATABLE = frozenset({"topic", "disabled", "disabled_reason", "last_heartbeat"})
+
+
+class DBDeadlock(exceptions.ServiceUnavailable):
+    """{what} is unavailable: {reason}"""
+
+
+#: (MySQL/MariaDB error numbers, PostgreSQL SQLSTATEs) that mean: run the transaction again.
+_MYSQL_RETRY = frozenset({1205, 1213})  # lock wait timeout, deadlock
+_PG_RETRY = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+
+def _is_deadlock(err: BaseException) -> bool:
+    orig = getattr(err, "orig", None)
+    if orig is None:
+        return False
+    if getattr(orig, "pgcode", None) in _PG_RETRY:
+        return True
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    return bool(args) and isinstance(args[0], int) and args[0] in _MYSQL_RETRY
 
 
 def mask_url(url: str | URL) -> str:
@@ -106,7 +126,8 @@ def _status_value(kind: str, value: Any, enum_type: type[enum.Enum]) -> str:
         return str(enum_type(value).value)
     except ValueError:
         allowed = ", ".join(str(m.value) for m in enum_type)
-        raise exceptions.InvalidInput(reason=f"unknown {kind} status '{value}' (allowed: {allowed})") from None
+        raise exceptions.InvalidInput(
+            reason=f"unknown {kind} status '{value}' (allowed: {allowed})") from None
 
 
 def _check_keys(kind: str, values: Mapping[str, Any], allowed: frozenset[str]) -> None:
@@ -177,8 +198,13 @@ class Database:
             if self._engine is None:
                 self._driver.prepare()
                 kwargs = self._driver.engine_kwargs()
-                engine = sa.create_engine(self._driver.sqlalchemy_url(), echo=self._echo,
-                                          hide_parameters=not self._echo, **kwargs)
+                try:
+                    engine = sa.create_engine(self._driver.sqlalchemy_url(), echo=self._echo,
+                                              hide_parameters=not self._echo, **kwargs)
+                except ImportError as err:
+                    raise exceptions.ConfigError(
+                        reason=f"the database driver for {self.url_for_display} is not installed ({err}); "
+                               "install strongroom's 'postgresql' or 'mysql' extra") from err
                 self._driver.setup_engine(engine)
                 write_engine = engine.execution_options(**{drivers.WRITE_OPTION: True})
                 self._read_sessions = orm.sessionmaker(bind=engine, expire_on_commit=False)
@@ -223,8 +249,8 @@ class Database:
         except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError) as err:
             orig = getattr(err, "orig", None) or err
             reason = f"{type(orig).__name__}: {str(orig).splitlines()[0] if str(orig) else ''}"
-            raise exceptions.ServiceUnavailable(
-                what=f"metadata store {self.url_for_display}", reason=reason) from None
+            error_class = DBDeadlock if _is_deadlock(err) else exceptions.ServiceUnavailable
+            raise error_class(what=f"metadata store {self.url_for_display}", reason=reason) from None
 
     @contextlib.contextmanager
     def _session(self, *, write: bool = False) -> Iterator[orm.Session]:
@@ -345,8 +371,8 @@ class Database:
         now = self._now()
         status = _status_value("checkpoint", cp.status, CheckpointStatus)
         with self._session(write=True) as s:
-            model = CheckpointModel(**_columns(CheckpointModel, cp, skip=("status", "created_at", "updated_at")),
-                                    status=status, created_at=_utc(cp.created_at) or now,
+            columns = _columns(CheckpointModel, cp, skip=("status", "created_at", "updated_at"))
+            model = CheckpointModel(**columns, status=status, created_at=_utc(cp.created_at) or now,
                                     updated_at=_utc(cp.updated_at) or _utc(cp.created_at) or now)
             model.protection_plan = dict(cp.protection_plan or {})
             model.extra_info = dict(cp.extra_info or {})
@@ -380,7 +406,7 @@ class Database:
         checked = pagination.check_filters(filters, CHECKPOINT_FILTERS)
         start, end = checked.pop("start_date", None), checked.pop("end_date", None)
         conds = [pagination.eq_filter(getattr(CheckpointModel, k), v) for k, v in checked.items()]
-        conds += pagination.date_range(CheckpointModel.created_at, start, end)
+        conds += pagination.date_range(cast(ColumnElement[Any], CheckpointModel.created_at), start, end)
         with self._session() as s:
             rows = self._list(s, CheckpointModel, scope=self._checkpoint_scope(provider_id, project_id),
                               conditions=conds, sort=sort, allowed_sort=CHECKPOINT_SORT, marker=marker,
@@ -404,9 +430,9 @@ class Database:
         if expected_status is not None:
             items = [expected_status] if isinstance(expected_status, str) else list(expected_status)
             expected = tuple(_status_value("checkpoint", v, CheckpointStatus) for v in items)
-        table = CheckpointModel.__table__
+        table = cast(sa.Table, CheckpointModel.__table__)
         for _attempt in range(_CAS_ATTEMPTS):
-            with self._session(write=True) as s:
+            with contextlib.suppress(DBDeadlock), self._session(write=True) as s:
                 current = s.execute(sa.select(CheckpointModel.status).where(
                     CheckpointModel.id == checkpoint_id)).scalar_one_or_none()
                 if current is None:
@@ -416,7 +442,8 @@ class Database:
                         reason=f"Checkpoint {checkpoint_id} is '{current}', expected "
                                f"{' or '.join(repr(e) for e in expected)}")
                 if check and "status" in updates:
-                    check_transition("Checkpoint", checkpoint_id, current, updates["status"], CheckpointStatus)
+                    check_transition("Checkpoint", checkpoint_id, current, updates["status"],
+                                     CheckpointStatus)
                 guard = expected if expected is not None else (current,)
                 stmt = (sa.update(table)
                         .where(table.c.id == checkpoint_id, table.c.status.in_(guard))
@@ -426,7 +453,8 @@ class Database:
                     model = s.execute(sa.select(CheckpointModel).where(CheckpointModel.id == checkpoint_id)
                                       .execution_options(populate_existing=True)).scalar_one()
                     return _record(CheckpointRecord, model)
-            # The status changed between our read and our write: judge again on the new one.
+            # The status changed between our read and our write (or the server chose us as a
+            # deadlock victim): judge again on the new status.
         raise exceptions.Conflict(reason=f"Checkpoint {checkpoint_id} is changing too often; try again")
 
     # -- restores and verifications ------------------------------------------------
@@ -438,7 +466,8 @@ class Database:
     @staticmethod
     def _check_kind(kind: str) -> str:
         if kind not in RESTORE_KINDS:
-            raise exceptions.InvalidInput(reason=f"unknown restore kind '{kind}' (allowed: restore, verification)")
+            raise exceptions.InvalidInput(
+                reason=f"unknown restore kind '{kind}' (allowed: {', '.join(RESTORE_KINDS)})")
         return kind
 
     @staticmethod
@@ -482,7 +511,8 @@ class Database:
 
     def list_restores(self, project_id: str | None, *, kind: str = "restore",
                       filters: Mapping[str, Any] | None = None, marker: str | None = None,
-                      limit: int | None = None, sort: Sequence[tuple[str, str]] = DEFAULT_SORT) -> list[Restore]:
+                      limit: int | None = None,
+                      sort: Sequence[tuple[str, str]] = DEFAULT_SORT) -> list[Restore]:
         """Restores (or verifications); filters: checkpoint_id, provider_id, status, restore_target."""
         self._check_kind(kind)
         checked = pagination.check_filters(filters, RESTORE_FILTERS)
@@ -593,7 +623,7 @@ class Database:
                             model.topic = topic
                     s.flush()
                     return _record(Service, model)
-            except sa.exc.IntegrityError:
+            except (sa.exc.IntegrityError, DBDeadlock):
                 continue  # another thread inserted the same (host, binary) first: update it
         raise exceptions.Conflict(reason=f"service {binary} on {host} could not be recorded; try again")
 

@@ -9,6 +9,7 @@ every thread).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any, ClassVar
 
@@ -148,9 +149,19 @@ class MemoryDriver(SQLiteDriver):
 
 
 class PostgreSQLDriver(PersistenceDriver):
-    """PostgreSQL through psycopg2 (``postgresql://`` or ``postgresql+psycopg2://``)."""
+    """PostgreSQL.
+
+    A bare ``postgresql://`` uses psycopg2 when it is installed (SQLAlchemy 2.1
+    would pick psycopg 3, which the ``postgresql`` extra does not install).
+    """
 
     scheme = "postgresql"
+
+    def sqlalchemy_url(self) -> URL:
+        url = self.url
+        if "+" not in url.drivername and importlib.util.find_spec("psycopg2") is not None:
+            url = url.set(drivername="postgresql+psycopg2")
+        return url
 
     def engine_kwargs(self) -> dict[str, Any]:
         return {"pool_pre_ping": True, "pool_recycle": 3600}
@@ -199,7 +210,7 @@ def driver_class(scheme: str) -> type[PersistenceDriver]:
     from stevedore.exception import NoMatches
 
     try:
-        manager = sv_driver.DriverManager(GROUP, scheme, invoke_on_load=False)
+        manager: sv_driver.DriverManager[Any] = sv_driver.DriverManager(GROUP, scheme, invoke_on_load=False)
     except NoMatches:
         pass
     except Exception as err:  # noqa: BLE001 - a broken third-party plugin, reported with its name

@@ -28,7 +28,8 @@ def normalize_sort(sort: SortSpec, allowed: Mapping[str, ColumnElement[Any]]) ->
         try:
             key, direction = item
         except (TypeError, ValueError):
-            raise exceptions.InvalidInput(reason=f"sort item {item!r} must be a (key, direction) pair") from None
+            raise exceptions.InvalidInput(
+                reason=f"sort item {item!r} must be a (key, direction) pair") from None
         if key not in allowed:
             raise exceptions.InvalidInput(
                 reason=f"unknown sort key '{key}' (allowed: {', '.join(sorted(allowed))})")

@@ -58,6 +58,7 @@ class FakeProtectionEndpoint:
     def __init__(self, db: Any) -> None:
         self.db = db
         self.calls: list[str] = []
+        self.request_ids: list[str] = []
 
     # -- providers and protectables
     def list_providers(self, ctxt: Any) -> list[dict[str, Any]]:
@@ -172,7 +173,8 @@ class Stack:
         cp = CheckpointRecord(id=str(uuid.uuid4()), provider_id=provider_id, project_id=project,
                               status=status, plan_id=plan_id,
                               protection_plan={"id": plan_id, "name": "p", "provider_id": provider_id,
-                                               "resources": []},
+                                               "resources": [{"id": "vol-01", "type": VOLUME,
+                                                              "name": "volume 1", "extra_info": {}}]},
                               resource_graph="[]", created_at=created_at, **values)
         return self.db.create_checkpoint(cp)  # type: ignore[no-any-return]
 

@@ -76,7 +76,7 @@ def test_openapi_document(stack: Stack) -> None:
 def test_malformed_json_and_missing_body(stack: Stack) -> None:
     assert "malformed JSON" in _error(stack.call("POST", "/plans", raw=b"{not json"), 400)
     assert "JSON request body is required" in _error(stack.call("POST", "/plans"), 400)
-    assert "plan" in _error(stack.call("POST", "/plans", body=[1, 2]), 400)
+    assert _error(stack.call("POST", "/plans", body=[1, 2]), 400).startswith("body: ")
 
 
 def test_body_too_large_is_413(stack: Stack) -> None:
@@ -147,7 +147,8 @@ def test_plan_lifecycle(stack: Stack) -> None:
     res = stack.call("PUT", f"/plans/{plan['id']}", body={"plan": {"resources": [
         {"id": "vol-02", "type": VOLUME}, {"id": "vol-03", "type": VOLUME}]}}).json()["plan"]
     assert sorted(r["id"] for r in res["resources"]) == ["vol-02", "vol-03"]
-    assert "status" in _error(stack.call("PUT", f"/plans/{plan['id']}", body={"plan": {"status": "gone"}}), 400)
+    bad_status = stack.call("PUT", f"/plans/{plan['id']}", body={"plan": {"status": "gone"}})
+    assert "plan.status" in _error(bad_status, 400)
 
     # another project cannot see it
     _error(stack.call("GET", f"/plans/{plan['id']}", project="proj-b"), 404)
@@ -174,7 +175,8 @@ def test_plan_schema_errors_name_the_field(stack: Stack, body: dict[str, Any], e
 def test_plan_semantic_errors(stack: Stack) -> None:
     msg = _error(stack.call("POST", "/plans", body=_plan_body(provider_id="no-such-provider")), 400)
     assert msg == "plan.provider_id: provider no-such-provider not found"
-    msg = _error(stack.call("POST", "/plans", body=_plan_body(resources=[{"id": "x", "type": "OS::Nope"}])), 400)
+    unknown_type = _plan_body(resources=[{"id": "x", "type": "OS::Nope"}])
+    msg = _error(stack.call("POST", "/plans", body=unknown_type), 400)
     assert "plan.resources[0].type" in msg and "OS::Nope" in msg
     msg = _error(stack.call("POST", "/plans", body=_plan_body(parameters={VOLUME: {"bogus": 1}})), 400)
     assert "bogus" in msg
@@ -214,7 +216,8 @@ def test_plan_list_pagination_filters_and_sorting(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize(("query", "field"), [
-    ("limit=abc", "limit"), ("limit=-1", "limit"), ("sort=colour:asc", "sort"), ("sort=name:sideways", "sort"),
+    ("limit=abc", "limit"), ("limit=-1", "limit"), ("sort=colour:asc", "sort"),
+    ("sort=name:sideways", "sort"),
 ])
 def test_bad_list_parameters(stack: Stack, query: str, field: str) -> None:
     assert _error(stack.call("GET", f"/plans?{query}"), 400).startswith(f"{field}:")
@@ -263,7 +266,8 @@ def test_checkpoint_create_show_list(stack: Stack) -> None:
 
 def test_checkpoint_create_errors(stack: Stack) -> None:
     plan = stack.add_plan(project="proj-cpe")
-    assert "checkpoint.plan_id" in _error(stack.call("POST", CP, project="proj-cpe", body={"checkpoint": {}}), 400)
+    empty = stack.call("POST", CP, project="proj-cpe", body={"checkpoint": {}})
+    assert "checkpoint.plan_id" in _error(empty, 400)
     missing = str(uuid.uuid4())
     assert missing in _error(stack.call("POST", CP, project="proj-cpe",
                                         body={"checkpoint": {"plan_id": missing}}), 404)
@@ -286,7 +290,8 @@ def test_checkpoint_list_filters_and_dates(stack: Stack) -> None:
     assert {c["id"] for c in by_plan} == {made[1].id, made[3].id, made[5].id}
     window = stack.call("GET", f"{CP}?start_date=2026-03-11&end_date=2026-03-13", project=project).json()
     assert {c["id"] for c in window["checkpoints"]} == {made[1].id, made[2].id, made[3].id}
-    assert _error(stack.call("GET", f"{CP}?start_date=2026-13-01", project=project), 400).startswith("start_date")
+    bad_month = stack.call("GET", f"{CP}?start_date=2026-13-01", project=project)
+    assert _error(bad_month, 400).startswith("start_date")
     assert _error(stack.call("GET", f"{CP}?end_date=yesterday", project=project), 400).startswith("end_date")
     page = stack.call("GET", f"{CP}?limit=4", project=project).json()
     assert len(page["checkpoints"]) == 4
@@ -327,7 +332,8 @@ def test_checkpoint_copy_action_not_supported(stack: Stack) -> None:
 def test_restore_lifecycle_and_password_never_echoed(stack: Stack) -> None:
     cp = stack.add_checkpoint(project="proj-r", status="available")
     body = {"restore": {"provider_id": PROVIDER_ID, "checkpoint_id": cp.id,
-                        "restore_auth": {"type": "password", "username": "admin", "password": "hunter2-secret"},
+                        "restore_auth": {"type": "password", "username": "admin",
+                                         "password": "hunter2-secret"},
                         "parameters": {VOLUME: {"restore_name": "copy"}}}}
     resp = stack.call("POST", "/restores", project="proj-r", body=body)
     assert resp.status_code == 200, resp.text
@@ -335,7 +341,8 @@ def test_restore_lifecycle_and_password_never_echoed(stack: Stack) -> None:
     assert restore["status"] == "in_progress"
     assert restore["checkpoint_id"] == cp.id and restore["provider_id"] == PROVIDER_ID
     assert restore["resources_status"] == {f"{VOLUME}#vol-01": "restoring"}
-    assert set(restore) >= {"id", "project_id", "provider_id", "checkpoint_id", "restore_target", "parameters",
+    assert set(restore) >= {"id", "project_id", "provider_id", "checkpoint_id", "restore_target",
+                            "parameters",
                             "status", "resources_status", "resources_reason", "extra_info"}
     texts = [resp.text,
              stack.call("GET", f"/restores/{restore['id']}", project="proj-r").text,
@@ -397,7 +404,8 @@ def test_operation_logs(stack: Stack) -> None:
     protects = stack.call("GET", "/operation_logs?operation_type=protect", project="proj-log").json()
     assert {log["operation_type"] for log in protects["operation_logs"]} == {"protect"}
     assert len(protects["operation_logs"]) == 2
-    errors = stack.call("GET", f"/operation_logs?status=error&checkpoint_id={cp_id}", project="proj-log").json()
+    query = f"/operation_logs?status=error&checkpoint_id={cp_id}"
+    errors = stack.call("GET", query, project="proj-log").json()
     assert len(errors["operation_logs"]) == 1
     one = stack.call("GET", f"/operation_logs/{logs[0]['id']}", project="proj-log").json()["operation_log"]
     assert one["id"] == logs[0]["id"]
@@ -407,3 +415,19 @@ def test_operation_logs(stack: Stack) -> None:
 def test_admin_token_grants_admin_only_with_exact_token(stack: Stack) -> None:
     assert stack.call("GET", "/plans?all_tenants=1", token=ADMIN_TOKEN + "x").status_code == 403
     assert stack.call("GET", "/plans?all_tenants=1", token=ADMIN_TOKEN).status_code == 200
+
+
+def test_concurrent_requests_are_served_in_parallel(stack: Stack) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for i in range(3):
+        stack.add_plan(project="proj-par", name=f"par-{i}")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _i: stack.call("GET", "/plans", project="proj-par"), range(16)))
+    assert all(r.status_code == 200 and len(r.json()["plans"]) == 3 for r in results)
+    assert len({r.headers["X-Openstack-Request-Id"] for r in results}) == 16
+
+
+def test_remote_errors_carry_no_traceback(stack: Stack) -> None:
+    msg = _error(stack.call("GET", "/protectables/OS::Nope"), 404)
+    assert msg == "Protectable type OS::Nope could not be found."

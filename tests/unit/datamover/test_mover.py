@@ -1,16 +1,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import IO
 
 import pytest
+import zstandard
 
 from strongroom import exceptions
 from strongroom.bank_plugins.bank import Bank
+from strongroom.bank_plugins.memory import MemoryBank
 from strongroom.block.base import BlockReader, Extent
 from strongroom.block.loopback import LoopbackBackend
 from strongroom.datamover import (
@@ -247,3 +251,35 @@ def test_allocated_all_zero_slots_are_zero_runs(bank: Bank, store: ChunkStore, t
     assert result.zero_bytes == 7 * CHUNK
     assert len(list(store.iter_digests())) == 1
     assert os.path.exists(tmp_path / "v" / "z")
+
+
+class RecordingBank(MemoryBank):
+    """A real in-memory bank that also remembers the order of writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts: list[str] = []
+
+    def put_object(self, key: str, data: bytes | IO[bytes],
+                   metadata: Mapping[str, str] | None = None) -> None:
+        self.puts.append(key)
+        super().put_object(key, data, metadata)
+
+
+def test_write_order_is_chunks_then_parts_then_header(backend: LoopbackBackend, image: Path) -> None:
+    plugin = RecordingBank()
+    bank = Bank(plugin)
+    store = ChunkStore(bank.section("projects/p1/chunks"))
+    _protect(backend, "vol1", store, bank, "c1", entries_per_part=2)
+    kinds = ["chunk" if "/chunks/" in k else "header" if k.endswith("manifest.json") else "part"
+             for k in plugin.puts]
+    assert kinds[-1] == "header" and kinds.count("header") == 1
+    # every part is written after the chunks it lists
+    section = manifest_section(bank, "c1")
+    for index in range(read_manifest_header(section)["parts"]):
+        part_at = plugin.puts.index(f"{section.prefix}parts/{index:08d}")
+        decoded = zstandard.ZstdDecompressor().decompress(section.get(f"parts/{index:08d}")).decode()
+        for line in decoded.splitlines():
+            digest = json.loads(line)[2]
+            if digest:
+                assert plugin.puts.index(f"projects/p1/chunks/{digest[:2]}/{digest}") < part_at

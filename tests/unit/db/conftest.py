@@ -73,7 +73,7 @@ class Server:
         assert self._admin is not None and self._admin_url is not None
         with self._admin.connect() as conn:
             if self.backend == "mysql":
-                conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+                conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
             else:
                 conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
         self._created.append(name)

@@ -69,7 +69,8 @@ def test_keyset_pagination_visits_every_row_once_in_order(db: Database, plans: l
     [("status", "desc"), ("provider_id", "asc"), ("created_at", "asc")],
     [("id", "desc")],
 ])
-def test_pagination_with_several_sort_keys(db: Database, plans: list[Plan], sort: list[tuple[str, str]]) -> None:
+def test_pagination_with_several_sort_keys(db: Database, plans: list[Plan],
+                                           sort: list[tuple[str, str]]) -> None:
     flat = [p.id for page in _pages(lambda **kw: db.list_plans(None, **kw), 7, sort=sort) for p in page]
     assert flat == [p.id for p in _sorted(plans, sort)]
     assert len(set(flat)) == 25
@@ -151,7 +152,8 @@ def test_checkpoint_date_filters_are_whole_utc_days(db: Database) -> None:
     after = make(dt.datetime(2026, 3, 13, 0, 0, 0, tzinfo=dt.UTC))
 
     def ids(**filters: Any) -> list[str]:
-        return [c.id for c in db.list_checkpoints(PROVIDER, "p1", filters=filters, sort=[("created_at", "asc")])]
+        got = db.list_checkpoints(PROVIDER, "p1", filters=filters, sort=[("created_at", "asc")])
+        return [c.id for c in got]
 
     assert ids(start_date=dt.date(2026, 3, 10), end_date=dt.date(2026, 3, 12)) == [first, late, last]
     assert ids(start_date="2026-03-10", end_date="2026-03-10") == [first, late]
@@ -178,8 +180,9 @@ def test_checkpoint_filters_scope_and_pagination(db: Database) -> None:
     assert {c.id for c in got} == {c.id for c in mine if c.plan_id == plan_a and c.status == "available"}
     assert len(db.list_checkpoints(None, "p1")) == 12
     assert db.list_checkpoints(PROVIDER, "p2") == []
-    by_plan = db.list_checkpoints(None, None, sort=[("plan_id", "asc"), ("created_at", "asc")])
-    assert [c.id for c in by_plan] == [c.id for c in _sorted(made, [("plan_id", "asc"), ("created_at", "asc")])]
+    sort = [("plan_id", "asc"), ("created_at", "asc")]
+    by_plan = db.list_checkpoints(None, None, sort=sort)
+    assert [c.id for c in by_plan] == [c.id for c in _sorted(made, sort)]
 
 
 def test_restore_and_operation_log_listing(db: Database) -> None:

@@ -126,10 +126,14 @@ def test_checkpoint_transitions(db: Database) -> None:
         db.update_checkpoint(cp.id, {"status": "deleted"}, expected_status="deleting")
     # an administrator's reset-state skips the table
     assert db.update_checkpoint(cp.id, {"status": "error"}, check=False).status == "error"
-    assert db.update_checkpoint(cp.id, {"status": "deleting"}, expected_status=["available", "error"]).status \
-        == "deleting"
+    deleting = db.update_checkpoint(cp.id, {"status": "deleting"}, expected_status=["available", "error"])
+    assert deleting.status == "deleting"
     with pytest.raises(exceptions.NotFound):
         db.update_checkpoint(_id(), {"status": "error"})
+    with pytest.raises(exceptions.InvalidInput, match="unknown checkpoint status 'gone'"):
+        db.update_checkpoint(cp.id, {"status": "gone"})
+    progress = db.update_checkpoint(cp.id, {"extra_info": {"copy_of": "x", "n": [1]}, "bytes_total": 7})
+    assert progress.extra_info == {"copy_of": "x", "n": [1]} and progress.bytes_total == 7
     assert db.get_checkpoint(cp.id).status == "deleting"
 
 

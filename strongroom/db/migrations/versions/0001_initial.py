@@ -7,6 +7,8 @@ Create Date: 2026-01-01 00:00:00
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
@@ -33,9 +35,9 @@ def _timestamps() -> list[sa.Column]:  # type: ignore[type-arg]
     ]
 
 
-def _table_kwargs() -> dict[str, str]:
-    return {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mariadb_engine": "InnoDB",
-            "mariadb_charset": "utf8mb4"}
+# InnoDB and utf8mb4 on MySQL/MariaDB (ignored elsewhere).
+_TABLE_KW: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4",
+                             "mariadb_engine": "InnoDB", "mariadb_charset": "utf8mb4"}
 
 
 def upgrade() -> None:
@@ -50,7 +52,7 @@ def upgrade() -> None:
         sa.Column("parameters", sa.JSON(), nullable=False),
         *_timestamps(),
         sa.Column("deleted_at", _datetime(), nullable=True),
-        **_table_kwargs(),
+        **_TABLE_KW,
     )
     op.create_index("ix_plans_project_id", "plans", ["project_id"])
 
@@ -64,7 +66,7 @@ def upgrade() -> None:
         sa.Column("resource_name", sa.String(255), nullable=False),
         sa.Column("extra_info", sa.JSON(), nullable=False),
         sa.UniqueConstraint("plan_id", "resource_type", "resource_id", name="uq_resources_plan_type_id"),
-        **_table_kwargs(),
+        **_TABLE_KW,
     )
 
     op.create_table(
@@ -82,7 +84,7 @@ def upgrade() -> None:
         sa.Column("bytes_total", sa.BigInteger(), nullable=False),
         sa.Column("bytes_done", sa.BigInteger(), nullable=False),
         *_timestamps(),
-        **_table_kwargs(),
+        **_TABLE_KW,
     )
     op.create_index("ix_checkpoints_provider_project_created", "checkpoints",
                     ["provider_id", "project_id", "created_at"])
@@ -103,7 +105,7 @@ def upgrade() -> None:
         sa.Column("resources_reason", sa.JSON(), nullable=False),
         sa.Column("extra_info", sa.JSON(), nullable=False),
         *_timestamps(),
-        **_table_kwargs(),
+        **_TABLE_KW,
     )
     op.create_index("ix_restores_project_kind_created", "restores", ["project_id", "kind", "created_at"])
     op.create_index("ix_restores_checkpoint_id", "restores", ["checkpoint_id"])
@@ -125,7 +127,7 @@ def upgrade() -> None:
         sa.Column("started_at", _datetime(), nullable=True),
         sa.Column("ended_at", _datetime(), nullable=True),
         *_timestamps(),
-        **_table_kwargs(),
+        **_TABLE_KW,
     )
     op.create_index("ix_operation_logs_project_created", "operation_logs", ["project_id", "created_at"])
     op.create_index("ix_operation_logs_checkpoint_id", "operation_logs", ["checkpoint_id"])
@@ -142,7 +144,7 @@ def upgrade() -> None:
         sa.Column("last_heartbeat", _datetime(), nullable=True),
         *_timestamps(),
         sa.UniqueConstraint("host", "binary", name="uq_services_host_binary"),
-        **_table_kwargs(),
+        **_TABLE_KW,
     )
 
 

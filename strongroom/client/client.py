@@ -1,0 +1,212 @@
+"""A small Python client of the Strongroom (Karbor v1) REST API, over ``requests``.
+
+Every method returns the decoded JSON payload inside the wrapper key (a dict, or a list for listings);
+an HTTP error raises :class:`ClientError` carrying the status code and the server's message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import requests
+
+from strongroom import exceptions
+
+
+class ClientError(exceptions.StrongroomError):
+    """{message}"""
+
+    def __init__(self, status: int, message: str, request_id: str | None = None) -> None:
+        super().__init__(f"HTTP {status}: {message}" if status else message)
+        self.status = status
+        self.server_message = message
+        self.request_id = request_id
+
+
+class Client:
+    def __init__(self, base_url: str, project_id: str, token: str | None = None, timeout: float = 30) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.project_id = project_id
+        self.timeout = timeout
+        self._session = requests.Session()
+        self._session.headers["Accept"] = "application/json"
+        if token:
+            self._session.headers["X-Auth-Token"] = token
+
+    def __repr__(self) -> str:  # never the token
+        return f"Client({self.base_url!r}, project_id={self.project_id!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        if path.startswith("http://") or path.startswith("https://"):
+            return path
+        return f"{self.base_url}/v1/{self.project_id}{path}"
+
+    def request(self, method: str, path: str, body: Any = None,
+                params: Mapping[str, Any] | None = None) -> Any:
+        """One call; returns the decoded JSON body (None for empty answers)."""
+        data = None if body is None else json.dumps(body)
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            resp = self._session.request(method, self._url(path), data=data, params=clean, headers=headers,
+                                         timeout=self.timeout)
+        except requests.RequestException as err:
+            raise ClientError(0, f"cannot reach {self.base_url}: {err}") from err
+        request_id = resp.headers.get("X-Openstack-Request-Id")
+        if resp.status_code >= 400:
+            raise ClientError(resp.status_code, _error_message(resp), request_id)
+        if not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError as err:
+            raise ClientError(resp.status_code, "the server answered with something that is not JSON",
+                              request_id) from err
+
+    def _list(self, path: str, key: str, params: Mapping[str, Any] | None = None,
+              follow: bool = False) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for page in self._pages(path, key, params, follow):
+            out += page
+        return out
+
+    def _pages(self, path: str, key: str, params: Mapping[str, Any] | None,
+               follow: bool) -> Iterator[list[dict[str, Any]]]:
+        body = self.request("GET", path, params=params)
+        yield list(body.get(key, []))
+        while follow:
+            links = body.get(f"{key}_links") or []
+            nxt = next((link["href"] for link in links if link.get("rel") == "next"), None)
+            if not nxt:
+                return
+            body = self.request("GET", nxt)
+            yield list(body.get(key, []))
+
+    # -- providers and protectables ------------------------------------------
+
+    def list_providers(self, **params: Any) -> list[dict[str, Any]]:
+        return self._list("/providers", "providers", params)
+
+    def show_provider(self, provider_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/providers/{provider_id}")["provider"])
+
+    def list_protectables(self) -> list[str]:
+        return list(self.request("GET", "/protectables")["protectable_type"])
+
+    def show_protectable(self, protectable_type: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/protectables/{protectable_type}")["protectable_type"])
+
+    def list_protectable_instances(self, protectable_type: str, parameters: Mapping[str, Any] | None = None,
+                                   **params: Any) -> list[dict[str, Any]]:
+        if parameters:
+            params["parameters"] = json.dumps(dict(parameters))
+        return self._list(f"/protectables/{protectable_type}/instances", "instances", params)
+
+    def show_protectable_instance(self, protectable_type: str, instance_id: str,
+                                  parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        params = {"parameters": json.dumps(dict(parameters))} if parameters else None
+        return dict(self.request("GET", f"/protectables/{protectable_type}/instances/{instance_id}",
+                                 params=params)["instance"])
+
+    # -- plans ----------------------------------------------------------------
+
+    def create_plan(self, name: str, provider_id: str, resources: list[dict[str, Any]],
+                    parameters: Mapping[str, Any] | None = None,
+                    description: str | None = None) -> dict[str, Any]:
+        plan: dict[str, Any] = {"name": name, "provider_id": provider_id, "resources": resources,
+                                "parameters": dict(parameters or {})}
+        if description is not None:
+            plan["description"] = description
+        return dict(self.request("POST", "/plans", {"plan": plan})["plan"])
+
+    def list_plans(self, follow: bool = False, **params: Any) -> list[dict[str, Any]]:
+        return self._list("/plans", "plans", params, follow)
+
+    def show_plan(self, plan_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/plans/{plan_id}")["plan"])
+
+    def update_plan(self, plan_id: str, **values: Any) -> dict[str, Any]:
+        return dict(self.request("PUT", f"/plans/{plan_id}", {"plan": values})["plan"])
+
+    def delete_plan(self, plan_id: str) -> None:
+        self.request("DELETE", f"/plans/{plan_id}")
+
+    # -- checkpoints ------------------------------------------------------------
+
+    def create_checkpoint(self, provider_id: str, plan_id: str,
+                          extra_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        body = {"checkpoint": {"plan_id": plan_id, "extra_info": dict(extra_info or {})}}
+        return dict(self.request("POST", f"/providers/{provider_id}/checkpoints", body)["checkpoint"])
+
+    def list_checkpoints(self, provider_id: str, follow: bool = False, **params: Any) -> list[dict[str, Any]]:
+        return self._list(f"/providers/{provider_id}/checkpoints", "checkpoints", params, follow)
+
+    def show_checkpoint(self, provider_id: str, checkpoint_id: str) -> dict[str, Any]:
+        path = f"/providers/{provider_id}/checkpoints/{checkpoint_id}"
+        return dict(self.request("GET", path)["checkpoint"])
+
+    def delete_checkpoint(self, provider_id: str, checkpoint_id: str) -> None:
+        self.request("DELETE", f"/providers/{provider_id}/checkpoints/{checkpoint_id}")
+
+    def reset_checkpoint_state(self, provider_id: str, checkpoint_id: str, state: str) -> None:
+        self.request("PUT", f"/providers/{provider_id}/checkpoints/{checkpoint_id}",
+                     {"os-resetState": {"state": state}})
+
+    # -- restores and verifications ---------------------------------------------
+
+    def create_restore(self, provider_id: str, checkpoint_id: str,
+                       parameters: Mapping[str, Any] | None = None,
+                       restore_target: str | None = None,
+                       restore_auth: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"provider_id": provider_id, "checkpoint_id": checkpoint_id,
+                                "parameters": dict(parameters or {})}
+        if restore_target is not None:
+            body["restore_target"] = restore_target
+        if restore_auth is not None:
+            body["restore_auth"] = dict(restore_auth)
+        return dict(self.request("POST", "/restores", {"restore": body})["restore"])
+
+    def list_restores(self, follow: bool = False, **params: Any) -> list[dict[str, Any]]:
+        return self._list("/restores", "restores", params, follow)
+
+    def show_restore(self, restore_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/restores/{restore_id}")["restore"])
+
+    def create_verification(self, provider_id: str, checkpoint_id: str,
+                            parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        body = {"provider_id": provider_id, "checkpoint_id": checkpoint_id,
+                "parameters": dict(parameters or {})}
+        return dict(self.request("POST", "/verifications", {"verification": body})["verification"])
+
+    def list_verifications(self, follow: bool = False, **params: Any) -> list[dict[str, Any]]:
+        return self._list("/verifications", "verifications", params, follow)
+
+    def show_verification(self, verification_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/verifications/{verification_id}")["verification"])
+
+    # -- operation logs -----------------------------------------------------------
+
+    def list_operation_logs(self, follow: bool = False, **params: Any) -> list[dict[str, Any]]:
+        return self._list("/operation_logs", "operation_logs", params, follow)
+
+    def show_operation_log(self, log_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/operation_logs/{log_id}")["operation_log"])
+
+
+def _error_message(resp: requests.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text.strip()[:500] or resp.reason
+    if isinstance(body, dict) and len(body) == 1:
+        (inner,) = body.values()
+        if isinstance(inner, dict) and "message" in inner:
+            return str(inner["message"])
+    return json.dumps(body)[:500]

@@ -1,0 +1,79 @@
+"""``strongroom-manage db sync`` / ``db version`` as an operator runs them."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from strongroom.cmd import manage
+
+
+def _manage(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "STRONGROOM_STATE_DIR"}
+    return subprocess.run([sys.executable, "-m", "strongroom.cmd.manage", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _version_in(path: Path) -> str:
+    with sqlite3.connect(path) as raw:
+        return raw.execute("SELECT version_num FROM strongroom_alembic_version").fetchone()[0]
+
+
+def test_db_sync_and_version_with_connection_option(tmp_path: Path) -> None:
+    db_file = tmp_path / "meta" / "strongroom.sqlite"
+    conf = tmp_path / "strongroom.conf"
+    conf.write_text(f"[database]\nconnection = sqlite:///{db_file}\n")
+
+    before = _manage("--config-file", str(conf), "db", "version", cwd=tmp_path)
+    assert before.returncode == 0, before.stderr
+    assert before.stdout.strip() == "none"
+    assert "db sync" in before.stderr
+
+    for _ in range(2):  # idempotent
+        sync = _manage("--config-file", str(conf), "db", "sync", cwd=tmp_path)
+        assert sync.returncode == 0, sync.stderr
+        assert "is at revision 0001_initial (head)" in sync.stdout
+    assert _version_in(db_file) == "0001_initial"
+
+    after = _manage("--config-file", str(conf), "db", "version", cwd=tmp_path)
+    assert (after.returncode, after.stdout.strip()) == (0, "0001_initial")
+
+
+def test_db_sync_defaults_to_sqlite_under_state_dir(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    conf = tmp_path / "strongroom.conf"
+    conf.write_text(f"[DEFAULT]\nstate_dir = {state}\n")
+    sync = _manage("--config-file", str(conf), "db", "sync", cwd=tmp_path)
+    assert sync.returncode == 0, sync.stderr
+    assert _version_in(state / "strongroom.sqlite") == "0001_initial"
+
+
+def test_errors_are_one_line_without_the_password(tmp_path: Path) -> None:
+    conf = tmp_path / "strongroom.conf"
+    conf.write_text("[database]\nconnection = postgresql+psycopg2://admin:hunter2@127.0.0.1:9/strongroom\n")
+    out = _manage("--config-file", str(conf), "db", "sync", cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stderr.startswith("strongroom-manage: error: metadata store "
+                                 "postgresql+psycopg2://admin:***@127.0.0.1:9/strongroom is unavailable")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "hunter2" not in out.stderr + out.stdout
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["db"], ["db", "frobnicate"], ["bank", "gc"]])
+def test_usage_errors(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        manage.build_parser().parse_args(args)
+    assert info.value.code == 2
+    assert "usage: strongroom-manage" in capsys.readouterr().err
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    out = _manage("--config-file", str(tmp_path / "absent.conf"), "db", "version", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "absent.conf" in out.stderr and "Traceback" not in out.stderr
