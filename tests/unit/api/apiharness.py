@@ -106,6 +106,7 @@ class FakeProtectionEndpoint:
     def protect(self, ctxt: Any, plan: dict[str, Any], provider_id: str, extra_info: dict[str, Any],
                 scheduled_operation_id: str | None) -> dict[str, Any]:
         self.calls.append("protect")
+        self.request_ids.append(ctxt.request_id)
         p = Plan.from_dict(plan)
         graph = [{"type": r.type, "id": r.id, "name": r.name, "children": []} for r in p.resources]
         record = CheckpointRecord(

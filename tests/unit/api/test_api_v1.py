@@ -247,6 +247,7 @@ def test_checkpoint_create_show_list(stack: Stack) -> None:
                       body={"checkpoint": {"plan_id": plan.id, "extra-info": {"reason": "nightly"}}})
     assert resp.status_code == 200, resp.text
     cp = resp.json()["checkpoint"]
+    assert stack.endpoint.request_ids[-1] == resp.headers["X-Openstack-Request-Id"]  # same id over RPC
     assert cp["status"] == "protecting"
     assert cp["extra_info"] == {"reason": "nightly"}
     assert cp["protection_plan"]["id"] == plan.id

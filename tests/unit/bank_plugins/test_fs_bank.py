@@ -6,8 +6,8 @@ import concurrent.futures
 import datetime as _dt
 import io
 import os
-import shutil
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap

@@ -7,9 +7,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from strongroom import exceptions
 from strongroom.db.api import Database
 from strongroom.objects.records import CheckpointRecord
+
+pytestmark = pytest.mark.db
 
 PROVIDER = "cf56bd3e-97a7-4078-b6d5-f36246333fd9"
 

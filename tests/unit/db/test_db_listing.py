@@ -13,6 +13,8 @@ from strongroom import exceptions
 from strongroom.db.api import Database
 from strongroom.objects.records import CheckpointRecord, OperationLog, Plan, Restore
 
+pytestmark = pytest.mark.db
+
 PROVIDER = "cf56bd3e-97a7-4078-b6d5-f36246333fd9"
 OTHER_PROVIDER = "3f8af6d6-7d3e-4e8a-9a5c-0a4a3a36c9a1"
 BASE = dt.datetime(2026, 5, 17, 10, 0, 0, tzinfo=dt.UTC)

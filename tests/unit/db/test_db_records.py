@@ -11,6 +11,8 @@ from strongroom import exceptions
 from strongroom.db.api import Database
 from strongroom.objects.records import CheckpointRecord, OperationLog, Plan, Resource, Restore
 
+pytestmark = pytest.mark.db
+
 PROVIDER = "cf56bd3e-97a7-4078-b6d5-f36246333fd9"
 
 

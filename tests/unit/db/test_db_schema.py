@@ -15,6 +15,8 @@ from strongroom.db import drivers, migration
 from strongroom.db.api import Database, mask_url
 from strongroom.db.models import Base
 
+pytestmark = pytest.mark.db
+
 
 def test_sync_twice_is_idempotent_and_reaches_head(fresh_url: str) -> None:
     db = Database(fresh_url)

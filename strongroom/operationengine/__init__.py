@@ -1,0 +1,1 @@
+"""Triggers, scheduled operations and retention (filled in by the scheduling work)."""

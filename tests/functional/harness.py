@@ -1,0 +1,110 @@
+"""Fixtures that run the real ``strongroom-all-in-one`` program on an ephemeral port."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+BIN = Path(sys.executable).parent
+PROVIDER_ID = "7b1c6a4e-2f0d-4c8e-9a51-3e2d8f6b0c11"  # providers.d/local.conf
+MiB = 1024 * 1024
+
+
+@dataclasses.dataclass
+class AllInOne:
+    state_dir: Path
+    config_file: Path
+    process: subprocess.Popen[str] | None = None
+    url: str = ""
+    output: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def volumes(self) -> Path:
+        return self.state_dir / "volumes"
+
+    @property
+    def bank(self) -> Path:
+        return self.state_dir / "bank"
+
+    def start(self, timeout: float = 60.0) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [str(BIN / "strongroom-all-in-one"), "--config-file", str(self.config_file)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        deadline = time.monotonic() + timeout
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                raise AssertionError("all-in-one exited during start-up:\n" + "".join(self.output))
+            self.output.append(line)
+            match = re.search(r"running on (http://127\.0\.0\.1:\d+)", line)
+            if match:
+                self.url = match.group(1)
+                return
+        raise AssertionError("all-in-one did not start in time:\n" + "".join(self.output))
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        try:
+            out, _ = self.process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, _ = self.process.communicate()
+        self.output.append(out or "")
+        return self.process.returncode
+
+    def api(self, project: str = "demo") -> str:
+        return f"{self.url}/v1/{project}"
+
+
+@pytest.fixture
+def all_in_one(tmp_path: Path) -> Iterator[AllInOne]:
+    state = tmp_path / "state"
+    (state / "volumes").mkdir(parents=True)
+    conf = tmp_path / "strongroom.conf"
+    conf.write_text(f"[DEFAULT]\nstate_dir = {state}\n[api]\nbind_port = 0\n")
+    service = AllInOne(state_dir=state, config_file=conf)
+    service.start()
+    try:
+        yield service
+    finally:
+        if service.process is not None and service.process.poll() is None:
+            service.stop()
+
+
+def write_mixed_image(path: Path, size: int = 24 * MiB, seed: int = 7) -> None:
+    """Random data, text, written zeros and a hole: what the tour protects."""
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+        fh.seek(0)
+        fh.write(rng.randbytes(5 * MiB))
+        fh.write((b"The quick brown fox jumps over the lazy dog. " * 200000)[: 3 * MiB])
+        fh.write(b"\0" * (4 * MiB))
+        # 12-18 MiB stays a hole
+        fh.seek(18 * MiB + 12345)
+        fh.write(rng.randbytes(2 * MiB))
+
+
+def wait_for(url: str, key: str, done: set[str], timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = requests.get(url, timeout=10).json()[key]
+        if body["status"] in done:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not reach {done} in {timeout} s")
