@@ -70,7 +70,7 @@ def names(group: str) -> list[str]:
     """Names installed (or injected) in ``group``, sorted."""
     from stevedore import extension
 
-    mgr = extension.ExtensionManager(namespace=group, invoke_on_load=False)
+    mgr: extension.ExtensionManager = extension.ExtensionManager(namespace=group, invoke_on_load=False)
     with _lock:
         injected = {n for g, n in _injected if g == group}
     return sorted(set(mgr.names()) | injected)

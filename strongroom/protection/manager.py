@@ -19,7 +19,7 @@ from strongroom import exceptions
 from strongroom.clock import Clock
 from strongroom.context import RequestContext, get_admin_context
 from strongroom.db.api import Database
-from strongroom.objects.records import CheckpointRecord, Plan, Resource, Restore
+from strongroom.objects.records import CheckpointRecord, Plan, Resource
 from strongroom.objects.status import RESET_STATES, CheckpointStatus, RestoreStatus, check_transition
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.checkpoint import CheckpointStore
@@ -69,7 +69,7 @@ class ProtectionManager:
     # -- providers and protectables ------------------------------------------
 
     def list_providers(self, ctxt: RequestContext) -> list[dict[str, Any]]:
-        return [p.to_dict() for p in self.registry.list()]
+        return [p.to_dict() for p in self.registry.providers()]
 
     def show_provider(self, ctxt: RequestContext, provider_id: str) -> dict[str, Any]:
         return self.registry.get(provider_id).to_dict()
@@ -203,7 +203,7 @@ class ProtectionManager:
         """
         counts = {"protecting": 0, "deleting": 0, "restores": 0}
         admin = get_admin_context()
-        for provider in self.registry.list():
+        for provider in self.registry.providers():
             store = CheckpointStore(provider.bank, self.clock)
             for status in (CheckpointStatus.PROTECTING, CheckpointStatus.DELETING):
                 for record in self.db.list_checkpoints(provider.id, None, filters={"status": status}):

@@ -297,12 +297,12 @@ class ProviderRegistry:
         except KeyError:
             raise exceptions.NotFound(kind="Provider", id=provider_id) from None
 
-    def list(self) -> list[Provider]:
+    def providers(self) -> list[Provider]:
         return sorted(self._providers.values(), key=lambda p: (p.name, p.id))
 
     def block_backends(self) -> dict[str, BlockBackend]:
         out: dict[str, BlockBackend] = {}
-        for provider in self.list():
+        for provider in self.providers():
             for name, backend in provider.block_backends().items():
                 existing = out.get(name)
                 if existing is None or existing.options == backend.options:

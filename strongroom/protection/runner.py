@@ -154,8 +154,11 @@ class Runner:
     def _progress(self, job: Job, store: CheckpointStore) -> Progress:
         if job.kind == OperationKind.PROTECT:
             total = job.checkpoint.bytes_total
-            return Progress(total, lambda done: self.db.update_checkpoint(
-                job.checkpoint.id, {"bytes_done": done}, check=False), self.clock)
+
+            def flush_checkpoint(done: int) -> None:
+                self.db.update_checkpoint(job.checkpoint.id, {"bytes_done": done}, check=False)
+
+            return Progress(total, flush_checkpoint, self.clock)
         total = 0
         if job.kind in (OperationKind.RESTORE, OperationKind.VERIFY):
             for node in graph_mod.iter_nodes(graph_mod.deserialize(job.checkpoint.resource_graph)):
