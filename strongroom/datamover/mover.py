@@ -305,8 +305,9 @@ def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWrite
             progress: Progress | None = None, zero_fill: bool = False) -> RestoreResult:
     """Write the backed-up volume into ``writer``, verifying every chunk, then flush.
 
-    Zero runs are not written (holes stay holes on a sparse target) unless
-    ``zero_fill`` is set, for a target that may hold old data.  Raises
+    Zero runs, and all-zero 4 KiB blocks inside chunks, are not written
+    (holes stay holes on a sparse target) unless ``zero_fill`` is set, for a
+    target that may hold old data.  Raises
     ``ManifestIncomplete`` for an incomplete manifest, ``InvalidInput`` if the
     target is smaller than the volume, ``DataIntegrityError`` (naming chunk and
     offset) for a corrupt chunk and ``BankObjectNotFound`` for a missing one.
@@ -322,21 +323,27 @@ def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWrite
     write_lock = threading.Lock()
     totals = collections.Counter[str]()
 
-    def restore_chunk(entry: _manifest.Entry) -> int:
+    def restore_chunk(entry: _manifest.Entry) -> tuple[int, int]:
         data = _fetch(store, entry)
-        with write_lock:
-            writer.write(entry.offset, data)
-        return entry.length
+        written = 0
+        runs = [(0, len(data))] if zero_fill else _nonzero_runs(data)
+        for start, end in runs:
+            with write_lock:
+                writer.write(entry.offset + start, data if end - start == len(data) else data[start:end])
+            written += end - start
+        return entry.length, written
 
-    def write_zeros(entry: _manifest.Entry) -> int:
+    def write_zeros(entry: _manifest.Entry) -> tuple[int, int]:
         step = header["chunk_size"]
+        zeros = bytes(step)
         for offset in range(entry.offset, entry.end, step):
             with write_lock:
-                writer.write(offset, bytes(min(step, entry.end - offset)))
-        return entry.length
+                writer.write(offset, zeros if entry.end - offset >= step else bytes(entry.end - offset))
+        return entry.length, entry.length
 
-    def done(length: int) -> None:
-        totals["bytes_written"] += length
+    def done(result: tuple[int, int]) -> None:
+        length, written = result
+        totals["bytes_written"] += written
         report(length)
 
     pool = _Bounded(workers, "datamover-restore")
@@ -354,6 +361,32 @@ def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWrite
         pool.close()
     writer.flush()
     return RestoreResult(size=size, bytes_written=totals["bytes_written"], chunks=totals["chunks"])
+
+
+#: Restore skips all-zero blocks of this size inside chunks, so the target stays sparse.
+ZERO_BLOCK = 4096
+_ZERO_BLOCK_BYTES = bytes(ZERO_BLOCK)
+
+
+def _nonzero_runs(data: bytes, block: int = ZERO_BLOCK) -> list[tuple[int, int]]:
+    """``[start, end)`` ranges of ``data`` that are not made of whole all-zero blocks."""
+    zero = _ZERO_BLOCK_BYTES if block == ZERO_BLOCK else bytes(block)
+    size = len(data)
+    if data == bytes(size):
+        return []
+    runs: list[tuple[int, int]] = []
+    start: int | None = None
+    for pos in range(0, size, block):
+        piece = data[pos:pos + block]
+        if piece == zero or (len(piece) < block and piece == zero[:len(piece)]):
+            if start is not None:
+                runs.append((start, pos))
+                start = None
+        elif start is None:
+            start = pos
+    if start is not None:
+        runs.append((start, size))
+    return runs
 
 
 def _fetch(store: ChunkStore, entry: _manifest.Entry) -> bytes:

@@ -202,6 +202,13 @@ class ProtectionManager:
         process that is alone on its bank and database (the all-in-one).
         """
         counts = {"protecting": 0, "deleting": 0, "restores": 0}
+        # Logs first: the deletes resubmitted below start logs of their own.
+        for running, final in (("protecting", "error"), ("deleting", "error-deleting"), ("in_progress", "fail")):
+            for log in self.db.list_operation_logs(None, filters={"status": running}):
+                if log.ended_at is None and log.host == self.host:
+                    self.db.update_operation_log(log.id, {
+                        "status": final, "ended_at": self.clock.now(),
+                        "error_info": "interrupted: the service stopped during the run"})
         admin = get_admin_context()
         for provider in self.registry.providers():
             store = CheckpointStore(provider.bank, self.clock)
@@ -215,11 +222,6 @@ class ProtectionManager:
                     "resources_reason": {**restore.resources_reason,
                                          "_": "interrupted: the service stopped during the run"}})
                 counts["restores"] += 1
-        for log in self.db.list_operation_logs(None, filters={"status": "protecting"}) + \
-                self.db.list_operation_logs(None, filters={"status": "in_progress"}):
-            self.db.update_operation_log(log.id, {"status": "error" if log.operation_type == "protect" else "fail",
-                                                  "ended_at": self.clock.now(),
-                                                  "error_info": "interrupted: the service stopped during the run"})
         if any(counts.values()):
             LOG.warning("recovered interrupted work: %s", counts)
         return counts

@@ -160,6 +160,9 @@ def test_restart_never_leaves_a_checkpoint_protecting(all_in_one: AllInOne) -> N
     body = requests.get(f"{all_in_one.api()}/providers/{PROVIDER_ID}/checkpoints/{cp['id']}",
                         timeout=10).json()["checkpoint"]
     assert body["status"] in {"available", "error"}
+    logs = requests.get(f"{all_in_one.api()}/operation_logs", params={"checkpoint_id": cp["id"]},
+                        timeout=10).json()["operation_logs"]
+    assert [log["status"] for log in logs if log["operation_type"] == "protect"] in (["error"], ["available"])
     if body["status"] == "error":
         assert "interrupted" in body["status_reason"]
         # An errored checkpoint can be deleted.

@@ -1,0 +1,67 @@
+"""Done-when 1: the README's tour through the ``strongroom`` CLI against the real all-in-one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.functional.harness import PROVIDER_ID, AllInOne, write_mixed_image
+
+pytestmark = pytest.mark.functional
+CLI = str(Path(sys.executable).parent / "strongroom")
+
+
+def cli(service: AllInOne, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, STRONGROOM_URL=service.url, OS_PROJECT_ID="demo")
+    result = subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=180)
+    if check:
+        assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
+    return result
+
+
+def cli_json(service: AllInOne, *args: str) -> dict:
+    return json.loads(cli(service, "-f", "json", *args).stdout)
+
+
+def test_readme_tour(all_in_one: AllInOne) -> None:
+    image = all_in_one.volumes / "disk.img"
+    write_mixed_image(image)
+
+    providers = cli(all_in_one, "provider", "list").stdout
+    assert PROVIDER_ID in providers and "Local" in providers
+    assert "disk.img" in cli(all_in_one, "protectable", "instances", "OS::Cinder::Volume").stdout
+
+    plan = cli_json(all_in_one, "plan", "create", "tour", PROVIDER_ID, "--resource", "OS::Cinder::Volume=disk.img")
+    created = cli(all_in_one, "-f", "json", "checkpoint", "create", PROVIDER_ID, plan["id"], "--wait")
+    checkpoint = json.loads(created.stdout)
+    assert checkpoint["status"] == "available"
+    assert "24.0/24.0 MiB 100.0%" in created.stderr  # the progress bar counted every byte
+
+    restore = cli_json(all_in_one, "restore", "create", PROVIDER_ID, checkpoint["id"],
+                       "--restore-name", "restored.img", "--wait")
+    assert restore["status"] == "success"
+    digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (image, all_in_one.volumes / "restored.img")]
+    assert digest[0] == digest[1]
+
+    verification = cli_json(all_in_one, "verification", "create", PROVIDER_ID, checkpoint["id"], "--wait")
+    assert verification["status"] == "success"
+
+    cli(all_in_one, "checkpoint", "delete", PROVIDER_ID, checkpoint["id"], "--wait")
+    shown = cli_json(all_in_one, "checkpoint", "show", PROVIDER_ID, checkpoint["id"])
+    assert shown["status"] == "deleted"
+    assert not [p for p in all_in_one.bank.rglob("*") if p.is_file() and "/chunks/" in str(p)]
+
+    logs = cli_json(all_in_one, "operationlog", "list")
+    assert {log["operation_type"] for log in logs} >= {"protect", "restore", "verify", "delete"}
+
+
+def test_cli_reports_errors_with_non_zero_exit(all_in_one: AllInOne) -> None:
+    result = cli(all_in_one, "checkpoint", "show", PROVIDER_ID, "no-such-checkpoint", check=False)
+    assert result.returncode != 0
+    assert "no-such-checkpoint" in result.stderr
