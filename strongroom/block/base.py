@@ -68,6 +68,12 @@ class BlockReader(abc.ABC):
 
     size: int
 
+    def __enter__(self) -> BlockReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @abc.abstractmethod
     def allocated_extents(self) -> Iterator[Extent]:
         """Ascending, non-overlapping ranges that may hold data.
@@ -88,6 +94,12 @@ class BlockWriter(abc.ABC):
     """An open, writable view of a volume."""
 
     size: int
+
+    def __enter__(self) -> BlockWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @abc.abstractmethod
     def write(self, offset: int, data: bytes) -> None:

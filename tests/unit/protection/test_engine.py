@@ -1,0 +1,208 @@
+"""The protection engine on real parts: memory bank, memory volumes, sqlite metadata, taskflow persistence."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from strongroom import exceptions, plugins
+from strongroom.context import get_context
+from strongroom.db.api import Database
+from strongroom.objects.records import Plan, Resource, Restore
+from strongroom.protection.checkpoint import CheckpointStore
+from strongroom.protection.flows import SPECS, FlowPersistence, ResourceTracker, build_flow, run_flow
+from strongroom.protection.graph import build_graph
+from strongroom.protection.manager import ProtectionManager
+from strongroom.protection.plugin import Operation, OperationContext, OperationKind, ProtectionPlugin
+from strongroom.protection.providers import ProviderRegistry
+from tests.unit.protection.test_providers import GOOD, write
+
+PROVIDER = "11111111-2222-3333-4444-555555555555"
+CTX = get_context("proj")
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[ProtectionManager]:
+    registry = ProviderRegistry.load(str(write(tmp_path, GOOD)), str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'meta.sqlite'}"
+    db = Database(url)
+    db.sync()
+    manager = ProtectionManager(db, registry, host="test", flow_workers=2,
+                                persistence=FlowPersistence(url))
+    yield manager
+    manager.stop()
+    db.dispose()
+
+
+def plan_for(manager: ProtectionManager, *volume_ids: str) -> Plan:
+    plan = Plan(id=f"plan-{'-'.join(volume_ids)}", name="p", provider_id=PROVIDER, project_id="proj",
+                resources=[Resource(id=v, type="OS::Cinder::Volume", name=v) for v in volume_ids])
+    return manager.db.create_plan(plan)
+
+
+def make_volume(manager: ProtectionManager, name: str, data: bytes, size: int = 1 << 20) -> str:
+    backend = manager.registry.get(PROVIDER).block_backend("memory")
+    volume = backend.create_volume(size, name=name)
+    with backend.writing_volume(volume.id) as writer:
+        writer.write(0, data)
+    return volume.id
+
+
+def protect(manager: ProtectionManager, plan: Plan) -> str:
+    record = manager.protect(CTX, plan.to_dict(), PROVIDER, {"k": "v"})
+    manager.wait_idle()
+    return str(record["id"])
+
+
+def test_protect_restore_delete_keeps_shared_chunks(engine: ProtectionManager) -> None:
+    data = os.urandom(300_000)
+    plan = plan_for(engine, make_volume(engine, "v1", data))
+    first, second = protect(engine, plan), protect(engine, plan)
+    for cid in (first, second):
+        assert engine.db.get_checkpoint(cid).status == "available"
+    bank = engine.registry.get(PROVIDER).bank
+    assert bank.list(f"indices/by-plan/{plan.id}/") and not bank.list("indices/active/")
+    chunks = bank.list("projects/proj/chunks/")
+    assert chunks
+
+    engine.delete_checkpoint(CTX, PROVIDER, first)
+    engine.wait_idle()
+    assert engine.db.get_checkpoint(first).status == "deleted"
+    assert bank.list("projects/proj/chunks/") == chunks  # still referenced by the second checkpoint
+    assert CheckpointStore(bank).read(first).status == "deleted"
+
+    restore = engine.db.create_restore(Restore(id="r1", project_id="proj", provider_id=PROVIDER,
+                                               checkpoint_id=second,
+                                               parameters={"OS::Cinder::Volume": {"restore_name": "back"}}))
+    engine.restore(CTX, restore.id)
+    engine.wait_idle()
+    assert engine.db.get_restore("r1").status == "success"
+    backend = engine.registry.get(PROVIDER).block_backend("memory")
+    [restored] = [v for v in backend.list_volumes() if v.name == "back"]
+    reader = backend.open_volume_reader(restored.id)
+    with reader:
+        assert reader.read(0, len(data)) == data
+
+    engine.delete_checkpoint(CTX, PROVIDER, second)
+    engine.wait_idle()
+    assert bank.list("projects/proj/chunks/") == []
+
+
+def test_failed_protect_is_never_available(engine: ProtectionManager) -> None:
+    volume_id = make_volume(engine, "v1", b"x" * 1000)
+    plan = plan_for(engine, volume_id)
+    backend = engine.registry.get(PROVIDER).block_backend("memory")
+    real_snapshot = backend.create_snapshot
+
+    def failing_snapshot(vid: str):  # the backend fails mid-run, after the checkpoint was accepted
+        raise exceptions.BlockError(reason=f"snapshot of {vid} failed: pool is full")
+
+    backend.create_snapshot = failing_snapshot  # type: ignore[method-assign]
+    try:
+        cid = protect(engine, plan)
+    finally:
+        backend.create_snapshot = real_snapshot  # type: ignore[method-assign]
+    record = engine.db.get_checkpoint(cid)
+    assert record.status == "error"
+    assert volume_id in (record.status_reason or "") and "pool is full" in (record.status_reason or "")
+    assert CheckpointStore(engine.registry.get(PROVIDER).bank).read(cid).status == "error"
+    [log] = engine.db.list_operation_logs("proj", filters={"checkpoint_id": cid})
+    assert log.status == "error" and log.ended_at is not None
+
+
+def test_delete_while_protecting_is_refused(engine: ProtectionManager) -> None:
+    record = engine.db.get_checkpoint(protect(engine, plan_for(engine, make_volume(engine, "v1", b"x"))))
+    engine.db.update_checkpoint(record.id, {"status": "protecting"}, check=False)
+    with pytest.raises(exceptions.InvalidStatusTransition):
+        engine.delete_checkpoint(CTX, PROVIDER, record.id)
+
+
+def test_restore_rejects_unknown_parameters_and_targets(engine: ProtectionManager) -> None:
+    cid = protect(engine, plan_for(engine, make_volume(engine, "v1", b"abc")))
+    engine.db.create_restore(Restore(id="bad", project_id="proj", provider_id=PROVIDER, checkpoint_id=cid,
+                                     parameters={"OS::Cinder::Volume": {"colour": "red"}}))
+    with pytest.raises(exceptions.InvalidInput, match="colour"):
+        engine.restore(CTX, "bad")
+    engine.db.create_restore(Restore(id="far", project_id="proj", provider_id=PROVIDER, checkpoint_id=cid,
+                                     restore_target="http://elsewhere"))
+    with pytest.raises(exceptions.InvalidInput, match="restore_target is not supported"):
+        engine.restore(CTX, "far")
+
+
+class Recorder(Operation):
+    calls: list[str] = []
+    lock = threading.Lock()
+
+    def _note(self, hook: str, ctx: OperationContext) -> None:
+        with self.lock:
+            self.calls.append(f"{hook}:{ctx.resource.id}")
+
+    def on_prepare_begin(self, ctx: OperationContext) -> None:
+        self._note("begin", ctx)
+
+    def on_prepare_finish(self, ctx: OperationContext) -> None:
+        self._note("finish", ctx)
+
+    def on_main(self, ctx: OperationContext) -> None:
+        self._note("main", ctx)
+        if ctx.resource.id == "boom":
+            raise RuntimeError("the disk caught fire")
+
+    def on_complete(self, ctx: OperationContext) -> None:
+        self._note("complete", ctx)
+
+
+def run_recorded(roots_spec: dict[str, list[str]], root: str, tracker: ResourceTracker) -> list[str]:
+    from concurrent import futures
+
+    Recorder.calls = []
+    res = {k: Resource(id=k, type="T", name=k) for k in roots_spec}
+    roots = build_graph([res[root]], lambda r: [res[d] for d in roots_spec[r.id]])
+
+    def prepare(resource: Resource) -> tuple[Operation, OperationContext]:
+        from strongroom.bank_plugins import Bank
+        from strongroom.bank_plugins.memory import MemoryBank
+
+        bank = Bank(MemoryBank())
+        return Recorder(), OperationContext(context=CTX, kind=OperationKind.PROTECT, checkpoint_id="c",
+                                            project_id="p", resource=resource, parameters={}, bank=bank,
+                                            section=bank.section("x"))
+
+    with futures.ThreadPoolExecutor(2) as pool:
+        run_flow(build_flow(SPECS[OperationKind.PROTECT], roots, prepare, tracker), pool, None, "protect-t",
+                 describe=lambda: "test")
+    return Recorder.calls
+
+
+def test_hooks_run_in_graph_order() -> None:
+    calls = run_recorded({"parent": ["child"], "child": []}, "parent", ResourceTracker())
+    pos = {c: i for i, c in enumerate(calls)}
+    assert pos["begin:parent"] < pos["begin:child"]
+    assert pos["finish:child"] < pos["finish:parent"]
+    assert pos["complete:child"] < pos["complete:parent"]
+    assert pos["finish:parent"] < pos["main:parent"] < pos["complete:parent"]
+
+
+def test_a_failing_hook_fails_its_resource_with_the_reason() -> None:
+    tracker = ResourceTracker()
+    with pytest.raises(exceptions.FlowFailed, match="the disk caught fire"):
+        run_recorded({"parent": ["boom"], "boom": []}, "parent", tracker)
+    assert tracker.status["T#boom"] == "error"
+    assert "the disk caught fire" in tracker.reason["T#boom"]
+    assert tracker.status.get("T#parent") != "available"
+
+
+def test_plugins_can_be_injected_without_entry_points() -> None:
+    class Nothing(ProtectionPlugin):
+        def get_operation(self, kind: OperationKind, resource: Resource) -> Operation:
+            return Operation()
+
+    plugins.register_test_plugin(plugins.PROTECTIONS, "nothing", Nothing)
+    try:
+        assert plugins.load_class(plugins.PROTECTIONS, "nothing") is Nothing
+    finally:
+        plugins.unregister_test_plugin(plugins.PROTECTIONS, "nothing")
