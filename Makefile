@@ -51,7 +51,8 @@ bench: install
 
 sample-config: install
 	$(BIN)/oslo-config-generator --namespace strongroom --namespace oslo.messaging \
-	  --output-file etc/strongroom/strongroom.conf.sample
+	  --namespace keystonemiddleware.auth_token --output-file etc/strongroom/strongroom.conf.sample
+	$(BIN)/oslopolicy-sample-generator --namespace strongroom --output-file etc/strongroom/policy.yaml.sample
 
 clean:
 	rm -rf $(VENV) .bench build *.egg-info

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from oslo_config import cfg
 
 default_opts = [
-    cfg.StrOpt("state_dir", default=os.environ.get("STRONGROOM_STATE_DIR", ".strongroom"),
+    cfg.StrOpt("state_dir", default=os.environ.get("STRONGROOM_STATE_DIR", ".strongroom"), sample_default=".strongroom",
                help="Directory for local state: sqlite database, loopback volumes, fs bank."),
     cfg.StrOpt("providers_dir", default="providers.d",
                help="Directory holding provider files (*.conf), Karbor's format."),
