@@ -397,8 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {tool.name:10} restore       {seconds:6.2f}s {'ok' if ok else 'MISMATCH'}", flush=True)
         if not ok:
             notes.append(f"{tool.name}: restored image differs from the original")
-    shutil.rmtree(BENCH / "restic-restore", ignore_errors=True)
-    shutil.rmtree(BENCH / "borg-restore", ignore_errors=True)
+        if path.is_relative_to(VOLUMES):
+            path.unlink()
+        else:
+            shutil.rmtree(path.parent, ignore_errors=True)
 
     n = rewrite_blocks(VOLUME, 4 * MIB, 0.01, SEED + 1)
     notes.append(f"(a): {n} of {SIZE // (4 * MIB)} 4 MiB blocks rewritten with random data")

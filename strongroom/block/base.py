@@ -19,6 +19,10 @@ import datetime as _dt
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
+import jsonschema
+
+from strongroom import exceptions
+
 
 @dataclasses.dataclass(frozen=True)
 class Volume:
@@ -122,7 +126,14 @@ class BlockBackend(abc.ABC):
     secret_options: ClassVar[frozenset[str]] = frozenset({"password", "secret_key", "token"})
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        """Keep ``options`` after checking them against :attr:`options_schema` (``ConfigError`` names the key)."""
         self.options: Mapping[str, Any] = dict(options or {})
+        try:
+            jsonschema.validate(dict(self.options), self.options_schema)
+        except jsonschema.ValidationError as err:
+            where = "/".join(str(p) for p in err.absolute_path) or "options"
+            raise exceptions.ConfigError(
+                reason=f"{type(self).__name__}: {where}: {err.message}") from err
 
     def __repr__(self) -> str:
         shown = {k: ("***" if k in self.secret_options else v) for k, v in self.options.items()}

@@ -43,8 +43,6 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-import jsonschema
-
 from strongroom import exceptions
 from strongroom.block.base import (
     BackendStats,
@@ -287,11 +285,6 @@ class LoopbackBackend(BlockBackend):
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        try:
-            jsonschema.validate(dict(self.options), self.options_schema)
-        except jsonschema.ValidationError as err:
-            where = "/".join(str(p) for p in err.absolute_path) or "options"
-            raise exceptions.ConfigError(reason=f"loopback block backend: {where}: {err.message}") from err
         self.path = os.path.abspath(os.path.expanduser(str(self.options["path"])))
         self._snap_dir = os.path.join(self.path, SNAPSHOT_DIR)
         try:

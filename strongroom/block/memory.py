@@ -21,8 +21,6 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-import jsonschema
-
 from strongroom import exceptions
 from strongroom.block.base import (
     BackendStats,
@@ -194,11 +192,6 @@ class MemoryBlockBackend(BlockBackend):
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        try:
-            jsonschema.validate(dict(self.options), self.options_schema)
-        except jsonschema.ValidationError as err:
-            where = "/".join(str(p) for p in err.absolute_path) or "options"
-            raise exceptions.ConfigError(reason=f"memory block backend: {where}: {err.message}") from err
         self._capacity = int(self.options.get("capacity", DEFAULT_CAPACITY))
         self._lock = threading.Lock()
         self._volumes: dict[str, _MemoryVolume] = {}

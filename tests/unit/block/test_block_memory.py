@@ -49,7 +49,7 @@ def test_stats_capacity_option() -> None:
 
 @pytest.mark.parametrize("options", [{"capacity": -1}, {"capacity": "big"}, {"colour": "red"}])
 def test_bad_options_rejected(options: dict[str, object]) -> None:
-    with pytest.raises(exceptions.ConfigError, match="memory block backend"):
+    with pytest.raises(exceptions.ConfigError, match="MemoryBlockBackend"):
         MemoryBlockBackend(options)
 
 
