@@ -26,7 +26,7 @@ from typing import Any
 from strongroom import exceptions
 from strongroom.bank_plugins.bank import BankSection
 from strongroom.block.base import BlockReader, BlockWriter, Extent
-from strongroom.datamover import compression
+from strongroom.datamover import allocator, compression
 from strongroom.datamover import manifest as _manifest
 from strongroom.datamover.chunkstore import ChunkStore
 from strongroom.datamover.manifest import ManifestInfo
@@ -188,6 +188,7 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
     and raises ``ProtectionError``.  Bank errors propagate unchanged.
     """
     _check_workers(workers)
+    allocator.tune()
     if not isinstance(chunk_size, int) or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise exceptions.InvalidInput(
             reason=f"chunk_size must be in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}] bytes, not {chunk_size!r}"
@@ -206,30 +207,30 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
     zeros = _Zeros(chunk_size)
     stop = threading.Event()
     totals = collections.Counter[str]()
-    pending: collections.deque[tuple[_Slot, cf.Future[_SlotDone]]] = collections.deque()
+    # In offset order: data slots being processed (a future) and the zero runs between them (None).
+    pending: collections.deque[tuple[int, int, cf.Future[_SlotDone] | None]] = collections.deque()
+    in_flight = 0
     limit = max_in_flight(workers)
 
-    def record(slot: _Slot, done: _SlotDone) -> None:
-        totals["bytes_read"] += done.bytes_read
-        if done.digest is None:
-            writer.add_zero(slot.offset, slot.length)
-            totals["zero_bytes"] += slot.length
-        else:
-            writer.add_data(slot.offset, slot.length, done.digest)
-            totals["chunks"] += 1
-            totals["new_chunks"] += int(done.new)
-            totals["bytes_stored"] += done.stored
-        report(slot.length)
-
     def drain_one() -> None:
-        slot, future = pending.popleft()
-        record(slot, future.result())
-
-    def zero_run(offset: int, end: int) -> None:
-        if end > offset:
-            writer.add_zero(offset, end - offset)
-            totals["zero_bytes"] += end - offset
-            report(end - offset)
+        nonlocal in_flight
+        offset, length, future = pending.popleft()
+        if future is None:
+            writer.add_zero(offset, length)
+            totals["zero_bytes"] += length
+        else:
+            in_flight -= 1
+            done = future.result()
+            totals["bytes_read"] += done.bytes_read
+            if done.digest is None:
+                writer.add_zero(offset, length)
+                totals["zero_bytes"] += length
+            else:
+                writer.add_data(offset, length, done.digest)
+                totals["chunks"] += 1
+                totals["new_chunks"] += int(done.new)
+                totals["bytes_stored"] += done.stored
+        report(length)
 
     def check_stop() -> None:
         if stopped():
@@ -237,31 +238,32 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
                 reason=f"backup into {manifest_section.prefix} was stopped at the caller's request"
             )
 
-    position = 0  # everything before it is submitted or recorded
+    position = 0  # everything before it is queued
     executor = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="datamover-backup")
     try:
         for slot in _plan_slots(reader.allocated_extents(), size, chunk_size):
             check_stop()
-            while len(pending) >= limit:
+            while in_flight >= limit:
                 drain_one()
             if slot.offset > position:
-                while pending:  # zero runs are recorded in order, after earlier slots
-                    drain_one()
-                zero_run(position, slot.offset)
-            pending.append((slot, executor.submit(_backup_slot, reader, store, slot, zeros, stop)))
+                pending.append((position, slot.offset - position, None))
+            future = executor.submit(_backup_slot, reader, store, slot, zeros, stop)
+            pending.append((slot.offset, slot.length, future))
+            in_flight += 1
             position = slot.offset + slot.length
+        if size > position:
+            pending.append((position, size - position, None))
         while pending:
             check_stop()
             drain_one()
-        zero_run(position, size)
-        check_stop()
         info = writer.commit(bytes_read=totals["bytes_read"], bytes_stored=totals["bytes_stored"],
                              chunks=totals["chunks"], new_chunks=totals["new_chunks"],
                              zero_bytes=totals["zero_bytes"])
     except BaseException:
         stop.set()
-        for _, future in pending:
-            future.cancel()
+        for _, _, queued in pending:
+            if queued is not None:
+                queued.cancel()
         raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
@@ -313,6 +315,7 @@ def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWrite
     offset) for a corrupt chunk and ``BankObjectNotFound`` for a missing one.
     """
     _check_workers(workers)
+    allocator.tune()
     header = _manifest.read_manifest_header(manifest_section)
     size = header["size"]
     if writer.size < size:
@@ -410,6 +413,7 @@ def verify(manifest_section: BankSection, store: ChunkStore, *, sample: float | 
     _check_workers(workers)
     if sample is not None and not 0.0 < sample <= 1.0:
         raise exceptions.InvalidInput(reason=f"sample must be in (0, 1], not {sample!r}")
+    allocator.tune()
     header = _manifest.read_manifest_header(manifest_section)
     rng = random.Random(seed)
     report = progress or (lambda n: None)

@@ -283,3 +283,21 @@ def test_write_order_is_chunks_then_parts_then_header(backend: LoopbackBackend, 
             digest = json.loads(line)[2]
             if digest:
                 assert plugin.puts.index(f"projects/p1/chunks/{digest[:2]}/{digest}") < part_at
+
+
+def test_zero_blocks_inside_a_chunk_stay_holes_on_restore(backend: LoopbackBackend, bank: Bank,
+                                                          store: ChunkStore) -> None:
+    backend.create_volume(2 * CHUNK, name="src")
+    with backend.writing_volume("src") as writer:
+        writer.write(0, b"a" * 4096)
+        writer.write(CHUNK - 4096, b"b" * 4096)  # one chunk: data, 56 KiB of zeros, data
+    with backend.reading_snapshot(backend.create_snapshot("src").id) as reader:
+        result = backup(reader, store, manifest_section(bank), chunk_size=CHUNK)
+    assert result.chunks == 1
+    backend.create_volume(2 * CHUNK, name="dst")
+    with backend.writing_volume("dst") as writer:
+        restored = restore(manifest_section(bank), store, writer)
+    assert restored.bytes_written == 8192
+    base = Path(backend.options["path"])
+    assert (base / "dst").read_bytes() == (base / "src").read_bytes()
+    assert (base / "dst").stat().st_blocks * 512 <= 16384
