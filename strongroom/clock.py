@@ -50,6 +50,3 @@ class FakeClock(Clock):
     def sleep(self, seconds: float) -> None:
         self.advance(max(seconds, 0.0))
 
-
-def utcnow() -> _dt.datetime:
-    return _dt.datetime.now(_dt.UTC)

@@ -56,8 +56,6 @@ protection_opts = [
                help="Seconds between garbage collections of zombie checkpoints (0: never)."),
 ]
 
-client_opts: list[cfg.Opt] = []
-
 
 _GROUPS: dict[str | None, list[cfg.Opt]] = {
     None: default_opts,

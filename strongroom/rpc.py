@@ -20,8 +20,6 @@ ALLOWED_EXMODS = [exceptions.__name__]
 
 def _register_messaging_opts(conf: cfg.ConfigOpts) -> None:
     """oslo.messaging with a private ConfigOpts needs its extra groups registered."""
-    for module_name in ("oslo_messaging._drivers.base", "oslo_messaging.opts"):
-        __import__(module_name)
     from oslo_messaging import opts as msg_opts
 
     for group, opts in msg_opts.list_opts():

@@ -82,8 +82,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         from strongroom.protection.providers import ProviderRegistry
 
         conf = self.conf
-        self.registry = ProviderRegistry.load(resolve_providers_dir(conf), conf.state_dir,
-                                              flow_workers=conf.protection.flow_workers)
+        self.registry = ProviderRegistry.load(resolve_providers_dir(conf), conf.state_dir)
         if conf.database.taskflow_persistence:
             self._persistence = FlowPersistence(config.database_url(conf))
         self.manager = ProtectionManager(

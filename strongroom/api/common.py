@@ -216,5 +216,19 @@ def list_result(req: ApiRequest, name: str, rows: list[dict[str, Any]], limit: i
     return 200, {name: rows, **links(req, name, rows, limit)}
 
 
+def db_list(req: ApiRequest, name: str, lister: Callable[..., Sequence[Any]], view: Callable[[Any], dict[str, Any]],
+            *, project: str | None, filters: Mapping[str, Any], sort_keys: Sequence[str]) -> Result:
+    """One page of a DB listing: ``limit``, ``sort`` and ``marker`` from the query, ``<name>_links`` when more remain.
+
+    ``lister(project, filters=, marker=, limit=, sort=)`` is one of ``Database.list_*``.
+    """
+    limit = limit_param(req)
+    sort = sort_param(req, sort_keys)
+    if limit == 0:
+        return list_result(req, name, [], 0)
+    rows = lister(project, filters=filters, marker=marker_param(req), limit=limit, sort=sort)
+    return list_result(req, name, [view(r) for r in rows], limit)
+
+
 def not_found_as_bad_request(err: exceptions.NotFound, field: str, value: str) -> BadRequest:
     return BadRequest(reason=f"{field}: {value} not found")

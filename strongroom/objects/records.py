@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-from typing import Any, Self, TypeVar
-
-T = TypeVar("T", bound="Record")
+from typing import Any, Self
 
 
 def _iso(value: _dt.datetime | None) -> str | None:

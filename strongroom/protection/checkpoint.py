@@ -24,7 +24,7 @@ from typing import Any
 from strongroom import exceptions
 from strongroom.bank_plugins import Bank, BankSection
 from strongroom.clock import Clock
-from strongroom.objects.records import CheckpointRecord, parse_time
+from strongroom.objects.records import CheckpointRecord
 from strongroom.objects.status import CheckpointStatus, check_transition
 
 INDEX_VERSION = 1
@@ -172,8 +172,3 @@ class CheckpointStore:
     def resource_section(self, checkpoint_id: str, resource_key: str, read_only: bool = False) -> BankSection:
         return self.bank.section(self.layout.resource_prefix(checkpoint_id, resource_key), read_only=read_only)
 
-
-def created_at_of(record: CheckpointRecord) -> _dt.datetime:
-    value = parse_time(record.created_at)
-    assert value is not None
-    return value

@@ -26,7 +26,7 @@ from strongroom.protection.checkpoint import CheckpointStore
 from strongroom.protection.flows import FlowPersistence
 from strongroom.protection.plugin import OperationKind
 from strongroom.protection.providers import Provider, ProviderRegistry
-from strongroom.protection.runner import Job, Runner, resource_parameters
+from strongroom.protection.runner import Job, Runner
 
 LOG = logging.getLogger(__name__)
 
@@ -264,5 +264,3 @@ def _validate_parameters(provider: Provider, parameters: dict[str, Any], schema_
             path = ".".join(str(p) for p in err.path)
             raise exceptions.InvalidInput(reason=f"{field}.{key}{'.' + path if path else ''}: {err.message}")
 
-
-__all__ = ["ProtectionManager", "resource_parameters"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -35,12 +34,11 @@ class OperationKind(enum.StrEnum):
 
 @dataclasses.dataclass
 class PluginEnvironment:
-    """What a plugin may use: its provider's identity, block backends and tuning."""
+    """What a plugin may use: its provider's identity and block backends."""
 
     provider_id: str
     provider_file: str
     block_backends: Callable[[str], BlockBackend]
-    flow_workers: int = 4
 
 
 @dataclasses.dataclass
@@ -57,10 +55,8 @@ class OperationContext:
     section: BankSection  # checkpoints/<id>/resources/<type#id>/
     progress: Callable[[int], None] = lambda n: None
     should_stop: Callable[[], bool] = lambda: False
-    restore_name: str | None = None
     #: Set by restore hooks: what was created (``{"id": ..., "name": ...}``).
     result: dict[str, Any] = dataclasses.field(default_factory=dict)
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
 class Operation:

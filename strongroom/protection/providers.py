@@ -143,7 +143,7 @@ def _coerce(ini: IniFile, section: str, key: str, value: str, kind: Any) -> Any:
 class Provider:
     """One provider: its bank, its protection plugins and their block backends."""
 
-    def __init__(self, ini: IniFile, flow_workers: int = 4) -> None:
+    def __init__(self, ini: IniFile) -> None:
         self.path = ini.path
         self.ini = ini
         section = "provider"
@@ -174,7 +174,7 @@ class Provider:
         self.bank_options = coerce_options(ini, self.bank_name,
                                            getattr(self.bank_class, "options_schema", {"type": "object"}))
         env = PluginEnvironment(provider_id=self.id, provider_file=self.path,
-                                block_backends=self.block_backend, flow_workers=flow_workers)
+                                block_backends=self.block_backend)
         self.plugins: dict[str, ProtectionPlugin] = {}
         self.plugin_for_type: dict[str, ProtectionPlugin] = {}
         for name in self.plugin_names:
@@ -273,7 +273,7 @@ class ProviderRegistry:
         self.protectables = protectables
 
     @classmethod
-    def load(cls, directory: str, state_dir: str, flow_workers: int = 4) -> ProviderRegistry:
+    def load(cls, directory: str, state_dir: str) -> ProviderRegistry:
         if not os.path.isdir(directory):
             raise exceptions.ConfigError(reason=f"providers directory {directory!r} does not exist")
         substitutions = {"state_dir": os.path.abspath(state_dir)}
@@ -281,7 +281,7 @@ class ProviderRegistry:
         seen: dict[str, str] = {}
         for path in sorted(glob.glob(os.path.join(directory, "*.conf"))):
             ini = parse_ini(path, substitutions)
-            provider = Provider(ini, flow_workers=flow_workers)
+            provider = Provider(ini)
             if provider.id in seen:
                 raise ini.error("provider", "id", f"duplicate provider id {provider.id} (also in {seen[provider.id]})")
             seen[provider.id] = path

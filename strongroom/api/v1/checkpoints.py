@@ -8,6 +8,7 @@ spelling Karbor's client sends).  ``resource_graph`` is JSON text.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from strongroom.api import common, schemas
@@ -60,18 +61,13 @@ def index(req: ApiRequest, provider_id: str) -> Result:
     if wanted_project and wanted_project != req.project_id:
         req.authorize("all_tenants")
         project = wanted_project
-    limit = common.limit_param(req)
-    sort = common.sort_param(req, SORT_KEYS)
     filters: dict[str, Any] = common.filter_params(req, FILTERS)
     for name in ("start_date", "end_date"):
         value = common.date_param(req, name)
         if value is not None:
             filters[name] = value
-    if limit == 0:
-        return common.list_result(req, "checkpoints", [], 0)
-    rows = req.db.list_checkpoints(provider_id, project, filters=filters, marker=common.marker_param(req),
-                                   limit=limit, sort=sort)
-    return common.list_result(req, "checkpoints", [view(cp) for cp in rows], limit)
+    return common.db_list(req, "checkpoints", functools.partial(req.db.list_checkpoints, provider_id), view,
+                          project=project, filters=filters, sort_keys=SORT_KEYS)
 
 
 def _get(req: ApiRequest, provider_id: str, checkpoint_id: str) -> CheckpointRecord:

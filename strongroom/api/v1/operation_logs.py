@@ -20,14 +20,8 @@ def view(log: OperationLog) -> dict[str, Any]:
 
 def index(req: ApiRequest) -> Result:
     req.authorize("operation_log:get_all")
-    project = req.list_scope()
-    limit = common.limit_param(req)
-    sort = common.sort_param(req, SORT_KEYS)
-    if limit == 0:
-        return common.list_result(req, "operation_logs", [], 0)
-    rows = req.db.list_operation_logs(project, filters=common.filter_params(req, FILTERS),
-                                      marker=common.marker_param(req), limit=limit, sort=sort)
-    return common.list_result(req, "operation_logs", [view(r) for r in rows], limit)
+    return common.db_list(req, "operation_logs", req.db.list_operation_logs, view, project=req.list_scope(),
+                          filters=common.filter_params(req, FILTERS), sort_keys=SORT_KEYS)
 
 
 def show(req: ApiRequest, operation_log_id: str) -> Result:

@@ -83,14 +83,8 @@ def create(req: ApiRequest) -> Result:
 
 def index(req: ApiRequest) -> Result:
     req.authorize("plan:get_all")
-    project = req.list_scope()
-    limit = common.limit_param(req)
-    sort = common.sort_param(req, SORT_KEYS)
-    if limit == 0:
-        return common.list_result(req, "plans", [], 0)
-    plans = req.db.list_plans(project, filters=common.filter_params(req, FILTERS),
-                              marker=common.marker_param(req), limit=limit, sort=sort)
-    return common.list_result(req, "plans", [view(p) for p in plans], limit)
+    return common.db_list(req, "plans", req.db.list_plans, view, project=req.list_scope(),
+                          filters=common.filter_params(req, FILTERS), sort_keys=SORT_KEYS)
 
 
 def _get(req: ApiRequest, plan_id: str) -> Plan:

@@ -8,6 +8,7 @@ is removed again.  ``restore_auth`` is accepted; its password is neither stored 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from typing import Any
 
@@ -85,14 +86,9 @@ def _start(req: ApiRequest, kind: RunKind) -> Result:
 
 def _index(req: ApiRequest, kind: RunKind) -> Result:
     req.authorize(f"{kind.kind}:get_all")
-    project = req.list_scope()
-    limit = common.limit_param(req)
-    sort = common.sort_param(req, SORT_KEYS)
-    if limit == 0:
-        return common.list_result(req, kind.collection, [], 0)
-    rows = req.db.list_restores(project, kind=kind.kind, filters=common.filter_params(req, FILTERS),
-                                marker=common.marker_param(req), limit=limit, sort=sort)
-    return common.list_result(req, kind.collection, [view(r, kind) for r in rows], limit)
+    return common.db_list(req, kind.collection, functools.partial(req.db.list_restores, kind=kind.kind),
+                          lambda r: view(r, kind), project=req.list_scope(),
+                          filters=common.filter_params(req, FILTERS), sort_keys=SORT_KEYS)
 
 
 def _show(req: ApiRequest, kind: RunKind, run_id: str) -> Result:

@@ -202,7 +202,7 @@ class RestoreOperation(_VolumeOperation):
         backend = plugin.backend
         manifest = ctx.section.section(MANIFEST_DIR, read_only=True)
         header = datamover.read_manifest_header(manifest)
-        name = ctx.restore_name or str(ctx.parameters.get("restore_name") or
+        name = str(ctx.parameters.get("restore_name") or
                                        f"{ctx.resource.name or ctx.resource.id}-restore-{ctx.checkpoint_id[:8]}")
         volume = backend.create_volume(int(header["size"]), name=name)
         try:
