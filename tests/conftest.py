@@ -3,3 +3,6 @@
 from strongroom import backend
 
 backend.init()
+
+# Session fixtures that start real servers (only when a test asks for them).
+pytest_plugins = ["tests.servers.swift", "tests.servers.moto"]

@@ -31,6 +31,8 @@ class ObjectInfo:
     metadata: Mapping[str, str]
     #: When the bank last wrote the object, by the bank's own clock.
     last_modified: _dt.datetime | None = None
+    #: When the bank itself will expire the object (``put_expiring_object``), by its clock; else None.
+    expires_at: _dt.datetime | None = None
 
 
 class BankPlugin(abc.ABC):
@@ -42,6 +44,9 @@ class BankPlugin(abc.ABC):
 
     #: JSON schema of the options this plugin reads from its provider section.
     options_schema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
+    #: True if :meth:`put_expiring_object` is implemented: the bank itself deletes the
+    #: object ``delete_after`` seconds after the put, by its own clock (Swift's ``X-Delete-After``).
+    supports_expiry: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: Mapping[str, Any] = dict(options or {})
@@ -107,6 +112,27 @@ class BankPlugin(abc.ABC):
             if len(page) < page_size:
                 return
             marker = page[-1]
+
+    def put_expiring_object(self, key: str, data: bytes, metadata: Mapping[str, str] | None,
+                            delete_after: int) -> None:
+        """Like :meth:`put_object`, and the bank expires the object ``delete_after`` seconds later.
+
+        Only for plugins with ``supports_expiry = True``.  Once expired, the object
+        is missing for every method (``head_object`` raises ``BankObjectNotFound``)
+        even if the store has not reclaimed its space yet; listings may still show
+        it.  ``head_object`` reports the expiry as ``ObjectInfo.expires_at``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot expire objects")
+
+    def server_time(self) -> _dt.datetime | None:
+        """Now, by the bank's own clock, from one cheap request (e.g. an HTTP ``Date`` header).
+
+        Timezone-aware.  ``None`` (the default) means the bank cannot tell cheaply:
+        the lease layer then writes a probe object and reads its ``last_modified``.
+        Leases compare only the bank's timestamps with each other, never with the
+        clock of the machine that runs Strongroom.
+        """
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections.  Idempotent."""
