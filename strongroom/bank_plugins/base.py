@@ -22,6 +22,16 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any, ClassVar
 
 
+#: The lease options every bank accepts in its provider section (seconds; see
+#: ``strongroom.bank_plugins.lease``).  A plugin's ``options_schema`` includes them:
+#: ``"properties": {..., **LEASE_OPTIONS}``.
+LEASE_OPTIONS: dict[str, Any] = {
+    "lease_expire_window": {"type": "integer", "minimum": 1},
+    "lease_renew_window": {"type": "integer", "minimum": 1},
+    "lease_validity_window": {"type": "integer", "minimum": 1},
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class ObjectInfo:
     """What a bank knows about one stored object."""

@@ -62,7 +62,7 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any, ClassVar
 
 from strongroom import exceptions
-from strongroom.bank_plugins.base import BankPlugin, ObjectInfo
+from strongroom.bank_plugins.base import LEASE_OPTIONS, BankPlugin, ObjectInfo
 from strongroom.clock import Clock
 
 MAGIC = b"SRBANK1\n"
@@ -78,8 +78,6 @@ _DATA_SUFFIX = ".obj"
 _TMP_PREFIX = ".tmp-"
 _MKDIR_ATTEMPTS = 50
 _TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY})
-
-_WINDOW_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1}
 
 
 # -- name encoding ----------------------------------------------------------
@@ -192,9 +190,7 @@ class FilesystemBank(BankPlugin):
         "type": "object",
         "properties": {
             "path": {"type": "string", "minLength": 1},
-            "lease_expire_window": _WINDOW_SCHEMA,
-            "lease_renew_window": _WINDOW_SCHEMA,
-            "lease_validity_window": _WINDOW_SCHEMA,
+            **LEASE_OPTIONS,
         },
         "required": ["path"],
         "additionalProperties": False,
