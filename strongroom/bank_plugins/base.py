@@ -55,7 +55,7 @@ class BankPlugin(abc.ABC):
     options_schema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
     #: True if :meth:`put_expiring_object` is implemented: the bank itself deletes the
     #: object ``delete_after`` seconds after the put, by its own clock (Swift's ``X-Delete-After``).
-    supports_expiry: ClassVar[bool] = False
+    supports_expiry: bool = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: Mapping[str, Any] = dict(options or {})
