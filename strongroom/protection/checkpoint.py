@@ -218,6 +218,8 @@ class CheckpointStore:
     # -- deletion ----------------------------------------------------------
 
     def remove_indices(self, record: CheckpointRecord) -> None:
+        if record.created_at is None:
+            return  # never published: it has no index entries
         for key in reversed(self.layout.index_keys(record)):
             self.bank.delete(key)
 

@@ -203,7 +203,7 @@ class GarbageCollector:
         for marker in self.zombies():
             try:
                 reclaim = self.reclaim(marker, dry_run=dry_run)
-            except exceptions.StrongroomError as err:
+            except Exception as err:  # noqa: BLE001 - one bad checkpoint must not stop the others' reclaim
                 report.errors.append(f"checkpoint {marker.checkpoint_id}: {err}")
                 LOG.warning("%s: could not reclaim checkpoint %s of %s: %s", self.name, marker.checkpoint_id,
                             marker.owner_id, err)

@@ -91,8 +91,11 @@ class BankLeases:
         if not keeper.valid():
             if self._started:
                 keeper.wait_held(FIRST_ACQUIRE_WAIT if keeper.last_error is None else 0.0)
-            else:
-                keeper.tick()  # no thread (tests, tools): acquire or renew now
+            else:  # no thread (tests, tools): renew now, or acquire a new epoch if the lease lapsed
+                for _ in range(2):
+                    keeper.tick()
+                    if keeper.valid():
+                        break
         if not keeper.valid():
             reason = keeper.last_error or "its lease could not be acquired yet"
             raise exceptions.ServiceUnavailable(what=provider.bank_description, reason=reason)
