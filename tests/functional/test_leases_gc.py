@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from strongroom.bank_plugins.lease import LeaseWindows
 from strongroom.protection.checkpoint import BankLayout, CheckpointStore
 from tests.functional.banks import (
     BANK_KINDS,
@@ -251,8 +252,10 @@ def test_protect_and_restore_survive_a_flaky_network_and_fail_cleanly_on_a_dead_
     with FaultProxy(target.hostname or "127.0.0.1", target.port or 80, seed=20261126) as proxy:
         flaky = dataclasses.replace(direct, options={**direct.options, url_key: _through(proxy.url, target.geturl())})
         timeouts = {"timeout": 3} if kind == "swift" else {"read_timeout": 3, "connect_timeout": 3}
+        # Lease windows that tolerate renewals delayed by stalls (each costs a 3 s timeout, then retries).
         service, provider = configure(tmp_path, flaky, "flaky-writer", bank_overrides=timeouts,
-                                      protection={"bank_retry_attempts": 6})
+                                      protection={"bank_retry_attempts": 6},
+                                      windows=LeaseWindows(expire=30, renew=10, validity=5))
         service.start()
         try:
             api = service.api()
@@ -262,7 +265,7 @@ def test_protect_and_restore_survive_a_flaky_network_and_fail_cleanly_on_a_dead_
             good = start_checkpoint(api, provider, plan)
             body = wait_for(f"{api}/providers/{provider}/checkpoints/{good}", "checkpoint", {"available", "error"},
                             timeout=600)
-            assert body["status"] == "available", body
+            assert body["status"] == "available", body["status_reason"]
             digest, restore = restore_and_hash(service, provider, good, "restored.img", timeout=600)
             assert restore["status"] == "success", restore
             assert digest == original
