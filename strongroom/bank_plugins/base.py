@@ -21,7 +21,6 @@ import datetime as _dt
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, ClassVar
 
-
 #: The lease options every bank accepts in its provider section (seconds; see
 #: ``strongroom.bank_plugins.lease``).  A plugin's ``options_schema`` includes them:
 #: ``"properties": {..., **LEASE_OPTIONS}``.
