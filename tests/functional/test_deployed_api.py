@@ -5,6 +5,7 @@ a sqlite metadata store.  RabbitMQ unreachable: SKIP, or FAIL with ``CI=true``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -55,7 +56,8 @@ class Node:
     def start(self, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         log = open(self.tmp / f"{Path(argv[0]).name}-{len(self.processes)}.log", "w")  # noqa: SIM115
         proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, text=True, cwd=self.tmp,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                                start_new_session=True)  # its own process group: gunicorn's workers too
         self.processes.append(proc)
         return proc
 
@@ -89,10 +91,10 @@ def node(tmp_path: Path) -> Iterator[Node]:
     try:
         yield running
     finally:
-        for proc in running.processes:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        for proc in running.processes:  # the group of each process we started, workers included
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def _wait_for(url: str, ok: set[int], timeout: float = 60.0, **kwargs: object) -> requests.Response:
