@@ -31,6 +31,7 @@ from strongroom.api.v1 import (
     protectables,
     providers,
     restores,
+    services,
     verifications,
 )
 from strongroom.context import get_context
@@ -54,6 +55,7 @@ class Route:
     request_schema: str | None = None  # a key of schemas.ALL
     response_key: str | None = None
     status: int = 200
+    query: tuple[str, ...] | None = None  # the query parameters a list takes, when not marker/limit/sort
 
 
 _CP = "/providers/{provider_id}/checkpoints"
@@ -94,6 +96,10 @@ ROUTES: tuple[Route, ...] = (
           response_key="operation_logs"),
     Route("GET", "/operation_logs/{operation_log_id}", operation_logs.show, "Show an operation log",
           response_key="operation_log"),
+    Route("GET", "/os-services", services.index, "List services, up or down (admin)", response_key="services",
+          query=services.FILTERS),
+    Route("PUT", "/os-services/{service_id}", services.update, "Enable or disable a service (admin)",
+          "ServiceUpdate", "service"),
 )
 
 assert all(r.request_schema is None or r.request_schema in schemas.ALL for r in ROUTES)

@@ -169,6 +169,17 @@ VERIFICATION_CREATE: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+# Karbor's body is not wrapped: {"status": "disabled", "disabled_reason": "..."}.
+SERVICE_UPDATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["enabled", "disabled"]},
+        "disabled_reason": {"type": ["string", "null"], "maxLength": 255},
+    },
+    "required": ["status"],
+    "additionalProperties": False,
+}
+
 ALL: dict[str, dict[str, Any]] = {
     "PlanCreate": PLAN_CREATE,
     "PlanUpdate": PLAN_UPDATE,
@@ -177,6 +188,7 @@ ALL: dict[str, dict[str, Any]] = {
     "CheckpointAction": CHECKPOINT_ACTION,
     "RestoreCreate": RESTORE_CREATE,
     "VerificationCreate": VERIFICATION_CREATE,
+    "ServiceUpdate": SERVICE_UPDATE,
 }
 
 

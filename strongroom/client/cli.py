@@ -35,6 +35,7 @@ LIST_COLUMNS: dict[str, list[str]] = {
     "verification": ["id", "project_id", "provider_id", "checkpoint_id", "status"],
     "operationlog": ["id", "operation_type", "status", "checkpoint_id", "plan_id", "restore_id", "started_at",
                      "ended_at"],
+    "service": ["id", "binary", "host", "status", "state", "updated_at", "disabled_reason"],
 }
 
 
@@ -337,6 +338,22 @@ def cmd_operationlog(cli: Cli, a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_service(cli: Cli, a: argparse.Namespace) -> int:
+    c = cli.client
+    if a.action == "list":
+        cli.emit_list("service", c.list_services(host=a.host, binary=a.binary))
+        return EXIT_OK
+    matches = [s for s in c.list_services(host=a.host, binary=a.binary)
+               if s.get("host") == a.host and s.get("binary") == a.binary]
+    if not matches:
+        raise ClientError(0, f"no {a.binary} service on host {a.host} (see 'strongroom service list')")
+    if a.action == "disable":
+        cli.emit_one(c.update_service(matches[0]["id"], "disabled", a.reason))
+    else:
+        cli.emit_one(c.update_service(matches[0]["id"], "enabled"))
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------------
 
 
@@ -439,6 +456,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_list_options(g.add_parser("list"), "checkpoint_id", "plan_id", "restore_id", "status",
                       "operation_type", "provider_id")
     g.add_parser("show").add_argument("operation_log_id")
+
+    g = groups.add_parser("service", help="Services, up or down (admin).").add_subparsers(dest="action",
+                                                                                       required=True)
+    p = g.add_parser("list")
+    p.add_argument("--host")
+    p.add_argument("--binary")
+    for name in ("disable", "enable"):
+        p = g.add_parser(name, help=f"{name.capitalize()} one service (a disabled worker takes no new work).")
+        p.add_argument("host")
+        p.add_argument("binary", help="e.g. strongroom-protection")
+        if name == "disable":
+            p.add_argument("--reason", help="Why (shown by 'service list').")
     return parser
 
 
@@ -450,6 +479,7 @@ COMMANDS: dict[str, Callable[[Cli, argparse.Namespace], int]] = {
     "restore": cmd_restore,
     "verification": cmd_verification,
     "operationlog": cmd_operationlog,
+    "service": cmd_service,
 }
 
 

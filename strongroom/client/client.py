@@ -199,6 +199,19 @@ class Client:
     def show_operation_log(self, log_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/operation_logs/{log_id}")["operation_log"])
 
+    # -- services (admin) ------------------------------------------------------------
+
+    def list_services(self, **params: Any) -> list[dict[str, Any]]:
+        """``host``/``binary`` filter the list."""
+        return self._list("/os-services", "services", params)
+
+    def update_service(self, service_id: int | str, status: str,
+                       disabled_reason: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": status}
+        if disabled_reason is not None:
+            body["disabled_reason"] = disabled_reason
+        return dict(self.request("PUT", f"/os-services/{service_id}", body)["service"])
+
 
 def _error_message(resp: requests.Response) -> str:
     try:
