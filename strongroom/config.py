@@ -83,11 +83,28 @@ def bank_retry(conf: cfg.ConfigOpts) -> dict[str, float]:
             "max_delay": group.bank_retry_max_delay}
 
 
+coordination_opts = [
+    cfg.StrOpt("jobboard_url", secret=True, default=None,
+               help="taskflow jobboard that spreads protect, restore, verify and delete jobs over every "
+                    "protection worker (e.g. redis://127.0.0.1:6379?db=0).  Unset: each protection service runs "
+                    "the jobs it accepts itself (the all-in-one).  Needs [database] taskflow_persistence."),
+    cfg.StrOpt("jobboard_namespace", default="strongroom",
+               help="Key prefix of this deployment's jobs on the jobboard."),
+    cfg.IntOpt("claim_expiry", default=60, min=3,
+               help="Seconds a worker's claim on a job lives unless extended (it is extended every third of "
+                    "this while the job runs); after a worker dies, its jobs are resumed elsewhere this long "
+                    "after its last extension."),
+    cfg.FloatOpt("poll_interval", default=1.0, min=0.05,
+                 help="Seconds between two looks at the jobboard for unclaimed jobs."),
+]
+
+
 _GROUPS: dict[str | None, list[cfg.Opt]] = {
     None: default_opts,
     "api": api_opts,
     "database": database_opts,
     "protection": protection_opts,
+    "coordination": coordination_opts,
 }
 
 

@@ -78,6 +78,8 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._state_lock: IO[bytes] | None = None
+        self._board: Any = None
+        self._conductor: Any = None
 
     # -- oslo.service ServiceBase ----------------------------------------------
 
@@ -89,7 +91,17 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         if self.embedded:
             self._state_lock = lock_state_dir(conf.state_dir)
         self.db = Database(config.database_url(conf))
-        self.db.sync()
+        if self.embedded:
+            self.db.sync()
+        else:
+            # Deployed services never migrate (several starting at once would race): the operator does.
+            from strongroom.db import migration
+
+            current, head = self.db.version(), migration.head()
+            if current != head:
+                raise exceptions.ConfigError(
+                    reason=f"metadata store {self.db.url_for_display} is at schema revision {current or 'none'}, "
+                           f"not {head}: run 'strongroom-manage db sync'")
         self._transport = rpc.get_transport(conf, url=self.transport_url)
         if self.run_protection:
             self._start_protection()
@@ -114,21 +126,55 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         self.registry = ProviderRegistry.load(resolve_providers_dir(conf), conf.state_dir,
                                               bank_retry=config.bank_retry(conf))
         if conf.database.taskflow_persistence:
-            self._persistence = FlowPersistence(config.database_url(conf))
+            # Its tables: created by the all-in-one, by 'strongroom-manage db sync' for deployed services.
+            self._persistence = FlowPersistence(config.database_url(conf), upgrade=self.embedded)
         owner_id = conf.protection.owner_id
         if self.embedded and not owner_id:
             owner_id = embedded_owner_id(conf.host, conf.state_dir)
+        board = None
+        if conf.coordination.jobboard_url:
+            from strongroom.protection.conductor import JobBoard
+
+            if self._persistence is None:
+                raise exceptions.ConfigError(reason="[coordination] jobboard_url needs [database] "
+                                                    "taskflow_persistence = true (jobs resume from saved flows)")
+            board = JobBoard(conf.coordination.jobboard_url, conf.coordination.jobboard_namespace,
+                             self._persistence)
+            self._board = board
         self.manager = ProtectionManager(
             self.db, self.registry, host=conf.host, owner_id=owner_id,
             max_concurrent=conf.protection.max_concurrent_operations,
             flow_workers=conf.protection.flow_workers, persistence=self._persistence, clock=self.clock,
             gc_interval=conf.protection.gc_interval, chunk_grace=conf.protection.gc_chunk_grace_period,
-            takeover=self.embedded)
+            takeover=self.embedded, board=board)
         self.manager.start()
         if self.embedded:
             self.manager.recover_interrupted()
+        if board is not None:
+            self._start_conductor(board)
         self._rpc_server = rpc.get_server(self._transport, conf.protection_topic, conf.host, [self.manager])
         self._rpc_server.start()
+
+    def _start_conductor(self, board: Any) -> None:
+        from strongroom.protection.conductor import Conductor
+
+        conf = self.conf
+        manager = self.manager
+        db = self.db
+
+        def may_claim() -> bool:
+            try:
+                return not db.service_is_disabled(conf.host, "strongroom-protection")
+            except Exception:  # noqa: BLE001 - the database is down: claim nothing until it is back
+                LOG.warning("cannot tell whether this service is disabled; not claiming jobs", exc_info=True)
+                return False
+
+        self._conductor = Conductor(board, manager.run_claimed, who=manager.owner_id,
+                                    capacity=conf.protection.max_concurrent_operations,
+                                    claim_expiry=conf.coordination.claim_expiry,
+                                    poll_interval=conf.coordination.poll_interval, may_claim=may_claim)
+        self._conductor.start()
+        LOG.info("conductor %s claims jobs from %s", manager.owner_id, board.url_for_display)
 
     def _beat(self) -> None:
         binaries = []
@@ -149,10 +195,15 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         if self._rpc_server is not None:
             self._rpc_server.stop()
             self._rpc_server.wait()
+        if self._conductor is not None:
+            # Runs not done in time are abandoned: another worker resumes them.
+            self._conductor.stop(wait=timeout if graceful else 0.0)
         if self.manager is not None:
             if graceful:
                 self.manager.wait_idle(timeout)
             self.manager.stop(wait=False)
+        if self._board is not None:
+            self._board.close()
         if self._persistence is not None:
             self._persistence.close()
         if self.registry is not None:

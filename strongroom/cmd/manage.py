@@ -50,6 +50,12 @@ def db_sync(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     try:
         database.sync()
         revision = database.version()
+        if conf.database.taskflow_persistence:
+            from strongroom import config
+            from strongroom.protection.flows import FlowPersistence
+
+            flows = FlowPersistence(config.database_url(conf))  # taskflow's own tables, for resumable jobs
+            flows.close()
     finally:
         database.dispose()
     head = migration.head()

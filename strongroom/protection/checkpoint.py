@@ -155,6 +155,32 @@ class CheckpointStore:
         self.bank.put_json(self.layout.index_key(checkpoint_id), self._index_from_record(record))
         return record
 
+    def take_over(self, checkpoint_id: str, owner_id: str, operation: str) -> CheckpointRecord:
+        """Make ``owner_id`` the writer of an unfinished checkpoint (a job resumed by another worker).
+
+        Its marker is written first, then the index names it, then the previous
+        owner's marker goes.  Raises ``Conflict`` if garbage collection has already
+        reclaimed the checkpoint, or if it is no longer being written.
+        """
+        record = self.read(checkpoint_id)
+        if self.bank.exists(self.layout.reclaimed_key(checkpoint_id)):
+            raise exceptions.Conflict(reason=f"checkpoint {checkpoint_id} was reclaimed by garbage collection "
+                                             f"before this worker could resume it")
+        running = CheckpointStatus.PROTECTING if operation == "protect" else CheckpointStatus.DELETING
+        if record.status != running:
+            raise exceptions.Conflict(reason=f"checkpoint {checkpoint_id} is {record.status}, not {running}")
+        previous = record.owner_id
+        if previous == owner_id:
+            self.mark_active(owner_id, checkpoint_id, record.project_id, operation)
+            return record
+        self.mark_active(owner_id, checkpoint_id, record.project_id, operation)
+        record.owner_id = owner_id
+        record.updated_at = self.clock.now()
+        self.bank.put_json(self.layout.index_key(checkpoint_id), self._index_from_record(record))
+        if previous:
+            self.clear_active(previous, checkpoint_id)
+        return record
+
     def active_markers(self) -> Iterator[ActiveMarker]:
         """Every checkpoint an owner is working on, as its marker says (unreadable markers: project None)."""
         for key in self.bank.iter(self.layout.ACTIVE):
@@ -187,9 +213,15 @@ class CheckpointStore:
         self.bank.put_json(self.layout.index_key(checkpoint_id), self._index_from_record(record))
         return record
 
-    def commit(self, checkpoint_id: str, bytes_total: int | None = None) -> CheckpointRecord:
-        """Publish: index ``available`` (only after every manifest is written), then indices."""
+    def commit(self, checkpoint_id: str, bytes_total: int | None = None,
+               owner_id: str | None = None) -> CheckpointRecord:
+        """Publish: index ``available`` (only after every manifest is written), then indices.
+
+        With ``owner_id``, refuses (``Conflict``) unless the index still names that writer.
+        """
         record = self.read(checkpoint_id)
+        if owner_id is not None and record.owner_id not in (None, owner_id):
+            raise exceptions.Conflict(reason=f"checkpoint {checkpoint_id} was taken over by {record.owner_id}")
         check_transition("Checkpoint", checkpoint_id, record.status, CheckpointStatus.AVAILABLE,
                          CheckpointStatus)
         record.status = CheckpointStatus.AVAILABLE

@@ -85,7 +85,9 @@ class HookTask(task.Task):  # type: ignore[misc]
         self._spec = spec
         self._tracker = tracker
 
-    def execute(self) -> None:
+    def execute(self) -> dict[str, Any]:
+        """Run the hook; the result is what it put in ``ctx.result`` (saved with the flow, so that a
+        resumed run still knows what an earlier attempt's finished hooks produced)."""
         key = self._ctx.resource.key
         if self._phase == PHASES[0]:
             self._tracker.set(key, self._spec.running)
@@ -97,6 +99,7 @@ class HookTask(task.Task):  # type: ignore[misc]
             raise
         if self._phase == PHASES[-1]:
             self._tracker.set(key, self._spec.success)
+        return dict(self._ctx.result)
 
 
 def build_flow(spec: FlowSpec, roots: Iterable[GraphNode],
@@ -126,10 +129,16 @@ def build_flow(spec: FlowSpec, roots: Iterable[GraphNode],
 class FlowPersistence:
     """taskflow's SQL persistence in the metadata database: one logbook per run."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, upgrade: bool = True) -> None:
+        """``upgrade``: create or upgrade taskflow's tables (deployed services leave it to
+        ``strongroom-manage db sync``: several services starting at once would race)."""
         from taskflow.persistence import backends
 
         self.backend = backends.fetch({"connection": url})
+        if upgrade:
+            self.upgrade()
+
+    def upgrade(self) -> None:
         with contextlib.closing(self.backend.get_connection()) as conn:
             conn.upgrade()
 
@@ -151,16 +160,25 @@ class FlowPersistence:
 
 
 def run_flow(flow: graph_flow.Flow, executor: futures.Executor, persistence: FlowPersistence | None,
-             name: str, describe: Callable[[], str]) -> None:
-    """Run ``flow`` to completion; raise :class:`FlowFailed` with every failure's reason."""
+             name: str, describe: Callable[[], str], book: models.LogBook | None = None,
+             flow_detail: models.FlowDetail | None = None,
+             keep_book: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    """Run ``flow`` to completion; raise :class:`FlowFailed` with every failure's reason.
+
+    With ``book`` and ``flow_detail`` (a job's saved flow) the engine resumes from the atom
+    states saved there: finished hooks are skipped, a hook left running is run again.
+    Returns the results of the flow's hooks by task name.  The saved flow is destroyed at the
+    end unless ``keep_book()`` (the run lost its job to another worker, which resumes that flow).
+    """
     options: dict[str, Any] = {"engine": "parallel", "executor": executor}
-    book = None
     if persistence is not None:
-        book, detail = persistence.start(name)
-        options.update(backend=persistence.backend, book=book, flow_detail=detail)
+        if book is None or flow_detail is None:
+            book, flow_detail = persistence.start(name)
+        options.update(backend=persistence.backend, book=book, flow_detail=flow_detail)
     engine = engines.load(flow, **options)
     try:
         engine.run()
+        return {task.name: engine.storage.get(task.name) for task, _ in flow.iter_nodes()}
     except tf_exceptions.WrappedFailure as wrapped:
         reasons = "; ".join(str(f.exception) for f in wrapped)
         raise exceptions.FlowFailed(operation=name.split("-")[0], resource=describe(), reason=reasons,
@@ -171,5 +189,5 @@ def run_flow(flow: graph_flow.Flow, executor: futures.Executor, persistence: Flo
         raise exceptions.FlowFailed(operation=name.split("-")[0], resource=describe(),
                                     reason=f"{type(err).__name__}: {err}") from err
     finally:
-        if persistence is not None and book is not None:
+        if persistence is not None and book is not None and not keep_book():
             persistence.finish(book)

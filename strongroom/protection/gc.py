@@ -243,8 +243,9 @@ class GarbageCollector:
             "by": self.owner_id, "at": self.lease.clock.now().isoformat(), "reason": reason})
         if record is not None:
             again = self.store.read(cid)
-            if again.status not in ZOMBIE_STATUSES:
-                # The writer published between our look and our marker: it wins.
+            if again.status not in ZOMBIE_STATUSES or again.owner_id not in (None, marker.owner_id):
+                # The writer published, or another worker took the job over, between our look and
+                # our marker: it wins.
                 self.bank.delete(self.layout.reclaimed_key(cid))
                 self.store.clear_active(marker.owner_id, cid)
                 return None

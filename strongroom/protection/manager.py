@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 import oslo_messaging as messaging
+from taskflow.persistence import models
 
 from strongroom import exceptions
 from strongroom.clock import Clock
@@ -26,6 +27,7 @@ from strongroom.objects.status import RESET_STATES, CheckpointStatus, RestoreSta
 from strongroom.protection import gc, reclaim
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.checkpoint import CheckpointStore
+from strongroom.protection.conductor import Claim, JobBoard, JobSpec
 from strongroom.protection.flows import FlowPersistence
 from strongroom.protection.gc import Sweeping
 from strongroom.protection.leases import BankLeases
@@ -50,7 +52,7 @@ class ProtectionManager:
     def __init__(self, db: Database, registry: ProviderRegistry, *, host: str, owner_id: str | None = None,
                  max_concurrent: int = 4, flow_workers: int = 4, persistence: FlowPersistence | None = None,
                  clock: Clock | None = None, gc_interval: float = 0, chunk_grace: float = 600.0,
-                 takeover: bool = False) -> None:
+                 takeover: bool = False, board: JobBoard | None = None) -> None:
         self.db = db
         self.registry = registry
         self.host = host
@@ -60,7 +62,11 @@ class ProtectionManager:
         self.leases = BankLeases(registry, self.owner_id, clock=self.clock, takeover=takeover)
         self.sweeping = Sweeping()
         self._running: set[str] = set()
+        #: Checkpoints whose job this process posted and no conductor has taken over yet (their
+        #: active markers are still ours, and live).
+        self._posted: set[str] = set()
         self._running_lock = threading.Lock()
+        self.board = board
         self._jobs = futures.ThreadPoolExecutor(max_concurrent, thread_name_prefix="sr-job")
         self._flow_executor = futures.ThreadPoolExecutor(flow_workers, thread_name_prefix="sr-flow")
         self.runner = Runner(db, host, self.owner_id, self._flow_executor, persistence, self.clock,
@@ -88,9 +94,10 @@ class ProtectionManager:
         futures.wait(list(self._pending), timeout=timeout)
 
     def running(self) -> frozenset[str]:
-        """Checkpoints this process is protecting or deleting (their active markers are not orphans)."""
+        """Checkpoints this process is protecting or deleting, or has posted a job for (their active
+        markers are not orphans)."""
         with self._running_lock:
-            return frozenset(self._running)
+            return frozenset(self._running | self._posted)
 
     def _claim(self, checkpoint_id: str) -> None:
         with self._running_lock:
@@ -103,6 +110,10 @@ class ProtectionManager:
             self._running.discard(checkpoint_id)
 
     def _submit(self, job: Job) -> None:
+        if self.board is not None:
+            self._post(job)
+            return
+
         def run() -> None:
             try:
                 self.runner.run(job)
@@ -113,6 +124,68 @@ class ProtectionManager:
         future = self._jobs.submit(run)
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
+
+    # -- the jobboard (deployed mode) -------------------------------------------
+
+    def _post(self, job: Job) -> None:
+        """Hand ``job`` to whichever worker's conductor claims it; on failure the run ends failed."""
+        assert self.board is not None
+        spec = JobSpec(kind=str(job.kind), provider_id=job.provider.id, checkpoint_id=job.checkpoint.id,
+                       log_id=job.log.id, context=job.context.to_dict(),
+                       restore_id=job.restore.id if job.restore else None)
+        cid = job.checkpoint.id
+        if job.fence is not None:
+            with self._running_lock:
+                self._posted.add(cid)
+                self._running.discard(cid)
+        try:
+            self.board.post(spec)
+        except exceptions.ServiceUnavailable as err:
+            with self._running_lock:
+                self._posted.discard(cid)
+            self.runner.fail_unstarted(job, f"could not hand the job to the protection workers: {err}")
+            raise
+
+    def run_claimed(self, spec: JobSpec, claim: Claim, book: models.LogBook | None,
+                    flow_detail: models.FlowDetail | None) -> None:
+        """Run a job this worker's conductor claimed (posted by any worker, maybe begun by a dead one)."""
+        kind = OperationKind(spec.kind)
+        provider = self.registry.get(spec.provider_id)
+        log = self.db.get_operation_log(spec.log_id)
+        if log.ended_at is not None:
+            return  # finished before its worker could consume the job
+        checkpoint = self.db.get_checkpoint(spec.checkpoint_id)
+        restore = self.db.get_restore(spec.restore_id) if spec.restore_id else None
+        ctxt = RequestContext.from_dict(spec.context)
+        fence = None
+        job = Job(kind, ctxt, provider, checkpoint, log, restore=restore, claim=claim)
+        if kind in (OperationKind.PROTECT, OperationKind.DELETE):
+            fence = self.leases.fence(provider)  # ServiceUnavailable: left for another worker
+            job.fence = fence
+            self._claim(checkpoint.id)
+            try:
+                operation = "protect" if kind == OperationKind.PROTECT else "delete"
+                store = CheckpointStore(provider.bank, self.clock)
+                job.checkpoint = store.take_over(checkpoint.id, self.owner_id, operation)
+            except exceptions.Conflict as err:
+                self._release(checkpoint.id)
+                self.runner.fail_unstarted(job, str(err))
+                return
+            except BaseException:
+                self._release(checkpoint.id)
+                raise
+            with self._running_lock:
+                self._posted.discard(checkpoint.id)
+            self.db.update_checkpoint(checkpoint.id, {"owner_id": self.owner_id}, check=False)
+        resumed = bool(flow_detail is not None and any(True for _ in flow_detail))
+        self.db.update_operation_log(log.id, {"host": self.host, "extra_info": {
+            **log.extra_info, "worker": self.owner_id, "resumed": resumed}})
+        job.log = self.db.get_operation_log(log.id)
+        try:
+            self.runner.run(job, book=book, flow_detail=flow_detail)
+        finally:
+            if fence is not None:
+                self._release(checkpoint.id)
 
     # -- garbage collection ----------------------------------------------------
 

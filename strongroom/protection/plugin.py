@@ -55,6 +55,11 @@ class OperationContext:
     section: BankSection  # checkpoints/<id>/resources/<type#id>/
     progress: Callable[[int], None] = lambda n: None
     should_stop: Callable[[], bool] = lambda: False
+    #: What an earlier, interrupted attempt of this hook saved with ``save_resume_state`` (a run resumed by
+    #: another worker reruns the hook that was running): e.g. a snapshot or a half-written volume to clean up.
+    resume_state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Persist a small JSON-able dict for a later attempt (``{}`` clears it).
+    save_resume_state: Callable[[dict[str, Any]], None] = lambda state: None
     #: Set by restore hooks: what was created (``{"id": ..., "name": ...}``).
     result: dict[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -14,7 +14,9 @@ import threading
 import uuid
 from collections.abc import Callable, Collection
 from concurrent import futures
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from taskflow.persistence import models
 
 from strongroom import exceptions
 from strongroom.clock import Clock
@@ -30,6 +32,12 @@ from strongroom.protection.gc import Sweeping
 from strongroom.protection.leases import Fence
 from strongroom.protection.plugin import Operation, OperationContext, OperationKind
 from strongroom.protection.providers import Provider
+
+if TYPE_CHECKING:
+    from strongroom.protection.conductor import Claim
+
+#: A hook's resume state, beside the resource's objects in the bank (protect, delete).
+RESUME_STATE = "resume.json"
 
 LOG = logging.getLogger(__name__)
 
@@ -91,9 +99,19 @@ class Job:
     log: OperationLog
     restore: Restore | None = None
     fence: Fence | None = None
+    #: The jobboard claim of a run a conductor claimed (deployed mode).
+    claim: Claim | None = None
 
     def may_write(self) -> bool:
-        return self.fence is None or self.fence.valid()
+        return (self.fence is None or self.fence.valid()) and not self.lost_claim()
+
+    def lost_claim(self) -> bool:
+        """True once another worker owns this run's job (this process was paused past its claim)."""
+        return self.claim is not None and not self.claim.valid()
+
+
+class _LostClaim(Exception):
+    """Internal: the job is another worker's now; this run records nothing."""
 
 
 class Runner:
@@ -123,7 +141,8 @@ class Runner:
 
     # -- the one run ---------------------------------------------------------
 
-    def run(self, job: Job) -> None:
+    def run(self, job: Job, book: models.LogBook | None = None, flow_detail: models.FlowDetail | None = None) -> None:
+        """Run ``job`` to its end (``book``/``flow_detail``: the saved flow of a claimed job, to resume)."""
         spec = RUNS[job.kind]
         store = CheckpointStore(job.provider.bank, self.clock)
         tracker = ResourceTracker(self._on_resource_change(job))
@@ -139,8 +158,13 @@ class Runner:
                                    self.sweeping, clock=self.clock, should_stop=lambda: not job.may_write())
             roots = graph_mod.deserialize(job.checkpoint.resource_graph)
             flow = build_flow(SPECS[job.kind], roots, self._preparer(job, store, progress, results), tracker)
-            run_flow(flow, self.flow_executor, self.persistence, f"{job.kind}-{job.log.id}",
-                     describe=lambda: f"checkpoint {job.checkpoint.id}")
+            stored = run_flow(flow, self.flow_executor, self.persistence, f"{job.kind}-{job.log.id}",
+                              describe=lambda: f"checkpoint {job.checkpoint.id}", book=book,
+                              flow_detail=flow_detail, keep_book=job.lost_claim)
+            for key, result in results.items():  # what hooks finished by an earlier attempt produced
+                saved = stored.get(f"on_main:{key}")
+                if isinstance(saved, dict):
+                    result.update({k: v for k, v in saved.items() if k not in result})
         except Exception as err:  # noqa: BLE001 - every failure ends the run with a reason, never stuck
             error = str(err) if isinstance(err, exceptions.StrongroomError) else f"{type(err).__name__}: {err}"
             bank_failure = isinstance(err, exceptions.BankError) or (
@@ -155,6 +179,13 @@ class Runner:
             LOG.warning("%s of checkpoint %s failed: %s", job.kind, job.checkpoint.id, error)
         self._finish(job, spec, store, tracker, results, progress, error)
 
+    def fail_unstarted(self, job: Job, reason: str) -> None:
+        """End a run that could not start (its job could not be posted, or was reclaimed meanwhile)."""
+        store = CheckpointStore(job.provider.bank, self.clock)
+        LOG.warning("%s of checkpoint %s failed before it started: %s", job.kind, job.checkpoint.id, reason)
+        self._finish(job, RUNS[job.kind], store, ResourceTracker(), {}, Progress(0, lambda n: None, self.clock),
+                     reason)
+
     def _preparer(self, job: Job, store: CheckpointStore, progress: Progress,
                   results: dict[str, dict[str, Any]]) -> Callable[[Resource], tuple[Operation, OperationContext]]:
         read_only = job.kind in (OperationKind.RESTORE, OperationKind.VERIFY)
@@ -162,16 +193,58 @@ class Runner:
 
         def prepare(resource: Resource) -> tuple[Operation, OperationContext]:
             plugin = job.provider.plugin_for(resource.type)
+            load, save = self._resume_state(job, store, resource)
             ctx = OperationContext(
                 context=job.context, kind=job.kind, checkpoint_id=job.checkpoint.id,
                 project_id=job.checkpoint.project_id, resource=resource,
                 parameters=resource_parameters(params, resource), bank=job.provider.bank,
                 section=store.resource_section(job.checkpoint.id, resource.key, read_only=read_only),
-                progress=progress.add, should_stop=lambda: not job.may_write())
+                progress=progress.add, should_stop=lambda: not job.may_write(),
+                resume_state=load(), save_resume_state=save)
             results[resource.key] = ctx.result
             return plugin.get_operation(job.kind, resource), ctx
 
         return prepare
+
+    def _resume_state(self, job: Job, store: CheckpointStore, resource: Resource) -> tuple[
+            Callable[[], dict[str, Any]], Callable[[dict[str, Any]], None]]:
+        """Where a hook's resume state lives: beside the resource in the bank for runs that write
+        the checkpoint, in the restore record for restores and verifications."""
+        if job.restore is None:
+            section = store.resource_section(job.checkpoint.id, resource.key)
+
+            def load_bank() -> dict[str, Any]:
+                try:
+                    value = section.get_json(RESUME_STATE)
+                except exceptions.BankObjectNotFound:
+                    return {}
+                return value if isinstance(value, dict) else {}
+
+            def save_bank(state: dict[str, Any]) -> None:
+                if state:
+                    section.put_json(RESUME_STATE, state)
+                else:
+                    section.delete(RESUME_STATE)
+
+            return load_bank, save_bank
+        restore = job.restore
+        lock = threading.Lock()
+
+        def load_db() -> dict[str, Any]:
+            value = (restore.extra_info.get("resume") or {}).get(resource.key)
+            return dict(value) if isinstance(value, dict) else {}
+
+        def save_db(state: dict[str, Any]) -> None:
+            with lock:
+                resume = dict(restore.extra_info.get("resume") or {})
+                if state:
+                    resume[resource.key] = state
+                else:
+                    resume.pop(resource.key, None)
+                restore.extra_info = {**restore.extra_info, "resume": resume}
+                self.db.update_restore(restore.id, {"extra_info": restore.extra_info})
+
+        return load_db, save_db
 
     def _progress(self, job: Job, store: CheckpointStore) -> Progress:
         if job.kind == OperationKind.PROTECT:
@@ -217,6 +290,10 @@ class Runner:
     def _finish(self, job: Job, spec: RunSpec, store: CheckpointStore, tracker: ResourceTracker,
                 results: dict[str, dict[str, Any]], progress: Progress, error: str | None) -> None:
         status = spec.success if error is None else spec.failure
+        if job.lost_claim():
+            LOG.warning("%s of checkpoint %s stopped: its job was taken over by another worker", job.kind,
+                        job.checkpoint.id)
+            return
         try:
             if spec.record == "checkpoint":
                 self._finish_checkpoint(job, store, progress, status, error)
@@ -232,6 +309,9 @@ class Runner:
                 self.db.update_restore(job.restore.id, {
                     "status": status, "extra_info": extra,
                     "resources_status": dict(tracker.status), "resources_reason": dict(tracker.reason)})
+        except _LostClaim as err:
+            LOG.warning("%s of checkpoint %s will not publish: %s", job.kind, job.checkpoint.id, err)
+            return
         except Exception as err:  # noqa: BLE001 - the bank may be gone: record it, never leave it running
             LOG.warning("could not record the end of %s %s: %s", job.kind, job.checkpoint.id, err)
             status = spec.failure
@@ -283,7 +363,13 @@ class Runner:
                 job.fence.check("publish checkpoint " + cid)
             except exceptions.LeaseLost as err:
                 return str(err)
-        store.commit(cid)
+        if job.claim is not None:
+            try:
+                job.claim.check()
+            except (exceptions.Conflict, exceptions.ServiceUnavailable) as err:
+                job.claim.lose()  # the job is someone else's now (or cannot be told): its run publishes
+                raise _LostClaim(str(err)) from err
+        store.commit(cid, owner_id=self.owner_id if job.fence is not None else None)
         if store.bank.exists(BankLayout.reclaimed_key(cid)):
             # Garbage collection judged this writer dead while it was publishing: withdraw.
             reason = "reclaimed by garbage collection while its writer was publishing it"

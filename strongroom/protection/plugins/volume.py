@@ -131,7 +131,11 @@ class ProtectOperation(_VolumeOperation):
         backend = plugin.backend
         volume = backend.get_volume(ctx.resource.id)
         store = plugin.chunk_store(ctx.bank, ctx.project_id)
+        stale = ctx.resume_state.get("snapshot_id")
+        if stale:  # an interrupted earlier attempt (its worker died) left its snapshot behind
+            backend.delete_snapshot(str(stale))
         snapshot = backend.create_snapshot(volume.id)
+        ctx.save_resume_state({"snapshot_id": snapshot.id})
         try:
             with backend.reading_snapshot(snapshot.id) as reader:
                 result = datamover.backup(reader, store, ctx.section.section(MANIFEST_DIR),
@@ -139,6 +143,7 @@ class ProtectOperation(_VolumeOperation):
                                           progress=ctx.progress, should_stop=ctx.should_stop)
         finally:
             backend.delete_snapshot(snapshot.id)
+            ctx.save_resume_state({})
         ctx.section.put_json(METADATA, {
             "volume_id": volume.id, "name": volume.name, "size": volume.size,
             "chunks": result.chunks, "new_chunks": result.new_chunks, "bytes_stored": result.bytes_stored,
@@ -155,14 +160,23 @@ class RestoreOperation(_VolumeOperation):
         header = datamover.read_manifest_header(manifest)
         name = str(ctx.parameters.get("restore_name") or
                                        f"{ctx.resource.name or ctx.resource.id}-restore-{ctx.checkpoint_id[:8]}")
+        partial = ctx.resume_state.get("volume_id")
+        if partial:  # an interrupted earlier attempt created it: start that volume over
+            try:
+                backend.destroy_volume(str(partial))
+            except exceptions.VolumeNotFound:
+                pass
         volume = backend.create_volume(int(header["size"]), name=name)
+        ctx.save_resume_state({"volume_id": volume.id})
         try:
             with backend.writing_volume(volume.id) as writer:
                 datamover.restore(manifest, plugin.chunk_store(ctx.bank, ctx.project_id), writer,
                                   workers=plugin.workers, progress=ctx.progress)
         except BaseException:
             backend.destroy_volume(volume.id)
+            ctx.save_resume_state({})
             raise
+        ctx.save_resume_state({})
         ctx.result.update(id=volume.id, name=volume.name, type=VOLUME_TYPE)
 
 
