@@ -223,6 +223,19 @@ def test_protect_restore_verify_delete_spread_over_two_workers(topology: Topolog
                          {"deleted", "error-deleting"})["status"] == "deleted"
     assert topology.services()["strongroom-protection@worker-1"] == "up"
 
+    # An administrator disables worker-1: it stops claiming, worker-2 takes every new job.
+    listed = requests.get(f"{topology.api}/os-services", params={"host": "worker-1"},
+                          headers={"X-Auth-Token": ADMIN}, timeout=10).json()["services"]
+    [service] = [s for s in listed if s["binary"] == "strongroom-protection"]
+    disabled = requests.put(f"{topology.api}/os-services/{service['id']}", headers={"X-Auth-Token": ADMIN},
+                            json={"status": "disabled", "disabled_reason": "disk replacement"}, timeout=10)
+    assert disabled.status_code == 200, disabled.text
+    later = [topology.protect(plans[f"disk{i}.img"]) for i in (1, 2, 3)]
+    for cid in later:
+        body = topology.wait(f"/providers/{PROVIDER}/checkpoints/{cid}", "checkpoint", {"available", "error"})
+        assert body["status"] == "available", body
+    assert {topology.worker_of(cid, "protect") for cid in later} == {"worker-2"}
+
 
 def _progress(topology: Topology, path: str, key: str, fraction: float) -> None:
     deadline = time.monotonic() + 120
