@@ -187,6 +187,22 @@ class ProtectionManager:
             if fence is not None:
                 self._release(checkpoint.id)
 
+    def _forget_taken_over(self) -> None:
+        """Posted checkpoints whose marker is no longer ours were taken over by a conductor: forget them."""
+        with self._running_lock:
+            before = set(self._posted)  # only these may go: a job posted during the listing stays
+        if not before:
+            return
+        ours: set[str] = set()
+        for provider in self.registry.providers():
+            try:
+                ours.update(m.checkpoint_id for m in CheckpointStore(provider.bank, self.clock).active_markers()
+                            if m.owner_id == self.owner_id)
+            except exceptions.StrongroomError:
+                return  # cannot tell for this bank now: keep them all
+        with self._running_lock:
+            self._posted -= before - ours
+
     # -- garbage collection ----------------------------------------------------
 
     def collect_garbage(self, ctxt: RequestContext | None = None, provider_id: str | None = None,
@@ -215,6 +231,7 @@ class ProtectionManager:
         for result in self.collect_garbage():
             if "error" in result:
                 LOG.warning("garbage collection skipped %s: %s", result["bank"], result["error"])
+        self._forget_taken_over()
         LOG.debug("garbage collection totals: %s", dict(self.gc_totals))
 
     # -- providers and protectables ------------------------------------------
