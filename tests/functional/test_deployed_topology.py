@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import re
 import signal
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.functional.banks import write_random_image
+from tests.functional.banks import sha256, write_random_image
 from tests.functional.harness import MiB
 from tests.unit.db.conftest import Server
 
@@ -189,14 +188,6 @@ def topology(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Topolog
         client.close()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while piece := fh.read(8 * MiB):
-            digest.update(piece)
-    return digest.hexdigest()
-
-
 def test_protect_restore_verify_delete_spread_over_two_workers(topology: Topology) -> None:
     volumes = topology.state / "volumes"
     digests = {}
@@ -213,7 +204,7 @@ def test_protect_restore_verify_delete_spread_over_two_workers(topology: Topolog
     cid = checkpoints["disk0.img"]
     restore = topology.restore(cid, "disk0-restored.img")
     assert topology.wait(f"/restores/{restore}", "restore", {"success", "fail"})["status"] == "success"
-    assert _sha256(volumes / "disk0-restored.img") == digests["disk0.img"]
+    assert sha256(volumes / "disk0-restored.img") == digests["disk0.img"]
     verification = topology.post("/verifications", {"verification": {
         "provider_id": PROVIDER, "checkpoint_id": cid, "parameters": {}}})["verification"]["id"]
     assert topology.wait(f"/verifications/{verification}", "verification", {"success", "fail"})["status"] == "success"
@@ -292,6 +283,6 @@ def test_the_surviving_worker_finishes_what_a_killed_one_started(topology: Topol
     topology.kill(victim)
     body = topology.wait(f"/restores/{restore}", "restore", {"success", "fail"}, timeout=300)
     assert body["status"] == "success", body
-    assert _sha256(volumes / "big-restored.img") == digests[good]
+    assert sha256(volumes / "big-restored.img") == digests[good]
     [log] = [log for log in topology.get("/operation_logs", restore_id=restore)["operation_logs"]]
     assert log["host"] != victim and log["extra_info"]["resumed"] is True

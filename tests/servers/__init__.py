@@ -1,1 +1,45 @@
-"""Real servers on 127.0.0.1 that tests start, use and stop by PID (Swift all-in-one, moto, a fault proxy)."""
+"""Real servers on 127.0.0.1 that tests start, use and stop by PID (Swift all-in-one, moto, a fault proxy).
+
+The helpers here are what every server fixture needs: the tail of a log for error messages, stopping a
+process by PID, and whether a server that cannot start must fail the run (``CI=true``) or skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import signal
+import subprocess
+
+
+def tail_log(log_path: pathlib.Path, size: int = 3000) -> str:
+    """The end of a server's log, for an error message."""
+    try:
+        text = log_path.read_bytes()[-size:].decode("utf-8", "replace").strip()
+    except OSError:
+        return "(no log)"
+    return text or "(empty log)"
+
+
+def stop_process(process: subprocess.Popen[bytes], group: bool = False) -> None:
+    """SIGTERM ``process`` (by its PID), then SIGKILL it (its whole process group with ``group``: a server
+    started with ``start_new_session`` and its forks) if it is still there after 10 s; reap it."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def must_not_skip() -> bool:
+    """Under CI a server that cannot start fails the run instead of skipping its tests."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")

@@ -23,13 +23,11 @@ except under ``CI=true`` where a missing server is a failure.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import pathlib
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -43,6 +41,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from tests.servers import must_not_skip, stop_process, tail_log
 
 #: How long the server may take to answer after it is started.
 START_TIMEOUT = 30.0
@@ -114,7 +114,7 @@ class MotoServer:
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s) and remove its log.  Idempotent."""
         if self.process is not None:
-            _stop(self.process)
+            stop_process(self.process)
             self.process = None
         if self.log_path is not None:
             shutil.rmtree(self.log_path.parent, ignore_errors=True)
@@ -210,7 +210,7 @@ def start_moto_server(host: str = "127.0.0.1", timeout: float = START_TIMEOUT,
     try:
         endpoint = _wait_until_answering(process, log_path, began + timeout)
     except BaseException:
-        _stop(process)
+        stop_process(process)
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     return MotoServer(endpoint_url=endpoint, pid=process.pid, tls=tls, start_seconds=time.monotonic() - began,
@@ -227,7 +227,7 @@ def _wait_until_answering(process: subprocess.Popen[bytes], log_path: pathlib.Pa
     delay = 0.02
     while True:
         if process.poll() is not None:
-            raise MotoServerError(f"moto_server exited with status {process.returncode}: {_tail(log_path)}")
+            raise MotoServerError(f"moto_server exited with status {process.returncode}: {tail_log(log_path)}")
         if endpoint is None:
             match = _RUNNING.search(log_path.read_bytes())
             if match:
@@ -235,7 +235,7 @@ def _wait_until_answering(process: subprocess.Popen[bytes], log_path: pathlib.Pa
         if endpoint is not None and _answers(endpoint):
             return endpoint
         if time.monotonic() > deadline:
-            raise MotoServerError(f"moto_server did not answer within {START_TIMEOUT:.0f} s: {_tail(log_path)}")
+            raise MotoServerError(f"moto_server did not answer within {START_TIMEOUT:.0f} s: {tail_log(log_path)}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.25)
 
@@ -251,30 +251,10 @@ def _answers(endpoint: str) -> bool:
         return False
 
 
-def _tail(log_path: pathlib.Path, size: int = 2000) -> str:
-    try:
-        text = log_path.read_bytes()[-size:].decode("utf-8", "replace").strip()
-    except OSError:
-        return "(no log)"
-    return text or "(empty log)"
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM ``process`` (by its PID), then SIGKILL if it is still there after 10 s; reap it."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
-def _must_not_skip() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 @pytest.fixture(scope="session")
@@ -283,7 +263,7 @@ def moto_server() -> Iterator[MotoServer]:
     try:
         server = start_moto_server()
     except (MotoServerError, OSError) as err:
-        if _must_not_skip():
+        if must_not_skip():
             pytest.fail(f"moto_server could not start (CI=true: not skipping): {err}", pytrace=False)
         pytest.skip(f"moto_server could not start: {err}")
     try:

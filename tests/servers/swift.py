@@ -74,6 +74,8 @@ from typing import Any
 
 import pytest
 
+from tests.servers import must_not_skip, stop_process, tail_log
+
 #: How long the servers may take to answer after the child is spawned.
 START_TIMEOUT = 60.0
 USER = "test:tester"
@@ -146,7 +148,7 @@ class SwiftServer:
     def stop(self) -> None:
         """Stop the servers (SIGTERM, then SIGKILL after 10 s).  Idempotent."""
         if self.process is not None:
-            _stop(self.process)
+            stop_process(self.process, group=True)
             self.process = None
         if self.remove_root:
             shutil.rmtree(self.root, ignore_errors=True)
@@ -191,7 +193,7 @@ def start_swift(root: str | os.PathLike[str] | None = None, timeout: float = STA
         proxy = f"http://127.0.0.1:{ports['proxy']}"
         storage_url = _wait_until_authenticating(process, proxy + "/auth/v1.0", log_path, began + timeout)
     except BaseException:
-        _stop(process)
+        stop_process(process, group=True)
         if remove_root:
             shutil.rmtree(base, ignore_errors=True)
         raise
@@ -207,12 +209,12 @@ def _wait_until_ready(process: subprocess.Popen[bytes], ready: pathlib.Path, log
     while True:
         if process.poll() is not None:
             raise SwiftServerError(f"the Swift servers exited with status {process.returncode}: "
-                                   f"{_tail(log_path)}")
+                                   f"{tail_log(log_path)}")
         if ready.exists():
             ports = json.loads(ready.read_text())
             return {name: int(ports[name]) for name in _SERVERS}
         if time.monotonic() > deadline:
-            raise SwiftServerError(f"the Swift servers were not ready within the start timeout: {_tail(log_path)}")
+            raise SwiftServerError(f"the Swift servers were not ready within the start timeout: {tail_log(log_path)}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)
 
@@ -235,38 +237,16 @@ def _wait_until_authenticating(process: subprocess.Popen[bytes], auth_url: str, 
             last = str(err)
         if process.poll() is not None:
             raise SwiftServerError(f"the Swift servers exited with status {process.returncode}: "
-                                   f"{_tail(log_path)}")
+                                   f"{tail_log(log_path)}")
         if time.monotonic() > deadline:
-            raise SwiftServerError(f"tempauth did not authenticate {USER} ({last}): {_tail(log_path)}")
+            raise SwiftServerError(f"tempauth did not authenticate {USER} ({last}): {tail_log(log_path)}")
         time.sleep(0.05)
 
 
-def _tail(log_path: pathlib.Path, size: int = 3000) -> str:
-    try:
-        text = log_path.read_bytes()[-size:].decode("utf-8", "replace").strip()
-    except OSError:
-        return "(no log)"
-    return text or "(empty log)"
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM ``process`` (by its PID; it stops its server processes), then SIGKILL its process
-    group if it is still there after 10 s; reap it."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        # The servers' own process group (start_new_session): the master and its forks.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
-def _must_not_skip() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 @pytest.fixture(scope="session")
@@ -275,7 +255,7 @@ def swift_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwiftServ
     try:
         server = start_swift(tmp_path_factory.mktemp("swift"))
     except (SwiftServerError, OSError) as err:
-        if _must_not_skip():
+        if must_not_skip():
             pytest.fail(f"the Swift all-in-one could not start (CI=true: not skipping): {err}", pytrace=False)
         pytest.skip(f"the Swift all-in-one could not start: {err}")
     try:
