@@ -17,6 +17,7 @@ This module builds on :class:`strongroom.db.api.Database` (its sessions, clock a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import uuid
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from strongroom import exceptions
 from strongroom.db import pagination
 from strongroom.db.api import DEFAULT_SORT, Database, DBDeadlock, _record, _utc
-from strongroom.db.models import ScheduledFireModel, ScheduledOperationModel, TriggerModel
+from strongroom.db.models import ScheduledFireModel, ScheduledOperationModel, TriggerModel, UTCDateTime
 from strongroom.objects.scheduling import FireState, ScheduledFire, ScheduledOperation, Trigger
 
 _ATTEMPTS = 5
@@ -54,6 +55,23 @@ FIRE_FILTERS = ("state",)
 
 _FIRES = cast(sa.Table, ScheduledFireModel.__table__)
 _OPS = cast(sa.Table, ScheduledOperationModel.__table__)
+
+# The two queries every engine runs at every pass, built once (only their parameters change).
+_TO_PLAN = (
+    sa.select(ScheduledOperationModel, TriggerModel)
+    .join(TriggerModel, TriggerModel.id == ScheduledOperationModel.trigger_id)
+    .where(ScheduledOperationModel.enabled.is_(True),
+           ScheduledOperationModel.planned_until < sa.bindparam("horizon", type_=UTCDateTime()))
+    .order_by(ScheduledOperationModel.planned_until, ScheduledOperationModel.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer())))
+_DUE = (
+    sa.select(ScheduledFireModel).where(sa.or_(
+        sa.and_(ScheduledFireModel.state == FireState.PLANNED.value,
+                ScheduledFireModel.fire_time <= sa.bindparam("now", type_=UTCDateTime())),
+        sa.and_(ScheduledFireModel.state == FireState.IN_PROGRESS.value,
+                ScheduledFireModel.claim_expires_at < sa.bindparam("now", type_=UTCDateTime())),
+    )).order_by(ScheduledFireModel.fire_time, ScheduledFireModel.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer())))
 
 
 def _rowcount(result: Any) -> int:
@@ -284,12 +302,7 @@ class SchedulingStore:
     def operations_to_plan(self, horizon: _dt.datetime, limit: int = 100) -> list[tuple[ScheduledOperation, Trigger]]:
         """Enabled operations planned to before ``horizon``, least planned first, with their triggers."""
         with self._session() as s:
-            rows = s.execute(
-                sa.select(ScheduledOperationModel, TriggerModel)
-                .join(TriggerModel, TriggerModel.id == ScheduledOperationModel.trigger_id)
-                .where(ScheduledOperationModel.enabled.is_(True), ScheduledOperationModel.planned_until < horizon)
-                .order_by(ScheduledOperationModel.planned_until, ScheduledOperationModel.id)
-                .limit(limit)).all()
+            rows = s.execute(_TO_PLAN, {"horizon": horizon, "limit": limit}).all()
             return [(_record(ScheduledOperation, op), _record(Trigger, trig)) for op, trig in rows]
 
     def extend_plan(self, op: ScheduledOperation, until: _dt.datetime,
@@ -327,12 +340,17 @@ class SchedulingStore:
     def due_fires(self, now: _dt.datetime, limit: int) -> list[ScheduledFire]:
         """Planned fires whose time has come, and claimed ones whose claim expired; oldest first."""
         with self._session() as s:
-            rows = s.execute(sa.select(ScheduledFireModel).where(sa.or_(
-                sa.and_(ScheduledFireModel.state == FireState.PLANNED.value, ScheduledFireModel.fire_time <= now),
-                sa.and_(ScheduledFireModel.state == FireState.IN_PROGRESS.value,
-                        ScheduledFireModel.claim_expires_at < now),
-            )).order_by(ScheduledFireModel.fire_time, ScheduledFireModel.id).limit(limit)).scalars().all()
+            rows = s.execute(_DUE, {"now": now, "limit": limit}).scalars().all()
             return [_record(ScheduledFire, m) for m in rows]
+
+    def poll(self, now: _dt.datetime, horizon: _dt.datetime, due_limit: int, plan_limit: int = 100,
+             ) -> tuple[list[tuple[ScheduledOperation, Trigger]], list[ScheduledFire]]:
+        """:meth:`operations_to_plan` and :meth:`due_fires` in one read transaction (an engine's pass)."""
+        with self._session() as s:
+            to_plan = s.execute(_TO_PLAN, {"horizon": horizon, "limit": plan_limit}).all()
+            due = s.execute(_DUE, {"now": now, "limit": due_limit}).scalars().all()
+            return ([(_record(ScheduledOperation, op), _record(Trigger, trig)) for op, trig in to_plan],
+                    [_record(ScheduledFire, m) for m in due])
 
     def next_fire_time(self, op_id: str) -> _dt.datetime | None:
         with self._session() as s:
@@ -343,18 +361,17 @@ class SchedulingStore:
 
     def _cas(self, fire: ScheduledFire, values: Mapping[str, Any]) -> ScheduledFire | None:
         """Apply ``values`` if the fire is still at ``fire.version``; the new fire, or None."""
+        now = self._now()
 
-        def update(s: orm.Session) -> ScheduledFire | None:
+        def update(s: orm.Session) -> bool:
             result = s.execute(sa.update(_FIRES).where(
                 _FIRES.c.id == fire.id, _FIRES.c.version == fire.version,
-            ).values(**values, version=fire.version + 1, updated_at=self._now()))
-            if _rowcount(result) != 1:
-                return None
-            model = s.execute(sa.select(ScheduledFireModel).where(ScheduledFireModel.id == fire.id)
-                              .execution_options(populate_existing=True)).scalar_one()
-            return _record(ScheduledFire, model)
+            ).values(**values, version=fire.version + 1, updated_at=now))
+            return _rowcount(result) == 1
 
-        return cast("ScheduledFire | None", self._write(update))
+        if not self._write(update):
+            return None
+        return dataclasses.replace(fire, **values, version=fire.version + 1, updated_at=now)
 
     def claim(self, fire: ScheduledFire, owner: str, expires: _dt.datetime) -> ScheduledFire | None:
         """Make ``owner`` the fire's only runner until ``expires`` (a fresh claim token); None if another
@@ -371,26 +388,26 @@ class SchedulingStore:
         return self._cas(fire, {"state": FireState.DROPPED_OUT_OF_WINDOW.value, "ended_at": self._now(),
                                 "error_info": reason, "claim_token": None, "claim_expires_at": None})
 
-    def update_run(self, fire_id: str, token: str, values: Mapping[str, Any]) -> ScheduledFire | None:
-        """Change a claimed fire if ``token`` still holds its claim; None when the claim was lost."""
+    def update_run(self, fire: ScheduledFire, values: Mapping[str, Any]) -> ScheduledFire | None:
+        """Change a claimed fire if its ``claim_token`` still holds the claim; the changed fire, or None when
+        the claim was lost (another engine took the fire over)."""
         allowed = {"state", "started_at", "ended_at", "checkpoint_id", "error_info", "extra_info",
                    "claim_expires_at"}
         bad = set(values) - allowed
         if bad:
             raise exceptions.InvalidInput(reason=f"fire fields {sorted(bad)} cannot be updated")
+        now = self._now()
 
-        def update(s: orm.Session) -> ScheduledFire | None:
+        def update(s: orm.Session) -> bool:
             result = s.execute(sa.update(_FIRES).where(
-                _FIRES.c.id == fire_id, _FIRES.c.claim_token == token,
+                _FIRES.c.id == fire.id, _FIRES.c.claim_token == fire.claim_token,
                 _FIRES.c.state == FireState.IN_PROGRESS.value,
-            ).values(**values, version=_FIRES.c.version + 1, updated_at=self._now()))
-            if _rowcount(result) != 1:
-                return None
-            model = s.execute(sa.select(ScheduledFireModel).where(ScheduledFireModel.id == fire_id)
-                              .execution_options(populate_existing=True)).scalar_one()
-            return _record(ScheduledFire, model)
+            ).values(**values, version=_FIRES.c.version + 1, updated_at=now))
+            return _rowcount(result) == 1
 
-        return cast("ScheduledFire | None", self._write(update))
+        if not self._write(update):
+            return None
+        return dataclasses.replace(fire, **values, updated_at=now)
 
     def renew(self, tokens: Sequence[str], expires: _dt.datetime) -> int:
         """Extend the claims held with ``tokens``; returns how many are still held."""

@@ -33,7 +33,7 @@ from strongroom import exceptions
 from strongroom.clock import Clock
 from strongroom.db.api import Database
 from strongroom.db.scheduling import NEVER, SchedulingStore
-from strongroom.objects.scheduling import FireState, ScheduledFire
+from strongroom.objects.scheduling import FireState, ScheduledFire, ScheduledOperation, Trigger
 from strongroom.operationengine.identity import RunIdentity
 from strongroom.operationengine.runs import FireRun, ProtectionClient, RunContext
 from strongroom.operationengine.schedule import TimeSpec, schedule_for
@@ -140,14 +140,21 @@ class OperationEngine:
     # -- one pass ------------------------------------------------------------------
 
     def tick(self) -> TickReport:
+        """One pass: renew claims, plan, drop and claim due fires (one read transaction for both lists)."""
         report = TickReport()
         self.renew_claims()
-        report.planned = self.plan()
-        dropped, claimed = self.dispatch()
-        report.dropped += dropped
-        report.claimed = claimed
+        now = self.clock.now()
+        free = self.settings.max_concurrent_runs - self.running
+        to_plan, due = self.store.poll(now, self._horizon(now), due_limit=max(free, 0) + 50)
+        if to_plan:
+            report.planned = self._plan(to_plan, now)
+            due = self.store.due_fires(now, limit=max(free, 0) + 50)  # may include what was just planned
+        report.dropped, report.claimed = self._dispatch(due, now)
         self._purge_history()
         return report
+
+    def _horizon(self, now: _dt.datetime) -> _dt.datetime:
+        return now + _dt.timedelta(seconds=self.settings.plan_ahead)
 
     def renew_claims(self, force: bool = False) -> None:
         mono = self.clock.monotonic()
@@ -163,23 +170,32 @@ class OperationEngine:
     def plan(self) -> int:
         """Plan the fires of every operation due for planning; returns how many fires were inserted."""
         now = self.clock.now()
-        horizon = now + _dt.timedelta(seconds=self.settings.plan_ahead)
+        return self._plan(self.store.operations_to_plan(self._horizon(now)), now)
+
+    def _plan(self, to_plan: list[tuple[ScheduledOperation, Trigger]], now: _dt.datetime) -> int:
+        horizon = self._horizon(now)
         inserted = 0
-        for op, trigger in self.store.operations_to_plan(horizon):
+        for op, trigger in to_plan:
             try:
                 spec = TimeSpec.from_properties(trigger.properties)
                 schedule = schedule_for(spec)
             except (exceptions.InvalidInput, KeyError, ValueError) as err:
                 LOG.error("trigger %s of scheduled operation %s cannot be read: %s", trigger.id, op.id, err)
                 continue
-            after = op.planned_until or now
-            times = schedule.fires(after, horizon, limit=PLAN_BATCH)
-            if len(times) == PLAN_BATCH:
-                until = times[-1]
-            elif schedule.next_after(horizon) is None:
+            times: list[_dt.datetime] = []
+            nxt: _dt.datetime | None = None
+            for t in schedule.iter_after(op.planned_until or now):
+                if t > horizon or len(times) == PLAN_BATCH:
+                    nxt = t
+                    break
+                times.append(t)
+            if nxt is None:
                 until = NEVER  # the trigger ended: nothing to plan until it is changed
+            elif len(times) == PLAN_BATCH:
+                until = times[-1]
             else:
-                until = horizon
+                # Nothing fires between the horizon and the next fire: plan again just before it.
+                until = nxt - _dt.timedelta(microseconds=1)
             window = _dt.timedelta(seconds=spec.window)
             rows = [(t, t + window, FireState.PLANNED.value if t + window >= now
                      else FireState.DROPPED_OUT_OF_WINDOW.value) for t in times]
@@ -189,10 +205,14 @@ class OperationEngine:
 
     def dispatch(self) -> tuple[int, int]:
         """Drop expired fires, claim due ones for free run slots; returns (dropped, claimed)."""
-        free = self.settings.max_concurrent_runs - self.running
         now = self.clock.now()
+        free = self.settings.max_concurrent_runs - self.running
+        return self._dispatch(self.store.due_fires(now, limit=max(free, 0) + 50), now)
+
+    def _dispatch(self, due: list[ScheduledFire], now: _dt.datetime) -> tuple[int, int]:
+        free = self.settings.max_concurrent_runs - self.running
         dropped = claimed = 0
-        for fire in self.store.due_fires(now, limit=max(free, 0) + 50):
+        for fire in due:
             if fire.state == FireState.PLANNED and now > fire.window_end:
                 if self.store.drop(fire, MISSED) is not None:
                     dropped += 1

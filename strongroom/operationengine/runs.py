@@ -68,20 +68,23 @@ class FireRun:
         assert fire.claim_token is not None
         self.env = env
         self.fire = fire
-        self.token: str = fire.claim_token
 
     # -- guarded writes -------------------------------------------------------------
 
     def _update(self, **values: Any) -> ScheduledFire:
-        fire = self.env.store.update_run(self.fire.id, self.token, values)
+        fire = self.env.store.update_run(self.fire, values)
         if fire is None:
             raise ClaimLost(self.fire.id)
         self.fire = fire
         return fire
 
     def _confirm(self) -> None:
-        """Renew the claim now: the side effect that follows starts with a full claim ahead of it."""
+        """Make sure the claim is still ours and renew it unless it is fresh: the side effect that follows
+        starts with most of a claim period ahead of it."""
         now = self.env.clock.now()
+        expires = self.fire.claim_expires_at
+        if expires is not None and (expires - now).total_seconds() > self.env.claim_timeout * 0.8:
+            return
         self._update(claim_expires_at=now + _dt.timedelta(seconds=self.env.claim_timeout))
 
     def _finish(self, state: FireState, error: str | None = None, **values: Any) -> None:
@@ -115,7 +118,9 @@ class FireRun:
         except exceptions.NotFound:
             return  # deleted with its fires meanwhile
         ctx = env.identity.context_for(op)
-        checkpoint_id = self.fire.checkpoint_id or self._adopt(op)
+        checkpoint_id = self.fire.checkpoint_id
+        if checkpoint_id is None and self.fire.attempts > 1:  # an earlier owner may have started it
+            checkpoint_id = self._adopt(op)
         if checkpoint_id is None:
             if env.clock.now() > self.fire.window_end:
                 note = f" (engine {self.fire.owner} claimed it)" if self.fire.attempts > 1 else ""
