@@ -75,7 +75,6 @@ class KeystoneTrusts(RunIdentity):
         self._user_domain_id = user_domain_id
         self._timeout = timeout
         self._lock = threading.Lock()
-        self._trust_auth: dict[str, Any] = {}  # trust id -> keystoneauth1 plugin (caches its token)
         self._trustee_user_id: str | None = None
 
     @classmethod
@@ -122,8 +121,6 @@ class KeystoneTrusts(RunIdentity):
     def delete_delegation(self, trust_id: str | None, user_token: str | None) -> None:
         if not trust_id:
             return
-        with self._lock:
-            self._trust_auth.pop(trust_id, None)
         try:
             headers = {"X-Auth-Token": user_token} if user_token else {}
             sess = self._session() if user_token else self._session(self._password_auth())
@@ -137,15 +134,12 @@ class KeystoneTrusts(RunIdentity):
 
         if not op.trust_id:
             raise IdentityError(reason=f"scheduled operation {op.id} has no Keystone trust; recreate it")
-        with self._lock:
-            auth = self._trust_auth.get(op.trust_id)
-            if auth is None:
-                auth = self._trust_auth[op.trust_id] = self._password_auth(op.trust_id)
+        # A fresh token for every run (runs are at least min_interval apart): a revoked trust, a deleted
+        # user or a removed role is noticed at the next run, not when a cached token expires.
+        auth = self._password_auth(op.trust_id)
         try:
             access = auth.get_access(self._session(auth))
         except ks_exc.ClientException as err:
-            with self._lock:
-                self._trust_auth.pop(op.trust_id, None)
             raise IdentityError(reason=f"the Keystone trust of scheduled operation {op.id} no longer works "
                                        f"({type(err).__name__}: {err})") from err
         if access.project_id != op.project_id:
