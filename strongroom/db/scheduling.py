@@ -281,7 +281,8 @@ class SchedulingStore:
             if model.enabled != enabled:
                 self._replan(s, sa.select(ScheduledOperationModel.id).where(ScheduledOperationModel.id == op_id),
                              now, all_planned=True, enabled=enabled)
-            return _record(ScheduledOperation, self._load_operation(s, op_id, None))
+                s.refresh(model)
+            return _record(ScheduledOperation, model)
 
         return cast(ScheduledOperation, self._write(change))
 
