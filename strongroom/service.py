@@ -35,10 +35,13 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
     """Everything one process runs, built from its configuration."""
 
     def __init__(self, conf: cfg.ConfigOpts, *, run_api: bool = True, run_protection: bool = True,
-                 transport_url: str | None = None, embedded: bool = False, clock: Clock | None = None) -> None:
+                 transport_url: str | None = None, embedded: bool = False, clock: Clock | None = None,
+                 run_operationengine: bool | None = None) -> None:
         self.conf = conf
         self.run_api = run_api
         self.run_protection = run_protection
+        self.run_operationengine = embedded if run_operationengine is None else run_operationengine
+        self.operationengine: Any = None
         self.transport_url = transport_url
         self.embedded = embedded
         self.clock = clock or Clock()
@@ -73,6 +76,8 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             app = make_app(conf, self.db, protection)
             self.api_server = APIServer(app, conf.api.bind_host, conf.api.bind_port, conf.api.threads)
             self.api_server.start()
+        if self.run_operationengine:
+            self._start_operationengine()
         self._heartbeat = threading.Thread(target=self._beat, name="sr-heartbeat", daemon=True)
         self._heartbeat.start()
 
@@ -94,12 +99,29 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         self._rpc_server = rpc.get_server(self._transport, conf.protection_topic, conf.host, [self.manager])
         self._rpc_server.start()
 
+    def _start_operationengine(self) -> None:
+        from strongroom.operationengine import identity
+        from strongroom.operationengine.engine import EngineSettings, OperationEngine
+        from strongroom.protection.rpcapi import ProtectionAPI
+
+        settings = EngineSettings.from_conf(self.conf)
+        # An answer must come well within a claim, or another engine could take the fire over meanwhile.
+        timeout = int(max(1.0, min(60.0, settings.claim_timeout / 2)))
+        protection = ProtectionAPI(self._transport, self.conf.protection_topic, timeout=timeout)
+        self.operationengine = OperationEngine(self.db, protection, identity.from_conf(self.conf),
+                                               host=self.conf.host, settings=settings, clock=self.clock)
+        if self.embedded:
+            self.operationengine.release_stale_claims()
+        self.operationengine.start()
+
     def _beat(self) -> None:
         binaries = []
         if self.run_api:
             binaries.append("strongroom-api")
         if self.run_protection:
             binaries.append("strongroom-protection")
+        if self.run_operationengine:
+            binaries.append("strongroom-operationengine")
         while not self._stop.is_set():
             for binary in binaries:
                 try:
@@ -110,6 +132,8 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
 
     def stop(self, graceful: bool = True, timeout: float = 30.0) -> None:
         self._stop.set()
+        if self.operationengine is not None:
+            self.operationengine.stop(wait=graceful, timeout=timeout)
         if self.api_server is not None:
             self.api_server.stop()
         if self._rpc_server is not None:

@@ -422,6 +422,17 @@ class SchedulingStore:
 
         return int(self._write(update))
 
+    def release_claims(self, except_owner: str) -> int:
+        """Make every claim not held by ``except_owner`` expire now; returns how many."""
+        now = self._now()
+
+        def update(s: orm.Session) -> int:
+            return _rowcount(s.execute(sa.update(_FIRES).where(
+                _FIRES.c.state == FireState.IN_PROGRESS.value, _FIRES.c.owner != except_owner,
+            ).values(claim_expires_at=now, version=_FIRES.c.version + 1, updated_at=now)))
+
+        return int(self._write(update))
+
     def get_fire(self, fire_id: str) -> ScheduledFire:
         with self._session() as s:
             model = s.execute(sa.select(ScheduledFireModel).where(ScheduledFireModel.id == fire_id)

@@ -128,9 +128,15 @@ class OperationEngine:
         """Stop planning and claiming; with ``wait``, let running fires finish (else their claims expire and
         another engine takes them over)."""
         self._stop.set()
+        self._env.stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self._executor.shutdown(wait=wait, cancel_futures=True)
+
+    def release_stale_claims(self) -> int:
+        """Expire the claims of every other engine now.  Only for an engine alone on its database (the
+        all-in-one after a restart): what its previous process was running is taken over at once."""
+        return self.store.release_claims(self.owner)
 
     @property
     def running(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import logging
+import threading
 from typing import Any, Protocol
 
 from strongroom import exceptions
@@ -48,6 +49,11 @@ class ClaimLost(Exception):
     """Another engine holds this fire now; this run stops without touching it."""
 
 
+class Stopping(Exception):
+    """The engine is stopping: the run leaves the fire as it is; its claim expires and an engine takes it
+    over (the one restarted, or another)."""
+
+
 @dataclasses.dataclass
 class RunContext:
     """What every run of one engine shares."""
@@ -61,6 +67,7 @@ class RunContext:
     claim_timeout: float
     poll_interval: float
     checkpoint_timeout: float
+    stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 class FireRun:
@@ -100,6 +107,8 @@ class FireRun:
         except ClaimLost:
             LOG.warning("scheduled fire %s was taken over by another engine; %s stops", self.fire.id,
                         self.env.owner)
+        except Stopping:
+            LOG.info("scheduled fire %s left to the next engine: %s is stopping", self.fire.id, self.env.owner)
         except Exception as err:  # noqa: BLE001 - every failure ends in the fire's log
             if not isinstance(err, exceptions.StrongroomError):
                 LOG.exception("scheduled fire %s failed", self.fire.id)
@@ -178,6 +187,8 @@ class FireRun:
             checkpoint = env.db.get_checkpoint(checkpoint_id)
             if checkpoint.status in CHECKPOINT_DONE:
                 return checkpoint
+            if env.stopping.is_set():
+                raise Stopping(self.fire.id)
             if env.clock.monotonic() > deadline:
                 raise exceptions.ProtectionError(
                     reason=f"checkpoint {checkpoint_id} is still {checkpoint.status} after "

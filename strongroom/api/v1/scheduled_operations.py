@@ -133,8 +133,10 @@ def logs(req: ApiRequest, scheduled_operation_id: str) -> Result:
     op = _get(req, scheduled_operation_id)
     req.authorize("scheduled_operation:get", {"project_id": op.project_id})
 
-    def lister(project: str | None, **kwargs: Any) -> list[ScheduledFire]:
-        return store(req).list_fires(op.id, project, **kwargs)
-
-    return common.db_list(req, "scheduled_operation_logs", lister, log_view, project=op.project_id,
-                          filters=common.filter_params(req, LOG_FILTERS), sort_keys=LOG_SORT_KEYS)
+    limit = common.limit_param(req)
+    sort = common.sort_param(req, LOG_SORT_KEYS, default=(("expect_start_time", "desc"),))
+    if limit == 0:
+        return common.list_result(req, "scheduled_operation_logs", [], 0)
+    rows = store(req).list_fires(op.id, op.project_id, filters=common.filter_params(req, LOG_FILTERS),
+                                 marker=common.marker_param(req), limit=limit, sort=sort)
+    return common.list_result(req, "scheduled_operation_logs", [log_view(r) for r in rows], limit)
