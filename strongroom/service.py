@@ -105,9 +105,8 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         from strongroom.protection.rpcapi import ProtectionAPI
 
         settings = EngineSettings.from_conf(self.conf)
-        # An answer must come well within a claim, or another engine could take the fire over meanwhile.
-        timeout = int(max(1.0, min(60.0, settings.claim_timeout / 2)))
-        protection = ProtectionAPI(self._transport, self.conf.protection_topic, timeout=timeout)
+        # Claims are renewed by the engine's own thread, not by the run waiting for this answer.
+        protection = ProtectionAPI(self._transport, self.conf.protection_topic)
         self.operationengine = OperationEngine(self.db, protection, identity.from_conf(self.conf),
                                                host=self.conf.host, settings=settings, clock=self.clock)
         if self.embedded:
