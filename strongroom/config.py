@@ -51,9 +51,23 @@ protection_opts = [
     cfg.IntOpt("flow_workers", default=4, min=1,
                help="Threads of the bounded executor that runs independent resources in parallel."),
     cfg.StrOpt("owner_id", default=None,
-               help="This service's identity in the bank (leases, checkpoints).  Default: host + pid."),
+               help="This service's identity in every bank (its lease leases/<owner_id>, its checkpoints).  "
+                    "Default: host, pid and a random suffix for the deployed service; for the all-in-one, "
+                    "host and a digest of the state directory (its lock proves a predecessor dead).  "
+                    "Two live processes must never share one."),
     cfg.IntOpt("gc_interval", default=300, min=0,
-               help="Seconds between garbage collections of zombie checkpoints (0: never)."),
+               help="Seconds between garbage collections of zombie checkpoints and unreferenced chunks "
+                    "(0: never; strongroom-manage bank gc runs one on demand)."),
+    cfg.IntOpt("gc_chunk_grace_period", default=600, min=0,
+               help="Unreferenced chunks younger than this (seconds, by the bank's clock) are left to a "
+                    "later collection."),
+    cfg.IntOpt("bank_retry_attempts", default=5, min=1,
+               help="Attempts of a bank request that fails transiently (5xx, timeout, reset) before the "
+                    "operation fails."),
+    cfg.FloatOpt("bank_retry_initial_delay", default=0.5, min=0,
+                 help="Seconds before the first retry of a bank request; doubled for each further retry."),
+    cfg.FloatOpt("bank_retry_max_delay", default=10.0, min=0,
+                 help="Longest wait between two attempts of a bank request (seconds)."),
 ]
 
 operationengine_opts: list[cfg.Opt] = [
@@ -85,6 +99,13 @@ trustee_opts: list[cfg.Opt] = [
     cfg.StrOpt("password", secret=True, help="Password of the trustee user."),
     cfg.StrOpt("user_domain_id", default="default", help="Domain of the trustee user."),
 ]
+
+
+def bank_retry(conf: cfg.ConfigOpts) -> dict[str, float]:
+    """Keyword arguments of :class:`strongroom.bank_plugins.retry.RetryingBank` from ``[protection]``."""
+    group = conf.protection
+    return {"max_attempts": group.bank_retry_attempts, "initial_delay": group.bank_retry_initial_delay,
+            "max_delay": group.bank_retry_max_delay}
 
 
 _GROUPS: dict[str | None, list[cfg.Opt]] = {

@@ -99,6 +99,22 @@ class BankReadOnly(BankError):
     """Bank section {prefix!r} is read-only; cannot write {key!r}."""
 
 
+class LeaseWindowError(ConfigError):
+    """{key}: {reason}"""
+
+
+class LeaseError(BankError):
+    """Lease of {owner} in {bank}: {reason}"""
+
+
+class LeaseHeld(LeaseError, TransientError):
+    """Lease of {owner} in {bank} is held by another live process: {reason}"""
+
+
+class LeaseLost(LeaseError):
+    """Lease of {owner} in {bank} is no longer valid: {reason}"""
+
+
 # -- block backends ---------------------------------------------------------
 
 

@@ -7,15 +7,17 @@ stopped in reverse order by :meth:`Services.stop`.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import os
 import threading
-from typing import Any
+from typing import IO, Any
 
 from oslo_config import cfg
 from oslo_service import service as oslo_service
 
-from strongroom import config, rpc
+from strongroom import config, exceptions, rpc
 from strongroom.clock import Clock
 
 LOG = logging.getLogger(__name__)
@@ -29,6 +31,31 @@ def resolve_providers_dir(conf: cfg.ConfigOpts) -> str:
         return os.path.abspath(path)
     beside_package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
     return beside_package if os.path.isdir(beside_package) else os.path.abspath(path)
+
+
+def embedded_owner_id(host: str, state_dir: str) -> str:
+    """The all-in-one's owner id: stable across restarts of the same state directory, so that a
+    restarted all-in-one reclaims its predecessor's unfinished checkpoints at once."""
+    digest = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:8]
+    return f"{host}-aio-{digest}"
+
+
+def lock_state_dir(state_dir: str) -> IO[bytes]:
+    """Hold an exclusive lock on ``<state_dir>/.lock`` for the life of the process.
+
+    It proves that no other all-in-one uses the directory, which is what lets a
+    restarted all-in-one take its predecessor's lease over.
+    """
+    path = os.path.join(state_dir, ".lock")
+    handle = open(path, "a+b")  # noqa: SIM115 - held until the process stops
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise exceptions.ConfigError(
+            reason=f"state directory {os.path.abspath(state_dir)} is in use by another strongroom-all-in-one "
+                   f"(lock {path})") from None
+    return handle
 
 
 class Services(oslo_service.ServiceBase):  # type: ignore[misc]
@@ -54,6 +81,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         self._persistence: Any = None
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self._state_lock: IO[bytes] | None = None
 
     # -- oslo.service ServiceBase ----------------------------------------------
 
@@ -62,6 +90,8 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
 
         conf = self.conf
         os.makedirs(conf.state_dir, exist_ok=True)
+        if self.embedded:
+            self._state_lock = lock_state_dir(conf.state_dir)
         self.db = Database(config.database_url(conf))
         self.db.sync()
         self._transport = rpc.get_transport(conf, url=self.transport_url)
@@ -87,13 +117,20 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         from strongroom.protection.providers import ProviderRegistry
 
         conf = self.conf
-        self.registry = ProviderRegistry.load(resolve_providers_dir(conf), conf.state_dir)
+        self.registry = ProviderRegistry.load(resolve_providers_dir(conf), conf.state_dir,
+                                              bank_retry=config.bank_retry(conf))
         if conf.database.taskflow_persistence:
             self._persistence = FlowPersistence(config.database_url(conf))
+        owner_id = conf.protection.owner_id
+        if self.embedded and not owner_id:
+            owner_id = embedded_owner_id(conf.host, conf.state_dir)
         self.manager = ProtectionManager(
-            self.db, self.registry, host=conf.host, owner_id=conf.protection.owner_id,
+            self.db, self.registry, host=conf.host, owner_id=owner_id,
             max_concurrent=conf.protection.max_concurrent_operations,
-            flow_workers=conf.protection.flow_workers, persistence=self._persistence, clock=self.clock)
+            flow_workers=conf.protection.flow_workers, persistence=self._persistence, clock=self.clock,
+            gc_interval=conf.protection.gc_interval, chunk_grace=conf.protection.gc_chunk_grace_period,
+            takeover=self.embedded)
+        self.manager.start()
         if self.embedded:
             self.manager.recover_interrupted()
         self._rpc_server = rpc.get_server(self._transport, conf.protection_topic, conf.host, [self.manager])
@@ -131,6 +168,9 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
 
     def stop(self, graceful: bool = True, timeout: float = 30.0) -> None:
         self._stop.set()
+        if self._state_lock is not None:
+            self._state_lock.close()
+            self._state_lock = None
         if self.operationengine is not None:
             self.operationengine.stop(wait=graceful, timeout=timeout)
         if self.api_server is not None:

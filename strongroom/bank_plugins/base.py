@@ -21,7 +21,6 @@ import datetime as _dt
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, ClassVar
 
-
 #: The lease options every bank accepts in its provider section (seconds; see
 #: ``strongroom.bank_plugins.lease``).  A plugin's ``options_schema`` includes them:
 #: ``"properties": {..., **LEASE_OPTIONS}``.
@@ -56,7 +55,7 @@ class BankPlugin(abc.ABC):
     options_schema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
     #: True if :meth:`put_expiring_object` is implemented: the bank itself deletes the
     #: object ``delete_after`` seconds after the put, by its own clock (Swift's ``X-Delete-After``).
-    supports_expiry: ClassVar[bool] = False
+    supports_expiry: bool = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: Mapping[str, Any] = dict(options or {})

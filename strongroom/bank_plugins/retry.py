@@ -13,6 +13,7 @@ where it started; otherwise the first transient error is raised.
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -43,6 +44,7 @@ class RetryingBank(BankPlugin):
                 reason="retry delays must not be negative, nor the multiplier below 1")
         super().__init__(inner.options)
         self.inner = inner
+        self.supports_expiry = inner.supports_expiry
         self.max_attempts = max_attempts
         self.initial_delay = initial_delay
         self.max_delay = max_delay
@@ -102,6 +104,13 @@ class RetryingBank(BankPlugin):
     def list_objects(self, prefix: str = "", marker: str | None = None,
                      limit: int | None = None) -> list[str]:
         return self._call(f"list {prefix!r}", lambda: self.inner.list_objects(prefix, marker, limit))
+
+    def put_expiring_object(self, key: str, data: bytes, metadata: Mapping[str, str] | None,
+                            delete_after: int) -> None:
+        self._call(f"put {key!r}", lambda: self.inner.put_expiring_object(key, data, metadata, delete_after))
+
+    def server_time(self) -> _dt.datetime | None:
+        return self._call("read the bank's clock", self.inner.server_time)
 
     def close(self) -> None:
         self.inner.close()

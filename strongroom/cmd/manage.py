@@ -2,8 +2,10 @@
 
     strongroom-manage [--config-file FILE]... db sync
     strongroom-manage [--config-file FILE]... db version
+    strongroom-manage [--config-file FILE]... bank gc [--provider ID] [--dry-run]
+    strongroom-manage [--config-file FILE]... bank leases [--provider ID]
 
-Each category (``db`` now; ``bank`` later) adds its sub-commands in one
+Each category adds its sub-commands in one
 ``_add_<category>_commands`` function; a command is a handler
 ``(conf, args) -> exit code``.  Errors print one line naming what was wrong.
 """
@@ -11,9 +13,10 @@ Each category (``db`` now; ``bank`` later) adds its sub-commands in one
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from oslo_config import cfg
 
@@ -75,10 +78,124 @@ def _add_db_commands(categories: argparse._SubParsersAction) -> None:  # type: i
     version.set_defaults(handler=db_version)
 
 
+# -- bank ----------------------------------------------------------------------
+
+
+def _providers(conf: cfg.ConfigOpts, provider_id: str | None) -> tuple[Any, list[Any]]:
+    from strongroom import config
+    from strongroom.protection.providers import ProviderRegistry
+    from strongroom.service import resolve_providers_dir
+
+    registry = ProviderRegistry.load(resolve_providers_dir(conf), conf.state_dir, bank_retry=config.bank_retry(conf))
+    return registry, [registry.get(provider_id)] if provider_id else registry.providers()
+
+
+def bank_gc(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    """One garbage collection pass, as this command's own lease holder."""
+    import socket
+    import uuid
+
+    from strongroom import config
+    from strongroom.clock import Clock
+    from strongroom.db.api import Database
+    from strongroom.protection import reclaim
+    from strongroom.protection.leases import BankLeases
+
+    registry, providers = _providers(conf, args.provider)
+    database = Database(config.database_url(conf)) if not args.no_catalogue else None
+    owner = f"manage-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    leases = BankLeases(registry, owner, clock=Clock())
+    failed = 0
+    try:
+        for provider in providers:
+            try:
+                fence = leases.fence(provider)
+                report = reclaim.collect(provider, fence.keeper.lease, database, host=socket.gethostname(),
+                                         clock=Clock(), chunk_grace=args.grace if args.grace is not None
+                                         else conf.protection.gc_chunk_grace_period, dry_run=args.dry_run)
+            except exceptions.StrongroomError as err:
+                print(f"{provider.bank_description}: {err}", file=sys.stderr)
+                failed += 1
+                continue
+            print(report.summary())
+            verb = "would reclaim" if args.dry_run else "reclaimed"
+            for item in report.reclaimed:
+                print(f"  {verb} checkpoint {item.checkpoint_id} ({item.previous_status or 'no index'}, "
+                      f"owner {item.owner_id}, project {item.project_id or '?'}): {item.objects} object(s)")
+            for sweep in report.sweeps:
+                if sweep.skipped:
+                    print(f"  project {sweep.project_id}: sweep skipped: {sweep.skipped}")
+                elif sweep.unreferenced:
+                    count = sweep.unreferenced - sweep.kept_young if args.dry_run else sweep.removed
+                    print(f"  project {sweep.project_id}: {count} of {sweep.chunks_seen} chunk(s) unreferenced "
+                          f"{'to remove' if args.dry_run else 'removed'}, {sweep.kept_young} kept (younger than "
+                          f"the grace period)")
+            for error in report.errors:
+                print(f"  error: {error}", file=sys.stderr)
+            failed += bool(report.errors)
+    finally:
+        leases.stop(release=True)
+        registry.close()
+        if database is not None:
+            database.dispose()
+    return 1 if failed else 0
+
+
+def bank_leases(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    """Every lease in each bank: owner, alive or expired, last renewal and expiry (bank's clock)."""
+    from strongroom.bank_plugins.lease import BankLease
+    from strongroom.protection.checkpoint import BankLayout
+
+    registry, providers = _providers(conf, args.provider)
+    failed = 0
+    try:
+        for provider in providers:
+            lease = BankLease(provider.bank.plugin, "manage", provider.lease_windows, key_of=BankLayout.lease_key,
+                              prefix=BankLayout.LEASES, probe_key=BankLayout.clock_probe_key("manage-leases"),
+                              bank_name=provider.bank_description)
+            try:
+                infos = lease.list_leases()
+                now = lease.bank_now()
+            except exceptions.StrongroomError as err:
+                print(f"{provider.bank_description}: {err}", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"{provider.bank_description} (bank time {now:%Y-%m-%d %H:%M:%S}Z, windows "
+                  f"expire={provider.lease_windows.expire}s renew={provider.lease_windows.renew}s):")
+            if not infos:
+                print("  no leases")
+            for info in sorted(infos, key=lambda i: i.owner_id):
+                state = "alive" if info.alive else "expired"
+                renewed = f"{info.renewed_at:%Y-%m-%d %H:%M:%S}Z" if info.renewed_at else "-"
+                expires = f"{info.expires_at:%Y-%m-%d %H:%M:%S}Z" if info.expires_at else "-"
+                where = f"{info.host} pid {info.pid}" if info.host else ""
+                print(f"  {info.owner_id:<40} {state:<8} renewed {renewed}  expires {expires}  {where}".rstrip())
+    finally:
+        registry.close()
+    return 1 if failed else 0
+
+
+def _add_bank_commands(categories: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    bank = categories.add_parser("bank", help="banks: garbage collection and leases")
+    commands = bank.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    gc = commands.add_parser("gc", help="reclaim zombie checkpoints and sweep unreferenced chunks now")
+    gc.add_argument("--provider", metavar="ID", help="only this provider's bank (default: every provider)")
+    gc.add_argument("--dry-run", action="store_true", help="print what would be reclaimed; change nothing")
+    gc.add_argument("--grace", type=float, metavar="SECONDS",
+                    help="keep unreferenced chunks younger than this (default: [protection] gc_chunk_grace_period)")
+    gc.add_argument("--no-catalogue", action="store_true",
+                    help="do not update the metadata database (the bank alone is collected)")
+    gc.set_defaults(handler=bank_gc)
+    leases = commands.add_parser("leases", help="list the leases (owners, alive or expired, expiry) in each bank")
+    leases.add_argument("--provider", metavar="ID", help="only this provider's bank")
+    leases.set_defaults(handler=bank_leases)
+
+
 # -- program -------------------------------------------------------------------
 
 CATEGORIES: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
     _add_db_commands,
+    _add_bank_commands,
 ]
 
 

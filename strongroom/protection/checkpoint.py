@@ -9,7 +9,10 @@ Layout (``doc/bank-layout.md``)::
     indices/by-date/<YYYY-MM-DD>/<ts>@<cid>
     indices/by-provider/<provider>/<ts>@<cid>
     indices/active/<owner>/<cid>                     checkpoints a writer is still working on
+    checkpoints/<cid>/reclaimed                      written by garbage collection before it reclaims
     leases/<owner>                                   one lease per protection service
+    clock/<owner>                                    probe objects that tell a bank's time
+    gc/sweeping/<project>/<owner>                    a chunk sweep of the project is in progress
 
 Write order is an invariant: active marker and ``index.json`` (``protecting``),
 then data chunks, then manifests, then ``index.json`` as ``available``, then the
@@ -18,7 +21,9 @@ indices, then the active marker is removed.  Delete runs in reverse.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+from collections.abc import Iterator
 from typing import Any
 
 from strongroom import exceptions
@@ -30,8 +35,23 @@ from strongroom.objects.status import CheckpointStatus, check_transition
 INDEX_VERSION = 1
 
 
+@dataclasses.dataclass(frozen=True)
+class ActiveMarker:
+    """A checkpoint some owner is working on (``indices/active/<owner>/<cid>``)."""
+
+    owner_id: str
+    checkpoint_id: str
+    project_id: str | None
+    operation: str  # "protect" | "delete" | "copy"
+
+
 class BankLayout:
     """Owns every prefix of the layout (velero style): nobody else builds bank keys."""
+
+    ACTIVE = "indices/active/"
+    LEASES = "leases/"
+    #: Manifests that reference chunks: checkpoints/<cid>/resources/<type#id>/<MANIFEST_SUFFIX>.
+    MANIFEST_SUFFIX = "/data/manifest.json"
 
     @staticmethod
     def index_key(checkpoint_id: str) -> str:
@@ -63,13 +83,29 @@ class BankLayout:
             keys.insert(0, f"indices/by-plan/{record.plan_id}/{stamp}")
         return keys
 
-    @staticmethod
-    def active_key(owner_id: str, checkpoint_id: str) -> str:
-        return f"indices/active/{owner_id}/{checkpoint_id}"
+    @classmethod
+    def active_key(cls, owner_id: str, checkpoint_id: str) -> str:
+        return f"{cls.ACTIVE}{owner_id}/{checkpoint_id}"
 
     @staticmethod
-    def lease_key(owner_id: str) -> str:
-        return f"leases/{owner_id}"
+    def reclaimed_key(checkpoint_id: str) -> str:
+        return f"checkpoints/{checkpoint_id}/reclaimed"
+
+    @classmethod
+    def lease_key(cls, owner_id: str) -> str:
+        return f"{cls.LEASES}{owner_id}"
+
+    @staticmethod
+    def clock_probe_key(owner_id: str) -> str:
+        return f"clock/{owner_id}"
+
+    @staticmethod
+    def sweep_prefix(project_id: str) -> str:
+        return f"gc/sweeping/{project_id}/"
+
+    @classmethod
+    def sweep_key(cls, project_id: str, owner_id: str) -> str:
+        return cls.sweep_prefix(project_id) + owner_id
 
 
 class CheckpointStore:
@@ -99,9 +135,46 @@ class CheckpointStore:
     def create(self, record: CheckpointRecord) -> None:
         """Write the active marker, then the index as ``protecting``."""
         if record.owner_id:
-            self.bank.put(self.layout.active_key(record.owner_id, record.id), record.id.encode())
+            self.mark_active(record.owner_id, record.id, record.project_id, "protect")
         record.updated_at = self.clock.now()
         self.bank.put_json(self.layout.index_key(record.id), self._index_from_record(record))
+
+    def mark_active(self, owner_id: str, checkpoint_id: str, project_id: str, operation: str) -> None:
+        self.bank.put_json(self.layout.active_key(owner_id, checkpoint_id),
+                           {"project_id": project_id, "operation": operation})
+
+    def start_delete(self, checkpoint_id: str, owner_id: str) -> CheckpointRecord:
+        """Active marker of the deleter, then the index as ``deleting`` owned by it."""
+        record = self.read(checkpoint_id)
+        check_transition("Checkpoint", checkpoint_id, record.status, CheckpointStatus.DELETING, CheckpointStatus)
+        self.mark_active(owner_id, checkpoint_id, record.project_id, "delete")
+        record.status = CheckpointStatus.DELETING
+        record.status_reason = None
+        record.owner_id = owner_id
+        record.updated_at = self.clock.now()
+        self.bank.put_json(self.layout.index_key(checkpoint_id), self._index_from_record(record))
+        return record
+
+    def active_markers(self) -> Iterator[ActiveMarker]:
+        """Every checkpoint an owner is working on, as its marker says (unreadable markers: project None)."""
+        for key in self.bank.iter(self.layout.ACTIVE):
+            owner, _, checkpoint_id = key[len(self.layout.ACTIVE):].partition("/")
+            if not owner or not checkpoint_id or "/" in checkpoint_id:
+                continue
+            try:
+                value = self.bank.get_json(key)
+            except exceptions.BankObjectNotFound:
+                continue  # cleared meanwhile
+            except exceptions.BankError:
+                value = {}
+            if not isinstance(value, dict):
+                value = {}
+            project = value.get("project_id")
+            yield ActiveMarker(owner, checkpoint_id, project if isinstance(project, str) else None,
+                               str(value.get("operation", "protect")))
+
+    def clear_active(self, owner_id: str, checkpoint_id: str) -> None:
+        self.bank.delete(self.layout.active_key(owner_id, checkpoint_id))
 
     def set_status(self, checkpoint_id: str, status: str, reason: str | None = None,
                    check: bool = True) -> CheckpointRecord:
@@ -131,7 +204,10 @@ class CheckpointStore:
         return record
 
     def fail(self, checkpoint_id: str, reason: str) -> CheckpointRecord:
-        record = self.set_status(checkpoint_id, CheckpointStatus.ERROR, reason)
+        """Index ``error`` with ``reason`` (kept if garbage collection already failed it), marker cleared."""
+        record = self.read(checkpoint_id)
+        if record.status != CheckpointStatus.ERROR:
+            record = self.set_status(checkpoint_id, CheckpointStatus.ERROR, reason)
         self._clear_active(record)
         return record
 
@@ -142,17 +218,27 @@ class CheckpointStore:
     # -- deletion ----------------------------------------------------------
 
     def remove_indices(self, record: CheckpointRecord) -> None:
+        if record.created_at is None:
+            return  # never published: it has no index entries
         for key in reversed(self.layout.index_keys(record)):
             self.bank.delete(key)
 
-    def remove_objects(self, checkpoint_id: str) -> int:
-        """Delete everything under the checkpoint except its index; returns how many objects."""
+    def remove_objects(self, checkpoint_id: str, dry_run: bool = False) -> list[str]:
+        """Delete everything under the checkpoint but its index and reclaim marker, in reverse write order.
+
+        Manifest headers go first (a half-deleted manifest is then visibly
+        incomplete), then the rest from the last written to the first.  Returns the
+        keys (to be) removed.
+        """
         prefix = self.layout.checkpoint_prefix(checkpoint_id)
-        index = self.layout.index_key(checkpoint_id)
-        keys = [k for k in self.bank.iter(prefix) if k != index]
-        for key in reversed(keys):
-            self.bank.delete(key)
-        return len(keys)
+        keep = {self.layout.index_key(checkpoint_id), self.layout.reclaimed_key(checkpoint_id)}
+        keys = [k for k in self.bank.iter(prefix) if k not in keep]
+        headers = [k for k in keys if k.endswith(self.layout.MANIFEST_SUFFIX)]
+        ordered = headers + [k for k in reversed(keys) if not k.endswith(self.layout.MANIFEST_SUFFIX)]
+        if not dry_run:
+            for key in ordered:
+                self.bank.delete(key)
+        return ordered
 
     def mark_deleted(self, checkpoint_id: str) -> CheckpointRecord:
         """Leave a small tombstone index so that a reader sees ``deleted``, not a vanished id."""
@@ -168,6 +254,13 @@ class CheckpointStore:
             if len(parts) == 3 and parts[2] == "index.json":
                 out.append(parts[1])
         return out
+
+    def manifest_sections(self, checkpoint_id: str) -> Iterator[BankSection]:
+        """The data sections (``.../data/``) of the checkpoint's resources that have a manifest header."""
+        resources = self.bank.section(f"checkpoints/{checkpoint_id}/resources")
+        for key in resources.iter():
+            if key.endswith(self.layout.MANIFEST_SUFFIX):
+                yield resources.section(key[: -len("/manifest.json")])
 
     def resource_section(self, checkpoint_id: str, resource_key: str, read_only: bool = False) -> BankSection:
         return self.bank.section(self.layout.resource_prefix(checkpoint_id, resource_key), read_only=read_only)

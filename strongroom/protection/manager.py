@@ -6,8 +6,10 @@ a bounded pool; it never orchestrates a flow itself.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
+import threading
 import uuid
 from concurrent import futures
 from typing import Any
@@ -17,13 +19,16 @@ import oslo_messaging as messaging
 
 from strongroom import exceptions
 from strongroom.clock import Clock
-from strongroom.context import RequestContext, get_admin_context
+from strongroom.context import RequestContext
 from strongroom.db.api import Database
 from strongroom.objects.records import CheckpointRecord, Plan, Resource
 from strongroom.objects.status import RESET_STATES, CheckpointStatus, RestoreStatus, check_transition
+from strongroom.protection import gc, reclaim
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.checkpoint import CheckpointStore
 from strongroom.protection.flows import FlowPersistence
+from strongroom.protection.gc import Sweeping
+from strongroom.protection.leases import BankLeases
 from strongroom.protection.plugin import OperationKind
 from strongroom.protection.providers import Provider, ProviderRegistry
 from strongroom.protection.runner import Job, Runner
@@ -36,43 +41,121 @@ def default_owner_id(host: str) -> str:
 
 
 class ProtectionManager:
+    """``owner_id`` names this process in every bank (its leases, its checkpoints); ``takeover``
+    lets it take over a live lease of the same owner id (only when a lock proves the holder is dead);
+    ``gc_interval`` (0: never) and ``chunk_grace`` drive periodic garbage collection."""
+
     target = messaging.Target(version="1.0")
 
     def __init__(self, db: Database, registry: ProviderRegistry, *, host: str, owner_id: str | None = None,
                  max_concurrent: int = 4, flow_workers: int = 4, persistence: FlowPersistence | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, gc_interval: float = 0, chunk_grace: float = 600.0,
+                 takeover: bool = False) -> None:
         self.db = db
         self.registry = registry
         self.host = host
         self.owner_id = owner_id or default_owner_id(host)
         self.clock = clock or Clock()
+        self.chunk_grace = chunk_grace
+        self.leases = BankLeases(registry, self.owner_id, clock=self.clock, takeover=takeover)
+        self.sweeping = Sweeping()
+        self._running: set[str] = set()
+        self._running_lock = threading.Lock()
         self._jobs = futures.ThreadPoolExecutor(max_concurrent, thread_name_prefix="sr-job")
         self._flow_executor = futures.ThreadPoolExecutor(flow_workers, thread_name_prefix="sr-flow")
-        self.runner = Runner(db, host, self.owner_id, self._flow_executor, persistence, self.clock)
+        self.runner = Runner(db, host, self.owner_id, self._flow_executor, persistence, self.clock,
+                             sweeping=self.sweeping, running=self.running)
         self._pending: set[futures.Future[None]] = set()
+        self.collector = gc.Collector(self._periodic_gc, gc_interval)
+        self.gc_totals: collections.Counter[str] = collections.Counter()
 
     # -- life cycle --------------------------------------------------------
 
+    def start(self) -> None:
+        """Acquire and renew the leases in the background; start periodic garbage collection."""
+        self.leases.start()
+        self.collector.start()
+
     def stop(self, wait: bool = True) -> None:
+        self.collector.stop()
         self._jobs.shutdown(wait=wait, cancel_futures=not wait)
         self._flow_executor.shutdown(wait=wait, cancel_futures=not wait)
+        # Released only when no run of ours is left: others may then reclaim at once.
+        self.leases.stop(release=wait or not self.running())
 
     def wait_idle(self, timeout: float | None = None) -> None:
         """Wait for every accepted run to end (tests and clean shutdown)."""
         futures.wait(list(self._pending), timeout=timeout)
 
+    def running(self) -> frozenset[str]:
+        """Checkpoints this process is protecting or deleting (their active markers are not orphans)."""
+        with self._running_lock:
+            return frozenset(self._running)
+
+    def _claim(self, checkpoint_id: str) -> None:
+        with self._running_lock:
+            if checkpoint_id in self._running:
+                raise exceptions.Conflict(reason=f"checkpoint {checkpoint_id} is already being worked on")
+            self._running.add(checkpoint_id)
+
+    def _release(self, checkpoint_id: str) -> None:
+        with self._running_lock:
+            self._running.discard(checkpoint_id)
+
     def _submit(self, job: Job) -> None:
-        future = self._jobs.submit(self.runner.run, job)
+        def run() -> None:
+            try:
+                self.runner.run(job)
+            finally:
+                if job.fence is not None:
+                    self._release(job.checkpoint.id)
+
+        future = self._jobs.submit(run)
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
+
+    # -- garbage collection ----------------------------------------------------
+
+    def collect_garbage(self, ctxt: RequestContext | None = None, provider_id: str | None = None,
+                        dry_run: bool = False, sweep: bool = True) -> list[dict[str, Any]]:
+        """One pass over each provider's bank (or one); returns a summary per bank."""
+        out: list[dict[str, Any]] = []
+        providers = [self.registry.get(provider_id)] if provider_id else self.registry.providers()
+        for provider in providers:
+            try:
+                fence = self.leases.fence(provider)
+            except exceptions.StrongroomError as err:
+                out.append({"provider_id": provider.id, "bank": provider.bank_description, "error": str(err)})
+                continue
+            report = reclaim.collect(provider, fence.keeper.lease, self.db, host=self.host, clock=self.clock,
+                                     running=self.running, sweeping=self.sweeping, chunk_grace=self.chunk_grace,
+                                     dry_run=dry_run, sweep=sweep)
+            if not dry_run:
+                self.gc_totals.update(passes=1, zombies_reclaimed=len(report.reclaimed),
+                                      chunks_removed=report.chunks_removed, errors=len(report.errors))
+            out.append({"provider_id": provider.id, "bank": provider.bank_description, "summary": report.summary(),
+                        "reclaimed": [r.to_dict() for r in report.reclaimed], "errors": report.errors,
+                        "chunks_removed": report.chunks_removed})
+        return out
+
+    def _periodic_gc(self) -> None:
+        for result in self.collect_garbage():
+            if "error" in result:
+                LOG.warning("garbage collection skipped %s: %s", result["bank"], result["error"])
+        LOG.debug("garbage collection totals: %s", dict(self.gc_totals))
 
     # -- providers and protectables ------------------------------------------
 
     def list_providers(self, ctxt: RequestContext) -> list[dict[str, Any]]:
-        return [p.to_dict() for p in self.registry.providers()]
+        return [self._provider_view(p) for p in self.registry.providers()]
 
     def show_provider(self, ctxt: RequestContext, provider_id: str) -> dict[str, Any]:
-        return self.registry.get(provider_id).to_dict()
+        return self._provider_view(self.registry.get(provider_id))
+
+    def _provider_view(self, provider: Provider) -> dict[str, Any]:
+        available, reason = self.leases.status(provider)
+        return {**provider.to_dict(), "status": "available" if available else "unavailable",
+                "status_reason": None if available else f"{provider.bank_description}: {reason}"}
 
     def list_protectable_types(self, ctxt: RequestContext) -> list[str]:
         return sorted(self.registry.protectables)
@@ -118,6 +201,7 @@ class ProtectionManager:
         for node in graph_mod.iter_nodes(roots):
             plugin = provider.plugin_for(node.resource.type)
             total += plugin.estimate_size(ctxt, node.resource)
+        fence = self.leases.fence(provider)
         store = CheckpointStore(provider.bank, self.clock)
         record = CheckpointRecord(
             id=str(uuid.uuid4()), provider_id=provider.id, project_id=the_plan.project_id,
@@ -127,11 +211,16 @@ class ProtectionManager:
                              "parameters": the_plan.parameters},
             resource_graph=graph_mod.serialize(roots), extra_info=dict(extra_info or {}),
             bytes_total=total, created_at=self.clock.now())
-        store.create(record)
-        record = self.db.create_checkpoint(record)
-        log = self.runner.start_log(OperationKind.PROTECT, ctxt, provider.id, record,
-                                    scheduled_operation_id=scheduled_operation_id)
-        self._submit(Job(OperationKind.PROTECT, ctxt, provider, record, log))
+        self._claim(record.id)  # before the active marker exists: it is never taken for an orphan
+        try:
+            store.create(record)
+            record = self.db.create_checkpoint(record)
+            log = self.runner.start_log(OperationKind.PROTECT, ctxt, provider.id, record,
+                                        scheduled_operation_id=scheduled_operation_id)
+        except BaseException as err:
+            self._release(record.id)
+            raise _bank_unavailable(provider, err) from err
+        self._submit(Job(OperationKind.PROTECT, ctxt, provider, record, log, fence=fence))
         return record.to_dict()
 
     # -- delete and reset ----------------------------------------------------
@@ -140,11 +229,22 @@ class ProtectionManager:
         provider = self.registry.get(provider_id)
         record = self._checkpoint(ctxt, provider, checkpoint_id)
         check_transition("Checkpoint", checkpoint_id, record.status, CheckpointStatus.DELETING, CheckpointStatus)
-        record = self.db.update_checkpoint(checkpoint_id, {"status": CheckpointStatus.DELETING},
-                                           expected_status=[record.status])
-        CheckpointStore(provider.bank, self.clock).set_status(checkpoint_id, CheckpointStatus.DELETING)
-        log = self.runner.start_log(OperationKind.DELETE, ctxt, provider.id, record)
-        self._submit(Job(OperationKind.DELETE, ctxt, provider, record, log))
+        fence = self.leases.fence(provider)
+        self._claim(checkpoint_id)
+        try:
+            record = self.db.update_checkpoint(checkpoint_id, {"status": CheckpointStatus.DELETING,
+                                                               "owner_id": self.owner_id},
+                                               expected_status=[record.status])
+            try:
+                CheckpointStore(provider.bank, self.clock).start_delete(checkpoint_id, self.owner_id)
+            except BaseException:
+                self.db.update_checkpoint(checkpoint_id, {"status": record.status}, check=False)
+                raise
+            log = self.runner.start_log(OperationKind.DELETE, ctxt, provider.id, record)
+        except BaseException as err:
+            self._release(checkpoint_id)
+            raise _bank_unavailable(provider, err) from err
+        self._submit(Job(OperationKind.DELETE, ctxt, provider, record, log, fence=fence))
 
     def reset_checkpoint_state(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
                                state: str) -> None:
@@ -176,7 +276,10 @@ class ProtectionManager:
         restore = self.db.get_restore(restore_id, kind=record_kind)
         provider = self.registry.get(restore.provider_id)
         checkpoint = self._checkpoint(ctxt, provider, restore.checkpoint_id)
-        bank_view = CheckpointStore(provider.bank, self.clock).read(checkpoint.id)
+        try:
+            bank_view = CheckpointStore(provider.bank, self.clock).read(checkpoint.id)
+        except exceptions.BankError as err:
+            raise _bank_unavailable(provider, err) from err
         if bank_view.status != CheckpointStatus.AVAILABLE:
             raise exceptions.Conflict(reason=f"checkpoint {checkpoint.id} is {bank_view.status}, not available")
         if restore.restore_target:
@@ -196,25 +299,21 @@ class ProtectionManager:
     def recover_interrupted(self) -> dict[str, int]:
         """After a restart of the single embedded process: nothing may stay running.
 
-        A checkpoint left ``protecting`` ends ``error`` (its bank index says why),
-        one left ``deleting`` is deleted again (deletion is idempotent), and
-        restores/verifications left ``in_progress`` end ``fail``.  Only for a
-        process that is alone on its bank and database (the all-in-one).
+        Operation logs this host left open are closed, restores and verifications
+        left ``in_progress`` end ``fail``, and the checkpoints the predecessor
+        (same owner id, proven dead by the state directory's lock) left
+        unfinished are reclaimed by garbage collection at once: ``protecting``
+        ends ``error`` and an interrupted delete ends ``deleted``, with their
+        objects removed.  Only for a process alone on its state directory.
         """
-        counts = {"protecting": 0, "deleting": 0, "restores": 0}
-        # Logs first: the deletes resubmitted below start logs of their own.
+        counts = {"logs": 0, "restores": 0, "reclaimed": 0}
         for running, final in (("protecting", "error"), ("deleting", "error-deleting"), ("in_progress", "fail")):
             for log in self.db.list_operation_logs(None, filters={"status": running}):
                 if log.ended_at is None and log.host == self.host:
                     self.db.update_operation_log(log.id, {
                         "status": final, "ended_at": self.clock.now(),
                         "error_info": "interrupted: the service stopped during the run"})
-        admin = get_admin_context()
-        for provider in self.registry.providers():
-            store = CheckpointStore(provider.bank, self.clock)
-            for status in (CheckpointStatus.PROTECTING, CheckpointStatus.DELETING):
-                for record in self.db.list_checkpoints(provider.id, None, filters={"status": status}):
-                    self._recover_checkpoint(admin, provider, store, record, counts)
+                    counts["logs"] += 1
         for kind in ("restore", "verification"):
             for restore in self.db.list_restores(None, kind=kind, filters={"status": RestoreStatus.IN_PROGRESS}):
                 self.db.update_restore(restore.id, {
@@ -222,32 +321,21 @@ class ProtectionManager:
                     "resources_reason": {**restore.resources_reason,
                                          "_": "interrupted: the service stopped during the run"}})
                 counts["restores"] += 1
+        for result in self.collect_garbage(sweep=False):
+            counts["reclaimed"] += len(result.get("reclaimed", []))
+            if "error" in result:
+                LOG.warning("%s: interrupted checkpoints are left to garbage collection: %s",
+                            result["bank"], result["error"])
         if any(counts.values()):
             LOG.warning("recovered interrupted work: %s", counts)
         return counts
 
-    def _recover_checkpoint(self, ctxt: RequestContext, provider: Provider, store: CheckpointStore,
-                            record: CheckpointRecord, counts: dict[str, int]) -> None:
-        try:
-            in_bank = store.read(record.id)
-        except exceptions.NotFound:
-            self.db.update_checkpoint(record.id, {"status": CheckpointStatus.ERROR,
-                                                  "status_reason": "index missing from the bank"}, check=False)
-            return
-        if record.status == CheckpointStatus.PROTECTING:
-            counts["protecting"] += 1
-            if in_bank.status == CheckpointStatus.AVAILABLE:  # committed, catalogue not yet updated
-                self.db.update_checkpoint(record.id, {"status": CheckpointStatus.AVAILABLE}, check=False)
-                return
-            reason = "interrupted: the service stopped while protecting"
-            store.fail(record.id, reason)
-            self.db.update_checkpoint(record.id, {"status": CheckpointStatus.ERROR, "status_reason": reason})
-        else:
-            counts["deleting"] += 1
-            if in_bank.status != CheckpointStatus.DELETING:
-                store.set_status(record.id, CheckpointStatus.DELETING, check=False)
-            log = self.runner.start_log(OperationKind.DELETE, ctxt, provider.id, record)
-            self._submit(Job(OperationKind.DELETE, ctxt, provider, record, log))
+
+def _bank_unavailable(provider: Provider, err: BaseException) -> BaseException:
+    """A transient bank failure as a ``ServiceUnavailable`` naming the bank; anything else as it is."""
+    if isinstance(err, exceptions.BankTransientError):
+        return exceptions.ServiceUnavailable(what=provider.bank_description, reason=str(err))
+    return err
 
 
 def _validate_parameters(provider: Provider, parameters: dict[str, Any], schema_name: str, field: str) -> None:

@@ -23,6 +23,8 @@ import jsonschema
 
 from strongroom import exceptions, plugins
 from strongroom.bank_plugins import Bank
+from strongroom.bank_plugins.lease import LeaseWindows
+from strongroom.bank_plugins.retry import RetryingBank
 from strongroom.block import BlockBackend
 from strongroom.protection.plugin import (
     PluginEnvironment,
@@ -143,8 +145,9 @@ def _coerce(ini: IniFile, section: str, key: str, value: str, kind: Any) -> Any:
 class Provider:
     """One provider: its bank, its protection plugins and their block backends."""
 
-    def __init__(self, ini: IniFile) -> None:
+    def __init__(self, ini: IniFile, bank_retry: Mapping[str, Any] | None = None) -> None:
         self.path = ini.path
+        self.bank_retry = dict(bank_retry or {})
         self.ini = ini
         section = "provider"
         unknown = sorted(set(ini.sections.get(section, {})) - _PROVIDER_KEYS)
@@ -173,6 +176,10 @@ class Provider:
         self.bank_class = self._load(plugins.BANKS, self.bank_name, "bank")
         self.bank_options = coerce_options(ini, self.bank_name,
                                            getattr(self.bank_class, "options_schema", {"type": "object"}))
+        try:
+            self.lease_windows = LeaseWindows.from_options(self.bank_options)
+        except exceptions.LeaseWindowError as err:
+            raise ini.error(self.bank_name, err.kwargs["key"], err.kwargs["reason"]) from None
         env = PluginEnvironment(provider_id=self.id, provider_file=self.path,
                                 block_backends=self.block_backend)
         self.plugins: dict[str, ProtectionPlugin] = {}
@@ -206,18 +213,23 @@ class Provider:
     # -- components ------------------------------------------------------
 
     @property
+    def bank_description(self) -> str:
+        """How messages name this provider's bank: ``bank 'swift' of provider 'Cloud'``."""
+        return f"bank {self.bank_name!r} of provider {self.name!r}"
+
+    @property
     def bank(self) -> Bank:
-        """The bank, connected on first use.  Raises ``ServiceUnavailable`` naming it."""
+        """The bank (transient failures retried with backoff), constructed on first use.
+
+        Raises ``ServiceUnavailable`` naming it if the plugin cannot be constructed.
+        """
         with self._lock:
             if self._bank is None:
                 try:
-                    self._bank = Bank(self.bank_class(self.bank_options), name=self.bank_name)
-                except exceptions.StrongroomError as err:
-                    raise exceptions.ServiceUnavailable(what=f"bank {self.bank_name!r} of provider "
-                                                        f"{self.name!r}", reason=str(err)) from err
-                except OSError as err:
-                    raise exceptions.ServiceUnavailable(what=f"bank {self.bank_name!r} of provider "
-                                                        f"{self.name!r}", reason=str(err)) from err
+                    plugin = RetryingBank(self.bank_class(self.bank_options), **self.bank_retry)
+                except (exceptions.StrongroomError, OSError) as err:
+                    raise exceptions.ServiceUnavailable(what=self.bank_description, reason=str(err)) from err
+                self._bank = Bank(plugin, name=self.bank_name)
             return self._bank
 
     def block_backend(self, name: str) -> BlockBackend:
@@ -273,7 +285,8 @@ class ProviderRegistry:
         self.protectables = protectables
 
     @classmethod
-    def load(cls, directory: str, state_dir: str) -> ProviderRegistry:
+    def load(cls, directory: str, state_dir: str, bank_retry: Mapping[str, Any] | None = None) -> ProviderRegistry:
+        """Every ``*.conf`` in ``directory``; ``bank_retry`` holds :class:`RetryingBank` keyword arguments."""
         if not os.path.isdir(directory):
             raise exceptions.ConfigError(reason=f"providers directory {directory!r} does not exist")
         substitutions = {"state_dir": os.path.abspath(state_dir)}
@@ -281,7 +294,7 @@ class ProviderRegistry:
         seen: dict[str, str] = {}
         for path in sorted(glob.glob(os.path.join(directory, "*.conf"))):
             ini = parse_ini(path, substitutions)
-            provider = Provider(ini)
+            provider = Provider(ini, bank_retry)
             if provider.id in seen:
                 raise ini.error("provider", "id", f"duplicate provider id {provider.id} (also in {seen[provider.id]})")
             seen[provider.id] = path

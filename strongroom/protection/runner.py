@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent import futures
 from typing import Any
 
@@ -22,9 +22,12 @@ from strongroom.context import RequestContext
 from strongroom.db.api import Database
 from strongroom.objects.records import CheckpointRecord, OperationLog, Resource, Restore
 from strongroom.objects.status import CheckpointStatus, RestoreStatus
+from strongroom.protection import gc
 from strongroom.protection import graph as graph_mod
-from strongroom.protection.checkpoint import CheckpointStore
+from strongroom.protection.checkpoint import BankLayout, CheckpointStore
 from strongroom.protection.flows import SPECS, FlowPersistence, ResourceTracker, build_flow, run_flow
+from strongroom.protection.gc import Sweeping
+from strongroom.protection.leases import Fence
 from strongroom.protection.plugin import Operation, OperationContext, OperationKind
 from strongroom.protection.providers import Provider
 
@@ -79,7 +82,7 @@ class Progress:
 
 @dataclasses.dataclass
 class Job:
-    """One accepted run."""
+    """One accepted run.  Runs that write the bank (protect, delete) carry the ``fence`` of their lease epoch."""
 
     kind: OperationKind
     context: RequestContext
@@ -87,17 +90,24 @@ class Job:
     checkpoint: CheckpointRecord
     log: OperationLog
     restore: Restore | None = None
+    fence: Fence | None = None
+
+    def may_write(self) -> bool:
+        return self.fence is None or self.fence.valid()
 
 
 class Runner:
     def __init__(self, db: Database, host: str, owner_id: str, flow_executor: futures.Executor,
-                 persistence: FlowPersistence | None = None, clock: Clock | None = None) -> None:
+                 persistence: FlowPersistence | None = None, clock: Clock | None = None, *,
+                 sweeping: Sweeping | None = None, running: Callable[[], Collection[str]] = frozenset) -> None:
         self.db = db
         self.host = host
         self.owner_id = owner_id
         self.flow_executor = flow_executor
         self.persistence = persistence
         self.clock = clock or Clock()
+        self.sweeping = sweeping if sweeping is not None else Sweeping()
+        self.running = running
 
     # -- operation logs ------------------------------------------------------
 
@@ -124,6 +134,9 @@ class Runner:
             if job.kind == OperationKind.DELETE:
                 current = store.read(job.checkpoint.id)
                 store.remove_indices(current)
+            if job.kind == OperationKind.PROTECT and job.fence is not None:
+                gc.wait_for_sweeps(job.provider.bank, job.fence.keeper.lease, job.checkpoint.project_id,
+                                   self.sweeping, clock=self.clock, should_stop=lambda: not job.may_write())
             roots = graph_mod.deserialize(job.checkpoint.resource_graph)
             flow = build_flow(SPECS[job.kind], roots, self._preparer(job, store, progress, results), tracker)
             run_flow(flow, self.flow_executor, self.persistence, f"{job.kind}-{job.log.id}",
@@ -145,7 +158,7 @@ class Runner:
                 project_id=job.checkpoint.project_id, resource=resource,
                 parameters=resource_parameters(params, resource), bank=job.provider.bank,
                 section=store.resource_section(job.checkpoint.id, resource.key, read_only=read_only),
-                progress=progress.add)
+                progress=progress.add, should_stop=lambda: not job.may_write())
             results[resource.key] = ctx.result
             return plugin.get_operation(job.kind, resource), ctx
 
@@ -211,9 +224,12 @@ class Runner:
                     "status": status, "extra_info": extra,
                     "resources_status": dict(tracker.status), "resources_reason": dict(tracker.reason)})
         except Exception as err:  # noqa: BLE001 - the bank may be gone: record it, never leave it running
-            LOG.exception("could not record the end of %s %s", job.kind, job.checkpoint.id)
-            status, error = spec.failure, error or f"could not publish the result: {err}"
+            LOG.warning("could not record the end of %s %s: %s", job.kind, job.checkpoint.id, err)
+            status = spec.failure
+            error = (f"{error}; then could not record the failure in the bank: {err}" if error
+                     else f"could not publish the result: {err}")
             if spec.record == "checkpoint":
+                # The bank may still say protecting: garbage collection reclaims it once this run is over.
                 self.db.update_checkpoint(job.checkpoint.id, {"status": status, "status_reason": error},
                                           check=False)
         self.db.update_operation_log(job.log.id, {
@@ -226,21 +242,57 @@ class Runner:
         cid = job.checkpoint.id
         if job.kind == OperationKind.PROTECT:
             if error is None:
-                store.commit(cid)
-                self.db.update_checkpoint(cid, {"status": status, "bytes_done": progress.total,
+                error = self._publish(job, store)
+            if error is None:
+                self.db.update_checkpoint(cid, {"status": CheckpointStatus.AVAILABLE, "bytes_done": progress.total,
                                                 "status_reason": None})
             else:
+                self.db.update_checkpoint(cid, {"status": CheckpointStatus.ERROR, "status_reason": error,
+                                                "bytes_done": progress.done}, check=False)
                 store.fail(cid, error)
-                self.db.update_checkpoint(cid, {"status": status, "status_reason": error,
-                                                "bytes_done": progress.done})
         elif job.kind == OperationKind.DELETE:
             if error is None:
                 store.remove_objects(cid)
                 store.mark_deleted(cid)
+                self._sweep_after_delete(job)  # before the catalogue says deleted: its unique chunks are gone
+                store.clear_active(self.owner_id, cid)
                 self.db.update_checkpoint(cid, {"status": status, "status_reason": None})
             else:
                 store.set_status(cid, status, error)
+                store.clear_active(self.owner_id, cid)
                 self.db.update_checkpoint(cid, {"status": status, "status_reason": error})
+
+    def _publish(self, job: Job, store: CheckpointStore) -> str | None:
+        """Commit a protect if the lease allows it; returns why not, or None once it is published."""
+        cid = job.checkpoint.id
+        if job.fence is not None:
+            try:
+                job.fence.check("publish checkpoint " + cid)
+            except exceptions.LeaseLost as err:
+                return str(err)
+        store.commit(cid)
+        if store.bank.exists(BankLayout.reclaimed_key(cid)):
+            # Garbage collection judged this writer dead while it was publishing: withdraw.
+            reason = "reclaimed by garbage collection while its writer was publishing it"
+            record = store.set_status(cid, CheckpointStatus.ERROR, reason, check=False)
+            store.remove_indices(record)
+            return reason
+        return None
+
+    def _sweep_after_delete(self, job: Job) -> None:
+        """Remove the chunks the deleted checkpoint alone referenced (the sweep protocol of ``gc``)."""
+        if job.fence is None:
+            return
+        collector = gc.GarbageCollector(job.provider.bank, job.fence.keeper.lease, running=self.running,
+                                        sweeping=self.sweeping, name=job.provider.bank_description)
+        try:
+            sweep = collector.sweep_project(job.checkpoint.project_id, grace=0)
+        except exceptions.StrongroomError as err:
+            LOG.warning("chunks of deleted checkpoint %s are left to garbage collection: %s", job.checkpoint.id, err)
+            return
+        if sweep.skipped:
+            LOG.info("chunks of deleted checkpoint %s are left to garbage collection: %s",
+                     job.checkpoint.id, sweep.skipped)
 
 
 def resource_parameters(parameters: dict[str, Any], resource: Resource) -> dict[str, Any]:

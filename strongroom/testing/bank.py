@@ -29,6 +29,8 @@ import hashlib
 import io
 import pathlib
 import random
+import time
+import tracemalloc
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -37,6 +39,7 @@ import pytest
 from strongroom import exceptions
 from strongroom.bank_plugins.bank import Bank
 from strongroom.bank_plugins.base import BankPlugin
+from strongroom.bank_plugins.lease import BankLease, LeaseWindows
 
 MiB = 1 << 20
 
@@ -78,6 +81,43 @@ class TrickleStream(io.RawIOBase):
         return n
 
 
+class PatternStream(io.RawIOBase):
+    """A non-seekable stream of ``size`` deterministic bytes, generated 1 MiB at a time (never held whole)."""
+
+    def __init__(self, size: int, seed: int = 1) -> None:
+        super().__init__()
+        self._size = size
+        self._seed = seed
+        self._pos = 0
+        self._block = b""
+        self._block_start = 0
+
+    @staticmethod
+    def block(seed: int, index: int) -> bytes:
+        return random.Random(seed * 1_000_003 + index).randbytes(MiB)
+
+    @classmethod
+    def expected_digest(cls, size: int, seed: int = 1) -> str:
+        h = hashlib.sha256()
+        for index in range((size + MiB - 1) // MiB):
+            h.update(cls.block(seed, index)[: min(MiB, size - index * MiB)])
+        return h.hexdigest()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._pos >= self._size:
+            return 0
+        index, offset = divmod(self._pos, MiB)
+        if not self._block or self._block_start != index * MiB:
+            self._block, self._block_start = self.block(self._seed, index), index * MiB
+        n = min(len(buffer), MiB - offset, self._size - self._pos)
+        buffer[:n] = self._block[offset:offset + n]
+        self._pos += n
+        return n
+
+
 class StreamBroke(Exception):
     """Raised by a :class:`TrickleStream` told to fail (a client that went away mid-upload)."""
 
@@ -101,6 +141,13 @@ class BankConformance:
     writer_threads: ClassVar[int] = 8
     #: How far ``last_modified`` may be from this machine's clock.
     clock_skew_tolerance: ClassVar[_dt.timedelta] = _dt.timedelta(minutes=5)
+    #: Size of the object streamed in and out in bounded memory.
+    streamed_object_size: ClassVar[int] = 64 * MiB
+    #: Python memory a streamed put or get may hold at its peak (None: not checked; the memory bank
+    #: necessarily holds every value).
+    stream_memory_limit: ClassVar[int | None] = 40 * MiB
+    #: Lease windows of the expiry test (seconds; real time, since a remote bank's clock cannot be faked).
+    lease_windows: ClassVar[LeaseWindows] = LeaseWindows(expire=2, renew=1, validity=1)
 
     def make_bank(self, tmp_path: pathlib.Path) -> BankPlugin:
         """Return a fresh, empty bank.  Subclasses must override this."""
@@ -167,6 +214,34 @@ class BankConformance:
         assert bank.head_object("from-bytesio").metadata == {"kind": "bytesio"}
         bank.put_object("empty-stream", io.BytesIO(b""))
         assert bank.get_object("empty-stream") == b""
+
+    def test_large_object_streams_in_bounded_memory(self, bank: BankPlugin) -> None:
+        size = self.streamed_object_size
+        expected = PatternStream.expected_digest(size, seed=5)
+        tracemalloc.start()
+        try:
+            bank.put_object("streamed/large", PatternStream(size, seed=5), {"kind": "large"})  # type: ignore[arg-type]
+            _, put_peak = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            h = hashlib.sha256()
+            read = 0
+            with bank.open_object("streamed/large") as stream:
+                while piece := stream.read(MiB):
+                    h.update(piece)
+                    read += len(piece)
+            _, get_peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert read == size
+        assert h.hexdigest() == expected
+        info = bank.head_object("streamed/large")
+        assert (info.size, dict(info.metadata)) == (size, {"kind": "large"})
+        assert bank.list_objects(prefix="streamed/") == ["streamed/large"]
+        if self.stream_memory_limit is not None:
+            for what, peak in (("put", put_peak), ("get", get_peak)):
+                assert peak < self.stream_memory_limit, f"{what} held {peak / MiB:.0f} MiB of {size // MiB} MiB"
+        bank.delete_object("streamed/large")
+        assert bank.list_objects() == []
 
     def test_open_object_streams_in_pieces(self, bank: BankPlugin) -> None:
         value = pattern(3 * MiB + 17, seed=11)
@@ -378,6 +453,72 @@ class BankConformance:
                 key = f"shared/{i % 4}/t{t}-{i}"
                 assert bank.get_object(key) == pattern(1000 + i, seed=t * 1000 + i), key
                 assert bank.head_object(key).metadata == {"thread": str(t)}
+
+    # -- leases ---------------------------------------------------------------
+
+    def make_lease(self, bank: BankPlugin, owner: str, windows: LeaseWindows | None = None,
+                   takeover: bool = False) -> BankLease:
+        return BankLease(bank, owner, windows or LeaseWindows(), key_of=lambda o: f"leases/{o}",
+                         prefix="leases/", probe_key=f"clock/{owner}", bank_name="conformance",
+                         takeover=takeover)
+
+    def test_bank_clock_is_close_to_now(self, bank: BankPlugin) -> None:
+        lease = self.make_lease(bank, "probe")
+        assert abs(lease.bank_now() - _dt.datetime.now(_dt.UTC)) <= self.clock_skew_tolerance
+
+    def test_lease_acquire_renew_release(self, bank: BankPlugin) -> None:
+        mine, other = self.make_lease(bank, "svc-a"), self.make_lease(bank, "svc-b")
+        assert not mine.check_lease_validity()
+        assert not other.check_lease_existence("svc-a")
+        mine.acquire_lease()
+        assert mine.check_lease_validity()
+        assert mine.check_lease_validity(epoch=mine.epoch)
+        assert other.check_lease_existence("svc-a")
+        mine.renew_lease()
+        assert other.check_lease_existence("svc-a")
+        leases = {info.owner_id: info for info in other.list_leases()}
+        assert set(leases) == {"svc-a"}
+        assert leases["svc-a"].alive
+        assert leases["svc-a"].expires_at is not None
+        mine.release_lease()
+        assert not mine.check_lease_validity()
+        assert not other.check_lease_existence("svc-a")
+        assert not [info for info in other.list_leases() if info.alive]
+
+    def test_lease_of_a_live_owner_cannot_be_acquired_twice(self, bank: BankPlugin) -> None:
+        first = self.make_lease(bank, "svc")
+        first.acquire_lease()
+        second = self.make_lease(bank, "svc")
+        with pytest.raises(exceptions.LeaseHeld) as excinfo:
+            second.acquire_lease()
+        assert "svc" in str(excinfo.value)
+        assert not second.check_lease_validity()
+        # A caller that knows the first holder is dead may take over; the first is then fenced.
+        successor = self.make_lease(bank, "svc", takeover=True)
+        successor.acquire_lease()
+        with pytest.raises(exceptions.LeaseLost):
+            first.renew_lease()
+        assert not first.check_lease_validity()
+        assert successor.check_lease_validity()
+
+    def test_lease_expires_by_the_bank_clock(self, bank: BankPlugin) -> None:
+        windows = self.lease_windows
+        holder, watcher = self.make_lease(bank, "svc", windows), self.make_lease(bank, "gc", windows)
+        holder.acquire_lease()
+        epoch = holder.epoch
+        assert watcher.check_lease_existence("svc")
+        deadline = time.monotonic() + windows.expire + 6
+        while watcher.check_lease_existence("svc"):
+            assert time.monotonic() < deadline, "the lease did not expire"
+            time.sleep(0.25)
+        assert not holder.check_lease_validity(), "the holder still thinks it may publish after expiry"
+        with pytest.raises(exceptions.LeaseLost):
+            holder.renew_lease()
+        # A new epoch: operations of the old one stay fenced.
+        holder.acquire_lease()
+        assert holder.check_lease_validity()
+        assert not holder.check_lease_validity(epoch=epoch)
+        assert watcher.check_lease_existence("svc")
 
     # -- through the facade ---------------------------------------------------
 

@@ -11,6 +11,7 @@ from strongroom.testing.bank import BankConformance
 
 
 class TestMemoryBank(BankConformance):
+    stream_memory_limit = None  # it keeps every value in memory by design
     def make_bank(self, tmp_path: pathlib.Path) -> BankPlugin:
         return MemoryBank({})
 

@@ -4,13 +4,13 @@ Per resource, under ``checkpoints/<cid>/resources/OS::Cinder::Volume#<id>/``:
 ``data/`` holds the data mover's manifest (header ``manifest.json`` written
 last) and ``metadata.json`` the saved info (volume, sizes, chunk settings).
 Chunks go to the project's chunk store and are shared by every checkpoint of
-the project; delete removes only chunks no other checkpoint references.
+the project; after a delete, the runner's chunk sweep removes only the chunks no
+other checkpoint references.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from strongroom import datamover, exceptions
@@ -18,8 +18,7 @@ from strongroom.bank_plugins import Bank, BankSection
 from strongroom.block import BlockBackend
 from strongroom.context import RequestContext
 from strongroom.objects.records import Resource
-from strongroom.objects.status import CheckpointStatus
-from strongroom.protection.checkpoint import BankLayout, CheckpointStore
+from strongroom.protection.checkpoint import BankLayout
 from strongroom.protection.plugin import (
     Operation,
     OperationContext,
@@ -31,53 +30,6 @@ from strongroom.protection.protectables import VOLUME_TYPE
 
 MANIFEST_DIR = "data"
 METADATA = "metadata.json"
-
-
-class _ProjectLocks:
-    """Shared/exclusive locks per project: protects share, a chunk sweep is exclusive.
-
-    They keep a sweep in this process from deleting a chunk that a running
-    protect has just found in the store but not yet referenced in a manifest.
-    Across processes the lease-based GC's safety margin does that job.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers: dict[str, int] = {}
-        self._writers: set[str] = set()
-
-    def shared(self, project: str) -> _Held:
-        with self._cond:
-            while project in self._writers:
-                self._cond.wait()
-            self._readers[project] = self._readers.get(project, 0) + 1
-        return _Held(self, project, exclusive=False)
-
-    def exclusive(self, project: str) -> _Held:
-        with self._cond:
-            while project in self._writers or self._readers.get(project, 0):
-                self._cond.wait()
-            self._writers.add(project)
-        return _Held(self, project, exclusive=True)
-
-    def release(self, project: str, exclusive: bool) -> None:
-        with self._cond:
-            if exclusive:
-                self._writers.discard(project)
-            else:
-                self._readers[project] -= 1
-            self._cond.notify_all()
-
-
-class _Held:
-    def __init__(self, locks: _ProjectLocks, project: str, exclusive: bool) -> None:
-        self._locks, self._project, self._exclusive = locks, project, exclusive
-
-    def __enter__(self) -> _Held:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._locks.release(self._project, self._exclusive)
 
 
 class VolumeProtectionPlugin(ProtectionPlugin):
@@ -136,7 +88,6 @@ class VolumeProtectionPlugin(ProtectionPlugin):
         self.compression = str(self.options.get("compression", "zstd"))
         self.compression_level = int(self.options.get("compression_level", 3))
         self.workers = int(self.options.get("workers", 3))  # 3 on 2 cores: restore overlaps I/O and zstd
-        self.locks = _ProjectLocks()
 
     @property
     def backend(self) -> BlockBackend:
@@ -182,7 +133,7 @@ class ProtectOperation(_VolumeOperation):
         store = plugin.chunk_store(ctx.bank, ctx.project_id)
         snapshot = backend.create_snapshot(volume.id)
         try:
-            with plugin.locks.shared(ctx.project_id), backend.reading_snapshot(snapshot.id) as reader:
+            with backend.reading_snapshot(snapshot.id) as reader:
                 result = datamover.backup(reader, store, ctx.section.section(MANIFEST_DIR),
                                           chunk_size=plugin.chunk_size, workers=plugin.workers,
                                           progress=ctx.progress, should_stop=ctx.should_stop)
@@ -231,50 +182,13 @@ class VerifyOperation(_VolumeOperation):
 
 
 class DeleteOperation(_VolumeOperation):
+    """Removes the manifest and saved info; chunks are shared, so the runner's chunk sweep removes
+    those no other checkpoint references (see ``strongroom.protection.gc``)."""
+
     def on_main(self, ctx: OperationContext) -> None:
-        plugin = self.plugin
         manifest = ctx.section.section(MANIFEST_DIR)
-        mine = set(_digests_or_empty(manifest))
         # Reverse of the write order: the header first (the manifest is then incomplete), then its parts.
         keys = manifest.list()
         for key in sorted(keys, key=lambda k: k != "manifest.json"):
             manifest.delete(key)
         ctx.section.delete(METADATA)
-        if not mine:
-            return
-        store = plugin.chunk_store(ctx.bank, ctx.project_id)
-        with plugin.locks.exclusive(ctx.project_id):
-            still_needed = referenced_digests(ctx.bank, ctx.project_id, exclude=ctx.checkpoint_id)
-            removed = 0
-            for digest in sorted(mine - still_needed):
-                store.delete(digest)
-                removed += 1
-        ctx.result.update(chunks_removed=removed)
-
-
-def _digests_or_empty(manifest: BankSection) -> Iterator[str]:
-    try:
-        yield from datamover.manifest_digests(manifest)
-    except exceptions.StrongroomError:
-        return
-
-
-def referenced_digests(bank: Bank, project_id: str, exclude: str | None = None) -> set[str]:
-    """Every chunk digest that a checkpoint of ``project_id`` (other than ``exclude``) references."""
-    store = CheckpointStore(bank)
-    needed: set[str] = set()
-    for checkpoint_id in store.list_ids():
-        if checkpoint_id == exclude:
-            continue
-        try:
-            record = store.read(checkpoint_id)
-        except exceptions.NotFound:
-            continue
-        if record.project_id != project_id or record.status == CheckpointStatus.DELETED:
-            continue
-        resources = bank.section(f"checkpoints/{checkpoint_id}/resources")
-        for key in resources.iter():
-            if key.endswith(f"/{MANIFEST_DIR}/manifest.json"):
-                section = resources.section(key[: -len("/manifest.json")])
-                needed.update(_digests_or_empty(section))
-    return needed
