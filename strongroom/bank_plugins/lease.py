@@ -170,7 +170,7 @@ class BankLease(LeasePlugin):
         self._key_of = key_of
         self._prefix = prefix
         self._probe_key = probe_key
-        self.bank_name = bank_name or type(plugin).__name__
+        self.bank_name = bank_name or f"bank {type(plugin).__name__}"
         self.clock = clock or Clock()
         self.takeover = takeover
         self.instance = uuid.uuid4().hex
@@ -274,7 +274,7 @@ class BankLease(LeasePlugin):
         with self._lock:
             self.epoch += 1
             self._valid_until = started + self.windows.valid_for
-        LOG.info("lease of %s acquired in bank %s (epoch %d)", self.owner_id, self.bank_name, self.epoch)
+        LOG.info("lease of %s acquired in %s (epoch %d)", self.owner_id, self.bank_name, self.epoch)
 
     def renew_lease(self) -> None:
         started = self.clock.monotonic()
@@ -371,10 +371,10 @@ class LeaseKeeper:
             delay = 0.0
         except exceptions.StrongroomError as err:
             if self.held:
-                LOG.warning("renewal of the lease of %s in bank %s failed (%.0f s of validity left): %s",
+                LOG.warning("renewal of the lease of %s in %s failed (%.0f s of validity left): %s",
                             self.lease.owner_id, self.lease.bank_name, self.lease.valid_for(), err)
             else:
-                LOG.warning("cannot acquire the lease of %s in bank %s: %s",
+                LOG.warning("cannot acquire the lease of %s in %s: %s",
                             self.lease.owner_id, self.lease.bank_name, err)
             self.last_error = str(err)
             delay = self.retry_interval
@@ -394,7 +394,7 @@ class LeaseKeeper:
             try:
                 delay = self.tick()
             except Exception:  # noqa: BLE001 - the keeper must outlive a plugin's bug
-                LOG.exception("lease keeper of bank %s", self.lease.bank_name)
+                LOG.exception("lease keeper of %s", self.lease.bank_name)
                 delay = self.retry_interval
 
     def wait_held(self, timeout: float) -> bool:
@@ -417,7 +417,7 @@ class LeaseKeeper:
             try:
                 self.lease.release_lease()
             except exceptions.StrongroomError as err:
-                LOG.warning("could not release the lease of %s in bank %s: %s",
+                LOG.warning("could not release the lease of %s in %s: %s",
                             self.lease.owner_id, self.lease.bank_name, err)
         self.held = False
 

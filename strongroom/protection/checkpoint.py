@@ -203,12 +203,13 @@ class CheckpointStore:
         self._clear_active(record)
         return record
 
-    def fail(self, checkpoint_id: str, reason: str) -> CheckpointRecord:
+    def fail(self, checkpoint_id: str, reason: str, clear_marker: bool = True) -> CheckpointRecord:
         """Index ``error`` with ``reason`` (kept if garbage collection already failed it), marker cleared."""
         record = self.read(checkpoint_id)
         if record.status != CheckpointStatus.ERROR:
             record = self.set_status(checkpoint_id, CheckpointStatus.ERROR, reason)
-        self._clear_active(record)
+        if clear_marker:
+            self._clear_active(record)
         return record
 
     def _clear_active(self, record: CheckpointRecord) -> None:

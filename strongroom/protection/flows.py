@@ -163,7 +163,8 @@ def run_flow(flow: graph_flow.Flow, executor: futures.Executor, persistence: Flo
         engine.run()
     except tf_exceptions.WrappedFailure as wrapped:
         reasons = "; ".join(str(f.exception) for f in wrapped)
-        raise exceptions.FlowFailed(operation=name.split("-")[0], resource=describe(), reason=reasons) from None
+        raise exceptions.FlowFailed(operation=name.split("-")[0], resource=describe(), reason=reasons,
+                                    bank_failure=any(f.check(exceptions.BankError) for f in wrapped)) from None
     except exceptions.StrongroomError:
         raise
     except Exception as err:  # noqa: BLE001 - a plugin's own error: report it with its type

@@ -221,8 +221,11 @@ class GarbageCollector:
         except exceptions.NotFound:
             record = None
         if record is not None and record.status not in ZOMBIE_STATUSES:
-            # Published or failed, but the writer died before clearing its marker.
+            # Published or failed, but the writer died before clearing its marker.  A failed
+            # checkpoint's partial data is useless: finish removing it (never an available one's).
             if not dry_run:
+                if record.status == CheckpointStatus.ERROR and marker.operation in CHUNK_WRITERS:
+                    self.store.remove_objects(cid)
                 self.store.clear_active(marker.owner_id, cid)
             return None
         if record is not None and record.owner_id not in (None, marker.owner_id):

@@ -143,6 +143,15 @@ class Runner:
                      describe=lambda: f"checkpoint {job.checkpoint.id}")
         except Exception as err:  # noqa: BLE001 - every failure ends the run with a reason, never stuck
             error = str(err) if isinstance(err, exceptions.StrongroomError) else f"{type(err).__name__}: {err}"
+            bank_failure = isinstance(err, exceptions.BankError) or (
+                isinstance(err, exceptions.FlowFailed) and err.kwargs.get("bank_failure"))
+            if bank_failure and job.provider.bank_description not in error:
+                error = f"{job.provider.bank_description}: {error}"
+            if job.fence is not None and not job.fence.valid():
+                try:
+                    job.fence.check("go on")
+                except exceptions.LeaseLost as lost:
+                    error = f"{lost} (stopped: {error})"
             LOG.warning("%s of checkpoint %s failed: %s", job.kind, job.checkpoint.id, error)
         self._finish(job, spec, store, tracker, results, progress, error)
 
@@ -249,7 +258,11 @@ class Runner:
             else:
                 self.db.update_checkpoint(cid, {"status": CheckpointStatus.ERROR, "status_reason": error,
                                                 "bytes_done": progress.done}, check=False)
-                store.fail(cid, error)
+                # Index first, then the partial data in reverse order, then the marker: if the bank fails
+                # half way, the marker stays and garbage collection finishes the job.
+                store.fail(cid, error, clear_marker=False)
+                store.remove_objects(cid)
+                store.clear_active(self.owner_id, cid)
         elif job.kind == OperationKind.DELETE:
             if error is None:
                 store.remove_objects(cid)

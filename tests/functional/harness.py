@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ class AllInOne:
     process: subprocess.Popen[str] | None = None
     url: str = ""
     output: list[str] = dataclasses.field(default_factory=list)
+    _drain: threading.Thread | None = dataclasses.field(default=None, repr=False)
 
     @property
     def volumes(self) -> Path:
@@ -51,18 +53,28 @@ class AllInOne:
             match = re.search(r"running on (http://127\.0\.0\.1:\d+)", line)
             if match:
                 self.url = match.group(1)
+                # Keep reading its output: a full pipe would block the process's logging.
+                self._drain = threading.Thread(target=self._read_output, args=(self.process,), daemon=True)
+                self._drain.start()
                 return
         raise AssertionError("all-in-one did not start in time:\n" + "".join(self.output))
+
+    def _read_output(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.output.append(line)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.process is not None
         self.process.send_signal(sig)
         try:
-            out, _ = self.process.communicate(timeout=60)
+            self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, _ = self.process.communicate()
-        self.output.append(out or "")
+            self.process.wait()
+        if self._drain is not None:
+            self._drain.join(timeout=10)
+            self._drain = None
         return self.process.returncode
 
     def api(self, project: str = "demo") -> str:

@@ -1,4 +1,9 @@
-"""``/v1/{project_id}/providers``: straight from the protection service (unknown id -> 404)."""
+"""``/v1/{project_id}/providers``: straight from the protection service (unknown id -> 404).
+
+Beside Karbor's fields, ``status`` (``available`` or ``unavailable``) and
+``status_reason`` say whether the provider's bank can be written (its lease is
+held): a bank unreachable at start-up shows here, and writes to it answer 503.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ def view(provider: dict[str, Any]) -> dict[str, Any]:
             key: info.get(key, {})
             for key in ("options_schema", "restore_schema", "saved_info_schema", "verify_schema")
         },
+        "status": provider.get("status", "available"),
+        "status_reason": provider.get("status_reason"),
     }
 
 
