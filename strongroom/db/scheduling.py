@@ -69,7 +69,7 @@ _DUE = (
         sa.and_(ScheduledFireModel.state == FireState.PLANNED.value,
                 ScheduledFireModel.fire_time <= sa.bindparam("now", type_=UTCDateTime())),
         sa.and_(ScheduledFireModel.state == FireState.IN_PROGRESS.value,
-                ScheduledFireModel.claim_expires_at < sa.bindparam("now", type_=UTCDateTime())),
+                ScheduledFireModel.claim_expires_at <= sa.bindparam("now", type_=UTCDateTime())),
     )).order_by(ScheduledFireModel.fire_time, ScheduledFireModel.id)
     .limit(sa.bindparam("limit", type_=sa.Integer())))
 
@@ -422,13 +422,14 @@ class SchedulingStore:
 
         return int(self._write(update))
 
-    def release_claims(self, except_owner: str) -> int:
-        """Make every claim not held by ``except_owner`` expire now; returns how many."""
+    def release_claims(self, except_owner: str, owner_prefix: str) -> int:
+        """Make the claims of owners named ``owner_prefix...`` (but ``except_owner``) expire now."""
         now = self._now()
 
         def update(s: orm.Session) -> int:
             return _rowcount(s.execute(sa.update(_FIRES).where(
                 _FIRES.c.state == FireState.IN_PROGRESS.value, _FIRES.c.owner != except_owner,
+                _FIRES.c.owner.startswith(owner_prefix, autoescape=True),
             ).values(claim_expires_at=now, version=_FIRES.c.version + 1, updated_at=now)))
 
         return int(self._write(update))

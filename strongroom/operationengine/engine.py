@@ -93,6 +93,7 @@ class OperationEngine:
         self.store = SchedulingStore(db)
         self.settings = settings or EngineSettings()
         self.clock = clock or Clock()
+        self.host = host
         self.owner = owner or new_owner_id(host)
         self._executor = executor or futures.ThreadPoolExecutor(self.settings.max_concurrent_runs,
                                                                 thread_name_prefix="sr-sched")
@@ -134,9 +135,10 @@ class OperationEngine:
         self._executor.shutdown(wait=wait, cancel_futures=True)
 
     def release_stale_claims(self) -> int:
-        """Expire the claims of every other engine now.  Only for an engine alone on its database (the
-        all-in-one after a restart): what its previous process was running is taken over at once."""
-        return self.store.release_claims(self.owner)
+        """Expire now the claims of earlier engines of this host (the all-in-one after a restart, which its
+        state-directory lock proves alone): what its previous process was running is taken over at once.
+        Engines of other hosts sharing the database keep theirs."""
+        return self.store.release_claims(self.owner, self.host + ":")
 
     @property
     def running(self) -> int:

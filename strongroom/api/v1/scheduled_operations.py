@@ -13,6 +13,7 @@ Strongroom's service user, through which every run acts as the caller; deleting 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -28,6 +29,7 @@ from strongroom.operationengine.retention import POLICY_KEYS, Policy
 
 SORT_KEYS = ("created_at", "updated_at", "name", "operation_type", "id")
 FILTERS = ("name", "operation_type", "trigger_id", "plan_id")
+LOG = logging.getLogger(__name__)
 LOG_SORT_KEYS = ("expect_start_time", "state", "created_at", "id")
 LOG_FILTERS = ("state",)
 FIELD = "scheduled_operation"
@@ -50,6 +52,13 @@ def log_view(fire: ScheduledFire) -> dict[str, Any]:
 
 def store(req: ApiRequest) -> SchedulingStore:
     return SchedulingStore(req.db)
+
+
+def _identity(req: ApiRequest) -> identity.RunIdentity:
+    try:
+        return identity.from_conf(req.conf)
+    except exceptions.ConfigError as err:
+        raise exceptions.ServiceUnavailable(what="scheduling", reason=err.message) from err
 
 
 def _token(req: ApiRequest) -> str | None:
@@ -82,7 +91,7 @@ def create(req: ApiRequest) -> Result:
     except exceptions.NotFound:
         raise BadRequest(reason=f"{FIELD}.trigger_id: trigger {body['trigger_id']} not found") from None
     _check_definition(req, body["operation_type"], definition)
-    runs_as = identity.from_conf(req.conf)
+    runs_as = _identity(req)
     trust_id = runs_as.create_delegation(req.ctx, _token(req))
     op = ScheduledOperation(
         id=str(uuid.uuid4()), project_id=req.project_id, user_id=req.ctx.user_id, name=body["name"],
@@ -125,7 +134,11 @@ def delete(req: ApiRequest, scheduled_operation_id: str) -> Result:
     op = _get(req, scheduled_operation_id)
     req.authorize("scheduled_operation:delete", {"project_id": op.project_id})
     deleted = store(req).delete_operation(op.id, op.project_id)
-    identity.from_conf(req.conf).delete_delegation(deleted.trust_id, _token(req))
+    if deleted.trust_id:
+        try:
+            _identity(req).delete_delegation(deleted.trust_id, _token(req))
+        except exceptions.ServiceUnavailable as err:
+            LOG.warning("scheduled operation %s deleted, its trust %s not: %s", op.id, deleted.trust_id, err)
     return 204, None
 
 

@@ -247,3 +247,24 @@ def test_suspend_forgets_planned_fires_and_resume_does_not_catch_up(dbs: list[Da
     logs = store.list_fires(op.id)
     assert [f.state for f in logs] == [FireState.SUCCESS, FireState.SUCCESS]
     assert all(f.fire_time > START + _dt.timedelta(hours=5) for f in logs)
+
+
+def test_a_restarted_all_in_one_takes_over_only_its_own_hosts_claims(dbs: list[Database], clock: FakeClock) -> None:
+    store = SchedulingStore(dbs[0])
+    protection = FakeProtectionForSchedulingTests(dbs[0], clock)
+    for _ in range(2):
+        add_operation(store, add_trigger(store, {"pattern": "0 * * * *", "window": 900}, clock.now()),
+                      add_plan(dbs[0]))
+    OperationEngine(dbs[0], protection, NoAuthIdentity(), clock=clock, settings=SETTINGS).plan()
+    clock.advance(3600)
+    mine, theirs = store.due_fires(clock.now(), 10)
+    expires = clock.now() + _dt.timedelta(seconds=60)
+    store.claim(mine, "aio-host:111:0a0a0a0a", expires)
+    store.claim(theirs, "aio-host-2:222:0b0b0b0b", expires)
+    restarted = OperationEngine(dbs[0], protection, NoAuthIdentity(), host="aio-host", clock=clock,
+                                settings=SETTINGS, executor=InlineExecutor())
+    assert restarted.release_stale_claims() == 1
+    assert restarted.tick().claimed == 1
+    states = {f.id: (f.state, f.owner) for f in store.list_fires(None)}
+    assert states[mine.id] == ("success", restarted.owner)
+    assert states[theirs.id] == ("in_progress", "aio-host-2:222:0b0b0b0b")
