@@ -159,12 +159,38 @@ class CalendarSchedule(Schedule):
         from dateutil import rrule
 
         self.pattern = pattern
-        self._rules = rrule.rrulestr("\n".join(rrule_lines(pattern)), dtstart=start.replace(microsecond=0),
-                                     forceset=True, cache=False)
+        lines = rrule_lines(pattern)
+        dtstart = start.replace(microsecond=0)
+        if not _some_day_matches(lines, dtstart):
+            # dateutil would search second by second up to the year 9999 (seconds of CPU) to find nothing.
+            raise exceptions.InvalidInput(reason=f"{FIELD}.pattern: no day ever matches the RRULE")
+        self._rules = rrule.rrulestr("\n".join(lines), dtstart=dtstart, forceset=True, cache=False)
 
     def _times(self, after: _dt.datetime) -> Iterator[_dt.datetime]:
         for t in self._rules.xafter(after, inc=False):
             yield t.astimezone(_dt.UTC)
+
+
+_DAY_PARTS = ("BYMONTH", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYDAY")
+
+
+def _some_day_matches(lines: list[str], dtstart: _dt.datetime) -> bool:
+    """Whether the day-level parts of some rule can match: the same parts on a YEARLY rule, which dateutil
+    checks year by year (cheap) where a SECONDLY rule would be checked second by second."""
+    from dateutil import rrule
+
+    for line in lines:
+        parts = dict(p.split("=", 1) for p in line.split(":", 1)[1].split(";") if "=" in p)
+        days = [f"{k}={v}" for k, v in parts.items() if k.upper() in _DAY_PARTS]
+        if not days:
+            return True
+        try:
+            yearly = rrule.rrulestr("RRULE:FREQ=YEARLY;" + ";".join(days), dtstart=dtstart, cache=False)
+        except (ValueError, TypeError):
+            return True  # let the real rule report what is wrong with it
+        if yearly.after(dtstart, inc=True) is not None:
+            return True
+    return False
 
 
 def normalize_calendar_pattern(pattern: str) -> str:

@@ -63,6 +63,8 @@ def test_calendar_with_several_rules_and_a_count() -> None:
     ({"format": "calendar", "pattern": "RRULE:FREQ=DAILY"}, "pattern", "VEVENT"),
     ({"format": "calendar", "pattern": "BEGIN:VEVENT\nSUMMARY:x\nEND:VEVENT"}, "pattern", "RRULE"),
     ({"format": "calendar", "pattern": "BEGIN:VEVENT\nRRULE:FREQ=SOMETIMES\nEND:VEVENT"}, "pattern", "RRULE"),
+    ({"format": "calendar", "pattern": "BEGIN:VEVENT\nRRULE:FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30\nEND:VEVENT"},
+     "pattern", "no day ever matches"),  # at once, not after dateutil searched to the year 9999
     ({"format": "ical", "pattern": "x"}, "format", "crontab, calendar"),
     ({"pattern": "0 * * * *", "window": 30}, "window", "out of range"),
     ({"pattern": "0 * * * *", "window": 9000}, "window", "out of range"),
