@@ -79,21 +79,21 @@ def test_one_of_many_racing_claims_wins(dbs: list[Database], clock: FakeClock) -
     assert [f.operation_id for f in store.list_fires(op.id)] == [op.id, op.id]
 
 
-def test_three_engines_in_parallel_for_six_hours(dbs: list[Database], clock: FakeClock) -> None:
+def test_three_engines_in_parallel_for_three_hours(dbs: list[Database], clock: FakeClock) -> None:
     store = SchedulingStore(dbs[0])
     protection = FakeProtectionForSchedulingTests(dbs[0], clock)
     ops = [add_operation(store, add_trigger(store, {"pattern": f"{i}-59/15 * * * *", "window": 300}, clock.now()),
                          add_plan(dbs[0])) for i in range(10)]
     fleet = engines(dbs, protection, clock)
-    for _step in range(6 * 60 // 2):
+    for _step in range(3 * 60 // 2):
         clock.advance(120)
         parallel([e.tick for e in fleet])
     fires = [f for op in ops for f in store.list_fires(op.id)]
     limit = clock.now() - _dt.timedelta(seconds=300)
     settled = [f for f in fires if f.fire_time <= limit]
-    minutes = [START.replace(second=0) + _dt.timedelta(minutes=k) for k in range(1, 6 * 60 + 1)]
+    minutes = [START.replace(second=0) + _dt.timedelta(minutes=k) for k in range(1, 3 * 60 + 1)]
     expected = sum(1 for i in range(10) for t in minutes if t.minute % 15 == i and t <= limit)
-    assert len(settled) == expected > 200
+    assert len(settled) == expected > 100
     assert all(f.state == FireState.SUCCESS for f in settled)
     assert all(protection.protects[f.id] == [f.checkpoint_id] for f in settled)
     assert sum(len(v) for v in protection.protects.values()) == sum(1 for f in fires if f.checkpoint_id)
