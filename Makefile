@@ -48,6 +48,7 @@ bench: install
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || true; fi; \
 	fi
 	$(BIN)/python benchmarks/bench_volume.py
+	$(BIN)/python benchmarks/bench_api_load.py
 
 sample-config: install
 	$(BIN)/oslo-config-generator --namespace strongroom --namespace oslo.messaging \

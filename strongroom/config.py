@@ -28,6 +28,11 @@ default_opts = [
                help="Largest number of items a list request returns."),
     cfg.StrOpt("protection_topic", default="strongroom-protection",
                help="RPC topic of the protection service."),
+    cfg.FloatOpt("heartbeat_interval", default=10.0, min=0.1,
+                 help="Seconds between two heartbeats of each service in the services table."),
+    cfg.IntOpt("missed_heartbeats", default=6, min=1,
+               help="GET /os-services reports a service 'down' once its last heartbeat is older than "
+                    "missed_heartbeats x heartbeat_interval seconds (every node should use the same values)."),
 ]
 
 api_opts = [
@@ -160,3 +165,8 @@ def database_url(conf: cfg.ConfigOpts) -> str:
     if conf.database.connection:
         return str(conf.database.connection)
     return "sqlite:///" + state_path(conf, "strongroom.sqlite")
+
+
+def service_down_after(conf: cfg.ConfigOpts) -> float:
+    """Seconds without a heartbeat after which a service counts as down."""
+    return float(conf.heartbeat_interval) * int(conf.missed_heartbeats)

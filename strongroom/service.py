@@ -17,11 +17,10 @@ from typing import IO, Any
 from oslo_config import cfg
 from oslo_service import service as oslo_service
 
-from strongroom import config, exceptions, rpc
+from strongroom import config, exceptions, heartbeat, rpc
 from strongroom.clock import Clock
 
 LOG = logging.getLogger(__name__)
-HEARTBEAT_SECONDS = 10.0
 
 
 def resolve_providers_dir(conf: cfg.ConfigOpts) -> str:
@@ -158,13 +157,8 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             binaries.append("strongroom-protection")
         if self.run_operationengine:
             binaries.append("strongroom-operationengine")
-        while not self._stop.is_set():
-            for binary in binaries:
-                try:
-                    self.db.service_heartbeat(self.conf.host, binary, self.conf.protection_topic)
-                except Exception:  # noqa: BLE001 - a missed beat is logged, never fatal
-                    LOG.warning("heartbeat of %s failed", binary, exc_info=True)
-            self._stop.wait(HEARTBEAT_SECONDS)
+        heartbeat.run(self.db, self.conf.host, binaries, self.conf.protection_topic,
+                      float(self.conf.heartbeat_interval), self._stop)
 
     def stop(self, graceful: bool = True, timeout: float = 30.0) -> None:
         self._stop.set()

@@ -32,6 +32,7 @@ from strongroom.api.v1 import (
     providers,
     restores,
     scheduled_operations,
+    services,
     triggers,
     verifications,
 )
@@ -56,6 +57,7 @@ class Route:
     request_schema: str | None = None  # a key of schemas.ALL
     response_key: str | None = None
     status: int = 200
+    query: tuple[str, ...] | None = None  # the query parameters a list takes, when not marker/limit/sort
 
 
 _CP = "/providers/{provider_id}/checkpoints"
@@ -115,6 +117,10 @@ ROUTES: tuple[Route, ...] = (
           "Delete a scheduled operation (and its logs)", status=204),
     Route("GET", _SO + "/{scheduled_operation_id}/logs", scheduled_operations.logs,
           "List the runs of a scheduled operation", response_key="scheduled_operation_logs"),
+    Route("GET", "/os-services", services.index, "List services, up or down (admin)", response_key="services",
+          query=services.FILTERS),
+    Route("PUT", "/os-services/{service_id}", services.update, "Enable or disable a service (admin)",
+          "ServiceUpdate", "service"),
 )
 
 assert all(r.request_schema is None or r.request_schema in schemas.ALL for r in ROUTES)

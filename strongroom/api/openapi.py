@@ -54,7 +54,9 @@ def build(routes: Iterable[Route]) -> dict[str, Any]:
                            for n in names],
             "responses": {},
         }
-        if route.method == "GET" and route.response_key and route.path.endswith(
+        if route.query is not None:
+            op["parameters"] += [{"name": n, "in": "query", "schema": {"type": "string"}} for n in route.query]
+        elif route.method == "GET" and route.response_key and route.path.endswith(
                 ("s", "instances", "operation_logs")) and not _PARAM.search(route.path.rsplit("/", 1)[-1]):
             op["parameters"] += _LIST_PARAMS
         if route.request_schema:

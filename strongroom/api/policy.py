@@ -1,8 +1,9 @@
 """oslo.policy defaults of the API, and the one function that decides.
 
-Rules are ``admin_or_owner`` by default; resetting a checkpoint's state and listing across projects
-(``all_tenants``) are admin only.  The same decisions are taken with ``noauth`` (whose contexts carry the
-``member`` role, plus ``admin`` with the admin token) and with keystone, so one code path is tested.
+Rules are ``admin_or_owner`` by default; resetting a checkpoint's state, listing across projects
+(``all_tenants``) and ``os-services`` are admin only.  The same decisions are taken with ``noauth`` (whose
+contexts carry the ``member`` role, plus ``admin`` with the admin token) and with keystone, so one code path
+is tested.
 Nothing is registered at import: :func:`get_enforcer` builds an ``Enforcer`` on the given ``ConfigOpts``.
 """
 
@@ -80,6 +81,9 @@ _RULES = [
         _P + "/scheduled_operations/{scheduled_operation_id}/action", "Suspend or resume a scheduled operation."),
     _op("scheduled_operation:delete", ADMIN_OR_OWNER, "DELETE",
         _P + "/scheduled_operations/{scheduled_operation_id}", "Delete a scheduled operation."),
+    _op("service:get_all", ADMIN_API, "GET", _P + "/os-services", "List services, up or down."),
+    _op("service:update", ADMIN_API, "PUT", _P + "/os-services/{service_id}",
+        "Enable or disable a service."),
     _op("all_tenants", ADMIN_API, "GET", _P + "/plans?all_tenants=1", "List objects of every project."),
 ]
 

@@ -265,6 +265,17 @@ SCHEDULED_OPERATION_ACTION: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+# Karbor's body is not wrapped: {"status": "disabled", "disabled_reason": "..."}.
+SERVICE_UPDATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["enabled", "disabled"]},
+        "disabled_reason": {"type": ["string", "null"], "maxLength": 255},
+    },
+    "required": ["status"],
+    "additionalProperties": False,
+}
+
 ALL: dict[str, dict[str, Any]] = {
     "PlanCreate": PLAN_CREATE,
     "PlanUpdate": PLAN_UPDATE,
@@ -277,6 +288,7 @@ ALL: dict[str, dict[str, Any]] = {
     "TriggerUpdate": TRIGGER_UPDATE,
     "ScheduledOperationCreate": SCHEDULED_OPERATION_CREATE,
     "ScheduledOperationAction": SCHEDULED_OPERATION_ACTION,
+    "ServiceUpdate": SERVICE_UPDATE,
 }
 
 

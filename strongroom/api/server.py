@@ -17,6 +17,11 @@ LOG = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
+#: Connections the kernel queues before they are accepted.  cheroot's default (5) overflows as soon as a few
+#: dozen clients connect at once: their SYNs are dropped and retried after 1 s, 3 s, ..., and some
+#: connections are reset (seen with 50 clients in benchmarks/bench_api_load.py).
+LISTEN_BACKLOG = 128
+
 
 class APIServer:
     def __init__(self, app: WSGIApp, host: str = "127.0.0.1", port: int = 8799, threads: int = 16) -> None:
@@ -46,7 +51,7 @@ class APIServer:
         if self._server is not None:
             raise RuntimeError("APIServer already started")
         server = wsgi.Server((self._host, self._requested_port), self._app, numthreads=self._threads,
-                             server_name="strongroom-api")
+                             server_name="strongroom-api", request_queue_size=LISTEN_BACKLOG)
         server.prepare()  # binds and listens: the port is known and connections queue from here on
         self._server = server
         self._thread = threading.Thread(target=server.serve, name="strongroom-api", daemon=True)

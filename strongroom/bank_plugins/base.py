@@ -60,6 +60,13 @@ class BankPlugin(abc.ABC):
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: Mapping[str, Any] = dict(options or {})
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Checks beyond ``options_schema`` (options that depend on each other), run when the provider
+        file is loaded, without connecting anywhere.  Raises ``ConfigError`` whose ``key`` kwarg names
+        the option; messages never quote a secret's value."""
+        return None
+
     @abc.abstractmethod
     def put_object(self, key: str, data: bytes | IO[bytes],
                    metadata: Mapping[str, str] | None = None) -> None:

@@ -42,7 +42,8 @@ class RetryingBank(BankPlugin):
         if initial_delay < 0 or max_delay < 0 or multiplier < 1:
             raise exceptions.ConfigError(
                 reason="retry delays must not be negative, nor the multiplier below 1")
-        super().__init__(inner.options)
+        super().__init__()
+        self.options = inner.options  # the same mapping: no second copy of credentials
         self.inner = inner
         self.supports_expiry = inner.supports_expiry
         self.max_attempts = max_attempts

@@ -209,7 +209,7 @@ def _validate(options: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
             message = "session_token needs access_key_id and secret_access_key"
     else:
         name, message = "options", err.message
-    raise exceptions.ConfigError(reason=f"s3 bank option {name!r}: {message}")
+    raise exceptions.ConfigError(reason=f"s3 bank option {name!r}: {message}", key=name)
 
 
 def _check_endpoint(endpoint: str) -> None:
@@ -217,7 +217,7 @@ def _check_endpoint(endpoint: str) -> None:
     if "@" in endpoint:
         raise exceptions.ConfigError(
             reason="s3 bank option 'endpoint_url': must not carry credentials (no '@'); use access_key_id "
-                   "and secret_access_key")
+                   "and secret_access_key", key="endpoint_url")
     try:
         parts = urllib.parse.urlsplit(endpoint)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query \
@@ -227,7 +227,8 @@ def _check_endpoint(endpoint: str) -> None:
         valid = False
     if not valid:
         raise exceptions.ConfigError(
-            reason="s3 bank option 'endpoint_url': must be an http:// or https:// URL: scheme://host[:port][/path]")
+            reason="s3 bank option 'endpoint_url': must be an http:// or https:// URL: scheme://host[:port][/path]",
+            key="endpoint_url")
 
 
 # -- streams -------------------------------------------------------------------
@@ -370,15 +371,20 @@ class S3Bank(BankPlugin):
         "multipart_chunksize": 8 * MiB,
     }
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        _validate(options, cls.options_schema)
+        opts = {**cls.DEFAULTS, **options}
+        if "endpoint_url" in options:
+            _check_endpoint(opts["endpoint_url"])
+        if "ca_bundle" in options and not opts["verify_ssl"]:
+            raise exceptions.ConfigError(
+                reason="s3 bank option 'ca_bundle': given with verify_ssl = false; drop one of them", key="ca_bundle")
+
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        _validate(self.options, self.options_schema)
+        self.check_options(self.options)
         opts = {**self.DEFAULTS, **self.options}
-        if "endpoint_url" in self.options:
-            _check_endpoint(opts["endpoint_url"])
-        if "ca_bundle" in self.options and not opts["verify_ssl"]:
-            raise exceptions.ConfigError(
-                reason="s3 bank option 'ca_bundle': given with verify_ssl = false; drop one of them")
         self.bucket: str = opts["bucket"]
         self.endpoint_url: str | None = opts.get("endpoint_url")
         self.region_name: str = opts["region_name"]

@@ -39,6 +39,7 @@ LIST_COLUMNS: dict[str, list[str]] = {
     "scheduledoperation": ["id", "name", "operation_type", "trigger_id", "operation_definition.plan_id",
                            "enabled"],
     "scheduledoperationlog": ["id", "expect_start_time", "state", "checkpoint_id", "end_time", "error_info"],
+    "service": ["id", "binary", "host", "status", "state", "updated_at", "disabled_reason"],
 }
 RETENTION_OPTIONS = ("max_backups", "retention_duration", "keep_last", "keep_hourly", "keep_daily", "keep_weekly",
                      "keep_monthly", "keep_yearly")
@@ -446,6 +447,22 @@ def _add_scheduling_commands(groups: argparse._SubParsersAction) -> None:  # typ
     _add_list_options(p, "state", all_tenants=False)
 
 
+def cmd_service(cli: Cli, a: argparse.Namespace) -> int:
+    c = cli.client
+    if a.action == "list":
+        cli.emit_list("service", c.list_services(host=a.host, binary=a.binary))
+        return EXIT_OK
+    matches = [s for s in c.list_services(host=a.host, binary=a.binary)
+               if s.get("host") == a.host and s.get("binary") == a.binary]
+    if not matches:
+        raise ClientError(0, f"no {a.binary} service on host {a.host} (see 'strongroom service list')")
+    if a.action == "disable":
+        cli.emit_one(c.update_service(matches[0]["id"], "disabled", a.reason))
+    else:
+        cli.emit_one(c.update_service(matches[0]["id"], "enabled"))
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------------
 
 
@@ -549,6 +566,18 @@ def build_parser() -> argparse.ArgumentParser:
                       "operation_type", "provider_id")
     g.add_parser("show").add_argument("operation_log_id")
     _add_scheduling_commands(groups)
+
+    g = groups.add_parser("service", help="Services, up or down (admin).").add_subparsers(dest="action",
+                                                                                       required=True)
+    p = g.add_parser("list")
+    p.add_argument("--host")
+    p.add_argument("--binary")
+    for name in ("disable", "enable"):
+        p = g.add_parser(name, help=f"{name.capitalize()} one service (a disabled worker takes no new work).")
+        p.add_argument("host")
+        p.add_argument("binary", help="e.g. strongroom-protection")
+        if name == "disable":
+            p.add_argument("--reason", help="Why (shown by 'service list').")
     return parser
 
 
@@ -562,6 +591,7 @@ COMMANDS: dict[str, Callable[[Cli, argparse.Namespace], int]] = {
     "operationlog": cmd_operationlog,
     "trigger": cmd_trigger,
     "scheduledoperation": cmd_scheduledoperation,
+    "service": cmd_service,
 }
 
 

@@ -252,6 +252,18 @@ class Client:
     def list_scheduled_operation_logs(self, operation_id: str, follow: bool = False,
                                       **params: Any) -> list[dict[str, Any]]:
         return self._list(f"/scheduled_operations/{operation_id}/logs", "scheduled_operation_logs", params, follow)
+    # -- services (admin) ------------------------------------------------------------
+
+    def list_services(self, **params: Any) -> list[dict[str, Any]]:
+        """``host``/``binary`` filter the list."""
+        return self._list("/os-services", "services", params)
+
+    def update_service(self, service_id: int | str, status: str,
+                       disabled_reason: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": status}
+        if disabled_reason is not None:
+            body["disabled_reason"] = disabled_reason
+        return dict(self.request("PUT", f"/os-services/{service_id}", body)["service"])
 
 
 def _error_message(resp: requests.Response) -> str:

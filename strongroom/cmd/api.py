@@ -1,6 +1,6 @@
 """``strongroom-api``: the REST API on a threaded WSGI server, talking to protection over RPC.
 
-For gunicorn/uwsgi, deployments serve :func:`strongroom.api.app.make_app` instead.
+Under a WSGI server (gunicorn, uwsgi), deployments serve ``strongroom.api.wsgi:application`` instead.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
     strongroom-manage [--config-file FILE]... db sync
     strongroom-manage [--config-file FILE]... db version
+    strongroom-manage [--config-file FILE]... db export FILE
+    strongroom-manage [--config-file FILE]... db import FILE [--force | --merge]
     strongroom-manage [--config-file FILE]... bank gc [--provider ID] [--dry-run]
     strongroom-manage [--config-file FILE]... bank leases [--provider ID]
 
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from oslo_config import cfg
 
 from strongroom import exceptions
+from strongroom.cmd import transfer_files
 
 if TYPE_CHECKING:
     from strongroom.db.api import Database
@@ -69,6 +72,43 @@ def db_version(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     return 0
 
 
+def db_export(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    from strongroom.db import transfer
+
+    database = _database(conf)
+    try:
+        running = {k: v for k, v in transfer.in_flight(database).items() if v} if database.version() else {}
+        if running:
+            what = ", ".join(f"{k}: {v}" for k, v in running.items())
+            print(f"{PROG}: warning: operations still running ({what}); their progress is not exported "
+                  f"(stop the services for a consistent copy)", file=sys.stderr)
+        with transfer_files.writer(args.file) as out:
+            summary = transfer.export(database, out)
+    finally:
+        database.dispose()
+    report = sys.stderr if args.file == "-" else sys.stdout
+    print(f"Exported {summary.describe()} at schema revision {summary.revision} from "
+          f"{database.url_for_display} to {args.file}.", file=report)
+    return 0
+
+
+def db_import(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    from strongroom.db import transfer
+
+    mode = transfer.Mode.FORCE if args.force else transfer.Mode.MERGE if args.merge else transfer.Mode.EMPTY
+    database = _database(conf)
+    try:
+        with transfer_files.reader(args.file) as lines:
+            summary = transfer.import_(database, lines, mode=mode, name=args.file)
+    finally:
+        database.dispose()
+    print(f"Imported {summary.describe()} from {args.file} (schema revision {summary.revision}) into "
+          f"{database.url_for_display}.")
+    if summary.describe_skipped():
+        print(f"Kept {summary.describe_skipped()} already present.")
+    return 0
+
+
 def _add_db_commands(categories: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     db = categories.add_parser("db", help="metadata store schema")
     commands = db.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -76,6 +116,18 @@ def _add_db_commands(categories: argparse._SubParsersAction) -> None:  # type: i
     sync.set_defaults(handler=db_sync)
     version = commands.add_parser("version", help="print the schema revision of the database")
     version.set_defaults(handler=db_version)
+    export = commands.add_parser("export", help="write every row of the metadata store to FILE (JSON lines; "
+                                                "'-' for stdout, FILE.gz compressed)")
+    export.add_argument("file", metavar="FILE")
+    export.set_defaults(handler=db_export)
+    imp = commands.add_parser("import", help="copy an export into the metadata store (its schema is synced "
+                                             "first; one transaction)")
+    imp.add_argument("file", metavar="FILE", help="an export ('-' for stdin)")
+    how = imp.add_mutually_exclusive_group()
+    how.add_argument("--force", action="store_true", help="delete the store's rows first and replace them")
+    how.add_argument("--merge", action="store_true",
+                     help="keep the store's rows and add the file's rows it lacks")
+    imp.set_defaults(handler=db_import)
 
 
 # -- bank ----------------------------------------------------------------------

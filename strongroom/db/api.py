@@ -627,10 +627,31 @@ class Database:
                 continue  # another thread inserted the same (host, binary) first: update it
         raise exceptions.Conflict(reason=f"service {binary} on {host} could not be recorded; try again")
 
-    def list_services(self) -> list[Service]:
+    def list_services(self, *, host: str | None = None, binary: str | None = None) -> list[Service]:
+        """Every service row in id order, optionally only those of ``host`` and/or ``binary``."""
+        stmt = sa.select(ServiceModel).order_by(ServiceModel.id)
+        if host is not None:
+            stmt = stmt.where(ServiceModel.host == host)
+        if binary is not None:
+            stmt = stmt.where(ServiceModel.binary == binary)
         with self._session() as s:
-            rows = s.execute(sa.select(ServiceModel).order_by(ServiceModel.id)).scalars().all()
-            return [_record(Service, m) for m in rows]
+            return [_record(Service, m) for m in s.execute(stmt).scalars().all()]
+
+    def get_service(self, service_id: int) -> Service:
+        with self._session() as s:
+            model = s.get(ServiceModel, service_id)
+            if model is None:
+                raise exceptions.NotFound(kind="Service", id=service_id)
+            return _record(Service, model)
+
+    def service_is_disabled(self, host: str, binary: str) -> bool:
+        """True when an administrator disabled ``binary`` on ``host`` (False for a service never seen).
+
+        A disabled worker keeps running and beating but takes no new work.
+        """
+        with self._session() as s:
+            return bool(s.execute(sa.select(ServiceModel.disabled).where(
+                ServiceModel.host == host, ServiceModel.binary == binary)).scalar_one_or_none())
 
     def update_service(self, service_id: int, values: Mapping[str, Any]) -> Service:
         """Change topic, disabled, disabled_reason or last_heartbeat of a service."""

@@ -110,8 +110,18 @@ def coerce_options(ini: IniFile, section: str, schema: Mapping[str, Any]) -> dic
             extra = sorted(set(out) - set(props))
             key = extra[0] if extra else key
             raise ini.error(section, key, "unknown option")
+        if _is_secret(key, props.get(key, {})):
+            raise ini.error(section, key, "has an invalid value (not shown: it is a secret)")
         raise ini.error(section, key, err.message)
     return out
+
+
+_SECRET_WORDS = ("password", "secret", "token", "key")
+
+
+def _is_secret(name: str, schema: Mapping[str, Any]) -> bool:
+    """Options whose values never appear in messages: ``writeOnly`` in their schema, or a secret's name."""
+    return bool(schema.get("writeOnly")) or any(word in name.lower().split("_") for word in _SECRET_WORDS)
 
 
 def _missing_key(err: jsonschema.ValidationError) -> str | None:
@@ -176,6 +186,10 @@ class Provider:
         self.bank_class = self._load(plugins.BANKS, self.bank_name, "bank")
         self.bank_options = coerce_options(ini, self.bank_name,
                                            getattr(self.bank_class, "options_schema", {"type": "object"}))
+        try:
+            self.bank_class.check_options(self.bank_options)
+        except exceptions.ConfigError as err:
+            raise ini.error(self.bank_name, str(err.kwargs.get("key", "-")), str(err)) from None
         try:
             self.lease_windows = LeaseWindows.from_options(self.bank_options)
         except exceptions.LeaseWindowError as err:

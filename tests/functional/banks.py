@@ -45,9 +45,9 @@ class BankUnderTest:
     def bank(self) -> Bank:
         return Bank(self.plugin(), name=self.kind)
 
-    def section(self, **overrides: Any) -> str:
-        options = {**self.options, **overrides, "lease_expire_window": WINDOWS.expire,
-                   "lease_renew_window": WINDOWS.renew, "lease_validity_window": WINDOWS.validity}
+    def section(self, windows: LeaseWindows = WINDOWS, **overrides: Any) -> str:
+        options = {**self.options, **overrides, "lease_expire_window": windows.expire,
+                   "lease_renew_window": windows.renew, "lease_validity_window": windows.validity}
         lines = [f"[{self.kind}]"] + [f"{key} = {_ini(value)}" for key, value in options.items()]
         return "\n".join(lines) + "\n"
 
@@ -77,7 +77,7 @@ def bank_under_test(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 def configure(tmp_path: Path, bank: BankUnderTest, owner_id: str, *, bank_overrides: dict[str, Any] | None = None,
               protection: dict[str, Any] | None = None, volume: dict[str, Any] | None = None,
-              name: str = "strongroom.conf") -> tuple[AllInOne, str]:
+              windows: LeaseWindows = WINDOWS, name: str = "strongroom.conf") -> tuple[AllInOne, str]:
     """An all-in-one (not started) whose one provider keeps loopback volumes in ``bank``.
 
     ``volume`` sets options of the volume plugin: ``compression_level = 15`` makes a
@@ -93,7 +93,7 @@ def configure(tmp_path: Path, bank: BankUnderTest, owner_id: str, *, bank_overri
         f"[volume]\nblock_backend = loopback\nworkers = 3\n"
         + "".join(f"{k} = {v}\n" for k, v in (volume or {}).items())
         + "\n[loopback]\npath = {state_dir}/volumes\n\n"
-        + bank.section(**(bank_overrides or {})))
+        + bank.section(windows, **(bank_overrides or {})))
     settings = {"owner_id": owner_id, "gc_interval": 1, "gc_chunk_grace_period": 0,
                 "bank_retry_initial_delay": 0.2, "bank_retry_max_delay": 2, **(protection or {})}
     conf = tmp_path / name

@@ -8,6 +8,7 @@ garbage collection runs every second.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from strongroom.bank_plugins.lease import LeaseWindows
 from strongroom.protection.checkpoint import BankLayout, CheckpointStore
 from tests.functional.banks import (
     BANK_KINDS,
@@ -226,3 +228,85 @@ def test_an_unreachable_bank_makes_only_its_provider_unavailable(tmp_path: Path)
     finally:
         service.stop()
     assert secret not in "".join(service.output)
+
+
+def _through(proxy_url: str, url: str) -> str:
+    """``url`` with its scheme and authority replaced by the proxy's."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    proxy = urlsplit(proxy_url)
+    return urlunsplit((proxy.scheme, proxy.netloc, parts.path, parts.query, parts.fragment))
+
+
+@pytest.mark.parametrize("kind", ["swift", "s3"])
+def test_protect_and_restore_survive_a_flaky_network_and_fail_cleanly_on_a_dead_one(
+        kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from urllib.parse import urlsplit
+
+    from tests.servers.faultproxy import FaultProxy
+
+    direct = bank_under_test(kind, request, tmp_path)
+    url_key = "auth_url" if kind == "swift" else "endpoint_url"
+    target = urlsplit(direct.options[url_key])
+    with FaultProxy(target.hostname or "127.0.0.1", target.port or 80, seed=20261126) as proxy:
+        flaky = dataclasses.replace(direct, options={**direct.options, url_key: _through(proxy.url, target.geturl())})
+        timeouts = {"timeout": 3} if kind == "swift" else {"read_timeout": 3, "connect_timeout": 3}
+        # Lease windows that tolerate renewals delayed by stalls (each costs a 3 s timeout, then retries).
+        service, provider = configure(tmp_path, flaky, "flaky-writer", bank_overrides=timeouts,
+                                      protection={"bank_retry_attempts": 6},
+                                      windows=LeaseWindows(expire=30, renew=10, validity=5))
+        service.start()
+        try:
+            api = service.api()
+            proxy.set_faults(rate=0.1, kinds=("5xx", "reset", "stall"), stall_seconds=4)
+            original = write_random_image(service.volumes / "vol.img", VOLUME_SIZE, seed=5)
+            plan = create_plan(api, provider, "vol.img")
+            good = start_checkpoint(api, provider, plan)
+            body = wait_for(f"{api}/providers/{provider}/checkpoints/{good}", "checkpoint", {"available", "error"},
+                            timeout=600)
+            assert body["status"] == "available", body["status_reason"]
+            digest, restore = restore_and_hash(service, provider, good, "restored.img", timeout=600)
+            assert restore["status"] == "success", restore
+            assert digest == original
+            faults = proxy.stats().faults
+            print(f"{kind}: 256 MiB protected and restored through {proxy.stats().requests} requests, "
+                  f"faults injected {faults}")
+            assert sum(faults.values()) >= 10 and all(faults.values()), faults
+
+            # Every request fails: the checkpoint ends error naming the bank, and nothing is half-visible.
+            (service.volumes / "other.img").write_bytes(os.urandom(64 * MiB))
+            doomed = start_checkpoint(api, provider, create_plan(api, provider, "other.img"))
+            proxy.set_faults(rate=1.0, kinds=("5xx", "reset"))
+            seen = set()
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                body = _checkpoint(service, provider, doomed)
+                seen.add(body["status"])
+                if body["status"] != "protecting":
+                    break
+                time.sleep(0.1)
+            assert body["status"] == "error", body
+            assert f"bank '{kind}' of provider 'Test {kind}'" in body["status_reason"], body["status_reason"]
+            proxy.set_faults(rate=0)
+            # Once the bank answers again, the writer's leftovers are reclaimed: the index says error and
+            # no other object of the checkpoint remains; it never looked available anywhere.
+            inspect = direct.bank()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                seen.add(_checkpoint(service, provider, doomed)["status"])
+                left = set(inspect.list(f"checkpoints/{doomed}/"))
+                if (CheckpointStore(inspect).read(doomed).status == "error"
+                        and left <= {BankLayout.index_key(doomed), BankLayout.reclaimed_key(doomed)}
+                        and not [k for k in inspect.list(BankLayout.ACTIVE) if doomed in k]):
+                    break
+                time.sleep(0.5)
+            assert CheckpointStore(inspect).read(doomed).status == "error"
+            assert set(inspect.list(f"checkpoints/{doomed}/")) <= {BankLayout.index_key(doomed),
+                                                                   BankLayout.reclaimed_key(doomed)}
+            assert not [k for k in inspect.list("indices/") if doomed in k]
+            assert "available" not in seen
+            assert _checkpoint(service, provider, good)["status"] == "available"
+        finally:
+            proxy.set_faults(rate=0)
+            service.stop()

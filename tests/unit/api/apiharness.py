@@ -195,14 +195,15 @@ def register_tracing_opts(conf: Any) -> None:
 
 
 @contextlib.contextmanager
-def running_stack(tmp: Path) -> Iterator[Stack]:
+def running_stack(tmp: Path, db_url: str | None = None) -> Iterator[Stack]:
+    """The stack on a sqlite file under ``tmp``, or on the metadata store at ``db_url``."""
     from strongroom.db.api import Database
 
     conf = new_conf(overrides={
         "DEFAULT": {"admin_token": ADMIN_TOKEN, "osapi_max_limit": MAX_LIMIT, "auth_strategy": "noauth"},
         "api": {"max_request_body_size": MAX_BODY},
     })
-    db = Database(f"sqlite:///{tmp / 'api.sqlite'}")
+    db = Database(db_url or f"sqlite:///{tmp / 'api.sqlite'}")
     db.sync()
     register_tracing_opts(conf)
     transport = rpc.get_transport(conf, "fake://")

@@ -65,7 +65,7 @@ def test_errors_are_one_line_without_the_password(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("args", [[], ["db"], ["db", "frobnicate"], ["bank", "gc"]])
+@pytest.mark.parametrize("args", [[], ["db"], ["db", "frobnicate"], ["bank", "frobnicate"]])
 def test_usage_errors(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
     with pytest.raises(SystemExit) as info:
         manage.build_parser().parse_args(args)

@@ -98,3 +98,20 @@ def test_state_dir_is_substituted(tmp_path: Path) -> None:
 def test_shipped_local_provider_loads(tmp_path: Path) -> None:
     registry = ProviderRegistry.load(str(Path(__file__).parents[3] / "providers.d"), str(tmp_path))
     assert [p.name for p in registry.providers()] == ["Local"]
+
+
+@pytest.mark.parametrize(("bank_section", "key"), [
+    ("[swift]\nauth_url = http://127.0.0.1:1/v3\nauth_version = 3\nuser = u\nkey = k\ncontainer = c\n",
+     "project_name"),
+    ("[s3]\nbucket = backups\nendpoint_url = http://user:pw@127.0.0.1:1\n", "endpoint_url"),
+    ("[fs]\npath = /tmp/x\nlease_expire_window = 100\nlease_renew_window = 30\n", "lease_expire_window"),
+])
+def test_bank_options_that_depend_on_each_other_are_checked_at_load(tmp_path: Path, bank_section: str,
+                                                                    key: str) -> None:
+    bank = bank_section.split("]", 1)[0][1:]
+    text = GOOD.replace("bank = memory", f"bank = {bank}").replace("[memory]\ncapacity = 1073741824\n", bank_section)
+    with pytest.raises(exceptions.ProviderConfigError) as excinfo:
+        load(write(tmp_path, text), tmp_path)
+    message = str(excinfo.value)
+    assert "p.conf" in message and f"[{bank}]" in message and key in message
+    assert "pw@" not in message  # a credential in a URL is never echoed
