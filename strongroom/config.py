@@ -75,6 +75,36 @@ protection_opts = [
                  help="Longest wait between two attempts of a bank request (seconds)."),
 ]
 
+operationengine_opts: list[cfg.Opt] = [
+    cfg.IntOpt("min_interval", default=3600, min=1,
+               help="Smallest number of seconds allowed between two fires of a trigger."),
+    cfg.IntOpt("min_window", default=60, min=1,
+               help="Smallest trigger window (seconds after a fire time during which its run may still start)."),
+    cfg.IntOpt("max_window", default=3600, min=1, help="Largest trigger window, in seconds."),
+    cfg.IntOpt("default_window", default=900, min=1,
+               help="Window of a trigger that names none (clipped into [min_window, max_window])."),
+    cfg.FloatOpt("poll_interval", default=5.0, min=0.01,
+                 help="Seconds between two looks of an engine at the fires that are due."),
+    cfg.IntOpt("plan_ahead", default=600, min=1,
+               help="Fires are planned in the database this many seconds ahead of their time."),
+    cfg.FloatOpt("claim_timeout", default=60.0, min=0.1,
+                 help="A claimed fire whose engine stops renewing its claim for this long is taken over by "
+                      "another engine (if its window is still open).  Claims are renewed every third of it."),
+    cfg.IntOpt("max_concurrent_runs", default=4, min=1,
+               help="Scheduled runs one engine executes at once (it claims no more than that)."),
+    cfg.IntOpt("checkpoint_timeout", default=24 * 3600, min=1,
+               help="Seconds a run waits for its checkpoint to become available before it fails."),
+    cfg.IntOpt("log_retention_days", default=90, min=0,
+               help="Finished scheduled-operation logs older than this many days are deleted (0: never)."),
+]
+
+trustee_opts: list[cfg.Opt] = [
+    cfg.StrOpt("auth_url", help="Keystone v3 URL (e.g. http://keystone:5000/v3) used to create and use trusts."),
+    cfg.StrOpt("username", help="Service user that scheduled runs act through (the trustee)."),
+    cfg.StrOpt("password", secret=True, help="Password of the trustee user."),
+    cfg.StrOpt("user_domain_id", default="default", help="Domain of the trustee user."),
+]
+
 
 def bank_retry(conf: cfg.ConfigOpts) -> dict[str, float]:
     """Keyword arguments of :class:`strongroom.bank_plugins.retry.RetryingBank` from ``[protection]``."""
@@ -105,6 +135,8 @@ _GROUPS: dict[str | None, list[cfg.Opt]] = {
     "database": database_opts,
     "protection": protection_opts,
     "coordination": coordination_opts,
+    "operationengine": operationengine_opts,
+    "trustee": trustee_opts,
 }
 
 

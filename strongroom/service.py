@@ -61,10 +61,13 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
     """Everything one process runs, built from its configuration."""
 
     def __init__(self, conf: cfg.ConfigOpts, *, run_api: bool = True, run_protection: bool = True,
-                 transport_url: str | None = None, embedded: bool = False, clock: Clock | None = None) -> None:
+                 transport_url: str | None = None, embedded: bool = False, clock: Clock | None = None,
+                 run_operationengine: bool | None = None) -> None:
         self.conf = conf
         self.run_api = run_api
         self.run_protection = run_protection
+        self.run_operationengine = embedded if run_operationengine is None else run_operationengine
+        self.operationengine: Any = None
         self.transport_url = transport_url
         self.embedded = embedded
         self.clock = clock or Clock()
@@ -114,6 +117,8 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             app = make_app(conf, self.db, protection)
             self.api_server = APIServer(app, conf.api.bind_host, conf.api.bind_port, conf.api.threads)
             self.api_server.start()
+        if self.run_operationengine:
+            self._start_operationengine()
         self._heartbeat = threading.Thread(target=self._beat, name="sr-heartbeat", daemon=True)
         self._heartbeat.start()
 
@@ -176,12 +181,28 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         self._conductor.start()
         LOG.info("conductor %s claims jobs from %s", manager.owner_id, board.url_for_display)
 
+    def _start_operationengine(self) -> None:
+        from strongroom.operationengine import identity
+        from strongroom.operationengine.engine import EngineSettings, OperationEngine
+        from strongroom.protection.rpcapi import ProtectionAPI
+
+        settings = EngineSettings.from_conf(self.conf)
+        # Claims are renewed by the engine's own thread, not by the run waiting for this answer.
+        protection = ProtectionAPI(self._transport, self.conf.protection_topic)
+        self.operationengine = OperationEngine(self.db, protection, identity.from_conf(self.conf),
+                                               host=self.conf.host, settings=settings, clock=self.clock)
+        if self.embedded:
+            self.operationengine.release_stale_claims()
+        self.operationengine.start()
+
     def _beat(self) -> None:
         binaries = []
         if self.run_api:
             binaries.append("strongroom-api")
         if self.run_protection:
             binaries.append("strongroom-protection")
+        if self.run_operationengine:
+            binaries.append("strongroom-operationengine")
         heartbeat.run(self.db, self.conf.host, binaries, self.conf.protection_topic,
                       float(self.conf.heartbeat_interval), self._stop)
 
@@ -190,6 +211,8 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         if self._state_lock is not None:
             self._state_lock.close()
             self._state_lock = None
+        if self.operationengine is not None:
+            self.operationengine.stop(wait=graceful, timeout=timeout)
         if self.api_server is not None:
             self.api_server.stop()
         if self._rpc_server is not None:

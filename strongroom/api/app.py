@@ -31,7 +31,9 @@ from strongroom.api.v1 import (
     protectables,
     providers,
     restores,
+    scheduled_operations,
     services,
+    triggers,
     verifications,
 )
 from strongroom.context import get_context
@@ -59,6 +61,7 @@ class Route:
 
 
 _CP = "/providers/{provider_id}/checkpoints"
+_SO = "/scheduled_operations"
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/providers", providers.index, "List providers", response_key="providers"),
@@ -96,6 +99,24 @@ ROUTES: tuple[Route, ...] = (
           response_key="operation_logs"),
     Route("GET", "/operation_logs/{operation_log_id}", operation_logs.show, "Show an operation log",
           response_key="operation_log"),
+    Route("POST", "/triggers", triggers.create, "Create a time trigger", "TriggerCreate", "trigger_info"),
+    Route("GET", "/triggers", triggers.index, "List triggers", response_key="triggers"),
+    Route("GET", "/triggers/{trigger_id}", triggers.show, "Show a trigger", response_key="trigger_info"),
+    Route("PUT", "/triggers/{trigger_id}", triggers.update, "Update a trigger (re-plans its future fires)",
+          "TriggerUpdate", "trigger_info"),
+    Route("DELETE", "/triggers/{trigger_id}", triggers.delete, "Delete an unused trigger", status=204),
+    Route("POST", _SO, scheduled_operations.create, "Create a scheduled operation", "ScheduledOperationCreate",
+          "scheduled_operation"),
+    Route("GET", _SO, scheduled_operations.index, "List scheduled operations", response_key="operations"),
+    Route("GET", _SO + "/{scheduled_operation_id}", scheduled_operations.show, "Show a scheduled operation",
+          response_key="scheduled_operation"),
+    Route("POST", _SO + "/{scheduled_operation_id}/action", scheduled_operations.action,
+          "Suspend ({\"suspend\": {}}) or resume ({\"resume\": {}}) a scheduled operation",
+          "ScheduledOperationAction", "scheduled_operation"),
+    Route("DELETE", _SO + "/{scheduled_operation_id}", scheduled_operations.delete,
+          "Delete a scheduled operation (and its logs)", status=204),
+    Route("GET", _SO + "/{scheduled_operation_id}/logs", scheduled_operations.logs,
+          "List the runs of a scheduled operation", response_key="scheduled_operation_logs"),
     Route("GET", "/os-services", services.index, "List services, up or down (admin)", response_key="services",
           query=services.FILTERS),
     Route("PUT", "/os-services/{service_id}", services.update, "Enable or disable a service (admin)",

@@ -169,6 +169,102 @@ VERIFICATION_CREATE: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+# -- scheduling -----------------------------------------------------------------
+
+_seconds = {"type": ["integer", "string", "null"]}  # Karbor's samples send the window as a string
+_time = {"type": ["string", "null"], "maxLength": 64}
+
+TRIGGER_PROPERTIES: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "format": {"type": "string", "enum": ["crontab", "calendar"]},
+        "pattern": {"type": "string", "minLength": 1, "maxLength": 4096},
+        "start_time": _time,
+        "end_time": _time,
+        "window": _seconds,
+    },
+    "additionalProperties": False,
+}
+
+TRIGGER_CREATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "trigger_info": {
+            "type": "object",
+            "properties": {
+                "name": _name,
+                "type": {"type": "string", "enum": ["time"]},
+                "properties": {**TRIGGER_PROPERTIES, "required": ["pattern"]},
+            },
+            "required": ["name", "type", "properties"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["trigger_info"],
+    "additionalProperties": False,
+}
+
+TRIGGER_UPDATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "trigger_info": {
+            "type": "object",
+            "properties": {"name": _name, "properties": TRIGGER_PROPERTIES},
+            "minProperties": 1,
+            "additionalProperties": False,
+        },
+    },
+    "required": ["trigger_info"],
+    "additionalProperties": False,
+}
+
+_count = {"type": ["integer", "string", "null"]}  # Karbor accepted "3" as well as 3
+
+OPERATION_DEFINITION: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "provider_id": _uuidish,
+        "plan_id": _uuidish,
+        "max_backups": _count,
+        "retention_duration": _count,
+        **{key: {"type": ["integer", "null"]} for key in (
+            "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")},
+    },
+    "required": ["provider_id", "plan_id"],
+    "additionalProperties": False,
+}
+
+SCHEDULED_OPERATION_CREATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "scheduled_operation": {
+            "type": "object",
+            "properties": {
+                "name": _name,
+                "description": _description,
+                "operation_type": {"type": "string", "enum": ["protect", "retention_protect"]},
+                "trigger_id": _uuidish,
+                "operation_definition": OPERATION_DEFINITION,
+            },
+            "required": ["name", "operation_type", "trigger_id", "operation_definition"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["scheduled_operation"],
+    "additionalProperties": False,
+}
+
+SCHEDULED_OPERATION_ACTION: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "suspend": {"type": ["object", "null"], "maxProperties": 0},
+        "resume": {"type": ["object", "null"], "maxProperties": 0},
+    },
+    "minProperties": 1,
+    "maxProperties": 1,
+    "additionalProperties": False,
+}
+
 # Karbor's body is not wrapped: {"status": "disabled", "disabled_reason": "..."}.
 SERVICE_UPDATE: dict[str, Any] = {
     "type": "object",
@@ -188,6 +284,10 @@ ALL: dict[str, dict[str, Any]] = {
     "CheckpointAction": CHECKPOINT_ACTION,
     "RestoreCreate": RESTORE_CREATE,
     "VerificationCreate": VERIFICATION_CREATE,
+    "TriggerCreate": TRIGGER_CREATE,
+    "TriggerUpdate": TRIGGER_UPDATE,
+    "ScheduledOperationCreate": SCHEDULED_OPERATION_CREATE,
+    "ScheduledOperationAction": SCHEDULED_OPERATION_ACTION,
     "ServiceUpdate": SERVICE_UPDATE,
 }
 

@@ -35,8 +35,14 @@ LIST_COLUMNS: dict[str, list[str]] = {
     "verification": ["id", "project_id", "provider_id", "checkpoint_id", "status"],
     "operationlog": ["id", "operation_type", "status", "checkpoint_id", "plan_id", "restore_id", "started_at",
                      "ended_at"],
+    "trigger": ["id", "name", "type", "properties.format", "properties.pattern", "properties.window"],
+    "scheduledoperation": ["id", "name", "operation_type", "trigger_id", "operation_definition.plan_id",
+                           "enabled"],
+    "scheduledoperationlog": ["id", "expect_start_time", "state", "checkpoint_id", "end_time", "error_info"],
     "service": ["id", "binary", "host", "status", "state", "updated_at", "disabled_reason"],
 }
+RETENTION_OPTIONS = ("max_backups", "retention_duration", "keep_last", "keep_hourly", "keep_daily", "keep_weekly",
+                     "keep_monthly", "keep_yearly")
 
 
 class UsageError(Exception):
@@ -338,6 +344,109 @@ def cmd_operationlog(cli: Cli, a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _trigger_properties(a: argparse.Namespace) -> dict[str, Any]:
+    props = {key: getattr(a, key) for key in ("pattern", "start_time", "end_time", "window")
+             if getattr(a, key, None) is not None}
+    if a.trigger_format is not None:
+        props["format"] = a.trigger_format
+    for key, value in _kv_arg(a.property, "--property").items():
+        props.setdefault(key, value)
+    return props
+
+
+def cmd_trigger(cli: Cli, a: argparse.Namespace) -> int:
+    c = cli.client
+    if a.action == "create":
+        props = _trigger_properties(a)
+        if "pattern" not in props:
+            raise UsageError("trigger create: --pattern is required")
+        cli.emit_one(c.create_trigger(a.name, props, a.type))
+    elif a.action == "list":
+        cli.emit_list("trigger", c.list_triggers(**_list_params(a, "name", "type")))
+    elif a.action == "show":
+        cli.emit_one(c.show_trigger(a.trigger_id))
+    elif a.action == "update":
+        props = _trigger_properties(a)
+        if a.name is None and not props:
+            raise UsageError("trigger update: nothing to change")
+        cli.emit_one(c.update_trigger(a.trigger_id, a.name, props))
+    else:
+        c.delete_trigger(a.trigger_id)
+        cli.err.write(f"Trigger {a.trigger_id} deleted.\n")
+    return EXIT_OK
+
+
+def cmd_scheduledoperation(cli: Cli, a: argparse.Namespace) -> int:
+    c = cli.client
+    if a.action == "create":
+        definition: dict[str, Any] = {"provider_id": a.provider_id, "plan_id": a.plan_id}
+        definition.update({k: getattr(a, k) for k in RETENTION_OPTIONS if getattr(a, k) is not None})
+        cli.emit_one(c.create_scheduled_operation(a.name, a.operation_type, a.trigger_id, definition,
+                                                  a.description))
+    elif a.action == "list":
+        params = _list_params(a, "name", "operation_type", "trigger_id", "plan_id")
+        cli.emit_list("scheduledoperation", c.list_scheduled_operations(**params))
+    elif a.action == "show":
+        cli.emit_one(c.show_scheduled_operation(a.operation_id))
+    elif a.action == "suspend":
+        cli.emit_one(c.suspend_scheduled_operation(a.operation_id))
+    elif a.action == "resume":
+        cli.emit_one(c.resume_scheduled_operation(a.operation_id))
+    elif a.action == "logs":
+        params = _list_params(a, "state")
+        params.pop("all_tenants", None)
+        cli.emit_list("scheduledoperationlog", c.list_scheduled_operation_logs(a.operation_id, **params))
+    else:
+        c.delete_scheduled_operation(a.operation_id)
+        cli.err.write(f"Scheduled operation {a.operation_id} deleted.\n")
+    return EXIT_OK
+
+
+def _add_trigger_properties(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pattern", help="Cron expression, or an RFC 5545 VEVENT with RRULE for --format calendar.")
+    p.add_argument("--format", dest="trigger_format", choices=["crontab", "calendar"],
+                   help="Pattern format (default crontab).")
+    p.add_argument("--start-time", dest="start_time", help="UTC, e.g. 2026-01-31T08:30:00")
+    p.add_argument("--end-time", dest="end_time")
+    p.add_argument("--window", type=int, help="Seconds after a fire time its run may still start.")
+    p.add_argument("--property", action="append", metavar="KEY=VALUE",
+                   help="Karbor's spelling of the options above (repeatable).")
+
+
+def _add_scheduling_commands(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    g = groups.add_parser("trigger", help="Time triggers.").add_subparsers(dest="action", required=True)
+    p = g.add_parser("create")
+    p.add_argument("name")
+    p.add_argument("--type", default="time", choices=["time"])
+    _add_trigger_properties(p)
+    _add_list_options(g.add_parser("list"), "name", "type")
+    g.add_parser("show").add_argument("trigger_id")
+    p = g.add_parser("update")
+    p.add_argument("trigger_id")
+    p.add_argument("--name")
+    _add_trigger_properties(p)
+    g.add_parser("delete").add_argument("trigger_id")
+
+    g = groups.add_parser("scheduledoperation", help="Scheduled operations and their logs.").add_subparsers(
+        dest="action", required=True)
+    p = g.add_parser("create")
+    p.add_argument("name")
+    p.add_argument("operation_type", choices=["protect", "retention_protect"])
+    p.add_argument("trigger_id")
+    p.add_argument("--provider-id", dest="provider_id", required=True)
+    p.add_argument("--plan-id", dest="plan_id", required=True)
+    p.add_argument("--description")
+    for option in RETENTION_OPTIONS:
+        p.add_argument("--" + option.replace("_", "-"), dest=option, type=int,
+                       help="retention_protect only" if option != "retention_duration" else "days")
+    _add_list_options(g.add_parser("list"), "name", "operation_type", "trigger_id", "plan_id")
+    for name in ("show", "delete", "suspend", "resume"):
+        g.add_parser(name).add_argument("operation_id")
+    p = g.add_parser("logs", help="The runs of a scheduled operation, newest first.")
+    p.add_argument("operation_id")
+    _add_list_options(p, "state", all_tenants=False)
+
+
 def cmd_service(cli: Cli, a: argparse.Namespace) -> int:
     c = cli.client
     if a.action == "list":
@@ -456,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_list_options(g.add_parser("list"), "checkpoint_id", "plan_id", "restore_id", "status",
                       "operation_type", "provider_id")
     g.add_parser("show").add_argument("operation_log_id")
+    _add_scheduling_commands(groups)
 
     g = groups.add_parser("service", help="Services, up or down (admin).").add_subparsers(dest="action",
                                                                                        required=True)
@@ -479,6 +589,8 @@ COMMANDS: dict[str, Callable[[Cli, argparse.Namespace], int]] = {
     "restore": cmd_restore,
     "verification": cmd_verification,
     "operationlog": cmd_operationlog,
+    "trigger": cmd_trigger,
+    "scheduledoperation": cmd_scheduledoperation,
     "service": cmd_service,
 }
 

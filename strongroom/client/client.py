@@ -199,6 +199,59 @@ class Client:
     def show_operation_log(self, log_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/operation_logs/{log_id}")["operation_log"])
 
+    # -- triggers and scheduled operations -------------------------------------------
+
+    def create_trigger(self, name: str, properties: Mapping[str, Any], trigger_type: str = "time") -> dict[str, Any]:
+        body = {"trigger_info": {"name": name, "type": trigger_type, "properties": dict(properties)}}
+        return dict(self.request("POST", "/triggers", body)["trigger_info"])
+
+    def list_triggers(self, follow: bool = False, **params: Any) -> list[dict[str, Any]]:
+        return self._list("/triggers", "triggers", params, follow)
+
+    def show_trigger(self, trigger_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/triggers/{trigger_id}")["trigger_info"])
+
+    def update_trigger(self, trigger_id: str, name: str | None = None,
+                       properties: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        info: dict[str, Any] = {}
+        if name is not None:
+            info["name"] = name
+        if properties:
+            info["properties"] = dict(properties)
+        return dict(self.request("PUT", f"/triggers/{trigger_id}", {"trigger_info": info})["trigger_info"])
+
+    def delete_trigger(self, trigger_id: str) -> None:
+        self.request("DELETE", f"/triggers/{trigger_id}")
+
+    def create_scheduled_operation(self, name: str, operation_type: str, trigger_id: str,
+                                   operation_definition: Mapping[str, Any],
+                                   description: str | None = None) -> dict[str, Any]:
+        op: dict[str, Any] = {"name": name, "operation_type": operation_type, "trigger_id": trigger_id,
+                              "operation_definition": dict(operation_definition)}
+        if description is not None:
+            op["description"] = description
+        return dict(self.request("POST", "/scheduled_operations", {"scheduled_operation": op})["scheduled_operation"])
+
+    def list_scheduled_operations(self, follow: bool = False, **params: Any) -> list[dict[str, Any]]:
+        return self._list("/scheduled_operations", "operations", params, follow)  # Karbor's key
+
+    def show_scheduled_operation(self, operation_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/scheduled_operations/{operation_id}")["scheduled_operation"])
+
+    def delete_scheduled_operation(self, operation_id: str) -> None:
+        self.request("DELETE", f"/scheduled_operations/{operation_id}")
+
+    def suspend_scheduled_operation(self, operation_id: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/scheduled_operations/{operation_id}/action",
+                                 {"suspend": {}})["scheduled_operation"])
+
+    def resume_scheduled_operation(self, operation_id: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/scheduled_operations/{operation_id}/action",
+                                 {"resume": {}})["scheduled_operation"])
+
+    def list_scheduled_operation_logs(self, operation_id: str, follow: bool = False,
+                                      **params: Any) -> list[dict[str, Any]]:
+        return self._list(f"/scheduled_operations/{operation_id}/logs", "scheduled_operation_logs", params, follow)
     # -- services (admin) ------------------------------------------------------------
 
     def list_services(self, **params: Any) -> list[dict[str, Any]]:

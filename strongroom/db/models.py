@@ -187,7 +187,79 @@ class ServiceModel(TimestampMixin, Base):
     last_heartbeat: Mapped[_dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+# -- scheduling (operation engine) ----------------------------------------------------------------------
+
+
+class TriggerModel(TimestampMixin, Base):
+    __tablename__ = "triggers"
+
+    id: Mapped[str] = mapped_column(sa.String(ID_LEN), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.String(PROJECT_LEN), nullable=False, index=True)
+    name: Mapped[str] = mapped_column(sa.String(NAME_LEN), nullable=False)
+    type: Mapped[str] = mapped_column(sa.String(STATUS_LEN), nullable=False)
+    properties: Mapped[dict[str, Any]] = mapped_column(_json(), nullable=False)
+
+
+class ScheduledOperationModel(TimestampMixin, Base):
+    __tablename__ = "scheduled_operations"
+    __table_args__ = (
+        sa.Index("ix_scheduled_operations_project_id", "project_id"),
+        sa.Index("ix_scheduled_operations_plan_id", "plan_id"),
+        sa.Index("ix_scheduled_operations_enabled_planned", "enabled", "planned_until"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(ID_LEN), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.String(PROJECT_LEN), nullable=False)
+    user_id: Mapped[str | None] = mapped_column(sa.String(NAME_LEN), nullable=True)
+    name: Mapped[str] = mapped_column(sa.String(NAME_LEN), nullable=False)
+    description: Mapped[str] = mapped_column(sa.Text(), nullable=False, default="")
+    operation_type: Mapped[str] = mapped_column(sa.String(STATUS_LEN), nullable=False)
+    trigger_id: Mapped[str] = mapped_column(
+        sa.String(ID_LEN), sa.ForeignKey("triggers.id", name="fk_scheduled_operations_trigger_id"),
+        nullable=False, index=True)
+    plan_id: Mapped[str] = mapped_column(sa.String(ID_LEN), nullable=False)
+    provider_id: Mapped[str] = mapped_column(sa.String(ID_LEN), nullable=False)
+    operation_definition: Mapped[dict[str, Any]] = mapped_column(_json(), nullable=False)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean(create_constraint=False), nullable=False, default=True)
+    trust_id: Mapped[str | None] = mapped_column(sa.String(NAME_LEN), nullable=True)
+    planned_until: Mapped[_dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+    plan_version: Mapped[int] = mapped_column(sa.Integer(), nullable=False, default=0)
+
+
+class ScheduledFireModel(TimestampMixin, Base):
+    """One planned run; claimed by compare-and-set on ``version``; once claimed, the run's log."""
+
+    __tablename__ = "scheduled_fires"
+    __table_args__ = (
+        sa.UniqueConstraint("operation_id", "fire_time", name="uq_scheduled_fires_operation_time"),
+        sa.Index("ix_scheduled_fires_state_fire_time", "state", "fire_time"),
+        sa.Index("ix_scheduled_fires_state_claim_expires", "state", "claim_expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(ID_LEN), primary_key=True)
+    operation_id: Mapped[str] = mapped_column(
+        sa.String(ID_LEN),
+        sa.ForeignKey("scheduled_operations.id", ondelete="CASCADE", name="fk_scheduled_fires_operation_id"),
+        nullable=False)
+    project_id: Mapped[str] = mapped_column(sa.String(PROJECT_LEN), nullable=False)
+    fire_time: Mapped[_dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+    window_end: Mapped[_dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+    state: Mapped[str] = mapped_column(sa.String(STATUS_LEN), nullable=False)
+    owner: Mapped[str | None] = mapped_column(sa.String(NAME_LEN), nullable=True)
+    claim_token: Mapped[str | None] = mapped_column(sa.String(ID_LEN), nullable=True)
+    claim_expires_at: Mapped[_dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    attempts: Mapped[int] = mapped_column(sa.Integer(), nullable=False, default=0)
+    version: Mapped[int] = mapped_column(sa.Integer(), nullable=False, default=0)
+    triggered_at: Mapped[_dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    started_at: Mapped[_dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended_at: Mapped[_dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    checkpoint_id: Mapped[str | None] = mapped_column(sa.String(ID_LEN), nullable=True)
+    error_info: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    extra_info: Mapped[dict[str, Any]] = mapped_column(_json(), nullable=False)
+
+
 #: Every table, children first (the order in which rows can be deleted).
 ALL_MODELS: tuple[type[Base], ...] = (
+    ScheduledFireModel, ScheduledOperationModel, TriggerModel,
     ResourceModel, PlanModel, CheckpointModel, RestoreModel, OperationLogModel, ServiceModel,
 )

@@ -60,6 +60,13 @@ def test_readme_tour(all_in_one: AllInOne) -> None:
     logs = cli_json(all_in_one, "operationlog", "list")
     assert {log["operation_type"] for log in logs} >= {"protect", "restore", "verify", "delete"}
 
+    # The README's scheduling lines.
+    trigger = cli_json(all_in_one, "trigger", "create", "nightly", "--pattern", "0 2 * * *")
+    op = cli_json(all_in_one, "scheduledoperation", "create", "nightly, keep 7", "retention_protect",
+                  trigger["id"], "--provider-id", PROVIDER_ID, "--plan-id", plan["id"], "--max-backups", "7")
+    assert op["enabled"] is True and op["operation_definition"]["max_backups"] == 7
+    assert "expect_start_time" in cli(all_in_one, "scheduledoperation", "logs", op["id"]).stdout
+
 
 def test_cli_reports_errors_with_non_zero_exit(all_in_one: AllInOne) -> None:
     result = cli(all_in_one, "checkpoint", "show", PROVIDER_ID, "no-such-checkpoint", check=False)

@@ -114,7 +114,11 @@ def update(req: ApiRequest, plan_id: str) -> Result:
 
 
 def delete(req: ApiRequest, plan_id: str) -> Result:
+    from strongroom.db.scheduling import SchedulingStore
+
     plan = _get(req, plan_id)
     req.authorize("plan:delete", {"project_id": plan.project_id})
+    if SchedulingStore(req.db).count_operations(plan_id=plan_id):
+        raise exceptions.Conflict(reason=f"plan {plan_id} is used by scheduled operations; delete them first")
     req.db.delete_plan(plan_id, plan.project_id)
     return 202, None

@@ -10,6 +10,7 @@ from pathlib import Path
 import webob
 
 from strongroom.api import wsgi
+from strongroom.db import migration
 from strongroom.db.api import Database
 
 
@@ -38,7 +39,7 @@ def test_unsynced_store_answers_503_naming_db_sync_then_recovers(tmp_path: Path)
         assert resp.status_int == 503
         message = json.loads(resp.body)["serviceUnavailable"]["message"]
         assert message == (f"The API cannot start: Invalid configuration: the metadata store {url} is at schema "
-                           f"revision none but this API needs 0001_initial: run 'strongroom-manage db sync'")
+                           f"revision none but this API needs {migration.head()}: run 'strongroom-manage db sync'")
         db = Database(url)
         db.sync()
         resp = _get(app, "/v1/demo/plans")

@@ -24,9 +24,10 @@ def test_sync_twice_is_idempotent_and_reaches_head(fresh_url: str) -> None:
         assert db.version() is None
         db.sync()
         db.sync()
-        assert db.version() == migration.head() == "0001_initial"
+        assert db.version() == migration.head() == "0002_scheduling"
         tables = set(sa.inspect(db.engine).get_table_names())
-        assert {"plans", "resources", "checkpoints", "restores", "operation_logs", "services",
+        assert {"plans", "resources", "checkpoints", "restores", "operation_logs", "services", "triggers",
+                "scheduled_operations", "scheduled_fires",
                 migration.VERSION_TABLE} <= tables
         assert "alembic_version" not in tables  # left for taskflow's own migrations
     finally:
@@ -34,7 +35,7 @@ def test_sync_twice_is_idempotent_and_reaches_head(fresh_url: str) -> None:
 
 
 def test_migration_matches_the_models(database: Database) -> None:
-    """The models used by queries describe exactly what 0001_initial created."""
+    """The models used by queries describe exactly what the migrations created."""
     with database.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True,
                                                      "version_table": migration.VERSION_TABLE})
@@ -63,7 +64,7 @@ def test_sqlite_file_settings(tmp_path: str) -> None:
         db.dispose()
     with sqlite3.connect(path) as raw:
         row = raw.execute("SELECT version_num FROM strongroom_alembic_version").fetchone()
-    assert row == ("0001_initial",)
+    assert row == ("0002_scheduling",)
 
 
 def test_no_connection_until_first_use() -> None:

@@ -1,0 +1,157 @@
+"""Who a scheduled run acts as: the owner of the scheduled operation.
+
+- ``noauth``: the owning project (and the user id recorded when the operation was created).
+- ``keystone``: a Keystone trust.  When a user creates a scheduled operation, the API creates a trust from
+  that user (trustor) to Strongroom's service user (``[trustee]``), for the operation's project and the
+  user's roles, with impersonation; the trust id is stored with the operation.  Each run authenticates as
+  the trustee scoped to the trust and gets a token that acts as the user.  A revoked trust, a deleted user or
+  a lost role makes the run fail with a message that says so, rather than run with more rights than the
+  owner has now.  Deleting the operation deletes its trust.
+
+Built on keystoneauth1 (``v3.Password`` with ``trust_id``); no Keystone runs on a test machine, so the
+tests use a clearly named fake Keystone HTTP server (``tests/servers/fake_keystone.py``).
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+from typing import Any
+
+from oslo_config import cfg
+
+from strongroom import exceptions
+from strongroom.context import RequestContext, get_context
+from strongroom.objects.scheduling import ScheduledOperation
+
+LOG = logging.getLogger(__name__)
+
+
+class IdentityError(exceptions.Forbidden):
+    """Policy does not allow this operation: {reason}"""
+
+
+class RunIdentity(abc.ABC):
+    """Creates, uses and deletes what lets the engine act as an operation's owner."""
+
+    @abc.abstractmethod
+    def create_delegation(self, ctx: RequestContext, user_token: str | None) -> str | None:
+        """Called by the API when ``ctx``'s user creates an operation; returns the trust id (or None)."""
+
+    @abc.abstractmethod
+    def delete_delegation(self, trust_id: str | None, user_token: str | None) -> None:
+        """Called by the API when the operation is deleted.  Best effort: never raises."""
+
+    @abc.abstractmethod
+    def context_for(self, op: ScheduledOperation) -> RequestContext:
+        """The context a run of ``op`` acts with; :class:`IdentityError` when it may no longer act."""
+
+
+class NoAuthIdentity(RunIdentity):
+    """``auth_strategy = noauth``: a member of the owning project."""
+
+    def create_delegation(self, ctx: RequestContext, user_token: str | None) -> str | None:
+        return None
+
+    def delete_delegation(self, trust_id: str | None, user_token: str | None) -> None:
+        return None
+
+    def context_for(self, op: ScheduledOperation) -> RequestContext:
+        return get_context(op.project_id, user_id=op.user_id, roles=["member"])
+
+
+class KeystoneTrusts(RunIdentity):
+    """``auth_strategy = keystone``: Keystone trusts from each owner to the ``[trustee]`` service user."""
+
+    def __init__(self, auth_url: str, username: str, password: str, user_domain_id: str = "default",
+                 timeout: float = 30.0) -> None:
+        if not (auth_url and username and password):
+            raise exceptions.ConfigError(
+                reason="auth_strategy = keystone needs [trustee] auth_url, username and password")
+        self.auth_url = auth_url.rstrip("/")
+        self._username = username
+        self._password = password
+        self._user_domain_id = user_domain_id
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._trustee_user_id: str | None = None
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts) -> KeystoneTrusts:
+        t = conf.trustee
+        return cls(t.auth_url or "", t.username or "", t.password or "", t.user_domain_id or "default")
+
+    def _session(self, auth: Any = None) -> Any:
+        from keystoneauth1 import session
+
+        return session.Session(auth=auth, timeout=self._timeout)
+
+    def _password_auth(self, trust_id: str | None = None) -> Any:
+        from keystoneauth1.identity import v3
+
+        return v3.Password(auth_url=self.auth_url, username=self._username, password=self._password,
+                           user_domain_id=self._user_domain_id, trust_id=trust_id)
+
+    def trustee_user_id(self) -> str:
+        with self._lock:
+            if self._trustee_user_id is None:
+                sess = self._session(self._password_auth())
+                self._trustee_user_id = str(sess.get_user_id())
+            return self._trustee_user_id
+
+    def create_delegation(self, ctx: RequestContext, user_token: str | None) -> str | None:
+        from keystoneauth1 import exceptions as ks_exc
+
+        if not user_token:
+            raise IdentityError(reason="creating a scheduled operation needs the user's token (keystone)")
+        body = {"trust": {
+            "trustor_user_id": ctx.user_id, "trustee_user_id": self.trustee_user_id(),
+            "project_id": ctx.project_id, "impersonation": True,
+            "roles": [{"name": role} for role in ctx.roles],
+        }}
+        try:
+            resp = self._session().post(f"{self.auth_url}/OS-TRUST/trusts", json=body,
+                                        headers={"X-Auth-Token": user_token}, authenticated=False)
+        except ks_exc.ClientException as err:
+            raise IdentityError(reason=f"Keystone refused a trust for user {ctx.user_id} in project "
+                                       f"{ctx.project_id}: {err}") from err
+        return str(resp.json()["trust"]["id"])
+
+    def delete_delegation(self, trust_id: str | None, user_token: str | None) -> None:
+        if not trust_id:
+            return
+        try:
+            headers = {"X-Auth-Token": user_token} if user_token else {}
+            sess = self._session() if user_token else self._session(self._password_auth())
+            sess.delete(f"{self.auth_url}/OS-TRUST/trusts/{trust_id}", headers=headers,
+                        authenticated=not user_token)
+        except Exception as err:  # noqa: BLE001 - deleting the operation matters more than its trust
+            LOG.warning("could not delete Keystone trust %s: %s", trust_id, err)
+
+    def context_for(self, op: ScheduledOperation) -> RequestContext:
+        from keystoneauth1 import exceptions as ks_exc
+
+        if not op.trust_id:
+            raise IdentityError(reason=f"scheduled operation {op.id} has no Keystone trust; recreate it")
+        # A fresh token for every run (runs are at least min_interval apart): a revoked trust, a deleted
+        # user or a removed role is noticed at the next run, not when a cached token expires.
+        auth = self._password_auth(op.trust_id)
+        try:
+            access = auth.get_access(self._session(auth))
+        except ks_exc.ClientException as err:
+            raise IdentityError(reason=f"the Keystone trust of scheduled operation {op.id} no longer works "
+                                       f"({type(err).__name__}: {err})") from err
+        if access.project_id != op.project_id:
+            raise IdentityError(reason=f"the trust of scheduled operation {op.id} is for project "
+                                       f"{access.project_id}, not {op.project_id}")
+        ctx = get_context(op.project_id, user_id=access.user_id, roles=list(access.role_names))
+        ctx.auth_token = access.auth_token
+        return ctx
+
+
+def from_conf(conf: cfg.ConfigOpts) -> RunIdentity:
+    """The identity provider for ``auth_strategy``."""
+    if conf.auth_strategy == "keystone":
+        return KeystoneTrusts.from_conf(conf)
+    return NoAuthIdentity()

@@ -1,0 +1,214 @@
+"""One run of one claimed fire: protect the plan, wait for the checkpoint, apply retention, log the outcome.
+
+Every step that has an effect outside the fire row is preceded by a write guarded by the claim token
+(:meth:`SchedulingStore.update_run`), so an engine that lost its claim stops before it acts, and the
+engine that took the fire over resumes from what the row says:
+
+- no ``checkpoint_id`` yet: look for a checkpoint whose ``extra_info.scheduled_fire_id`` is this fire (the
+  previous owner may have died between protection accepting the run and recording it); if none, protect
+  (only while the window is open, else the fire is ``dropped_out_of_window``);
+- a ``checkpoint_id``: wait for it, then retention, then ``success`` or ``failed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import logging
+import threading
+from typing import Any, Protocol
+
+from strongroom import exceptions
+from strongroom.clock import Clock
+from strongroom.context import RequestContext
+from strongroom.db.api import Database
+from strongroom.db.scheduling import SchedulingStore
+from strongroom.objects.records import CheckpointRecord
+from strongroom.objects.scheduling import FireState, OperationType, ScheduledFire, ScheduledOperation
+from strongroom.operationengine import retention
+from strongroom.operationengine.identity import RunIdentity
+
+LOG = logging.getLogger(__name__)
+
+CREATED_BY = "operation-engine"
+FIRE_KEY = "scheduled_fire_id"  # extra_info key of checkpoints made by a scheduled run
+CHECKPOINT_DONE = frozenset({"available", "error", "deleting", "deleted", "error-deleting"})
+
+
+class ProtectionClient(Protocol):
+    """What the engine needs of :class:`strongroom.protection.rpcapi.ProtectionAPI`."""
+
+    def protect(self, ctxt: RequestContext, plan: dict[str, Any], provider_id: str,
+                extra_info: dict[str, Any] | None = None,
+                scheduled_operation_id: str | None = None) -> dict[str, Any]: ...
+
+    def delete_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str) -> None: ...
+
+
+class ClaimLost(Exception):
+    """Another engine holds this fire now; this run stops without touching it."""
+
+
+class Stopping(Exception):
+    """The engine is stopping: the run leaves the fire as it is; its claim expires and an engine takes it
+    over (the one restarted, or another)."""
+
+
+@dataclasses.dataclass
+class RunContext:
+    """What every run of one engine shares."""
+
+    store: SchedulingStore
+    db: Database
+    protection: ProtectionClient
+    identity: RunIdentity
+    clock: Clock
+    owner: str
+    claim_timeout: float
+    poll_interval: float
+    checkpoint_timeout: float
+    stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
+class FireRun:
+    def __init__(self, env: RunContext, fire: ScheduledFire) -> None:
+        assert fire.claim_token is not None
+        self.env = env
+        self.fire = fire
+
+    # -- guarded writes -------------------------------------------------------------
+
+    def _update(self, **values: Any) -> ScheduledFire:
+        fire = self.env.store.update_run(self.fire, values)
+        if fire is None:
+            raise ClaimLost(self.fire.id)
+        self.fire = fire
+        return fire
+
+    def _confirm(self) -> None:
+        """Make sure the claim is still ours and renew it unless it is fresh: the side effect that follows
+        starts with most of a claim period ahead of it."""
+        now = self.env.clock.now()
+        expires = self.fire.claim_expires_at
+        if expires is not None and (expires - now).total_seconds() > self.env.claim_timeout * 0.8:
+            return
+        self._update(claim_expires_at=now + _dt.timedelta(seconds=self.env.claim_timeout))
+
+    def _finish(self, state: FireState, error: str | None = None, **values: Any) -> None:
+        self._update(state=state.value, ended_at=self.env.clock.now(), error_info=error, **values)
+        LOG.info("scheduled fire %s of operation %s at %s: %s%s", self.fire.id, self.fire.operation_id,
+                 self.fire.fire_time.isoformat(), state.value, f" ({error})" if error else "")
+
+    # -- the run ------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except ClaimLost:
+            LOG.warning("scheduled fire %s was taken over by another engine; %s stops", self.fire.id,
+                        self.env.owner)
+        except Stopping:
+            LOG.info("scheduled fire %s left to the next engine: %s is stopping", self.fire.id, self.env.owner)
+        except Exception as err:  # noqa: BLE001 - every failure ends in the fire's log
+            if not isinstance(err, exceptions.StrongroomError):
+                LOG.exception("scheduled fire %s failed", self.fire.id)
+            message = err.message if isinstance(err, exceptions.StrongroomError) else f"{type(err).__name__}: {err}"
+            try:
+                self._finish(FireState.FAILED, message)
+            except ClaimLost:
+                pass
+            except Exception:  # noqa: BLE001 - the claim expires and another engine finishes it
+                LOG.exception("could not record the failure of scheduled fire %s", self.fire.id)
+
+    def _run(self) -> None:
+        env = self.env
+        try:
+            op = env.store.get_operation(self.fire.operation_id)
+        except exceptions.NotFound:
+            return  # deleted with its fires meanwhile
+        ctx = env.identity.context_for(op)
+        checkpoint_id = self.fire.checkpoint_id
+        if checkpoint_id is None and self.fire.attempts > 1:  # an earlier owner may have started it
+            checkpoint_id = self._adopt(op)
+        if checkpoint_id is None:
+            if env.clock.now() > self.fire.window_end:
+                note = f" (engine {self.fire.owner} claimed it)" if self.fire.attempts > 1 else ""
+                self._finish(FireState.DROPPED_OUT_OF_WINDOW, f"its window closed before a run started{note}")
+                return
+            checkpoint_id = self._protect(ctx, op)
+        elif self.fire.checkpoint_id is None:
+            self._update(checkpoint_id=checkpoint_id, started_at=env.clock.now())
+        checkpoint = self._wait(checkpoint_id)
+        if checkpoint.status != "available":
+            reason = f": {checkpoint.status_reason}" if checkpoint.status_reason else ""
+            self._finish(FireState.FAILED, f"checkpoint {checkpoint_id} ended {checkpoint.status}{reason}")
+            return
+        extra: dict[str, Any] = {}
+        if op.operation_type == OperationType.RETENTION_PROTECT:
+            self._confirm()
+            extra["retention"] = self._retain(ctx, op)
+        self._finish(FireState.SUCCESS, None, extra_info=extra)
+
+    def _adopt(self, op: ScheduledOperation) -> str | None:
+        """A checkpoint a previous owner of this fire already started, if any."""
+        day = self.fire.fire_time.date()
+        for cp in self.env.db.list_checkpoints(op.provider_id, op.project_id,
+                                               filters={"plan_id": op.plan_id, "start_date": day}):
+            if (cp.extra_info or {}).get(FIRE_KEY) == self.fire.id:
+                return cp.id
+        return None
+
+    def _protect(self, ctx: RequestContext, op: ScheduledOperation) -> str:
+        env = self.env
+        plan = env.db.get_plan(op.plan_id, op.project_id)
+        if plan.provider_id != op.provider_id:
+            raise exceptions.InvalidInput(
+                reason=f"plan {plan.id} now uses provider {plan.provider_id}, not {op.provider_id}")
+        extra_info = {"created_by": CREATED_BY, "scheduled_operation_id": op.id, "trigger_id": op.trigger_id,
+                      FIRE_KEY: self.fire.id, "fire_time": self.fire.fire_time.isoformat()}
+        self._confirm()
+        try:
+            record = env.protection.protect(ctx, plan.to_dict(), op.provider_id, extra_info=extra_info,
+                                            scheduled_operation_id=op.id)
+            checkpoint_id = str(record["id"])
+        except Exception:
+            # It may have been accepted all the same (e.g. the answer timed out): never start a second one.
+            adopted = self._adopt(op)
+            if adopted is None:
+                raise
+            checkpoint_id = adopted
+        self._update(checkpoint_id=checkpoint_id, started_at=env.clock.now())
+        return checkpoint_id
+
+    def _wait(self, checkpoint_id: str) -> CheckpointRecord:
+        env = self.env
+        deadline = env.clock.monotonic() + env.checkpoint_timeout
+        while True:
+            checkpoint = env.db.get_checkpoint(checkpoint_id)
+            if checkpoint.status in CHECKPOINT_DONE:
+                return checkpoint
+            if env.stopping.is_set():
+                raise Stopping(self.fire.id)
+            if env.clock.monotonic() > deadline:
+                raise exceptions.ProtectionError(
+                    reason=f"checkpoint {checkpoint_id} is still {checkpoint.status} after "
+                           f"{env.checkpoint_timeout:g} seconds")
+            env.clock.sleep(env.poll_interval)
+
+    def _retain(self, ctx: RequestContext, op: ScheduledOperation) -> dict[str, Any]:
+        env = self.env
+        policy = retention.Policy.from_definition(op.operation_definition)
+        checkpoints = env.db.list_checkpoints(op.provider_id, op.project_id, filters={"plan_id": op.plan_id})
+        decision = retention.decide(policy, checkpoints, env.clock.now())
+        deleted: list[str] = []
+        skipped: dict[str, str] = {}
+        for checkpoint_id in decision.delete:
+            try:
+                env.protection.delete_checkpoint(ctx, op.provider_id, checkpoint_id)
+                deleted.append(checkpoint_id)
+            except (exceptions.Conflict, exceptions.NotFound) as err:  # changed meanwhile: next run decides
+                skipped[checkpoint_id] = err.message
+        out: dict[str, Any] = {"deleted": deleted, "kept": sorted(decision.keep)}
+        if skipped:
+            out["skipped"] = skipped
+        return out
