@@ -7,6 +7,8 @@ a bounded pool; it never orchestrates a flow itself.
 from __future__ import annotations
 
 import collections
+import contextlib
+import datetime as _dt
 import logging
 import os
 import threading
@@ -36,6 +38,9 @@ from strongroom.protection.providers import Provider, ProviderRegistry
 from strongroom.protection.runner import Job, Runner
 
 LOG = logging.getLogger(__name__)
+
+#: ``extra_info`` key of a checkpoint made by a scheduled run: the fire's id (``operationengine.runs``).
+FIRE_KEY = "scheduled_fire_id"
 
 
 def default_owner_id(host: str) -> str:
@@ -286,6 +291,11 @@ class ProtectionManager:
         provider = self.registry.get(provider_id)
         if not the_plan.resources:
             raise exceptions.InvalidInput(reason=f"plan {the_plan.id} has no resources")
+        earlier = self._same_fire(provider, the_plan, extra_info or {})
+        if earlier is not None:
+            LOG.info("scheduled fire %s already made checkpoint %s: not protecting twice",
+                     (extra_info or {}).get(FIRE_KEY), earlier.id)
+            return earlier.to_dict()
         roots = graph_mod.build_graph(the_plan.resources, lambda r: self._dependents(ctxt, r))
         total = 0
         for node in graph_mod.iter_nodes(roots):
@@ -312,6 +322,25 @@ class ProtectionManager:
             raise _bank_unavailable(provider, err) from err
         self._submit(Job(OperationKind.PROTECT, ctxt, provider, record, log, fence=fence))
         return record.to_dict()
+
+    def _same_fire(self, provider: Provider, plan: Plan, extra_info: dict[str, Any]) -> CheckpointRecord | None:
+        """The checkpoint an earlier call for the same scheduled fire made, if any.
+
+        A scheduled run's protect carries its fire's id; an engine that paused past its claim may
+        call again after another engine took the fire over: the fire id makes the call idempotent.
+        """
+        fire = extra_info.get(FIRE_KEY)
+        if not fire:
+            return None
+        filters: dict[str, Any] = {"plan_id": plan.id}
+        fire_time = extra_info.get("fire_time")
+        if isinstance(fire_time, str):
+            with contextlib.suppress(ValueError):
+                filters["start_date"] = _dt.datetime.fromisoformat(fire_time).date()
+        for record in self.db.list_checkpoints(provider.id, plan.project_id, filters=filters):
+            if (record.extra_info or {}).get(FIRE_KEY) == fire:
+                return record
+        return None
 
     # -- delete and reset ----------------------------------------------------
 

@@ -206,3 +206,15 @@ def test_plugins_can_be_injected_without_entry_points() -> None:
         assert plugins.load_class(plugins.PROTECTIONS, "nothing") is Nothing
     finally:
         plugins.unregister_test_plugin(plugins.PROTECTIONS, "nothing")
+
+
+def test_a_scheduled_fire_protects_once_however_often_it_is_sent(engine: ProtectionManager) -> None:
+    plan = plan_for(engine, make_volume(engine, "v1", b"scheduled"))
+    fire = {"scheduled_fire_id": "fire-1", "fire_time": "2026-11-26T05:00:00+00:00"}
+    first = engine.protect(CTX, plan.to_dict(), PROVIDER, dict(fire), scheduled_operation_id="op-1")
+    # An engine that paused past its claim sends the same fire again after another engine did.
+    again = engine.protect(CTX, plan.to_dict(), PROVIDER, dict(fire), scheduled_operation_id="op-1")
+    other = engine.protect(CTX, plan.to_dict(), PROVIDER, {**fire, "scheduled_fire_id": "fire-2"})
+    engine.wait_idle()
+    assert again["id"] == first["id"] != other["id"]
+    assert len(engine.db.list_checkpoints(PROVIDER, "proj", filters={"plan_id": plan.id})) == 2
