@@ -45,6 +45,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -399,13 +400,11 @@ class LeaseKeeper:
 
     def wait_held(self, timeout: float) -> bool:
         """Block until the lease is held and valid, at most ``timeout`` seconds (real time)."""
-        deadline = threading.Event()
-        waited = 0.0
+        deadline = time.monotonic() + timeout
         while not self.valid():
-            if waited >= timeout:
+            if time.monotonic() >= deadline:
                 return False
-            deadline.wait(0.05)
-            waited += 0.05
+            time.sleep(0.05)
         return True
 
     def stop(self, release: bool = True) -> None:

@@ -353,13 +353,6 @@ class SchedulingStore:
             return ([(_record(ScheduledOperation, op), _record(Trigger, trig)) for op, trig in to_plan],
                     [_record(ScheduledFire, m) for m in due])
 
-    def next_fire_time(self, op_id: str) -> _dt.datetime | None:
-        with self._session() as s:
-            value = s.execute(sa.select(sa.func.min(ScheduledFireModel.fire_time)).where(
-                ScheduledFireModel.operation_id == op_id,
-                ScheduledFireModel.state == FireState.PLANNED.value)).scalar_one_or_none()
-            return _utc(value)
-
     def _cas(self, fire: ScheduledFire, values: Mapping[str, Any]) -> ScheduledFire | None:
         """Apply ``values`` if the fire is still at ``fire.version``; the new fire, or None."""
         now = self._now()

@@ -124,6 +124,12 @@ class CheckpointStore:
         data["version"] = INDEX_VERSION
         return data
 
+    def _save(self, record: CheckpointRecord) -> CheckpointRecord:
+        """Write ``record`` as the checkpoint's index (stamping ``updated_at``)."""
+        record.updated_at = self.clock.now()
+        self.bank.put_json(self.layout.index_key(record.id), self._index_from_record(record))
+        return record
+
     def read(self, checkpoint_id: str) -> CheckpointRecord:
         try:
             data = self.bank.get_json(self.layout.index_key(checkpoint_id))
@@ -136,8 +142,7 @@ class CheckpointStore:
         """Write the active marker, then the index as ``protecting``."""
         if record.owner_id:
             self.mark_active(record.owner_id, record.id, record.project_id, "protect")
-        record.updated_at = self.clock.now()
-        self.bank.put_json(self.layout.index_key(record.id), self._index_from_record(record))
+        self._save(record)
 
     def mark_active(self, owner_id: str, checkpoint_id: str, project_id: str, operation: str) -> None:
         self.bank.put_json(self.layout.active_key(owner_id, checkpoint_id),
@@ -151,9 +156,7 @@ class CheckpointStore:
         record.status = CheckpointStatus.DELETING
         record.status_reason = None
         record.owner_id = owner_id
-        record.updated_at = self.clock.now()
-        self.bank.put_json(self.layout.index_key(checkpoint_id), self._index_from_record(record))
-        return record
+        return self._save(record)
 
     def take_over(self, checkpoint_id: str, owner_id: str, operation: str) -> CheckpointRecord:
         """Make ``owner_id`` the writer of an unfinished checkpoint (a job resumed by another worker).
@@ -170,15 +173,12 @@ class CheckpointStore:
         if record.status != running:
             raise exceptions.Conflict(reason=f"checkpoint {checkpoint_id} is {record.status}, not {running}")
         previous = record.owner_id
-        if previous == owner_id:
-            self.mark_active(owner_id, checkpoint_id, record.project_id, operation)
-            return record
         self.mark_active(owner_id, checkpoint_id, record.project_id, operation)
-        record.owner_id = owner_id
-        record.updated_at = self.clock.now()
-        self.bank.put_json(self.layout.index_key(checkpoint_id), self._index_from_record(record))
-        if previous:
-            self.clear_active(previous, checkpoint_id)
+        if previous != owner_id:
+            record.owner_id = owner_id
+            self._save(record)
+            if previous:
+                self.clear_active(previous, checkpoint_id)
         return record
 
     def active_markers(self) -> Iterator[ActiveMarker]:
@@ -209,9 +209,7 @@ class CheckpointStore:
             check_transition("Checkpoint", checkpoint_id, record.status, status, CheckpointStatus)
         record.status = status
         record.status_reason = reason
-        record.updated_at = self.clock.now()
-        self.bank.put_json(self.layout.index_key(checkpoint_id), self._index_from_record(record))
-        return record
+        return self._save(record)
 
     def commit(self, checkpoint_id: str, bytes_total: int | None = None,
                owner_id: str | None = None) -> CheckpointRecord:
@@ -228,25 +226,23 @@ class CheckpointStore:
         record.status_reason = None
         if bytes_total is not None:
             record.bytes_total = bytes_total
-        record.updated_at = self.clock.now()
-        self.bank.put_json(self.layout.index_key(checkpoint_id), self._index_from_record(record))
+        self._save(record)
         for key in self.layout.index_keys(record):
             self.bank.put(key, b"")
-        self._clear_active(record)
+        if record.owner_id:
+            self.clear_active(record.owner_id, checkpoint_id)
         return record
 
-    def fail(self, checkpoint_id: str, reason: str, clear_marker: bool = True) -> CheckpointRecord:
-        """Index ``error`` with ``reason`` (kept if garbage collection already failed it), marker cleared."""
+    def fail(self, checkpoint_id: str, reason: str, owner_id: str) -> CheckpointRecord:
+        """End a failed protect: index ``error`` with ``reason`` (kept if garbage collection already
+        failed it), then its partial data in reverse write order, then ``owner_id``'s marker.  If the
+        bank fails half way, the marker stays and garbage collection finishes the job."""
         record = self.read(checkpoint_id)
         if record.status != CheckpointStatus.ERROR:
             record = self.set_status(checkpoint_id, CheckpointStatus.ERROR, reason)
-        if clear_marker:
-            self._clear_active(record)
+        self.remove_objects(checkpoint_id)
+        self.clear_active(owner_id, checkpoint_id)
         return record
-
-    def _clear_active(self, record: CheckpointRecord) -> None:
-        if record.owner_id:
-            self.bank.delete(self.layout.active_key(record.owner_id, record.id))
 
     # -- deletion ----------------------------------------------------------
 
@@ -288,12 +284,15 @@ class CheckpointStore:
                 out.append(parts[1])
         return out
 
-    def manifest_sections(self, checkpoint_id: str) -> Iterator[BankSection]:
-        """The data sections (``.../data/``) of the checkpoint's resources that have a manifest header."""
-        resources = self.bank.section(f"checkpoints/{checkpoint_id}/resources")
+    def data_sections(self, checkpoint_id: str) -> Iterator[BankSection]:
+        """The ``resources/<type#id>/data`` sections of a checkpoint that hold any manifest object."""
+        resources = self.bank.section(self.layout.checkpoint_prefix(checkpoint_id) + "resources")
+        seen: set[str] = set()
         for key in resources.iter():
-            if key.endswith(self.layout.MANIFEST_SUFFIX):
-                yield resources.section(key[: -len("/manifest.json")])
+            head, sep, _ = key.partition("/data/")
+            if sep and head not in seen:
+                seen.add(head)
+                yield resources.section(f"{head}/data")
 
     def resource_section(self, checkpoint_id: str, resource_key: str, read_only: bool = False) -> BankSection:
         return self.bank.section(self.layout.resource_prefix(checkpoint_id, resource_key), read_only=read_only)

@@ -25,7 +25,9 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -220,6 +222,8 @@ class Conductor:
         finally:
             with self._lock:
                 self._claims.pop(job.uuid, None)
+            if consume:
+                self._refused.discard(job.uuid)
             self._finish(claim, consume)
 
     def _finish(self, claim: Claim, consume: bool) -> None:
@@ -264,11 +268,9 @@ class Conductor:
         """
         self._stop_claiming.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        pause = threading.Event()
-        waited = 0.0
-        while self.running() and waited < wait:
-            pause.wait(0.1)
-            waited += 0.1
+        deadline = time.monotonic() + wait
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
         self._stop.set()  # no more extensions: unfinished jobs go to other workers once their claims expire
         for thread in self._threads:
             thread.join(timeout=10)
@@ -276,6 +278,4 @@ class Conductor:
 
 def _redact(text: str) -> str:
     """``redis://user:secret@host`` -> ``redis://user:***@host``."""
-    import re
-
     return re.sub(r"(://[^:/@\s]*:)[^@/\s]+@", r"\1***@", text)

@@ -359,20 +359,9 @@ def referenced_digests(store: CheckpointStore, project_id: str, exclude: str | N
             continue
         if record.project_id != project_id or record.status == CheckpointStatus.DELETED:
             continue
-        for section in data_sections(store, checkpoint_id):
+        for section in store.data_sections(checkpoint_id):
             needed.update(manifest_digests(section, allow_incomplete=True))
     return needed
-
-
-def data_sections(store: CheckpointStore, checkpoint_id: str) -> Iterator[Any]:
-    """The ``.../resources/<type#id>/data`` sections of a checkpoint that hold any manifest object."""
-    resources = store.bank.section(f"checkpoints/{checkpoint_id}/resources")
-    seen: set[str] = set()
-    for key in resources.iter():
-        head, sep, _ = key.partition("/data/")
-        if sep and head not in seen:
-            seen.add(head)
-            yield resources.section(f"{head}/data")
 
 
 def wait_for_sweeps(bank: Bank, lease: BankLease, project_id: str, sweeping: Sweeping, *, poll: float = 0.5,

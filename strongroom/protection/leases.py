@@ -36,13 +36,16 @@ class Fence:
     def valid(self) -> bool:
         return self.keeper.valid(self.epoch)
 
+    def lost(self, what: str) -> exceptions.LeaseLost:
+        """The error that says this run may no longer ``what`` (e.g. "publish"), naming the bank."""
+        lease = self.keeper.lease
+        why = self.keeper.last_error or "its validity ran out before a renewal succeeded"
+        return exceptions.LeaseLost(owner=lease.owner_id, bank=lease.bank_name, reason=f"will not {what}: {why}")
+
     def check(self, what: str) -> None:
-        """Raise ``LeaseLost`` naming the bank unless this run may still ``what`` (e.g. "publish")."""
+        """Raise ``LeaseLost`` naming the bank unless this run may still ``what``."""
         if not self.valid():
-            lease = self.keeper.lease
-            why = self.keeper.last_error or "its validity ran out before a renewal succeeded"
-            raise exceptions.LeaseLost(owner=lease.owner_id, bank=lease.bank_name,
-                                       reason=f"will not {what}: {why}")
+            raise self.lost(what)
 
 
 class BankLeases:

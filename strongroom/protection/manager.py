@@ -182,9 +182,9 @@ class ProtectionManager:
             with self._running_lock:
                 self._posted.discard(checkpoint.id)
             self.db.update_checkpoint(checkpoint.id, {"owner_id": self.owner_id}, check=False)
-        resumed = bool(flow_detail is not None and any(True for _ in flow_detail))
+        job.resumed = bool(flow_detail is not None and any(True for _ in flow_detail))
         self.db.update_operation_log(log.id, {"host": self.host, "extra_info": {
-            **log.extra_info, "worker": self.owner_id, "resumed": resumed}})
+            **log.extra_info, "worker": self.owner_id, "resumed": job.resumed}})
         job.log = self.db.get_operation_log(log.id)
         try:
             self.runner.run(job, book=book, flow_detail=flow_detail)

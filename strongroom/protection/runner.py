@@ -101,6 +101,8 @@ class Job:
     fence: Fence | None = None
     #: The jobboard claim of a run a conductor claimed (deployed mode).
     claim: Claim | None = None
+    #: An earlier attempt of this job ran some hooks (a worker died): hooks may find a resume state.
+    resumed: bool = False
 
     def may_write(self) -> bool:
         return (self.fence is None or self.fence.valid()) and not self.lost_claim()
@@ -172,10 +174,7 @@ class Runner:
             if bank_failure and job.provider.bank_description not in error:
                 error = f"{job.provider.bank_description}: {error}"
             if job.fence is not None and not job.fence.valid():
-                try:
-                    job.fence.check("go on")
-                except exceptions.LeaseLost as lost:
-                    error = f"{lost} (stopped: {error})"
+                error = f"{job.fence.lost('go on')} (stopped: {error})"
             LOG.warning("%s of checkpoint %s failed: %s", job.kind, job.checkpoint.id, error)
         self._finish(job, spec, store, tracker, results, progress, error)
 
@@ -214,6 +213,8 @@ class Runner:
             section = store.resource_section(job.checkpoint.id, resource.key)
 
             def load_bank() -> dict[str, Any]:
+                if not job.resumed:
+                    return {}  # a first attempt: nothing to look for
                 try:
                     value = section.get_json(RESUME_STATE)
                 except exceptions.BankObjectNotFound:
@@ -338,11 +339,7 @@ class Runner:
             else:
                 self.db.update_checkpoint(cid, {"status": CheckpointStatus.ERROR, "status_reason": error,
                                                 "bytes_done": progress.done}, check=False)
-                # Index first, then the partial data in reverse order, then the marker: if the bank fails
-                # half way, the marker stays and garbage collection finishes the job.
-                store.fail(cid, error, clear_marker=False)
-                store.remove_objects(cid)
-                store.clear_active(self.owner_id, cid)
+                store.fail(cid, error, self.owner_id)
         elif job.kind == OperationKind.DELETE:
             if error is None:
                 store.remove_objects(cid)

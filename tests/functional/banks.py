@@ -24,7 +24,6 @@ from strongroom.bank_plugins.base import BankPlugin
 from strongroom.bank_plugins.lease import LeaseWindows
 from strongroom.datamover import manifest_digests
 from strongroom.protection.checkpoint import BankLayout, CheckpointStore
-from strongroom.protection.gc import data_sections
 from tests.functional.harness import AllInOne, MiB
 
 #: Short windows: a dead writer's lease expires within seconds, while a busy live writer
@@ -134,7 +133,7 @@ def sha256(path: Path) -> str:
 
 def referenced_chunks(bank: Bank, checkpoint_id: str) -> set[str]:
     store = CheckpointStore(bank)
-    return {d for section in data_sections(store, checkpoint_id) for d in manifest_digests(section)}
+    return {d for section in store.data_sections(checkpoint_id) for d in manifest_digests(section)}
 
 
 def stored_chunks(bank: Bank, project: str) -> set[str]:

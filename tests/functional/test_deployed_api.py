@@ -22,22 +22,13 @@ import pytest
 import requests
 
 from tests.functional.harness import PROVIDER_ID
+from tests.servers import require_port
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "deploy-admin-token"
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
-
-
-def _rabbit() -> None:
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
-    except OSError as err:
-        message = f"RabbitMQ on 127.0.0.1:5672 unreachable: {err}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message} (CI=true: it must be running)")
-        pytest.skip(message)
 
 
 def _free_port() -> int:
@@ -71,7 +62,7 @@ class Node:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    _rabbit()
+    require_port("127.0.0.1", 5672, "RabbitMQ")
     state = tmp_path / "state"
     (state / "volumes").mkdir(parents=True)
     host = f"deploy-{uuid.uuid4().hex[:8]}"

@@ -10,7 +10,6 @@ import dataclasses
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import requests
 
 from tests.functional.banks import sha256, write_random_image
 from tests.functional.harness import MiB
+from tests.servers import require_port, unavailable
 from tests.unit.db.conftest import Server
 
 BIN = Path(sys.executable).parent
@@ -32,16 +32,6 @@ ADMIN = "topology-admin-token"
 CLAIM_EXPIRY = 3
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
-
-
-def _require(host: str, port: int, what: str) -> None:
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-    except OSError as err:
-        message = f"{what} on {host}:{port} unreachable: {err}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message} (CI=true: it must be running)")
-        pytest.skip(message)
 
 
 @dataclasses.dataclass
@@ -126,13 +116,13 @@ class Topology:
 
 @pytest.fixture(params=["postgresql", "mysql"])
 def topology(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Topology]:
-    _require("127.0.0.1", 5672, "RabbitMQ")
-    _require("127.0.0.1", 6379, "Redis")
+    require_port("127.0.0.1", 5672, "RabbitMQ")
+    require_port("127.0.0.1", 6379, "Redis")
     server = Server(request.param, str(tmp_path))
     try:
         server.connect()
     except ConnectionError as err:
-        _require("127.0.0.1", 1, f"{request.param} ({err})")
+        unavailable(f"{request.param} server unreachable: {err}")
     url = server.create_database()
     run = uuid.uuid4().hex[:8]
     state = tmp_path / "state"

@@ -1,7 +1,7 @@
 """Real servers on 127.0.0.1 that tests start, use and stop by PID (Swift all-in-one, moto, a fault proxy).
 
 The helpers here are what every server fixture needs: the tail of a log for error messages, stopping a
-process by PID, and whether a server that cannot start must fail the run (``CI=true``) or skip.
+process by PID, and failing (``CI=true``) or skipping when a server cannot start or be reached.
 """
 
 from __future__ import annotations
@@ -10,7 +10,11 @@ import contextlib
 import os
 import pathlib
 import signal
+import socket
 import subprocess
+from typing import NoReturn
+
+import pytest
 
 
 def tail_log(log_path: pathlib.Path, size: int = 3000) -> str:
@@ -43,3 +47,18 @@ def stop_process(process: subprocess.Popen[bytes], group: bool = False) -> None:
 def must_not_skip() -> bool:
     """Under CI a server that cannot start fails the run instead of skipping its tests."""
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def unavailable(message: str) -> NoReturn:
+    """A server a test needs is missing: the test fails under CI, and is skipped elsewhere."""
+    if must_not_skip():
+        pytest.fail(f"{message} (CI=true: it must be running)")
+    pytest.skip(message)
+
+
+def require_port(host: str, port: int, what: str) -> None:
+    """Go on only if something listens on ``host:port`` (a server the machine runs: RabbitMQ, Redis...)."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as err:
+        unavailable(f"{what} on {host}:{port} unreachable: {err}")

@@ -7,24 +7,10 @@ from typing import Any
 
 import pytest
 from apiharness import ADMIN_TOKEN, PROVIDER_ID, VOLUME, Stack
+from cliharness import run, run_json
 
 from strongroom.client import Client, ClientError
-from strongroom.client.cli import main, progress_line, render_table
-
-
-def run(stack: Stack, capsys: pytest.CaptureFixture[str], *argv: str, project: str = "cli-proj",
-        token: str = "t", sleep: Any = None) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["--url", stack.url, "--project", project, "--token", token, *argv],
-                sleep=sleep or (lambda _s: None))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(stack: Stack, capsys: pytest.CaptureFixture[str], *argv: str, **kw: Any) -> Any:
-    code, out, err = run(stack, capsys, "-f", "json", *argv, **kw)
-    assert code == 0, err
-    return json.loads(out)
+from strongroom.client.cli import progress_line, render_table
 
 
 def test_provider_and_protectable_commands(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import functools
 
+import cliharness
 import pytest
 from apiharness import PROVIDER_ID, Stack
 
-from strongroom.client.cli import main
-
-
-def run(stack: Stack, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["--url", stack.url, "--project", "cli-sched", "--token", "t", *argv], sleep=lambda _s: None)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(stack: Stack, capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, out, err = run(stack, capsys, "-f", "json", *argv)
-    assert code == 0, err
-    return json.loads(out)
+run = functools.partial(cliharness.run, project="cli-sched")
+run_json = functools.partial(cliharness.run_json, project="cli-sched")
 
 
 def test_trigger_and_scheduled_operation_commands(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:

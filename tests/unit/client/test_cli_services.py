@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import uuid
-from typing import Any
 
+import cliharness
 import pytest
 from apiharness import ADMIN_TOKEN, Stack
 
-from strongroom.client.cli import main
-
-
-def run(stack: Stack, capsys: pytest.CaptureFixture[str], *argv: str, token: str = ADMIN_TOKEN) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["--url", stack.url, "--project", "admin-proj", "--token", token, *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(stack: Stack, capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, out, err = run(stack, capsys, "-f", "json", *argv)
-    assert code == 0, err
-    return json.loads(out)
+run = functools.partial(cliharness.run, project="admin-proj", token=ADMIN_TOKEN)
+run_json = functools.partial(cliharness.run_json, project="admin-proj", token=ADMIN_TOKEN)
 
 
 def test_service_list_disable_enable(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
