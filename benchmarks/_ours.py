@@ -59,7 +59,7 @@ def do_restore(args: argparse.Namespace) -> dict[str, object]:
     backend, bank, store = _open(args.root, args)
     section = _manifest(bank, args.checkpoint)
     header = read_manifest_header(section)
-    backend.create_volume(header["size"], name=args.target)
+    backend.create_volume(header.size, name=args.target)
     with backend.writing_volume(args.target) as writer:
         result = restore(section, store, writer, workers=args.workers)
     return {"size": result.size, "bytes_written": result.bytes_written, "chunks": result.chunks}

@@ -124,8 +124,8 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
 
     def _start_protection(self) -> None:
         from strongroom.protection.flows import FlowPersistence
-        from strongroom.protection.manager import ProtectionManager
         from strongroom.protection.providers import ProviderRegistry
+        from strongroom.protection.wiring import protection_manager
 
         conf = self.conf
         self.registry = ProviderRegistry.load(resolve_providers_dir(conf), conf.state_dir,
@@ -146,7 +146,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             board = JobBoard(conf.coordination.jobboard_url, conf.coordination.jobboard_namespace,
                              self._persistence)
             self._board = board
-        self.manager = ProtectionManager(
+        self.manager = protection_manager(
             self.db, self.registry, host=conf.host, owner_id=owner_id,
             max_concurrent=conf.protection.max_concurrent_operations,
             flow_workers=conf.protection.flow_workers, persistence=self._persistence, clock=self.clock,
@@ -154,7 +154,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             takeover=self.embedded, board=board)
         self.manager.start()
         if self.embedded:
-            self.manager.recover_interrupted()
+            self.manager.recovery.recover_interrupted()
         if board is not None:
             self._start_conductor(board)
         self._rpc_server = rpc.get_server(self._transport, conf.protection_topic, conf.host, [self.manager])
@@ -174,7 +174,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
                 LOG.warning("cannot tell whether this service is disabled; not claiming jobs", exc_info=True)
                 return False
 
-        self._conductor = Conductor(board, manager.run_claimed, who=manager.owner_id,
+        self._conductor = Conductor(board, manager.jobs.run_claimed, who=manager.owner_id,
                                     capacity=conf.protection.max_concurrent_operations,
                                     claim_expiry=conf.coordination.claim_expiry,
                                     poll_interval=conf.coordination.poll_interval, may_claim=may_claim)

@@ -1,8 +1,7 @@
 """Leases: how a bank knows which protection services are alive (ARCHITECTURE.md section 6).
 
 Every protection service process holds one lease in each bank it writes: an
-object (``leases/<owner_id>``; the caller passes the key, the layout lives in
-``strongroom.protection.checkpoint.BankLayout``) that it rewrites every
+object (``leases/<owner_id>``, built by :class:`~strongroom.bank_plugins.layout.BankLayout`) that it rewrites every
 ``renew`` seconds and that counts as gone ``expire`` seconds after its last
 rewrite.  Garbage collection treats the unfinished checkpoints of an owner
 whose lease is gone as zombies.
@@ -52,6 +51,7 @@ from typing import Any
 
 from strongroom import exceptions
 from strongroom.bank_plugins.base import BankPlugin, ObjectInfo
+from strongroom.bank_plugins.layout import BankLayout
 from strongroom.clock import Clock
 
 LOG = logging.getLogger(__name__)
@@ -154,23 +154,21 @@ class LeasePlugin(abc.ABC):
 class BankLease(LeasePlugin):
     """A lease in any :class:`BankPlugin` (see the module docstring for how expiry is judged).
 
-    ``key_of(owner)`` gives the lease key of an owner and ``prefix`` the prefix
-    under which every lease lives; ``probe_key`` is where this holder writes a
-    probe object when the bank cannot tell its time otherwise.  ``takeover``
+    Its keys come from the bank layout: ``leases/<owner>`` for the lease and
+    ``clock/<owner>`` for the probe object it writes when the bank cannot tell
+    its time otherwise.  ``takeover``
     lets :meth:`acquire_lease` replace a live lease of the same owner id held by
     another process: only for a caller that knows that process is dead (the
     all-in-one holds an exclusive lock on its state directory).
     """
 
     def __init__(self, plugin: BankPlugin, owner_id: str, windows: LeaseWindows, *,
-                 key_of: Callable[[str], str], prefix: str, probe_key: str, bank_name: str = "",
+                 bank_name: str = "",
                  clock: Clock | None = None, takeover: bool = False) -> None:
         self.plugin = plugin
         self.owner_id = owner_id
         self.windows = windows
-        self._key_of = key_of
-        self._prefix = prefix
-        self._probe_key = probe_key
+        self._probe_key = BankLayout.clock_probe_key(owner_id)
         self.bank_name = bank_name or f"bank {type(plugin).__name__}"
         self.clock = clock or Clock()
         self.takeover = takeover
@@ -198,7 +196,7 @@ class BankLease(LeasePlugin):
 
     def _head(self, owner_id: str) -> ObjectInfo | None:
         try:
-            return self.plugin.head_object(self._key_of(owner_id))
+            return self.plugin.head_object(BankLayout.lease_key(owner_id))
         except exceptions.BankObjectNotFound:
             return None
 
@@ -243,9 +241,9 @@ class BankLease(LeasePlugin):
 
     def owners(self) -> Iterator[str]:
         """Owner ids of every lease object listed (expired ones included until the bank removes them)."""
-        for key in self.plugin.iter_objects(self._prefix):
-            owner = key[len(self._prefix):]
-            if owner and "/" not in owner:
+        for key in self.plugin.iter_objects(BankLayout.LEASES):
+            owner = BankLayout.owner_of_lease(key)
+            if owner is not None:
                 yield owner
 
     # -- holding this owner's lease -------------------------------------------
@@ -254,7 +252,7 @@ class BankLease(LeasePlugin):
         metadata = {"instance": self.instance, "expire-window": str(self.windows.expire),
                     "host": socket.gethostname(), "pid": str(os.getpid())}
         body = json.dumps({"owner_id": self.owner_id, **metadata}, sort_keys=True).encode()
-        key = self._key_of(self.owner_id)
+        key = BankLayout.lease_key(self.owner_id)
         if self.plugin.supports_expiry:
             self.plugin.put_expiring_object(key, body, metadata, self.windows.expire)
         else:
@@ -320,7 +318,7 @@ class BankLease(LeasePlugin):
         self._invalidate()
         current = self._head(self.owner_id)
         if current is not None and current.metadata.get("instance") == self.instance:
-            self.plugin.delete_object(self._key_of(self.owner_id))
+            self.plugin.delete_object(BankLayout.lease_key(self.owner_id))
         try:
             self.plugin.delete_object(self._probe_key)
         except exceptions.BankError:

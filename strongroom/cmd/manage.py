@@ -156,21 +156,23 @@ def bank_gc(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     from strongroom import config
     from strongroom.clock import Clock
     from strongroom.db.api import Database
-    from strongroom.protection import reclaim
+    from strongroom.protection.catalogue import Catalogues
+    from strongroom.protection.collection import collect
     from strongroom.protection.leases import BankLeases
 
     registry, providers = _providers(conf, args.provider)
     database = Database(config.database_url(conf)) if not args.no_catalogue else None
     owner = f"manage-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     leases = BankLeases(registry, owner, clock=Clock())
+    catalogues = Catalogues(database, Clock(), host=socket.gethostname())
     failed = 0
     try:
         for provider in providers:
             try:
                 fence = leases.fence(provider)
-                report = reclaim.collect(provider, fence.keeper.lease, database, host=socket.gethostname(),
-                                         clock=Clock(), chunk_grace=args.grace if args.grace is not None
-                                         else conf.protection.gc_chunk_grace_period, dry_run=args.dry_run)
+                report = collect(catalogues.of(provider), provider, fence.keeper.lease,
+                                 chunk_grace=args.grace if args.grace is not None
+                                 else conf.protection.gc_chunk_grace_period, dry_run=args.dry_run)
             except exceptions.StrongroomError as err:
                 print(f"{provider.bank_description}: {err}", file=sys.stderr)
                 failed += 1
@@ -202,14 +204,11 @@ def bank_gc(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
 def bank_leases(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     """Every lease in each bank: owner, alive or expired, last renewal and expiry (bank's clock)."""
     from strongroom.bank_plugins.lease import BankLease
-    from strongroom.protection.checkpoint import BankLayout
-
     registry, providers = _providers(conf, args.provider)
     failed = 0
     try:
         for provider in providers:
-            lease = BankLease(provider.bank.plugin, "manage", provider.lease_windows, key_of=BankLayout.lease_key,
-                              prefix=BankLayout.LEASES, probe_key=BankLayout.clock_probe_key("manage-leases"),
+            lease = BankLease(provider.bank.plugin, "manage", provider.lease_windows,
                               bank_name=provider.bank_description)
             try:
                 infos = lease.list_leases()

@@ -6,6 +6,7 @@ Layering: nothing in this package imports the service layers.  See
 
 from strongroom.datamover.chunkstore import ChunkStore
 from strongroom.datamover.manifest import (
+    ManifestHeader,
     ManifestIncomplete,
     ManifestInfo,
     manifest_digests,
@@ -23,6 +24,7 @@ from strongroom.datamover.mover import (
 __all__ = [
     "BackupResult",
     "ChunkStore",
+    "ManifestHeader",
     "ManifestIncomplete",
     "ManifestInfo",
     "RestoreResult",

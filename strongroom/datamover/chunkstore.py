@@ -22,13 +22,14 @@ import zstandard
 
 from strongroom import exceptions
 from strongroom.bank_plugins.bank import BankSection
+from strongroom.bank_plugins.layout import BankLayout
 from strongroom.datamover import compression, hashing
 
 
 class ChunkStore:
     """Content-addressed chunks in a BankSection.
 
-    The caller passes ``bank.section(f"projects/{project_id}/chunks")`` so that
+    The caller passes ``bank.section(BankLayout.chunks_prefix(project_id))`` so that
     chunks are deduplicated per project.  Thread-safe.
     """
 
@@ -54,7 +55,7 @@ class ChunkStore:
     def key(digest: str) -> str:
         """The object key of ``digest`` inside the section."""
         hashing.check_digest(digest)
-        return f"{digest[:2]}/{digest}"
+        return BankLayout.chunk_key(digest)
 
     def hash(self, data: Any) -> str:
         """Digest of a bytes-like object with this store's algorithm."""
@@ -124,8 +125,8 @@ class ChunkStore:
     def iter_digests(self) -> Iterator[str]:
         """Every stored chunk's digest, in ascending order (objects that are not chunks are skipped)."""
         for key in self.section.iter(""):
-            prefix, _, digest = key.partition("/")
-            if hashing.is_digest(digest) and digest[:2] == prefix:
+            digest = BankLayout.digest_of_chunk(key)
+            if digest is not None and hashing.is_digest(digest):
                 yield digest
 
 

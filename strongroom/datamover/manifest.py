@@ -27,12 +27,13 @@ import zstandard
 
 from strongroom import exceptions
 from strongroom.bank_plugins.bank import BankSection
+from strongroom.bank_plugins.layout import MANIFEST_HEADER, MANIFEST_PARTS, BankLayout
 from strongroom.datamover import hashing
 
 FORMAT = "strongroom.volume-manifest"
 VERSION = 1
-HEADER_KEY = "manifest.json"
-PARTS_PREFIX = "parts/"
+HEADER_KEY = MANIFEST_HEADER
+PARTS_PREFIX = MANIFEST_PARTS
 DEFAULT_ENTRIES_PER_PART = 16384
 
 
@@ -63,8 +64,54 @@ class ManifestInfo:
     bytes_written: int  # header + parts, as stored in the bank
 
 
+@dataclasses.dataclass(frozen=True)
+class ManifestHeader:
+    """``manifest.json``: what a complete manifest holds.  Written last; its presence completes the manifest."""
+
+    size: int
+    chunk_size: int
+    hash: str
+    compression: str
+    compression_level: int
+    entries: int
+    parts: int
+    part_sha256: tuple[str, ...]
+    totals: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        data = {"format": FORMAT, "version": VERSION, **dataclasses.asdict(self)}
+        data["part_sha256"] = list(self.part_sha256)
+        return json.dumps(data, sort_keys=True, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str) -> ManifestHeader:
+        """Parse and validate a stored header; ``ManifestIncomplete`` names what is wrong."""
+        try:
+            data = json.loads(raw)
+        except ValueError as err:
+            raise ManifestIncomplete(where=where, reason=f"{HEADER_KEY} is not JSON: {err}") from err
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ManifestIncomplete(where=where, reason=f"{HEADER_KEY} is not a {FORMAT} header")
+        if data.get("version") != VERSION:
+            raise ManifestIncomplete(where=where, reason=f"unsupported manifest version {data.get('version')!r}")
+        for field in ("size", "chunk_size", "entries", "parts"):
+            value = data.get(field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ManifestIncomplete(where=where, reason=f"header field {field!r} is not a natural number")
+        digests = data.get("part_sha256")
+        if not isinstance(digests, list) or len(digests) != data["parts"]:
+            raise ManifestIncomplete(where=where, reason="header lists a wrong number of part checksums")
+        hashing.hasher(str(data.get("hash")))
+        totals = data.get("totals")
+        return cls(size=data["size"], chunk_size=data["chunk_size"], hash=str(data["hash"]),
+                   compression=str(data.get("compression", "none")),
+                   compression_level=int(data.get("compression_level") or 0), entries=data["entries"],
+                   parts=data["parts"], part_sha256=tuple(str(d) for d in digests),
+                   totals=totals if isinstance(totals, dict) else {})
+
+
 def part_key(index: int) -> str:
-    return f"{PARTS_PREFIX}{index:08d}"
+    return BankLayout.manifest_part_key(index)
 
 
 class ManifestWriter:
@@ -143,57 +190,29 @@ class ManifestWriter:
         self._flush_zero()
         if self._lines:
             self._write_part()
-        header = {
-            "format": FORMAT,
-            "version": VERSION,
-            "size": self.size,
-            "chunk_size": self.chunk_size,
-            "hash": self.hash_algo,
-            "compression": self.compression,
-            "compression_level": self.compression_level,
-            "entries": self._entries,
-            "parts": len(self._part_digests),
-            "part_sha256": self._part_digests,
-            "totals": totals,
-        }
-        raw = json.dumps(header, sort_keys=True, indent=1).encode()
+        header = ManifestHeader(
+            size=self.size, chunk_size=self.chunk_size, hash=self.hash_algo, compression=self.compression,
+            compression_level=self.compression_level, entries=self._entries, parts=len(self._part_digests),
+            part_sha256=tuple(self._part_digests), totals=totals)
+        raw = header.to_json()
         self.section.put(HEADER_KEY, raw, {"content-type": "application/json"})
         self._bytes_written += len(raw)
         return ManifestInfo(section=self.section.prefix, parts=len(self._part_digests),
                             entries=self._entries, bytes_written=self._bytes_written)
 
 
-def read_manifest_header(manifest_section: BankSection) -> dict[str, Any]:
-    """The validated header: size, chunk_size, hash, compression, parts, totals, ...
-
-    Raises ``ManifestIncomplete`` if ``manifest.json`` is missing or malformed.
-    """
+def read_manifest_header(manifest_section: BankSection) -> ManifestHeader:
+    """The validated header.  Raises ``ManifestIncomplete`` if ``manifest.json`` is missing or malformed."""
     where = manifest_section.prefix
     try:
         raw = manifest_section.get(HEADER_KEY)
     except exceptions.BankObjectNotFound:
         raise ManifestIncomplete(where=where, reason=f"{HEADER_KEY} is missing (the backup never finished)"
                                  ) from None
-    try:
-        header = json.loads(raw)
-    except ValueError as err:
-        raise ManifestIncomplete(where=where, reason=f"{HEADER_KEY} is not JSON: {err}") from err
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ManifestIncomplete(where=where, reason=f"{HEADER_KEY} is not a {FORMAT} header")
-    if header.get("version") != VERSION:
-        version = header.get("version")
-        raise ManifestIncomplete(where=where, reason=f"unsupported manifest version {version!r}")
-    for field in ("size", "chunk_size", "entries", "parts"):
-        if not isinstance(header.get(field), int) or header[field] < 0:
-            raise ManifestIncomplete(where=where, reason=f"header field {field!r} is not a natural number")
-    digests = header.get("part_sha256")
-    if not isinstance(digests, list) or len(digests) != header["parts"]:
-        raise ManifestIncomplete(where=where, reason="header lists a wrong number of part checksums")
-    hashing.hasher(str(header.get("hash")))
-    return header
+    return ManifestHeader.from_json(raw, where)
 
 
-def iter_entries(manifest_section: BankSection, header: dict[str, Any] | None = None) -> Iterator[Entry]:
+def iter_entries(manifest_section: BankSection, header: ManifestHeader | None = None) -> Iterator[Entry]:
     """Every entry in offset order, one part in memory at a time, checked as it goes.
 
     Raises ``ManifestIncomplete`` for a missing, corrupt or inconsistent part.
@@ -201,11 +220,11 @@ def iter_entries(manifest_section: BankSection, header: dict[str, Any] | None = 
     if header is None:
         header = read_manifest_header(manifest_section)
     where = manifest_section.prefix
-    size, chunk_size = header["size"], header["chunk_size"]
+    size, chunk_size = header.size, header.chunk_size
     decompressor = zstandard.ZstdDecompressor()
     end = 0
     count = 0
-    for index, expected in enumerate(header["part_sha256"]):
+    for index, expected in enumerate(header.part_sha256):
         key = part_key(index)
         try:
             payload = manifest_section.get(key)
@@ -224,7 +243,7 @@ def iter_entries(manifest_section: BankSection, header: dict[str, Any] | None = 
             end = entry.end
             count += 1
             yield entry
-    if end != size or count != header["entries"]:
+    if end != size or count != header.entries:
         raise ManifestIncomplete(where=where, reason=f"entries cover [0, {end}) of {size} bytes")
 
 

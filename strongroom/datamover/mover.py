@@ -317,7 +317,7 @@ def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWrite
     _check_workers(workers)
     allocator.tune()
     header = _manifest.read_manifest_header(manifest_section)
-    size = header["size"]
+    size = header.size
     if writer.size < size:
         raise exceptions.InvalidInput(
             reason=f"the restore target holds {writer.size} bytes but the backup needs {size}"
@@ -337,7 +337,7 @@ def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWrite
         return entry.length, written
 
     def write_zeros(entry: _manifest.Entry) -> tuple[int, int]:
-        step = header["chunk_size"]
+        step = header.chunk_size
         zeros = bytes(step)
         for offset in range(entry.offset, entry.end, step):
             with write_lock:

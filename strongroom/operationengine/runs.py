@@ -23,6 +23,7 @@ from strongroom.clock import Clock
 from strongroom.context import RequestContext
 from strongroom.db.api import Database
 from strongroom.db.scheduling import SchedulingStore
+from strongroom.objects.kinds import FIRE_KEY
 from strongroom.objects.records import CheckpointRecord
 from strongroom.objects.scheduling import FireState, OperationType, ScheduledFire, ScheduledOperation
 from strongroom.operationengine import retention
@@ -31,7 +32,6 @@ from strongroom.operationengine.identity import RunIdentity
 LOG = logging.getLogger(__name__)
 
 CREATED_BY = "operation-engine"
-FIRE_KEY = "scheduled_fire_id"  # extra_info key of checkpoints made by a scheduled run
 CHECKPOINT_DONE = frozenset({"available", "error", "deleting", "deleted", "error-deleting"})
 
 

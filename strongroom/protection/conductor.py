@@ -36,6 +36,7 @@ from taskflow.jobs import backends as jobboard_backends
 from taskflow.persistence import models
 
 from strongroom import exceptions
+from strongroom.objects.kinds import OperationKind
 from strongroom.protection.flows import FlowPersistence
 
 LOG = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ LOG = logging.getLogger(__name__)
 class JobSpec:
     """What a posted job says: enough for any worker to rebuild the run from the catalogue."""
 
-    kind: str
+    kind: OperationKind
     provider_id: str
     checkpoint_id: str
     log_id: str
@@ -54,12 +55,14 @@ class JobSpec:
     flow_uuid: str = ""
 
     def details(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "kind": str(self.kind)}
 
     @classmethod
     def from_details(cls, details: dict[str, Any]) -> JobSpec:
         fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in details.items() if k in fields})
+        values = {k: v for k, v in details.items() if k in fields}
+        values["kind"] = OperationKind(values["kind"])
+        return cls(**values)
 
 
 class Claim:

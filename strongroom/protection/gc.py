@@ -1,4 +1,4 @@
-"""Garbage collection: zombie checkpoints and unreferenced chunks (ARCHITECTURE.md section 6).
+"""Garbage collection: zombie checkpoints and unreferenced chunks (``doc/lease-and-gc.md``).
 
 **Zombies.**  Every checkpoint a writer works on has an active marker
 ``indices/active/<owner>/<cid>``.  A marker whose owner's lease is gone or
@@ -8,7 +8,9 @@ reclaim writes ``checkpoints/<cid>/reclaimed`` first, re-reads the index (a
 writer that published meanwhile wins: nothing is reclaimed), removes the
 checkpoint's objects in reverse write order, sets the index to ``error`` (or
 ``deleted`` for an interrupted delete) with the reason, removes the marker,
-then tells the catalogue.  A writer checks for the ``reclaimed`` marker after
+then tells the database; those writes are the catalogue's
+(:meth:`~strongroom.protection.catalogue.CheckpointCatalogue.reclaim`): this
+module judges, the catalogue writes.  A writer checks for the ``reclaimed`` marker after
 publishing and withdraws its checkpoint if it finds one, so a writer paused
 between its last lease check and its publishing request cannot leave an
 ``available`` checkpoint whose objects were reclaimed.
@@ -36,40 +38,22 @@ import datetime as _dt
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterator
-from typing import Any
 
 from strongroom import exceptions
 from strongroom.bank_plugins import Bank
+from strongroom.bank_plugins.layout import BankLayout
 from strongroom.bank_plugins.lease import BankLease
 from strongroom.clock import Clock
 from strongroom.datamover import hashing, manifest_digests
+from strongroom.objects.kinds import CHUNK_WRITERS
 from strongroom.objects.status import CheckpointStatus
-from strongroom.protection.checkpoint import ActiveMarker, BankLayout, CheckpointStore
+from strongroom.protection.catalogue import RUNNING, CheckpointCatalogue, Reclaim
+from strongroom.protection.checkpoint import ActiveMarker, CheckpointStore
 
 LOG = logging.getLogger(__name__)
 
 #: Statuses a writer moves a checkpoint through; a checkpoint left in one by a dead owner is a zombie.
-ZOMBIE_STATUSES = frozenset({CheckpointStatus.PROTECTING, CheckpointStatus.DELETING, "copying"})
-#: Operations whose writers rely on chunks already in the store (a sweep stands down for them).
-CHUNK_WRITERS = frozenset({"protect", "copy"})
-#: The greatest character a chunk key segment can hold: listing past "<prefix>/\uffff" skips a project.
-_PAST_PROJECT = "\uffff"
-
-
-@dataclasses.dataclass(frozen=True)
-class Reclaim:
-    """One zombie checkpoint, reclaimed (or, in a dry run, to be reclaimed)."""
-
-    checkpoint_id: str
-    owner_id: str
-    project_id: str | None
-    previous_status: str | None  # None: the index was never written
-    status: str | None  # what the index now says
-    objects: int
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+ZOMBIE_STATUSES = RUNNING
 
 
 @dataclasses.dataclass
@@ -134,27 +118,25 @@ class Sweeping:
 
 
 class GarbageCollector:
-    """Collects one bank on behalf of the holder of ``lease``.
+    """Collects one provider's bank (its ``catalogue``) on behalf of the holder of ``lease``.
 
     ``running()`` returns the checkpoint ids this process is working on (so
-    that its own markers for them are not taken for orphans);
-    ``on_reclaim(reclaim)`` updates the catalogue; ``chunk_grace`` is the age,
-    by the bank's clock, below which an unreferenced chunk is kept.
+    that its own markers for them are not taken for orphans); ``chunk_grace``
+    is the age, by the bank's clock, below which an unreferenced chunk is kept.
     """
 
-    def __init__(self, bank: Bank, lease: BankLease, *, chunk_grace: float = 600.0,
+    def __init__(self, catalogue: CheckpointCatalogue, lease: BankLease, *, chunk_grace: float = 600.0,
                  running: Callable[[], Collection[str]] = frozenset,
-                 on_reclaim: Callable[[Reclaim], None] | None = None,
                  sweeping: Sweeping | None = None, name: str = "") -> None:
-        self.bank = bank
+        self.catalogue = catalogue
+        self.bank = catalogue.bank
         self.lease = lease
-        self.store = CheckpointStore(bank, lease.clock)
+        self.store: CheckpointStore = catalogue.store
         self.layout = BankLayout()
         self.chunk_grace = _dt.timedelta(seconds=chunk_grace)
         self.running = running
-        self.on_reclaim = on_reclaim
         self.sweeping = sweeping if sweeping is not None else Sweeping()
-        self.name = name or bank.name
+        self.name = name or self.bank.name
 
     @property
     def owner_id(self) -> str:
@@ -224,42 +206,18 @@ class GarbageCollector:
             # Published or failed, but the writer died before clearing its marker.  A failed
             # checkpoint's partial data is useless: finish removing it (never an available one's).
             if not dry_run:
-                if record.status == CheckpointStatus.ERROR and marker.operation in CHUNK_WRITERS:
-                    self.store.remove_objects(cid)
-                self.store.clear_active(marker.owner_id, cid)
+                self.catalogue.clear_stale_marker(marker, remove_partial=(
+                    record.status == CheckpointStatus.ERROR and marker.operation in CHUNK_WRITERS))
             return None
         if record is not None and record.owner_id not in (None, marker.owner_id):
             # Another owner has taken the checkpoint over (e.g. a delete started since): its marker rules.
             if not dry_run:
-                self.store.clear_active(marker.owner_id, cid)
+                self.catalogue.clear_stale_marker(marker)
             return None
-        previous = record.status if record is not None else None
-        final = CheckpointStatus.DELETED if previous == CheckpointStatus.DELETING else CheckpointStatus.ERROR
-        reason = f"reclaimed by garbage collection: {why}"
-        if dry_run:
-            objects = self.store.remove_objects(cid, dry_run=True)
-            return Reclaim(cid, marker.owner_id, marker.project_id, previous, final, len(objects), reason)
-        self.bank.put_json(self.layout.reclaimed_key(cid), {
-            "by": self.owner_id, "at": self.lease.clock.now().isoformat(), "reason": reason})
-        if record is not None:
-            again = self.store.read(cid)
-            if again.status not in ZOMBIE_STATUSES or again.owner_id not in (None, marker.owner_id):
-                # The writer published, or another worker took the job over, between our look and
-                # our marker: it wins.
-                self.bank.delete(self.layout.reclaimed_key(cid))
-                self.store.clear_active(marker.owner_id, cid)
-                return None
-            self.store.remove_indices(again)
-        objects = self.store.remove_objects(cid)
-        if record is not None:
-            self.store.set_status(cid, final, reason, check=False)
-        self.store.clear_active(marker.owner_id, cid)
-        reclaim = Reclaim(cid, marker.owner_id, marker.project_id or (record.project_id if record else None),
-                          previous, final if record is not None else None, len(objects), reason)
-        LOG.warning("%s: reclaimed zombie checkpoint %s (%s, %d objects removed): %s", self.name, cid,
-                    previous or "no index", len(objects), why)
-        if self.on_reclaim is not None:
-            self.on_reclaim(reclaim)
+        reclaim = self.catalogue.reclaim(marker, record, by=self.owner_id, why=why, dry_run=dry_run)
+        if reclaim is not None and not dry_run:
+            LOG.warning("%s: reclaimed zombie checkpoint %s (%s, %d objects removed): %s", self.name, cid,
+                        reclaim.previous_status or "no index", reclaim.objects, why)
         return reclaim
 
     # -- chunk sweeps ------------------------------------------------------------
@@ -269,14 +227,14 @@ class GarbageCollector:
         marker: str | None = None
         seen: set[str] = set()
         while True:
-            page = self.bank.list("projects/", marker=marker, limit=1)
+            page = self.bank.list(BankLayout.PROJECTS, marker=marker, limit=1)
             if not page:
                 return
-            project = page[0].split("/")[1]
+            project = BankLayout.project_of(page[0])
             if project not in seen:
                 seen.add(project)
                 yield project
-            marker = f"projects/{project}/{_PAST_PROJECT}"
+            marker = BankLayout.past_project(project)
 
     def sweep_project(self, project_id: str, dry_run: bool = False, grace: float | None = None) -> Sweep:
         """Delete the project's unreferenced chunks (see the module docstring for the protocol)."""
@@ -302,8 +260,8 @@ class GarbageCollector:
             now = self._bank_now() or self.lease.clock.now()
             chunks = self.bank.section(BankLayout.chunks_prefix(project_id))
             for key in chunks.iter():
-                prefix, _, digest = key.partition("/")
-                if not hashing.is_digest(digest) or digest[:2] != prefix:
+                digest = BankLayout.digest_of_chunk(key)
+                if digest is None or not hashing.is_digest(digest):
                     continue
                 result.chunks_seen += 1
                 if digest in referenced:

@@ -17,7 +17,6 @@ import threading
 from strongroom import exceptions
 from strongroom.bank_plugins.lease import BankLease, LeaseKeeper
 from strongroom.clock import Clock
-from strongroom.protection.checkpoint import BankLayout
 from strongroom.protection.providers import Provider, ProviderRegistry
 
 LOG = logging.getLogger(__name__)
@@ -69,8 +68,6 @@ class BankLeases:
             if keeper is None:
                 bank = provider.bank
                 lease = BankLease(bank.plugin, self.owner_id, provider.lease_windows,
-                                  key_of=BankLayout.lease_key, prefix=BankLayout.LEASES,
-                                  probe_key=BankLayout.clock_probe_key(self.owner_id),
                                   bank_name=provider.bank_description, clock=self.clock, takeover=self.takeover)
                 keeper = LeaseKeeper(lease)
                 self._keepers[provider.id] = keeper

@@ -15,21 +15,17 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import enum
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from strongroom.bank_plugins import Bank, BankSection
 from strongroom.block import BlockBackend
 from strongroom.context import RequestContext
+from strongroom.objects.kinds import OperationKind
 from strongroom.objects.records import Resource
 
-
-class OperationKind(enum.StrEnum):
-    PROTECT = "protect"
-    RESTORE = "restore"
-    VERIFY = "verify"
-    DELETE = "delete"
+__all__ = ["Operation", "OperationContext", "OperationKind", "PluginEnvironment", "ProtectableEnvironment",
+           "ProtectablePlugin", "ProtectionPlugin"]
 
 
 @dataclasses.dataclass

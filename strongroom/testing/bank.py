@@ -458,9 +458,7 @@ class BankConformance:
 
     def make_lease(self, bank: BankPlugin, owner: str, windows: LeaseWindows | None = None,
                    takeover: bool = False) -> BankLease:
-        return BankLease(bank, owner, windows or LeaseWindows(), key_of=lambda o: f"leases/{o}",
-                         prefix="leases/", probe_key=f"clock/{owner}", bank_name="conformance",
-                         takeover=takeover)
+        return BankLease(bank, owner, windows or LeaseWindows(), bank_name="conformance", takeover=takeover)
 
     def test_bank_clock_is_close_to_now(self, bank: BankPlugin) -> None:
         lease = self.make_lease(bank, "probe")

@@ -21,9 +21,10 @@ import requests
 
 from strongroom.bank_plugins import Bank
 from strongroom.bank_plugins.base import BankPlugin
+from strongroom.bank_plugins.layout import BankLayout
 from strongroom.bank_plugins.lease import LeaseWindows
 from strongroom.datamover import manifest_digests
-from strongroom.protection.checkpoint import BankLayout, CheckpointStore
+from strongroom.protection.checkpoint import CheckpointStore
 from tests.functional.harness import AllInOne, MiB
 
 #: Short windows: a dead writer's lease expires within seconds, while a busy live writer

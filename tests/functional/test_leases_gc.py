@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from strongroom.bank_plugins.layout import BankLayout
 from strongroom.bank_plugins.lease import LeaseWindows
-from strongroom.protection.checkpoint import BankLayout, CheckpointStore
+from strongroom.protection.checkpoint import CheckpointStore
 from tests.functional.banks import (
     BANK_KINDS,
     WINDOWS,

@@ -15,10 +15,10 @@ from typing import Any
 
 from strongroom import datamover, exceptions
 from strongroom.bank_plugins import Bank, BankSection
+from strongroom.bank_plugins.layout import MANIFEST_HEADER, RESOURCE_DATA, RESOURCE_METADATA, BankLayout
 from strongroom.block import BlockBackend
 from strongroom.context import RequestContext
 from strongroom.objects.records import Resource
-from strongroom.protection.checkpoint import BankLayout
 from strongroom.protection.plugin import (
     Operation,
     OperationContext,
@@ -28,8 +28,8 @@ from strongroom.protection.plugin import (
 )
 from strongroom.protection.protectables import VOLUME_TYPE
 
-MANIFEST_DIR = "data"
-METADATA = "metadata.json"
+MANIFEST_DIR = RESOURCE_DATA
+METADATA = RESOURCE_METADATA
 
 
 class VolumeProtectionPlugin(ProtectionPlugin):
@@ -112,7 +112,7 @@ class VolumeProtectionPlugin(ProtectionPlugin):
 
     def saved_size(self, section: BankSection) -> int:
         try:
-            return int(datamover.read_manifest_header(section.section(MANIFEST_DIR)).get("size", 0))
+            return datamover.read_manifest_header(section.section(MANIFEST_DIR)).size
         except exceptions.StrongroomError:
             return 0
 
@@ -166,7 +166,7 @@ class RestoreOperation(_VolumeOperation):
                 backend.destroy_volume(str(partial))
             except exceptions.VolumeNotFound:
                 pass
-        volume = backend.create_volume(int(header["size"]), name=name)
+        volume = backend.create_volume(header.size, name=name)
         ctx.save_resume_state({"volume_id": volume.id})
         try:
             with backend.writing_volume(volume.id) as writer:
@@ -203,6 +203,6 @@ class DeleteOperation(_VolumeOperation):
         manifest = ctx.section.section(MANIFEST_DIR)
         # Reverse of the write order: the header first (the manifest is then incomplete), then its parts.
         keys = manifest.list()
-        for key in sorted(keys, key=lambda k: k != "manifest.json"):
+        for key in sorted(keys, key=lambda k: k != MANIFEST_HEADER):
             manifest.delete(key)
         ctx.section.delete(METADATA)

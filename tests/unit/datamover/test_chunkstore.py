@@ -105,6 +105,7 @@ def test_public_names() -> None:
     import strongroom.datamover as dm
 
     assert set(dm.__all__) == {
-        "BackupResult", "ChunkStore", "ManifestIncomplete", "ManifestInfo", "RestoreResult", "VerifyResult",
+        "BackupResult", "ChunkStore", "ManifestHeader", "ManifestIncomplete", "ManifestInfo", "RestoreResult",
+        "VerifyResult",
         "backup", "manifest_digests", "read_manifest_header", "restore", "verify",
     }

@@ -75,7 +75,7 @@ def test_round_trip_restores_identical_sparse_volume(backend: LoopbackBackend, b
     if compression == "zstd":
         assert result.bytes_stored < result.bytes_read
     header = read_manifest_header(manifest_section(bank, "c1"))
-    assert (header["size"], header["chunk_size"], header["hash"]) == (size, CHUNK, algo)
+    assert (header.size, header.chunk_size, header.hash) == (size, CHUNK, algo)
 
     backend.create_volume(size, name="restored")
     with backend.writing_volume("restored") as writer:
@@ -276,7 +276,7 @@ def test_write_order_is_chunks_then_parts_then_header(backend: LoopbackBackend, 
     assert kinds[-1] == "header" and kinds.count("header") == 1
     # every part is written after the chunks it lists
     section = manifest_section(bank, "c1")
-    for index in range(read_manifest_header(section)["parts"]):
+    for index in range(read_manifest_header(section).parts):
         part_at = plugin.puts.index(f"{section.prefix}parts/{index:08d}")
         decoded = zstandard.ZstdDecompressor().decompress(section.get(f"parts/{index:08d}")).decode()
         for line in decoded.splitlines():

@@ -24,9 +24,9 @@ from strongroom.objects.records import Plan, Resource, Restore
 from strongroom.protection.checkpoint import CheckpointStore
 from strongroom.protection.conductor import Conductor, JobBoard
 from strongroom.protection.flows import FlowPersistence
-from strongroom.protection.manager import ProtectionManager
 from strongroom.protection.plugin import Operation, OperationContext, OperationKind, ProtectionPlugin
 from strongroom.protection.providers import ProviderRegistry
+from strongroom.protection.wiring import protection_manager
 from tests.servers import unavailable
 from tests.unit.protection.test_providers import GOOD, write
 
@@ -63,9 +63,9 @@ class Worker:
                  capacity: int = 2, claim_expiry: float = 3.0) -> None:
         self.persistence = FlowPersistence(url)
         self.board = JobBoard(REDIS, namespace, self.persistence)
-        self.manager = ProtectionManager(db, registry, host=name, owner_id=f"owner-{name}", flow_workers=2,
+        self.manager = protection_manager(db, registry, host=name, owner_id=f"owner-{name}", flow_workers=2,
                                          persistence=self.persistence, board=self.board)
-        self.conductor = Conductor(self.board, self.manager.run_claimed, who=self.manager.owner_id,
+        self.conductor = Conductor(self.board, self.manager.jobs.run_claimed, who=self.manager.owner_id,
                                    capacity=capacity, claim_expiry=claim_expiry, poll_interval=0.1)
 
     def start(self) -> None:

@@ -19,6 +19,7 @@ from strongroom.protection.graph import build_graph
 from strongroom.protection.manager import ProtectionManager
 from strongroom.protection.plugin import Operation, OperationContext, OperationKind, ProtectionPlugin
 from strongroom.protection.providers import ProviderRegistry
+from strongroom.protection.wiring import protection_manager
 from tests.unit.protection.test_providers import GOOD, write
 
 PROVIDER = "11111111-2222-3333-4444-555555555555"
@@ -31,7 +32,7 @@ def engine(tmp_path: Path) -> Iterator[ProtectionManager]:
     url = f"sqlite:///{tmp_path / 'meta.sqlite'}"
     db = Database(url)
     db.sync()
-    manager = ProtectionManager(db, registry, host="test", flow_workers=2,
+    manager = protection_manager(db, registry, host="test", flow_workers=2,
                                 persistence=FlowPersistence(url))
     yield manager
     manager.stop()

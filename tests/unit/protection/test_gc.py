@@ -20,6 +20,7 @@ import pytest
 
 from strongroom import exceptions, plugins
 from strongroom.bank_plugins import Bank
+from strongroom.bank_plugins.layout import BankLayout
 from strongroom.bank_plugins.lease import BankLease, LeaseKeeper, LeaseWindows
 from strongroom.bank_plugins.memory import MemoryBank
 from strongroom.clock import FakeClock
@@ -27,10 +28,12 @@ from strongroom.context import get_context
 from strongroom.db.api import Database
 from strongroom.objects.records import CheckpointRecord, Plan, Resource
 from strongroom.protection import gc
-from strongroom.protection.checkpoint import BankLayout, CheckpointStore
+from strongroom.protection.catalogue import CheckpointCatalogue
+from strongroom.protection.checkpoint import CheckpointStore
 from strongroom.protection.manager import ProtectionManager
 from strongroom.protection.plugin import Operation, OperationContext, OperationKind, ProtectionPlugin
 from strongroom.protection.providers import ProviderRegistry
+from strongroom.protection.wiring import protection_manager
 from tests.unit.protection.test_providers import write
 
 PROVIDER = "11111111-2222-3333-4444-555555555555"
@@ -109,7 +112,7 @@ def registry(tmp_path: Path, clock: FakeClock) -> ProviderRegistry:
 
 def make_manager(db: Database, registry: ProviderRegistry, clock: FakeClock, owner: str,
                  **kwargs: Any) -> ProtectionManager:
-    return ProtectionManager(db, registry, host="test", owner_id=owner, flow_workers=2, clock=clock,
+    return protection_manager(db, registry, host="test", owner_id=owner, flow_workers=2, clock=clock,
                              chunk_grace=0, **kwargs)
 
 
@@ -139,12 +142,12 @@ def protect_volume(manager: ProtectionManager, data: bytes, name: str = "v1") ->
 def dead_writer(bank: Bank, clock: FakeClock, owner: str = "dead-writer", status: str = "protecting",
                 chunk_data: list[bytes] | None = None) -> tuple[str, list[str]]:
     """What a writer that died mid-protect leaves: lease, marker, index, manifest parts, chunks."""
-    lease = BankLease(bank.plugin, owner, WINDOWS, key_of=BankLayout.lease_key, prefix=BankLayout.LEASES,
-                      probe_key=BankLayout.clock_probe_key(owner), clock=clock)
+    lease = BankLease(bank.plugin, owner, WINDOWS, clock=clock)
     lease.acquire_lease()
     store = CheckpointStore(bank, clock)
+    catalogue = CheckpointCatalogue(bank, None, clock, provider_id=PROVIDER)  # the writer's own, bank only
     cid = f"zombie-{owner}"
-    store.create(CheckpointRecord(id=cid, provider_id=PROVIDER, project_id="proj", status="protecting",
+    catalogue.begin_protect(CheckpointRecord(id=cid, provider_id=PROVIDER, project_id="proj", status="protecting",
                                   owner_id=owner, created_at=clock.now(), resource_graph="[{}, []]"))
     from strongroom.datamover import ChunkStore
 
@@ -158,10 +161,8 @@ def dead_writer(bank: Bank, clock: FakeClock, owner: str = "dead-writer", status
     section.put("data/parts/000000", b"incomplete manifest part")
     section.put("metadata.json", b"{}")
     if status == "deleting":
-        record = store.read(cid)
-        record.status = "available"
-        store.commit(cid)
-        store.start_delete(cid, owner)
+        catalogue.publish(cid, owner_id=owner, bytes_done=0)
+        catalogue.begin_delete(catalogue.read(cid), owner)
     return cid, digests
 
 
@@ -199,8 +200,7 @@ def test_bad_windows_in_a_provider_file_name_file_section_and_key(tmp_path: Path
 def test_keeper_renews_and_a_lapsed_lease_starts_a_new_epoch(clock: FakeClock) -> None:
     ClockedBank.clock = clock
     plugin = ClockedBank()
-    lease = BankLease(plugin, "svc", WINDOWS, key_of=BankLayout.lease_key, prefix=BankLayout.LEASES,
-                      probe_key="clock/svc", clock=clock)
+    lease = BankLease(plugin, "svc", WINDOWS, clock=clock)
     keeper = LeaseKeeper(lease, retry_interval=5)
     assert keeper.tick() == WINDOWS.renew and keeper.valid()
     first = keeper.epoch
@@ -235,11 +235,11 @@ def test_zombie_of_a_dead_writer_is_reclaimed_after_its_lease_expires(manager: P
     zombie, zombie_chunks = dead_writer(bank, clock)
     manager.db.create_checkpoint(CheckpointStore(bank).read(zombie))
 
-    assert manager.collect_garbage()[0]["reclaimed"] == []  # its lease is still alive
+    assert manager.collection.collect()[0]["reclaimed"] == []  # its lease is still alive
     assert CheckpointStore(bank).read(zombie).status == "protecting"
     clock.advance(WINDOWS.expire + 2)
     ClockedBank.deleted.clear()
-    [result] = manager.collect_garbage()
+    [result] = manager.collection.collect()
     [reclaim] = result["reclaimed"]
     assert (reclaim["checkpoint_id"], reclaim["owner_id"], reclaim["status"]) == (zombie, "dead-writer", "error")
 
@@ -258,7 +258,7 @@ def test_zombie_of_a_dead_writer_is_reclaimed_after_its_lease_expires(manager: P
     assert manager.db.get_checkpoint(zombie).status == "error"
     [log] = manager.db.list_operation_logs(None, filters={"operation_type": "reclaim"})
     assert log.checkpoint_id == zombie and log.extra_info["objects_removed"] == 2
-    assert manager.gc_totals["zombies_reclaimed"] == 1
+    assert manager.collection.totals["zombies_reclaimed"] == 1
     # The available checkpoint still restores.
     assert _restore(manager, good) == data
 
@@ -282,11 +282,10 @@ def test_live_writers_and_interrupted_deletes(manager: ProtectionManager, clock:
     bank = bank_of(manager)
     alive, _ = dead_writer(bank, clock, owner="busy-writer")
     deleting, _ = dead_writer(bank, clock, owner="dead-deleter", status="deleting")
-    keep_alive = BankLease(bank.plugin, "busy-writer", WINDOWS, key_of=BankLayout.lease_key,
-                           prefix=BankLayout.LEASES, probe_key="clock/busy", clock=clock, takeover=True)
+    keep_alive = BankLease(bank.plugin, "busy-writer", WINDOWS, clock=clock, takeover=True)
     clock.advance(WINDOWS.expire + 2)
     keep_alive.acquire_lease()  # the busy writer renews; the deleter does not
-    [result] = manager.collect_garbage()
+    [result] = manager.collection.collect()
     assert [r["checkpoint_id"] for r in result["reclaimed"]] == [deleting]
     assert result["reclaimed"][0]["status"] == "deleted"
     store = CheckpointStore(bank)
@@ -301,7 +300,7 @@ def test_own_orphans_are_reclaimed_at_once_but_not_running_work(db: Database, re
     orphan, _ = dead_writer(bank, clock, owner="aio")  # a predecessor with the same owner id
     successor = make_manager(db, registry, clock, "aio", takeover=True)
     try:
-        counts = successor.recover_interrupted()
+        counts = successor.recovery.recover_interrupted()
         assert counts["reclaimed"] == 1
         assert CheckpointStore(bank).read(orphan).status == "error"
         assert "stopped (this service restarted)" in (CheckpointStore(bank).read(orphan).status_reason or "")
@@ -314,10 +313,11 @@ def test_a_writer_that_publishes_before_the_reclaim_wins(manager: ProtectionMana
     cid, digests = dead_writer(bank, clock)
     clock.advance(WINDOWS.expire + 2)
     store = CheckpointStore(bank, clock)
-    collector = gc.GarbageCollector(bank, manager.leases.fence(manager.registry.get(PROVIDER)).keeper.lease,
+    catalogue = manager.catalogues.of(manager.registry.get(PROVIDER))
+    collector = gc.GarbageCollector(catalogue, manager.leases.fence(manager.registry.get(PROVIDER)).keeper.lease,
                                     chunk_grace=0)
     [marker] = list(collector.zombies())
-    store.commit(cid)  # the "dead" writer was only paused, and publishes just now
+    catalogue.publish(cid, owner_id=None, bytes_done=0)  # the "dead" writer was only paused, and publishes now
     assert collector.reclaim(marker) is None
     assert store.read(cid).status == "available"
     assert not bank.exists(BankLayout.reclaimed_key(cid))
@@ -333,7 +333,7 @@ def test_dry_run_changes_nothing(manager: ProtectionManager, clock: FakeClock) -
         return [k for k in bank.list() if not k.startswith(("leases/", "clock/"))]
 
     before = content()
-    [result] = manager.collect_garbage(dry_run=True)
+    [result] = manager.collection.collect(dry_run=True)
     assert [r["checkpoint_id"] for r in result["reclaimed"]] == [cid]
     assert "would reclaim 1 zombie" in result["summary"] and "2 unreferenced chunk" in result["summary"]
     assert content() == before
@@ -352,7 +352,7 @@ def test_two_collectors_at_once_are_safe(db: Database, registry: ProviderRegistr
         first.leases.fence(first.registry.get(PROVIDER))
         second.leases.fence(second.registry.get(PROVIDER))
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(lambda m: m.collect_garbage(), [first, second]))
+            results = list(pool.map(lambda m: m.collection.collect(), [first, second]))
         reclaimed = [r["checkpoint_id"] for res in results for r in res[0]["reclaimed"]]
         assert set(reclaimed) == set(zombies)
         store = CheckpointStore(bank)
@@ -445,13 +445,12 @@ def test_sweep_stands_down_for_a_live_writer_and_writers_wait_for_sweeps(manager
     lease = manager.leases.fence(manager.registry.get(PROVIDER)).keeper.lease
     # A live writer elsewhere (its lease renewed) is protecting in the project: no sweep.
     dead_writer(bank, clock, owner="live-writer")
-    collector = gc.GarbageCollector(bank, lease, chunk_grace=0)
+    collector = gc.GarbageCollector(manager.catalogues.of(manager.registry.get(PROVIDER)), lease, chunk_grace=0)
     sweep = collector.sweep_project("proj")
     assert sweep.skipped and "live-writer" in sweep.skipped and sweep.removed == 0
     assert not bank.list("gc/sweeping/")
     # A live sweeper elsewhere holds the project's sweep marker: a writer waits until it is gone.
-    other = BankLease(bank.plugin, "sweeper", WINDOWS, key_of=BankLayout.lease_key, prefix=BankLayout.LEASES,
-                      probe_key="clock/sweeper", clock=clock)
+    other = BankLease(bank.plugin, "sweeper", WINDOWS, clock=clock)
     other.acquire_lease()
     bank.put(BankLayout.sweep_key("proj", "sweeper"), b"sweeper")
     polls = []
@@ -478,7 +477,7 @@ def test_young_unreferenced_chunks_wait_for_the_grace_period(manager: Protection
     orphan = os.urandom(500)
     chunks.put(chunks.hash(orphan), orphan)
     lease = manager.leases.fence(manager.registry.get(PROVIDER)).keeper.lease
-    collector = gc.GarbageCollector(bank, lease, chunk_grace=300)
+    collector = gc.GarbageCollector(manager.catalogues.of(manager.registry.get(PROVIDER)), lease, chunk_grace=300)
     assert collector.sweep_project("proj").kept_young == 1
     assert chunk_digests(bank) == {chunks.hash(orphan)}
     clock.advance(301)

@@ -10,10 +10,13 @@ from pathlib import Path
 
 from strongroom.bank_plugins import Bank
 from strongroom.bank_plugins.fs import FilesystemBank
+from strongroom.bank_plugins.layout import BankLayout
 from strongroom.bank_plugins.lease import BankLease, LeaseWindows
+from strongroom.clock import Clock
 from strongroom.datamover import ChunkStore
 from strongroom.objects.records import CheckpointRecord
-from strongroom.protection.checkpoint import BankLayout, CheckpointStore
+from strongroom.protection.catalogue import CheckpointCatalogue
+from strongroom.protection.checkpoint import CheckpointStore
 
 PROVIDER = "22222222-3333-4444-5555-666666666666"
 WINDOWS = LeaseWindows(expire=2, renew=1, validity=1)
@@ -52,11 +55,11 @@ lease_validity_window = {WINDOWS.validity}
 
     # A writer that died mid-protect: its lease, marker, index, a manifest part and a chunk.
     bank = Bank(FilesystemBank({"path": str(state / "bank")}), name="fs")
-    lease = BankLease(bank.plugin, "worker-7", WINDOWS, key_of=BankLayout.lease_key, prefix=BankLayout.LEASES,
-                      probe_key=BankLayout.clock_probe_key("worker-7"))
+    lease = BankLease(bank.plugin, "worker-7", WINDOWS)
     lease.acquire_lease()
     store = CheckpointStore(bank)
-    store.create(CheckpointRecord(id="cp-zombie", provider_id=PROVIDER, project_id="proj", status="protecting",
+    writer = CheckpointCatalogue(bank, None, Clock(), provider_id=PROVIDER)  # the dead writer's, bank only
+    writer.begin_protect(CheckpointRecord(id="cp-zombie", provider_id=PROVIDER, project_id="proj", status="protecting",
                                   owner_id="worker-7", resource_graph="[{}, []]"))
     store.resource_section("cp-zombie", "OS::Cinder::Volume#v").put("data/parts/000000", b"part")
     chunks = ChunkStore(bank.section(BankLayout.chunks_prefix("proj")))

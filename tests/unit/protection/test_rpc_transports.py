@@ -13,9 +13,9 @@ import pytest
 from strongroom import config, exceptions, rpc
 from strongroom.context import get_context
 from strongroom.db.api import Database
-from strongroom.protection.manager import ProtectionManager
 from strongroom.protection.providers import ProviderRegistry
 from strongroom.protection.rpcapi import ProtectionAPI
+from strongroom.protection.wiring import protection_manager
 from tests.unit.protection.test_providers import GOOD, write
 
 RABBIT = "rabbit://guest:guest@127.0.0.1:5672/"
@@ -43,7 +43,7 @@ def protection(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Prote
     registry = ProviderRegistry.load(str(write(tmp_path, GOOD)), str(tmp_path))
     db = Database(f"sqlite:///{tmp_path / 'meta.sqlite'}")
     db.sync()
-    manager = ProtectionManager(db, registry, host="rpc-test")
+    manager = protection_manager(db, registry, host="rpc-test")
     topic = f"strongroom-test-{uuid.uuid4().hex[:8]}"  # never shared with another run's queues
     server = rpc.get_server(transport, topic, "rpc-test", [manager])
     server.start()

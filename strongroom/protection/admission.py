@@ -1,0 +1,75 @@
+"""What protection checks before it accepts a request: parameters, restore targets, repeated fires.
+
+Each check raises the error the API turns into a 4xx naming the field; none
+of them writes anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+from typing import Any
+
+import jsonschema
+
+from strongroom import exceptions
+from strongroom.db.api import Database
+from strongroom.objects.kinds import FIRE_KEY
+from strongroom.objects.records import CheckpointRecord, Plan
+from strongroom.protection import graph as graph_mod
+from strongroom.protection.providers import Provider
+
+__all__ = ["FIRE_KEY", "bank_unavailable", "check_restore_target", "same_fire", "validate_parameters"]
+
+
+def validate_parameters(provider: Provider, parameters: dict[str, Any], schema_name: str, field: str) -> None:
+    """``parameters`` (``type`` or ``type#id`` -> object) against each plugin's ``schema_name`` schema."""
+    if not isinstance(parameters, dict):
+        raise exceptions.InvalidInput(reason=f"{field} must be an object")
+    for key, value in parameters.items():
+        rtype = key.split("#", 1)[0]
+        plugin = provider.plugin_for_type.get(rtype)
+        if plugin is None:
+            raise exceptions.InvalidInput(
+                reason=f"{field}.{key}: provider {provider.name} has no plugin for resource type {rtype!r}")
+        validator = jsonschema.Draft202012Validator(getattr(plugin, schema_name))
+        for err in validator.iter_errors(value):
+            path = ".".join(str(p) for p in err.path)
+            raise exceptions.InvalidInput(reason=f"{field}.{key}{'.' + path if path else ''}: {err.message}")
+
+
+def check_restore_target(provider: Provider, checkpoint: CheckpointRecord) -> None:
+    """A restore to another target needs every resource type's plugin to support one."""
+    unsupported = sorted({n.resource.type for n in graph_mod.iter_nodes(
+        graph_mod.deserialize(checkpoint.resource_graph))
+        if not provider.plugin_for(n.resource.type).supports_restore_target})
+    if unsupported:
+        raise exceptions.InvalidInput(
+            reason=f"restore_target is not supported by provider {provider.name} for {', '.join(unsupported)}")
+
+
+def same_fire(db: Database, provider: Provider, plan: Plan, extra_info: dict[str, Any]) -> CheckpointRecord | None:
+    """The checkpoint an earlier call for the same scheduled fire made, if any.
+
+    A scheduled run's protect carries its fire's id; an engine that paused past its claim may
+    call again after another engine took the fire over: the fire id makes the call idempotent.
+    """
+    fire = extra_info.get(FIRE_KEY)
+    if not fire:
+        return None
+    filters: dict[str, Any] = {"plan_id": plan.id}
+    fire_time = extra_info.get("fire_time")
+    if isinstance(fire_time, str):
+        with contextlib.suppress(ValueError):
+            filters["start_date"] = _dt.datetime.fromisoformat(fire_time).date()
+    for record in db.list_checkpoints(provider.id, plan.project_id, filters=filters):
+        if (record.extra_info or {}).get(FIRE_KEY) == fire:
+            return record
+    return None
+
+
+def bank_unavailable(provider: Provider, err: BaseException) -> BaseException:
+    """A transient bank failure as a ``ServiceUnavailable`` naming the bank; anything else as it is."""
+    if isinstance(err, exceptions.BankTransientError):
+        return exceptions.ServiceUnavailable(what=provider.bank_description, reason=str(err))
+    return err

@@ -1,0 +1,357 @@
+"""The checkpoint catalogue: the only code that changes a checkpoint's status.
+
+A checkpoint's status lives twice: in the bank (``index.json``, the source of
+truth, with its listings and markers; :mod:`strongroom.protection.index`) and
+in the metadata database (the catalogue the API lists).  Each life-cycle step
+here writes the bank first, then the database, then the operation log where the
+step has one, and judges the transition in one place (:meth:`_move`, on
+:func:`strongroom.objects.status.check_transition`).  Manager, runner, garbage
+collection and crash recovery call these steps; none of them writes either copy
+itself (``tests/unit/test_owners.py`` and the import-linter contracts keep it so).
+
+The one step that writes the database first is :meth:`begin_delete`: the
+database's compare-and-set is what admits a single deleter among several
+workers, and the row goes back if the bank then refuses.
+
+``db`` may be None (``strongroom-manage bank gc --no-catalogue``): then only the
+bank is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable, Collection
+from typing import Any
+
+from strongroom import exceptions
+from strongroom.bank_plugins import Bank
+from strongroom.clock import Clock
+from strongroom.db.api import Database
+from strongroom.objects.kinds import LoggedOperation
+from strongroom.objects.records import CheckpointRecord, OperationLog
+from strongroom.objects.status import CheckpointStatus, check_transition
+from strongroom.protection.checkpoint import ActiveMarker, CheckpointStore
+from strongroom.protection.index import BankIndex
+
+LOG = logging.getLogger(__name__)
+
+#: Statuses a writer moves a checkpoint through; a checkpoint left in one by a dead owner is a zombie.
+RUNNING = frozenset({CheckpointStatus.PROTECTING, CheckpointStatus.DELETING, CheckpointStatus.COPYING})
+#: The status an operation log of an interrupted run ends in, by the status it was left in.
+_FINAL_OF: dict[str, str] = {CheckpointStatus.PROTECTING: CheckpointStatus.ERROR,
+                              CheckpointStatus.DELETING: CheckpointStatus.ERROR_DELETING}
+#: Operation logs a reclaim closes if their run left them open.
+_WRITER_LOGS = frozenset({LoggedOperation.PROTECT, LoggedOperation.DELETE, LoggedOperation.COPY})
+RESET_REASON = "reset by an administrator"
+
+
+@dataclasses.dataclass(frozen=True)
+class Reclaim:
+    """One zombie checkpoint, reclaimed (or, in a dry run, to be reclaimed)."""
+
+    checkpoint_id: str
+    owner_id: str
+    project_id: str | None
+    previous_status: str | None  # None: the index was never written
+    status: str | None  # what the index now says
+    objects: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class CheckpointCatalogue:
+    """The life cycle of the checkpoints of one provider's bank, in bank and database."""
+
+    def __init__(self, bank: Bank, db: Database | None, clock: Clock, *, provider_id: str,
+                 host: str = "") -> None:
+        self.store = CheckpointStore(bank, clock)
+        self._index = BankIndex(bank, clock)
+        self.db = db
+        self.clock = clock
+        self.provider_id = provider_id
+        self.host = host
+
+    @property
+    def bank(self) -> Bank:
+        return self.store.bank
+
+    def read(self, checkpoint_id: str) -> CheckpointRecord:
+        """The bank's view of the checkpoint (``NotFound`` without an index)."""
+        return self.store.read(checkpoint_id)
+
+    # -- the one place transitions are judged -----------------------------------
+
+    def _move(self, checkpoint_id: str, status: CheckpointStatus, reason: str | None, *,
+              force: bool = False) -> CheckpointRecord:
+        """Bank index to ``status`` (judged unless ``force``), then the catalogue row."""
+        record = self.store.read(checkpoint_id)
+        if not force:
+            check_transition("Checkpoint", checkpoint_id, record.status, status, CheckpointStatus)
+        record.status = status
+        record.status_reason = reason
+        self._index.write(record)
+        self._catalogue(checkpoint_id, {"status": status, "status_reason": reason})
+        return record
+
+    def _catalogue(self, checkpoint_id: str, changes: dict[str, Any]) -> CheckpointRecord | None:
+        """The database copy follows the bank's, already judged: no second transition check."""
+        if self.db is None:
+            return None
+        try:
+            return self.db.update_checkpoint(checkpoint_id, changes, check=False)
+        except exceptions.NotFound:
+            return None  # a writer died between its index and its row: the bank alone knows it
+
+    # -- protect -------------------------------------------------------------------
+
+    def begin_protect(self, record: CheckpointRecord) -> CheckpointRecord:
+        """Active marker of the writer, then the index as ``protecting``, then the catalogue row."""
+        if record.owner_id:
+            self._index.mark_active(record.owner_id, record.id, record.project_id, LoggedOperation.PROTECT)
+        self._index.write(record)
+        return self.db.create_checkpoint(record) if self.db is not None else record
+
+    def take_over(self, checkpoint_id: str, owner_id: str, operation: LoggedOperation) -> CheckpointRecord:
+        """Make ``owner_id`` the writer of an unfinished checkpoint (a job resumed by another worker).
+
+        Its marker is written first, then the index names it, then the previous
+        owner's marker goes, then the catalogue row.  Raises ``Conflict`` if garbage
+        collection has already reclaimed the checkpoint, or if it is no longer being written.
+        """
+        record = self.store.read(checkpoint_id)
+        if self.store.was_reclaimed(checkpoint_id):
+            raise exceptions.Conflict(reason=f"checkpoint {checkpoint_id} was reclaimed by garbage collection "
+                                             f"before this worker could resume it")
+        running = CheckpointStatus.PROTECTING if operation == LoggedOperation.PROTECT else CheckpointStatus.DELETING
+        if record.status != running:
+            raise exceptions.Conflict(reason=f"checkpoint {checkpoint_id} is {record.status}, not {running}")
+        previous = record.owner_id
+        self._index.mark_active(owner_id, checkpoint_id, record.project_id, operation)
+        if previous != owner_id:
+            record.owner_id = owner_id
+            self._index.write(record)
+            if previous:
+                self._index.clear_active(previous, checkpoint_id)
+        self._catalogue(checkpoint_id, {"owner_id": owner_id})
+        return record
+
+    def record_progress(self, checkpoint_id: str, bytes_done: int) -> None:
+        """Bytes a protect has read so far (the catalogue only: the bank index carries no progress)."""
+        self._catalogue(checkpoint_id, {"bytes_done": bytes_done})
+
+    def publish(self, checkpoint_id: str, *, owner_id: str | None, bytes_done: int) -> str | None:
+        """Publish a protect: index ``available`` (after every manifest), listings, marker, catalogue.
+
+        With ``owner_id``, refuses (``Conflict``) unless the index still names that
+        writer.  Returns None once published, or why the checkpoint was withdrawn:
+        garbage collection judged its writer dead while it was publishing.
+        """
+        record = self.store.read(checkpoint_id)
+        if owner_id is not None and record.owner_id not in (None, owner_id):
+            raise exceptions.Conflict(reason=f"checkpoint {checkpoint_id} was taken over by {record.owner_id}")
+        check_transition("Checkpoint", checkpoint_id, record.status, CheckpointStatus.AVAILABLE, CheckpointStatus)
+        record.status = CheckpointStatus.AVAILABLE
+        record.status_reason = None
+        self._index.write(record)
+        self._index.add_listings(record)
+        if record.owner_id:
+            self._index.clear_active(record.owner_id, checkpoint_id)
+        if self.store.was_reclaimed(checkpoint_id):
+            reason = "reclaimed by garbage collection while its writer was publishing it"
+            withdrawn = self._move(checkpoint_id, CheckpointStatus.ERROR, reason, force=True)
+            self._index.remove_listings(withdrawn)
+            return reason
+        self._catalogue(checkpoint_id, {"status": CheckpointStatus.AVAILABLE, "status_reason": None,
+                                        "bytes_done": bytes_done})
+        return None
+
+    def fail_protect(self, checkpoint_id: str, reason: str, owner_id: str, bytes_done: int) -> None:
+        """End a failed protect: index ``error`` with ``reason`` (kept if garbage collection already
+        failed it), its partial data in reverse write order, ``owner_id``'s marker, then the catalogue.
+        If the bank fails half way, the marker stays and garbage collection finishes the job."""
+        record = self.store.read(checkpoint_id)
+        if record.status != CheckpointStatus.ERROR:
+            check_transition("Checkpoint", checkpoint_id, record.status, CheckpointStatus.ERROR, CheckpointStatus)
+            record.status = CheckpointStatus.ERROR
+            record.status_reason = reason
+            self._index.write(record)
+        self.store.remove_objects(checkpoint_id)
+        self._index.clear_active(owner_id, checkpoint_id)
+        self._catalogue(checkpoint_id, {"status": CheckpointStatus.ERROR, "status_reason": reason,
+                                        "bytes_done": bytes_done})
+
+    def fail_unrecorded(self, checkpoint_id: str, status: CheckpointStatus, reason: str) -> None:
+        """The bank could not be told a run's end: the catalogue says so; the bank index still shows the
+        run, and garbage collection reclaims it once the run is over."""
+        self._catalogue(checkpoint_id, {"status": status, "status_reason": reason})
+
+    # -- delete ---------------------------------------------------------------------
+
+    @staticmethod
+    def check_may_delete(record: CheckpointRecord) -> None:
+        """``InvalidStatusTransition`` unless ``record`` (as catalogued) may start deleting."""
+        check_transition("Checkpoint", record.id, record.status, CheckpointStatus.DELETING, CheckpointStatus)
+
+    def begin_delete(self, record: CheckpointRecord, owner_id: str) -> CheckpointRecord:
+        """Admit one deleter (the catalogue's compare-and-set), then its marker and the index ``deleting``."""
+        self.check_may_delete(record)
+        before = record.status
+        if self.db is not None:
+            record = self.db.update_checkpoint(record.id, {"status": CheckpointStatus.DELETING,
+                                                           "owner_id": owner_id}, expected_status=[before])
+        try:
+            bank_view = self.store.read(record.id)
+            check_transition("Checkpoint", record.id, bank_view.status, CheckpointStatus.DELETING,
+                             CheckpointStatus)
+            self._index.mark_active(owner_id, record.id, bank_view.project_id, LoggedOperation.DELETE)
+            bank_view.status = CheckpointStatus.DELETING
+            bank_view.status_reason = None
+            bank_view.owner_id = owner_id
+            self._index.write(bank_view)
+        except BaseException:
+            self._catalogue(record.id, {"status": before})
+            raise
+        return record
+
+    def unlist(self, checkpoint_id: str) -> None:
+        """A delete's first bank step: its listing entries go (readers stop finding it)."""
+        self._index.remove_listings(self.store.read(checkpoint_id))
+
+    def finish_delete(self, checkpoint_id: str, owner_id: str, sweep: Callable[[], None]) -> None:
+        """Objects, then a tombstone index ``deleted``, then ``sweep()`` of the chunks it alone used, then
+        the marker, then the catalogue (which says deleted only once its unique chunks are gone)."""
+        self.store.remove_objects(checkpoint_id)
+        record = self.store.read(checkpoint_id)
+        check_transition("Checkpoint", checkpoint_id, record.status, CheckpointStatus.DELETED, CheckpointStatus)
+        record.status = CheckpointStatus.DELETED
+        record.status_reason = None
+        self._index.write(record)
+        sweep()
+        self._index.clear_active(owner_id, checkpoint_id)
+        self._catalogue(checkpoint_id, {"status": CheckpointStatus.DELETED, "status_reason": None})
+
+    def fail_delete(self, checkpoint_id: str, owner_id: str, reason: str) -> None:
+        record = self.store.read(checkpoint_id)
+        check_transition("Checkpoint", checkpoint_id, record.status, CheckpointStatus.ERROR_DELETING,
+                         CheckpointStatus)
+        record.status = CheckpointStatus.ERROR_DELETING
+        record.status_reason = reason
+        self._index.write(record)
+        self._index.clear_active(owner_id, checkpoint_id)
+        self._catalogue(checkpoint_id, {"status": CheckpointStatus.ERROR_DELETING, "status_reason": reason})
+
+    # -- administrators ---------------------------------------------------------------
+
+    def reset(self, checkpoint_id: str, state: CheckpointStatus) -> None:
+        """``os-resetState``: an administrator forces the status (no transition check, by design)."""
+        self._move(checkpoint_id, state, RESET_REASON, force=True)
+
+    # -- garbage collection -------------------------------------------------------------
+
+    def clear_stale_marker(self, marker: ActiveMarker, *, remove_partial: bool = False) -> None:
+        """A marker whose checkpoint is finished or taken over goes; with ``remove_partial``, first the
+        partial data of a failed protect (useless; never an available checkpoint's)."""
+        if remove_partial:
+            self.store.remove_objects(marker.checkpoint_id)
+        self._index.clear_active(marker.owner_id, marker.checkpoint_id)
+
+    def reclaim(self, marker: ActiveMarker, record: CheckpointRecord | None, *, by: str, why: str,
+                dry_run: bool = False) -> Reclaim | None:
+        """Reclaim the checkpoint of a dead owner's ``marker`` (``record``: its index as read, if any).
+
+        The reclaim marker first; the index read again (a writer that published, or
+        another worker that took the job over, wins: None); listings, objects in
+        reverse write order, index ``error`` (``deleted`` for an interrupted delete),
+        the marker; then the catalogue and a ``reclaim`` operation log.
+        """
+        cid = marker.checkpoint_id
+        previous = record.status if record is not None else None
+        final = CheckpointStatus.DELETED if previous == CheckpointStatus.DELETING else CheckpointStatus.ERROR
+        reason = f"reclaimed by garbage collection: {why}"
+        if dry_run:
+            objects = self.store.remove_objects(cid, dry_run=True)
+            return Reclaim(cid, marker.owner_id, marker.project_id, previous, final, len(objects), reason)
+        self._index.mark_reclaimed(cid, by, reason)
+        if record is not None:
+            again = self.store.read(cid)
+            if again.status not in RUNNING or again.owner_id not in (None, marker.owner_id):
+                self._index.unmark_reclaimed(cid)
+                self._index.clear_active(marker.owner_id, cid)
+                return None
+            self._index.remove_listings(again)
+        objects = self.store.remove_objects(cid)
+        if record is not None:
+            record = self.store.read(cid)
+            record.status = final
+            record.status_reason = reason
+            self._index.write(record)  # forced: whatever the dead writer left, it ends here
+        self._index.clear_active(marker.owner_id, cid)
+        reclaim = Reclaim(cid, marker.owner_id, marker.project_id or (record.project_id if record else None),
+                          previous, final if record is not None else None, len(objects), reason)
+        self._record_reclaim(reclaim)
+        return reclaim
+
+    def _record_reclaim(self, reclaim: Reclaim) -> None:
+        if self.db is None:
+            return
+        now = self.clock.now()
+        project = reclaim.project_id
+        if reclaim.status is not None:
+            row = self._catalogue(reclaim.checkpoint_id, {"status": reclaim.status,
+                                                          "status_reason": reclaim.reason})
+            project = project or (row.project_id if row is not None else None)
+        for log in self.db.list_operation_logs(None, filters={"checkpoint_id": reclaim.checkpoint_id}):
+            if log.ended_at is None and log.operation_type in _WRITER_LOGS:
+                final = _FINAL_OF.get(log.status, CheckpointStatus.ERROR)
+                self.db.update_operation_log(log.id, {"status": final, "ended_at": now,
+                                                      "error_info": reclaim.reason})
+        self.db.create_operation_log(OperationLog(
+            id=str(uuid.uuid4()), project_id=project or "-", operation_type=LoggedOperation.RECLAIM,
+            status="success", provider_id=self.provider_id, checkpoint_id=reclaim.checkpoint_id, host=self.host,
+            started_at=now, ended_at=now, error_info=reclaim.reason,
+            extra_info={"owner_id": reclaim.owner_id, "previous_status": reclaim.previous_status,
+                        "objects_removed": reclaim.objects}))
+
+    def reconcile(self, running: Collection[str]) -> int:
+        """Catalogue rows left running by a writer that died between the bank and the catalogue take the
+        bank's final status; returns how many were fixed."""
+        if self.db is None:
+            return 0
+        fixed = 0
+        for status in (CheckpointStatus.PROTECTING, CheckpointStatus.DELETING):
+            for row in self.db.list_checkpoints(self.provider_id, None, filters={"status": status}):
+                if row.id in running:
+                    continue
+                try:
+                    in_bank = self.store.read(row.id)
+                except exceptions.NotFound:
+                    continue  # a writer between its catalogue row and its index: garbage collection decides
+                if in_bank.status == row.status or in_bank.status in RUNNING:
+                    continue
+                self._catalogue(row.id, {"status": in_bank.status, "status_reason": in_bank.status_reason})
+                LOG.info("catalogue of checkpoint %s set to %s from the bank", row.id, in_bank.status)
+                fixed += 1
+        return fixed
+
+
+class Catalogues:
+    """One :class:`CheckpointCatalogue` per provider, built in this one place."""
+
+    def __init__(self, db: Database | None, clock: Clock, host: str = "") -> None:
+        self.db = db
+        self.clock = clock
+        self.host = host
+        self._by_provider: dict[str, CheckpointCatalogue] = {}
+
+    def of(self, provider: Any) -> CheckpointCatalogue:
+        """The catalogue of ``provider`` (anything with ``id`` and ``bank``)."""
+        catalogue = self._by_provider.get(provider.id)
+        if catalogue is None or catalogue.bank is not provider.bank:
+            catalogue = CheckpointCatalogue(provider.bank, self.db, self.clock, provider_id=provider.id,
+                                            host=self.host)
+            self._by_provider[provider.id] = catalogue
+        return catalogue
