@@ -22,7 +22,7 @@ from oslo_config import cfg
 from oslo_policy import policy as oslo_policy
 
 from strongroom import exceptions
-from strongroom.api import auth, errors, openapi, policy
+from strongroom.api import auth, errors, openapi, policy, rules
 from strongroom.api.common import ApiRequest
 from strongroom.api.routes import ROUTES, Route
 from strongroom.context import get_context
@@ -98,7 +98,7 @@ class V1App:
             raise exceptions.Forbidden(reason="the request was not authenticated")
         ctx = get_context(project_id, user_id=identity.user_id, roles=list(identity.roles),
                           request_id=request_id)
-        ctx.is_admin = policy.is_admin(self._enforcer, ctx)
+        ctx.is_admin = rules.is_admin(self._enforcer, ctx)
         if identity.project_id is not None and identity.project_id != project_id and not ctx.is_admin:
             raise exceptions.Forbidden(reason=f"the token is not scoped to project {project_id}")
         req = ApiRequest(http=http, ctx=ctx, project_id=project_id, conf=self._conf, db=self._db,
