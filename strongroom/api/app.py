@@ -4,12 +4,12 @@ Pipeline, outermost first::
 
     RootApp            request id header on every response, body-size guard, "/" and /v1/openapi.json
       auth middleware  noauth, or keystonemiddleware auth_token + KeystoneContextMiddleware
-        V1App          Routes mapper -> controller -> JSON; our exceptions -> HTTP (strongroom.api.errors)
+        V1App          Routes mapper over strongroom.api.routes -> controller -> JSON;
+                       our exceptions -> HTTP (strongroom.api.errors)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import uuid
@@ -22,20 +22,9 @@ from oslo_config import cfg
 from oslo_policy import policy as oslo_policy
 
 from strongroom import exceptions
-from strongroom.api import auth, errors, openapi, policy, schemas
-from strongroom.api.common import ApiRequest, Result
-from strongroom.api.v1 import (
-    checkpoints,
-    operation_logs,
-    plans,
-    protectables,
-    providers,
-    restores,
-    scheduled_operations,
-    services,
-    triggers,
-    verifications,
-)
+from strongroom.api import auth, errors, openapi, policy, rules
+from strongroom.api.common import ApiRequest
+from strongroom.api.routes import ROUTES, Route
 from strongroom.context import get_context
 from strongroom.protection.rpcapi import ProtectionAPI
 
@@ -45,85 +34,6 @@ ENV_REQUEST_ID = "strongroom.request_id"
 REQUEST_ID_HEADER = "X-Openstack-Request-Id"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-Handler = Callable[..., Result]
-
-
-@dataclasses.dataclass(frozen=True)
-class Route:
-    method: str
-    path: str  # below /v1/{project_id}
-    handler: Handler
-    summary: str
-    request_schema: str | None = None  # a key of schemas.ALL
-    response_key: str | None = None
-    status: int = 200
-    query: tuple[str, ...] | None = None  # the query parameters a list takes, when not marker/limit/sort
-
-
-_CP = "/providers/{provider_id}/checkpoints"
-_SO = "/scheduled_operations"
-
-ROUTES: tuple[Route, ...] = (
-    Route("GET", "/providers", providers.index, "List providers", response_key="providers"),
-    Route("GET", "/providers/{provider_id}", providers.show, "Show a provider", response_key="provider"),
-    Route("GET", "/protectables", protectables.index, "List protectable types",
-          response_key="protectable_type"),
-    Route("GET", "/protectables/{protectable_type}", protectables.show, "Show a protectable type",
-          response_key="protectable_type"),
-    Route("GET", "/protectables/{protectable_type}/instances", protectables.instances,
-          "List instances of a protectable type", response_key="instances"),
-    Route("GET", "/protectables/{protectable_type}/instances/{instance_id}", protectables.instance,
-          "Show a protectable instance", response_key="instance"),
-    Route("POST", "/plans", plans.create, "Create a plan", "PlanCreate", "plan"),
-    Route("GET", "/plans", plans.index, "List plans", response_key="plans"),
-    Route("GET", "/plans/{plan_id}", plans.show, "Show a plan", response_key="plan"),
-    Route("PUT", "/plans/{plan_id}", plans.update, "Update a plan", "PlanUpdate", "plan"),
-    Route("DELETE", "/plans/{plan_id}", plans.delete, "Delete a plan", status=202),
-    Route("POST", _CP + "/action", checkpoints.action, "Act on checkpoints (copy)", "CheckpointAction"),
-    Route("POST", _CP, checkpoints.create, "Protect a plan: create a checkpoint", "CheckpointCreate",
-          "checkpoint"),
-    Route("GET", _CP, checkpoints.index, "List checkpoints", response_key="checkpoints"),
-    Route("GET", _CP + "/{checkpoint_id}", checkpoints.show, "Show a checkpoint", response_key="checkpoint"),
-    Route("PUT", _CP + "/{checkpoint_id}", checkpoints.reset_state, "Reset a checkpoint's state (admin)",
-          "CheckpointResetState", status=202),
-    Route("DELETE", _CP + "/{checkpoint_id}", checkpoints.delete, "Delete a checkpoint", status=202),
-    Route("POST", "/restores", restores.create, "Restore a checkpoint", "RestoreCreate", "restore"),
-    Route("GET", "/restores", restores.index, "List restores", response_key="restores"),
-    Route("GET", "/restores/{restore_id}", restores.show, "Show a restore", response_key="restore"),
-    Route("POST", "/verifications", verifications.create, "Verify a checkpoint", "VerificationCreate",
-          "verification"),
-    Route("GET", "/verifications", verifications.index, "List verifications", response_key="verifications"),
-    Route("GET", "/verifications/{verification_id}", verifications.show, "Show a verification",
-          response_key="verification"),
-    Route("GET", "/operation_logs", operation_logs.index, "List operation logs",
-          response_key="operation_logs"),
-    Route("GET", "/operation_logs/{operation_log_id}", operation_logs.show, "Show an operation log",
-          response_key="operation_log"),
-    Route("POST", "/triggers", triggers.create, "Create a time trigger", "TriggerCreate", "trigger_info"),
-    Route("GET", "/triggers", triggers.index, "List triggers", response_key="triggers"),
-    Route("GET", "/triggers/{trigger_id}", triggers.show, "Show a trigger", response_key="trigger_info"),
-    Route("PUT", "/triggers/{trigger_id}", triggers.update, "Update a trigger (re-plans its future fires)",
-          "TriggerUpdate", "trigger_info"),
-    Route("DELETE", "/triggers/{trigger_id}", triggers.delete, "Delete an unused trigger", status=204),
-    Route("POST", _SO, scheduled_operations.create, "Create a scheduled operation", "ScheduledOperationCreate",
-          "scheduled_operation"),
-    Route("GET", _SO, scheduled_operations.index, "List scheduled operations", response_key="operations"),
-    Route("GET", _SO + "/{scheduled_operation_id}", scheduled_operations.show, "Show a scheduled operation",
-          response_key="scheduled_operation"),
-    Route("POST", _SO + "/{scheduled_operation_id}/action", scheduled_operations.action,
-          "Suspend ({\"suspend\": {}}) or resume ({\"resume\": {}}) a scheduled operation",
-          "ScheduledOperationAction", "scheduled_operation"),
-    Route("DELETE", _SO + "/{scheduled_operation_id}", scheduled_operations.delete,
-          "Delete a scheduled operation (and its logs)", status=204),
-    Route("GET", _SO + "/{scheduled_operation_id}/logs", scheduled_operations.logs,
-          "List the runs of a scheduled operation", response_key="scheduled_operation_logs"),
-    Route("GET", "/os-services", services.index, "List services, up or down (admin)", response_key="services",
-          query=services.FILTERS),
-    Route("PUT", "/os-services/{service_id}", services.update, "Enable or disable a service (admin)",
-          "ServiceUpdate", "service"),
-)
-
-assert all(r.request_schema is None or r.request_schema in schemas.ALL for r in ROUTES)
 
 
 def json_response(status: int, body: Any | None) -> webob.Response:
@@ -148,13 +58,12 @@ class V1App:
         self._protection = protection
         self._enforcer = enforcer
         self._mapper = routes.Mapper()
-        self._methods: dict[str, set[str]] = {}
         for index, route in enumerate(ROUTES):
-            self._mapper.connect(None, "/v1/{project_id}" + route.path, route_index=index,
+            self._mapper.connect(None, route.full_path, route_index=index,
                                  conditions={"method": [route.method]})
         self._any_method = routes.Mapper()
         for index, route in enumerate(ROUTES):
-            self._any_method.connect(None, "/v1/{project_id}" + route.path, route_index=index)
+            self._any_method.connect(None, route.full_path, route_index=index)
         self._mapper.create_regs()
         self._any_method.create_regs()
 
@@ -189,7 +98,7 @@ class V1App:
             raise exceptions.Forbidden(reason="the request was not authenticated")
         ctx = get_context(project_id, user_id=identity.user_id, roles=list(identity.roles),
                           request_id=request_id)
-        ctx.is_admin = policy.is_admin(self._enforcer, ctx)
+        ctx.is_admin = rules.is_admin(self._enforcer, ctx)
         if identity.project_id is not None and identity.project_id != project_id and not ctx.is_admin:
             raise exceptions.Forbidden(reason=f"the token is not scoped to project {project_id}")
         req = ApiRequest(http=http, ctx=ctx, project_id=project_id, conf=self._conf, db=self._db,

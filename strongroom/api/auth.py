@@ -2,7 +2,7 @@
 
 Each middleware leaves an :class:`Identity` in ``environ["strongroom.identity"]``; the application turns it
 into a :class:`strongroom.context.RequestContext` for the project named in the URL and oslo.policy decides
-(:mod:`strongroom.api.policy`).
+(:mod:`strongroom.api.rules`).
 
 - ``noauth`` (embedded default, loopback only): any ``X-Auth-Token``; the user is ``X-User-Id`` or
   ``noauth``; the caller is a member of the URL's project, and an admin when the token equals

@@ -15,7 +15,7 @@ from oslo_config import cfg
 from oslo_policy import policy as oslo_policy
 
 from strongroom import exceptions
-from strongroom.api import policy, schemas
+from strongroom.api import rules, schemas
 from strongroom.api.errors import BadRequest, RequestTooLarge
 from strongroom.context import RequestContext
 from strongroom.protection.rpcapi import ProtectionAPI
@@ -53,7 +53,7 @@ class ApiRequest:
         return self.http.GET  # type: ignore[no-any-return]
 
     def authorize(self, action: str, target: dict[str, Any] | None = None) -> None:
-        policy.authorize(self.enforcer, self.ctx, action, target)
+        rules.authorize(self.enforcer, self.ctx, action, target)
 
     def body(self) -> Any:
         """The parsed JSON body; 400 when absent or not JSON, 413 when too large."""

@@ -1,18 +1,17 @@
 """A generated OpenAPI 3 document of the v1 API (served at ``GET /v1/openapi.json``).
 
-Built from the route table and the request schemas, so it cannot drift from what the server accepts.
+Built from the route table (:mod:`strongroom.api.routes`) and the request schemas, so it cannot drift from
+what the server accepts.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from strongroom.api import errors, schemas
-
-if TYPE_CHECKING:
-    from strongroom.api.app import Route
+from strongroom.api.routes import Route
 
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 
@@ -45,7 +44,7 @@ def _operation_id(route: Route) -> str:
 def build(routes: Iterable[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        full = "/v1/{project_id}" + route.path
+        full = route.full_path
         names = _PARAM.findall(full)
         op: dict[str, Any] = {
             "summary": route.summary,

@@ -22,259 +22,127 @@ _free_object = {"type": "object"}
 # Plan parameters: keyed by "type" or "type#id", each an object of plugin options.
 _parameters = {"type": "object", "additionalProperties": {"type": "object"}}
 
-RESOURCE: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string", "minLength": 1, "maxLength": 255},
-        "type": {"type": "string", "minLength": 1, "maxLength": 255},
-        "name": {"type": "string", "maxLength": 255},
-        "extra_info": {"type": ["object", "null"]},
-    },
-    "required": ["id", "type"],
-    "additionalProperties": False,
-}
 
-PLAN_CREATE: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "plan": {
-            "type": "object",
-            "properties": {
-                "name": _name,
-                "description": _description,
-                "provider_id": _uuidish,
-                "parameters": _parameters,
-                "resources": {"type": "array", "items": RESOURCE, "minItems": 1},
-            },
-            "required": ["name", "provider_id", "resources"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["plan"],
-    "additionalProperties": False,
-}
+def _closed(properties: dict[str, Any], *, required: list[str] | None = None, **counts: int) -> dict[str, Any]:
+    """An object of these properties and no others; ``counts`` are ``minProperties``/``maxProperties``."""
+    out: dict[str, Any] = {"type": "object", "properties": properties}
+    if required is not None:
+        out["required"] = required
+    return {**out, **counts, "additionalProperties": False}
 
-PLAN_UPDATE: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "plan": {
-            "type": "object",
-            "properties": {
-                "name": _name,
-                "description": _description,
-                "status": {"type": "string", "enum": ["suspended", "started"]},
-                "parameters": _parameters,
-                "resources": {"type": "array", "items": RESOURCE, "minItems": 1},
-            },
-            "minProperties": 1,
-            "additionalProperties": False,
-        },
-    },
-    "required": ["plan"],
-    "additionalProperties": False,
-}
 
-CHECKPOINT_CREATE: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "checkpoint": {
-            "type": "object",
-            "properties": {
-                "plan_id": _uuidish,
-                "extra_info": {"type": ["object", "null"]},
-                "extra-info": {"type": ["object", "null"]},  # the spelling Karbor's client sends
-            },
-            "required": ["plan_id"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["checkpoint"],
-    "additionalProperties": False,
-}
+def _wrapped(key: str, inner: dict[str, Any]) -> dict[str, Any]:
+    """A body holding one object under ``key`` (``{"plan": {...}}``), as the Karbor v1 API wraps them."""
+    return _closed({key: inner}, required=[key])
 
-CHECKPOINT_RESET_STATE: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "os-resetState": {
-            "type": "object",
-            "properties": {"state": {"type": "string", "enum": ["available", "error"]}},
-            "required": ["state"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["os-resetState"],
-    "additionalProperties": False,
-}
 
-CHECKPOINT_ACTION: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "copy": {
-            "type": "object",
-            "properties": {"plan_id": _uuidish, "parameters": _free_object},
-            "required": ["plan_id"],
-            "additionalProperties": False,
-        },
-    },
-    "minProperties": 1,
-    "maxProperties": 1,
-    "additionalProperties": False,
-}
+RESOURCE: dict[str, Any] = _closed({
+    "id": {"type": "string", "minLength": 1, "maxLength": 255},
+    "type": {"type": "string", "minLength": 1, "maxLength": 255},
+    "name": {"type": "string", "maxLength": 255},
+    "extra_info": {"type": ["object", "null"]},
+}, required=["id", "type"])
 
-RESTORE_AUTH: dict[str, Any] = {
-    "type": ["object", "null"],
-    "properties": {
-        "type": {"type": "string", "enum": ["password"]},
-        "username": {"type": "string", "maxLength": 255},
-        "password": {"type": "string", "maxLength": 255},
-    },
-    "additionalProperties": False,
-}
+PLAN_CREATE: dict[str, Any] = _wrapped("plan", _closed({
+    "name": _name,
+    "description": _description,
+    "provider_id": _uuidish,
+    "parameters": _parameters,
+    "resources": {"type": "array", "items": RESOURCE, "minItems": 1},
+}, required=["name", "provider_id", "resources"]))
 
-RESTORE_CREATE: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "restore": {
-            "type": "object",
-            "properties": {
-                "provider_id": _uuidish,
-                "checkpoint_id": _uuidish,
-                "restore_target": {"type": ["string", "null"], "maxLength": 255},
-                "restore_auth": RESTORE_AUTH,
-                "parameters": _parameters,
-            },
-            "required": ["provider_id", "checkpoint_id"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["restore"],
-    "additionalProperties": False,
-}
+PLAN_UPDATE: dict[str, Any] = _wrapped("plan", _closed({
+    "name": _name,
+    "description": _description,
+    "status": {"type": "string", "enum": ["suspended", "started"]},
+    "parameters": _parameters,
+    "resources": {"type": "array", "items": RESOURCE, "minItems": 1},
+}, minProperties=1))
 
-VERIFICATION_CREATE: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "verification": {
-            "type": "object",
-            "properties": {
-                "provider_id": _uuidish,
-                "checkpoint_id": _uuidish,
-                "parameters": _parameters,
-            },
-            "required": ["provider_id", "checkpoint_id"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["verification"],
-    "additionalProperties": False,
-}
+CHECKPOINT_CREATE: dict[str, Any] = _wrapped("checkpoint", _closed({
+    "plan_id": _uuidish,
+    "extra_info": {"type": ["object", "null"]},
+    "extra-info": {"type": ["object", "null"]},  # the spelling Karbor's client sends
+}, required=["plan_id"]))
+
+CHECKPOINT_RESET_STATE: dict[str, Any] = _wrapped("os-resetState", _closed(
+    {"state": {"type": "string", "enum": ["available", "error"]}}, required=["state"]))
+
+CHECKPOINT_ACTION: dict[str, Any] = _closed({
+    "copy": _closed({"plan_id": _uuidish, "parameters": _free_object}, required=["plan_id"]),
+}, minProperties=1, maxProperties=1)
+
+RESTORE_AUTH: dict[str, Any] = {**_closed({
+    "type": {"type": "string", "enum": ["password"]},
+    "username": {"type": "string", "maxLength": 255},
+    "password": {"type": "string", "maxLength": 255},
+}), "type": ["object", "null"]}
+
+RESTORE_CREATE: dict[str, Any] = _wrapped("restore", _closed({
+    "provider_id": _uuidish,
+    "checkpoint_id": _uuidish,
+    "restore_target": {"type": ["string", "null"], "maxLength": 255},
+    "restore_auth": RESTORE_AUTH,
+    "parameters": _parameters,
+}, required=["provider_id", "checkpoint_id"]))
+
+VERIFICATION_CREATE: dict[str, Any] = _wrapped("verification", _closed({
+    "provider_id": _uuidish,
+    "checkpoint_id": _uuidish,
+    "parameters": _parameters,
+}, required=["provider_id", "checkpoint_id"]))
 
 # -- scheduling -----------------------------------------------------------------
 
 _seconds = {"type": ["integer", "string", "null"]}  # Karbor's samples send the window as a string
 _time = {"type": ["string", "null"], "maxLength": 64}
 
-TRIGGER_PROPERTIES: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "format": {"type": "string", "enum": ["crontab", "calendar"]},
-        "pattern": {"type": "string", "minLength": 1, "maxLength": 4096},
-        "start_time": _time,
-        "end_time": _time,
-        "window": _seconds,
-    },
-    "additionalProperties": False,
-}
+TRIGGER_PROPERTIES: dict[str, Any] = _closed({
+    "format": {"type": "string", "enum": ["crontab", "calendar"]},
+    "pattern": {"type": "string", "minLength": 1, "maxLength": 4096},
+    "start_time": _time,
+    "end_time": _time,
+    "window": _seconds,
+})
 
-TRIGGER_CREATE: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "trigger_info": {
-            "type": "object",
-            "properties": {
-                "name": _name,
-                "type": {"type": "string", "enum": ["time"]},
-                "properties": {**TRIGGER_PROPERTIES, "required": ["pattern"]},
-            },
-            "required": ["name", "type", "properties"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["trigger_info"],
-    "additionalProperties": False,
-}
+TRIGGER_CREATE: dict[str, Any] = _wrapped("trigger_info", _closed({
+    "name": _name,
+    "type": {"type": "string", "enum": ["time"]},
+    "properties": {**TRIGGER_PROPERTIES, "required": ["pattern"]},
+}, required=["name", "type", "properties"]))
 
-TRIGGER_UPDATE: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "trigger_info": {
-            "type": "object",
-            "properties": {"name": _name, "properties": TRIGGER_PROPERTIES},
-            "minProperties": 1,
-            "additionalProperties": False,
-        },
-    },
-    "required": ["trigger_info"],
-    "additionalProperties": False,
-}
+TRIGGER_UPDATE: dict[str, Any] = _wrapped("trigger_info", _closed(
+    {"name": _name, "properties": TRIGGER_PROPERTIES}, minProperties=1))
 
 _count = {"type": ["integer", "string", "null"]}  # Karbor accepted "3" as well as 3
 
-OPERATION_DEFINITION: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "provider_id": _uuidish,
-        "plan_id": _uuidish,
-        "max_backups": _count,
-        "retention_duration": _count,
-        **{key: {"type": ["integer", "null"]} for key in (
-            "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")},
-    },
-    "required": ["provider_id", "plan_id"],
-    "additionalProperties": False,
-}
+OPERATION_DEFINITION: dict[str, Any] = _closed({
+    "provider_id": _uuidish,
+    "plan_id": _uuidish,
+    "max_backups": _count,
+    "retention_duration": _count,
+    **{key: {"type": ["integer", "null"]} for key in (
+        "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")},
+}, required=["provider_id", "plan_id"])
 
-SCHEDULED_OPERATION_CREATE: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "scheduled_operation": {
-            "type": "object",
-            "properties": {
-                "name": _name,
-                "description": _description,
-                "operation_type": {"type": "string", "enum": ["protect", "retention_protect"]},
-                "trigger_id": _uuidish,
-                "operation_definition": OPERATION_DEFINITION,
-            },
-            "required": ["name", "operation_type", "trigger_id", "operation_definition"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["scheduled_operation"],
-    "additionalProperties": False,
-}
+SCHEDULED_OPERATION_CREATE: dict[str, Any] = _wrapped("scheduled_operation", _closed({
+    "name": _name,
+    "description": _description,
+    "operation_type": {"type": "string", "enum": ["protect", "retention_protect"]},
+    "trigger_id": _uuidish,
+    "operation_definition": OPERATION_DEFINITION,
+}, required=["name", "operation_type", "trigger_id", "operation_definition"]))
 
-SCHEDULED_OPERATION_ACTION: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "suspend": {"type": ["object", "null"], "maxProperties": 0},
-        "resume": {"type": ["object", "null"], "maxProperties": 0},
-    },
-    "minProperties": 1,
-    "maxProperties": 1,
-    "additionalProperties": False,
-}
+SCHEDULED_OPERATION_ACTION: dict[str, Any] = _closed({
+    "suspend": {"type": ["object", "null"], "maxProperties": 0},
+    "resume": {"type": ["object", "null"], "maxProperties": 0},
+}, minProperties=1, maxProperties=1)
 
 # Karbor's body is not wrapped: {"status": "disabled", "disabled_reason": "..."}.
-SERVICE_UPDATE: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "status": {"type": "string", "enum": ["enabled", "disabled"]},
-        "disabled_reason": {"type": ["string", "null"], "maxLength": 255},
-    },
-    "required": ["status"],
-    "additionalProperties": False,
-}
+SERVICE_UPDATE: dict[str, Any] = _closed({
+    "status": {"type": "string", "enum": ["enabled", "disabled"]},
+    "disabled_reason": {"type": ["string", "null"], "maxLength": 255},
+}, required=["status"])
 
 ALL: dict[str, dict[str, Any]] = {
     "PlanCreate": PLAN_CREATE,

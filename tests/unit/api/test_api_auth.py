@@ -13,7 +13,7 @@ import webob
 from apiharness import ADMIN_TOKEN
 
 from strongroom import exceptions
-from strongroom.api import auth, policy
+from strongroom.api import auth, policy, rules
 from strongroom.api.app import RootApp, V1App, make_app
 from strongroom.config import new_conf
 from strongroom.context import get_context
@@ -45,20 +45,20 @@ def _admin(project: str) -> Any:
 @pytest.mark.parametrize("action", ["plan:get", "plan:update", "checkpoint:delete", "restore:create"])
 def test_admin_or_owner_rules(conf: Any, action: str) -> None:
     enforcer = policy.get_enforcer(conf)
-    policy.authorize(enforcer, _member("p1"), action, {"project_id": "p1"})
+    rules.authorize(enforcer, _member("p1"), action, {"project_id": "p1"})
     with pytest.raises(exceptions.Forbidden, match=action):
-        policy.authorize(enforcer, _member("p1"), action, {"project_id": "p2"})
-    policy.authorize(enforcer, _admin("p1"), action, {"project_id": "p2"})
+        rules.authorize(enforcer, _member("p1"), action, {"project_id": "p2"})
+    rules.authorize(enforcer, _admin("p1"), action, {"project_id": "p2"})
 
 
 @pytest.mark.parametrize("action", ["checkpoint:reset_state", "all_tenants"])
 def test_admin_only_rules(conf: Any, action: str) -> None:
     enforcer = policy.get_enforcer(conf)
     with pytest.raises(exceptions.Forbidden):
-        policy.authorize(enforcer, _member("p1"), action)
-    policy.authorize(enforcer, _admin("p1"), action)
-    assert policy.is_admin(enforcer, _admin("p1"))
-    assert not policy.is_admin(enforcer, _member("p1"))
+        rules.authorize(enforcer, _member("p1"), action)
+    rules.authorize(enforcer, _admin("p1"), action)
+    assert rules.is_admin(enforcer, _admin("p1"))
+    assert not rules.is_admin(enforcer, _member("p1"))
 
 
 def test_policy_defaults_are_documented() -> None:

@@ -1,0 +1,128 @@
+"""The v1 route table: for every endpoint its method, path, handler, the policy rule it names and its OpenAPI facts.
+
+The application routes by it (:mod:`strongroom.api.app`); the OpenAPI document (:mod:`strongroom.api.openapi`)
+and the policy defaults (:mod:`strongroom.api.policy`) are built from it, so none of them restates a path.
+It imports neither of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from strongroom.api import schemas
+from strongroom.api.common import Result
+from strongroom.api.rules import Rule
+from strongroom.api.v1 import (
+    checkpoints,
+    operation_logs,
+    plans,
+    protectables,
+    providers,
+    restores,
+    scheduled_operations,
+    services,
+    triggers,
+    verifications,
+)
+
+V1 = "/v1/{project_id}"
+
+Handler = Callable[..., Result]
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # below V1
+    handler: Handler
+    rule: Rule  # the policy rule the handler checks; the policy defaults document this route under it
+    summary: str
+    request_schema: str | None = None  # a key of schemas.ALL
+    response_key: str | None = None
+    status: int = 200
+    query: tuple[str, ...] | None = None  # the query parameters a list takes, when not marker/limit/sort
+
+    def __post_init__(self) -> None:
+        if self.request_schema is not None and self.request_schema not in schemas.ALL:
+            raise ValueError(f"{self.method} {self.path}: no request schema {self.request_schema!r}")
+
+    @property
+    def full_path(self) -> str:
+        return V1 + self.path
+
+
+_CP = "/providers/{provider_id}/checkpoints"
+_SO = "/scheduled_operations"
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/providers", providers.index, Rule.PROVIDER_GET_ALL, "List providers", response_key="providers"),
+    Route("GET", "/providers/{provider_id}", providers.show, Rule.PROVIDER_GET, "Show a provider",
+          response_key="provider"),
+    Route("GET", "/protectables", protectables.index, Rule.PROTECTABLE_GET_ALL, "List protectable types",
+          response_key="protectable_type"),
+    Route("GET", "/protectables/{protectable_type}", protectables.show, Rule.PROTECTABLE_GET,
+          "Show a protectable type", response_key="protectable_type"),
+    Route("GET", "/protectables/{protectable_type}/instances", protectables.instances, Rule.PROTECTABLE_GET,
+          "List instances of a protectable type", response_key="instances"),
+    Route("GET", "/protectables/{protectable_type}/instances/{instance_id}", protectables.instance,
+          Rule.PROTECTABLE_GET, "Show a protectable instance", response_key="instance"),
+    Route("POST", "/plans", plans.create, Rule.PLAN_CREATE, "Create a plan", "PlanCreate", "plan"),
+    Route("GET", "/plans", plans.index, Rule.PLAN_GET_ALL, "List plans", response_key="plans"),
+    Route("GET", "/plans/{plan_id}", plans.show, Rule.PLAN_GET, "Show a plan", response_key="plan"),
+    Route("PUT", "/plans/{plan_id}", plans.update, Rule.PLAN_UPDATE, "Update a plan", "PlanUpdate", "plan"),
+    Route("DELETE", "/plans/{plan_id}", plans.delete, Rule.PLAN_DELETE, "Delete a plan", status=202),
+    Route("POST", _CP + "/action", checkpoints.action, Rule.CHECKPOINT_COPY, "Act on checkpoints (copy)",
+          "CheckpointAction"),
+    Route("POST", _CP, checkpoints.create, Rule.CHECKPOINT_CREATE, "Protect a plan: create a checkpoint",
+          "CheckpointCreate", "checkpoint"),
+    Route("GET", _CP, checkpoints.index, Rule.CHECKPOINT_GET_ALL, "List checkpoints", response_key="checkpoints"),
+    Route("GET", _CP + "/{checkpoint_id}", checkpoints.show, Rule.CHECKPOINT_GET, "Show a checkpoint",
+          response_key="checkpoint"),
+    Route("PUT", _CP + "/{checkpoint_id}", checkpoints.reset_state, Rule.CHECKPOINT_RESET_STATE,
+          "Reset a checkpoint's state (admin)", "CheckpointResetState", status=202),
+    Route("DELETE", _CP + "/{checkpoint_id}", checkpoints.delete, Rule.CHECKPOINT_DELETE, "Delete a checkpoint",
+          status=202),
+    Route("POST", "/restores", restores.create, Rule.RESTORE_CREATE, "Restore a checkpoint", "RestoreCreate",
+          "restore"),
+    Route("GET", "/restores", restores.index, Rule.RESTORE_GET_ALL, "List restores", response_key="restores"),
+    Route("GET", "/restores/{restore_id}", restores.show, Rule.RESTORE_GET, "Show a restore",
+          response_key="restore"),
+    Route("POST", "/verifications", verifications.create, Rule.VERIFICATION_CREATE, "Verify a checkpoint",
+          "VerificationCreate", "verification"),
+    Route("GET", "/verifications", verifications.index, Rule.VERIFICATION_GET_ALL, "List verifications",
+          response_key="verifications"),
+    Route("GET", "/verifications/{verification_id}", verifications.show, Rule.VERIFICATION_GET,
+          "Show a verification", response_key="verification"),
+    Route("GET", "/operation_logs", operation_logs.index, Rule.OPERATION_LOG_GET_ALL, "List operation logs",
+          response_key="operation_logs"),
+    Route("GET", "/operation_logs/{operation_log_id}", operation_logs.show, Rule.OPERATION_LOG_GET,
+          "Show an operation log", response_key="operation_log"),
+    Route("POST", "/triggers", triggers.create, Rule.TRIGGER_CREATE, "Create a time trigger", "TriggerCreate",
+          "trigger_info"),
+    Route("GET", "/triggers", triggers.index, Rule.TRIGGER_LIST, "List triggers", response_key="triggers"),
+    Route("GET", "/triggers/{trigger_id}", triggers.show, Rule.TRIGGER_GET, "Show a trigger",
+          response_key="trigger_info"),
+    Route("PUT", "/triggers/{trigger_id}", triggers.update, Rule.TRIGGER_UPDATE,
+          "Update a trigger (re-plans its future fires)", "TriggerUpdate", "trigger_info"),
+    Route("DELETE", "/triggers/{trigger_id}", triggers.delete, Rule.TRIGGER_DELETE, "Delete an unused trigger",
+          status=204),
+    Route("POST", _SO, scheduled_operations.create, Rule.SCHEDULED_OPERATION_CREATE,
+          "Create a scheduled operation", "ScheduledOperationCreate", "scheduled_operation"),
+    Route("GET", _SO, scheduled_operations.index, Rule.SCHEDULED_OPERATION_LIST, "List scheduled operations",
+          response_key="operations"),
+    Route("GET", _SO + "/{scheduled_operation_id}", scheduled_operations.show, Rule.SCHEDULED_OPERATION_GET,
+          "Show a scheduled operation", response_key="scheduled_operation"),
+    Route("POST", _SO + "/{scheduled_operation_id}/action", scheduled_operations.action,
+          Rule.SCHEDULED_OPERATION_UPDATE,
+          "Suspend ({\"suspend\": {}}) or resume ({\"resume\": {}}) a scheduled operation",
+          "ScheduledOperationAction", "scheduled_operation"),
+    Route("DELETE", _SO + "/{scheduled_operation_id}", scheduled_operations.delete, Rule.SCHEDULED_OPERATION_DELETE,
+          "Delete a scheduled operation (and its logs)", status=204),
+    Route("GET", _SO + "/{scheduled_operation_id}/logs", scheduled_operations.logs, Rule.SCHEDULED_OPERATION_GET,
+          "List the runs of a scheduled operation", response_key="scheduled_operation_logs"),
+    Route("GET", "/os-services", services.index, Rule.SERVICE_GET_ALL, "List services, up or down (admin)",
+          response_key="services", query=services.FILTERS),
+    Route("PUT", "/os-services/{service_id}", services.update, Rule.SERVICE_UPDATE,
+          "Enable or disable a service (admin)", "ServiceUpdate", "service"),
+)

@@ -1,0 +1,95 @@
+"""The policy rules of the API, each declared once, and the one function that decides.
+
+Rules are ``admin_or_owner`` by default; resetting a checkpoint's state, listing across projects
+(``all_tenants``) and ``os-services`` are admin only.  The same decisions are taken with ``noauth`` (whose
+contexts carry the ``member`` role, plus ``admin`` with the admin token) and with keystone, so one code path
+is tested.
+
+A route names the :class:`Rule` its handler checks (:mod:`strongroom.api.routes`); the oslo.policy defaults
+are built from both (:mod:`strongroom.api.policy`).  This module imports neither, so the handlers below the
+route table can call :func:`authorize`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from oslo_policy import policy
+
+from strongroom import exceptions
+from strongroom.context import RequestContext
+
+ADMIN_OR_OWNER = "rule:admin_or_owner"
+ADMIN_API = "rule:admin_api"
+
+BASE = (
+    policy.RuleDefault("context_is_admin", "role:admin", description="Decides who is an administrator."),
+    policy.RuleDefault("admin_or_owner", "rule:context_is_admin or project_id:%(project_id)s",
+                       description="Administrators, or members of the object's project."),
+    policy.RuleDefault("admin_api", "rule:context_is_admin",
+                       description="Administrators only."),
+)
+
+
+class Rule(enum.Enum):
+    """A rule an API call is checked against: its name, description and default check.
+
+    The order of the members is the order of ``policy.yaml.sample``.
+    """
+
+    PROVIDER_GET = ("provider:get", "Show a provider.")
+    PROVIDER_GET_ALL = ("provider:get_all", "List providers.")
+    PROTECTABLE_GET = ("protectable:get", "Show protectables.")
+    PROTECTABLE_GET_ALL = ("protectable:get_all", "List protectable types.")
+    PLAN_CREATE = ("plan:create", "Create a plan.")
+    PLAN_GET = ("plan:get", "Show a plan.")
+    PLAN_GET_ALL = ("plan:get_all", "List plans.")
+    PLAN_UPDATE = ("plan:update", "Update a plan.")
+    PLAN_DELETE = ("plan:delete", "Delete a plan.")
+    CHECKPOINT_CREATE = ("checkpoint:create", "Protect a plan (create a checkpoint).")
+    CHECKPOINT_GET = ("checkpoint:get", "Show a checkpoint.")
+    CHECKPOINT_GET_ALL = ("checkpoint:get_all", "List checkpoints.")
+    CHECKPOINT_DELETE = ("checkpoint:delete", "Delete a checkpoint.")
+    CHECKPOINT_RESET_STATE = ("checkpoint:reset_state", "Force a checkpoint's status.", ADMIN_API)
+    CHECKPOINT_COPY = ("checkpoint:copy", "Copy checkpoints to another provider.")
+    RESTORE_CREATE = ("restore:create", "Restore a checkpoint.")
+    RESTORE_GET = ("restore:get", "Show a restore.")
+    RESTORE_GET_ALL = ("restore:get_all", "List restores.")
+    VERIFICATION_CREATE = ("verification:create", "Verify a checkpoint.")
+    VERIFICATION_GET = ("verification:get", "Show a verification.")
+    VERIFICATION_GET_ALL = ("verification:get_all", "List verifications.")
+    OPERATION_LOG_GET = ("operation_log:get", "Show an operation log.")
+    OPERATION_LOG_GET_ALL = ("operation_log:get_all", "List operation logs.")
+    TRIGGER_CREATE = ("trigger:create", "Create a trigger.")
+    TRIGGER_GET = ("trigger:get", "Show a trigger.")
+    TRIGGER_LIST = ("trigger:list", "List triggers.")
+    TRIGGER_UPDATE = ("trigger:update", "Update a trigger.")
+    TRIGGER_DELETE = ("trigger:delete", "Delete a trigger.")
+    SCHEDULED_OPERATION_CREATE = ("scheduled_operation:create", "Create a scheduled operation.")
+    SCHEDULED_OPERATION_GET = ("scheduled_operation:get", "Show a scheduled operation and its logs.")
+    SCHEDULED_OPERATION_LIST = ("scheduled_operation:list", "List scheduled operations.")
+    SCHEDULED_OPERATION_UPDATE = ("scheduled_operation:update", "Suspend or resume a scheduled operation.")
+    SCHEDULED_OPERATION_DELETE = ("scheduled_operation:delete", "Delete a scheduled operation.")
+    SERVICE_GET_ALL = ("service:get_all", "List services, up or down.", ADMIN_API)
+    SERVICE_UPDATE = ("service:update", "Enable or disable a service.", ADMIN_API)
+    # Named by no route: checked inside list handlers (``all_tenants=1``, a foreign ``project_id``).
+    ALL_TENANTS = ("all_tenants", "List objects of every project.", ADMIN_API)
+
+    def __init__(self, action: str, description: str, check_str: str = ADMIN_OR_OWNER) -> None:
+        self.action = action
+        self.description = description
+        self.check_str = check_str
+
+
+def is_admin(enforcer: policy.Enforcer, ctx: RequestContext) -> bool:
+    return bool(enforcer.authorize("context_is_admin", {}, ctx.to_policy_values(), do_raise=False))
+
+
+def authorize(enforcer: policy.Enforcer, ctx: RequestContext, action: str,
+              target: dict[str, Any] | None = None) -> None:
+    """Raise :class:`strongroom.exceptions.Forbidden` naming ``action`` unless policy allows it."""
+    target = dict(target or {})
+    target.setdefault("project_id", ctx.project_id)
+    if not enforcer.authorize(action, target, ctx.to_policy_values(), do_raise=False):
+        raise exceptions.Forbidden(reason=f"{action} is not allowed for this user")
