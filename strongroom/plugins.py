@@ -1,6 +1,6 @@
 """Plugin loading: the one place that turns (group, name) into a class.
 
-Every family has its own entry-point group (ARCHITECTURE.md section 3).  A
+Every family has its own entry-point group (``doc/architecture.md``, plugin families).  A
 missing or broken plugin raises :class:`PluginLoadError` naming the group, the
 name and, when given, the provider file that asked for it.  Tests inject
 classes with :func:`register_test_plugin` instead of installing entry points.

@@ -1,4 +1,4 @@
-"""Leases: how a bank knows which protection services are alive (ARCHITECTURE.md section 6).
+"""Leases: how a bank knows which protection services are alive (``doc/lease-and-gc.md``).
 
 Every protection service process holds one lease in each bank it writes: an
 object (``leases/<owner_id>``, built by :class:`~strongroom.bank_plugins.layout.BankLayout`) that it rewrites every

@@ -1,4 +1,4 @@
-"""Status enums and the one table of allowed transitions (ARCHITECTURE.md section 9)."""
+"""Status enums and the one table of allowed transitions (``doc/architecture.md``, statuses)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """One flow builder for protect, restore, verify and delete, driven by a table.
 
 Each resource's operation has four hooks.  They become four taskflow tasks in
-one graph flow, linked so that (ARCHITECTURE.md section 7): within a resource
+one graph flow, linked so that (``doc/architecture.md``, runs and hooks): within a resource
 ``prepare_begin -> prepare_finish -> main -> complete``; a parent's
 ``prepare_begin`` precedes its dependents'; dependents' ``prepare_finish`` and
 ``complete`` precede their parent's.  Independent resources run in parallel on

@@ -5,7 +5,7 @@ another live process holds this owner id.  Writes (protect, delete) to it get a
 ``ServiceUnavailable`` that names the bank and why; other providers keep
 working.  A run takes a :class:`Fence` when it starts: the fence stays up only
 while the lease of the epoch it started in is valid, so a writer whose
-renewals failed stops and never publishes (ARCHITECTURE.md section 6).
+renewals failed stops and never publishes (``doc/lease-and-gc.md``).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ class OperationContext:
 class Operation:
     """Four hooks; each may be left as the default no-op.
 
-    Order (ARCHITECTURE.md section 7): a parent's ``on_prepare_begin`` runs before
+    Order (``doc/architecture.md``, runs and hooks): a parent's ``on_prepare_begin`` runs before
     its dependents'; dependents' ``on_prepare_finish`` before their parent's;
     ``on_main`` after the resource's own ``on_prepare_finish``; dependents'
     ``on_complete`` before their parent's.  Raising fails the resource and the run.

@@ -65,17 +65,16 @@ class Job:
 
 class Runner:
     def __init__(self, db: Database, host: str, owner_id: str, flow_executor: futures.Executor,
-                 persistence: FlowPersistence | None = None, clock: Clock | None = None, *,
-                 catalogues: Catalogues | None = None, sweeping: Sweeping | None = None,
-                 running: Callable[[], Collection[str]] = frozenset) -> None:
+                 persistence: FlowPersistence | None, clock: Clock, *, catalogues: Catalogues,
+                 sweeping: Sweeping, running: Callable[[], Collection[str]] = frozenset) -> None:
         self.db = db
         self.host = host
         self.owner_id = owner_id
         self.flow_executor = flow_executor
         self.persistence = persistence
-        self.clock = clock or Clock()
-        self.catalogues = catalogues or Catalogues(db, self.clock, host)
-        self.sweeping = sweeping if sweeping is not None else Sweeping()
+        self.clock = clock
+        self.catalogues = catalogues
+        self.sweeping = sweeping
         self.running = running
 
     def _run_of(self, job: Job) -> Run:
