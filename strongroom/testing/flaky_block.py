@@ -16,13 +16,16 @@ real array produces, and so a wrapper is checked by the same conformance suite a
 
 Each call on the backend, and on the readers and writers it opens, is checked against the faults in order;
 the first that matches decides.  A fault matches a call when the method is one of its ``methods`` (all
-methods if empty), its ``when`` predicate (if any) accepts the :class:`Call`, the bytes moved so far reach
-``after_bytes`` (if set), it has fired fewer than ``times`` times (if set), and a draw from the backend's
-own ``random.Random(seed)`` falls under ``rate``.  A matching fault raises :class:`InjectedTransientError`
-(a :class:`~strongroom.exceptions.TransientError`, so retry wrappers retry it), :class:`InjectedPermanentError`,
-or the exception its ``error`` factory builds; a ``DELAY`` fault sleeps ``delay`` seconds through the
-injected ``sleep`` and lets the call through.  The call is then not made on the wrapped backend: a failed
-write writes nothing.  With no faults, or only zero rates, the wrapper is transparent.
+methods if empty), its ``when`` predicate (if any; called under the backend's lock) accepts the
+:class:`Call`, the bytes read (for ``read``/``allocated_extents``) or written (for ``write``/``flush``)
+through the backend so far reach ``after_bytes`` (if set), it has fired fewer than ``times`` times (if set),
+and a draw from the backend's own ``random.Random(seed)`` falls under ``rate`` (no draw at rate 1).
+
+A matching fault raises :class:`InjectedTransientError` (a :class:`~strongroom.exceptions.TransientError`,
+so retry wrappers retry it), :class:`InjectedPermanentError`, or the exception its ``error`` factory builds,
+before the call reaches the wrapped backend (a failed write writes nothing); a ``DELAY`` fault sleeps
+``delay`` seconds through the injected ``sleep`` and then makes the call.  With no faults, or only zero
+rates, the wrapper is transparent.
 
 Counters (all under one lock, so threads may share the backend): :attr:`FlakyBlockBackend.calls` and
 :attr:`FlakyBlockBackend.injected` per method, :attr:`FlakyBlockBackend.injections` (the calls that were
