@@ -67,6 +67,28 @@ class BackendStats:
     pools: tuple[PoolStats, ...]
 
 
+# -- the checks every backend makes the same way (create_volume's size, BlockWriter.write's range) ----------
+
+
+def check_size(size: Any) -> int:
+    """``size`` as a positive int, or ``InvalidInput``."""
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise exceptions.InvalidInput(reason=f"volume size must be a positive number of bytes, not {size!r}")
+    return size
+
+
+def check_range(size: int, offset: int, length: int, what: str) -> None:
+    """``InvalidInput`` unless ``[offset, offset + length)`` lies within ``[0, size)``."""
+    if offset < 0 or length < 0:
+        raise exceptions.InvalidInput(
+            reason=f"{what}: offset {offset} and length {length} must not be negative"
+        )
+    if offset + length > size:
+        raise exceptions.InvalidInput(
+            reason=f"{what}: writing {length} bytes at offset {offset} goes past the end ({size} bytes)"
+        )
+
+
 class BlockReader(abc.ABC):
     """An open, read-only view of a volume or snapshot."""
 

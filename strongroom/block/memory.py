@@ -31,6 +31,8 @@ from strongroom.block.base import (
     PoolStats,
     Snapshot,
     Volume,
+    check_range,
+    check_size,
 )
 
 #: Allocation unit.  Small enough that a 4 KiB write costs little, large enough that maps stay short.
@@ -40,25 +42,6 @@ DEFAULT_CAPACITY = 1 << 40
 MAX_NAME_LENGTH = 255
 
 _Blocks = dict[int, bytes]
-
-
-def check_size(size: Any) -> int:
-    """``size`` as a positive int, or ``InvalidInput``."""
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise exceptions.InvalidInput(reason=f"volume size must be a positive number of bytes, not {size!r}")
-    return size
-
-
-def check_range(size: int, offset: int, length: int, what: str) -> None:
-    """``InvalidInput`` unless ``[offset, offset + length)`` lies within ``[0, size)``."""
-    if offset < 0 or length < 0:
-        raise exceptions.InvalidInput(
-            reason=f"{what}: offset {offset} and length {length} must not be negative"
-        )
-    if offset + length > size:
-        raise exceptions.InvalidInput(
-            reason=f"{what}: writing {length} bytes at offset {offset} goes past the end ({size} bytes)"
-        )
 
 
 def _extents_of(blocks: Iterator[int] | list[int], size: int) -> Iterator[Extent]:

@@ -1,10 +1,13 @@
-"""The block backend conformance suite on every shipped backend.
+"""The block backend conformance suite on every shipped backend, and on the flaky wrapper around them.
 
 The loopback backend runs twice: in ``tmp_path`` (whatever filesystem that is;
 on ext4 or tmpfs snapshots are sparse copies) and, when running as root with
 ``mkfs.xfs`` or ``mkfs.btrfs`` installed (Debian ``xfsprogs`` / ``btrfs-progs``),
 on a loop-mounted reflink-capable filesystem where snapshots must be reflinks.
 With ``CI=true`` that second run fails instead of skipping when it cannot run.
+
+The flaky wrapper (``strongroom.testing.flaky_block``) runs the suite with a zero
+fault rate on every method: a wrapper that injects nothing must be a backend.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import pathlib
 import shutil
 import subprocess
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -22,6 +25,7 @@ from strongroom.block.base import BlockBackend
 from strongroom.block.loopback import METHOD_REFLINK, LoopbackBackend
 from strongroom.block.memory import MemoryBlockBackend
 from strongroom.testing.block import BlockBackendConformance, MiB, pattern
+from strongroom.testing.flaky_block import Fault, FaultKind, FlakyBlockBackend
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -36,6 +40,54 @@ class TestMemoryBlockBackend(BlockBackendConformance):
 class TestLoopbackBackend(BlockBackendConformance):
     def make_backend(self, tmp_path: pathlib.Path) -> BlockBackend:
         return LoopbackBackend({"path": str(tmp_path / "images")})
+
+
+# -- the flaky wrapper, injecting nothing ----------------------------------------------------------
+
+
+class ZeroRateFlaky(BlockBackendConformance):
+    """Every call passes through a zero-rate fault of each kind, and none is injected."""
+
+    faults = (Fault(rate=0.0), Fault(kind=FaultKind.PERMANENT, rate=0.0),
+              Fault(kind=FaultKind.DELAY, delay=60.0, rate=0.0))
+
+    def make_inner(self, tmp_path: pathlib.Path, extra_options: dict[str, Any]) -> BlockBackend:
+        raise NotImplementedError
+
+    def _wrap(self, inner: BlockBackend) -> FlakyBlockBackend:
+        backend = FlakyBlockBackend(inner, self.faults, seed=1, sleep=_no_sleep)
+        self.made.append(backend)
+        return backend
+
+    def make_backend(self, tmp_path: pathlib.Path) -> BlockBackend:
+        return self._wrap(self.make_inner(tmp_path, {}))
+
+    def make_backend_with(self, tmp_path: pathlib.Path, extra_options: dict[str, Any]) -> BlockBackend:
+        return self._wrap(self.make_inner(tmp_path, extra_options))
+
+    @pytest.fixture(autouse=True)
+    def _nothing_injected(self) -> Iterator[None]:
+        self.made: list[FlakyBlockBackend] = []
+        yield
+        for backend in self.made:
+            assert backend.injected_total == 0, backend.injections
+            assert sum(backend.calls.values()) > 0
+
+
+def _no_sleep(seconds: float) -> None:
+    raise AssertionError(f"a zero-rate delay fault slept {seconds} s")
+
+
+class TestFlakyMemoryBlockBackend(ZeroRateFlaky):
+    secret_option = "password"
+
+    def make_inner(self, tmp_path: pathlib.Path, extra_options: dict[str, Any]) -> BlockBackend:
+        return MemoryBlockBackend(extra_options)
+
+
+class TestFlakyLoopbackBackend(ZeroRateFlaky):
+    def make_inner(self, tmp_path: pathlib.Path, extra_options: dict[str, Any]) -> BlockBackend:
+        return LoopbackBackend({"path": str(tmp_path / "images"), **extra_options})
 
 
 # -- the loopback backend on a loop-mounted reflink filesystem -------------------------------------

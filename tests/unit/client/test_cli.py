@@ -10,7 +10,7 @@ from apiharness import ADMIN_TOKEN, PROVIDER_ID, VOLUME, Stack
 from cliharness import run, run_json
 
 from strongroom.client import Client, ClientError
-from strongroom.client.cli import progress_line, render_table
+from strongroom.client.output import progress_line, render_table
 
 
 def test_provider_and_protectable_commands(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ from strongroom.protection.manager import ProtectionManager
 from strongroom.protection.plugin import Operation, OperationContext, OperationKind, ProtectionPlugin
 from strongroom.protection.providers import ProviderRegistry
 from strongroom.protection.wiring import protection_manager
+from strongroom.testing.flaky_block import Call, Fault, FaultKind, FlakyBlockBackend, Method, on
 from tests.unit.protection.test_providers import GOOD, write
 
 PROVIDER = "11111111-2222-3333-4444-555555555555"
@@ -93,20 +94,19 @@ def test_protect_restore_delete_keeps_shared_chunks(engine: ProtectionManager) -
     assert bank.list("projects/proj/chunks/") == []
 
 
-def test_failed_protect_is_never_available(engine: ProtectionManager) -> None:
+def test_failed_protect_is_never_available(engine: ProtectionManager, monkeypatch: pytest.MonkeyPatch) -> None:
     volume_id = make_volume(engine, "v1", b"x" * 1000)
     plan = plan_for(engine, volume_id)
-    backend = engine.registry.get(PROVIDER).block_backend("memory")
-    real_snapshot = backend.create_snapshot
+    provider = engine.registry.get(PROVIDER)
 
-    def failing_snapshot(vid: str):  # the backend fails mid-run, after the checkpoint was accepted
-        raise exceptions.BlockError(reason=f"snapshot of {vid} failed: pool is full")
+    def pool_full(call: Call) -> Exception:  # the backend fails mid-run, after the checkpoint was accepted
+        return exceptions.BlockError(reason=f"snapshot of {call.target} failed: pool is full")
 
-    backend.create_snapshot = failing_snapshot  # type: ignore[method-assign]
-    try:
-        cid = protect(engine, plan)
-    finally:
-        backend.create_snapshot = real_snapshot  # type: ignore[method-assign]
+    flaky = FlakyBlockBackend(provider.block_backend("memory"),
+                              [Fault(on("create_snapshot"), kind=FaultKind.PERMANENT, error=pool_full)])
+    monkeypatch.setitem(provider._backends, "memory", flaky)  # what the volume plugin looks up by name
+    cid = protect(engine, plan)
+    assert flaky.injected == {Method.CREATE_SNAPSHOT: 1}
     record = engine.db.get_checkpoint(cid)
     assert record.status == "error"
     assert volume_id in (record.status_reason or "") and "pool is full" in (record.status_reason or "")

@@ -1,0 +1,266 @@
+"""The loopback block backend: raw sparse image files in one directory (the layout is in ``layout``)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import stat
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from strongroom import exceptions
+from strongroom.block.base import (
+    BackendStats,
+    BlockBackend,
+    BlockReader,
+    BlockWriter,
+    PoolStats,
+    Snapshot,
+    Volume,
+    check_size,
+)
+from strongroom.block.loopback.clone import clone_or_copy
+from strongroom.block.loopback.handles import LoopbackReader, LoopbackWriter
+from strongroom.block.loopback.layout import SNAPSHOT_DIR, SnapshotFiles, is_safe_id, unlink_quietly, validate_name
+
+LOG = logging.getLogger("strongroom.block.loopback")  # the backend's one logger, as before it was a package
+
+
+class LoopbackBackend(BlockBackend):
+    """Raw sparse image files in a directory; snapshots by reflink or sparse copy."""
+
+    options_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "path": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Directory of raw image files (created if missing).",
+            },
+        },
+        "required": ["path"],
+        "additionalProperties": False,
+    }
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self.path = os.path.abspath(os.path.expanduser(str(self.options["path"])))
+        self._snapshots = SnapshotFiles(os.path.join(self.path, SNAPSHOT_DIR))
+        try:
+            os.makedirs(self._snapshots.directory, exist_ok=True)
+        except OSError as err:
+            raise exceptions.ConfigError(
+                reason=f"loopback block backend: cannot create directory {self.path}: {err.strerror}"
+            ) from err
+        self._locks_guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def _lock_for(self, volume_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(volume_id, threading.Lock())
+
+    def describe(self) -> dict[str, Any]:
+        """What the backend is and how it snapshots (never includes credentials)."""
+        methods: dict[str, int] = {}
+        for info in self._snapshots.all().values():
+            method = str(info.get("method", "unknown"))
+            methods[method] = methods.get(method, 0) + 1
+        return {"backend": "loopback", "path": self.path, "snapshot_methods": methods}
+
+    # -- volumes -----------------------------------------------------------
+
+    def _volume_path(self, volume_id: str) -> str:
+        """The image path of an existing volume, or ``VolumeNotFound``."""
+        if not is_safe_id(volume_id):
+            raise exceptions.VolumeNotFound(volume_id=volume_id)
+        path = os.path.join(self.path, volume_id)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            raise exceptions.VolumeNotFound(volume_id=volume_id) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise exceptions.VolumeNotFound(volume_id=volume_id)
+        return path
+
+    def _volume_from_stat(self, name: str, st: os.stat_result) -> Volume:
+        return Volume(
+            id=name,
+            name=name,
+            size=st.st_size,
+            created_at=None,
+            extra={
+                "path": os.path.join(self.path, name),
+                "allocated": st.st_blocks * 512,
+                "modified_at": _dt.datetime.fromtimestamp(st.st_mtime, _dt.UTC).isoformat(),
+            },
+        )
+
+    def create_volume(self, size: int, name: str | None = None) -> Volume:
+        check_size(size)
+        name = validate_name(name) if name is not None else f"volume-{uuid.uuid4()}"
+        path = os.path.join(self.path, name)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            raise exceptions.VolumeExists(volume_id=name) from None
+        except OSError as err:
+            raise exceptions.BlockError(reason=f"cannot create volume {name}: {err.strerror}") from err
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        except OSError as err:
+            os.close(fd)
+            os.unlink(path)
+            reason = f"cannot size volume {name} to {size} bytes: {err.strerror}"
+            raise exceptions.BlockError(reason=reason) from err
+        os.close(fd)
+        LOG.debug("created loopback volume %s (%d bytes)", name, size)
+        return self._volume_from_stat(name, os.stat(path))
+
+    def list_volumes(self) -> list[Volume]:
+        volumes = []
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # removed while listing
+                    continue
+                volumes.append(self._volume_from_stat(entry.name, st))
+        return sorted(volumes, key=lambda v: v.id)
+
+    def get_volume(self, volume_id: str) -> Volume:
+        path = self._volume_path(volume_id)
+        try:
+            return self._volume_from_stat(volume_id, os.lstat(path))
+        except FileNotFoundError:
+            raise exceptions.VolumeNotFound(volume_id=volume_id) from None
+
+    def destroy_volume(self, volume_id: str) -> None:
+        with self._lock_for(volume_id):
+            path = self._volume_path(volume_id)
+            snapshots = [s.id for s in self.list_snapshots(volume_id)]
+            if snapshots:
+                names = ", ".join(snapshots)
+                raise exceptions.Conflict(
+                    reason=f"volume {volume_id} still has snapshots ({names}); delete them first"
+                )
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                raise exceptions.VolumeNotFound(volume_id=volume_id) from None
+        LOG.debug("destroyed loopback volume %s", volume_id)
+
+    # -- snapshots ---------------------------------------------------------
+
+    @staticmethod
+    def _snapshot_from(snapshot_id: str, info: Mapping[str, Any]) -> Snapshot:
+        created = info.get("created_at")
+        return Snapshot(
+            id=snapshot_id,
+            volume_id=str(info.get("volume_id", "")),
+            size=int(info.get("size", 0)),
+            created_at=_dt.datetime.fromisoformat(created) if isinstance(created, str) else None,
+        )
+
+    def create_snapshot(self, volume_id: str) -> Snapshot:
+        snapshot_id = str(uuid.uuid4())
+        partial = self._snapshots.partial(snapshot_id)
+        with self._lock_for(volume_id):
+            src_path = self._volume_path(volume_id)
+            created_at = _dt.datetime.now(_dt.UTC)
+            src = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                size = os.fstat(src).st_size
+                dst = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                try:
+                    method = clone_or_copy(src, dst, size)
+                    os.fsync(dst)
+                finally:
+                    os.close(dst)
+            except BaseException:
+                unlink_quietly(partial)
+                raise
+            finally:
+                os.close(src)
+            info = {
+                "volume_id": volume_id,
+                "size": size,
+                "created_at": created_at.isoformat(),
+                "method": method,
+            }
+            # Still under the volume's lock, so destroy_volume sees this snapshot or none of it.
+            self._snapshots.publish(snapshot_id, info)
+        LOG.debug("snapshot %s of volume %s taken by %s", snapshot_id, volume_id, method)
+        return self._snapshot_from(snapshot_id, info)
+
+    def snapshot_method(self, snapshot_id: str) -> str:
+        """How the snapshot was taken: ``reflink`` or ``sparse-copy``.  Raises ``SnapshotNotFound``."""
+        info = self._snapshots.read(snapshot_id)
+        if info is None:
+            raise exceptions.SnapshotNotFound(snapshot_id=snapshot_id)
+        return str(info.get("method", "unknown"))
+
+    def list_snapshots(self, volume_id: str | None = None) -> list[Snapshot]:
+        snapshots = [
+            self._snapshot_from(sid, info)
+            for sid, info in self._snapshots.all().items()
+            if volume_id is None or info.get("volume_id") == volume_id
+        ]
+        return sorted(snapshots, key=lambda s: s.id)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self._snapshots.delete(snapshot_id)
+
+    # -- data --------------------------------------------------------------
+
+    def open_snapshot(self, snapshot_id: str) -> BlockReader:
+        if self._snapshots.read(snapshot_id) is None:
+            raise exceptions.SnapshotNotFound(snapshot_id=snapshot_id)
+        try:
+            return LoopbackReader(self._snapshots.image(snapshot_id), f"snapshot {snapshot_id}")
+        except FileNotFoundError:
+            raise exceptions.SnapshotNotFound(snapshot_id=snapshot_id) from None
+
+    def open_volume_reader(self, volume_id: str) -> BlockReader:
+        try:
+            return LoopbackReader(self._volume_path(volume_id), f"volume {volume_id}")
+        except FileNotFoundError:
+            raise exceptions.VolumeNotFound(volume_id=volume_id) from None
+
+    def open_volume_writer(self, volume_id: str) -> BlockWriter:
+        try:
+            return LoopbackWriter(self._volume_path(volume_id), volume_id, self._lock_for(volume_id))
+        except FileNotFoundError:
+            raise exceptions.VolumeNotFound(volume_id=volume_id) from None
+
+    # -- capacity ----------------------------------------------------------
+
+    def stats(self) -> BackendStats:
+        vfs = os.statvfs(self.path)
+        allocated = 0
+        for directory in (self.path, self._snapshots.directory):
+            try:
+                entries = list(os.scandir(directory))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") and directory == self.path:
+                    continue
+                try:
+                    if entry.is_file(follow_symlinks=False) and not entry.name.endswith(".json"):
+                        allocated += entry.stat(follow_symlinks=False).st_blocks * 512
+                except FileNotFoundError:
+                    continue
+        pool = PoolStats(
+            name=self.path,
+            total_capacity=vfs.f_blocks * vfs.f_frsize,
+            free_capacity=vfs.f_bavail * vfs.f_frsize,
+            allocated_capacity=allocated,
+        )
+        return BackendStats(backend="loopback", pools=(pool,))
+

@@ -1,0 +1,89 @@
+"""The loopback backend's open readers and writers: one descriptor each, kept for the handle's life."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+
+from strongroom import exceptions
+from strongroom.block.base import BlockReader, BlockWriter, Extent, check_range
+from strongroom.block.loopback.extents import data_extents, pread_exact, pwrite_all
+
+
+class LoopbackReader(BlockReader):
+    """``pread`` on a descriptor kept open for the reader's life."""
+
+    def __init__(self, path: str, what: str) -> None:
+        self._fd: int | None = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.size = os.fstat(self._fd).st_size
+        self._what = what
+
+    def _check_open(self) -> int:
+        if self._fd is None:
+            raise exceptions.BlockError(reason=f"reader of {self._what} is closed")
+        return self._fd
+
+    def allocated_extents(self) -> Iterator[Extent]:
+        fd = self._check_open()
+        return iter(list(data_extents(fd, self.size)))
+
+    def read(self, offset: int, length: int) -> bytes:
+        fd = self._check_open()
+        if offset < 0 or length < 0:
+            raise exceptions.InvalidInput(
+                reason=f"read of {self._what}: offset {offset} and length {length} must not be negative"
+            )
+        length = max(min(length, self.size - offset), 0)
+        data = pread_exact(fd, offset, length)
+        if len(data) < length:  # the file shrank under us; what is missing reads as zeros
+            data += bytes(length - len(data))
+        return data
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            self.close()
+
+
+class LoopbackWriter(BlockWriter):
+    """``pwrite`` within the file's size; ``flush`` is ``fsync``."""
+
+    def __init__(self, path: str, volume_id: str, lock: threading.Lock) -> None:
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        self.size = os.fstat(self._fd).st_size
+        self._volume_id = volume_id
+        self._lock = lock
+
+    def _check_open(self) -> int:
+        if self._fd is None:
+            raise exceptions.BlockError(reason=f"writer of volume {self._volume_id} is closed")
+        return self._fd
+
+    def write(self, offset: int, data: bytes) -> None:
+        fd = self._check_open()
+        check_range(self.size, offset, len(data), f"volume {self._volume_id}")
+        with self._lock:
+            pwrite_all(fd, data, offset)
+
+    def flush(self) -> None:
+        os.fsync(self._check_open())
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:  # dropped without close(): release the descriptor, skip the fsync
+            os.close(fd)
+            self._fd = None

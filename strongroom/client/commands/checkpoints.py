@@ -1,0 +1,84 @@
+"""``strongroom checkpoint``: checkpoints of a plan, taken, listed, deleted (``--wait`` follows them)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from strongroom.client.client import ClientError
+from strongroom.client.commands.base import EXIT_OK, Cli, add_group, add_list_options, add_wait, kv_arg, list_params
+
+if TYPE_CHECKING:
+    from strongroom.client.commands.base import SubParsers
+
+COLUMNS = ["id", "project_id", "status", "protection_plan.name", "created_at"]
+DONE = {"available", "error", "deleted", "error-deleting"}
+FAILED = {"error", "error-deleting"}
+
+
+def register(groups: SubParsers) -> None:
+    g = add_group(groups, "checkpoint", "Checkpoints.", run)
+    p = g.add_parser("create")
+    p.add_argument("provider_id")
+    p.add_argument("plan_id")
+    p.add_argument("--extra-info", action="append", metavar="KEY=VALUE")
+    add_wait(p)
+    p = g.add_parser("list")
+    p.add_argument("provider_id")
+    add_list_options(p, "plan_id", "status", "start_date", "end_date", "project_id")
+    for name in ("show", "delete", "reset-state"):
+        p = g.add_parser(name)
+        p.add_argument("provider_id")
+        p.add_argument("checkpoint_id")
+        if name == "delete":
+            add_wait(p)
+        if name == "reset-state":
+            p.add_argument("--state", choices=["available", "error"], required=True)
+
+
+def run(cli: Cli, a: argparse.Namespace) -> int:
+    c = cli.client
+    if a.action == "create":
+        return _create(cli, a)
+    if a.action == "list":
+        cli.emit_list(COLUMNS, c.list_checkpoints(
+            a.provider_id, **list_params(a, "plan_id", "status", "start_date", "end_date", "project_id")))
+    elif a.action == "show":
+        cli.emit_one(c.show_checkpoint(a.provider_id, a.checkpoint_id))
+    elif a.action == "delete":
+        return _delete(cli, a)
+    else:
+        c.reset_checkpoint_state(a.provider_id, a.checkpoint_id, a.state)
+        cli.err.write(f"Checkpoint {a.checkpoint_id} reset to {a.state}.\n")
+    return EXIT_OK
+
+
+def _create(cli: Cli, a: argparse.Namespace) -> int:
+    c = cli.client
+    cp = c.create_checkpoint(a.provider_id, a.plan_id, kv_arg(a.extra_info, "--extra-info"))
+    code = EXIT_OK
+    if a.wait:
+        code, final = cli.wait(lambda: c.show_checkpoint(a.provider_id, cp["id"]), DONE, FAILED, show_bytes=True)
+        cp = final or cp
+    cli.emit_one(cp)
+    return code
+
+
+def _delete(cli: Cli, a: argparse.Namespace) -> int:
+    c = cli.client
+    c.delete_checkpoint(a.provider_id, a.checkpoint_id)
+    if a.wait:
+        def fetch() -> dict[str, Any] | None:
+            try:
+                return c.show_checkpoint(a.provider_id, a.checkpoint_id)
+            except ClientError as err:
+                if err.status == 404:
+                    return None
+                raise
+
+        code, _final = cli.wait(fetch, {"deleted", "error-deleting", "error"}, FAILED, show_bytes=False)
+        if code != EXIT_OK:
+            cli.err.write(f"Checkpoint {a.checkpoint_id} was not deleted.\n")
+            return code
+    cli.err.write(f"Checkpoint {a.checkpoint_id} {'deleted' if a.wait else 'is being deleted'}.\n")
+    return EXIT_OK

@@ -1,0 +1,86 @@
+"""``strongroom restore`` and ``strongroom verification``: runs against a checkpoint (``--wait`` follows them)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from strongroom.client.commands.base import (
+    EXIT_OK,
+    Cli,
+    Handler,
+    add_group,
+    add_list_options,
+    add_wait,
+    json_arg,
+    list_params,
+)
+
+if TYPE_CHECKING:
+    from strongroom.client.commands.base import SubParsers
+
+RESTORE_COLUMNS = ["id", "project_id", "provider_id", "checkpoint_id", "restore_target", "status"]
+VERIFICATION_COLUMNS = ["id", "project_id", "provider_id", "checkpoint_id", "status"]
+DONE = {"success", "fail"}
+FAILED = {"fail"}
+
+
+def register(groups: SubParsers) -> None:
+    handlers: dict[str, Handler] = {"restore": run_restore, "verification": run_verification}
+    for kind, handler in handlers.items():
+        g = add_group(groups, kind, f"{kind.capitalize()}s.", handler)
+        p = g.add_parser("create")
+        p.add_argument("provider_id")
+        p.add_argument("checkpoint_id")
+        p.add_argument("--parameters", help="JSON object keyed by type or type#id.")
+        if kind == "restore":
+            p.add_argument("--restore-name", help="Sets restore_name for every resource type.")
+            p.add_argument("--restore-target")
+        add_wait(p)
+        add_list_options(g.add_parser("list"), "status", "checkpoint_id")
+        g.add_parser("show").add_argument(f"{kind}_id")
+
+
+def run_restore(cli: Cli, a: argparse.Namespace) -> int:
+    if a.action == "create":
+        return _create(cli, a, "restore")
+    if a.action == "list":
+        cli.emit_list(RESTORE_COLUMNS, cli.client.list_restores(**list_params(a, "status", "checkpoint_id")))
+    else:
+        cli.emit_one(cli.client.show_restore(a.restore_id))
+    return EXIT_OK
+
+
+def run_verification(cli: Cli, a: argparse.Namespace) -> int:
+    if a.action == "create":
+        return _create(cli, a, "verification")
+    if a.action == "list":
+        params = list_params(a, "status", "checkpoint_id")
+        cli.emit_list(VERIFICATION_COLUMNS, cli.client.list_verifications(**params))
+    else:
+        cli.emit_one(cli.client.show_verification(a.verification_id))
+    return EXIT_OK
+
+
+def _create(cli: Cli, a: argparse.Namespace, kind: str) -> int:
+    c = cli.client
+    parameters = json_arg(a.parameters, "--parameters")
+    show: Callable[[str], dict[str, Any]]
+    if kind == "restore":
+        if a.restore_name:
+            cp = c.show_checkpoint(a.provider_id, a.checkpoint_id)
+            types = {r.get("type") for r in (cp.get("protection_plan") or {}).get("resources", [])}
+            for rtype in sorted(t for t in types if t):
+                parameters.setdefault(rtype, {})["restore_name"] = a.restore_name
+        run = c.create_restore(a.provider_id, a.checkpoint_id, parameters, restore_target=a.restore_target)
+        show = c.show_restore
+    else:
+        run = c.create_verification(a.provider_id, a.checkpoint_id, parameters)
+        show = c.show_verification
+    code = EXIT_OK
+    if a.wait:
+        code, final = cli.wait(lambda: show(run["id"]), DONE, FAILED, show_bytes=False)
+        run = final or run
+    cli.emit_one(run)
+    return code
