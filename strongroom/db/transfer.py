@@ -139,20 +139,6 @@ def _decode(value: Any, codec: str) -> Any:
     return decimal.Decimal(value)
 
 
-# -- errors -------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _unavailable(db: Database) -> Iterator[None]:
-    try:
-        yield
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
-        orig = getattr(err, "orig", None) or err
-        first = str(orig).splitlines()[0] if str(orig) else ""
-        raise exceptions.ServiceUnavailable(what=f"metadata store {db.url_for_display}",
-                                            reason=f"{type(orig).__name__}: {first}") from None
-
-
 # -- export -------------------------------------------------------------------
 
 
@@ -180,7 +166,7 @@ def _snapshot(db: Database) -> Iterator[sa.Connection]:
 
 def export(db: Database, out: TextIO, *, now: _dt.datetime | None = None) -> Summary:
     """Write every row of every table of ``db`` to ``out``."""
-    with _unavailable(db):
+    with db.errors():
         revision = _source_revision(db)
         exported = tables()
         header = {
@@ -213,7 +199,7 @@ def _line(obj: Mapping[str, Any]) -> str:
 
 def in_flight(db: Database) -> dict[str, int]:
     """Checkpoints and restores still running: their flow progress (taskflow) does not travel."""
-    with _unavailable(db), db.engine.connect() as conn:
+    with db.errors(), db.engine.connect() as conn:
         checkpoints = conn.execute(sa.select(sa.func.count()).where(
             CheckpointModel.status.in_(("protecting", "deleting", "copying")))).scalar_one()
         runs = conn.execute(sa.select(sa.func.count()).where(RestoreModel.status == "in_progress")).scalar_one()
@@ -439,7 +425,7 @@ def import_(db: Database, lines: Iterable[str], *, mode: Mode = Mode.EMPTY, name
     _check_columns(file_tables, {t.name: t for t in exported}, reader)
     if mode is Mode.MERGE:
         _check_mergeable(exported)
-    with _unavailable(db):
+    with db.errors():
         db.sync()
         engine = db.engine.execution_options(**{drivers.WRITE_OPTION: True})
         with engine.connect() as conn, conn.begin():
