@@ -25,11 +25,20 @@ RESTORE_FILTERS = ("checkpoint_id", "provider_id", "status", "restore_target")
 OPLOG_FILTERS = ("checkpoint_id", "plan_id", "restore_id", "status", "operation_type", "provider_id")
 
 #: The JSON fields of a restore: each is stored as a copy of the dict given (None: empty).
-_RESTORE_DICTS = ("parameters", "resources_status", "resources_reason", "extra_info")
+_RESTORE_DICTS = ("parameters", "resources_status", "resources_reason", "extra_info", "progress", "resume_state")
 RESTORE_UPDATABLE = frozenset({"status", "restore_target", *_RESTORE_DICTS})
 OPLOG_UPDATABLE = frozenset({"status", "provider_id", "checkpoint_id", "plan_id", "restore_id",
                              "scheduled_operation_id", "host", "error_info", "extra_info", "started_at",
                              "ended_at"})
+
+
+def restore_row_before_progress(row: dict[str, Any]) -> dict[str, Any]:
+    """A restores row written before 0003_restore_progress, as that migration changed stored rows: the
+    ``progress`` and ``resume`` keys of its extra_info become its ``progress`` and ``resume_state``."""
+    extra = dict(row.get("extra_info") or {})
+    progress, resume = extra.pop("progress", None), extra.pop("resume", None)
+    return {**row, "extra_info": extra, "progress": progress if isinstance(progress, dict) else {},
+            "resume_state": resume if isinstance(resume, dict) else {}}
 
 
 def _kind_name(kind: str | None) -> str:

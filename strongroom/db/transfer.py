@@ -25,7 +25,8 @@ changes nothing).  A target holding rows is refused unless ``mode`` says otherwi
   to such tables get new numbers from the target.
 
 A file written by a newer Strongroom (unknown schema revision or format version) is refused; a file from an
-older schema revision is accepted (columns added since take their defaults).
+older schema revision is accepted: columns added since take their defaults, and rows are changed as the
+migrations since changed the rows of a database (:data:`ROW_UPGRADES`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import datetime as _dt
 import decimal
 import enum
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TextIO
 
 import sqlalchemy as sa
@@ -46,13 +47,19 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.schema import sort_tables
 
 from strongroom import exceptions
-from strongroom.db import drivers, migration
+from strongroom.db import drivers, migration, runs
 from strongroom.db.api import Database
 from strongroom.db.models import ALL_MODELS, CheckpointModel, RestoreModel
 
 FORMAT = "strongroom-metadata"
 FORMAT_VERSION = 1
 BATCH = 500
+
+#: (table, column, upgrade): a row of a file whose ``table`` has no ``column`` yet is passed through
+#: ``upgrade``, which changes it as the migration that added the column changed the rows already stored.
+ROW_UPGRADES: tuple[tuple[str, str, Callable[[dict[str, Any]], dict[str, Any]]], ...] = (
+    ("restores", "progress", runs.restore_row_before_progress),
+)
 
 
 class Mode(enum.StrEnum):
@@ -335,6 +342,8 @@ class _Importer:
         self._existing: dict[str, set[tuple[Any, ...]]] = {}
         self._kept: dict[tuple[str, str], set[Any]] = {}  # (table, column) -> values of rows kept (merge)
         self._codecs = {t.name: {c.name: _codec(c) for c in t.columns} for t in exported}
+        self._upgrades = {name: [fn for table, column, fn in ROW_UPGRADES
+                                 if table == name and column not in columns] for name, columns in file_tables.items()}
 
     def add(self, record: dict[str, Any]) -> None:
         name = record.get("table")
@@ -356,6 +365,8 @@ class _Importer:
                 row[key] = _decode(value, codecs[key])
             except (TypeError, ValueError, KeyError, decimal.InvalidOperation, binascii.Error) as err:
                 raise self.reader.error(f"{name}.{key}: {value!r} is not a valid {codecs[key]} ({err})") from None
+        for upgrade in self._upgrades[table.name]:
+            row = upgrade(row)
         self.received[table.name] += 1
         if self.mode is Mode.MERGE and self._keep_target(table, row):
             return
