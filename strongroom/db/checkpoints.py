@@ -58,7 +58,7 @@ class CheckpointQueries(core.Core):
         """Catalogue entries; filters: plan_id, status, start_date / end_date (whole UTC days, inclusive)."""
         checked = pagination.check_filters(filters, CHECKPOINT_FILTERS)
         start, end = checked.pop("start_date", None), checked.pop("end_date", None)
-        conds = [pagination.eq_filter(getattr(CheckpointModel, k), v) for k, v in checked.items()]
+        conds = core.filter_conditions(CheckpointModel, checked, CHECKPOINT_FILTERS)
         conds += pagination.date_range(cast(ColumnElement[Any], CheckpointModel.created_at), start, end)
         scope = [*_provider_scope(provider_id), *core.project_scope(CheckpointModel, project_id)]
         with self.session() as s:

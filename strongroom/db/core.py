@@ -8,7 +8,8 @@ a private member of another module:
 - :meth:`Core.write`: a write transaction run again when the server picked it as a deadlock victim or when
   its compare-and-set lost (:class:`TryAgain`);
 - :meth:`Core.now`: the injected clock, in UTC;
-- :func:`load`: one row by id, project-scoped, optionally ``FOR UPDATE``; :func:`insert`; :func:`list_rows`;
+- :func:`load`: one row by id, project-scoped, optionally ``FOR UPDATE``; :func:`insert`;
+  :func:`list_rows` with :func:`filter_conditions` and :func:`project_scope`;
 - :func:`to_record`, :func:`columns`: between ORM rows and the typed records callers get.
 """
 
@@ -132,6 +133,14 @@ def sortable(model: type[Base], *names: str, nullable: Sequence[str] = ()) -> di
 def project_scope(model: type[Base], project_id: str | None) -> list[ColumnElement[bool]]:
     """``model.project_id == project_id``, or nothing when ``project_id`` is None (every project)."""
     return [] if project_id is None else [cast(Any, model).project_id == project_id]
+
+
+def filter_conditions(model: type[Base], filters: Mapping[str, Any] | None,
+                      allowed: Sequence[str]) -> list[ColumnElement[bool]]:
+    """``filters`` as conditions on ``model``'s columns (see :func:`~strongroom.db.pagination.eq_filter`);
+    InvalidInput when one is not ``allowed``."""
+    checked = pagination.check_filters(filters, allowed)
+    return [pagination.eq_filter(getattr(model, k), v) for k, v in checked.items()]
 
 
 def load(session: orm.Session, model: type[M], obj_id: Any, *, kind: str, project_id: str | None = None,

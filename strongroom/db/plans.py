@@ -9,7 +9,7 @@ from sqlalchemy import orm
 from sqlalchemy.sql.elements import ColumnElement
 
 from strongroom import exceptions
-from strongroom.db import core, pagination
+from strongroom.db import core
 from strongroom.db.models import PlanModel, ResourceModel
 from strongroom.objects.records import Plan, Resource
 from strongroom.objects.status import PlanStatus, check_transition
@@ -72,8 +72,7 @@ class PlanQueries(core.Core):
                    marker: str | None = None, limit: int | None = None,
                    sort: Sequence[tuple[str, str]] = core.DEFAULT_SORT) -> list[Plan]:
         """Plans of ``project_id`` (None: every project), filtered by name, status, provider_id."""
-        checked = pagination.check_filters(filters, PLAN_FILTERS)
-        conds = [pagination.eq_filter(getattr(PlanModel, k), v) for k, v in checked.items()]
+        conds = core.filter_conditions(PlanModel, filters, PLAN_FILTERS)
         scope = [*_LIVE, *core.project_scope(PlanModel, project_id)]
         with self.session() as s:
             rows = core.list_rows(s, PlanModel, scope=scope, conditions=conds, sort=sort, allowed_sort=PLAN_SORT,

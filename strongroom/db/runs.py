@@ -9,7 +9,7 @@ from sqlalchemy import orm
 from sqlalchemy.sql.elements import ColumnElement
 
 from strongroom import exceptions
-from strongroom.db import core, pagination
+from strongroom.db import core
 from strongroom.db.models import OperationLogModel, RestoreModel
 from strongroom.objects.records import OperationLog, Restore
 from strongroom.objects.status import RestoreStatus, check_transition
@@ -92,8 +92,7 @@ class RunQueries(core.Core):
                       sort: Sequence[tuple[str, str]] = core.DEFAULT_SORT) -> list[Restore]:
         """Restores (or verifications); filters: checkpoint_id, provider_id, status, restore_target."""
         _check_kind(kind)
-        checked = pagination.check_filters(filters, RESTORE_FILTERS)
-        conds = [pagination.eq_filter(getattr(RestoreModel, k), v) for k, v in checked.items()]
+        conds = core.filter_conditions(RestoreModel, filters, RESTORE_FILTERS)
         scope = [*core.project_scope(RestoreModel, project_id), *_kind_scope(kind)]
         with self.session() as s:
             rows = core.list_rows(s, RestoreModel, scope=scope, conditions=conds, sort=sort,
@@ -145,8 +144,7 @@ class RunQueries(core.Core):
                             marker: str | None = None, limit: int | None = None,
                             sort: Sequence[tuple[str, str]] = core.DEFAULT_SORT) -> list[OperationLog]:
         """Filters: checkpoint_id, plan_id, restore_id, status, operation_type, provider_id."""
-        checked = pagination.check_filters(filters, OPLOG_FILTERS)
-        conds = [pagination.eq_filter(getattr(OperationLogModel, k), v) for k, v in checked.items()]
+        conds = core.filter_conditions(OperationLogModel, filters, OPLOG_FILTERS)
         with self.session() as s:
             rows = core.list_rows(s, OperationLogModel, scope=core.project_scope(OperationLogModel, project_id),
                                   conditions=conds, sort=sort, allowed_sort=OPLOG_SORT, marker=marker, limit=limit)

@@ -27,8 +27,17 @@ from sqlalchemy import orm
 from sqlalchemy.sql.elements import ColumnElement
 
 from strongroom import exceptions
-from strongroom.db import pagination
-from strongroom.db.core import DEFAULT_SORT, Core, insert, list_rows, load, project_scope, to_record, utc
+from strongroom.db.core import (
+    DEFAULT_SORT,
+    Core,
+    filter_conditions,
+    insert,
+    list_rows,
+    load,
+    project_scope,
+    to_record,
+    utc,
+)
 from strongroom.db.models import ScheduledFireModel, ScheduledOperationModel, TriggerModel, UTCDateTime
 from strongroom.objects.scheduling import FireState, ScheduledFire, ScheduledOperation, Trigger
 
@@ -103,8 +112,7 @@ class SchedulingStore:
     def list_triggers(self, project_id: str | None, *, filters: Mapping[str, Any] | None = None,
                       marker: str | None = None, limit: int | None = None,
                       sort: Sequence[tuple[str, str]] = DEFAULT_SORT) -> list[Trigger]:
-        checked = pagination.check_filters(filters, TRIGGER_FILTERS)
-        conds = [pagination.eq_filter(getattr(TriggerModel, k), v) for k, v in checked.items()]
+        conds = filter_conditions(TriggerModel, filters, TRIGGER_FILTERS)
         scope = project_scope(TriggerModel, project_id)
         with self.db.session() as s:
             rows = list_rows(s, TriggerModel, scope=scope, conditions=conds, sort=sort,
@@ -208,8 +216,7 @@ class SchedulingStore:
     def list_operations(self, project_id: str | None, *, filters: Mapping[str, Any] | None = None,
                         marker: str | None = None, limit: int | None = None,
                         sort: Sequence[tuple[str, str]] = DEFAULT_SORT) -> list[ScheduledOperation]:
-        checked = pagination.check_filters(filters, OPERATION_FILTERS)
-        conds = [pagination.eq_filter(getattr(ScheduledOperationModel, k), v) for k, v in checked.items()]
+        conds = filter_conditions(ScheduledOperationModel, filters, OPERATION_FILTERS)
         scope = project_scope(ScheduledOperationModel, project_id)
         with self.db.session() as s:
             rows = list_rows(s, ScheduledOperationModel, scope=scope, conditions=conds, sort=sort,
@@ -392,8 +399,7 @@ class SchedulingStore:
                    limit: int | None = None, include_planned: bool = False,
                    sort: Sequence[tuple[str, str]] = (("expect_start_time", "desc"),)) -> list[ScheduledFire]:
         """The logs of an operation (fires that were claimed or dropped), newest first by default."""
-        checked = pagination.check_filters(filters, FIRE_FILTERS)
-        conds = [pagination.eq_filter(getattr(ScheduledFireModel, k), v) for k, v in checked.items()]
+        conds = filter_conditions(ScheduledFireModel, filters, FIRE_FILTERS)
         scope: list[ColumnElement[bool]] = []
         if operation_id is not None:
             scope.append(ScheduledFireModel.operation_id == operation_id)
