@@ -148,6 +148,9 @@ class RestoreModel(TimestampMixin, Base):
     resources_status: Mapped[dict[str, str]] = mapped_column(_json(), nullable=False)
     resources_reason: Mapped[dict[str, str]] = mapped_column(_json(), nullable=False)
     extra_info: Mapped[dict[str, Any]] = mapped_column(_json(), nullable=False)
+    # Since 0003_restore_progress; the default fills them for rows imported from an older export.
+    progress: Mapped[dict[str, Any]] = mapped_column(_json(), nullable=False, default=dict)
+    resume_state: Mapped[dict[str, Any]] = mapped_column(_json(), nullable=False, default=dict)
 
 
 class OperationLogModel(TimestampMixin, Base):

@@ -11,12 +11,11 @@ row a concurrent transaction just committed) and MariaDB (InnoDB updates read th
 - running: every write of a run is guarded by the ``claim_token`` its claim got, so an engine that lost its
   claim (it paused past the expiry and another took over) can no longer change the fire.
 
-This module builds on :class:`strongroom.db.api.Database` (its sessions, clock and error mapping).
+This module builds on the public helpers of :mod:`strongroom.db.core` (sessions, retried writes, clock, loads).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
 import uuid
@@ -28,12 +27,20 @@ from sqlalchemy import orm
 from sqlalchemy.sql.elements import ColumnElement
 
 from strongroom import exceptions
-from strongroom.db import pagination
-from strongroom.db.api import DEFAULT_SORT, Database, DBDeadlock, _record, _utc
+from strongroom.db.core import (
+    DEFAULT_SORT,
+    Core,
+    filter_conditions,
+    insert,
+    list_rows,
+    load,
+    project_scope,
+    to_record,
+    utc,
+)
 from strongroom.db.models import ScheduledFireModel, ScheduledOperationModel, TriggerModel, UTCDateTime
 from strongroom.objects.scheduling import FireState, ScheduledFire, ScheduledOperation, Trigger
 
-_ATTEMPTS = 5
 #: ``planned_until`` of an operation whose trigger will never fire again.
 NEVER = _dt.datetime(9999, 1, 1, tzinfo=_dt.UTC)
 MISSED_WHILE_DOWN = "no operation engine was running during its window"
@@ -81,69 +88,36 @@ def _rowcount(result: Any) -> int:
 class SchedulingStore:
     """Scheduling queries on ``db``.  Thread-safe; every method is one transaction."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Core) -> None:
         self.db = db
-
-    # -- plumbing ----------------------------------------------------------------
-
-    def _session(self, *, write: bool = False) -> contextlib.AbstractContextManager[orm.Session]:
-        return self.db._session(write=write)
-
-    def _now(self) -> _dt.datetime:
-        return self.db._now()
-
-    def _write(self, fn: Any) -> Any:
-        """Run ``fn(session)`` in a write transaction, again when the server picked it as a deadlock victim."""
-        for attempt in range(_ATTEMPTS):
-            try:
-                with self._session(write=True) as s:
-                    return fn(s)
-            except DBDeadlock:
-                if attempt == _ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
 
     # -- triggers ----------------------------------------------------------------
 
     def create_trigger(self, trigger: Trigger) -> Trigger:
-        now = self._now()
+        now = self.db.now()
 
-        def insert(s: orm.Session) -> Trigger:
+        def add(s: orm.Session) -> Trigger:
             model = TriggerModel(id=trigger.id, project_id=trigger.project_id, name=trigger.name,
                                  type=trigger.type, properties=dict(trigger.properties),
-                                 created_at=_utc(trigger.created_at) or now, updated_at=now)
-            self.db._insert(s, model, "Trigger", trigger.id)
-            return _record(Trigger, model)
+                                 created_at=utc(trigger.created_at) or now, updated_at=now)
+            insert(s, model, "Trigger", trigger.id)
+            return to_record(Trigger, model)
 
-        return cast(Trigger, self._write(insert))
-
-    @staticmethod
-    def _load_trigger(s: orm.Session, trigger_id: str, project_id: str | None,
-                      for_update: bool = False) -> TriggerModel:
-        stmt = sa.select(TriggerModel).where(TriggerModel.id == trigger_id)
-        if project_id is not None:
-            stmt = stmt.where(TriggerModel.project_id == project_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        model = s.execute(stmt).scalar_one_or_none()
-        if model is None:
-            raise exceptions.NotFound(kind="Trigger", id=trigger_id)
-        return model
+        return self.db.write(add)
 
     def get_trigger(self, trigger_id: str, project_id: str | None = None) -> Trigger:
-        with self._session() as s:
-            return _record(Trigger, self._load_trigger(s, trigger_id, project_id))
+        with self.db.session() as s:
+            return to_record(Trigger, load(s, TriggerModel, trigger_id, kind="Trigger", project_id=project_id))
 
     def list_triggers(self, project_id: str | None, *, filters: Mapping[str, Any] | None = None,
                       marker: str | None = None, limit: int | None = None,
                       sort: Sequence[tuple[str, str]] = DEFAULT_SORT) -> list[Trigger]:
-        checked = pagination.check_filters(filters, TRIGGER_FILTERS)
-        conds = [pagination.eq_filter(getattr(TriggerModel, k), v) for k, v in checked.items()]
-        scope = [] if project_id is None else [TriggerModel.project_id == project_id]
-        with self._session() as s:
-            rows = self.db._list(s, TriggerModel, scope=scope, conditions=conds, sort=sort,
-                                 allowed_sort=TRIGGER_SORT, marker=marker, limit=limit)
-            return [_record(Trigger, m) for m in rows]
+        conds = filter_conditions(TriggerModel, filters, TRIGGER_FILTERS)
+        scope = project_scope(TriggerModel, project_id)
+        with self.db.session() as s:
+            rows = list_rows(s, TriggerModel, scope=scope, conditions=conds, sort=sort,
+                             allowed_sort=TRIGGER_SORT, marker=marker, limit=limit)
+            return [to_record(Trigger, m) for m in rows]
 
     def update_trigger(self, trigger_id: str, values: Mapping[str, Any], project_id: str | None = None) -> Trigger:
         """Change ``name`` and/or ``properties``; new properties re-plan the future fires of every operation
@@ -153,8 +127,8 @@ class SchedulingStore:
                 raise exceptions.InvalidInput(reason=f"field '{key}' of a trigger cannot be updated")
 
         def update(s: orm.Session) -> Trigger:
-            now = self._now()
-            model = self._load_trigger(s, trigger_id, project_id, for_update=True)
+            now = self.db.now()
+            model = load(s, TriggerModel, trigger_id, kind="Trigger", project_id=project_id, for_update=True)
             if "name" in values:
                 model.name = values["name"]
             if "properties" in values:
@@ -163,9 +137,9 @@ class SchedulingStore:
                              .where(ScheduledOperationModel.trigger_id == trigger_id), now)
             model.updated_at = now
             s.flush()
-            return _record(Trigger, model)
+            return to_record(Trigger, model)
 
-        return cast(Trigger, self._write(update))
+        return self.db.write(update)
 
     @staticmethod
     def _replan(s: orm.Session, op_ids: sa.Select[Any], now: _dt.datetime, *, all_planned: bool = False,
@@ -193,7 +167,7 @@ class SchedulingStore:
         """Conflict while a scheduled operation uses the trigger (the foreign key enforces it too)."""
 
         def delete(s: orm.Session) -> None:
-            model = self._load_trigger(s, trigger_id, project_id, for_update=True)
+            model = load(s, TriggerModel, trigger_id, kind="Trigger", project_id=project_id, for_update=True)
             users = s.execute(sa.select(ScheduledOperationModel.id).where(
                 ScheduledOperationModel.trigger_id == trigger_id).limit(1)).first()
             if users is not None:
@@ -206,23 +180,23 @@ class SchedulingStore:
                 raise exceptions.Conflict(reason=f"trigger {trigger_id} is used by a scheduled operation") \
                     from err
 
-        self._write(delete)
+        self.db.write(delete)
 
     # -- scheduled operations --------------------------------------------------------
 
     def create_operation(self, op: ScheduledOperation) -> ScheduledOperation:
         """Insert ``op``; its fires are planned from ``planned_until`` (default: now) on."""
-        now = self._now()
+        now = self.db.now()
 
-        def insert(s: orm.Session) -> ScheduledOperation:
-            self._load_trigger(s, op.trigger_id, op.project_id)
+        def add(s: orm.Session) -> ScheduledOperation:
+            load(s, TriggerModel, op.trigger_id, kind="Trigger", project_id=op.project_id)
             model = ScheduledOperationModel(
                 id=op.id, project_id=op.project_id, user_id=op.user_id, name=op.name,
                 description=op.description or "", operation_type=op.operation_type, trigger_id=op.trigger_id,
                 plan_id=op.plan_id, provider_id=op.provider_id,
                 operation_definition=dict(op.operation_definition), enabled=bool(op.enabled),
-                trust_id=op.trust_id, planned_until=_utc(op.planned_until) or now, plan_version=0,
-                created_at=_utc(op.created_at) or now, updated_at=now)
+                trust_id=op.trust_id, planned_until=utc(op.planned_until) or now, plan_version=0,
+                created_at=utc(op.created_at) or now, updated_at=now)
             s.add(model)
             try:
                 s.flush()
@@ -230,37 +204,24 @@ class SchedulingStore:
                 raise exceptions.Conflict(
                     reason=f"scheduled operation {op.id} exists already, or trigger {op.trigger_id} was just "
                            f"deleted") from err
-            return _record(ScheduledOperation, model)
+            return to_record(ScheduledOperation, model)
 
-        return cast(ScheduledOperation, self._write(insert))
-
-    @staticmethod
-    def _load_operation(s: orm.Session, op_id: str, project_id: str | None,
-                        for_update: bool = False) -> ScheduledOperationModel:
-        stmt = sa.select(ScheduledOperationModel).where(ScheduledOperationModel.id == op_id)
-        if project_id is not None:
-            stmt = stmt.where(ScheduledOperationModel.project_id == project_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        model = s.execute(stmt).scalar_one_or_none()
-        if model is None:
-            raise exceptions.NotFound(kind="ScheduledOperation", id=op_id)
-        return model
+        return self.db.write(add)
 
     def get_operation(self, op_id: str, project_id: str | None = None) -> ScheduledOperation:
-        with self._session() as s:
-            return _record(ScheduledOperation, self._load_operation(s, op_id, project_id))
+        with self.db.session() as s:
+            return to_record(ScheduledOperation, load(s, ScheduledOperationModel, op_id, kind="ScheduledOperation",
+                                                      project_id=project_id))
 
     def list_operations(self, project_id: str | None, *, filters: Mapping[str, Any] | None = None,
                         marker: str | None = None, limit: int | None = None,
                         sort: Sequence[tuple[str, str]] = DEFAULT_SORT) -> list[ScheduledOperation]:
-        checked = pagination.check_filters(filters, OPERATION_FILTERS)
-        conds = [pagination.eq_filter(getattr(ScheduledOperationModel, k), v) for k, v in checked.items()]
-        scope = [] if project_id is None else [ScheduledOperationModel.project_id == project_id]
-        with self._session() as s:
-            rows = self.db._list(s, ScheduledOperationModel, scope=scope, conditions=conds, sort=sort,
-                                 allowed_sort=OPERATION_SORT, marker=marker, limit=limit)
-            return [_record(ScheduledOperation, m) for m in rows]
+        conds = filter_conditions(ScheduledOperationModel, filters, OPERATION_FILTERS)
+        scope = project_scope(ScheduledOperationModel, project_id)
+        with self.db.session() as s:
+            rows = list_rows(s, ScheduledOperationModel, scope=scope, conditions=conds, sort=sort,
+                             allowed_sort=OPERATION_SORT, marker=marker, limit=limit)
+            return [to_record(ScheduledOperation, m) for m in rows]
 
     def count_operations(self, *, plan_id: str | None = None, trigger_id: str | None = None) -> int:
         conds: list[ColumnElement[bool]] = []
@@ -268,7 +229,7 @@ class SchedulingStore:
             conds.append(ScheduledOperationModel.plan_id == plan_id)
         if trigger_id is not None:
             conds.append(ScheduledOperationModel.trigger_id == trigger_id)
-        with self._session() as s:
+        with self.db.session() as s:
             return int(s.execute(sa.select(sa.func.count()).select_from(ScheduledOperationModel)
                                  .where(*conds)).scalar_one())
 
@@ -276,35 +237,37 @@ class SchedulingStore:
         """Suspend (forget every planned fire) or resume (plan again from now; no catch-up)."""
 
         def change(s: orm.Session) -> ScheduledOperation:
-            now = self._now()
-            model = self._load_operation(s, op_id, project_id, for_update=True)
+            now = self.db.now()
+            model = load(s, ScheduledOperationModel, op_id, kind="ScheduledOperation", project_id=project_id,
+                         for_update=True)
             if model.enabled != enabled:
                 self._replan(s, sa.select(ScheduledOperationModel.id).where(ScheduledOperationModel.id == op_id),
                              now, all_planned=True, enabled=enabled)
                 s.refresh(model)
-            return _record(ScheduledOperation, model)
+            return to_record(ScheduledOperation, model)
 
-        return cast(ScheduledOperation, self._write(change))
+        return self.db.write(change)
 
     def delete_operation(self, op_id: str, project_id: str | None = None) -> ScheduledOperation:
         """Delete the operation with its fires and logs; returns what was deleted."""
 
         def delete(s: orm.Session) -> ScheduledOperation:
-            model = self._load_operation(s, op_id, project_id, for_update=True)
-            record = _record(ScheduledOperation, model)
+            model = load(s, ScheduledOperationModel, op_id, kind="ScheduledOperation", project_id=project_id,
+                         for_update=True)
+            record = to_record(ScheduledOperation, model)
             s.execute(sa.delete(_FIRES).where(_FIRES.c.operation_id == op_id))
             s.delete(model)
             return record
 
-        return cast(ScheduledOperation, self._write(delete))
+        return self.db.write(delete)
 
     # -- planning --------------------------------------------------------------------
 
     def operations_to_plan(self, horizon: _dt.datetime, limit: int = 100) -> list[tuple[ScheduledOperation, Trigger]]:
         """Enabled operations planned to before ``horizon``, least planned first, with their triggers."""
-        with self._session() as s:
+        with self.db.session() as s:
             rows = s.execute(_TO_PLAN, {"horizon": horizon, "limit": limit}).all()
-            return [(_record(ScheduledOperation, op), _record(Trigger, trig)) for op, trig in rows]
+            return [(to_record(ScheduledOperation, op), to_record(Trigger, trig)) for op, trig in rows]
 
     def extend_plan(self, op: ScheduledOperation, until: _dt.datetime,
                     fires: Sequence[tuple[_dt.datetime, _dt.datetime, str]]) -> bool:
@@ -315,7 +278,7 @@ class SchedulingStore:
         """
 
         def plan(s: orm.Session) -> bool:
-            now = self._now()
+            now = self.db.now()
             result = s.execute(sa.update(_OPS).where(
                 _OPS.c.id == op.id, _OPS.c.plan_version == op.plan_version, _OPS.c.enabled.is_(True),
             ).values(planned_until=until, plan_version=op.plan_version + 1, updated_at=now))
@@ -332,7 +295,7 @@ class SchedulingStore:
             return True
 
         try:
-            return bool(self._write(plan))
+            return bool(self.db.write(plan))
         except sa.exc.IntegrityError:
             return False  # a fire at one of these times exists already: someone else planned it
 
@@ -340,22 +303,22 @@ class SchedulingStore:
 
     def due_fires(self, now: _dt.datetime, limit: int) -> list[ScheduledFire]:
         """Planned fires whose time has come, and claimed ones whose claim expired; oldest first."""
-        with self._session() as s:
+        with self.db.session() as s:
             rows = s.execute(_DUE, {"now": now, "limit": limit}).scalars().all()
-            return [_record(ScheduledFire, m) for m in rows]
+            return [to_record(ScheduledFire, m) for m in rows]
 
     def poll(self, now: _dt.datetime, horizon: _dt.datetime, due_limit: int, plan_limit: int = 100,
              ) -> tuple[list[tuple[ScheduledOperation, Trigger]], list[ScheduledFire]]:
         """:meth:`operations_to_plan` and :meth:`due_fires` in one read transaction (an engine's pass)."""
-        with self._session() as s:
+        with self.db.session() as s:
             to_plan = s.execute(_TO_PLAN, {"horizon": horizon, "limit": plan_limit}).all()
             due = s.execute(_DUE, {"now": now, "limit": due_limit}).scalars().all()
-            return ([(_record(ScheduledOperation, op), _record(Trigger, trig)) for op, trig in to_plan],
-                    [_record(ScheduledFire, m) for m in due])
+            return ([(to_record(ScheduledOperation, op), to_record(Trigger, trig)) for op, trig in to_plan],
+                    [to_record(ScheduledFire, m) for m in due])
 
     def _cas(self, fire: ScheduledFire, values: Mapping[str, Any]) -> ScheduledFire | None:
         """Apply ``values`` if the fire is still at ``fire.version``; the new fire, or None."""
-        now = self._now()
+        now = self.db.now()
 
         def update(s: orm.Session) -> bool:
             result = s.execute(sa.update(_FIRES).where(
@@ -363,14 +326,14 @@ class SchedulingStore:
             ).values(**values, version=fire.version + 1, updated_at=now))
             return _rowcount(result) == 1
 
-        if not self._write(update):
+        if not self.db.write(update):
             return None
         return dataclasses.replace(fire, **values, version=fire.version + 1, updated_at=now)
 
     def claim(self, fire: ScheduledFire, owner: str, expires: _dt.datetime) -> ScheduledFire | None:
         """Make ``owner`` the fire's only runner until ``expires`` (a fresh claim token); None if another
         engine claimed, or changed, it since it was read."""
-        now = self._now()
+        now = self.db.now()
         return self._cas(fire, {
             "state": FireState.IN_PROGRESS.value, "owner": owner, "claim_token": str(uuid.uuid4()),
             "claim_expires_at": expires, "attempts": fire.attempts + 1,
@@ -379,7 +342,7 @@ class SchedulingStore:
 
     def drop(self, fire: ScheduledFire, reason: str) -> ScheduledFire | None:
         """Log an unclaimed fire whose window closed as ``dropped_out_of_window``."""
-        return self._cas(fire, {"state": FireState.DROPPED_OUT_OF_WINDOW.value, "ended_at": self._now(),
+        return self._cas(fire, {"state": FireState.DROPPED_OUT_OF_WINDOW.value, "ended_at": self.db.now(),
                                 "error_info": reason, "claim_token": None, "claim_expires_at": None})
 
     def update_run(self, fire: ScheduledFire, values: Mapping[str, Any]) -> ScheduledFire | None:
@@ -390,7 +353,7 @@ class SchedulingStore:
         bad = set(values) - allowed
         if bad:
             raise exceptions.InvalidInput(reason=f"fire fields {sorted(bad)} cannot be updated")
-        now = self._now()
+        now = self.db.now()
 
         def update(s: orm.Session) -> bool:
             result = s.execute(sa.update(_FIRES).where(
@@ -399,7 +362,7 @@ class SchedulingStore:
             ).values(**values, version=_FIRES.c.version + 1, updated_at=now))
             return _rowcount(result) == 1
 
-        if not self._write(update):
+        if not self.db.write(update):
             return None
         return dataclasses.replace(fire, **values, updated_at=now)
 
@@ -411,13 +374,13 @@ class SchedulingStore:
         def update(s: orm.Session) -> int:
             return _rowcount(s.execute(sa.update(_FIRES).where(
                 _FIRES.c.claim_token.in_(list(tokens)), _FIRES.c.state == FireState.IN_PROGRESS.value,
-            ).values(claim_expires_at=expires, version=_FIRES.c.version + 1, updated_at=self._now())))
+            ).values(claim_expires_at=expires, version=_FIRES.c.version + 1, updated_at=self.db.now())))
 
-        return int(self._write(update))
+        return int(self.db.write(update))
 
     def release_claims(self, except_owner: str, owner_prefix: str) -> int:
         """Make the claims of owners named ``owner_prefix...`` (but ``except_owner``) expire now."""
-        now = self._now()
+        now = self.db.now()
 
         def update(s: orm.Session) -> int:
             return _rowcount(s.execute(sa.update(_FIRES).where(
@@ -425,23 +388,18 @@ class SchedulingStore:
                 _FIRES.c.owner.startswith(owner_prefix, autoescape=True),
             ).values(claim_expires_at=now, version=_FIRES.c.version + 1, updated_at=now)))
 
-        return int(self._write(update))
+        return int(self.db.write(update))
 
     def get_fire(self, fire_id: str) -> ScheduledFire:
-        with self._session() as s:
-            model = s.execute(sa.select(ScheduledFireModel).where(ScheduledFireModel.id == fire_id)
-                              ).scalar_one_or_none()
-            if model is None:
-                raise exceptions.NotFound(kind="ScheduledOperationLog", id=fire_id)
-            return _record(ScheduledFire, model)
+        with self.db.session() as s:
+            return to_record(ScheduledFire, load(s, ScheduledFireModel, fire_id, kind="ScheduledOperationLog"))
 
     def list_fires(self, operation_id: str | None, project_id: str | None = None, *,
                    filters: Mapping[str, Any] | None = None, marker: str | None = None,
                    limit: int | None = None, include_planned: bool = False,
                    sort: Sequence[tuple[str, str]] = (("expect_start_time", "desc"),)) -> list[ScheduledFire]:
         """The logs of an operation (fires that were claimed or dropped), newest first by default."""
-        checked = pagination.check_filters(filters, FIRE_FILTERS)
-        conds = [pagination.eq_filter(getattr(ScheduledFireModel, k), v) for k, v in checked.items()]
+        conds = filter_conditions(ScheduledFireModel, filters, FIRE_FILTERS)
         scope: list[ColumnElement[bool]] = []
         if operation_id is not None:
             scope.append(ScheduledFireModel.operation_id == operation_id)
@@ -449,10 +407,10 @@ class SchedulingStore:
             scope.append(ScheduledFireModel.project_id == project_id)
         if not include_planned:
             scope.append(ScheduledFireModel.state != FireState.PLANNED.value)
-        with self._session() as s:
-            rows = self.db._list(s, ScheduledFireModel, scope=scope, conditions=conds, sort=sort,
-                                 allowed_sort=FIRE_SORT, marker=marker, limit=limit)
-            return [_record(ScheduledFire, m) for m in rows]
+        with self.db.session() as s:
+            rows = list_rows(s, ScheduledFireModel, scope=scope, conditions=conds, sort=sort,
+                             allowed_sort=FIRE_SORT, marker=marker, limit=limit)
+            return [to_record(ScheduledFire, m) for m in rows]
 
     def purge_history(self, before: _dt.datetime, limit: int = 1000) -> int:
         """Delete finished fire logs that ended before ``before`` (at most ``limit`` per call)."""
@@ -466,4 +424,4 @@ class SchedulingStore:
                 return 0
             return _rowcount(s.execute(sa.delete(_FIRES).where(_FIRES.c.id.in_(ids))))
 
-        return int(self._write(purge))
+        return int(self.db.write(purge))

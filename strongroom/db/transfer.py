@@ -25,7 +25,8 @@ changes nothing).  A target holding rows is refused unless ``mode`` says otherwi
   to such tables get new numbers from the target.
 
 A file written by a newer Strongroom (unknown schema revision or format version) is refused; a file from an
-older schema revision is accepted (columns added since take their defaults).
+older schema revision is accepted: columns added since take their defaults, and rows are changed as the
+migrations since changed the rows of a database (:data:`ROW_UPGRADES`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import datetime as _dt
 import decimal
 import enum
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TextIO
 
 import sqlalchemy as sa
@@ -46,13 +47,19 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.schema import sort_tables
 
 from strongroom import exceptions
-from strongroom.db import drivers, migration
+from strongroom.db import drivers, migration, runs
 from strongroom.db.api import Database
 from strongroom.db.models import ALL_MODELS, CheckpointModel, RestoreModel
 
 FORMAT = "strongroom-metadata"
 FORMAT_VERSION = 1
 BATCH = 500
+
+#: (table, column, upgrade): a row of a file whose ``table`` has no ``column`` yet is passed through
+#: ``upgrade``, which changes it as the migration that added the column changed the rows already stored.
+ROW_UPGRADES: tuple[tuple[str, str, Callable[[dict[str, Any]], dict[str, Any]]], ...] = (
+    ("restores", "progress", runs.restore_row_before_progress),
+)
 
 
 class Mode(enum.StrEnum):
@@ -139,20 +146,6 @@ def _decode(value: Any, codec: str) -> Any:
     return decimal.Decimal(value)
 
 
-# -- errors -------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _unavailable(db: Database) -> Iterator[None]:
-    try:
-        yield
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
-        orig = getattr(err, "orig", None) or err
-        first = str(orig).splitlines()[0] if str(orig) else ""
-        raise exceptions.ServiceUnavailable(what=f"metadata store {db.url_for_display}",
-                                            reason=f"{type(orig).__name__}: {first}") from None
-
-
 # -- export -------------------------------------------------------------------
 
 
@@ -180,7 +173,7 @@ def _snapshot(db: Database) -> Iterator[sa.Connection]:
 
 def export(db: Database, out: TextIO, *, now: _dt.datetime | None = None) -> Summary:
     """Write every row of every table of ``db`` to ``out``."""
-    with _unavailable(db):
+    with db.errors():
         revision = _source_revision(db)
         exported = tables()
         header = {
@@ -213,7 +206,7 @@ def _line(obj: Mapping[str, Any]) -> str:
 
 def in_flight(db: Database) -> dict[str, int]:
     """Checkpoints and restores still running: their flow progress (taskflow) does not travel."""
-    with _unavailable(db), db.engine.connect() as conn:
+    with db.errors(), db.engine.connect() as conn:
         checkpoints = conn.execute(sa.select(sa.func.count()).where(
             CheckpointModel.status.in_(("protecting", "deleting", "copying")))).scalar_one()
         runs = conn.execute(sa.select(sa.func.count()).where(RestoreModel.status == "in_progress")).scalar_one()
@@ -349,6 +342,8 @@ class _Importer:
         self._existing: dict[str, set[tuple[Any, ...]]] = {}
         self._kept: dict[tuple[str, str], set[Any]] = {}  # (table, column) -> values of rows kept (merge)
         self._codecs = {t.name: {c.name: _codec(c) for c in t.columns} for t in exported}
+        self._upgrades = {name: [fn for table, column, fn in ROW_UPGRADES
+                                 if table == name and column not in columns] for name, columns in file_tables.items()}
 
     def add(self, record: dict[str, Any]) -> None:
         name = record.get("table")
@@ -370,6 +365,8 @@ class _Importer:
                 row[key] = _decode(value, codecs[key])
             except (TypeError, ValueError, KeyError, decimal.InvalidOperation, binascii.Error) as err:
                 raise self.reader.error(f"{name}.{key}: {value!r} is not a valid {codecs[key]} ({err})") from None
+        for upgrade in self._upgrades[table.name]:
+            row = upgrade(row)
         self.received[table.name] += 1
         if self.mode is Mode.MERGE and self._keep_target(table, row):
             return
@@ -439,7 +436,7 @@ def import_(db: Database, lines: Iterable[str], *, mode: Mode = Mode.EMPTY, name
     _check_columns(file_tables, {t.name: t for t in exported}, reader)
     if mode is Mode.MERGE:
         _check_mergeable(exported)
-    with _unavailable(db):
+    with db.errors():
         db.sync()
         engine = db.engine.execution_options(**{drivers.WRITE_OPTION: True})
         with engine.connect() as conn, conn.begin():

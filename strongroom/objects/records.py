@@ -126,6 +126,10 @@ class Restore(Record):
     resources_status: dict[str, str] = dataclasses.field(default_factory=dict)
     resources_reason: dict[str, str] = dataclasses.field(default_factory=dict)
     extra_info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: ``{"bytes_total": int, "bytes_done": int}`` of the data read so far (empty until the run starts).
+    progress: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Internal: what each resource's hook saved to resume an interrupted run, by resource key.
+    resume_state: dict[str, Any] = dataclasses.field(default_factory=dict)
     created_at: _dt.datetime | None = None
     updated_at: _dt.datetime | None = None
 

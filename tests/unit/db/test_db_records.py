@@ -164,6 +164,28 @@ def test_restore_crud_and_transitions(db: Database) -> None:
         db.delete_restore(r.id)
 
 
+def test_restore_progress_and_resume_state_round_trip(db: Database) -> None:
+    resume = {"OS::Cinder::Volume#v1": {"volume_id": "new-1", "blocks": [1, 2]}, "OS::Nova::Server#s1": {}}
+    r = db.create_restore(Restore(id=_id(), project_id="p1", provider_id=PROVIDER, checkpoint_id=_id(),
+                                  progress={"bytes_total": 1 << 40, "bytes_done": 0}, resume_state=resume,
+                                  extra_info={"note": "kept apart"}))
+    got = db.get_restore(r.id)
+    assert got == r
+    assert got.progress == {"bytes_total": 1 << 40, "bytes_done": 0} and got.resume_state == resume
+    assert got.extra_info == {"note": "kept apart"}
+
+    updated = db.update_restore(r.id, {"progress": {"bytes_total": 1 << 40, "bytes_done": 1 << 39},
+                                       "resume_state": {"OS::Cinder::Volume#v1": {"volume_id": "new-1"}}})
+    assert updated.progress["bytes_done"] == 1 << 39
+    again = db.list_restores("p1")[0]
+    assert again.resume_state == {"OS::Cinder::Volume#v1": {"volume_id": "new-1"}}
+    assert again.progress == updated.progress and again.extra_info == {"note": "kept apart"}
+    assert db.update_restore(r.id, {"resume_state": None}).resume_state == {}
+
+    plain = db.create_restore(Restore(id=_id(), project_id="p1", provider_id=PROVIDER, checkpoint_id=_id()))
+    assert (db.get_restore(plain.id).progress, db.get_restore(plain.id).resume_state) == ({}, {})
+
+
 def test_verifications_are_listed_apart_from_restores(db: Database) -> None:
     cp = _id()
     restore = db.create_restore(Restore(id=_id(), project_id="p1", provider_id=PROVIDER, checkpoint_id=cp))

@@ -30,7 +30,7 @@ from strongroom.cmd import manage  # noqa: E402
 from strongroom.db import migration, transfer  # noqa: E402
 from strongroom.db.api import Database  # noqa: E402
 from strongroom.db.models import ALL_MODELS, Base  # noqa: E402
-from strongroom.objects.records import OperationLog, Plan, Resource  # noqa: E402
+from strongroom.objects.records import OperationLog, Plan, Resource, Restore  # noqa: E402
 
 CP = f"/providers/{PROVIDER_ID}/checkpoints"
 
@@ -287,6 +287,36 @@ def test_newer_files_are_refused(db: Database, tmp_path: Path) -> None:
     with pytest.raises(exceptions.InvalidInput, match="format version 2 by a newer Strongroom"):
         transfer.import_(target, newer_format, name="f")
     target.dispose()
+
+
+def test_restore_progress_and_resume_state_travel(db: Database, fresh_url: str) -> None:
+    resume = {f"{VOLUME}#vol-1": {"volume_id": "partial-1"}}
+    progress = {"bytes_total": 1 << 40, "bytes_done": 1 << 20}
+    db.create_restore(Restore(id="restore-1", project_id="proj", provider_id=PROVIDER_ID, checkpoint_id="cp-1",
+                              progress=progress, resume_state=resume, extra_info={"note": "n"}))
+    lines = _small_export(db, plans=1).splitlines(True)
+    assert {"progress", "resume_state"} <= set(json.loads(lines[0])["tables"]["restores"])
+    # The same restore in a file written before 0003_restore_progress: both inside extra_info.
+    header = json.loads(lines[0])
+    header["schema_revision"] = "0002_scheduling"
+    header["tables"]["restores"] = [c for c in header["tables"]["restores"] if c not in ("progress", "resume_state")]
+    old = [json.dumps(header) + "\n"]
+    for line in lines[1:]:
+        record = json.loads(line)
+        if record.get("table") == "restores":
+            row = record["row"]
+            row["extra_info"] = {**row["extra_info"], "progress": row.pop("progress"),
+                                 "resume": row.pop("resume_state")}
+        old.append(json.dumps(record) + "\n")
+
+    for text in (lines, old):
+        target = Database(fresh_url)
+        try:
+            transfer.import_(target, text, mode=transfer.Mode.FORCE, name="f")
+            got = target.get_restore("restore-1")
+            assert (got.progress, got.resume_state, got.extra_info) == (progress, resume, {"note": "n"})
+        finally:
+            target.dispose()
 
 
 def test_every_table_of_the_schema_is_exported(db: Database) -> None:

@@ -86,7 +86,7 @@ def test_a_run_uses_the_trust_and_fails_clearly_once_it_is_revoked(fake_keystone
                                           fake_keystone.issue_token(alice, "proj-a"))
     trigger = add_trigger(store, {"pattern": "0 * * * *", "window": 300}, clock.now(), project="proj-a")
     op = add_operation(store, trigger, plan)
-    with store._session(write=True) as s:  # the API stores the trust id with the operation
+    with store.db.session(write=True) as s:  # the API stores the trust id with the operation
         s.get(ScheduledOperationModel, op.id).trust_id = trust_id  # type: ignore[union-attr]
     protection = FakeProtectionForSchedulingTests(db, clock)
     engine = OperationEngine(db, protection, identity, owner="e", clock=clock, executor=InlineExecutor(),

@@ -19,7 +19,7 @@ def test_upgrade_from_0001_keeps_plans_and_downgrade_removes_only_scheduling(fre
         write = db.engine.execution_options(**{drivers.WRITE_OPTION: True})
         migration.upgrade(write, "0001_initial")
         plan = add_plan(db)
-        db.sync()
+        migration.upgrade(write, "0002_scheduling")
         assert db.version() == "0002_scheduling"
         assert db.get_plan(plan.id).name == plan.name
         with write.begin() as conn:
