@@ -44,7 +44,8 @@ def view(run: Restore, kind: RunKind) -> dict[str, Any]:
         "status": run.status,
         "resources_status": run.resources_status or {},
         "resources_reason": run.resources_reason or {},
-        "extra_info": {k: v for k, v in (run.extra_info or {}).items() if k != "resume"},  # internal state
+        # Karbor's shape: the run's progress is shown inside extra_info (the record keeps it apart).
+        "extra_info": {**(run.extra_info or {}), **({"progress": run.progress} if run.progress else {})},
         "created_at": run.to_dict()["created_at"],
     }
     if kind.has_target:
