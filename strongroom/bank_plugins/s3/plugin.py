@@ -1,385 +1,59 @@
-"""A bank in an S3 bucket: AWS S3 or any S3-compatible store (Swift s3api, Ceph RGW, MinIO...).
-
-Mapping
--------
-A key ``a/b/c`` is the object ``<key_prefix>a/b/c`` of the bucket.  S3 is flat,
-so a key and its "children" coexist naturally, a put is atomic for readers
-(old value or new) and an overwrite replaces the metadata wholesale.
-Listing uses ListObjectsV2 with ``StartAfter`` (the marker) and continuation
-tokens; S3 lists keys in UTF-8 byte order, which is the bank's order.
-
-Metadata travels as ``x-amz-meta-<name>`` headers, which must be ASCII and lose
-leading/trailing blanks.  A value that is not plain printable ASCII words
-(non-ASCII, empty, padded, doubled or control characters, or starting with
-``=?``) is sent as ``=?utf-8?b?<base64>?=`` and decoded on ``head_object``; the
-encoding is reversible and unambiguous.
-
-Large values
-------------
-A value longer than ``multipart_threshold`` (stream or bytes) is uploaded as a
-multipart upload of ``multipart_chunksize`` parts read one at a time: memory
-stays around ``multipart_threshold + multipart_chunksize`` whatever the size.
-If the source stream raises, the upload is aborted: nothing becomes visible and
-the previous value survives.  Each part (and each single put) carries a
-``Content-MD5`` that every S3 implementation verifies, so the bytes stored are
-the bytes sent even when the newer CRC32 checksums are off (see below).
-
-Checksums
----------
-botocore >= 1.36 sends CRC32 checksums on every upload by default (over HTTPS
-as ``aws-chunked`` bodies with a trailer); many S3-compatible stores reject them.  The
-``request_checksum_calculation`` and ``response_checksum_validation`` options
-default to ``when_required``, which works with AWS and with S3-compatible
-stores alike; set them to ``when_supported`` for AWS-only banks if you prefer.
-
-Errors and retries
-------------------
-botocore's own retries are disabled (one attempt per call): retrying belongs to
-:class:`strongroom.bank_plugins.retry.RetryingBank`.  5xx answers, throttling
-(``SlowDown``...), timeouts and connection failures raise
-``BankTransientError``; everything else ``BankError``.  Messages name the bucket
-and endpoint, never the credentials; records of the boto/urllib3 loggers are
-scrubbed of the keys and request signatures this plugin uses.
-
-The client is created on first use (a bank whose endpoint is down can be
-constructed), once, under a lock, from one botocore session shared by every
-bank (sessions are not thread-safe, clients are); the credentials are given to
-the client, never stored in the shared session.
-"""
+"""The s3 bank plugin: objects in one S3 bucket (the design is in the package docstring)."""
 
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as _dt
-import email.utils
 import hashlib
 import io
 import logging
-import re
 import threading
-import urllib.parse
-import weakref
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, Any, ClassVar, NoReturn, Protocol, TypeVar
-
-import jsonschema
+from typing import IO, Any, ClassVar, NoReturn, TypeVar
 
 from strongroom import exceptions
-from strongroom.bank_plugins.base import LEASE_OPTIONS, BankPlugin, ObjectInfo
+from strongroom.bank_plugins.base import BankPlugin, ObjectInfo
+from strongroom.bank_plugins.objectstore import (
+    READ_PIECE,
+    BodyReader,
+    Prepended,
+    Readable,
+    parse_http_date,
+    read_up_to,
+)
+from strongroom.bank_plugins.s3 import errors
+from strongroom.bank_plugins.s3.client import botocore_config, create_client
+from strongroom.bank_plugins.s3.metadata import decode_metadata_value, encode_metadata_value
+from strongroom.bank_plugins.s3.options import (
+    CREDENTIAL_OPTIONS,
+    DEFAULTS,
+    MAX_PARTS,
+    OPTIONS_SCHEMA,
+    check_options,
+)
 
-LOG = logging.getLogger(__name__)
+LOG = logging.getLogger(__package__)
 T = TypeVar("T")
 
-MiB = 1 << 20
-#: S3's limits on multipart uploads: parts of 5 MiB to 5 GiB (the last one may be smaller), 10,000 parts.
-MIN_PART_SIZE = 5 * MiB
-MAX_PART_SIZE = 5 * 1024 * MiB
-MAX_PARTS = 10_000
 #: One ListObjectsV2 page holds at most this many keys.
 MAX_PAGE = 1000
-#: Streams are read in pieces of at most this size.
-READ_PIECE = 1 * MiB
-
-SECRET_OPTIONS = frozenset({"secret_access_key", "session_token"})
-CHECKSUM_MODES = ["when_required", "when_supported"]
-
-_TRANSIENT_CODES = frozenset({
-    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
-    "RequestThrottledException", "TooManyRequestsException", "RequestLimitExceeded",
-    "BandwidthLimitExceeded", "RequestTimeout", "RequestTimeoutException", "InternalError",
-    "ServiceUnavailable", "OperationAborted", "PriorRequestNotComplete",
-})
-_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
-# -- metadata encoding -------------------------------------------------------
-
-_PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*")
-_ENCODED_PREFIX = "=?utf-8?b?"
-_ENCODED_SUFFIX = "?="
-
-
-def encode_metadata_value(value: str) -> str:
-    """An ASCII header value that :func:`decode_metadata_value` turns back into ``value``."""
-    if _PLAIN_VALUE.fullmatch(value) and not value.startswith("=?"):
-        return value
-    raw = value.encode("utf-8", "surrogatepass")
-    return _ENCODED_PREFIX + base64.b64encode(raw).decode("ascii") + _ENCODED_SUFFIX
-
-
-def decode_metadata_value(value: str) -> str:
-    """Undo :func:`encode_metadata_value` (plain values come back unchanged)."""
-    if value[:len(_ENCODED_PREFIX)].lower() == _ENCODED_PREFIX and value.endswith(_ENCODED_SUFFIX):
-        body = value[len(_ENCODED_PREFIX):-len(_ENCODED_SUFFIX)]
-        try:
-            return base64.b64decode(body, validate=True).decode("utf-8", "surrogatepass")
-        except (binascii.Error, ValueError):
-            return value  # not ours: leave it as the store gave it
-    return value
-
-
-# -- log scrubbing -------------------------------------------------------------
-
-
-class _Redactor(logging.Filter):
-    """Rewrites boto/urllib3 log records so that no credential or signature reaches a handler.
-
-    botocore logs, at DEBUG, the signed request (``Authorization`` header: access
-    key id and signature), the canonical request and the signature itself.  The
-    secret key is never logged by botocore; it is scrubbed anyway, with every
-    other credential value of a live :class:`S3Bank`.
-    """
-
-    _PATTERNS = [
-        (re.compile(r"(Credential=)[^/,\s'\"]+"), r"\1***"),
-        (re.compile(r"((?:X-Amz-)?Signature=)[0-9a-fA-F]+"), r"\1***"),
-        (re.compile(r"(Signature:\s*)[0-9a-fA-F]{16,}"), r"\1***"),
-        (re.compile(r"(AWS )[^:\s'\"]+:[A-Za-z0-9+/=]+"), r"\1***:***"),  # SigV2 header
-        (re.compile(r"((?i:x-amz-security-token)['\"]?\s*[:=]\s*b?['\"]?)[^'\",\s}]+"), r"\1***"),
-    ]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._owners: weakref.WeakKeyDictionary[object, tuple[str, ...]] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
-
-    def register(self, owner: object, secrets: tuple[str, ...]) -> None:
-        with self._lock:
-            self._owners[owner] = tuple(s for s in secrets if s)
-
-    def redact(self, text: str) -> str:
-        with self._lock:
-            secrets = {s for values in self._owners.values() for s in values}
-        for secret in sorted(secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        for pattern, replacement in self._PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):
-            return True  # a malformed record: the logging module reports it itself
-        redacted = self.redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        if record.exc_info and record.exc_info[1] is not None:
-            text = self.redact(logging.Formatter().formatException(record.exc_info))
-            record.exc_info, record.exc_text = None, text
-        return True
-
-
-_REDACTOR = _Redactor()
-_SCRUBBED_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
-
-
-def _install_redactor() -> None:
-    """Attach the redactor to every boto/urllib3 logger that exists (filters are per logger)."""
-    names = [name for name in list(logging.root.manager.loggerDict)
-             if name.split(".", 1)[0] in _SCRUBBED_LOGGERS]
-    for name in sorted(set(names) | set(_SCRUBBED_LOGGERS)):
-        logger = logging.getLogger(name)
-        if _REDACTOR not in logger.filters:
-            logger.addFilter(_REDACTOR)
-
-
-# -- options -------------------------------------------------------------------
-
-
-def _validate(options: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
-    """Check ``options`` against ``schema``; ``ConfigError`` names the option, never a secret's value."""
-    validator = jsonschema.Draft202012Validator(dict(schema))
-    errors = sorted(validator.iter_errors(dict(options)), key=lambda e: [str(p) for p in e.path])
-    if not errors:
-        return
-    err = errors[0]
-    if err.path:
-        name = str(err.path[0])
-        message = "has an invalid value (not shown)" if name in SECRET_OPTIONS else err.message
-    elif err.validator == "additionalProperties":
-        name = ", ".join(sorted(set(options) - set(schema.get("properties", {}))))
-        message = "unknown option"
-    elif err.validator == "required" and "'" in err.message:
-        name, message = err.message.split("'")[1], "is required"
-    elif err.validator == "dependentRequired":
-        name, message = "access_key_id", "secret_access_key and access_key_id go together"
-        if "session_token" in options:
-            message = "session_token needs access_key_id and secret_access_key"
-    else:
-        name, message = "options", err.message
-    raise exceptions.ConfigError(reason=f"s3 bank option {name!r}: {message}", key=name)
-
-
-def _check_endpoint(endpoint: str) -> None:
-    """``http(s)://host[:port][/path]``; errors never echo the value (it might hold a secret)."""
-    if "@" in endpoint:
-        raise exceptions.ConfigError(
-            reason="s3 bank option 'endpoint_url': must not carry credentials (no '@'); use access_key_id "
-                   "and secret_access_key", key="endpoint_url")
-    try:
-        parts = urllib.parse.urlsplit(endpoint)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query \
-            and not parts.fragment
-        _ = parts.port  # raises ValueError if the port is not a number
-    except ValueError:
-        valid = False
-    if not valid:
-        raise exceptions.ConfigError(
-            reason="s3 bank option 'endpoint_url': must be an http:// or https:// URL: scheme://host[:port][/path]",
-            key="endpoint_url")
-
-
-# -- streams -------------------------------------------------------------------
-
-
-class _Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-def _read_up_to(stream: _Readable, size: int) -> bytes:
-    """Read from ``stream`` until ``size`` bytes or EOF (streams may return short reads)."""
-    pieces: list[bytes] = []
-    remaining = size
-    while remaining > 0:
-        piece = stream.read(min(remaining, READ_PIECE))
-        if not piece:
-            break
-        pieces.append(bytes(piece))
-        remaining -= len(piece)
-    return b"".join(pieces)
-
-
-class _Prepended:
-    """``head`` then the rest of ``stream``; ``head`` is released once read."""
-
-    def __init__(self, head: bytes, stream: _Readable) -> None:
-        self._head: memoryview | None = memoryview(head)
-        self._stream = stream
-
-    def read(self, size: int = -1, /) -> bytes:
-        if self._head is None:
-            return self._stream.read(size)
-        if size < 0 or size >= len(self._head):
-            piece, self._head = bytes(self._head), None
-            return piece
-        piece, self._head = bytes(self._head[:size]), self._head[size:]
-        return piece
-
-
-class _BodyReader(io.RawIOBase):
-    """A raw reader over a botocore ``StreamingBody`` that raises the bank's errors."""
-
-    def __init__(self, body: Any, on_error: Callable[[Exception], NoReturn]) -> None:
-        super().__init__()
-        self._body = body
-        self._on_error = on_error
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        try:
-            data = self._body.read(len(view))
-        except _boto_errors() as err:
-            self._on_error(err)
-        view[:len(data)] = data
-        return len(data)
-
-    def readall(self) -> bytes:
-        pieces: list[bytes] = []
-        while True:
-            try:
-                piece: bytes = self._body.read(READ_PIECE)
-            except _boto_errors() as err:
-                self._on_error(err)
-            if not piece:
-                return b"".join(pieces)
-            pieces.append(piece)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()
-
-
-def _boto_errors() -> tuple[type[Exception], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    return (BotoCoreError, ClientError, OSError)
-
-
-def _md5(data: bytes) -> str:
+def _md5(data: bytes | bytearray) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
 
 
-# -- the plugin ----------------------------------------------------------------
-
-
 class S3Bank(BankPlugin):
-    """Objects in one S3 bucket (see the module docstring)."""
+    """Objects in one S3 bucket (see the package docstring)."""
 
-    options_schema: ClassVar[dict[str, Any]] = {
-        "type": "object",
-        "properties": {
-            "endpoint_url": {"type": "string", "minLength": 1},
-            "region_name": {"type": "string", "minLength": 1},
-            "bucket": {"type": "string", "minLength": 3, "maxLength": 255,
-                       "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*$"},
-            "key_prefix": {"type": "string", "pattern": r"^([^/]+/)+$"},
-            "access_key_id": {"type": "string", "minLength": 1},
-            "secret_access_key": {"type": "string", "minLength": 1},
-            "session_token": {"type": "string", "minLength": 1},
-            "addressing_style": {"enum": ["path", "virtual", "auto"]},
-            "signature_version": {"enum": ["s3v4", "s3"]},
-            "verify_ssl": {"type": "boolean"},
-            "ca_bundle": {"type": "string", "minLength": 1},
-            "request_checksum_calculation": {"enum": CHECKSUM_MODES},
-            "response_checksum_validation": {"enum": CHECKSUM_MODES},
-            "content_md5": {"type": "boolean"},
-            "connect_timeout": {"type": "number", "exclusiveMinimum": 0},
-            "read_timeout": {"type": "number", "exclusiveMinimum": 0},
-            "max_pool_connections": {"type": "integer", "minimum": 1, "maximum": 1000},
-            "multipart_threshold": {"type": "integer", "minimum": MIN_PART_SIZE, "maximum": MAX_PART_SIZE},
-            "multipart_chunksize": {"type": "integer", "minimum": MIN_PART_SIZE, "maximum": MAX_PART_SIZE},
-            **LEASE_OPTIONS,
-        },
-        "required": ["bucket"],
-        "dependentRequired": {
-            "access_key_id": ["secret_access_key"],
-            "secret_access_key": ["access_key_id"],
-            "session_token": ["access_key_id", "secret_access_key"],
-        },
-        "additionalProperties": False,
-    }
+    options_schema: ClassVar[dict[str, Any]] = OPTIONS_SCHEMA
     supports_expiry = False  # S3 lifecycle rules count days: useless for leases
 
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "region_name": "us-east-1",
-        "addressing_style": "auto",
-        "signature_version": "s3v4",
-        "verify_ssl": True,
-        "request_checksum_calculation": "when_required",
-        "response_checksum_validation": "when_required",
-        "content_md5": True,
-        "connect_timeout": 10.0,
-        "read_timeout": 60.0,
-        "max_pool_connections": 32,
-        "multipart_threshold": 16 * MiB,
-        "multipart_chunksize": 8 * MiB,
-    }
+    DEFAULTS: ClassVar[dict[str, Any]] = DEFAULTS
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
-        _validate(options, cls.options_schema)
-        opts = {**cls.DEFAULTS, **options}
-        if "endpoint_url" in options:
-            _check_endpoint(opts["endpoint_url"])
-        if "ca_bundle" in options and not opts["verify_ssl"]:
-            raise exceptions.ConfigError(
-                reason="s3 bank option 'ca_bundle': given with verify_ssl = false; drop one of them", key="ca_bundle")
+        check_options(options, cls.options_schema)
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -396,8 +70,7 @@ class S3Bank(BankPlugin):
         self._lock = threading.Lock()
         self._client: Any = None
         self._bucket_ready = False
-        _REDACTOR.register(self, tuple(str(opts.get(k) or "") for k in
-                                       ("secret_access_key", "session_token", "access_key_id")))
+        errors.REDACTOR.register(self, [str(opts.get(k) or "") for k in CREDENTIAL_OPTIONS])
 
     def __repr__(self) -> str:
         return (f"S3Bank(bucket={self.bucket!r}, endpoint_url={self.endpoint_url!r}, "
@@ -412,24 +85,7 @@ class S3Bank(BankPlugin):
 
     def botocore_config(self) -> Any:
         """The ``botocore.config.Config`` this bank's client uses."""
-        from botocore.config import Config
-
-        opts = self._opts
-        settings: dict[str, Any] = {
-            "region_name": self.region_name,
-            "signature_version": opts["signature_version"],
-            "s3": {"addressing_style": opts["addressing_style"]},
-            "retries": {"total_max_attempts": 1, "mode": "standard"},
-            "connect_timeout": opts["connect_timeout"],
-            "read_timeout": opts["read_timeout"],
-            "max_pool_connections": opts["max_pool_connections"],
-            "user_agent_extra": "strongroom",
-        }
-        # botocore < 1.36 has neither setting and sends no default checksums anyway.
-        for name in ("request_checksum_calculation", "response_checksum_validation"):
-            if name in Config.OPTION_DEFAULTS:
-                settings[name] = opts[name]
-        return Config(**settings)
+        return botocore_config(self._opts)
 
     def client(self) -> Any:
         """The (thread-safe) botocore S3 client, created on first use; the bucket is created then if missing."""
@@ -439,7 +95,7 @@ class S3Bank(BankPlugin):
         with self._lock:
             if self._client is None:
                 self._client = self._make_client()
-                _install_redactor()
+                errors.install_redactor()
             if not self._bucket_ready:
                 self._ensure_bucket(self._client)
                 self._bucket_ready = True
@@ -449,11 +105,11 @@ class S3Bank(BankPlugin):
         opts = self._opts
         verify: bool | str = opts["ca_bundle"] if "ca_bundle" in opts else bool(opts["verify_ssl"])
         try:
-            return _create_client(
+            return create_client(
                 region_name=self.region_name, endpoint_url=self.endpoint_url, verify=verify,
                 aws_access_key_id=opts.get("access_key_id"), aws_secret_access_key=opts.get("secret_access_key"),
                 aws_session_token=opts.get("session_token"), config=self.botocore_config())
-        except _boto_errors() as err:
+        except errors.boto_errors() as err:
             self._raise(err, "connect")
         except ValueError as err:  # botocore rejects malformed endpoints with ValueError
             raise exceptions.BankError(reason=f"{self.where}: cannot create a client: {err}") from err
@@ -465,9 +121,9 @@ class S3Bank(BankPlugin):
             client.head_bucket(Bucket=self.bucket)
             return
         except ClientError as err:
-            if _status(err) != 404:
+            if errors.status(err) != 404:
                 self._raise(err, "check the bucket")
-        except _boto_errors() as err:
+        except errors.boto_errors() as err:
             self._raise(err, "check the bucket")
         kwargs: dict[str, Any] = {"Bucket": self.bucket}
         if self.region_name != "us-east-1":  # us-east-1 refuses a LocationConstraint naming itself
@@ -476,13 +132,13 @@ class S3Bank(BankPlugin):
             client.create_bucket(**kwargs)
             LOG.info("Created %s", self.where)
         except ClientError as err:
-            if _code(err) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            if errors.code(err) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 self._raise(err, "create the bucket")
             try:  # created meanwhile: by us (another process) or by someone else?
                 client.head_bucket(Bucket=self.bucket)
-            except _boto_errors() as again:
+            except errors.boto_errors() as again:
                 self._raise(again, "use the bucket (its name is taken?)")
-        except _boto_errors() as err:
+        except errors.boto_errors() as err:
             self._raise(err, "create the bucket")
 
     def close(self) -> None:
@@ -497,37 +153,13 @@ class S3Bank(BankPlugin):
 
     def _raise(self, err: Exception, action: str, key: str | None = None) -> NoReturn:
         """Raise the bank error that ``err`` (from boto) stands for."""
-        from botocore.exceptions import (
-            ClientError,
-            ConnectionError,
-            HTTPClientError,
-            IncompleteReadError,
-            SSLError,
-        )
-
-        what = f"{action} {key!r}" if key is not None else action
-        if isinstance(err, ClientError):
-            code, status = _code(err), _status(err)
-            if key is not None and (code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket")):
-                raise exceptions.BankObjectNotFound(key=key) from err
-            message = err.response.get("Error", {}).get("Message") or ""
-            label = f"HTTP {status}" + (f" {code}" if code and code != str(status) else "")
-            reason = _REDACTOR.redact(f"{self.where}: cannot {what}: {label}" + (f": {message}" if message else ""))
-            if status is not None and (status >= 500 or status in (408, 429)) or code in _TRANSIENT_CODES:
-                raise exceptions.BankTransientError(reason=reason) from err
-            raise exceptions.BankError(reason=reason) from err
-        reason = _REDACTOR.redact(f"{self.where}: cannot {what}: {type(err).__name__}: {err}")
-        if isinstance(err, SSLError) and "certificate" in str(err).lower():
-            raise exceptions.BankError(reason=reason) from err
-        if isinstance(err, ConnectionError | HTTPClientError | IncompleteReadError | OSError):
-            raise exceptions.BankTransientError(reason=reason) from err
-        raise exceptions.BankError(reason=reason) from err
+        raise errors.bank_error(err, self.where, action, key) from err
 
     def _call(self, action: str, key: str | None, func: Callable[[Any], T]) -> T:
         client = self.client()
         try:
             return func(client)
-        except _boto_errors() as err:
+        except errors.boto_errors() as err:
             self._raise(err, action, key)
 
     # -- writing -------------------------------------------------------------
@@ -540,25 +172,25 @@ class S3Bank(BankPlugin):
             if len(value) <= self.multipart_threshold:
                 self._put_single(key, value, headers)
                 return
-            stream: _Readable = io.BytesIO(value)
+            stream: Readable = io.BytesIO(value)
         else:
             stream = data
-        head = _read_up_to(stream, self.multipart_threshold + 1)
+        head = read_up_to(stream, self.multipart_threshold + 1)
         if len(head) <= self.multipart_threshold:
             self._put_single(key, head, headers)
             return
-        source = _Prepended(head, stream)
+        source = Prepended(head, stream)
         del head  # the source releases it as the first parts consume it
         self._put_multipart(key, source, headers)
 
-    def _put_single(self, key: str, value: bytes, headers: dict[str, str]) -> None:
+    def _put_single(self, key: str, value: bytes | bytearray, headers: dict[str, str]) -> None:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key_prefix + key,
                                   "Body": value, "Metadata": headers}
         if self.content_md5:
             kwargs["ContentMD5"] = _md5(value)
         self._call("write", key, lambda c: c.put_object(**kwargs))
 
-    def _put_multipart(self, key: str, source: _Readable, headers: dict[str, str]) -> None:
+    def _put_multipart(self, key: str, source: Readable, headers: dict[str, str]) -> None:
         full = self.key_prefix + key
         created = self._call("start a multipart upload of", key, lambda c: c.create_multipart_upload(
             Bucket=self.bucket, Key=full, Metadata=headers))
@@ -586,9 +218,9 @@ class S3Bank(BankPlugin):
         answer: dict[str, Any] = self._call("write a part of", key, lambda c: c.upload_part(**kwargs))
         return answer
 
-    def _parts(self, source: _Readable) -> Iterator[bytes]:
+    def _parts(self, source: Readable) -> Iterator[bytearray]:
         """``source`` cut into parts of ``multipart_chunksize`` bytes (the last one shorter), one at a time."""
-        while part := _read_up_to(source, self.multipart_chunksize):
+        while part := read_up_to(source, self.multipart_chunksize):
             yield part
             if len(part) < self.multipart_chunksize:
                 return
@@ -618,13 +250,13 @@ class S3Bank(BankPlugin):
     def open_object(self, key: str) -> IO[bytes]:
         return io.BufferedReader(self._open_raw(key), buffer_size=READ_PIECE)
 
-    def _open_raw(self, key: str) -> _BodyReader:
+    def _open_raw(self, key: str) -> BodyReader:
         answer = self._call("read", key, lambda c: c.get_object(Bucket=self.bucket, Key=self.key_prefix + key))
 
         def on_error(err: Exception) -> NoReturn:
             self._raise(err, "read", key)
 
-        return _BodyReader(answer["Body"], on_error)
+        return BodyReader(answer["Body"], on_error, catch=errors.boto_errors())
 
     def head_object(self, key: str) -> ObjectInfo:
         answer = self._call("head", key, lambda c: c.head_object(Bucket=self.bucket, Key=self.key_prefix + key))
@@ -663,44 +295,4 @@ class S3Bank(BankPlugin):
     def server_time(self) -> _dt.datetime | None:
         """The ``Date`` header of a HEAD on the bucket (one-second resolution), or None without one."""
         answer = self._call("read the clock of", None, lambda c: c.head_bucket(Bucket=self.bucket))
-        date = (answer.get("ResponseMetadata", {}).get("HTTPHeaders") or {}).get("date")
-        if not date:
-            return None
-        try:
-            parsed = email.utils.parsedate_to_datetime(date)
-        except (TypeError, ValueError):
-            return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=_dt.UTC)
-        return parsed.astimezone(_dt.UTC)
-
-
-_SESSION_LOCK = threading.Lock()
-_SESSION: Any = None
-
-
-def _create_client(**kwargs: Any) -> Any:
-    """An S3 client from one shared botocore session (its loader caches the service model).
-
-    Sessions are not thread-safe, so clients are created under a lock; the
-    credentials are given to each client, never stored in the shared session.
-    """
-    global _SESSION
-    with _SESSION_LOCK:
-        if _SESSION is None:
-            try:
-                import botocore.session
-            except ImportError as err:
-                raise exceptions.ConfigError(
-                    reason="the s3 bank needs boto3: pip install 'strongroom[s3]'") from err
-            _SESSION = botocore.session.get_session()
-        return _SESSION.create_client("s3", **kwargs)
-
-
-def _code(err: Any) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
-
-
-def _status(err: Any) -> int | None:
-    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return int(status) if status is not None else None
+        return parse_http_date((answer.get("ResponseMetadata", {}).get("HTTPHeaders") or {}).get("date"))
