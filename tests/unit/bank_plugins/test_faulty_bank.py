@@ -11,6 +11,16 @@ from strongroom.bank_plugins.memory import MemoryBank
 from strongroom.testing.faults import OPERATIONS, Call, Fault, FaultyBank, fails_transiently
 
 
+class Pipe(io.RawIOBase):
+    """An empty stream that cannot seek back."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        return 0
+
+
 def test_without_rules_it_is_the_inner_bank() -> None:
     inner = MemoryBank()
     bank = FaultyBank(inner)
@@ -101,10 +111,6 @@ def test_a_streamed_put_may_consume_part_of_the_stream_before_failing() -> None:
 
 
 def test_calls_know_whether_a_wrapper_could_replay_them() -> None:
-    class Pipe(io.RawIOBase):
-        def readable(self) -> bool:
-            return True
-
     assert Call("get_object", "k").replayable and not Call("get_object", "k").streamed
     assert Call("put_object", "k", b"v").replayable
     assert Call("put_object", "k", io.BytesIO(b"v")).replayable
@@ -113,14 +119,6 @@ def test_calls_know_whether_a_wrapper_could_replay_them() -> None:
 
 def test_fails_transiently_spares_what_cannot_be_replayed() -> None:
     bank = fails_transiently(MemoryBank(), rate=1.0)
-
-    class Pipe(io.RawIOBase):
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-            return 0
-
     bank.put_object("from-a-pipe", Pipe())  # type: ignore[arg-type]
     with pytest.raises(exceptions.BankTransientError):
         bank.put_object("k", b"v")
