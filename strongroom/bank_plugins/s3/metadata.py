@@ -1,9 +1,8 @@
-"""Object metadata as ``x-amz-meta-<name>`` headers, which must be ASCII and lose leading/trailing blanks.
+"""Object metadata as ``x-amz-meta-<name>`` headers.
 
-A value that is not plain printable ASCII words (non-ASCII, empty, padded,
-doubled or control characters, or starting with ``=?``) is sent as
-``=?utf-8?b?<base64>?=`` and decoded on ``head_object``; the encoding is
-reversible and unambiguous, and part of the bank's stored layout.
+The encoding of values (``=?utf-8?b?<base64>?=`` unless plain printable ASCII
+words) is described in the package docstring; it is part of the bank's stored
+layout, so it never changes.
 """
 
 from __future__ import annotations

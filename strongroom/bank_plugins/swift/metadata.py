@@ -1,9 +1,8 @@
 """Object metadata as ``X-Object-Meta-<name>`` headers, within Swift's limits.
 
-Swift drops empty values and HTTP trims and mangles others, so a value that is
-not plain printable ASCII without ``%`` is stored as ``%`` followed by its
-percent-encoded UTF-8 (``""`` -> ``"%"``, ``"café"`` -> ``"%caf%C3%A9"``), and
-decoded on ``head_object``.  This encoding is part of the bank's stored layout.
+The encoding of values (``%`` + percent-encoded UTF-8 unless plain printable
+ASCII) is described in the package docstring; it is part of the bank's stored
+layout, so it never changes.
 """
 
 from __future__ import annotations
