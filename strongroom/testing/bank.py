@@ -9,7 +9,7 @@ provides a factory returning a fresh, *empty* bank::
         def make_bank(self, tmp_path):
             return MyBank({"endpoint": ..., "container": f"test-{tmp_path.name}"})
 
-pytest then runs every ``test_*`` method below against it; each test gets its
+pytest then runs every ``test_*`` method below and in the mixins against it; each test gets its
 own bank from ``make_bank`` and closes it afterwards.  Class attributes tune
 the suite for slow backends (``large_object_size``, ``paging_key_count``,
 ``writer_threads``, ``lease_windows``...).  Parts of the suite live in their own
