@@ -25,7 +25,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from taskflow.persistence import models
 from strongroom import exceptions
 from strongroom.objects.kinds import OperationKind
 from strongroom.protection.flows import FlowPersistence
+from strongroom.redaction import redact_url_credentials
 
 LOG = logging.getLogger(__name__)
 
@@ -280,5 +280,5 @@ class Conductor:
 
 
 def _redact(text: str) -> str:
-    """``redis://user:secret@host`` -> ``redis://user:***@host``."""
-    return re.sub(r"(://[^:/@\s]*:)[^@/\s]+@", r"\1***@", text)
+    """``redis://user:secret@host`` -> ``redis://user:***@host`` (see :mod:`strongroom.redaction`)."""
+    return redact_url_credentials(text)

@@ -3,5 +3,6 @@
 ``strongroom.testing.bank.BankConformance`` checks a bank plugin and
 ``strongroom.testing.block.BlockBackendConformance`` a block backend; each is a
 pytest class to subclass with a factory method.  These modules import pytest,
-so import them only from tests.
+so import them only from tests.  ``strongroom.testing.faults.FaultyBank`` wraps
+any bank plugin to make chosen calls fail or wait.
 """

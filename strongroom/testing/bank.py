@@ -9,11 +9,14 @@ provides a factory returning a fresh, *empty* bank::
         def make_bank(self, tmp_path):
             return MyBank({"endpoint": ..., "container": f"test-{tmp_path.name}"})
 
-pytest then runs every ``test_*`` method below against it; each test gets its
+pytest then runs every ``test_*`` method below and in the mixins against it; each test gets its
 own bank from ``make_bank`` and closes it afterwards.  Class attributes tune
 the suite for slow backends (``large_object_size``, ``paging_key_count``,
-``writer_threads``).  Later suites (leases, very large streamed objects) extend
-this class the same way: add ``test_*`` methods and class attributes.
+``writer_threads``, ``lease_windows``...).  Parts of the suite live in their own
+modules and are mixed in: the lease tests (:mod:`strongroom.testing.bank_leases`)
+and the facade tests (:mod:`strongroom.testing.bank_facade`); the values and
+streams they write are in :mod:`strongroom.testing.values`.  A fault-injecting
+bank to wrap around a plugin is in :mod:`strongroom.testing.faults`.
 
 The suite talks to the plugin directly (the raw contract of
 :class:`strongroom.bank_plugins.base.BankPlugin`) except in the ``facade``
@@ -29,7 +32,6 @@ import hashlib
 import io
 import pathlib
 import random
-import time
 import tracemalloc
 from collections.abc import Iterator
 from typing import ClassVar
@@ -39,98 +41,35 @@ import pytest
 from strongroom import exceptions
 from strongroom.bank_plugins.bank import Bank
 from strongroom.bank_plugins.base import BankPlugin
-from strongroom.bank_plugins.lease import BankLease, LeaseWindows
+from strongroom.testing.bank_facade import FacadeConformance
+from strongroom.testing.bank_leases import LeaseConformance
+from strongroom.testing.values import (
+    ORDER_TRAP_KEYS,
+    MiB,
+    PatternStream,
+    StreamBroke,
+    TrickleStream,
+    byte_order,
+    digest,
+    pattern,
+)
 
-MiB = 1 << 20
-
-
-def pattern(length: int, seed: int = 1) -> bytes:
-    """Deterministic pseudo-random bytes (every byte value occurs; distinct per seed)."""
-    return random.Random(seed).randbytes(length)
-
-
-def byte_order(keys: list[str]) -> list[str]:
-    """``keys`` sorted the way a bank must list them: by their UTF-8 bytes."""
-    return sorted(keys, key=lambda k: k.encode("utf-8", "surrogatepass"))
-
-
-def digest(data: bytes) -> str:
-    """Compare big values by digest so that a failure does not print megabytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
-class TrickleStream(io.RawIOBase):
-    """A non-seekable stream that returns at most ``step`` bytes per read (like a socket)."""
-
-    def __init__(self, data: bytes, step: int = 65_521, fail_after: int | None = None) -> None:
-        super().__init__()
-        self._data = memoryview(data)
-        self._pos = 0
-        self._step = step
-        self._fail_after = fail_after
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self._fail_after is not None and self._pos >= self._fail_after:
-            raise StreamBroke(f"source stream broke after {self._pos} bytes")
-        n = min(len(buffer), self._step, len(self._data) - self._pos)
-        buffer[:n] = self._data[self._pos:self._pos + n]
-        self._pos += n
-        return n
-
-
-class PatternStream(io.RawIOBase):
-    """A non-seekable stream of ``size`` deterministic bytes, generated 1 MiB at a time (never held whole)."""
-
-    def __init__(self, size: int, seed: int = 1) -> None:
-        super().__init__()
-        self._size = size
-        self._seed = seed
-        self._pos = 0
-        self._block = b""
-        self._block_start = 0
-
-    @staticmethod
-    def block(seed: int, index: int) -> bytes:
-        return random.Random(seed * 1_000_003 + index).randbytes(MiB)
-
-    @classmethod
-    def expected_digest(cls, size: int, seed: int = 1) -> str:
-        h = hashlib.sha256()
-        for index in range((size + MiB - 1) // MiB):
-            h.update(cls.block(seed, index)[: min(MiB, size - index * MiB)])
-        return h.hexdigest()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self._pos >= self._size:
-            return 0
-        index, offset = divmod(self._pos, MiB)
-        if not self._block or self._block_start != index * MiB:
-            self._block, self._block_start = self.block(self._seed, index), index * MiB
-        n = min(len(buffer), MiB - offset, self._size - self._pos)
-        buffer[:n] = self._block[offset:offset + n]
-        self._pos += n
-        return n
-
-
-class StreamBroke(Exception):
-    """Raised by a :class:`TrickleStream` told to fail (a client that went away mid-upload)."""
-
-
-# Keys whose byte order differs from a naive directory walk, and non-ASCII keys.
-ORDER_TRAP_KEYS = [
-    "a", "a-b", "a/b", "a/b/c", "a/b-c", "a.b", "a0", "a/c", "ab", "A",
-    "caf\u00e9", "cafe", "cafe/x", "caf\u00e9/x", "\u00ff", "z", "\u4e2d\u6587/\u952e",
-    "\U0001f600", "~tilde", ".dot", "x.obj", "x/.tmp-not-a-temp-file",
+__all__ = [
+    "ORDER_TRAP_KEYS",
+    "BankConformance",
+    "FacadeConformance",
+    "LeaseConformance",
+    "MiB",
+    "PatternStream",
+    "StreamBroke",
+    "TrickleStream",
+    "byte_order",
+    "digest",
+    "pattern",
 ]
 
 
-class BankConformance:
+class BankConformance(LeaseConformance, FacadeConformance):
     """Every behaviour :class:`BankPlugin` promises.  Subclass it as ``Test<YourBank>``."""
 
     #: Size of the big round-trip objects; lower it for slow remote banks.
@@ -146,8 +85,6 @@ class BankConformance:
     #: Python memory a streamed put or get may hold at its peak (None: not checked; the memory bank
     #: necessarily holds every value).
     stream_memory_limit: ClassVar[int | None] = 40 * MiB
-    #: Lease windows of the expiry test (seconds; real time, since a remote bank's clock cannot be faked).
-    lease_windows: ClassVar[LeaseWindows] = LeaseWindows(expire=2, renew=1, validity=1)
 
     def make_bank(self, tmp_path: pathlib.Path) -> BankPlugin:
         """Return a fresh, empty bank.  Subclasses must override this."""
@@ -453,114 +390,3 @@ class BankConformance:
                 key = f"shared/{i % 4}/t{t}-{i}"
                 assert bank.get_object(key) == pattern(1000 + i, seed=t * 1000 + i), key
                 assert bank.head_object(key).metadata == {"thread": str(t)}
-
-    # -- leases ---------------------------------------------------------------
-
-    def make_lease(self, bank: BankPlugin, owner: str, windows: LeaseWindows | None = None,
-                   takeover: bool = False) -> BankLease:
-        return BankLease(bank, owner, windows or LeaseWindows(), bank_name="conformance", takeover=takeover)
-
-    def test_bank_clock_is_close_to_now(self, bank: BankPlugin) -> None:
-        lease = self.make_lease(bank, "probe")
-        assert abs(lease.bank_now() - _dt.datetime.now(_dt.UTC)) <= self.clock_skew_tolerance
-
-    def test_lease_acquire_renew_release(self, bank: BankPlugin) -> None:
-        mine, other = self.make_lease(bank, "svc-a"), self.make_lease(bank, "svc-b")
-        assert not mine.check_lease_validity()
-        assert not other.check_lease_existence("svc-a")
-        mine.acquire_lease()
-        assert mine.check_lease_validity()
-        assert mine.check_lease_validity(epoch=mine.epoch)
-        assert other.check_lease_existence("svc-a")
-        mine.renew_lease()
-        assert other.check_lease_existence("svc-a")
-        leases = {info.owner_id: info for info in other.list_leases()}
-        assert set(leases) == {"svc-a"}
-        assert leases["svc-a"].alive
-        assert leases["svc-a"].expires_at is not None
-        mine.release_lease()
-        assert not mine.check_lease_validity()
-        assert not other.check_lease_existence("svc-a")
-        assert not [info for info in other.list_leases() if info.alive]
-
-    def test_lease_of_a_live_owner_cannot_be_acquired_twice(self, bank: BankPlugin) -> None:
-        first = self.make_lease(bank, "svc")
-        first.acquire_lease()
-        second = self.make_lease(bank, "svc")
-        with pytest.raises(exceptions.LeaseHeld) as excinfo:
-            second.acquire_lease()
-        assert "svc" in str(excinfo.value)
-        assert not second.check_lease_validity()
-        # A caller that knows the first holder is dead may take over; the first is then fenced.
-        successor = self.make_lease(bank, "svc", takeover=True)
-        successor.acquire_lease()
-        with pytest.raises(exceptions.LeaseLost):
-            first.renew_lease()
-        assert not first.check_lease_validity()
-        assert successor.check_lease_validity()
-
-    def test_lease_expires_by_the_bank_clock(self, bank: BankPlugin) -> None:
-        windows = self.lease_windows
-        holder, watcher = self.make_lease(bank, "svc", windows), self.make_lease(bank, "gc", windows)
-        holder.acquire_lease()
-        epoch = holder.epoch
-        assert watcher.check_lease_existence("svc")
-        deadline = time.monotonic() + windows.expire + 6
-        while watcher.check_lease_existence("svc"):
-            assert time.monotonic() < deadline, "the lease did not expire"
-            time.sleep(0.25)
-        assert not holder.check_lease_validity(), "the holder still thinks it may publish after expiry"
-        with pytest.raises(exceptions.LeaseLost):
-            holder.renew_lease()
-        # A new epoch: operations of the old one stay fenced.
-        holder.acquire_lease()
-        assert holder.check_lease_validity()
-        assert not holder.check_lease_validity(epoch=epoch)
-        assert watcher.check_lease_existence("svc")
-
-    # -- through the facade ---------------------------------------------------
-
-    @pytest.mark.parametrize("bad", ["", "/", "a//b", "a/./b", "a/../b", "..", "a/", "a\x00b", "a\nb",
-                                     "tab\there", "del\x7f", "k" * 1025])
-    def test_facade_rejects_invalid_keys_naming_them(self, facade: Bank, bad: str) -> None:
-        for attempt in (lambda: facade.put(bad, b"x"), lambda: facade.get(bad), lambda: facade.head(bad),
-                        lambda: facade.delete(bad), lambda: facade.exists(bad)):
-            with pytest.raises(exceptions.InvalidBankKey) as excinfo:
-                attempt()
-            assert repr(bad) in str(excinfo.value)
-        assert facade.list() == []
-
-    def test_facade_round_trip_and_leading_slash(self, facade: Bank) -> None:
-        facade.put("/checkpoints/c1/index.json", b'{"status":"available"}', {"status": "available"})
-        assert facade.get("checkpoints/c1/index.json") == b'{"status":"available"}'
-        assert facade.get_json("/checkpoints/c1/index.json") == {"status": "available"}
-        assert facade.list("/checkpoints/") == ["checkpoints/c1/index.json"]
-
-    def test_read_only_section_refuses_writes(self, facade: Bank) -> None:
-        facade.put("checkpoints/c1/index.json", b"{}")
-        section = facade.section("checkpoints/c1", read_only=True)
-        with pytest.raises(exceptions.BankReadOnly) as excinfo:
-            section.put("index.json", b"overwritten")
-        assert "index.json" in str(excinfo.value)
-        with pytest.raises(exceptions.BankReadOnly):
-            section.put("new", b"x")
-        with pytest.raises(exceptions.BankReadOnly):
-            section.delete("index.json")
-        with pytest.raises(exceptions.BankReadOnly):
-            section.section("sub").put("x", b"x")
-        assert section.get("index.json") == b"{}"
-        assert section.list() == ["index.json"]
-        assert facade.list() == ["checkpoints/c1/index.json"]
-
-    def test_section_keys_are_relative_and_isolated(self, facade: Bank) -> None:
-        facade.put("projects/p1/chunks/aa/1", b"1")
-        facade.put("projects/p1-other/chunks/aa/2", b"2")
-        facade.put("projects/p10/x", b"3")
-        section = facade.section("projects/p1")
-        assert section.list() == ["chunks/aa/1"]
-        section.put("chunks/bb/2", b"22")
-        assert facade.get("projects/p1/chunks/bb/2") == b"22"
-        assert section.list(prefix="chunks/", marker="chunks/aa/1") == ["chunks/bb/2"]
-        assert list(section.iter(page_size=1)) == ["chunks/aa/1", "chunks/bb/2"]
-        assert section.section("chunks").list() == ["aa/1", "bb/2"]
-

@@ -3,66 +3,34 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
-from typing import IO
 
 import pytest
 
 from strongroom import exceptions
-from strongroom.bank_plugins.base import ObjectInfo
 from strongroom.bank_plugins.memory import MemoryBank
 from strongroom.bank_plugins.retry import RetryingBank
+from strongroom.testing.faults import Fault, FaultyBank
 
 
-class FlakyFakeBank(MemoryBank):
-    """A fake: a real MemoryBank whose next ``failures`` calls raise BankTransientError."""
+def make(failures: int, **kwargs: float) -> tuple[RetryingBank, FaultyBank, list[float]]:
+    """A RetryingBank over a memory bank whose next ``failures`` calls raise BankTransientError.
 
-    def __init__(self, failures: int = 0) -> None:
-        super().__init__({"name": "flaky"})
-        self.failures = failures
-        self.calls = 0
-
-    def _maybe_fail(self) -> None:
-        self.calls += 1
-        if self.failures > 0:
-            self.failures -= 1
-            raise exceptions.BankTransientError(reason=f"simulated 503 (call {self.calls})")
-
-    def put_object(self, key: str, data: bytes | IO[bytes],
-                   metadata: Mapping[str, str] | None = None) -> None:
-        if self.failures > 0 and not isinstance(data, bytes):
-            data.read(3)  # consume part of the stream before failing, like a dropped upload
-        self._maybe_fail()
-        super().put_object(key, data, metadata)
-
-    def get_object(self, key: str) -> bytes:
-        self._maybe_fail()
-        return super().get_object(key)
-
-    def head_object(self, key: str) -> ObjectInfo:
-        self._maybe_fail()
-        return super().head_object(key)
-
-    def delete_object(self, key: str) -> None:
-        self._maybe_fail()
-        super().delete_object(key)
-
-    def list_objects(self, prefix: str = "", marker: str | None = None,
-                     limit: int | None = None) -> list[str]:
-        self._maybe_fail()
-        return super().list_objects(prefix, marker, limit)
-
-
-def make(failures: int, **kwargs: float) -> tuple[RetryingBank, FlakyFakeBank, list[float]]:
-    inner = FlakyFakeBank(failures)
+    A failing put from a stream first consumes part of it, like a dropped upload.
+    """
+    inner = FaultyBank(MemoryBank({"name": "flaky"}))
+    fail_next(inner, failures)
     slept: list[float] = []
     return RetryingBank(inner, sleep=slept.append, **kwargs), inner, slept  # type: ignore[arg-type]
+
+
+def fail_next(inner: FaultyBank, failures: int) -> None:
+    inner.inject(Fault.TRANSIENT, times=failures, consume=3)
 
 
 def test_transient_failures_are_retried_with_exponential_backoff() -> None:
     bank, inner, slept = make(3, initial_delay=0.5, multiplier=2.0, max_attempts=5)
     bank.put_object("k", b"value", {"a": "b"})
-    assert inner.calls == 4
+    assert inner.total_calls == 4
     assert slept == [0.5, 1.0, 2.0]
     assert bank.get_object("k") == b"value"
 
@@ -76,7 +44,7 @@ def test_gives_up_after_max_attempts_with_the_last_error() -> None:
     bank, inner, slept = make(10, max_attempts=3, initial_delay=0.1)
     with pytest.raises(exceptions.BankTransientError, match="call 3"):
         bank.get_object("k")
-    assert inner.calls == 3
+    assert inner.total_calls == 3
     assert len(slept) == 2
 
 
@@ -84,7 +52,7 @@ def test_permanent_errors_are_not_retried() -> None:
     bank, inner, slept = make(0)
     with pytest.raises(exceptions.BankObjectNotFound):
         bank.get_object("missing")
-    assert inner.calls == 1 and slept == []
+    assert inner.total_calls == 1 and slept == []
 
 
 def test_every_operation_is_retried() -> None:
@@ -96,9 +64,9 @@ def test_every_operation_is_retried() -> None:
                            (lambda: bank.list_objects("a/"), ["a/b"]),
                            (lambda: list(bank.iter_objects("a/")), ["a/b"]),
                            (lambda: bank.open_object("a/b").read(), b"x")]:
-        inner.failures = 1
+        fail_next(inner, 1)
         assert call() == expected
-    inner.failures = 1
+    fail_next(inner, 1)
     bank.delete_object("a/b")
     assert not bank.object_exists("a/b")
     assert len(slept) == 7
@@ -123,7 +91,7 @@ def test_unseekable_stream_is_tried_once() -> None:
     bank, inner, slept = make(1)
     with pytest.raises(exceptions.BankTransientError):
         bank.put_object("k", Pipe())  # type: ignore[arg-type]
-    assert inner.calls == 1 and slept == []
+    assert inner.total_calls == 1 and slept == []
 
 
 def test_invalid_settings_are_config_errors() -> None:

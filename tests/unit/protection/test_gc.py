@@ -34,6 +34,7 @@ from strongroom.protection.manager import ProtectionManager
 from strongroom.protection.plugin import Operation, OperationContext, OperationKind, ProtectionPlugin
 from strongroom.protection.providers import ProviderRegistry
 from strongroom.protection.wiring import protection_manager
+from strongroom.testing.faults import Fault, FaultyBank
 from tests.unit.protection.test_providers import write
 
 PROVIDER = "11111111-2222-3333-4444-555555555555"
@@ -62,8 +63,8 @@ lease_validity_window = {WINDOWS.validity}
 """
 
 
-class ClockedBank(MemoryBank):
-    """A memory bank on the test's fake clock, that can be told to fail writes under some prefixes."""
+class ClockedBank(FaultyBank):
+    """A memory bank on the test's fake clock, whose writes under the ``failing`` prefixes fail transiently."""
 
     clock: ClassVar[FakeClock]
     options_schema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {
@@ -73,12 +74,9 @@ class ClockedBank(MemoryBank):
     deleted: ClassVar[list[str]] = []
 
     def __init__(self, options: Any = None) -> None:
-        super().__init__(options, clock=self.clock)
-
-    def put_object(self, key: str, data: Any, metadata: Any = None) -> None:
-        if any(key.startswith(prefix) for prefix in self.failing):
-            raise exceptions.BankTransientError(reason=f"injected failure writing {key}")
-        super().put_object(key, data, metadata)
+        super().__init__(MemoryBank(options, clock=self.clock))
+        self.inject(Fault.TRANSIENT, operations={"put_object"},
+                    when=lambda call: call.key.startswith(tuple(ClockedBank.failing)))
 
     def delete_object(self, key: str) -> None:
         self.deleted.append(key)
