@@ -34,6 +34,7 @@ from strongroom.objects.records import CheckpointRecord, OperationLog
 from strongroom.objects.status import CheckpointStatus, check_transition
 from strongroom.protection.checkpoint import ActiveMarker, CheckpointStore
 from strongroom.protection.index import BankIndex
+from strongroom.protection.providers import Provider
 
 LOG = logging.getLogger(__name__)
 
@@ -347,8 +348,8 @@ class Catalogues:
         self.host = host
         self._by_provider: dict[str, CheckpointCatalogue] = {}
 
-    def of(self, provider: Any) -> CheckpointCatalogue:
-        """The catalogue of ``provider`` (anything with ``id`` and ``bank``)."""
+    def of(self, provider: Provider) -> CheckpointCatalogue:
+        """The catalogue of ``provider`` (built again if its bank was rebuilt)."""
         catalogue = self._by_provider.get(provider.id)
         if catalogue is None or catalogue.bank is not provider.bank:
             catalogue = CheckpointCatalogue(provider.bank, self.db, self.clock, provider_id=provider.id,
