@@ -22,9 +22,10 @@ from strongroom.db.api import Database
 from strongroom.objects.kinds import LoggedOperation, OperationKind
 from strongroom.protection.catalogue import Catalogues
 from strongroom.protection.conductor import Claim, JobBoard, JobSpec
+from strongroom.protection.job import Job
 from strongroom.protection.leases import BankLeases
 from strongroom.protection.providers import ProviderRegistry
-from strongroom.protection.runner import Job, Runner
+from strongroom.protection.runner import Runner
 
 LOG = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from strongroom.protection import admission
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.catalogue import Catalogues
 from strongroom.protection.collection import GarbageCollection
+from strongroom.protection.job import Job
 from strongroom.protection.jobs import JobTracker
 from strongroom.protection.leases import BankLeases
 from strongroom.protection.providers import Provider, ProviderRegistry
 from strongroom.protection.recovery import Recovery
-from strongroom.protection.runner import Job
 
 LOG = logging.getLogger(__name__)
 

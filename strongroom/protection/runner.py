@@ -8,12 +8,11 @@ catalogue, then the database) before the operation log is closed.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Collection
 from concurrent import futures
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from taskflow.persistence import models
 
@@ -22,45 +21,17 @@ from strongroom.clock import Clock
 from strongroom.context import RequestContext
 from strongroom.db.api import Database
 from strongroom.objects.kinds import OperationKind
-from strongroom.objects.records import CheckpointRecord, OperationLog, Resource, Restore
+from strongroom.objects.records import CheckpointRecord, OperationLog, Resource
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.catalogue import Catalogues
 from strongroom.protection.flows import SPECS, FlowPersistence, ResourceTracker, build_flow, run_flow
 from strongroom.protection.gc import Sweeping
-from strongroom.protection.leases import Fence
+from strongroom.protection.job import Job
 from strongroom.protection.plugin import Operation, OperationContext
 from strongroom.protection.progress import Progress
-from strongroom.protection.providers import Provider
 from strongroom.protection.runs import RUNS, LostClaim, Run, RunEnv
 
-if TYPE_CHECKING:
-    from strongroom.protection.conductor import Claim
-
 LOG = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class Job:
-    """One accepted run.  Runs that write the bank (protect, delete) carry the ``fence`` of their lease epoch."""
-
-    kind: OperationKind
-    context: RequestContext
-    provider: Provider
-    checkpoint: CheckpointRecord
-    log: OperationLog
-    restore: Restore | None = None
-    fence: Fence | None = None
-    #: The jobboard claim of a run a conductor claimed (deployed mode).
-    claim: Claim | None = None
-    #: An earlier attempt of this job ran some hooks (a worker died): hooks may find a resume state.
-    resumed: bool = False
-
-    def may_write(self) -> bool:
-        return (self.fence is None or self.fence.valid()) and not self.lost_claim()
-
-    def lost_claim(self) -> bool:
-        """True once another worker owns this run's job (this process was paused past its claim)."""
-        return self.claim is not None and not self.claim.valid()
 
 
 class Runner:

@@ -13,7 +13,7 @@ import abc
 import logging
 import threading
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from strongroom import exceptions
 from strongroom.bank_plugins import BankSection
@@ -27,10 +27,8 @@ from strongroom.protection import gc
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.catalogue import CheckpointCatalogue
 from strongroom.protection.flows import ResourceTracker
+from strongroom.protection.job import Job
 from strongroom.protection.progress import Progress
-
-if TYPE_CHECKING:
-    from strongroom.protection.runner import Job
 
 LOG = logging.getLogger(__name__)
 
