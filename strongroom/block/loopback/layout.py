@@ -17,8 +17,8 @@ a file only when it can take that lock, that is when its maker (in any process) 
 from __future__ import annotations
 
 import errno
-import functools
 import fcntl
+import functools
 import json
 import os
 import uuid
