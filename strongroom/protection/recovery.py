@@ -43,9 +43,9 @@ class Recovery:
     def recover_interrupted(self) -> dict[str, int]:
         """Operation logs this host left open are closed, restores and verifications left
         ``in_progress`` end ``fail`` (what their hooks staged, a partly restored volume, is removed
-        by the plugin, which says so in the resource's reason), and the checkpoints the predecessor left unfinished are
-        reclaimed by garbage collection at once: ``protecting`` ends ``error`` and an interrupted
-        delete ends ``deleted``, with their objects removed."""
+        by the resource's plugin, which says so in the resource's reason), and the checkpoints the
+        predecessor left unfinished are reclaimed by garbage collection at once: ``protecting`` ends
+        ``error`` and an interrupted delete ends ``deleted``, with their objects removed."""
         counts = {"logs": 0, "restores": 0, "reclaimed": 0}
         for running, final in _LOG_ENDS:
             for log in self.db.list_operation_logs(None, filters={"status": running}):

@@ -150,7 +150,7 @@ def test_a_killed_restore_leaves_no_volume_that_looks_restored(request: pytest.F
         reasons = body["resources_reason"]
         assert "interrupted" in reasons["_"], reasons
         [said] = [text for key, text in reasons.items() if key != "_"]
-        assert "never published and has been removed" in said, reasons
+        assert "the partly restored volume restored.img was never published and has been removed" in said, reasons
         assert set(os.listdir(second.volumes)) == before, "the killed restore's volume outlived the restart"
         listed = requests.get(f"{api}/protectables/OS::Cinder::Volume/instances", timeout=10).json()
         assert [i["id"] for i in listed["instances"]] == ["vol.img"], listed

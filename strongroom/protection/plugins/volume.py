@@ -134,7 +134,8 @@ class VolumeProtectionPlugin(ProtectionPlugin):
         if kind is not OperationKind.RESTORE or not staged:
             return None
         self.backend.discard_volume(str(staged))
-        return f"the partly restored volume {staged} was never published and has been removed"
+        name = resume_state.get("name") or staged
+        return f"the partly restored volume {name} was never published and has been removed"
 
 
 class _VolumeOperation(Operation):
@@ -184,7 +185,7 @@ class RestoreOperation(_VolumeOperation):
         if stale:  # an interrupted earlier attempt staged it: start over
             backend.discard_volume(str(stale))
         volume = backend.create_volume(header.size, name=name, staged=True)
-        ctx.save_resume_state({"volume_id": volume.id})
+        ctx.save_resume_state({"volume_id": volume.id, "name": volume.name})
         try:
             with backend.writing_volume(volume.id) as writer:
                 datamover.restore(manifest, plugin.chunk_store(ctx.bank, ctx.project_id), writer,
