@@ -5,6 +5,20 @@ them.  Protection reads a snapshot through a :class:`BlockReader` (allocated
 extents first, so holes are never read), and restore writes a new volume
 through a :class:`BlockWriter` (regions never written stay holes/zero).
 
+Two contracts keep a crash from leaving anything that looks like good data or
+costs space forever (``doc/plugin-authors-block.md``):
+
+* **Staged volumes.**  ``create_volume(..., staged=True)`` makes a volume that
+  only its writer sees: ``list_volumes``/``get_volume``/``destroy_volume``
+  ignore it (so it is never offered as a protectable resource) until
+  ``publish_volume`` makes it an ordinary volume in one atomic step, and
+  ``discard_volume`` removes it.  A restore writes into one and publishes it
+  only when every byte is written.
+* **Tagged snapshots.**  ``create_snapshot(volume_id, tags)`` keeps string
+  ``tags`` with the snapshot and ``list_snapshots`` returns them, so whoever
+  took a snapshot can find it again after a crash and delete it; and
+  ``reclaim_leftovers`` removes what a call that died half way left behind.
+
 Backends are constructed with the options of their section in the provider
 file.  ``repr()``/``str()`` of a backend and everything ``stats()`` or
 ``describe()`` returns must never contain credentials.
@@ -31,6 +45,8 @@ class Volume:
     size: int  # bytes
     created_at: _dt.datetime | None = None
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: Created with ``staged=True`` and not yet published: not listed, not protectable.
+    staged: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +55,8 @@ class Snapshot:
     volume_id: str
     size: int  # bytes, the volume's size when the snapshot was taken
     created_at: _dt.datetime | None = None
+    #: What ``create_snapshot`` was given to keep with it (e.g. the checkpoint it serves).
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -75,6 +93,24 @@ def check_size(size: Any) -> int:
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise exceptions.InvalidInput(reason=f"volume size must be a positive number of bytes, not {size!r}")
     return size
+
+
+MAX_TAGS = 16
+MAX_TAG_LENGTH = 255
+
+
+def check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
+    """``tags`` as a plain dict of short strings (at most :data:`MAX_TAGS`), or ``InvalidInput`` naming the key."""
+    out = dict(tags or {})
+    if len(out) > MAX_TAGS:
+        raise exceptions.InvalidInput(reason=f"at most {MAX_TAGS} snapshot tags are allowed, not {len(out)}")
+    for key, value in out.items():
+        for what in (key, value):
+            if not isinstance(what, str) or not what or len(what) > MAX_TAG_LENGTH:
+                raise exceptions.InvalidInput(
+                    reason=f"snapshot tag {key!r}: keys and values must be strings of 1 to "
+                    f"{MAX_TAG_LENGTH} characters, not {what!r}")
+    return out
 
 
 def check_range(size: int, offset: int, length: int, what: str) -> None:
@@ -164,38 +200,74 @@ class BlockBackend(abc.ABC):
     # -- volumes -----------------------------------------------------------
 
     @abc.abstractmethod
-    def create_volume(self, size: int, name: str | None = None) -> Volume:
+    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False) -> Volume:
         """Create an empty (all-zero) volume of ``size`` bytes.
 
         ``name`` may become the id (loopback).  Raises ``VolumeExists`` if a volume
-        with that name/id exists and ``InvalidInput`` for an unusable name.
+        with that name/id exists (staged or not) and ``InvalidInput`` for an unusable name.
+
+        With ``staged=True`` the volume is made for its writer alone: its writer and
+        reader open by its id, but ``list_volumes``, ``get_volume`` and
+        ``destroy_volume`` do not see it, and its name stays reserved, until
+        :meth:`publish_volume` or :meth:`discard_volume`.  It is returned with ``staged=True``.
         """
 
     @abc.abstractmethod
+    def publish_volume(self, volume_id: str) -> Volume:
+        """Make a staged volume an ordinary one, atomically: it is listed whole or not at all.
+
+        Returns the published volume; its id may differ from the staged one's (loopback renames a hidden
+        file).  Every write made through a closed writer is durable before it is listed.  Raises
+        ``VolumeNotFound`` if ``volume_id`` is no staged volume, ``VolumeExists`` if its name was
+        taken meanwhile (the staged volume is then left for :meth:`discard_volume`).
+        """
+
+    @abc.abstractmethod
+    def discard_volume(self, volume_id: str) -> None:
+        """Remove a staged volume.  Idempotent: a missing one is not an error.  Never removes a published
+        volume (``volume_id`` naming one is ignored)."""
+
+    @abc.abstractmethod
+    def list_staged_volumes(self) -> list[Volume]:
+        """Every staged volume (created with ``staged=True``, neither published nor discarded), sorted by id."""
+
+    @abc.abstractmethod
     def list_volumes(self) -> list[Volume]:
-        """Every volume, sorted by id."""
+        """Every published volume, sorted by id."""
 
     @abc.abstractmethod
     def get_volume(self, volume_id: str) -> Volume:
-        """Raises ``VolumeNotFound``."""
+        """Raises ``VolumeNotFound`` (also for a staged volume)."""
 
     @abc.abstractmethod
     def destroy_volume(self, volume_id: str) -> None:
-        """Remove the volume.  Raises ``VolumeNotFound`` if it does not exist."""
+        """Remove the volume.  Raises ``VolumeNotFound`` if it does not exist (or is staged)."""
 
     # -- snapshots ---------------------------------------------------------
 
     @abc.abstractmethod
-    def create_snapshot(self, volume_id: str) -> Snapshot:
-        """A point-in-time copy; later writes to the volume do not change it."""
+    def create_snapshot(self, volume_id: str, tags: Mapping[str, str] | None = None) -> Snapshot:
+        """A point-in-time copy; later writes to the volume do not change it.
+
+        ``tags`` (checked by :func:`check_tags`) are kept with the snapshot and returned by
+        :meth:`list_snapshots`, surviving a restart of the process as the snapshot does.  A snapshot is
+        listed only once whole: a call that dies half way leaves at most what :meth:`reclaim_leftovers`
+        removes.
+        """
 
     @abc.abstractmethod
     def list_snapshots(self, volume_id: str | None = None) -> list[Snapshot]:
-        """Snapshots (of one volume, or all), sorted by id."""
+        """Snapshots (of one volume, or all), sorted by id, with their tags."""
 
     @abc.abstractmethod
     def delete_snapshot(self, snapshot_id: str) -> None:
         """Idempotent: deleting a missing snapshot is not an error."""
+
+    def reclaim_leftovers(self) -> list[str]:
+        """Remove what calls that died half way left (a half-copied snapshot image, a staged volume whose
+        process is gone), never anything a live call of any process is making.  Returns what was removed,
+        for the log.  Idempotent; a backend that leaves nothing behind keeps this default."""
+        return []
 
     # -- data --------------------------------------------------------------
 

@@ -6,6 +6,9 @@ a dict.  Blocks are immutable ``bytes`` objects and a write replaces the whole
 block, so a snapshot is a shallow copy of the map: it shares every block with
 its volume until the volume overwrites one (copy-on-write at block granularity).
 
+A staged volume is an ordinary entry flagged ``staged``; publishing clears the flag under the
+backend's lock (its name was reserved at creation, so publishing never clashes).
+
 Like the loopback backend (and Cinder), destroying a volume that still has
 snapshots is refused with ``Conflict``.
 
@@ -15,6 +18,7 @@ process.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import threading
 import uuid
@@ -33,6 +37,7 @@ from strongroom.block.base import (
     Volume,
     check_range,
     check_size,
+    check_tags,
 )
 
 #: Allocation unit.  Small enough that a 4 KiB write costs little, large enough that maps stay short.
@@ -182,7 +187,7 @@ class MemoryBlockBackend(BlockBackend):
 
     # -- volumes -----------------------------------------------------------
 
-    def create_volume(self, size: int, name: str | None = None) -> Volume:
+    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False) -> Volume:
         check_size(size)
         if name is not None and (not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH):
             raise exceptions.InvalidInput(
@@ -190,22 +195,46 @@ class MemoryBlockBackend(BlockBackend):
                 f"of at most {MAX_NAME_LENGTH} characters"
             )
         volume_id = str(uuid.uuid4())
-        volume = Volume(id=volume_id, name=name or volume_id, size=size, created_at=_dt.datetime.now(_dt.UTC))
+        volume = Volume(id=volume_id, name=name or volume_id, size=size, created_at=_dt.datetime.now(_dt.UTC),
+                        staged=staged)
         with self._lock:
             if name is not None and any(v.volume.name == name for v in self._volumes.values()):
                 raise exceptions.VolumeExists(volume_id=name)
             self._volumes[volume_id] = _MemoryVolume(volume)
         return volume
 
-    def list_volumes(self) -> list[Volume]:
+    def publish_volume(self, volume_id: str) -> Volume:
         with self._lock:
-            return sorted((v.volume for v in self._volumes.values()), key=lambda v: v.id)
+            entry = self._volume(volume_id, staged=True)
+            entry.volume = dataclasses.replace(entry.volume, staged=False)
+            return entry.volume
 
-    def _volume(self, volume_id: str) -> _MemoryVolume:
+    def discard_volume(self, volume_id: str) -> None:
+        with self._lock:
+            entry = self._volumes.get(volume_id) if isinstance(volume_id, str) else None
+            if entry is not None and entry.volume.staged:
+                del self._volumes[volume_id]
+
+    def _listed(self, staged: bool) -> list[Volume]:
+        with self._lock:
+            found = [v.volume for v in self._volumes.values() if v.volume.staged == staged]
+        return sorted(found, key=lambda v: v.id)
+
+    def list_volumes(self) -> list[Volume]:
+        return self._listed(staged=False)
+
+    def list_staged_volumes(self) -> list[Volume]:
+        return self._listed(staged=True)
+
+    def _volume(self, volume_id: str, staged: bool | None = False) -> _MemoryVolume:
+        """The entry of ``volume_id``: a published one, a staged one, or (``staged=None``) either."""
         try:
-            return self._volumes[volume_id]
+            entry = self._volumes[volume_id]
         except (KeyError, TypeError):
             raise exceptions.VolumeNotFound(volume_id=volume_id) from None
+        if staged is not None and entry.volume.staged != staged:
+            raise exceptions.VolumeNotFound(volume_id=volume_id)
+        return entry
 
     def get_volume(self, volume_id: str) -> Volume:
         with self._lock:
@@ -225,7 +254,8 @@ class MemoryBlockBackend(BlockBackend):
 
     # -- snapshots ---------------------------------------------------------
 
-    def create_snapshot(self, volume_id: str) -> Snapshot:
+    def create_snapshot(self, volume_id: str, tags: Mapping[str, str] | None = None) -> Snapshot:
+        kept = check_tags(tags)
         with self._lock:
             volume = self._volume(volume_id)
             with volume.lock:
@@ -235,6 +265,7 @@ class MemoryBlockBackend(BlockBackend):
                 volume_id=volume_id,
                 size=volume.volume.size,
                 created_at=_dt.datetime.now(_dt.UTC),
+                tags=kept,
             )
             self._snapshots[snapshot.id] = _MemorySnapshot(snapshot, blocks)
         return snapshot
@@ -264,12 +295,12 @@ class MemoryBlockBackend(BlockBackend):
 
     def open_volume_reader(self, volume_id: str) -> BlockReader:
         with self._lock:
-            volume = self._volume(volume_id)
+            volume = self._volume(volume_id, staged=None)
         return MemoryReader(volume.blocks, volume.volume.size, volume.lock)
 
     def open_volume_writer(self, volume_id: str) -> BlockWriter:
         with self._lock:
-            volume = self._volume(volume_id)
+            volume = self._volume(volume_id, staged=None)
         return MemoryWriter(volume)
 
     # -- capacity ----------------------------------------------------------

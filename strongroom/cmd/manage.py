@@ -182,6 +182,8 @@ def bank_gc(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
             for item in report.reclaimed:
                 print(f"  {verb} checkpoint {item.checkpoint_id} ({item.previous_status or 'no index'}, "
                       f"owner {item.owner_id}, project {item.project_id or '?'}): {item.objects} object(s)")
+            for snapshot in report.snapshots:
+                print(f"  {verb} block snapshot {snapshot} of an interrupted protect")
             for sweep in report.sweeps:
                 if sweep.skipped:
                     print(f"  project {sweep.project_id}: sweep skipped: {sweep.skipped}")

@@ -1,6 +1,7 @@
 """Garbage collection as a service runs it: each provider's bank, under this process's lease.
 
-:func:`collect` is one pass over one provider's bank (used by the service and
+:func:`collect` is one pass over one provider's bank (and the block snapshots its interrupted
+protects left, :mod:`strongroom.protection.snapshots`) (used by the service and
 by ``strongroom-manage bank gc``); :class:`GarbageCollection` runs passes over
 every provider, periodically on a thread (``[protection] gc_interval``) and on
 demand, and keeps totals.  What is reclaimed is written by the checkpoint
@@ -21,6 +22,7 @@ from strongroom.protection.catalogue import Catalogues, CheckpointCatalogue
 from strongroom.protection.gc import Collector, GarbageCollector, Report, Sweeping
 from strongroom.protection.leases import BankLeases
 from strongroom.protection.providers import Provider, ProviderRegistry
+from strongroom.protection.snapshots import reclaim_snapshots
 
 LOG = logging.getLogger(__name__)
 
@@ -32,6 +34,14 @@ def collect(catalogue: CheckpointCatalogue, provider: Provider, lease: BankLease
     collector = GarbageCollector(catalogue, lease, chunk_grace=chunk_grace, running=running, sweeping=sweeping,
                                  name=provider.bank_description)
     report = collector.collect(dry_run=dry_run, sweep=sweep)
+    try:
+        backends = provider.block_backends()
+    except exceptions.StrongroomError as err:
+        report.errors.append(f"block backends: {err}")
+        backends = {}
+    snapshots = reclaim_snapshots(backends, provider.id, collector.live_checkpoints, dry_run=dry_run)
+    report.snapshots, report.leftovers = snapshots.snapshots, snapshots.leftovers
+    report.errors += snapshots.errors
     if not dry_run:
         try:
             catalogue.reconcile(running())
@@ -81,9 +91,11 @@ class GarbageCollection:
                              sweeping=self.sweeping, chunk_grace=self.chunk_grace, dry_run=dry_run, sweep=sweep)
             if not dry_run:
                 self.totals.update(passes=1, zombies_reclaimed=len(report.reclaimed),
-                                   chunks_removed=report.chunks_removed, errors=len(report.errors))
+                                   chunks_removed=report.chunks_removed, errors=len(report.errors),
+                                   snapshots_removed=len(report.snapshots))
             out.append({"provider_id": provider.id, "bank": provider.bank_description, "summary": report.summary(),
                         "reclaimed": [r.to_dict() for r in report.reclaimed], "errors": report.errors,
+                        "snapshots_removed": report.snapshots, "leftovers_removed": report.leftovers,
                         "chunks_removed": report.chunks_removed})
         return out
 

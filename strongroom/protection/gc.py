@@ -75,6 +75,9 @@ class Report:
     reclaimed: list[Reclaim] = dataclasses.field(default_factory=list)
     sweeps: list[Sweep] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
+    #: Block snapshots of interrupted protects, and backend leftovers, removed (``protection.snapshots``).
+    snapshots: list[str] = dataclasses.field(default_factory=list)
+    leftovers: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def chunks_removed(self) -> int:
@@ -86,6 +89,10 @@ class Report:
         skipped = [f"{s.project_id} ({s.skipped})" for s in self.sweeps if s.skipped]
         text = (f"{self.bank}: {verb} {len(self.reclaimed)} zombie checkpoint(s) "
                 f"({sum(r.objects for r in self.reclaimed)} objects) and {chunks} unreferenced chunk(s)")
+        if self.snapshots or self.leftovers:
+            text += f"; {verb} {len(self.snapshots)} block snapshot(s) of interrupted protects"
+            if self.leftovers:
+                text += f" and {len(self.leftovers)} leftover file(s)"
         if skipped:
             text += f"; sweep skipped for {', '.join(skipped)}"
         if self.errors:
@@ -173,6 +180,13 @@ class GarbageCollector:
         if marker.owner_id == self.owner_id:
             return marker.checkpoint_id in self.running()
         return self._owner_alive(cache, marker.owner_id, now)
+
+    def live_checkpoints(self) -> set[str]:
+        """The checkpoints some live owner is working on: the judgement of :meth:`zombies`, the other way
+        round (block snapshots of the others are reclaimed, ``strongroom.protection.snapshots``)."""
+        cache: dict[str, bool] = {}
+        now = self._bank_now()
+        return {m.checkpoint_id for m in list(self.store.active_markers()) if self.live(m, cache, now)}
 
     def zombies(self) -> Iterator[ActiveMarker]:
         cache: dict[str, bool] = {}

@@ -113,6 +113,12 @@ class ProtectionPlugin(abc.ABC):
         """Bytes a restore or verify of the saved resource will process.  0 if unknown."""
         return 0
 
+    def abandon(self, kind: OperationKind, resume_state: Mapping[str, Any]) -> str | None:
+        """Clean up after a hook of ``kind`` whose run died (its process was killed) and will never resume,
+        from what it saved with ``save_resume_state``; returns what was done or left, for the record's
+        reason (say plainly what state an existing restore target was left in).  Crash recovery calls it."""
+        return None
+
 
 class ProtectablePlugin(abc.ABC):
     """Finds resources of one type and what depends on them."""

@@ -51,6 +51,6 @@ def protection_manager(db: Database, registry: ProviderRegistry, *, host: str, o
                       max_concurrent=max_concurrent, board=board)
     collection = GarbageCollection(registry, leases, catalogues, running=active, sweeping=sweeping,
                                    interval=gc_interval, chunk_grace=chunk_grace, after_pass=jobs.forget_taken_over)
-    recovery = Recovery(db, host, clock, collection.collect)
+    recovery = Recovery(db, host, clock, collection.collect, registry)
     return ProtectionManager(db, registry, host=host, owner_id=owner_id, clock=clock, leases=leases,
                              catalogues=catalogues, jobs=jobs, collection=collection, recovery=recovery)

@@ -15,7 +15,9 @@ gets a fresh backend from ``make_backend`` and cleans up the volumes and
 snapshots it made, so the suite can run against a shared real system too.
 
 Volumes are a few MiB; one test creates a 1 GiB volume and relies on it being
-sparse (skipped when ``sparse = False``).
+sparse (skipped when ``sparse = False``).  The crash contracts (staged volumes,
+snapshot tags, ``reclaim_leftovers``) are in :mod:`strongroom.testing.block_staging`,
+part of the same class.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pytest
 
 from strongroom import exceptions
 from strongroom.block.base import BackendStats, BlockBackend, BlockReader, Extent, Snapshot, Volume
+from strongroom.testing.block_staging import StagingConformance
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -81,7 +84,7 @@ def covered(extents: list[Extent], offset: int, length: int) -> bool:
     return pos >= end
 
 
-class BlockBackendConformance:
+class BlockBackendConformance(StagingConformance):
     """Every behaviour the protection engine relies on.  Subclass it and define :meth:`make_backend`."""
 
     #: The backend keeps unwritten regions unallocated; allocated extents of a mostly empty volume are small.
@@ -110,7 +113,7 @@ class BlockBackendConformance:
     @pytest.fixture
     def backend(self, tmp_path: pathlib.Path) -> Iterator[BlockBackend]:
         backend = self.make_backend(tmp_path)
-        before_volumes = {v.id for v in backend.list_volumes()}
+        before_volumes = {v.id for v in backend.list_volumes() + backend.list_staged_volumes()}
         before_snapshots = {s.id for s in backend.list_snapshots()}
         try:
             yield backend
@@ -118,6 +121,9 @@ class BlockBackendConformance:
             for snap in backend.list_snapshots():
                 if snap.id not in before_snapshots:
                     backend.delete_snapshot(snap.id)
+            for staged in backend.list_staged_volumes():
+                if staged.id not in before_volumes:
+                    backend.discard_volume(staged.id)
             for vol in backend.list_volumes():
                 if vol.id not in before_volumes:
                     backend.destroy_volume(vol.id)

@@ -40,7 +40,7 @@ import enum
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from strongroom import exceptions
@@ -51,6 +51,10 @@ class Method(enum.StrEnum):
     """A call a fault can be injected into: the backend's methods and its handles'."""
 
     CREATE_VOLUME = "create_volume"
+    PUBLISH_VOLUME = "publish_volume"
+    DISCARD_VOLUME = "discard_volume"
+    LIST_STAGED_VOLUMES = "list_staged_volumes"
+    RECLAIM_LEFTOVERS = "reclaim_leftovers"
     LIST_VOLUMES = "list_volumes"
     GET_VOLUME = "get_volume"
     DESTROY_VOLUME = "destroy_volume"
@@ -219,9 +223,25 @@ class FlakyBlockBackend(BlockBackend):
 
     # -- volumes -----------------------------------------------------------
 
-    def create_volume(self, size: int, name: str | None = None) -> Volume:
+    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False) -> Volume:
         self.check(Method.CREATE_VOLUME, name, size)
-        return self.inner.create_volume(size, name)
+        return self.inner.create_volume(size, name, staged=staged)
+
+    def publish_volume(self, volume_id: str) -> Volume:
+        self.check(Method.PUBLISH_VOLUME, volume_id)
+        return self.inner.publish_volume(volume_id)
+
+    def discard_volume(self, volume_id: str) -> None:
+        self.check(Method.DISCARD_VOLUME, volume_id)
+        self.inner.discard_volume(volume_id)
+
+    def list_staged_volumes(self) -> list[Volume]:
+        self.check(Method.LIST_STAGED_VOLUMES)
+        return self.inner.list_staged_volumes()
+
+    def reclaim_leftovers(self) -> list[str]:
+        self.check(Method.RECLAIM_LEFTOVERS)
+        return self.inner.reclaim_leftovers()
 
     def list_volumes(self) -> list[Volume]:
         self.check(Method.LIST_VOLUMES)
@@ -237,9 +257,9 @@ class FlakyBlockBackend(BlockBackend):
 
     # -- snapshots ---------------------------------------------------------
 
-    def create_snapshot(self, volume_id: str) -> Snapshot:
+    def create_snapshot(self, volume_id: str, tags: Mapping[str, str] | None = None) -> Snapshot:
         self.check(Method.CREATE_SNAPSHOT, volume_id)
-        return self.inner.create_snapshot(volume_id)
+        return self.inner.create_snapshot(volume_id, tags)
 
     def list_snapshots(self, volume_id: str | None = None) -> list[Snapshot]:
         self.check(Method.LIST_SNAPSHOTS, volume_id)

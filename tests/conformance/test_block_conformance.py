@@ -38,6 +38,8 @@ class TestMemoryBlockBackend(BlockBackendConformance):
 
 
 class TestLoopbackBackend(BlockBackendConformance):
+    persistent = True
+
     def make_backend(self, tmp_path: pathlib.Path) -> BlockBackend:
         return LoopbackBackend({"path": str(tmp_path / "images")})
 

@@ -270,15 +270,18 @@ def test_the_surviving_worker_finishes_what_a_killed_one_started(topology: Topol
         victim = next((log["host"] for log in logs if log.get("extra_info", {}).get("worker")), "")
         time.sleep(0.05)
     assert victim, topology.logs()
-    # Kill when a quarter of the volume is written (its blocks on disk; progress is only saved every second).
-    target = volumes / "big-restored.img"
+    # Kill when a quarter of the volume is written (its blocks on disk; progress is only saved every second)
+    # into the staged volume, a hidden file published under its name only once whole.
+    target = volumes / ".staged-big-restored.img"
     while not (target.exists() and target.stat().st_blocks * 512 >= 64 * MiB):
         assert topology.get(f"/restores/{restore}")["restore"]["status"] == "in_progress", "restore ended first"
         assert time.monotonic() < deadline + 60, topology.logs()
         time.sleep(0.01)
     topology.kill(victim)
+    assert not (volumes / "big-restored.img").exists(), "a half-restored volume was published"
     body = topology.wait(f"/restores/{restore}", "restore", {"success", "fail"}, timeout=300)
     assert body["status"] == "success", body
     assert sha256(volumes / "big-restored.img") == digests[good]
+    assert not target.exists()
     [log] = [log for log in topology.get("/operation_logs", restore_id=restore)["operation_logs"]]
     assert log["host"] != victim and log["extra_info"]["resumed"] is True

@@ -4,6 +4,12 @@ In ``path``, every regular file whose name does not start with '.' is a volume, 
 ``.snapshots/<id>`` is a snapshot image beside its JSON sidecar ``<id>.json`` (the layout
 is spelled out, and owned, in :mod:`strongroom.block.loopback.layout`).
 
+A staged volume (``create_volume(..., staged=True)``, what a restore writes into) is the hidden file
+``.staged-<name>``, so it is never listed; ``publish_volume`` links it to ``<name>`` (atomic, and never
+over a volume that took the name meanwhile) and removes the hidden name.  Its maker holds an ``flock``
+on it until then, and on every partial snapshot image, so ``reclaim_leftovers`` removes exactly the
+files whose maker died (a kill in the middle of a snapshot or a restore).
+
 A volume's id and name are its file name, its size the file size, so a raw
 image copied into the directory is a volume.  Symbolic links and anything in
 sub-directories are ignored.

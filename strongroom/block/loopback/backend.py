@@ -21,10 +21,21 @@ from strongroom.block.base import (
     Snapshot,
     Volume,
     check_size,
+    check_tags,
 )
 from strongroom.block.loopback.clone import clone_or_copy
 from strongroom.block.loopback.handles import LoopbackReader, LoopbackWriter
-from strongroom.block.loopback.layout import SNAPSHOT_DIR, SnapshotFiles, is_safe_id, unlink_quietly, validate_name
+from strongroom.block.loopback.layout import (
+    SNAPSHOT_DIR,
+    SnapshotFiles,
+    create_locked,
+    is_safe_id,
+    name_of_staged,
+    remove_if_abandoned,
+    staged_id,
+    unlink_quietly,
+    validate_name,
+)
 
 LOG = logging.getLogger("strongroom.block.loopback")  # the backend's one logger, as before it was a package
 
@@ -57,6 +68,8 @@ class LoopbackBackend(BlockBackend):
             ) from err
         self._locks_guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+        #: Staged volumes this backend object made: the descriptor holding each one's maker lock.
+        self._staged: dict[str, int] = {}
 
     def _lock_for(self, volume_id: str) -> threading.Lock:
         with self._locks_guard:
@@ -72,9 +85,9 @@ class LoopbackBackend(BlockBackend):
 
     # -- volumes -----------------------------------------------------------
 
-    def _volume_path(self, volume_id: str) -> str:
-        """The image path of an existing volume, or ``VolumeNotFound``."""
-        if not is_safe_id(volume_id):
+    def _volume_path(self, volume_id: str, staged: bool = False) -> str:
+        """The image path of an existing volume (or, with ``staged``, of a staged one), or ``VolumeNotFound``."""
+        if not is_safe_id(volume_id) and not (staged and name_of_staged(volume_id)):
             raise exceptions.VolumeNotFound(volume_id=volume_id)
         path = os.path.join(self.path, volume_id)
         try:
@@ -85,25 +98,31 @@ class LoopbackBackend(BlockBackend):
             raise exceptions.VolumeNotFound(volume_id=volume_id)
         return path
 
-    def _volume_from_stat(self, name: str, st: os.stat_result) -> Volume:
+    def _volume_from_stat(self, file_name: str, st: os.stat_result) -> Volume:
+        staged_name = name_of_staged(file_name)
         return Volume(
-            id=name,
-            name=name,
+            id=file_name,
+            name=staged_name or file_name,
             size=st.st_size,
             created_at=None,
             extra={
-                "path": os.path.join(self.path, name),
+                "path": os.path.join(self.path, file_name),
                 "allocated": st.st_blocks * 512,
                 "modified_at": _dt.datetime.fromtimestamp(st.st_mtime, _dt.UTC).isoformat(),
             },
+            staged=staged_name is not None,
         )
 
-    def create_volume(self, size: int, name: str | None = None) -> Volume:
+    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False) -> Volume:
         check_size(size)
         name = validate_name(name) if name is not None else f"volume-{uuid.uuid4()}"
-        path = os.path.join(self.path, name)
+        file_name = staged_id(name) if staged else name
+        taken = staged_id(name) if not staged else name
+        if os.path.lexists(os.path.join(self.path, taken)):  # the name is reserved by its staged twin, or taken
+            raise exceptions.VolumeExists(volume_id=name)
+        path = os.path.join(self.path, file_name)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fd = create_locked(path)
         except FileExistsError:
             raise exceptions.VolumeExists(volume_id=name) from None
         except OSError as err:
@@ -116,15 +135,59 @@ class LoopbackBackend(BlockBackend):
             os.unlink(path)
             reason = f"cannot size volume {name} to {size} bytes: {err.strerror}"
             raise exceptions.BlockError(reason=reason) from err
-        os.close(fd)
-        LOG.debug("created loopback volume %s (%d bytes)", name, size)
-        return self._volume_from_stat(name, os.stat(path))
+        if staged:
+            with self._locks_guard:
+                self._staged[file_name] = fd  # held until published or discarded
+        else:
+            os.close(fd)
+        LOG.debug("created loopback %svolume %s (%d bytes)", "staged " if staged else "", name, size)
+        return self._volume_from_stat(file_name, os.stat(path))
 
-    def list_volumes(self) -> list[Volume]:
+    def _release(self, volume_id: str) -> None:
+        with self._locks_guard:
+            fd = self._staged.pop(volume_id, None)
+        if fd is not None:
+            os.close(fd)
+
+    def publish_volume(self, volume_id: str) -> Volume:
+        name = name_of_staged(volume_id)
+        if name is None:
+            raise exceptions.VolumeNotFound(volume_id=volume_id)
+        with self._lock_for(volume_id):
+            path = self._volume_path(volume_id, staged=True)
+            final = os.path.join(self.path, name)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(path, final)  # atomic, and never replaces a volume that took the name meanwhile
+            except FileExistsError:
+                raise exceptions.VolumeExists(volume_id=name) from None
+            except OSError as err:
+                raise exceptions.BlockError(reason=f"cannot publish volume {name}: {err.strerror}") from err
+            _fsync_directory(self.path)
+            unlink_quietly(path)
+            self._release(volume_id)
+        LOG.debug("published loopback volume %s", name)
+        return self._volume_from_stat(name, os.stat(final))
+
+    def discard_volume(self, volume_id: str) -> None:
+        if name_of_staged(volume_id) is None:
+            return
+        with self._lock_for(volume_id):
+            unlink_quietly(os.path.join(self.path, volume_id))
+            self._release(volume_id)
+        LOG.debug("discarded staged loopback volume %s", volume_id)
+
+    def _scan(self, staged: bool) -> list[Volume]:
         volumes = []
         with os.scandir(self.path) as entries:
             for entry in entries:
-                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                if entry.name.startswith(".") != staged or not entry.is_file(follow_symlinks=False):
+                    continue
+                if staged and name_of_staged(entry.name) is None:
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)
@@ -132,6 +195,24 @@ class LoopbackBackend(BlockBackend):
                     continue
                 volumes.append(self._volume_from_stat(entry.name, st))
         return sorted(volumes, key=lambda v: v.id)
+
+    def list_volumes(self) -> list[Volume]:
+        return self._scan(staged=False)
+
+    def list_staged_volumes(self) -> list[Volume]:
+        return self._scan(staged=True)
+
+    def reclaim_leftovers(self) -> list[str]:
+        """Staged volumes whose maker (in any process) is gone, and the snapshot directory's leftovers."""
+        removed = []
+        for volume in self.list_staged_volumes():
+            path = os.path.join(self.path, volume.id)
+            if remove_if_abandoned(path):
+                removed.append(path)
+        removed += self._snapshots.leftovers()
+        if removed:
+            LOG.info("removed %d abandoned file(s) of loopback backend %s", len(removed), self.path)
+        return removed
 
     def get_volume(self, volume_id: str) -> Volume:
         path = self._volume_path(volume_id)
@@ -165,9 +246,11 @@ class LoopbackBackend(BlockBackend):
             volume_id=str(info.get("volume_id", "")),
             size=int(info.get("size", 0)),
             created_at=_dt.datetime.fromisoformat(created) if isinstance(created, str) else None,
+            tags=dict(info.get("tags") or {}),
         )
 
-    def create_snapshot(self, volume_id: str) -> Snapshot:
+    def create_snapshot(self, volume_id: str, tags: Mapping[str, str] | None = None) -> Snapshot:
+        kept = check_tags(tags)
         snapshot_id = str(uuid.uuid4())
         partial = self._snapshots.partial(snapshot_id)
         with self._lock_for(volume_id):
@@ -176,10 +259,20 @@ class LoopbackBackend(BlockBackend):
             src = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 size = os.fstat(src).st_size
-                dst = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                # Locked until published: a collector never takes the image for an abandoned one.
+                dst = create_locked(partial)
                 try:
                     method = clone_or_copy(src, dst, size)
                     os.fsync(dst)
+                    info = {
+                        "volume_id": volume_id,
+                        "size": size,
+                        "created_at": created_at.isoformat(),
+                        "method": method,
+                        "tags": kept,
+                    }
+                    # Still under the volume's lock, so destroy_volume sees this snapshot or none of it.
+                    self._snapshots.publish(snapshot_id, info)
                 finally:
                     os.close(dst)
             except BaseException:
@@ -187,14 +280,6 @@ class LoopbackBackend(BlockBackend):
                 raise
             finally:
                 os.close(src)
-            info = {
-                "volume_id": volume_id,
-                "size": size,
-                "created_at": created_at.isoformat(),
-                "method": method,
-            }
-            # Still under the volume's lock, so destroy_volume sees this snapshot or none of it.
-            self._snapshots.publish(snapshot_id, info)
         LOG.debug("snapshot %s of volume %s taken by %s", snapshot_id, volume_id, method)
         return self._snapshot_from(snapshot_id, info)
 
@@ -228,17 +313,24 @@ class LoopbackBackend(BlockBackend):
 
     def open_volume_reader(self, volume_id: str) -> BlockReader:
         try:
-            return LoopbackReader(self._volume_path(volume_id), f"volume {volume_id}")
+            return LoopbackReader(self._volume_path(volume_id, staged=True), f"volume {volume_id}")
         except FileNotFoundError:
             raise exceptions.VolumeNotFound(volume_id=volume_id) from None
 
     def open_volume_writer(self, volume_id: str) -> BlockWriter:
         try:
-            return LoopbackWriter(self._volume_path(volume_id), volume_id, self._lock_for(volume_id))
+            return LoopbackWriter(self._volume_path(volume_id, staged=True), volume_id, self._lock_for(volume_id))
         except FileNotFoundError:
             raise exceptions.VolumeNotFound(volume_id=volume_id) from None
 
     # -- capacity ----------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the maker locks of staged volumes not yet published (they stay for recovery to discard)."""
+        with self._locks_guard:
+            held, self._staged = list(self._staged.values()), {}
+        for fd in held:
+            os.close(fd)
 
     def stats(self) -> BackendStats:
         vfs = os.statvfs(self.path)
@@ -249,7 +341,7 @@ class LoopbackBackend(BlockBackend):
             except FileNotFoundError:
                 continue
             for entry in entries:
-                if entry.name.startswith(".") and directory == self.path:
+                if entry.name.startswith(".") and directory == self.path and name_of_staged(entry.name) is None:
                     continue
                 try:
                     if entry.is_file(follow_symlinks=False) and not entry.name.endswith(".json"):
@@ -264,3 +356,10 @@ class LoopbackBackend(BlockBackend):
         )
         return BackendStats(backend="loopback", pools=(pool,))
 
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -3,23 +3,36 @@
 ::
 
     <name>                      a volume: every regular file whose name does not start with '.'
+    .staged-<name>              a staged volume (being restored), published by a link to <name>
     .snapshots/<id>             a snapshot image (reflink clone or sparse copy of its volume)
-    .snapshots/<id>.json        its sidecar: {"volume_id", "size", "created_at", "method"}
+    .snapshots/<id>.json        its sidecar: {"volume_id", "size", "created_at", "method", "tags"}
     .snapshots/.partial-<id>    an image being made (never listed)
+    .snapshots/.tmp-<uuid>      a sidecar being written (never listed)
+
+Whoever makes a hidden file (a staged volume, a partial image, a sidecar being written) holds an
+exclusive ``flock`` on it until it is published or removed; :func:`remove_if_abandoned` removes such
+a file only when it can take that lock, that is when its maker (in any process) is gone.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import functools
 import json
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from strongroom import exceptions
 
 SNAPSHOT_DIR = ".snapshots"
 MAX_NAME_BYTES = 200
+STAGED_PREFIX = ".staged-"
+#: Prefixes of the hidden files under ``.snapshots`` a maker holds locked while it writes them.
+PARTIAL_PREFIX = ".partial-"
+TMP_PREFIX = ".tmp-"
 
 
 def validate_name(name: Any) -> str:
@@ -50,6 +63,51 @@ def is_safe_id(value: Any) -> bool:
     except exceptions.InvalidInput:
         return False
     return True
+
+
+def staged_id(name: str) -> str:
+    """The id (and file name) of the staged volume that will be published as ``name``."""
+    return STAGED_PREFIX + name
+
+
+def name_of_staged(volume_id: Any) -> str | None:
+    """The name a staged volume's id will be published as, or None if it is no staged volume's id."""
+    if not isinstance(volume_id, str) or not volume_id.startswith(STAGED_PREFIX):
+        return None
+    name = volume_id[len(STAGED_PREFIX):]
+    return name if is_safe_id(name) else None
+
+
+def create_locked(path: str) -> int:
+    """A new file at ``path`` (``FileExistsError`` if there is one), open for writing and locked by its maker."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def remove_if_abandoned(path: str, still_orphan: Callable[[], bool] = lambda: True) -> bool:
+    """Remove ``path`` if no process holds its maker's lock (and ``still_orphan()`` holds under the lock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return False  # its maker is alive
+            raise
+        try:
+            same = os.path.samestat(os.fstat(fd), os.lstat(path))
+        except FileNotFoundError:
+            return False
+        if not same or not still_orphan():
+            return False
+        os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
 
 
 class SnapshotFiles:
@@ -102,12 +160,38 @@ class SnapshotFiles:
         os.rename(self.partial(snapshot_id), self.image(snapshot_id))
         _write_json_atomically(self._sidecar(snapshot_id), info)
 
+    def leftovers(self) -> list[str]:
+        """Remove abandoned partial images, sidecars being written and images without a sidecar."""
+        removed: list[str] = []
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return removed
+        for name in names:
+            path = os.path.join(self.directory, name)
+            if name.startswith((PARTIAL_PREFIX, TMP_PREFIX)):
+                gone = remove_if_abandoned(path)
+            elif not name.startswith(".") and not name.endswith(".json"):
+                sidecar = self._sidecar(name)
+                if os.path.exists(sidecar):
+                    continue
+                gone = remove_if_abandoned(path, functools.partial(_missing, sidecar))
+            else:
+                continue
+            if gone:
+                removed.append(path)
+        return removed
+
     def delete(self, snapshot_id: str) -> None:
         """Idempotent.  Sidecar first: a snapshot without its sidecar is no longer listed."""
         if not is_safe_id(snapshot_id):
             return
         unlink_quietly(self._sidecar(snapshot_id))
         unlink_quietly(self.image(snapshot_id))
+
+
+def _missing(path: str) -> bool:
+    return not os.path.exists(path)
 
 
 def unlink_quietly(path: str) -> None:
@@ -118,9 +202,9 @@ def unlink_quietly(path: str) -> None:
 
 
 def _write_json_atomically(path: str, value: Mapping[str, Any]) -> None:
-    tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    tmp = f"{os.path.dirname(path)}/{TMP_PREFIX}{uuid.uuid4()}"
+    with open(create_locked(tmp), "w", encoding="utf-8") as f:
         json.dump(value, f, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
-    os.rename(tmp, path)
+        os.rename(tmp, path)  # still locked: a collector never takes it for an abandoned one

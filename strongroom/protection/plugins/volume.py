@@ -6,10 +6,19 @@ last) and ``metadata.json`` the saved info (volume, sizes, chunk settings).
 Chunks go to the project's chunk store and are shared by every checkpoint of
 the project; after a delete, the runner's chunk sweep removes only the chunks no
 other checkpoint references.
+
+Nothing a killed run leaves can pass for good data or stay forever.  A protect's
+snapshot is tagged with the checkpoint it serves, so garbage collection deletes
+it once no live run works on that checkpoint (``strongroom.protection.snapshots``).
+A restore writes into a staged volume, never listed (so never protectable), and
+publishes it under its name only once every byte is written; on failure it
+discards it, and so does crash recovery for a run that died (:meth:`abandon`, from
+the restore record's resume state).  A restore never writes into an existing volume.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +36,9 @@ from strongroom.protection.plugin import (
     ProtectionPlugin,
 )
 from strongroom.protection.protectables import VOLUME_TYPE
+from strongroom.protection.snapshots import run_tags
+
+LOG = logging.getLogger(__name__)
 
 MANIFEST_DIR = RESOURCE_DATA
 METADATA = RESOURCE_METADATA
@@ -116,6 +128,15 @@ class VolumeProtectionPlugin(ProtectionPlugin):
         except exceptions.StrongroomError:
             return 0
 
+    def abandon(self, kind: OperationKind, resume_state: Mapping[str, Any]) -> str | None:
+        """A dead restore's staged volume is discarded; a dead protect's snapshot is garbage collection's."""
+        staged = resume_state.get("volume_id")
+        if kind is not OperationKind.RESTORE or not staged:
+            return None
+        self.backend.discard_volume(str(staged))
+        name = resume_state.get("name") or staged
+        return f"the partly restored volume {name} was never published and has been removed"
+
 
 class _VolumeOperation(Operation):
     def __init__(self, plugin: VolumeProtectionPlugin) -> None:
@@ -134,7 +155,7 @@ class ProtectOperation(_VolumeOperation):
         stale = ctx.resume_state.get("snapshot_id")
         if stale:  # an interrupted earlier attempt (its worker died) left its snapshot behind
             backend.delete_snapshot(str(stale))
-        snapshot = backend.create_snapshot(volume.id)
+        snapshot = backend.create_snapshot(volume.id, run_tags(plugin.env.provider_id, ctx.checkpoint_id))
         ctx.save_resume_state({"snapshot_id": snapshot.id})
         try:
             with backend.reading_snapshot(snapshot.id) as reader:
@@ -160,24 +181,30 @@ class RestoreOperation(_VolumeOperation):
         header = datamover.read_manifest_header(manifest)
         name = str(ctx.parameters.get("restore_name") or
                                        f"{ctx.resource.name or ctx.resource.id}-restore-{ctx.checkpoint_id[:8]}")
-        partial = ctx.resume_state.get("volume_id")
-        if partial:  # an interrupted earlier attempt created it: start that volume over
-            try:
-                backend.destroy_volume(str(partial))
-            except exceptions.VolumeNotFound:
-                pass
-        volume = backend.create_volume(header.size, name=name)
-        ctx.save_resume_state({"volume_id": volume.id})
+        stale = ctx.resume_state.get("volume_id")
+        if stale:  # an interrupted earlier attempt staged it: start over
+            backend.discard_volume(str(stale))
+        volume = backend.create_volume(header.size, name=name, staged=True)
+        ctx.save_resume_state({"volume_id": volume.id, "name": volume.name})
         try:
             with backend.writing_volume(volume.id) as writer:
                 datamover.restore(manifest, plugin.chunk_store(ctx.bank, ctx.project_id), writer,
                                   workers=plugin.workers, progress=ctx.progress)
+            published = backend.publish_volume(volume.id)
         except BaseException:
-            backend.destroy_volume(volume.id)
+            _discard(backend, volume.id)
             ctx.save_resume_state({})
             raise
         ctx.save_resume_state({})
-        ctx.result.update(id=volume.id, name=volume.name, type=VOLUME_TYPE)
+        ctx.result.update(id=published.id, name=published.name, type=VOLUME_TYPE)
+
+
+def _discard(backend: BlockBackend, volume_id: str) -> None:
+    """Discard a staged volume without hiding the error that made the restore give it up."""
+    try:
+        backend.discard_volume(volume_id)
+    except Exception as err:  # noqa: BLE001 - the restore's own error is the one to report
+        LOG.warning("staged volume %s is left for recovery: %s", volume_id, err)
 
 
 class VerifyOperation(_VolumeOperation):

@@ -313,3 +313,66 @@ def test_writes_from_several_threads_and_snapshots_are_consistent(backend: Loopb
 def test_repr_shows_path_only(images: pathlib.Path) -> None:
     backend = LoopbackBackend({"path": str(images)})
     assert repr(backend) == f"LoopbackBackend({{'path': '{images}'}})"
+
+
+# -- what a killed process leaves ---------------------------------------------------------------------
+
+
+def _held(path: pathlib.Path) -> int:
+    """A file made the way the backend makes its hidden files, by a maker that is still alive."""
+    from strongroom.block.loopback.layout import create_locked
+
+    return create_locked(str(path))
+
+
+def test_reclaim_leftovers_removes_what_dead_makers_left(images: pathlib.Path, backend: LoopbackBackend) -> None:
+    volume = backend.create_volume(MiB, name="src.img")
+    kept = backend.create_snapshot(volume.id, {"strongroom.checkpoint": "c1"})
+    snapshots = images / SNAPSHOT_DIR
+    # Dead makers: nobody holds these files' locks.
+    (snapshots / ".partial-11111111-1111-4111-8111-111111111111").write_bytes(b"x" * 65536)
+    (snapshots / ".tmp-22222222-2222-4222-8222-222222222222").write_text("{")
+    (snapshots / "33333333-3333-4333-8333-333333333333").write_bytes(b"image whose sidecar never came")
+    dead = LoopbackBackend({"path": str(images)})
+    dead.create_volume(MiB, name="restored.img", staged=True)
+    dead.close()  # its process is gone: the maker lock goes with it
+    # Live makers: this very process holds them.
+    live_partial = _held(snapshots / ".partial-44444444-4444-4444-8444-444444444444")
+    live_image = _held(snapshots / "55555555-5555-4555-8555-555555555555")
+    staged = backend.create_volume(MiB, name="in-progress.img", staged=True)
+    try:
+        removed = backend.reclaim_leftovers()
+        assert sorted(os.path.basename(p) for p in removed) == [
+            ".partial-11111111-1111-4111-8111-111111111111", ".staged-restored.img",
+            ".tmp-22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"]
+        left = sorted(os.listdir(snapshots))
+        assert left == sorted([".partial-44444444-4444-4444-8444-444444444444",
+                               "55555555-5555-4555-8555-555555555555", kept.id, kept.id + ".json"])
+        assert [v.id for v in backend.list_staged_volumes()] == [staged.id]
+        assert backend.reclaim_leftovers() == []
+    finally:
+        os.close(live_partial)
+        os.close(live_image)
+
+
+def test_publish_never_replaces_a_volume_that_took_the_name(images: pathlib.Path,
+                                                              backend: LoopbackBackend) -> None:
+    staged = backend.create_volume(MiB, name="taken.img", staged=True)
+    assert staged.id == ".staged-taken.img"
+    assert sorted(os.listdir(images)) == sorted([SNAPSHOT_DIR, staged.id])
+    (images / "taken.img").write_bytes(b"an operator's image")  # copied in meanwhile
+    with pytest.raises(exceptions.VolumeExists):
+        backend.publish_volume(staged.id)
+    assert (images / "taken.img").read_bytes() == b"an operator's image"
+    backend.discard_volume(staged.id)
+    assert sorted(os.listdir(images)) == [SNAPSHOT_DIR, "taken.img"]
+
+
+def test_a_staged_volume_is_a_hidden_file_until_published(images: pathlib.Path, backend: LoopbackBackend) -> None:
+    staged = backend.create_volume(2 * MiB, name="back.img", staged=True)
+    with backend.writing_volume(staged.id) as writer:
+        writer.write(MiB, pattern(4096))
+    assert "back.img" not in os.listdir(images)
+    published = backend.publish_volume(staged.id)
+    assert published.id == "back.img" and sorted(os.listdir(images)) == [SNAPSHOT_DIR, "back.img"]
+    assert (images / "back.img").read_bytes()[MiB:MiB + 4096] == pattern(4096)

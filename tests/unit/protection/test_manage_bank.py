@@ -12,11 +12,13 @@ from strongroom.bank_plugins import Bank
 from strongroom.bank_plugins.fs import FilesystemBank
 from strongroom.bank_plugins.layout import BankLayout
 from strongroom.bank_plugins.lease import BankLease, LeaseWindows
+from strongroom.block.loopback import LoopbackBackend
 from strongroom.clock import Clock
 from strongroom.datamover import ChunkStore
 from strongroom.objects.records import CheckpointRecord
 from strongroom.protection.catalogue import CheckpointCatalogue
 from strongroom.protection.checkpoint import CheckpointStore
+from strongroom.protection.snapshots import run_tags
 
 PROVIDER = "22222222-3333-4444-5555-666666666666"
 WINDOWS = LeaseWindows(expire=2, renew=1, validity=1)
@@ -64,6 +66,11 @@ lease_validity_window = {WINDOWS.validity}
     store.resource_section("cp-zombie", "OS::Cinder::Volume#v").put("data/parts/000000", b"part")
     chunks = ChunkStore(bank.section(BankLayout.chunks_prefix("proj")))
     chunks.put(chunks.hash(b"orphan chunk"), b"orphan chunk")
+    # ... and the snapshot it was reading, beside an operator's own.
+    volumes = LoopbackBackend({"path": str(state / "volumes")})
+    volumes.create_volume(1 << 20, name="v")
+    orphan = volumes.create_snapshot("v", run_tags(PROVIDER, "cp-zombie")).id
+    operators = volumes.create_snapshot("v").id
 
     alive = _manage(conf, "bank", "leases")
     assert alive.returncode == 0, alive.stderr
@@ -80,6 +87,8 @@ lease_validity_window = {WINDOWS.validity}
     assert "would reclaim 1 zombie checkpoint(s)" in dry.stdout
     assert "cp-zombie" in dry.stdout and "worker-7" in dry.stdout and "1 unreferenced chunk(s)" in dry.stdout
     assert sorted(bank.list("checkpoints/")) + sorted(bank.list("projects/")) == before
+    assert f"would reclaim block snapshot loopback/{orphan} (checkpoint cp-zombie)" in dry.stdout
+    assert {s.id for s in volumes.list_snapshots()} == {orphan, operators}
 
     run = _manage(conf, "bank", "gc", "--provider", PROVIDER)
     assert run.returncode == 0, run.stderr
@@ -88,6 +97,8 @@ lease_validity_window = {WINDOWS.validity}
     assert bank.list("checkpoints/cp-zombie/") == ["checkpoints/cp-zombie/index.json",
                                                   "checkpoints/cp-zombie/reclaimed"]
     assert bank.list("projects/") == [] and bank.list("indices/active/") == []
+    assert "reclaimed 1 block snapshot(s) of interrupted protects" in run.stdout
+    assert [s.id for s in volumes.list_snapshots()] == [operators]
     # The command's own lease is released when it is done.
     assert [k for k in bank.list("leases/") if k.startswith("leases/manage-")] == []
 
