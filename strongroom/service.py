@@ -110,12 +110,13 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             self._start_protection()
         if self.run_api:
             from strongroom.api.app import make_app
-            from strongroom.api.server import APIServer
+            from strongroom.api.server import APIServer, ServerLimits
             from strongroom.protection.rpcapi import ProtectionAPI
 
             protection = ProtectionAPI(self._transport, conf.protection_topic)
             app = make_app(conf, self.db, protection)
-            self.api_server = APIServer(app, conf.api.bind_host, conf.api.bind_port, conf.api.threads)
+            self.api_server = APIServer(app, conf.api.bind_host, conf.api.bind_port, conf.api.threads,
+                                        ServerLimits.from_conf(conf))
             self.api_server.start()
         if self.run_operationengine:
             self._start_operationengine()
