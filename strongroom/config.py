@@ -22,8 +22,10 @@ default_opts = [
     cfg.StrOpt("auth_strategy", default="noauth", choices=["noauth", "keystone"],
                help="noauth: any token, project from the URL (loopback only). "
                     "keystone: keystonemiddleware validates tokens, oslo.policy decides."),
-    cfg.StrOpt("admin_token", secret=True, default="admin",
-               help="With noauth, requests carrying this X-Auth-Token are admin."),
+    cfg.StrOpt("admin_token", secret=True, default=None,
+               help="With noauth, requests carrying this X-Auth-Token are admin (at least 16 characters).  "
+                    "Unset: a random token is generated at the first start into <state_dir>/admin-token "
+                    "(mode 0600) and reused; the strongroom CLI reads it from there."),
     cfg.IntOpt("osapi_max_limit", default=1000, min=1,
                help="Largest number of items a list request returns."),
     cfg.StrOpt("protection_topic", default="strongroom-protection",
