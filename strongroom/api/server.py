@@ -17,6 +17,7 @@ the client gets ``408 Request Timeout`` and the connection is closed.  Open conn
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -60,13 +61,12 @@ class ServerLimits:
                    max_header_size=api.max_header_size, max_body_size=api.max_request_body_size)
 
 
-def _timeout_answer() -> bytes:
+@functools.cache
+def timeout_answer() -> bytes:
+    """The 408 a late client gets before its connection is closed."""
     body = json.dumps(errors.error_body(408, "The request was not received in time; the connection is closed."))
     return (f"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             f"Connection: close\r\n\r\n{body}").encode()
-
-
-TIMEOUT_ANSWER = _timeout_answer()
 
 #: What the server itself refuses, before the application sees the request, in the API's own words.
 _REFUSALS = {
@@ -140,7 +140,7 @@ class _Server(waitress_server.TcpWSGIServer):  # type: ignore[misc]
                 LOG.warning("closing the connection of %s: its request's %s did not arrive in time",
                             chan.addr[0] if chan.addr else "?", what)
                 chan.request = None
-                chan.write_soon(TIMEOUT_ANSWER)
+                chan.write_soon(timeout_answer())
                 chan.close_when_flushed = True
                 self.timed_out += 1
 
