@@ -22,8 +22,10 @@ default_opts = [
     cfg.StrOpt("auth_strategy", default="noauth", choices=["noauth", "keystone"],
                help="noauth: any token, project from the URL (loopback only). "
                     "keystone: keystonemiddleware validates tokens, oslo.policy decides."),
-    cfg.StrOpt("admin_token", secret=True, default="admin",
-               help="With noauth, requests carrying this X-Auth-Token are admin."),
+    cfg.StrOpt("admin_token", secret=True, default=None,
+               help="With noauth, requests carrying this X-Auth-Token are admin (at least 16 characters).  "
+                    "Unset: a random token is generated at the first start into <state_dir>/admin-token "
+                    "(mode 0600) and reused; the strongroom CLI reads it from there."),
     cfg.IntOpt("osapi_max_limit", default=1000, min=1,
                help="Largest number of items a list request returns."),
     cfg.StrOpt("protection_topic", default="strongroom-protection",
@@ -38,7 +40,22 @@ default_opts = [
 api_opts = [
     cfg.HostAddressOpt("bind_host", default="127.0.0.1", help="Address the API listens on."),
     cfg.PortOpt("bind_port", default=8799, help="Port the API listens on (0: any free port)."),
-    cfg.IntOpt("threads", default=16, min=1, help="Worker threads of the API's WSGI server."),
+    cfg.IntOpt("threads", default=16, min=1,
+               help="Worker threads of the API's WSGI server.  They only run complete requests: the server's "
+                    "event loop receives each request (line, headers, body) before a thread takes it."),
+    cfg.FloatOpt("header_timeout", default=20.0, min=0.1,
+                 help="Seconds a client has to send a request's line and headers, from its first byte; a "
+                      "slower one is answered 408 and its connection closed."),
+    cfg.FloatOpt("body_timeout", default=60.0, min=0.1,
+                 help="Seconds a client has to send a request's body once its headers are in; a slower one "
+                      "is answered 408 and its connection closed."),
+    cfg.IntOpt("keepalive_timeout", default=30, min=1,
+               help="Seconds an idle connection is kept open between two requests."),
+    cfg.IntOpt("max_connections", default=256, min=1,
+               help="Connections the API holds open at once; further ones wait in the listen queue until "
+                    "one closes."),
+    cfg.IntOpt("max_header_size", default=64 * 1024, min=1024,
+               help="Largest accepted request line and headers, in bytes (larger: 431)."),
     cfg.IntOpt("max_request_body_size", default=1024 * 1024, min=1024,
                help="Largest accepted request body, in bytes."),
 ]

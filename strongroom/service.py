@@ -75,6 +75,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         self.registry: Any = None
         self.manager: Any = None
         self.api_server: Any = None
+        self.admin_token_file: str | None = None  # where noauth's generated administrator token is kept
         self._rpc_server: Any = None
         self._transport: Any = None
         self._persistence: Any = None
@@ -110,17 +111,27 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             self._start_protection()
         if self.run_api:
             from strongroom.api.app import make_app
-            from strongroom.api.server import APIServer
+            from strongroom.api.server import APIServer, ServerLimits
             from strongroom.protection.rpcapi import ProtectionAPI
 
             protection = ProtectionAPI(self._transport, conf.protection_topic)
-            app = make_app(conf, self.db, protection)
-            self.api_server = APIServer(app, conf.api.bind_host, conf.api.bind_port, conf.api.threads)
+            app = make_app(conf, self.db, protection, admin_token=self._admin_token())
+            self.api_server = APIServer(app, conf.api.bind_host, conf.api.bind_port, conf.api.threads,
+                                        ServerLimits.from_conf(conf))
             self.api_server.start()
         if self.run_operationengine:
             self._start_operationengine()
         self._heartbeat = threading.Thread(target=self._beat, name="sr-heartbeat", daemon=True)
         self._heartbeat.start()
+
+    def _admin_token(self) -> str | None:
+        """noauth's administrator token: configured, or generated once into the state directory."""
+        if self.conf.auth_strategy != "noauth":
+            return None
+        from strongroom import admin_token
+
+        token, self.admin_token_file = admin_token.resolve(self.conf.admin_token, self.conf.state_dir)
+        return token
 
     def _start_protection(self) -> None:
         from strongroom.protection.flows import FlowPersistence

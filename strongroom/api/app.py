@@ -173,8 +173,12 @@ def new_request_id() -> str:
     return f"req-{uuid.uuid4()}"
 
 
-def make_app(conf: cfg.ConfigOpts, db: Any, protection: ProtectionAPI) -> WSGIApp:
-    """The whole API as one WSGI callable (any WSGI server can host it)."""
+def make_app(conf: cfg.ConfigOpts, db: Any, protection: ProtectionAPI,
+             admin_token: str | None = None) -> WSGIApp:
+    """The whole API as one WSGI callable (any WSGI server can host it).
+
+    ``admin_token``: noauth's administrator token as :mod:`strongroom.admin_token` resolved it (default: the
+    configured one)."""
     enforcer = policy.get_enforcer(conf)
     v1 = V1App(conf, db, protection, enforcer)
-    return RootApp(conf, auth.wrap(v1, conf))
+    return RootApp(conf, auth.wrap(v1, conf, admin_token))

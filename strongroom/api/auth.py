@@ -6,7 +6,7 @@ into a :class:`strongroom.context.RequestContext` for the project named in the U
 
 - ``noauth`` (embedded default, loopback only): any ``X-Auth-Token``; the user is ``X-User-Id`` or
   ``noauth``; the caller is a member of the URL's project, and an admin when the token equals
-  ``admin_token``.
+  ``admin_token`` (configured, or generated into the state directory: :mod:`strongroom.admin_token`).
 - ``keystone``: keystonemiddleware's ``auth_token`` (configured from ``[keystone_authtoken]``, whose options
   it registers on our ``ConfigOpts`` when the pipeline is built, never at import) validates the token, then
   :class:`KeystoneContextMiddleware` reads the identity headers it sets.  A URL naming another project than
@@ -80,11 +80,11 @@ def identity_from_headers(environ: dict[str, Any]) -> Identity | None:
     return Identity(user_id=user, project_id=project, roles=roles)
 
 
-def wrap(app: WSGIApp, conf: cfg.ConfigOpts) -> WSGIApp:
+def wrap(app: WSGIApp, conf: cfg.ConfigOpts, admin_token: str | None = None) -> WSGIApp:
     """Put the authentication middleware chosen by ``auth_strategy`` in front of ``app``."""
     if conf.auth_strategy == "keystone":
         from keystonemiddleware import auth_token
 
         inner = KeystoneContextMiddleware(app)
         return auth_token.AuthProtocol(inner, {"oslo_config_config": conf})  # type: ignore[no-any-return]
-    return NoAuthMiddleware(app, str(conf.admin_token or ""))
+    return NoAuthMiddleware(app, admin_token if admin_token is not None else str(conf.admin_token or ""))

@@ -123,8 +123,17 @@ def build(files: list[str] | None, owner: LazyApplication | None = None) -> WSGI
         raise exceptions.ConfigError(
             reason=f"the metadata store {db.url_for_display} is at schema revision {revision or 'none'} but this "
                    f"API needs {head}: run 'strongroom-manage db sync'")
+    token = None
+    if conf.auth_strategy == "noauth":
+        from strongroom import admin_token
+
+        try:
+            token = admin_token.resolve(conf.admin_token, conf.state_dir)[0]
+        except exceptions.ConfigError:
+            db.dispose()
+            raise
     transport = rpc.get_transport(conf, url=conf.transport_url)
-    app = make_app(conf, db, ProtectionAPI(transport, conf.protection_topic))
+    app = make_app(conf, db, ProtectionAPI(transport, conf.protection_topic), admin_token=token)
     beat = heartbeat.Heartbeat(db, conf.host, ["strongroom-api"], conf.protection_topic,
                                float(conf.heartbeat_interval))
     beat.start()

@@ -10,12 +10,15 @@ Exit codes: 0 success; 1 an API error, or ``--wait`` ended in ``error``/``fail``
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from strongroom import admin_token
 from strongroom.client.client import ClientError
 from strongroom.client.commands import register_all
 from strongroom.client.commands.base import EXIT_FAILED, EXIT_USAGE, Cli, Handler, UsageError
@@ -29,14 +32,30 @@ def build_parser() -> argparse.ArgumentParser:
                         help="API endpoint (env STRONGROOM_URL).")
     parser.add_argument("--project", default=os.environ.get("OS_PROJECT_ID", "default"),
                         help="Project id (env OS_PROJECT_ID).")
-    parser.add_argument("--token", default=os.environ.get("OS_AUTH_TOKEN", "noauth"),
-                        help="X-Auth-Token (env OS_AUTH_TOKEN).")
+    parser.add_argument("--token", default=os.environ.get("OS_AUTH_TOKEN"),
+                        help="X-Auth-Token (env OS_AUTH_TOKEN).  Default against a loopback URL: the embedded "
+                             "service's administrator token, read from $STRONGROOM_STATE_DIR/admin-token "
+                             "(default .strongroom/admin-token).")
     parser.add_argument("-f", "--format", choices=["table", "json"], default="table")
     parser.add_argument("--http-timeout", type=float, default=30.0, help=argparse.SUPPRESS)
     parser.add_argument("--poll-interval", type=float, default=2.0, help="Seconds between --wait polls.")
     parser.add_argument("--timeout", type=float, default=24 * 3600.0, help="Give up --wait after this long.")
     register_all(parser.add_subparsers(dest="group", required=True, metavar="COMMAND"))
     return parser
+
+
+def default_token(url: str) -> str:
+    """The embedded service's own administrator token when ``url`` is on this host, else ``noauth``.
+
+    Never sent anywhere else: the file is a local secret."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    local = host == "localhost"
+    if not local:
+        try:
+            local = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            local = False
+    return (admin_token.read() if local else None) or "noauth"
 
 
 def main(argv: Sequence[str] | None = None, *, sleep: Callable[[float], None] = time.sleep,
@@ -46,6 +65,8 @@ def main(argv: Sequence[str] | None = None, *, sleep: Callable[[float], None] = 
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     args = build_parser().parse_args(list(argv) if argv is not None else None)
+    if not args.token:
+        args.token = default_token(args.url)
     handler: Handler = args.handler  # set by the command group's parser
     cli = Cli(args, out, err, sleep, clock)
     try:

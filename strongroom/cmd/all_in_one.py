@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
           f"  providers from  : {resolve_providers_dir(conf)}\n"
           f"  loopback volumes: {os.path.join(state, 'volumes')}  (drop raw images here)\n"
           f"  fs bank         : {os.path.join(state, 'bank')}\n"
+          f"  admin token     : {services.admin_token_file or 'admin_token of the configuration'}"
+          f"  (the strongroom CLI reads it)\n"
           f"Try: .venv/bin/strongroom --url {services.url} provider list\n"
           f"Press Ctrl-C to stop.", flush=True)
 

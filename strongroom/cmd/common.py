@@ -26,7 +26,7 @@ def setup(argv: list[str] | None, prog: str, default_config_files: list[str] | N
          default_config_files=default_config_files)
     logging.basicConfig(level=logging.DEBUG if conf.debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("oslo_messaging", "stevedore", "taskflow", "cheroot", "alembic", "urllib3", "swiftclient",
+    for noisy in ("oslo_messaging", "stevedore", "taskflow", "waitress", "alembic", "urllib3", "swiftclient",
                   "botocore", "boto3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return conf

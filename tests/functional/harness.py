@@ -77,6 +77,14 @@ class AllInOne:
             self._drain = None
         return self.process.returncode
 
+    @property
+    def admin_token(self) -> str:
+        """The administrator token the all-in-one generated into its state directory."""
+        return (self.state_dir / "admin-token").read_text().strip()
+
+    def admin_headers(self) -> dict[str, str]:
+        return {"X-Auth-Token": self.admin_token}
+
     def api(self, project: str = "demo") -> str:
         return f"{self.url}/v1/{project}"
 

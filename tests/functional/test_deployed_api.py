@@ -132,7 +132,11 @@ def _protection_through(api: str, node: Node) -> None:
 
 def test_gunicorn_serves_the_wsgi_application(node: Node) -> None:
     port = _free_port()
-    gunicorn = node.start(str(BIN / "gunicorn"), "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
+    # doc/deployment.md's settings (fewer workers and threads)
+    gunicorn = node.start(str(BIN / "gunicorn"), "--workers", "2", "--worker-class", "gthread", "--threads", "4",
+                          "--worker-connections", "256", "--timeout", "60", "--keep-alive", "30",
+                          "--limit-request-line", "8190", "--limit-request-fields", "100",
+                          "--limit-request-field_size", "8190", "--bind", f"127.0.0.1:{port}",
                           "--no-control-socket", "--graceful-timeout", "20", "strongroom.api.wsgi:application",
                           env={"STRONGROOM_CONFIG_FILE": str(node.conf)})
     api = f"http://127.0.0.1:{port}/v1/demo"

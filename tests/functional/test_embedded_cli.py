@@ -18,7 +18,9 @@ CLI = str(Path(sys.executable).parent / "strongroom")
 
 
 def cli(service: AllInOne, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, STRONGROOM_URL=service.url, OS_PROJECT_ID="demo")
+    env = dict(os.environ, STRONGROOM_URL=service.url, OS_PROJECT_ID="demo",
+               STRONGROOM_STATE_DIR=str(service.state_dir))
+    env.pop("OS_AUTH_TOKEN", None)  # as in the README: the CLI finds the administrator token itself
     result = subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=180)
     if check:
         assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
@@ -59,6 +61,7 @@ def test_readme_tour(all_in_one: AllInOne) -> None:
 
     logs = cli_json(all_in_one, "operationlog", "list")
     assert {log["operation_type"] for log in logs} >= {"protect", "restore", "verify", "delete"}
+    assert "strongroom-protection" in cli(all_in_one, "service", "list").stdout  # admin only, no token typed
 
     # The README's scheduling lines.
     trigger = cli_json(all_in_one, "trigger", "create", "nightly", "--pattern", "0 2 * * *")

@@ -195,8 +195,9 @@ def register_tracing_opts(conf: Any) -> None:
 
 
 @contextlib.contextmanager
-def running_stack(tmp: Path, db_url: str | None = None) -> Iterator[Stack]:
-    """The stack on a sqlite file under ``tmp``, or on the metadata store at ``db_url``."""
+def running_stack(tmp: Path, db_url: str | None = None, **server_options: Any) -> Iterator[Stack]:
+    """The stack on a sqlite file under ``tmp``, or on the metadata store at ``db_url``; ``server_options``
+    go to :class:`APIServer` (its timeouts and limits)."""
     from strongroom.db.api import Database
 
     conf = new_conf(overrides={
@@ -210,7 +211,8 @@ def running_stack(tmp: Path, db_url: str | None = None) -> Iterator[Stack]:
     endpoint = FakeProtectionEndpoint(db)
     rpc_server = rpc.get_server(transport, "strongroom-protection", "fake-host", [endpoint])
     rpc_server.start()
-    server = APIServer(make_app(conf, db, ProtectionAPI(transport, timeout=20)), "127.0.0.1", 0, threads=8)
+    server = APIServer(make_app(conf, db, ProtectionAPI(transport, timeout=20)), "127.0.0.1", 0, threads=8,
+                       **server_options)
     server.start()
     try:
         yield Stack(url=server.url, db=db, endpoint=endpoint, server=server)

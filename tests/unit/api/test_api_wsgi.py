@@ -17,7 +17,7 @@ from strongroom.db.api import Database
 def _conf(tmp_path: Path, db: str, extra: str = "") -> Path:
     path = tmp_path / "strongroom.conf"
     path.write_text(f"[DEFAULT]\ntransport_url = fake://\nstate_dir = {tmp_path / 'state'}\nhost = wsgi-test\n"
-                    f"admin_token = adm\n{extra}[database]\nconnection = {db}\n")
+                    f"admin_token = wsgi-admin-token-0123\n{extra}[database]\nconnection = {db}\n")
     return path
 
 
@@ -46,7 +46,7 @@ def test_unsynced_store_answers_503_naming_db_sync_then_recovers(tmp_path: Path)
         assert (resp.status_int, json.loads(resp.body)) == (200, {"plans": []})
         assert resp.headers["X-Openstack-Request-Id"].startswith("req-")
         # the API beats as strongroom-api of its configured host
-        services = json.loads(_get(app, "/v1/demo/os-services", token="adm").body)["services"]
+        services = json.loads(_get(app, "/v1/demo/os-services", token="wsgi-admin-token-0123").body)["services"]
         assert [(s["host"], s["binary"]) for s in services] == [("wsgi-test", "strongroom-api")]
         db.dispose()
     finally:
@@ -64,3 +64,19 @@ def test_bad_configuration_is_named_and_the_password_is_not(tmp_path: Path) -> N
     message = json.loads(resp.body)["serviceUnavailable"]["message"]
     assert "postgresql://admin:***@127.0.0.1:9/strongroom is unavailable" in message
     assert "hunter2" not in resp.text
+
+
+def test_without_admin_token_one_is_generated_in_the_state_directory(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'meta.sqlite'}"
+    Database(url).sync()
+    conf = tmp_path / "strongroom.conf"
+    conf.write_text(f"[DEFAULT]\ntransport_url = fake://\nstate_dir = {tmp_path / 'state'}\n"
+                    f"[database]\nconnection = {url}\n")
+    app = wsgi.LazyApplication([str(conf)])
+    try:
+        assert _get(app, "/v1/demo/os-services", token="admin").status_int == 403  # the old literal
+        token_file = tmp_path / "state" / "admin-token"
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        assert _get(app, "/v1/demo/os-services", token=token_file.read_text().strip()).status_int == 200
+    finally:
+        app.close()
