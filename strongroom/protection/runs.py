@@ -25,6 +25,7 @@ from strongroom.objects.records import Resource
 from strongroom.objects.status import CheckpointStatus, RestoreStatus
 from strongroom.protection import gc
 from strongroom.protection import graph as graph_mod
+from strongroom.protection.admission import RUN_REASON
 from strongroom.protection.catalogue import CheckpointCatalogue
 from strongroom.protection.flows import ResourceTracker
 from strongroom.protection.progress import Progress
@@ -284,17 +285,20 @@ class _RestoreRecordRun(Run):
                error: str | None) -> str | None:
         restore = self.restore
         extra = {**restore.extra_info, self.results_key: self.kept_results(results)}
+        reasons = dict(tracker.reason)
+        if error is not None:
+            reasons[RUN_REASON] = error  # a failed run always says why, whichever step failed
         self.env.db.update_restore(restore.id, {
             "status": self.success if error is None else self.failure, "extra_info": extra,
             "progress": {"bytes_total": progress.total,
                          "bytes_done": progress.total if error is None else progress.done},
-            "resources_status": dict(tracker.status), "resources_reason": dict(tracker.reason)})
+            "resources_status": dict(tracker.status), "resources_reason": reasons})
         return error
 
-
     def record_unrecorded(self, error: str) -> None:
-        # Never left in_progress: the status alone, if even the full record could not be written.
-        self.env.db.update_restore(self.restore.id, {"status": self.failure})
+        # Never left in_progress, nor without a reason, even if the full record could not be written.
+        self.env.db.update_restore(self.restore.id, {
+            "status": self.failure, "resources_reason": {**self.restore.resources_reason, RUN_REASON: error}})
 
 
 class RestoreRun(_RestoreRecordRun):
@@ -311,6 +315,28 @@ class VerifyRun(_RestoreRecordRun):
 
     def kept_results(self, results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in results.items() if v}
+
+    def record(self, tracker: ResourceTracker, results: dict[str, dict[str, Any]], progress: Progress,
+               error: str | None) -> str | None:
+        error = super().record(tracker, results, progress, error)
+        self._show_on_checkpoint(error)
+        return error
+
+    def record_unrecorded(self, error: str) -> None:
+        super().record_unrecorded(error)
+        self._show_on_checkpoint(error)
+
+    def _show_on_checkpoint(self, error: str | None) -> None:
+        """The outcome on the checkpoint too (its ``last_verification``), where a user looks first."""
+        outcome = {"id": self.restore.id, "status": self.success if error is None else self.failure,
+                   "at": self.env.clock.now().isoformat(), "reason": error}
+        try:
+            if not self.env.catalogue.record_verification(self.checkpoint_id, outcome):
+                LOG.info("verification %s is not shown on checkpoint %s: it is no longer available",
+                         self.restore.id, self.checkpoint_id)
+        except exceptions.StrongroomError as err:
+            LOG.warning("verification %s could not be shown on checkpoint %s: %s", self.restore.id,
+                        self.checkpoint_id, err)
 
 
 RUNS: dict[OperationKind, type[Run]] = {run.kind: run for run in (ProtectRun, DeleteRun, RestoreRun, VerifyRun)}
