@@ -67,6 +67,10 @@ class Reclaim:
         return dataclasses.asdict(self)
 
 
+def _nothing() -> None:
+    """A step with nothing to do."""
+
+
 class CheckpointCatalogue:
     """The life cycle of the checkpoints of one provider's bank, in bank and database."""
 
@@ -198,17 +202,28 @@ class CheckpointCatalogue:
                                         "bytes_done": bytes_done})
         return None
 
-    def fail_protect(self, checkpoint_id: str, reason: str, owner_id: str, bytes_done: int) -> None:
+    def fail_protect(self, checkpoint_id: str, reason: str, owner_id: str, bytes_done: int,
+                     release: Callable[[], None] = _nothing) -> None:
         """End a failed protect: index ``error`` with ``reason`` (kept if garbage collection already
-        failed it), its partial data in reverse write order, ``owner_id``'s marker, then the catalogue.
-        If the bank fails half way, the marker stays and garbage collection finishes the job."""
+        failed it), its partial data in reverse write order, ``release()`` of the chunks only it wrote
+        (a sweep that passes over this checkpoint's own marker), ``owner_id``'s marker, then the catalogue.
+
+        A bank too full to take the index gets its space back first (partial data, chunks), then the
+        index.  If the bank fails half way, the marker stays and garbage collection finishes the job."""
         record = self.store.read(checkpoint_id)
         if record.status != CheckpointStatus.ERROR:
             check_transition("Checkpoint", checkpoint_id, record.status, CheckpointStatus.ERROR, CheckpointStatus)
             record.status = CheckpointStatus.ERROR
             record.status_reason = reason
-            self._index.write(record)
+            try:
+                self._index.write(record)
+            except exceptions.BankFull:
+                self.store.remove_objects(checkpoint_id)
+                release()
+                self._index.write(record)
+                release = _nothing  # released already
         self.store.remove_objects(checkpoint_id)
+        release()
         self._index.clear_active(owner_id, checkpoint_id)
         self._catalogue(checkpoint_id, {"status": CheckpointStatus.ERROR, "status_reason": reason,
                                         "bytes_done": bytes_done})

@@ -131,6 +131,25 @@ class _CheckpointRun(Run):
         # The bank may still say protecting/deleting: garbage collection reclaims it once this run is over.
         self.env.catalogue.fail_unrecorded(self.checkpoint_id, CheckpointStatus(self.failure), error)
 
+    def _sweep(self) -> None:
+        """Remove the chunks no manifest references any more, at once (the sweep protocol of ``gc``, which
+        stands down while another writer of the project is live): those of a deleted checkpoint, or
+        those a failed protect wrote that nothing else uses, so that their space comes back now."""
+        job = self.job
+        if job.fence is None:
+            return
+        collector = gc.GarbageCollector(self.env.catalogue, job.fence.keeper.lease, running=self.env.running,
+                                        sweeping=self.env.sweeping, name=job.provider.bank_description)
+        try:
+            sweep = collector.sweep_project(job.checkpoint.project_id, grace=0, finished=self.checkpoint_id)
+        except exceptions.StrongroomError as err:
+            LOG.warning("chunks of %s checkpoint %s are left to garbage collection: %s", self.failure,
+                        self.checkpoint_id, err)
+            return
+        if sweep.skipped:
+            LOG.info("chunks of %s checkpoint %s are left to garbage collection: %s", self.failure,
+                     self.checkpoint_id, sweep.skipped)
+
 
 class ProtectRun(_CheckpointRun):
     kind = OperationKind.PROTECT
@@ -155,7 +174,8 @@ class ProtectRun(_CheckpointRun):
         if error is None:
             error = self._publish(progress)
         if error is not None:
-            catalogue.fail_protect(self.checkpoint_id, error, self.env.owner_id, progress.done)
+            catalogue.fail_protect(self.checkpoint_id, error, self.env.owner_id, progress.done,
+                                   release=self._sweep)
         return error
 
     def _publish(self, progress: Progress) -> str | None:
@@ -196,23 +216,6 @@ class DeleteRun(_CheckpointRun):
         else:
             catalogue.fail_delete(cid, self.env.owner_id, error)
         return error
-
-    def _sweep(self) -> None:
-        """Remove the chunks the deleted checkpoint alone referenced (the sweep protocol of ``gc``)."""
-        job = self.job
-        if job.fence is None:
-            return
-        collector = gc.GarbageCollector(self.env.catalogue, job.fence.keeper.lease, running=self.env.running,
-                                        sweeping=self.env.sweeping, name=job.provider.bank_description)
-        try:
-            sweep = collector.sweep_project(job.checkpoint.project_id, grace=0)
-        except exceptions.StrongroomError as err:
-            LOG.warning("chunks of deleted checkpoint %s are left to garbage collection: %s", self.checkpoint_id,
-                        err)
-            return
-        if sweep.skipped:
-            LOG.info("chunks of deleted checkpoint %s are left to garbage collection: %s",
-                     self.checkpoint_id, sweep.skipped)
 
 
 class _RestoreRecordRun(Run):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from strongroom.testing.faults import Fault
-from tests.unit.protection.embedded import Embedded, embedded, mounted, remount
+from tests.unit.protection.embedded import PROJECT, Embedded, embedded, mounted, remount
 
 BANK = "bank 'fs' of provider 'Local'"
 pytestmark = pytest.mark.timeout(120)
@@ -213,6 +213,8 @@ def test_a_real_read_only_and_full_filesystem(tmp_path: Path) -> None:
         failed = stack.protected(big)
         assert failed["status"] == "error" and "no space" in failed["status_reason"].lower(), failed
         assert stack.agree(failed["id"]) == "error"
+        small = stack.plan(stack.volume("small", os.urandom(60_000)))
+        assert stack.protected(small)["status"] == "available"  # the space came back without an operator
 
 
 # -- damaged objects of every kind a restore reads ---------------------------------------------------------
@@ -279,3 +281,45 @@ def test_verify_finds_every_damage_a_restore_would_trip_on_and_the_checkpoint_sh
         restore = stack.run("restore", cp["id"], parameters={"OS::Cinder::Volume": {"restore_name": "back"}})
         assert restore["status"] == "fail" and restore["resources_reason"].get("_"), restore
         assert not (stack.volumes / "back").exists()
+
+
+# -- a full bank recovers by itself ------------------------------------------------------------------------
+
+
+def _chunks(stack: Embedded) -> set[str]:
+    return set(stack.bank.list(f"projects/{PROJECT}/chunks/"))
+
+
+def _full_after(stack: Embedded, chunks: int, *, index_too: bool = False) -> None:
+    """Chunk puts fail with ENOSPC once ``chunks`` of them went through (and index writes too, until
+    something was deleted, with ``index_too``)."""
+    seen = {"chunks": 0, "deleted": 0}
+
+    def full(call) -> bool:  # noqa: ANN001
+        if call.operation == "delete_object":
+            seen["deleted"] += 1
+            return False
+        if "/chunks/" in call.key:
+            seen["chunks"] += 1
+            return seen["chunks"] > chunks
+        return index_too and call.key.endswith("index.json") and seen["chunks"] > chunks and not seen["deleted"]
+
+    stack.faults.inject(Fault.OS_ERROR, errno=errno.ENOSPC, operations={"put_object", "delete_object"},
+                        when=full)
+
+
+@pytest.mark.parametrize("index_too", [False, True])
+def test_a_failed_protect_releases_the_chunks_only_it_wrote_at_once(stack: Embedded, index_too: bool) -> None:
+    shared = os.urandom(2 * 65536)
+    kept = available(stack, "old", data=shared)
+    before = _chunks(stack)
+    plan = stack.plan(stack.volume("new", shared + os.urandom(6 * 65536), size=8 * 65536))
+    _full_after(stack, 3, index_too=index_too)
+    failed = stack.protected(plan)
+    assert failed["status"] == "error" and "no space" in failed["status_reason"].lower(), failed
+    assert stack.agree(failed["id"]) == "error"
+    assert _chunks(stack) == before  # its own new chunks are gone; the shared ones an available checkpoint needs stay
+    assert not stack.bank.list(f"checkpoints/{failed['id']}/resources/")
+    stack.faults.clear()
+    assert stack.run("verification", kept["id"])["status"] == "success"
+    assert stack.protected(plan)["status"] == "available"  # no operator, no grace period to wait for
