@@ -9,6 +9,7 @@ maps classes to codes in ``strongroom.api.errors``.  Errors are either
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -97,6 +98,44 @@ class InvalidBankKey(BankError, InvalidInput):
 
 class BankReadOnly(BankError):
     """Bank section {prefix!r} is read-only; cannot write {key!r}."""
+
+
+class BankRefusesWrites(BankError):
+    """The bank refuses writes: {reason}"""
+
+
+class BankFull(BankRefusesWrites):
+    """The bank has no space left: {reason}"""
+
+
+class BankNotWritable(BankRefusesWrites):
+    """The bank is read-only: {reason}"""
+
+
+class BankObjectCorrupt(BankError):
+    """Bank object {key!r} is corrupt: {reason}"""
+
+
+#: errno values of a store that refuses writes, by the error they are raised as.
+_REFUSING_ERRNOS: dict[int, type[BankRefusesWrites]] = {
+    errno.ENOSPC: BankFull, errno.EDQUOT: BankFull, errno.EFBIG: BankFull,
+    errno.EROFS: BankNotWritable, errno.EACCES: BankNotWritable, errno.EPERM: BankNotWritable,
+}
+_TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY})
+
+
+def bank_error_from_os(err: OSError, reason: str) -> BankError:
+    """The bank error an ``OSError`` of a file-backed store is: transient, full, read-only, or other.
+
+    The message says which in words ("no space left", "read-only") before ``reason``.
+    """
+    code = err.errno or 0
+    if code in _TRANSIENT_ERRNOS:
+        return BankTransientError(reason=reason)
+    refusing = _REFUSING_ERRNOS.get(code)
+    if refusing is not None:
+        return refusing(reason=reason)
+    return BankError(reason=reason)
 
 
 class LeaseWindowError(ConfigError):

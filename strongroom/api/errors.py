@@ -54,8 +54,13 @@ _CODES: list[tuple[type[BaseException], int]] = [
     (exceptions.Forbidden, 403),
     (exceptions.NotFound, 404),
     (exceptions.Conflict, 409),
+    # A bank object a checkpoint needs is damaged: that checkpoint cannot be used (others may).
+    (exceptions.BankObjectCorrupt, 409),
+    (exceptions.DataIntegrityError, 409),
     (exceptions.InvalidInput, 400),
     (exceptions.TransientError, 503),
+    # Any other bank failure (full, read-only, an I/O error) is the bank's state, not the request's fault.
+    (exceptions.BankError, 503),
     (messaging.MessagingTimeout, 503),
 ]
 

@@ -104,7 +104,7 @@ class _KeyValueOps:
         try:
             return json.loads(raw)
         except ValueError as err:
-            raise exceptions.BankError(reason=f"object {key} is not valid JSON: {err}") from err
+            raise exceptions.BankObjectCorrupt(key=key, reason=f"not valid JSON: {err}") from err
 
 
 class Bank(_KeyValueOps):

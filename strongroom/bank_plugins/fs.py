@@ -52,7 +52,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as _dt
-import errno
 import io
 import json
 import os
@@ -77,7 +76,6 @@ _ENCODED_PIECE = 150
 _DATA_SUFFIX = ".obj"
 _TMP_PREFIX = ".tmp-"
 _MKDIR_ATTEMPTS = 50
-_TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY})
 
 
 # -- name encoding ----------------------------------------------------------
@@ -236,10 +234,7 @@ class FilesystemBank(BankPlugin):
     # -- errors -----------------------------------------------------------
 
     def _error(self, err: OSError, key: str, action: str) -> exceptions.BankError:
-        reason = f"cannot {action} {key!r} in {self.path}: {err.strerror or err}"
-        if err.errno in _TRANSIENT_ERRNOS:
-            return exceptions.BankTransientError(reason=reason)
-        return exceptions.BankError(reason=reason)
+        return exceptions.bank_error_from_os(err, f"cannot {action} {key!r} in {self.path}: {err.strerror or err}")
 
     # -- writing ----------------------------------------------------------
 
@@ -351,16 +346,16 @@ class FilesystemBank(BankPlugin):
             st = os.fstat(fd)
             prefix = os.pread(fd, _PREFIX_LEN, 0)
             if len(prefix) != _PREFIX_LEN or not prefix.startswith(MAGIC):
-                raise exceptions.BankError(reason=f"object {key!r} in {self.path} has no valid header")
+                raise exceptions.BankObjectCorrupt(key=key, reason=f"no valid header (in {self.path})")
             (length,) = _HEADER_LEN.unpack_from(prefix, len(MAGIC))
             raw = os.pread(fd, length, _PREFIX_LEN)
             try:
                 metadata = json.loads(raw)
             except ValueError as err:
-                raise exceptions.BankError(
-                    reason=f"object {key!r} in {self.path} has corrupt metadata: {err}") from err
+                raise exceptions.BankObjectCorrupt(
+                    key=key, reason=f"its metadata is not JSON (in {self.path}): {err}") from err
             if len(raw) != length or not isinstance(metadata, dict):
-                raise exceptions.BankError(reason=f"object {key!r} in {self.path} has corrupt metadata")
+                raise exceptions.BankObjectCorrupt(key=key, reason=f"its metadata is cut short (in {self.path})")
         except BaseException as err:
             os.close(fd)
             if isinstance(err, OSError):

@@ -100,6 +100,26 @@ class ChunkStore:
             what=f"chunk {digest}", reason="stored bytes do not match the chunk's hash"
         )
 
+    def check(self, digest: str, size: int) -> None:
+        """Check everything a restore of the chunk relies on: its object (header and metadata as this
+        store writes them: hash algorithm, compression, uncompressed size) and its bytes against ``digest``.
+
+        Raises ``DataIntegrityError`` naming what is wrong, ``BankObjectNotFound`` if it is missing.
+        """
+        what = f"chunk {digest}"
+        try:
+            metadata = self.section.head(self.key(digest)).metadata
+            problems = [f"its metadata says {name} {metadata.get(name)!r}, not {want!r}"
+                        for name, want in (("hash", self.hash_algo), ("size", str(size)))
+                        if metadata.get(name) != want]
+            if metadata.get("compression") not in compression.COMPRESSIONS:
+                problems.append(f"its metadata names no known compression ({metadata.get('compression')!r})")
+            if problems:
+                raise exceptions.DataIntegrityError(what=what, reason="; ".join(problems))
+            self.get(digest, size=size)
+        except exceptions.BankObjectCorrupt as err:
+            raise exceptions.DataIntegrityError(what=what, reason=str(err)) from err
+
     def _try_decompress(self, payload: bytes, size: int | None) -> bytes | None:
         """The decompressed frame, or None if ``payload`` is not a sane zstd frame."""
         try:

@@ -404,7 +404,8 @@ def _fetch(store: ChunkStore, entry: _manifest.Entry) -> bytes:
 
 def verify(manifest_section: BankSection, store: ChunkStore, *, sample: float | None = None,
            workers: int = 2, progress: Progress | None = None, seed: int | None = None) -> VerifyResult:
-    """Re-read and check every chunk (or a random ``sample`` fraction of them).
+    """Re-read and check every chunk (or a random ``sample`` fraction of them): its object's metadata
+    and its bytes (:meth:`ChunkStore.check`), all a restore relies on.
 
     Bad or missing chunks are reported in ``errors``, not raised; an unreadable
     or incomplete manifest raises ``ManifestIncomplete``.  ``progress`` gets the
@@ -421,10 +422,11 @@ def verify(manifest_section: BankSection, store: ChunkStore, *, sample: float | 
     errors: list[str] = []
 
     def check(entry: _manifest.Entry) -> tuple[int, str | None]:
+        assert entry.digest is not None
         try:
-            _fetch(store, entry)
+            store.check(entry.digest, entry.length)
         except exceptions.DataIntegrityError as err:
-            return entry.length, str(err)
+            return entry.length, f"chunk {entry.digest} at offset {entry.offset}: {err.kwargs.get('reason', err)}"
         except exceptions.BankObjectNotFound:
             return entry.length, f"chunk {entry.digest} at offset {entry.offset} is missing from the bank"
         return entry.length, None

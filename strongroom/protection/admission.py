@@ -19,7 +19,10 @@ from strongroom.objects.records import CheckpointRecord, Plan
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.providers import Provider
 
-__all__ = ["FIRE_KEY", "bank_unavailable", "check_restore_target", "same_fire", "validate_parameters"]
+__all__ = ["FIRE_KEY", "RUN_REASON", "bank_unavailable", "check_restore_target", "same_fire", "validate_parameters"]
+
+#: The key of ``resources_reason`` that says why a whole restore or verification failed.
+RUN_REASON = "_"
 
 
 def validate_parameters(provider: Provider, parameters: dict[str, Any], schema_name: str, field: str) -> None:
@@ -69,7 +72,17 @@ def same_fire(db: Database, provider: Provider, plan: Plan, extra_info: dict[str
 
 
 def bank_unavailable(provider: Provider, err: BaseException) -> BaseException:
-    """A transient bank failure as a ``ServiceUnavailable`` naming the bank; anything else as it is."""
+    """A bank failure as an error naming the bank and the cause; anything else as it is.
+
+    A transient one becomes ``ServiceUnavailable``; the others keep their class (a full or
+    read-only bank, a damaged object), which says how the API answers.
+    """
+    where = provider.bank_description
     if isinstance(err, exceptions.BankTransientError):
-        return exceptions.ServiceUnavailable(what=provider.bank_description, reason=str(err))
+        return exceptions.ServiceUnavailable(what=where, reason=str(err))
+    if isinstance(err, exceptions.BankError) and not isinstance(err, exceptions.BankObjectNotFound):
+        message = err.message
+        if where in message:
+            return err
+        return type(err)(f"{where}: {message}", **err.kwargs)
     return err

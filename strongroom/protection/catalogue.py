@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Collection
 from typing import Any
@@ -46,6 +47,8 @@ _FINAL_OF: dict[str, str] = {CheckpointStatus.PROTECTING: CheckpointStatus.ERROR
 #: Operation logs a reclaim closes if their run left them open.
 _WRITER_LOGS = frozenset({LoggedOperation.PROTECT, LoggedOperation.DELETE, LoggedOperation.COPY})
 RESET_REASON = "reset by an administrator"
+#: The ``extra_info`` key of a checkpoint that shows its last verification (id, status, at, reason).
+LAST_VERIFICATION = "last_verification"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +67,10 @@ class Reclaim:
         return dataclasses.asdict(self)
 
 
+def _nothing() -> None:
+    """A step with nothing to do."""
+
+
 class CheckpointCatalogue:
     """The life cycle of the checkpoints of one provider's bank, in bank and database."""
 
@@ -75,6 +82,9 @@ class CheckpointCatalogue:
         self.clock = clock
         self.provider_id = provider_id
         self.host = host
+        #: Serialises this process's read-modify-writes of an available checkpoint's index (delete,
+        #: reset, verification records); a delete in another process is seen by its active marker.
+        self._lock = threading.RLock()
 
     @property
     def bank(self) -> Bank:
@@ -110,11 +120,28 @@ class CheckpointCatalogue:
     # -- protect -------------------------------------------------------------------
 
     def begin_protect(self, record: CheckpointRecord) -> CheckpointRecord:
-        """Active marker of the writer, then the index as ``protecting``, then the catalogue row."""
-        if record.owner_id:
-            self._index.mark_active(record.owner_id, record.id, record.project_id, LoggedOperation.PROTECT)
-        self._index.write(record)
-        return self.db.create_checkpoint(record) if self.db is not None else record
+        """Active marker of the writer, then the index as ``protecting``, then the catalogue row.
+
+        If a step fails, what the earlier ones wrote goes again (the row last, so the index first):
+        nothing is left for garbage collection to guess at, unless the bank refuses even that.
+        """
+        marked = indexed = False
+        try:
+            if record.owner_id:
+                self._index.mark_active(record.owner_id, record.id, record.project_id, LoggedOperation.PROTECT)
+                marked = True
+            self._index.write(record)
+            indexed = True
+            return self.db.create_checkpoint(record) if self.db is not None else record
+        except BaseException:
+            try:
+                if indexed:
+                    self._index.remove(record.id)
+                if marked:
+                    self._index.clear_active(str(record.owner_id), record.id)
+            except exceptions.StrongroomError as err:  # its marker is left: garbage collection reclaims it
+                LOG.warning("could not withdraw checkpoint %s after a failed start: %s", record.id, err)
+            raise
 
     def take_over(self, checkpoint_id: str, owner_id: str, operation: LoggedOperation) -> CheckpointRecord:
         """Make ``owner_id`` the writer of an unfinished checkpoint (a job resumed by another worker).
@@ -157,10 +184,15 @@ class CheckpointCatalogue:
         check_transition("Checkpoint", checkpoint_id, record.status, CheckpointStatus.AVAILABLE, CheckpointStatus)
         record.status = CheckpointStatus.AVAILABLE
         record.status_reason = None
-        self._index.write(record)
-        self._index.add_listings(record)
-        if record.owner_id:
-            self._index.clear_active(record.owner_id, checkpoint_id)
+        self._index.write(record)  # the commit: from here on the checkpoint is available
+        try:
+            self._index.add_listings(record)
+            if record.owner_id:
+                self._index.clear_active(record.owner_id, checkpoint_id)
+        except exceptions.BankError as err:
+            # Its marker stays: garbage collection writes the listings and clears it (clear_stale_marker).
+            LOG.warning("checkpoint %s is available; its listings are left to garbage collection: %s",
+                        checkpoint_id, err)
         if self.store.was_reclaimed(checkpoint_id):
             reason = "reclaimed by garbage collection while its writer was publishing it"
             withdrawn = self._move(checkpoint_id, CheckpointStatus.ERROR, reason, force=True)
@@ -170,24 +202,43 @@ class CheckpointCatalogue:
                                         "bytes_done": bytes_done})
         return None
 
-    def fail_protect(self, checkpoint_id: str, reason: str, owner_id: str, bytes_done: int) -> None:
+    def fail_protect(self, checkpoint_id: str, reason: str, owner_id: str, bytes_done: int,
+                     release: Callable[[], None] = _nothing) -> None:
         """End a failed protect: index ``error`` with ``reason`` (kept if garbage collection already
-        failed it), its partial data in reverse write order, ``owner_id``'s marker, then the catalogue.
-        If the bank fails half way, the marker stays and garbage collection finishes the job."""
+        failed it), its partial data in reverse write order, ``release()`` of the chunks only it wrote
+        (a sweep that passes over this checkpoint's own marker), ``owner_id``'s marker, then the catalogue.
+
+        A bank too full to take the index gets its space back first (partial data, chunks), then the
+        index.  If the bank fails half way, the marker stays and garbage collection finishes the job."""
         record = self.store.read(checkpoint_id)
         if record.status != CheckpointStatus.ERROR:
             check_transition("Checkpoint", checkpoint_id, record.status, CheckpointStatus.ERROR, CheckpointStatus)
             record.status = CheckpointStatus.ERROR
             record.status_reason = reason
-            self._index.write(record)
+            try:
+                self._index.write(record)
+            except exceptions.BankFull:
+                self.store.remove_objects(checkpoint_id)
+                release()
+                self._index.write(record)
+                release = _nothing  # released already
         self.store.remove_objects(checkpoint_id)
+        release()
         self._index.clear_active(owner_id, checkpoint_id)
         self._catalogue(checkpoint_id, {"status": CheckpointStatus.ERROR, "status_reason": reason,
                                         "bytes_done": bytes_done})
 
     def fail_unrecorded(self, checkpoint_id: str, status: CheckpointStatus, reason: str) -> None:
-        """The bank could not be told a run's end: the catalogue says so; the bank index still shows the
-        run, and garbage collection reclaims it once the run is over."""
+        """A run's end could not be recorded in full.  If the bank index got as far as a settled status,
+        the catalogue takes it (the bank is the source of truth); if it still shows the run (or cannot be
+        read), the catalogue says ``status``, and garbage collection reclaims the index once the run is over."""
+        try:
+            in_bank = self.store.read(checkpoint_id)
+        except exceptions.StrongroomError:
+            in_bank = None
+        if in_bank is not None and in_bank.status not in RUNNING:
+            self._catalogue(checkpoint_id, {"status": in_bank.status, "status_reason": in_bank.status_reason})
+            return
         self._catalogue(checkpoint_id, {"status": status, "status_reason": reason})
 
     # -- delete ---------------------------------------------------------------------
@@ -198,25 +249,53 @@ class CheckpointCatalogue:
         check_transition("Checkpoint", record.id, record.status, CheckpointStatus.DELETING, CheckpointStatus)
 
     def begin_delete(self, record: CheckpointRecord, owner_id: str) -> CheckpointRecord:
-        """Admit one deleter (the catalogue's compare-and-set), then its marker and the index ``deleting``."""
+        """Admit one deleter (the catalogue's compare-and-set), then its marker and the index ``deleting``.
+
+        If the bank refuses (read-only, full, a damaged index), what was written goes back: the index
+        as it was, the marker, then the row; the checkpoint stays as usable as it was.
+        """
+        with self._lock:
+            return self._begin_delete(record, owner_id)
+
+    def _begin_delete(self, record: CheckpointRecord, owner_id: str) -> CheckpointRecord:
         self.check_may_delete(record)
-        before = record.status
+        before = dataclasses.replace(record)
         if self.db is not None:
             record = self.db.update_checkpoint(record.id, {"status": CheckpointStatus.DELETING,
-                                                           "owner_id": owner_id}, expected_status=[before])
+                                                           "owner_id": owner_id}, expected_status=[before.status])
+        bank_before: CheckpointRecord | None = None
         try:
             bank_view = self.store.read(record.id)
             check_transition("Checkpoint", record.id, bank_view.status, CheckpointStatus.DELETING,
                              CheckpointStatus)
+            unchanged = dataclasses.replace(bank_view)
             self._index.mark_active(owner_id, record.id, bank_view.project_id, LoggedOperation.DELETE)
+            bank_before = unchanged  # from here on the bank holds something to undo
             bank_view.status = CheckpointStatus.DELETING
             bank_view.status_reason = None
             bank_view.owner_id = owner_id
             self._index.write(bank_view)
         except BaseException:
-            self._catalogue(record.id, {"status": before})
+            self.cancel_delete(before, owner_id, bank_before)
             raise
         return record
+
+    def cancel_delete(self, before: CheckpointRecord, owner_id: str,
+                      bank_before: CheckpointRecord | None) -> None:
+        """Undo :meth:`begin_delete` (``before``: the row, ``bank_before``: the index as they were; None:
+        the bank was not written).  If the bank cannot be put back, the row stays ``deleting`` and the
+        marker stays: garbage collection finishes the delete, or reconciles the row with the bank."""
+        if bank_before is not None:
+            try:
+                if self.store.read(before.id).status != bank_before.status:
+                    self._index.write(bank_before)
+                self._index.clear_active(owner_id, before.id)
+            except exceptions.StrongroomError as err:
+                LOG.warning("delete of checkpoint %s could not be undone in the bank; garbage collection "
+                            "settles it: %s", before.id, err)
+                return
+        self._catalogue(before.id, {"status": before.status, "status_reason": before.status_reason,
+                                    "owner_id": before.owner_id})
 
     def unlist(self, checkpoint_id: str) -> None:
         """A delete's first bank step: its listing entries go (readers stop finding it)."""
@@ -245,11 +324,29 @@ class CheckpointCatalogue:
         self._index.clear_active(owner_id, checkpoint_id)
         self._catalogue(checkpoint_id, {"status": CheckpointStatus.ERROR_DELETING, "status_reason": reason})
 
+    # -- verification -------------------------------------------------------------------
+
+    def record_verification(self, checkpoint_id: str, verification: dict[str, Any]) -> bool:
+        """A verification's outcome on the checkpoint, as ``extra_info["last_verification"]``: the bank
+        index first, then the row.  Only an available checkpoint no writer is working on takes it (a
+        delete that started meanwhile wins); returns whether it was recorded.  If the bank refuses the
+        write, neither copy changes."""
+        with self._lock:
+            record = self.store.read(checkpoint_id)
+            if record.status != CheckpointStatus.AVAILABLE or any(
+                    m.checkpoint_id == checkpoint_id for m in self.store.active_markers()):
+                return False
+            record.extra_info = {**record.extra_info, LAST_VERIFICATION: verification}
+            self._index.write(record)
+            self._catalogue(checkpoint_id, {"extra_info": record.extra_info})
+        return True
+
     # -- administrators ---------------------------------------------------------------
 
     def reset(self, checkpoint_id: str, state: CheckpointStatus) -> None:
         """``os-resetState``: an administrator forces the status (no transition check, by design)."""
-        self._move(checkpoint_id, state, RESET_REASON, force=True)
+        with self._lock:
+            self._move(checkpoint_id, state, RESET_REASON, force=True)
 
     # -- garbage collection -------------------------------------------------------------
 
@@ -258,6 +355,10 @@ class CheckpointCatalogue:
         partial data of a failed protect (useless; never an available checkpoint's)."""
         if remove_partial:
             self.store.remove_objects(marker.checkpoint_id)
+        if marker.operation == LoggedOperation.PROTECT:
+            record = self.store.read(marker.checkpoint_id)
+            if record.status == CheckpointStatus.AVAILABLE:  # a publish the bank cut short: finish it
+                self._index.add_listings(record)
         self._index.clear_active(marker.owner_id, marker.checkpoint_id)
 
     def reclaim(self, marker: ActiveMarker, record: CheckpointRecord | None, *, by: str, why: str,
@@ -318,12 +419,13 @@ class CheckpointCatalogue:
                         "objects_removed": reclaim.objects}))
 
     def reconcile(self, running: Collection[str]) -> int:
-        """Catalogue rows left running by a writer that died between the bank and the catalogue take the
-        bank's final status; returns how many were fixed."""
+        """Catalogue rows left running by a writer that died between the bank and the catalogue, or failed
+        by a run that could not tell the bank, take the bank's settled status; returns how many were fixed."""
         if self.db is None:
             return 0
         fixed = 0
-        for status in (CheckpointStatus.PROTECTING, CheckpointStatus.DELETING):
+        for status in (CheckpointStatus.PROTECTING, CheckpointStatus.DELETING, CheckpointStatus.ERROR,
+                       CheckpointStatus.ERROR_DELETING):
             for row in self.db.list_checkpoints(self.provider_id, None, filters={"status": status}):
                 if row.id in running:
                     continue
@@ -331,6 +433,9 @@ class CheckpointCatalogue:
                     in_bank = self.store.read(row.id)
                 except exceptions.NotFound:
                     continue  # a writer between its catalogue row and its index: garbage collection decides
+                except exceptions.BankError as err:
+                    LOG.warning("checkpoint %s cannot be reconciled with the bank: %s", row.id, err)
+                    continue
                 if in_bank.status == row.status or in_bank.status in RUNNING:
                     continue
                 self._catalogue(row.id, {"status": in_bank.status, "status_reason": in_bank.status_reason})

@@ -250,8 +250,13 @@ class GarbageCollector:
                 yield project
             marker = BankLayout.past_project(project)
 
-    def sweep_project(self, project_id: str, dry_run: bool = False, grace: float | None = None) -> Sweep:
-        """Delete the project's unreferenced chunks (see the module docstring for the protocol)."""
+    def sweep_project(self, project_id: str, dry_run: bool = False, grace: float | None = None,
+                      finished: str | None = None) -> Sweep:
+        """Delete the project's unreferenced chunks (see the module docstring for the protocol).
+
+        ``finished``: a checkpoint of the caller's own that has stopped writing (a failed protect
+        releasing its chunks before its marker goes): its marker is not taken for a live writer.
+        """
         result = Sweep(project_id)
         grace_period = self.chunk_grace if grace is None else _dt.timedelta(seconds=grace)
         fence_epoch = self.lease.epoch
@@ -266,7 +271,7 @@ class GarbageCollector:
                 self.sweeping.discard(project_id)
                 raise
         try:
-            writer = self._live_writer(project_id)
+            writer = self._live_writer(project_id, finished)
             if writer is not None:
                 result.skipped = f"checkpoint {writer.checkpoint_id} is being written by {writer.owner_id}"
                 return result
@@ -305,11 +310,13 @@ class GarbageCollector:
             LOG.info("%s: swept %d unreferenced chunk(s) of project %s", self.name, result.removed, project_id)
         return result
 
-    def _live_writer(self, project_id: str) -> ActiveMarker | None:
+    def _live_writer(self, project_id: str, finished: str | None = None) -> ActiveMarker | None:
         cache: dict[str, bool] = {}
         now = self._bank_now()
         for marker in self.store.active_markers():
             if marker.operation not in CHUNK_WRITERS or marker.project_id not in (project_id, None):
+                continue
+            if marker.checkpoint_id == finished and marker.owner_id == self.owner_id:
                 continue
             if self.live(marker, cache, now):
                 return marker

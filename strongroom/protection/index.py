@@ -33,6 +33,10 @@ class BankIndex:
         self.bank.put_json(BankLayout.index_key(record.id), data)
         return record
 
+    def remove(self, checkpoint_id: str) -> None:
+        """Remove an index no catalogue row was made for (a protect that could not start)."""
+        self.bank.delete(BankLayout.index_key(checkpoint_id))
+
     def mark_active(self, owner_id: str, checkpoint_id: str, project_id: str, operation: LoggedOperation) -> None:
         self.bank.put_json(BankLayout.active_key(owner_id, checkpoint_id),
                            {"project_id": project_id, "operation": str(operation)})

@@ -138,14 +138,22 @@ class ProtectionManager:
                              "parameters": the_plan.parameters},
             resource_graph=graph_mod.serialize(roots), extra_info=dict(extra_info or {}),
             bytes_total=total, created_at=self.clock.now())
+        catalogue = self.catalogues.of(provider)
         self.jobs.active.claim(record.id)  # before the active marker exists: it is never taken for an orphan
         try:
-            record = self.catalogues.of(provider).begin_protect(record)
-            log = self.jobs.runner.start_log(OperationKind.PROTECT, ctxt, provider.id, record,
-                                             scheduled_operation_id=scheduled_operation_id)
+            record = catalogue.begin_protect(record)
         except BaseException as err:
             self.jobs.active.release(record.id)
             raise admission.bank_unavailable(provider, err) from err
+        try:
+            log = self.jobs.runner.start_log(OperationKind.PROTECT, ctxt, provider.id, record,
+                                             scheduled_operation_id=scheduled_operation_id)
+        except BaseException as err:
+            try:  # accepted in both copies, but nobody will run it: it ends here, a failure in both
+                catalogue.fail_protect(record.id, f"could not be started: {err}", self.owner_id, 0)
+            finally:
+                self.jobs.active.release(record.id)
+            raise
         self.jobs.submit(Job(OperationKind.PROTECT, ctxt, provider, record, log, fence=fence))
         return record.to_dict()
 
@@ -158,12 +166,20 @@ class ProtectionManager:
         catalogue.check_may_delete(record)  # refused before the lease is even asked for
         fence = self.leases.fence(provider)
         self.jobs.active.claim(checkpoint_id)
+        before = record
         try:
             record = catalogue.begin_delete(record, self.owner_id)
-            log = self.jobs.runner.start_log(OperationKind.DELETE, ctxt, provider.id, record)
         except BaseException as err:
             self.jobs.active.release(checkpoint_id)
             raise admission.bank_unavailable(provider, err) from err
+        try:
+            log = self.jobs.runner.start_log(OperationKind.DELETE, ctxt, provider.id, record)
+        except BaseException:
+            try:  # nobody would run it: the checkpoint goes back to what it was, in both copies
+                catalogue.cancel_delete(before, self.owner_id, bank_before=before)
+            finally:
+                self.jobs.active.release(checkpoint_id)
+            raise
         self.jobs.submit(Job(OperationKind.DELETE, ctxt, provider, record, log, fence=fence))
 
     def reset_checkpoint_state(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
@@ -174,7 +190,10 @@ class ProtectionManager:
             raise exceptions.InvalidInput(reason=f"state must be one of {sorted(RESET_STATES)}, not {state!r}")
         provider = self.registry.get(provider_id)
         self._checkpoint(ctxt, provider, checkpoint_id)
-        self.catalogues.of(provider).reset(checkpoint_id, CheckpointStatus(state))
+        try:
+            self.catalogues.of(provider).reset(checkpoint_id, CheckpointStatus(state))
+        except exceptions.BankError as err:
+            raise admission.bank_unavailable(provider, err) from err
 
     def _checkpoint(self, ctxt: RequestContext, provider: Provider, checkpoint_id: str) -> CheckpointRecord:
         project = None if ctxt.is_admin else ctxt.project_id
@@ -196,7 +215,11 @@ class ProtectionManager:
         try:
             bank_view = self.catalogues.of(provider).read(checkpoint.id)
         except exceptions.BankError as err:
-            raise admission.bank_unavailable(provider, err) from err
+            refused = admission.bank_unavailable(provider, err)
+            # The API keeps the record of a run the service refused for the bank's sake: it says why.
+            self.db.update_restore(restore.id, {"status": "fail", "resources_reason": {
+                **restore.resources_reason, admission.RUN_REASON: str(refused)}})
+            raise refused from err
         if bank_view.status != CheckpointStatus.AVAILABLE:
             raise exceptions.Conflict(reason=f"checkpoint {checkpoint.id} is {bank_view.status}, not available")
         if restore.restore_target:

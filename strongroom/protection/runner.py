@@ -72,9 +72,10 @@ class Runner:
         run = self._run_of(job)
         tracker = ResourceTracker(run.on_resource_change)
         results: dict[str, dict[str, Any]] = {}
-        progress = run.progress()
+        progress = Progress(0, lambda n: None, self.clock)
         error: str | None = None
         try:
+            progress = run.progress()
             run.before_flow()
             roots = graph_mod.deserialize(job.checkpoint.resource_graph)
             flow = build_flow(SPECS[job.kind], roots, self._preparer(run, progress, results), tracker)

@@ -25,6 +25,7 @@ from strongroom.objects.records import Resource
 from strongroom.objects.status import CheckpointStatus, RestoreStatus
 from strongroom.protection import gc
 from strongroom.protection import graph as graph_mod
+from strongroom.protection.admission import RUN_REASON
 from strongroom.protection.catalogue import CheckpointCatalogue
 from strongroom.protection.flows import ResourceTracker
 from strongroom.protection.job import Job
@@ -128,6 +129,25 @@ class _CheckpointRun(Run):
         # The bank may still say protecting/deleting: garbage collection reclaims it once this run is over.
         self.env.catalogue.fail_unrecorded(self.checkpoint_id, CheckpointStatus(self.failure), error)
 
+    def _sweep(self) -> None:
+        """Remove the chunks no manifest references any more, at once (the sweep protocol of ``gc``, which
+        stands down while another writer of the project is live): those of a deleted checkpoint, or
+        those a failed protect wrote that nothing else uses, so that their space comes back now."""
+        job = self.job
+        if job.fence is None:
+            return
+        collector = gc.GarbageCollector(self.env.catalogue, job.fence.keeper.lease, running=self.env.running,
+                                        sweeping=self.env.sweeping, name=job.provider.bank_description)
+        try:
+            sweep = collector.sweep_project(job.checkpoint.project_id, grace=0, finished=self.checkpoint_id)
+        except exceptions.StrongroomError as err:
+            LOG.warning("chunks of %s checkpoint %s are left to garbage collection: %s", self.failure,
+                        self.checkpoint_id, err)
+            return
+        if sweep.skipped:
+            LOG.info("chunks of %s checkpoint %s are left to garbage collection: %s", self.failure,
+                     self.checkpoint_id, sweep.skipped)
+
 
 class ProtectRun(_CheckpointRun):
     kind = OperationKind.PROTECT
@@ -152,7 +172,8 @@ class ProtectRun(_CheckpointRun):
         if error is None:
             error = self._publish(progress)
         if error is not None:
-            catalogue.fail_protect(self.checkpoint_id, error, self.env.owner_id, progress.done)
+            catalogue.fail_protect(self.checkpoint_id, error, self.env.owner_id, progress.done,
+                                   release=self._sweep)
         return error
 
     def _publish(self, progress: Progress) -> str | None:
@@ -193,23 +214,6 @@ class DeleteRun(_CheckpointRun):
         else:
             catalogue.fail_delete(cid, self.env.owner_id, error)
         return error
-
-    def _sweep(self) -> None:
-        """Remove the chunks the deleted checkpoint alone referenced (the sweep protocol of ``gc``)."""
-        job = self.job
-        if job.fence is None:
-            return
-        collector = gc.GarbageCollector(self.env.catalogue, job.fence.keeper.lease, running=self.env.running,
-                                        sweeping=self.env.sweeping, name=job.provider.bank_description)
-        try:
-            sweep = collector.sweep_project(job.checkpoint.project_id, grace=0)
-        except exceptions.StrongroomError as err:
-            LOG.warning("chunks of deleted checkpoint %s are left to garbage collection: %s", self.checkpoint_id,
-                        err)
-            return
-        if sweep.skipped:
-            LOG.info("chunks of deleted checkpoint %s are left to garbage collection: %s",
-                     self.checkpoint_id, sweep.skipped)
 
 
 class _RestoreRecordRun(Run):
@@ -282,17 +286,20 @@ class _RestoreRecordRun(Run):
                error: str | None) -> str | None:
         restore = self.restore
         extra = {**restore.extra_info, self.results_key: self.kept_results(results)}
+        reasons = dict(tracker.reason)
+        if error is not None:
+            reasons[RUN_REASON] = error  # a failed run always says why, whichever step failed
         self.env.db.update_restore(restore.id, {
             "status": self.success if error is None else self.failure, "extra_info": extra,
             "progress": {"bytes_total": progress.total,
                          "bytes_done": progress.total if error is None else progress.done},
-            "resources_status": dict(tracker.status), "resources_reason": dict(tracker.reason)})
+            "resources_status": dict(tracker.status), "resources_reason": reasons})
         return error
 
-
     def record_unrecorded(self, error: str) -> None:
-        # Never left in_progress: the status alone, if even the full record could not be written.
-        self.env.db.update_restore(self.restore.id, {"status": self.failure})
+        # Never left in_progress, nor without a reason, even if the full record could not be written.
+        self.env.db.update_restore(self.restore.id, {
+            "status": self.failure, "resources_reason": {**self.restore.resources_reason, RUN_REASON: error}})
 
 
 class RestoreRun(_RestoreRecordRun):
@@ -309,6 +316,28 @@ class VerifyRun(_RestoreRecordRun):
 
     def kept_results(self, results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in results.items() if v}
+
+    def record(self, tracker: ResourceTracker, results: dict[str, dict[str, Any]], progress: Progress,
+               error: str | None) -> str | None:
+        error = super().record(tracker, results, progress, error)
+        self._show_on_checkpoint(error)
+        return error
+
+    def record_unrecorded(self, error: str) -> None:
+        super().record_unrecorded(error)
+        self._show_on_checkpoint(error)
+
+    def _show_on_checkpoint(self, error: str | None) -> None:
+        """The outcome on the checkpoint too (its ``last_verification``), where a user looks first."""
+        outcome = {"id": self.restore.id, "status": self.success if error is None else self.failure,
+                   "at": self.env.clock.now().isoformat(), "reason": error}
+        try:
+            if not self.env.catalogue.record_verification(self.checkpoint_id, outcome):
+                LOG.info("verification %s is not shown on checkpoint %s: it is no longer available",
+                         self.restore.id, self.checkpoint_id)
+        except exceptions.StrongroomError as err:
+            LOG.warning("verification %s could not be shown on checkpoint %s: %s", self.restore.id,
+                        self.checkpoint_id, err)
 
 
 RUNS: dict[OperationKind, type[Run]] = {run.kind: run for run in (ProtectRun, DeleteRun, RestoreRun, VerifyRun)}

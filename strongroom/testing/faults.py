@@ -11,6 +11,8 @@ flaky store (after kopia's ``blobtesting`` fakes)::
     faulty.inject(Fault.PERMANENT, operations={"put_object"},
                   when=lambda call: call.key.startswith("leases/"))  # by a predicate
     faulty.inject(Fault.TRANSIENT, times=2, after=True)            # the next two answers are lost
+    faulty.inject(Fault.OS_ERROR, errno=errno.ENOSPC,              # a full disk, as a file-backed
+                  operations={"put_object"})                      # bank reports it (BankFull)
     ...
     assert faulty.injected[Fault.TRANSIENT] > 0
 
@@ -27,6 +29,7 @@ import collections
 import dataclasses
 import datetime as _dt
 import enum
+import os
 import random
 import threading
 import time
@@ -47,6 +50,9 @@ class Fault(enum.Enum):
     TRANSIENT = "transient"  #: ``BankTransientError``: a retry may succeed
     PERMANENT = "permanent"  #: ``BankError``: retrying is pointless
     LATENCY = "latency"  #: the call waits ``delay`` seconds, then proceeds
+    #: The ``OSError`` of ``errno`` as a file-backed bank maps it (``exceptions.bank_error_from_os``):
+    #: ``ENOSPC`` is ``BankFull``, ``EROFS`` ``BankNotWritable``, ``EAGAIN`` transient, ``EIO`` a ``BankError``.
+    OS_ERROR = "os-error"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +95,7 @@ class Rule:
     after: bool = False
     delay: float = 0.0
     consume: int = 0
+    errno: int = 0
     #: How many times this rule fired.
     fired: int = 0
 
@@ -129,21 +136,24 @@ class FaultyBank(BankPlugin):
 
     def inject(self, fault: Fault, *, operations: Collection[str] = (), rate: float = 1.0,
                when: Callable[[Call], bool] | None = None, times: int | None = None, after: bool = False,
-               delay: float = 0.0, consume: int = 0) -> Rule:
+               delay: float = 0.0, consume: int = 0, errno: int = 0) -> Rule:
         """Add a rule: inject ``fault`` into calls of ``operations`` (empty: every operation).
 
         It fires on a call with probability ``rate`` (seeded), if ``when(call)``
         holds, at most ``times`` times; ``after`` makes it fire once the call
         took effect.  ``delay`` is the latency of :attr:`Fault.LATENCY`;
-        ``consume`` bytes of a streamed put are read before a fault before it.
+        ``consume`` bytes of a streamed put are read before a fault before it;
+        ``errno`` is the error number of :attr:`Fault.OS_ERROR`.
         """
         unknown = set(operations) - OPERATIONS
         if unknown:
             raise ValueError(f"not bank operations: {sorted(unknown)}")
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"rate must be within [0, 1], not {rate}")
+        if (fault is Fault.OS_ERROR) != bool(errno):
+            raise ValueError("errno is given with Fault.OS_ERROR, and only with it")
         rule = Rule(fault, frozenset(operations), rate=rate, when=when, times=times, after=after,
-                    delay=delay, consume=consume)
+                    delay=delay, consume=consume, errno=errno)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -178,6 +188,9 @@ class FaultyBank(BankPlugin):
         reason = f"injected {rule.fault.value} fault {where} {call.operation} {call.key!r} (call {call.number})"
         if rule.fault is Fault.TRANSIENT:
             raise exceptions.BankTransientError(reason=reason)
+        if rule.fault is Fault.OS_ERROR:
+            cause = os.strerror(rule.errno)
+            raise exceptions.bank_error_from_os(OSError(rule.errno, cause), f"{reason}: {cause}")
         raise exceptions.BankError(reason=reason)
 
     def _run(self, operation: str, key: str, func: Callable[[], T], data: bytes | IO[bytes] | None = None,

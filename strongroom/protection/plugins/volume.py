@@ -208,11 +208,15 @@ def _discard(backend: BlockBackend, volume_id: str) -> None:
 
 
 class VerifyOperation(_VolumeOperation):
+    """Checks all a restore of the volume reads: its saved information, the manifest (header and every
+    part) and each chunk (object metadata and bytes)."""
+
     def on_main(self, ctx: OperationContext) -> None:
         plugin = self.plugin
         sample = ctx.parameters.get("sample")
-        result = datamover.verify(ctx.section.section(MANIFEST_DIR, read_only=True),
-                                  plugin.chunk_store(ctx.bank, ctx.project_id),
+        manifest = ctx.section.section(MANIFEST_DIR, read_only=True)
+        self._check_saved_info(ctx.section, datamover.read_manifest_header(manifest), ctx.resource.key)
+        result = datamover.verify(manifest, plugin.chunk_store(ctx.bank, ctx.project_id),
                                   sample=float(sample) if sample is not None else None,
                                   workers=plugin.workers, progress=ctx.progress)
         ctx.result.update(chunks_checked=result.chunks_checked, bytes_checked=result.bytes_checked)
@@ -220,6 +224,22 @@ class VerifyOperation(_VolumeOperation):
             shown = "; ".join(result.errors[:3])
             more = f" (and {len(result.errors) - 3} more)" if len(result.errors) > 3 else ""
             raise exceptions.DataIntegrityError(what=ctx.resource.key, reason=shown + more)
+
+
+    @staticmethod
+    def _check_saved_info(section: BankSection, header: datamover.ManifestHeader, what: str) -> None:
+        """``metadata.json`` is there, an object, and describes the volume the manifest holds."""
+        try:
+            saved = section.get_json(METADATA)
+        except exceptions.BankObjectNotFound:
+            raise exceptions.DataIntegrityError(what=what, reason=f"{METADATA} is missing") from None
+        except exceptions.BankObjectCorrupt as err:
+            raise exceptions.DataIntegrityError(what=what, reason=f"{METADATA} is corrupt: {err}") from err
+        if not isinstance(saved, dict):
+            raise exceptions.DataIntegrityError(what=what, reason=f"{METADATA} is not a JSON object")
+        if saved.get("size") != header.size:
+            raise exceptions.DataIntegrityError(
+                what=what, reason=f"{METADATA} says size {saved.get('size')!r}, the manifest {header.size}")
 
 
 class DeleteOperation(_VolumeOperation):
