@@ -22,7 +22,7 @@ from oslo_config import cfg
 from oslo_policy import policy as oslo_policy
 
 from strongroom import exceptions
-from strongroom.api import auth, errors, openapi, policy, rules
+from strongroom.api import auth, errors, openapi, policy, rules, schemas
 from strongroom.api.common import ApiRequest
 from strongroom.api.routes import ROUTES, Route
 from strongroom.context import get_context
@@ -92,6 +92,7 @@ class V1App:
 
     def _dispatch(self, http: webob.Request, request_id: str) -> webob.Response:
         route, args = self._match(http)
+        schemas.check_parameters(args)  # 400 naming a path parameter that is no valid id
         project_id = args.pop("project_id")
         identity: auth.Identity | None = http.environ.get(auth.ENV_IDENTITY)
         if identity is None:
