@@ -111,6 +111,16 @@ def check(value: Any, field: str, rule: Rule, **limits: int) -> str:
     return str(value)
 
 
+def file_name(text: str) -> str:
+    """``text`` made a :attr:`Rule.FILE_NAME` (for names built from other names, e.g. a default restore name):
+    '/' and forbidden characters become '_', a leading '.' or '-' is dropped, UTF-8 cut at 200 bytes."""
+    spec = _SPECS[Rule.FILE_NAME]
+    out = _BAD_CHAR.sub("_", text.replace("/", "_")).lstrip(".-") or "_"
+    while len(out.encode("utf-8")) > (spec.max_bytes or spec.max_length):
+        out = out[:-1]
+    return out
+
+
 def string(rule: Rule, *, min_length: int = 1, max_length: int | None = None,
            nullable: bool = False) -> dict[str, Any]:
     """The JSON-schema fragment of a string field obeying ``rule`` (checked fully with :data:`FORMATS`)."""
