@@ -195,8 +195,9 @@ def _rule_message(error: js_exceptions.ValidationError) -> str:
 def describe(error: js_exceptions.ValidationError, root: Sequence[str | int] = ()) -> str:
     """``field: message`` for ``error``; the field is ``root`` + the error's path.
 
-    A name or id rule is told as the rule; under a field that may hold a secret nothing of the
-    value is quoted; elsewhere jsonschema's own message is kept unless it is long.
+    A name or id rule is told as the rule; under a field that may hold a secret, and for an object or
+    array (which may hold one), nothing of the value is quoted; elsewhere jsonschema's own message is
+    kept unless it is long.
     """
     parts: list[str | int] = [*root, *error.absolute_path]
     if error.validator == "required" and isinstance(error.validator_value, list):
@@ -213,7 +214,8 @@ def describe(error: js_exceptions.ValidationError, root: Sequence[str | int] = (
     rule = _rule_of(error.schema)
     if rule is not None and error.validator in ("pattern", "format"):
         return f"{path}: {problem(error.instance, rule, min_length=0) or _SPECS[rule].says}"
-    if is_secret_field(parts) or len(error.message) > 300:
+    if is_secret_field(parts) or isinstance(error.instance, (dict, list)) or len(error.message) > 300:
+        # a container may hold a secret deeper down ({"restore": ["<password>"]}): never quoted either
         return f"{path}: {_rule_message(error)}"
     return f"{path}: {error.message}"
 

@@ -231,6 +231,17 @@ def test_unknown_ids_crossing_rpc_are_not_logged_as_errors(stack: Stack, caplog:
 SECRET = "hunter2-Pa55w0rd"
 
 
+@pytest.mark.parametrize(("body", "field"), [
+    ({"restore": [SECRET]}, "restore"),
+    ({"restore": {**RESTORE["restore"], "restore_auth": None, "parameters": [SECRET]}}, "restore.parameters"),
+    ([{"restore_auth": {"password": SECRET}}], "body"),
+])
+def test_a_malformed_container_is_never_echoed(stack: Stack, body: Any, field: str) -> None:
+    resp = stack.call("POST", "/restores", body=body)
+    assert _message(resp).startswith(f"{field}: ")
+    assert SECRET not in resp.text
+
+
 @pytest.mark.parametrize(("auth", "field"), [
     (SECRET, "restore.restore_auth"),
     ([SECRET], "restore.restore_auth"),
