@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import jsonschema
 
-from strongroom import exceptions
+from strongroom import exceptions, validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +75,15 @@ def check_size(size: Any) -> int:
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise exceptions.InvalidInput(reason=f"volume size must be a positive number of bytes, not {size!r}")
     return size
+
+
+def check_name(name: Any) -> None:
+    """``InvalidInput`` unless ``name`` (given to ``create_volume``) is printable text: a volume's name is
+    shown in listings and logs, so no newline, ESC, NUL or bidi override (:mod:`strongroom.validation`)."""
+    found = validation.problem(name, validation.Rule.NAME)
+    if found is not None:
+        shown = repr(name) if isinstance(name, str) else type(name).__name__
+        raise exceptions.InvalidInput(reason=f"volume name {shown} {found}")
 
 
 def check_range(size: int, offset: int, length: int, what: str) -> None:
@@ -168,7 +177,8 @@ class BlockBackend(abc.ABC):
         """Create an empty (all-zero) volume of ``size`` bytes.
 
         ``name`` may become the id (loopback).  Raises ``VolumeExists`` if a volume
-        with that name/id exists and ``InvalidInput`` for an unusable name.
+        with that name/id exists and ``InvalidInput`` for an unusable name, at least for every name
+        :func:`check_name` refuses (control or bidi characters).
         """
 
     @abc.abstractmethod
