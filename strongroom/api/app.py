@@ -97,6 +97,8 @@ class V1App:
         identity: auth.Identity | None = http.environ.get(auth.ENV_IDENTITY)
         if identity is None:
             raise exceptions.Forbidden(reason="the request was not authenticated")
+        if identity.user_id is not None:  # noauth takes it from X-User-Id; it is stored and logged
+            schemas.check_parameter("X-User-Id", identity.user_id)
         ctx = get_context(project_id, user_id=identity.user_id, roles=list(identity.roles),
                           request_id=request_id)
         ctx.is_admin = rules.is_admin(self._enforcer, ctx)

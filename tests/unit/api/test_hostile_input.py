@@ -197,6 +197,22 @@ def test_id_filters_refuse_path_like_values(stack: Stack, path: str, name: str, 
     assert _message(stack.call("GET", path, params={name: value})).startswith(f"{name}: ")
 
 
+@pytest.mark.parametrize("user", ["a\x85b", "a\x1b[31m", "a\x7f"])
+def test_a_hostile_user_id_header_is_refused(stack: Stack, user: str) -> None:
+    url = urllib.parse.urlsplit(stack.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.putrequest("GET", "/v1/proj-a/plans")
+        conn.putheader("X-Auth-Token", "t")
+        conn.putheader("X-User-Id", user.encode("latin-1"))
+        conn.endheaders()
+        resp = conn.getresponse()
+        assert resp.status == 400
+        assert json.loads(resp.read())["badRequest"]["message"].startswith("X-User-Id: ")
+    finally:
+        conn.close()
+
+
 # -- logs ---------------------------------------------------------------------------------------------------
 
 
