@@ -6,16 +6,29 @@ services use ``rabbit://``.  The same rpcapi/manager code runs on both.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
 from typing import Any
 
 import oslo_messaging as messaging
 from oslo_config import cfg
+from oslo_messaging.rpc import dispatcher
 
 from strongroom import context as sr_context
 from strongroom import exceptions
 
 # Our exceptions cross RPC and are rebuilt on the caller's side.
 ALLOWED_EXMODS = [exceptions.__name__]
+
+#: What an endpoint raises as an answer, not as a failure (the API turns them into 4xx and 503): the
+#: server returns them to the caller and logs them at DEBUG, never at ERROR with a traceback.
+EXPECTED: tuple[type[BaseException], ...] = (
+    exceptions.NotFound, exceptions.InvalidInput, exceptions.Conflict, exceptions.Forbidden,
+    exceptions.ServiceUnavailable,
+)
+
+LOG = logging.getLogger(__name__)
 
 
 def _register_messaging_opts(conf: cfg.ConfigOpts) -> None:
@@ -69,9 +82,39 @@ def get_client(transport: messaging.Transport, topic: str, version: str = "1.0",
     return messaging.get_rpc_client(transport, target, serializer=ContextSerializer(), timeout=timeout)
 
 
+class ExpectedErrors:
+    """An endpoint whose public methods raise :data:`EXPECTED` errors as oslo.messaging's expected ones.
+
+    oslo.messaging logs every other exception an endpoint raises at ERROR with its traceback; a 404
+    is an answer, not a fault of the service.  The caller still receives the original exception.
+    """
+
+    def __init__(self, endpoint: Any) -> None:
+        self._endpoint = endpoint
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._endpoint, name)
+        if name.startswith("_") or not inspect.isroutine(value):  # e.g. ``target``, a callable Target
+            return value
+
+        @functools.wraps(value)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return value(*args, **kwargs)
+            except EXPECTED as err:
+                LOG.debug("RPC %s answered %s: %s", name, type(err).__name__, err)
+                raise dispatcher.ExpectedException() from err
+
+        return call
+
+    def __repr__(self) -> str:
+        return f"ExpectedErrors({self._endpoint!r})"
+
+
 def get_server(transport: messaging.Transport, topic: str, host: str,
                endpoints: list[Any]) -> messaging.RPCServer:
+    """An RPC server of ``endpoints``; their :data:`EXPECTED` errors are not logged as failures."""
     target = messaging.Target(topic=topic, server=host)
-    return messaging.get_rpc_server(transport, target, endpoints, executor="threading",
-                                    serializer=ContextSerializer(),
+    return messaging.get_rpc_server(transport, target, [ExpectedErrors(e) for e in endpoints],
+                                    executor="threading", serializer=ContextSerializer(),
                                     access_policy=messaging.DefaultRPCAccessPolicy)

@@ -22,7 +22,7 @@ from oslo_config import cfg
 from oslo_policy import policy as oslo_policy
 
 from strongroom import exceptions
-from strongroom.api import auth, errors, openapi, policy, rules
+from strongroom.api import auth, errors, openapi, policy, rules, schemas
 from strongroom.api.common import ApiRequest
 from strongroom.api.routes import ROUTES, Route
 from strongroom.context import get_context
@@ -92,10 +92,13 @@ class V1App:
 
     def _dispatch(self, http: webob.Request, request_id: str) -> webob.Response:
         route, args = self._match(http)
+        schemas.check_parameters(args)  # 400 naming a path parameter that is no valid id
         project_id = args.pop("project_id")
         identity: auth.Identity | None = http.environ.get(auth.ENV_IDENTITY)
         if identity is None:
             raise exceptions.Forbidden(reason="the request was not authenticated")
+        if identity.user_id is not None:  # noauth takes it from X-User-Id; it is stored and logged
+            schemas.check_parameter("X-User-Id", identity.user_id)
         ctx = get_context(project_id, user_id=identity.user_id, roles=list(identity.roles),
                           request_id=request_id)
         ctx.is_admin = rules.is_admin(self._enforcer, ctx)

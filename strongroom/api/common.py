@@ -159,8 +159,16 @@ def sort_param(req: ApiRequest, allowed: Sequence[str],
 
 
 def filter_params(req: ApiRequest, allowed: Sequence[str]) -> dict[str, Any]:
-    """The query parameters named in ``allowed`` (others, e.g. ``limit``, are not filters)."""
-    return {key: req.params[key] for key in allowed if req.params.get(key) not in (None, "")}
+    """The query parameters named in ``allowed`` (others, e.g. ``limit``, are not filters); 400 naming a
+    filter whose value breaks its rule (:data:`strongroom.api.schemas.PARAMETERS`)."""
+    return {key: schemas.check_parameter(key, req.params[key])
+            for key in allowed if req.params.get(key) not in (None, "")}
+
+
+def query_param(req: ApiRequest, name: str) -> str | None:
+    """One query parameter checked like a filter, or None when absent or empty."""
+    raw = req.params.get(name)
+    return schemas.check_parameter(name, raw) if raw else None
 
 
 def date_param(req: ApiRequest, name: str) -> _dt.date | None:

@@ -2,25 +2,40 @@
 
 A failed validation raises :class:`strongroom.api.errors.BadRequest` with a message such as
 ``plan.resources[0].type: 'type' is a required property``.  Unknown keys are rejected, not ignored.
+Every name and id field uses the rules of :mod:`strongroom.validation` (no control or bidi characters,
+ids of a safe charset, ``restore_name`` a file name); so do the path parameters and query filters
+(:func:`check_parameter`).  A message never quotes what was sent under a field that may hold a secret
+(``restore_auth``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
-import jsonschema
-from jsonschema import exceptions as js_exceptions
-
+from strongroom import exceptions
 from strongroom.api.errors import BadRequest
+from strongroom.validation import Rule, check, describe, first_error, string
 
-_uuidish = {"type": "string", "minLength": 1, "maxLength": 255}
-_name = {"type": "string", "minLength": 1, "maxLength": 255}
-_description = {"type": ["string", "null"], "maxLength": 1023}
-_free_object = {"type": "object"}
+_id = string(Rule.ID)
+_name = string(Rule.NAME)
+_optional_name = string(Rule.NAME, min_length=0)
+_description = string(Rule.TEXT, min_length=0, max_length=1023, nullable=True)
+_free_object = {"type": "object", "propertyNames": _name}
 
 # Plan parameters: keyed by "type" or "type#id", each an object of plugin options.
-_parameters = {"type": "object", "additionalProperties": {"type": "object"}}
+_parameters = {"type": "object", "propertyNames": _name, "additionalProperties": _free_object}
+# Restore parameters: the same, and ``restore_name`` (Karbor's name of the restored resource) is a file name.
+_restore_parameters = {**_parameters, "additionalProperties": {
+    **_free_object, "properties": {"restore_name": string(Rule.FILE_NAME)}}}
+
+#: The rule of each path parameter and query filter; any other parameter is a name.
+PARAMETERS: dict[str, Rule] = {
+    **{key: Rule.ID for key in (
+        "project_id", "provider_id", "checkpoint_id", "plan_id", "restore_id", "verification_id",
+        "operation_log_id", "trigger_id", "scheduled_operation_id", "service_id", "protectable_type")},
+    "instance_id": Rule.SEGMENT,
+}
 
 
 def _closed(properties: dict[str, Any], *, required: list[str] | None = None, **counts: int) -> dict[str, Any]:
@@ -37,16 +52,16 @@ def _wrapped(key: str, inner: dict[str, Any]) -> dict[str, Any]:
 
 
 RESOURCE: dict[str, Any] = _closed({
-    "id": {"type": "string", "minLength": 1, "maxLength": 255},
-    "type": {"type": "string", "minLength": 1, "maxLength": 255},
-    "name": {"type": "string", "maxLength": 255},
+    "id": string(Rule.SEGMENT),
+    "type": _id,
+    "name": _optional_name,
     "extra_info": {"type": ["object", "null"]},
 }, required=["id", "type"])
 
 PLAN_CREATE: dict[str, Any] = _wrapped("plan", _closed({
     "name": _name,
     "description": _description,
-    "provider_id": _uuidish,
+    "provider_id": _id,
     "parameters": _parameters,
     "resources": {"type": "array", "items": RESOURCE, "minItems": 1},
 }, required=["name", "provider_id", "resources"]))
@@ -60,7 +75,7 @@ PLAN_UPDATE: dict[str, Any] = _wrapped("plan", _closed({
 }, minProperties=1))
 
 CHECKPOINT_CREATE: dict[str, Any] = _wrapped("checkpoint", _closed({
-    "plan_id": _uuidish,
+    "plan_id": _id,
     "extra_info": {"type": ["object", "null"]},
     "extra-info": {"type": ["object", "null"]},  # the spelling Karbor's client sends
 }, required=["plan_id"]))
@@ -69,37 +84,37 @@ CHECKPOINT_RESET_STATE: dict[str, Any] = _wrapped("os-resetState", _closed(
     {"state": {"type": "string", "enum": ["available", "error"]}}, required=["state"]))
 
 CHECKPOINT_ACTION: dict[str, Any] = _closed({
-    "copy": _closed({"plan_id": _uuidish, "parameters": _free_object}, required=["plan_id"]),
+    "copy": _closed({"plan_id": _id, "parameters": _free_object}, required=["plan_id"]),
 }, minProperties=1, maxProperties=1)
 
 RESTORE_AUTH: dict[str, Any] = {**_closed({
     "type": {"type": "string", "enum": ["password"]},
-    "username": {"type": "string", "maxLength": 255},
+    "username": _optional_name,
     "password": {"type": "string", "maxLength": 255},
 }), "type": ["object", "null"]}
 
 RESTORE_CREATE: dict[str, Any] = _wrapped("restore", _closed({
-    "provider_id": _uuidish,
-    "checkpoint_id": _uuidish,
-    "restore_target": {"type": ["string", "null"], "maxLength": 255},
+    "provider_id": _id,
+    "checkpoint_id": _id,
+    "restore_target": string(Rule.NAME, min_length=0, nullable=True),
     "restore_auth": RESTORE_AUTH,
-    "parameters": _parameters,
+    "parameters": _restore_parameters,
 }, required=["provider_id", "checkpoint_id"]))
 
 VERIFICATION_CREATE: dict[str, Any] = _wrapped("verification", _closed({
-    "provider_id": _uuidish,
-    "checkpoint_id": _uuidish,
+    "provider_id": _id,
+    "checkpoint_id": _id,
     "parameters": _parameters,
 }, required=["provider_id", "checkpoint_id"]))
 
 # -- scheduling -----------------------------------------------------------------
 
 _seconds = {"type": ["integer", "string", "null"]}  # Karbor's samples send the window as a string
-_time = {"type": ["string", "null"], "maxLength": 64}
+_time = string(Rule.NAME, min_length=0, max_length=64, nullable=True)
 
 TRIGGER_PROPERTIES: dict[str, Any] = _closed({
     "format": {"type": "string", "enum": ["crontab", "calendar"]},
-    "pattern": {"type": "string", "minLength": 1, "maxLength": 4096},
+    "pattern": string(Rule.TEXT, max_length=4096),  # a calendar (iCal) pattern has several lines
     "start_time": _time,
     "end_time": _time,
     "window": _seconds,
@@ -117,8 +132,8 @@ TRIGGER_UPDATE: dict[str, Any] = _wrapped("trigger_info", _closed(
 _count = {"type": ["integer", "string", "null"]}  # Karbor accepted "3" as well as 3
 
 OPERATION_DEFINITION: dict[str, Any] = _closed({
-    "provider_id": _uuidish,
-    "plan_id": _uuidish,
+    "provider_id": _id,
+    "plan_id": _id,
     "max_backups": _count,
     "retention_duration": _count,
     **{key: {"type": ["integer", "null"]} for key in (
@@ -129,7 +144,7 @@ SCHEDULED_OPERATION_CREATE: dict[str, Any] = _wrapped("scheduled_operation", _cl
     "name": _name,
     "description": _description,
     "operation_type": {"type": "string", "enum": ["protect", "retention_protect"]},
-    "trigger_id": _uuidish,
+    "trigger_id": _id,
     "operation_definition": OPERATION_DEFINITION,
 }, required=["name", "operation_type", "trigger_id", "operation_definition"]))
 
@@ -141,7 +156,7 @@ SCHEDULED_OPERATION_ACTION: dict[str, Any] = _closed({
 # Karbor's body is not wrapped: {"status": "disabled", "disabled_reason": "..."}.
 SERVICE_UPDATE: dict[str, Any] = _closed({
     "status": {"type": "string", "enum": ["enabled", "disabled"]},
-    "disabled_reason": {"type": ["string", "null"], "maxLength": 255},
+    "disabled_reason": string(Rule.NAME, min_length=0, nullable=True),
 }, required=["status"])
 
 ALL: dict[str, dict[str, Any]] = {
@@ -160,40 +175,22 @@ ALL: dict[str, dict[str, Any]] = {
 }
 
 
-def json_path(parts: Iterable[str | int]) -> str:
-    """``["plan", "resources", 0, "type"]`` -> ``plan.resources[0].type``."""
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _describe(error: js_exceptions.ValidationError) -> str:
-    parts: list[str | int] = list(error.absolute_path)
-    if error.validator == "required" and isinstance(error.validator_value, list):
-        instance = error.instance if isinstance(error.instance, dict) else {}
-        missing = [name for name in error.validator_value if name not in instance]
-        if missing:
-            parts.append(missing[0])
-    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = set(error.schema.get("properties", {}))
-        extra = sorted(k for k in error.instance if k not in known)
-        if extra:
-            parts.append(extra[0])
-            return f"{json_path(parts)}: unknown field {extra[0]!r}"
-    path = json_path(parts) or "body"
-    if len(error.message) > 300:  # never echo a huge instance back
-        return f"{path}: failed {error.validator!r} validation"
-    return f"{path}: {error.message}"
-
-
 def validate(schema: dict[str, Any], body: Any) -> None:
     """Raise :class:`BadRequest` naming the first offending field (deterministically chosen)."""
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(body), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
-    if errors:
-        best = js_exceptions.best_match(errors)
-        raise BadRequest(reason=_describe(best))
+    error = first_error(schema, body)
+    if error is not None:
+        raise BadRequest(reason=describe(error))
+
+
+def check_parameter(name: str, value: str) -> str:
+    """``value`` of path parameter or query filter ``name`` if it obeys its rule, else 400 naming it."""
+    try:
+        return check(value, name, PARAMETERS.get(name, Rule.NAME))
+    except exceptions.InvalidInput as err:
+        raise BadRequest(reason=err.kwargs["reason"]) from None
+
+
+def check_parameters(values: Mapping[str, str]) -> None:
+    """:func:`check_parameter` for each of ``values`` (the path parameters of a request)."""
+    for name, value in values.items():
+        check_parameter(name, value)

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 import jsonschema
 
-from strongroom import exceptions
+from strongroom import exceptions, validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +111,15 @@ def check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
                     reason=f"snapshot tag {key!r}: keys and values must be strings of 1 to "
                     f"{MAX_TAG_LENGTH} characters, not {what!r}")
     return out
+
+
+def check_name(name: Any) -> None:
+    """``InvalidInput`` unless ``name`` (given to ``create_volume``) is printable text: a volume's name is
+    shown in listings and logs, so no newline, ESC, NUL or bidi override (:mod:`strongroom.validation`)."""
+    found = validation.problem(name, validation.Rule.NAME)
+    if found is not None:
+        shown = repr(name) if isinstance(name, str) else type(name).__name__
+        raise exceptions.InvalidInput(reason=f"volume name {shown} {found}")
 
 
 def check_range(size: int, offset: int, length: int, what: str) -> None:
@@ -204,7 +213,8 @@ class BlockBackend(abc.ABC):
         """Create an empty (all-zero) volume of ``size`` bytes.
 
         ``name`` may become the id (loopback).  Raises ``VolumeExists`` if a volume
-        with that name/id exists (staged or not) and ``InvalidInput`` for an unusable name.
+        with that name/id exists (staged or not) and ``InvalidInput`` for an unusable name, at least for every name
+        :func:`check_name` refuses (control or bidi characters).
 
         With ``staged=True`` the volume is made for its writer alone: its writer and
         reader open by its id, but ``list_volumes``, ``get_volume`` and

@@ -35,6 +35,7 @@ from strongroom.block.base import (
     PoolStats,
     Snapshot,
     Volume,
+    check_name,
     check_range,
     check_size,
     check_tags,
@@ -189,6 +190,8 @@ class MemoryBlockBackend(BlockBackend):
 
     def create_volume(self, size: int, name: str | None = None, *, staged: bool = False) -> Volume:
         check_size(size)
+        if name is not None:
+            check_name(name)
         if name is not None and (not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH):
             raise exceptions.InvalidInput(
                 reason=f"volume name {name!r} must be a non-empty string "

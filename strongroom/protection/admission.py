@@ -10,9 +10,7 @@ import contextlib
 import datetime as _dt
 from typing import Any
 
-import jsonschema
-
-from strongroom import exceptions
+from strongroom import exceptions, validation
 from strongroom.db.api import Database
 from strongroom.objects.kinds import FIRE_KEY
 from strongroom.objects.records import CheckpointRecord, Plan
@@ -35,10 +33,9 @@ def validate_parameters(provider: Provider, parameters: dict[str, Any], schema_n
         if plugin is None:
             raise exceptions.InvalidInput(
                 reason=f"{field}.{key}: provider {provider.name} has no plugin for resource type {rtype!r}")
-        validator = jsonschema.Draft202012Validator(getattr(plugin, schema_name))
-        for err in validator.iter_errors(value):
-            path = ".".join(str(p) for p in err.path)
-            raise exceptions.InvalidInput(reason=f"{field}.{key}{'.' + path if path else ''}: {err.message}")
+        err = validation.first_error(getattr(plugin, schema_name), value)
+        if err is not None:  # names the field, never quotes a secret or a name's bad characters
+            raise exceptions.InvalidInput(reason=validation.describe(err, [field, key]))
 
 
 def check_restore_target(provider: Provider, checkpoint: CheckpointRecord) -> None:

@@ -165,6 +165,13 @@ class BlockBackendConformance(StagingConformance):
         ids = [v.id for v in backend.list_volumes()]
         assert ids == sorted(ids)
 
+    @pytest.mark.parametrize("name", ["a\nb", "x\nERROR forged", "a\x1b[31m", "a\x00b", "a\x85b", "txt\u202egpj"])
+    def test_unprintable_names_refused(self, backend: BlockBackend, name: str) -> None:
+        """A volume's name is shown in listings and logs: control and bidi characters are refused."""
+        with pytest.raises(exceptions.InvalidInput):
+            backend.create_volume(MiB, name=name)
+        assert all(v.name != name for v in backend.list_volumes())
+
     def test_named_volume_and_duplicate_name(self, backend: BlockBackend) -> None:
         volume = backend.create_volume(MiB, name="conformance-named")
         assert volume.name == "conformance-named"

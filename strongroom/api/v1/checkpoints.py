@@ -57,7 +57,7 @@ def create(req: ApiRequest, provider_id: str) -> Result:
 def index(req: ApiRequest, provider_id: str) -> Result:
     req.authorize("checkpoint:get_all")
     project: str | None = req.list_scope()
-    wanted_project = req.params.get("project_id")
+    wanted_project = common.query_param(req, "project_id")
     if wanted_project and wanted_project != req.project_id:
         req.authorize("all_tenants")
         project = wanted_project

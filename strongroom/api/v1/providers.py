@@ -32,7 +32,7 @@ def index(req: ApiRequest) -> Result:
     req.authorize("provider:get_all")
     limit = common.limit_param(req)
     providers = [view(p) for p in req.protection.list_providers(req.ctx)]
-    name = req.params.get("name")
+    name = common.query_param(req, "name")
     if name:
         providers = [p for p in providers if p["name"] == name]
     page = common.paginate_in_memory(providers, lambda p: str(p["id"]), common.marker_param(req), limit,

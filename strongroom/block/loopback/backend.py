@@ -189,6 +189,10 @@ class LoopbackBackend(BlockBackend):
                     continue
                 if staged and name_of_staged(entry.name) is None:
                     continue
+                if not is_safe_id(entry.name):  # e.g. a newline or a bidi override: never shown nor logged raw
+                    LOG.warning("loopback directory %s: ignoring file %r, whose name is not a usable volume name",
+                                self.path, entry.name)
+                    continue
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:  # removed while listing

@@ -2,7 +2,8 @@
 
 ::
 
-    <name>                      a volume: every regular file whose name does not start with '.'
+    <name>                      a volume: every regular file whose name does not start with '.' and is a
+                                usable volume name (:func:`validate_name`; others are ignored and logged)
     .staged-<name>              a staged volume (being restored), published by a link to <name>
     .snapshots/<id>             a snapshot image (reflink clone or sparse copy of its volume)
     .snapshots/<id>.json        its sidecar: {"volume_id", "size", "created_at", "method", "tags"}
@@ -25,7 +26,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from strongroom import exceptions
+from strongroom import exceptions, validation
 
 SNAPSHOT_DIR = ".snapshots"
 MAX_NAME_BYTES = 200
@@ -53,6 +54,9 @@ def validate_name(name: Any) -> str:
         raise exceptions.InvalidInput(
             reason=f"volume name {name!r} is {len(encoded)} bytes long; at most {MAX_NAME_BYTES} are allowed"
         )
+    unprintable = validation.problem(name, validation.Rule.SEGMENT)  # no newline, ESC, bidi override...
+    if unprintable is not None:
+        raise exceptions.InvalidInput(reason=f"volume name {name!r} {unprintable}")
     return name
 
 

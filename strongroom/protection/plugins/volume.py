@@ -22,7 +22,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from strongroom import datamover, exceptions
+from strongroom import datamover, exceptions, validation
 from strongroom.bank_plugins import Bank, BankSection
 from strongroom.bank_plugins.layout import MANIFEST_HEADER, RESOURCE_DATA, RESOURCE_METADATA, BankLayout
 from strongroom.block import BlockBackend
@@ -69,7 +69,7 @@ class VolumeProtectionPlugin(ProtectionPlugin):
         "title": "Volume restore parameters",
         "type": "object",
         "properties": {
-            "restore_name": {"type": "string", "minLength": 1, "maxLength": 200,
+            "restore_name": {**validation.string(validation.Rule.FILE_NAME),
                              "description": "Name of the new volume (default: <name>-restore-<checkpoint>)"},
         },
         "additionalProperties": False,
@@ -179,8 +179,8 @@ class RestoreOperation(_VolumeOperation):
         backend = plugin.backend
         manifest = ctx.section.section(MANIFEST_DIR, read_only=True)
         header = datamover.read_manifest_header(manifest)
-        name = str(ctx.parameters.get("restore_name") or
-                                       f"{ctx.resource.name or ctx.resource.id}-restore-{ctx.checkpoint_id[:8]}")
+        name = str(ctx.parameters.get("restore_name") or validation.file_name(
+            f"{ctx.resource.name or ctx.resource.id}-restore-{ctx.checkpoint_id[:8]}"))
         stale = ctx.resume_state.get("volume_id")
         if stale:  # an interrupted earlier attempt staged it: start over
             backend.discard_volume(str(stale))

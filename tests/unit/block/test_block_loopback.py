@@ -158,6 +158,28 @@ def test_name_validation(backend: LoopbackBackend, images: pathlib.Path, name: s
     assert backend.list_volumes() == []
 
 
+@pytest.mark.parametrize("name", ["a\nb", "x\nERROR forged", "a\x1b[31m", "a\x7fb", "a\x85b", "txt\u202egpj.exe",
+                                  "a\u2066b"])
+def test_unprintable_names_are_refused(backend: LoopbackBackend, name: str) -> None:
+    with pytest.raises(exceptions.InvalidInput) as info:
+        backend.create_volume(MiB, name=name)
+    assert "control or bidirectional-override characters" in str(info.value)
+    assert name not in str(info.value)  # shown escaped
+    assert backend.list_volumes() == []
+
+
+def test_files_with_unprintable_names_are_not_volumes(backend: LoopbackBackend, images: pathlib.Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A file copied in with a newline in its name is never listed (nor shown raw in the log)."""
+    (images / "evil\nERROR forged").write_bytes(b"x")
+    (images / "fine.img").write_bytes(b"x")
+    assert [v.id for v in backend.list_volumes()] == ["fine.img"]
+    assert "ignoring file 'evil\\nERROR forged'" in caplog.text
+    assert "\nERROR forged" not in caplog.text
+    with pytest.raises(exceptions.VolumeNotFound):
+        backend.get_volume("evil\nERROR forged")
+
+
 def test_longest_allowed_name(backend: LoopbackBackend) -> None:
     assert backend.create_volume(MiB, name="x" * 200).id == "x" * 200
 

@@ -219,3 +219,17 @@ def test_a_scheduled_fire_protects_once_however_often_it_is_sent(engine: Protect
     engine.wait_idle()
     assert again["id"] == first["id"] != other["id"]
     assert len(engine.db.list_checkpoints(PROVIDER, "proj", filters={"plan_id": plan.id})) == 2
+
+
+@pytest.mark.parametrize("name", ["../..", "/etc/passwd", ".", "..", ".hidden", "-rf", "a\x00b", "x\nERROR forged",
+                                  "txt\u202egpj.exe", "é" * 101])
+def test_restore_refuses_a_path_like_or_unprintable_name_before_it_starts(engine: ProtectionManager,
+                                                                          name: str) -> None:
+    cid = protect(engine, plan_for(engine, make_volume(engine, "v1", b"abc")))
+    engine.db.create_restore(Restore(id="named", project_id="proj", provider_id=PROVIDER, checkpoint_id=cid,
+                                     parameters={"OS::Cinder::Volume": {"restore_name": name}}))
+    with pytest.raises(exceptions.InvalidInput) as info:
+        engine.restore(CTX, "named")
+    assert info.value.kwargs["reason"].startswith("parameters.OS::Cinder::Volume.restore_name: ")
+    assert len(name) < 3 or name not in info.value.message
+    assert engine.db.list_operation_logs("proj", filters={"restore_id": "named"}) == []
