@@ -27,6 +27,7 @@ from strongroom.block.loopback.clone import clone_or_copy
 from strongroom.block.loopback.handles import LoopbackReader, LoopbackWriter
 from strongroom.block.loopback.layout import (
     SNAPSHOT_DIR,
+    STAGED_PREFIX,
     SnapshotFiles,
     create_locked,
     is_safe_id,
@@ -187,9 +188,11 @@ class LoopbackBackend(BlockBackend):
             for entry in entries:
                 if entry.name.startswith(".") != staged or not entry.is_file(follow_symlinks=False):
                     continue
-                if staged and name_of_staged(entry.name) is None:
-                    continue
-                if not is_safe_id(entry.name):  # e.g. a newline or a bidi override: never shown nor logged raw
+                if staged and not entry.name.startswith(STAGED_PREFIX):
+                    continue  # another hidden file of the backend's own
+                # A staged volume's id is the prefix and the name it will be published as.
+                name = entry.name[len(STAGED_PREFIX):] if staged else entry.name
+                if not is_safe_id(name):  # e.g. a newline or a bidi override: never shown nor logged raw
                     LOG.warning("loopback directory %s: ignoring file %r, whose name is not a usable volume name",
                                 self.path, entry.name)
                     continue
