@@ -208,7 +208,10 @@ def test_a_hostile_user_id_header_is_refused(stack: Stack, user: str) -> None:
         conn.endheaders()
         resp = conn.getresponse()
         assert resp.status == 400
-        assert json.loads(resp.read())["badRequest"]["message"].startswith("X-User-Id: ")
+        message = json.loads(resp.read())["badRequest"]["message"]
+        # The HTTP server itself refuses a header holding an ASCII control character (RFC 9110); what it lets
+        # through (C1 characters are valid latin-1 header text) the API refuses naming the header.
+        assert message.startswith("X-User-Id: ") or (user != "a\x85b" and "Invalid header" in message), message
     finally:
         conn.close()
 
