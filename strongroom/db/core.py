@@ -272,7 +272,8 @@ class Core:
         self.engine  # noqa: B018 - creates the session factories
         factory = self._write_sessions if write else self._read_sessions
         assert factory is not None
-        with self._serialized(), self.errors(), factory() as session, session.begin():
+        writing = self._driver.writing() if write else contextlib.nullcontext()
+        with self._serialized(), writing, self.errors(), factory() as session, session.begin():
             yield session
 
     def write(self, fn: Callable[[orm.Session], T], *, retry_on: tuple[type[Exception], ...] = (),

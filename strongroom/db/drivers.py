@@ -9,8 +9,11 @@ every thread).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import threading
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -63,6 +66,33 @@ class PersistenceDriver:
         """False when the database certainly does not exist yet (no need to connect)."""
         return True
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held around every write transaction (nothing to hold for a server that locks rows itself)."""
+        yield
+
+
+class _WriterQueues:
+    """One re-entrant lock per sqlite file, shared by every engine of this process that writes to it.
+
+    sqlite lets one writer in at a time; the others wait in its busy handler, which sleeps 1 to 100 ms
+    between tries whether or not the lock came free meanwhile.  Writers of the same process queue on a
+    lock instead and go in the moment the previous one commits; other processes still meet the busy
+    handler (``busy_timeout``).
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.RLock] = {}
+
+    def lock_for(self, path: str) -> threading.RLock:
+        key = os.path.realpath(path)
+        with self._guard:
+            return self._locks.setdefault(key, threading.RLock())
+
+
+_WRITERS = _WriterQueues()
+
 
 class SQLiteDriver(PersistenceDriver):
     """A sqlite file: WAL, ``busy_timeout``, foreign keys, BEGIN IMMEDIATE for writes."""
@@ -84,6 +114,22 @@ class SQLiteDriver(PersistenceDriver):
     @property
     def serialized(self) -> bool:
         return self.in_memory
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        path = self.path
+        if path is None:
+            yield
+            return
+        lock = _WRITERS.lock_for(path)
+        if not lock.acquire(timeout=self.busy_timeout_ms / 1000):
+            raise exceptions.ServiceUnavailable(
+                what=f"metadata store {path}",
+                reason=f"another writer of this process held it for over {self.busy_timeout_ms // 1000} s")
+        try:
+            yield
+        finally:
+            lock.release()
 
     def engine_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,3 +93,43 @@ def test_memory_database_is_shared_by_threads() -> None:
         assert seen == [4]
     finally:
         database.dispose()
+
+
+def test_sqlite_writers_of_one_process_queue_for_the_file(tmp_path: Path) -> None:
+    """Two stores on one sqlite file, eight writers each: every write lands, none meets SQLITE_BUSY; a writer
+    stuck past the busy timeout makes the next one a 503-class error naming the file, not a hang."""
+    from strongroom.db import drivers
+
+    url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    stores = [Database(url), Database(url)]
+    stores[0].sync()
+    try:
+        results, errors = _race(16, lambda i: stores[i % 2].create_checkpoint(CheckpointRecord(
+            id=str(uuid.uuid4()), provider_id=PROVIDER, project_id=f"p{i}", status="protecting")))
+        assert errors == [] and len(results) == 16
+        assert len(stores[1].list_checkpoints(None, None)) == 16
+
+        holder = drivers.driver_for(url)
+        waiter = drivers.driver_for(url)
+        waiter.busy_timeout_ms = 200
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with holder.writing():
+                held.set()
+                release.wait(10)
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        assert held.wait(10)
+        try:
+            with pytest.raises(exceptions.ServiceUnavailable, match="shared.sqlite"), waiter.writing():
+                pass
+        finally:
+            release.set()
+            thread.join(10)
+        with waiter.writing():  # free again
+            pass
+    finally:
+        for store in stores:
+            store.dispose()
