@@ -163,7 +163,9 @@ class Invariants:
     def no_leaked_snapshot(self) -> list[Failure]:
         """The loopback backend's snapshot directory is empty once no protect runs."""
         left = sorted(_files(self.service.volumes / SNAPSHOT_DIR))
-        return [Failure(SNAPSHOTS, f"{len(left)} file(s) left under {SNAPSHOT_DIR}: {', '.join(left[:3])}")] if left else []
+        if not left:
+            return []
+        return [Failure(SNAPSHOTS, f"{len(left)} file(s) left under {SNAPSHOT_DIR}: {', '.join(left[:3])}")]
 
     def no_partial_target(self) -> list[Failure]:
         """The volumes directory holds the protected sources and nothing else: no staged, hidden or half

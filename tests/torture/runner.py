@@ -91,6 +91,8 @@ class Observation:
     status: str
     fraction: float | None = None
     at: float = dataclasses.field(default_factory=time.monotonic)
+    #: How long the run had gone when seen, against its expected duration.
+    note: str = ""
 
 
 class Torture:
@@ -175,7 +177,7 @@ class Torture:
         if after["status"] == "available":
             self.pool.append(cid)
         return self._judged(number, "protect", seen, interrupted,
-                            f"{seen.status} before, {after['status']} after", cid, seen.fraction)
+                            _evidence(seen, after["status"]), cid, seen.fraction)
 
     def _restore(self, number: int) -> Trial:
         cid = self.rng.choice(self.pool)
@@ -189,7 +191,7 @@ class Torture:
         self._kill_and_restart()
         after = self._get(f"restores/{rid}", "restore")
         trial = self._judged(number, "restore", seen, self._run_interrupted(after),
-                             f"{seen.status} before, {after['status']} after", cid, seen.fraction)
+                             _evidence(seen, after["status"]), cid, seen.fraction)
         target = self.service.volumes / name
         if after["status"] == "success":  # it ended before the kill: what it published must be whole
             if not target.exists() or sha256(target) != self.hashes[cid]:
@@ -206,7 +208,7 @@ class Torture:
         self._kill_and_restart()
         after = self._get(f"verifications/{vid}", "verification")
         trial = self._judged(number, "verify", seen, self._run_interrupted(after),
-                             f"{seen.status} before, {after['status']} after", cid, seen.fraction)
+                             _evidence(seen, after["status"]), cid, seen.fraction)
         if after["status"] == "fail" and not self._run_interrupted(after):
             trial.failures.append(Failure("available restores byte-identical",
                                           f"verification {vid} of {cid} failed: {after['resources_reason']}"))
@@ -216,19 +218,19 @@ class Torture:
         cid = self.rng.choice(self.pool)
         response = requests.delete(f"{self.service.api()}/providers/{self.provider}/checkpoints/{cid}", timeout=30)
         assert response.status_code == 202, response.text
-        seen = self._watch_for_time("delete", lambda: self._checkpoint(cid, "deleting"))
+        seen = self._watch_for_time("delete", lambda: self._checkpoint(cid, "deleting", progress=False))
         self._kill_and_restart()
         after = self._get(f"providers/{self.provider}/checkpoints/{cid}", "checkpoint")
         if after["status"] != "available":
             self.pool.remove(cid)
         return self._judged(number, "delete", seen, self._log_interrupted(cid, "delete"),
-                            f"{seen.status} before, {after['status']} after", cid, seen.fraction)
+                            _evidence(seen, after["status"]), cid, seen.fraction)
 
     def _gc(self, number: int) -> Trial:
         """Garbage collection with something to collect: a protect killed half way first (its zombie is
         reclaimed by the restart, its chunks are left to the sweep), then ``strongroom-manage bank gc``,
         killed with the all-in-one (a host going down) at a random moment of its pass."""
-        doomed = self._start_protect()
+        doomed = self._start_protect(every=2)
         target = self.rng.uniform(0.3, 0.9)
         self._watch(lambda: self._checkpoint(doomed, "protecting"), lambda obs: (obs.fraction or 0.0) >= target)
         self._kill_and_restart()
@@ -253,7 +255,8 @@ class Torture:
             self.expected["gc"] = max(0.1, seen.at - leased.at)
         fraction = (1 - left / before) if before and killed else None
         phase = phase_of(fraction) if killed else AFTER_END
-        evidence = f"gc {'killed' if killed else f'exited {gc.returncode}'}, {before - left}/{before} chunks swept"
+        evidence = (f"gc {'killed' if killed else f'exited {gc.returncode}'} {seen.at - leased.at:.1f} s into its "
+                    f"pass, {before - left}/{before} chunks swept")
         return Trial(number, "gc", phase, fraction, evidence, None)
 
     # -- kills, restarts, checks ------------------------------------------------------------------
@@ -305,11 +308,12 @@ class Torture:
         self.pool.append(cid)
         return cid
 
-    def _start_protect(self) -> str:
-        """A protect of a new revision of the volume (some blocks rewritten, so it has chunks of its own)."""
+    def _start_protect(self, every: int = 4) -> str:
+        """A protect of a new revision of the volume: every ``every``-th MiB rewritten, so that it has
+        chunks of its own."""
         self.revision += 1
         if self.revision > 1:
-            rewrite_blocks(self.image, every=4, seed=self.settings.seed * 1000 + self.revision, block=MiB)
+            rewrite_blocks(self.image, every=every, seed=self.settings.seed * 1000 + self.revision, block=MiB)
         digest = sha256(self.image)
         cid = start_checkpoint(self.service.api(), self.provider, self.plan)
         self.hashes[cid] = digest
@@ -338,8 +342,9 @@ class Torture:
         The fraction is the run's byte progress when it reports one, else the elapsed share."""
         started = time.monotonic()
         expected = self.expected[kind]
-        delay = self.rng.uniform(0.05, 0.9) * expected
+        delay = self.rng.uniform(0.05, 0.8) * expected
         seen = self._watch(poll, lambda obs: obs.at - started >= delay)
+        seen.note = f"at {seen.at - started:.1f} s of ~{expected:.1f} s expected"
         if seen.running:
             if seen.fraction is None:
                 seen.fraction = min(0.99, (seen.at - started) / expected)
@@ -347,10 +352,11 @@ class Torture:
             self.expected[kind] = max(0.1, seen.at - started)
         return seen
 
-    def _checkpoint(self, cid: str, running: str) -> Observation:
+    def _checkpoint(self, cid: str, running: str, progress: bool = True) -> Observation:
+        """``progress``: the checkpoint's byte progress is its protect's (a delete reports none)."""
         body = self._get(f"providers/{self.provider}/checkpoints/{cid}", "checkpoint")
-        progress = body.get("progress") or {}
-        return Observation(body["status"] == running, body["status"], _fraction(progress))
+        return Observation(body["status"] == running, body["status"],
+                           _fraction(body.get("progress") or {}) if progress else None)
 
     def _run(self, collection: str, rid: str, key: str) -> Observation:
         body = self._get(f"{collection}/{rid}", key)
@@ -387,6 +393,10 @@ class Torture:
         response = requests.post(f"{self.service.api()}/{path}", json=body, timeout=30)
         assert response.status_code == 200, response.text
         return dict(response.json())
+
+
+def _evidence(seen: Observation, after: str) -> str:
+    return f"{seen.status} before the kill, {after} after" + (f"; seen {seen.note}" if seen.note else "")
 
 
 def _fraction(progress: dict[str, Any]) -> float | None:
