@@ -151,7 +151,6 @@ class Torture:
         self.expected["restore"] = statistics.median(self.invariants.restore_seconds)
         self.expected["verify"] = self._timed_verify(self.pool[0])
         self.expected["delete"] = self.expected["restore"]
-        self.expected["gc"] = 1.0
 
     def _trial(self, number: int, kind: str) -> Trial:
         started = time.monotonic()
@@ -239,24 +238,32 @@ class Torture:
         gc = subprocess.Popen([str(BIN / "strongroom-manage"), "--config-file", str(self.service.config_file),
                                "bank", "gc", "--grace", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
-        # Its pass starts once it holds its own lease in the bank; aim at a moment of the pass.
+        # Its pass starts once it holds its own lease in the bank.  A quarter of the kills aim at the
+        # start of the pass (zombies, manifests read), the rest at a fraction of the garbage swept.
         leased = self._watch(lambda: Observation(gc.poll() is None, "starting"),
                              lambda obs: self._holds_lease(gc.pid), timeout=120)
-        delay = self.rng.uniform(0.05, 0.9) * self.expected["gc"]
-        seen = self._watch(lambda: Observation(gc.poll() is None, "collecting"),
-                           lambda obs: obs.at - leased.at >= delay)
-        left = len(self._garbage() & garbage) if seen.running else 0
+
+        def swept() -> Observation:
+            running = gc.poll() is None
+            left = len(stored_chunks(self.bank, "demo") & garbage)
+            return Observation(running, "collecting", 1 - left / before if before else None)
+
+        if self.rng.random() < 0.25:
+            delay = self.rng.uniform(0.0, 0.3)
+            seen = self._watch(swept, lambda obs: obs.at - leased.at >= delay)
+        else:
+            target = self.rng.uniform(0.0, 0.9)
+            seen = self._watch(swept, lambda obs: (obs.fraction or 0.0) > target)
         gc.send_signal(signal.SIGKILL)
         output, _ = gc.communicate(timeout=60)
         self.log.write(output)
         self._kill_and_restart()
         killed = gc.returncode == -signal.SIGKILL
-        if not killed:
-            self.expected["gc"] = max(0.1, seen.at - leased.at)
-        fraction = (1 - left / before) if before and killed else None
+        fraction = seen.fraction if killed else None
         phase = phase_of(fraction) if killed else AFTER_END
+        done = round((seen.fraction or 0.0) * before)
         evidence = (f"gc {'killed' if killed else f'exited {gc.returncode}'} {seen.at - leased.at:.1f} s into its "
-                    f"pass, {before - left}/{before} chunks swept")
+                    f"pass, {done}/{before} chunks swept")
         return Trial(number, "gc", phase, fraction, evidence, None)
 
     # -- kills, restarts, checks ------------------------------------------------------------------
