@@ -1,4 +1,5 @@
-# The two commands a newcomer types: `make run` and `make test`.  `make bench` measures the data path.
+# The two commands a newcomer types: `make run` and `make test`.  `make bench` measures the data path;
+# `make torture` kills the all-in-one at random moments of TRIALS operations (200) and checks the invariants.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,7 @@ APT_STAMP := $(VENV)/.apt-stamp
 APT_TEST_PACKAGES := xfsprogs btrfs-progs
 APT_BENCH_PACKAGES := restic borgbackup
 
-.PHONY: install run test lint typecheck contracts pytest bench sample-config clean system-packages
+.PHONY: install run test lint typecheck contracts pytest torture bench sample-config clean system-packages
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +43,11 @@ pytest: install system-packages
 
 test: lint typecheck contracts pytest
 
+# TRIALS=20 make torture; TORTURE_BANK=swift|s3, TORTURE_SEED, TORTURE_VOLUME_MIB (doc/testing.md).
+TRIALS ?= 200
+torture: install system-packages
+	TORTURE_TRIALS=$(TRIALS) $(BIN)/pytest -q -s -p no:cacheprovider -o timeout=0 tests/torture
+
 bench: install
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(APT_BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -56,4 +62,4 @@ sample-config: install
 	$(BIN)/oslopolicy-sample-generator --namespace strongroom --output-file etc/strongroom/policy.yaml.sample
 
 clean:
-	rm -rf $(VENV) .bench build *.egg-info
+	rm -rf $(VENV) .bench .torture build *.egg-info

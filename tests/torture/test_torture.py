@@ -1,0 +1,25 @@
+"""A short torture run (five trials, one of each operation in a random order) inside ``make test``;
+``make torture`` runs the same test with ``TORTURE_TRIALS`` trials (200 by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.functional.banks import bank_under_test
+from tests.torture.runner import Settings, Torture
+
+pytestmark = [pytest.mark.functional, pytest.mark.slow]
+
+
+def test_random_kills_leave_every_invariant_true(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    settings = Settings.from_env(trials=5)
+    report = Torture(settings, bank_under_test(settings.bank, request, tmp_path), tmp_path).run()
+    print("\n" + report.settings + "\n" + report.table())
+    if settings.report is not None:
+        report.write(settings.report)
+        print(f"report: {settings.report}")
+    assert not report.failures, "\n".join(map(str, report.failures))
+    # A kill after the run ended proves nothing: most must land while it runs.
+    assert report.mid_run > len(report.trials) / 2, report.table()
