@@ -154,7 +154,7 @@ class RootApp:
             if http.method not in ("GET", "HEAD"):
                 raise errors.MethodNotAllowed(method=http.method, path=path, allow=["GET"])
             if self._openapi is None:
-                self._openapi = json.dumps(openapi.build(ROUTES)).encode("utf-8")
+                self._openapi = json.dumps(openapi.build(ROUTES, str(self._conf.auth_strategy))).encode("utf-8")
             resp = json_response(200, None)
             resp.content_type = "application/json"
             resp.body = self._openapi
