@@ -1,4 +1,5 @@
-# The two commands a newcomer types: `make run` and `make test`.  `make bench` measures the data path.
+# The two commands a newcomer types: `make run` and `make test`.  `make bench` measures the data path;
+# `make fuzz` holds the API to its OpenAPI document with a large schemathesis budget (FUZZ_EXAMPLES per operation).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,7 @@ APT_STAMP := $(VENV)/.apt-stamp
 APT_TEST_PACKAGES := xfsprogs btrfs-progs
 APT_BENCH_PACKAGES := restic borgbackup
 
-.PHONY: install run test lint typecheck contracts pytest bench sample-config clean system-packages
+.PHONY: install run test lint typecheck contracts pytest fuzz bench sample-config clean system-packages
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +42,13 @@ pytest: install system-packages
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck contracts pytest
+
+# The schemathesis run of `make test` (tests/functional/test_api_schemathesis.py, ten examples per operation)
+# with a budget of FUZZ_EXAMPLES examples per operation: `make fuzz FUZZ_EXAMPLES=2000`.
+FUZZ_EXAMPLES ?= 500
+fuzz: install
+	STRONGROOM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider -o timeout=0 -s \
+	  tests/functional/test_api_schemathesis.py
 
 bench: install
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -41,7 +41,7 @@ from tests.functional.harness import PROVIDER_ID, AllInOne, MiB, wait_for
 pytestmark = pytest.mark.functional
 
 #: Examples per operation: small in ``make test``, as large as wanted in ``make fuzz``.
-EXAMPLES = int(os.environ.get("STRONGROOM_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("STRONGROOM_FUZZ_EXAMPLES", "10"))
 PROJECT = "demo"
 VOLUME = "OS::Cinder::Volume"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
