@@ -166,7 +166,11 @@ def sort_param(req: ApiRequest, allowed: Sequence[str],
         pairs = [(key, direction) for key, _ in default]
     else:
         return list(default)
+    seen: set[str] = set()
     for key, direction in pairs:
+        if key in seen:
+            raise BadRequest(reason=f"sort: sort key {key!r} is given twice")
+        seen.add(key)
         if key not in allowed:
             raise BadRequest(reason=f"sort: unknown sort key {key!r} (allowed: {', '.join(allowed)})")
         if direction not in ("asc", "desc"):

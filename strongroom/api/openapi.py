@@ -31,8 +31,9 @@ _QUERY: dict[str, tuple[dict[str, Any] | None, str]] = {
     "marker": (None, "id of the last item of the previous page"),
     "limit": ({"type": "integer", "minimum": 0},
               "page size, capped by osapi_max_limit; 0 answers an empty page; a negative value is a 400"),
-    "sort": ({"type": "string"}, "key:dir[,key:dir...], dir asc or desc (keys: the list's sort keys)"),
-    "sort_key": ({"type": "string"}, "a sort key (Karbor's spelling; sort is preferred)"),
+    "sort": (None, "key[:dir][,key[:dir]...]: the order of the list (dir asc or desc, default desc; each key at "
+                   "most once)"),
+    "sort_key": (None, "a sort key (Karbor's spelling; sort is preferred)"),
     "sort_dir": ({"type": "string", "enum": ["asc", "desc"]}, "asc or desc (with sort_key)"),
     "all_tenants": ({"type": "string"}, "1, true, yes or on: every project's items (administrators only)"),
     "start_date": ({"type": "string", "format": "date"}, "YYYY-MM-DD: created on or after"),
@@ -51,9 +52,14 @@ def _operation_id(route: Route) -> str:
     return f"{route.handler.__module__.rsplit('.', 1)[-1]}_{route.handler.__name__}"
 
 
-def _query_parameter(name: str) -> dict[str, Any]:
+def _query_parameter(route: Route, name: str) -> dict[str, Any]:
     schema, description = _QUERY.get(name, (None, "filter: only items whose field equals this value"))
-    if schema is None:
+    if name == "sort_key":
+        schema = {"type": "string", "enum": list(route.sort_keys)}
+    elif name == "sort":
+        one = f"({'|'.join(re.escape(key) for key in route.sort_keys)})(:(asc|desc))?"
+        schema = {"type": "string", "pattern": f"^{one}(,{one})*$"}
+    elif schema is None:
         schema = _strip(string(schemas.PARAMETERS.get(name, Rule.NAME)))
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
@@ -115,7 +121,7 @@ def build(routes: Iterable[Route], auth_strategy: str = "noauth") -> dict[str, A
             "summary": route.summary,
             "operationId": _operation_id(route),
             "parameters": [_path_parameter(n) for n in _PARAM.findall(route.full_path)]
-            + [_query_parameter(n) for n in route.query] + _auth_parameters(auth_strategy),
+            + [_query_parameter(route, n) for n in route.query] + _auth_parameters(auth_strategy),
             "responses": {str(route.status): _success(route)},
         }
         if route.request_schema:

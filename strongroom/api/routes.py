@@ -44,6 +44,7 @@ class Route:
     response_schema: str | None = None  # a key of response_schemas.ALL: the object under response_key
     listing: bool = False  # response_key holds a list of response_schema objects
     query: tuple[str, ...] = ()  # every query parameter the handler reads
+    sort_keys: tuple[str, ...] = ()  # what ``sort``/``sort_key`` may name, when the list takes them
 
     def __post_init__(self) -> None:
         if self.request_schema is not None and self.request_schema not in schemas.ALL:
@@ -52,6 +53,8 @@ class Route:
             raise ValueError(f"{self.method} {self.path}: no response schema {self.response_schema!r}")
         if (self.response_key is None) != (self.response_schema is None):
             raise ValueError(f"{self.method} {self.path}: a response key needs a response schema")
+        if ("sort" in self.query) != bool(self.sort_keys):
+            raise ValueError(f"{self.method} {self.path}: a list that takes sort names its sort keys")
 
     @property
     def paged(self) -> bool:
@@ -90,7 +93,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/plans", plans.create, Rule.PLAN_CREATE, "Create a plan", "PlanCreate", "plan",
           response_schema="Plan"),
     Route("GET", "/plans", plans.index, Rule.PLAN_GET_ALL, "List plans", response_key="plans",
-          response_schema="Plan", listing=True, query=(*PAGE, *SORT, *SCOPE, *plans.FILTERS)),
+          response_schema="Plan", listing=True, query=(*PAGE, *SORT, *SCOPE, *plans.FILTERS),
+          sort_keys=plans.SORT_KEYS),
     Route("GET", "/plans/{plan_id}", plans.show, Rule.PLAN_GET, "Show a plan", response_key="plan",
           response_schema="Plan"),
     Route("PUT", "/plans/{plan_id}", plans.update, Rule.PLAN_UPDATE, "Update a plan", "PlanUpdate", "plan",
@@ -102,7 +106,8 @@ ROUTES: tuple[Route, ...] = (
           "CheckpointCreate", "checkpoint", response_schema="Checkpoint"),
     Route("GET", _CP, checkpoints.index, Rule.CHECKPOINT_GET_ALL, "List checkpoints", response_key="checkpoints",
           response_schema="Checkpoint", listing=True,
-          query=(*PAGE, *SORT, *SCOPE, "project_id", *checkpoints.FILTERS, "start_date", "end_date")),
+          query=(*PAGE, *SORT, *SCOPE, "project_id", *checkpoints.FILTERS, "start_date", "end_date"),
+          sort_keys=checkpoints.SORT_KEYS),
     Route("GET", _CP + "/{checkpoint_id}", checkpoints.show, Rule.CHECKPOINT_GET, "Show a checkpoint",
           response_key="checkpoint", response_schema="Checkpoint"),
     Route("PUT", _CP + "/{checkpoint_id}", checkpoints.reset_state, Rule.CHECKPOINT_RESET_STATE,
@@ -112,25 +117,27 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/restores", restores.create, Rule.RESTORE_CREATE, "Restore a checkpoint", "RestoreCreate",
           "restore", response_schema="Restore"),
     Route("GET", "/restores", restores.index, Rule.RESTORE_GET_ALL, "List restores", response_key="restores",
-          response_schema="Restore", listing=True, query=(*PAGE, *SORT, *SCOPE, *restores.FILTERS)),
+          response_schema="Restore", listing=True, query=(*PAGE, *SORT, *SCOPE, *restores.FILTERS),
+          sort_keys=restores.SORT_KEYS),
     Route("GET", "/restores/{restore_id}", restores.show, Rule.RESTORE_GET, "Show a restore",
           response_key="restore", response_schema="Restore"),
     Route("POST", "/verifications", verifications.create, Rule.VERIFICATION_CREATE, "Verify a checkpoint",
           "VerificationCreate", "verification", response_schema="Verification"),
     Route("GET", "/verifications", verifications.index, Rule.VERIFICATION_GET_ALL, "List verifications",
           response_key="verifications", response_schema="Verification", listing=True,
-          query=(*PAGE, *SORT, *SCOPE, *restores.FILTERS)),
+          query=(*PAGE, *SORT, *SCOPE, *restores.FILTERS), sort_keys=restores.SORT_KEYS),
     Route("GET", "/verifications/{verification_id}", verifications.show, Rule.VERIFICATION_GET,
           "Show a verification", response_key="verification", response_schema="Verification"),
     Route("GET", "/operation_logs", operation_logs.index, Rule.OPERATION_LOG_GET_ALL, "List operation logs",
           response_key="operation_logs", response_schema="OperationLog", listing=True,
-          query=(*PAGE, *SORT, *SCOPE, *operation_logs.FILTERS)),
+          query=(*PAGE, *SORT, *SCOPE, *operation_logs.FILTERS), sort_keys=operation_logs.SORT_KEYS),
     Route("GET", "/operation_logs/{operation_log_id}", operation_logs.show, Rule.OPERATION_LOG_GET,
           "Show an operation log", response_key="operation_log", response_schema="OperationLog"),
     Route("POST", "/triggers", triggers.create, Rule.TRIGGER_CREATE, "Create a time trigger", "TriggerCreate",
           "trigger_info", response_schema="Trigger"),
     Route("GET", "/triggers", triggers.index, Rule.TRIGGER_LIST, "List triggers", response_key="triggers",
-          response_schema="Trigger", listing=True, query=(*PAGE, *SORT, *SCOPE, *triggers.FILTERS)),
+          response_schema="Trigger", listing=True, query=(*PAGE, *SORT, *SCOPE, *triggers.FILTERS),
+          sort_keys=triggers.SORT_KEYS),
     Route("GET", "/triggers/{trigger_id}", triggers.show, Rule.TRIGGER_GET, "Show a trigger",
           response_key="trigger_info", response_schema="Trigger"),
     Route("PUT", "/triggers/{trigger_id}", triggers.update, Rule.TRIGGER_UPDATE,
@@ -142,7 +149,7 @@ ROUTES: tuple[Route, ...] = (
           response_schema="ScheduledOperation"),
     Route("GET", _SO, scheduled_operations.index, Rule.SCHEDULED_OPERATION_LIST, "List scheduled operations",
           response_key="operations", response_schema="ScheduledOperation", listing=True,
-          query=(*PAGE, *SORT, *SCOPE, *scheduled_operations.FILTERS)),
+          query=(*PAGE, *SORT, *SCOPE, *scheduled_operations.FILTERS), sort_keys=scheduled_operations.SORT_KEYS),
     Route("GET", _SO + "/{scheduled_operation_id}", scheduled_operations.show, Rule.SCHEDULED_OPERATION_GET,
           "Show a scheduled operation", response_key="scheduled_operation", response_schema="ScheduledOperation"),
     Route("POST", _SO + "/{scheduled_operation_id}/action", scheduled_operations.action,
@@ -154,7 +161,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", _SO + "/{scheduled_operation_id}/logs", scheduled_operations.logs, Rule.SCHEDULED_OPERATION_GET,
           "List the runs of a scheduled operation", response_key="scheduled_operation_logs",
           response_schema="ScheduledOperationLog", listing=True,
-          query=(*PAGE, *SORT, *scheduled_operations.LOG_FILTERS)),
+          query=(*PAGE, *SORT, *scheduled_operations.LOG_FILTERS), sort_keys=scheduled_operations.LOG_SORT_KEYS),
     Route("GET", "/os-services", services.index, Rule.SERVICE_GET_ALL, "List services, up or down (admin)",
           response_key="services", response_schema="Service", listing=True, query=services.FILTERS),
     Route("PUT", "/os-services/{service_id}", services.update, Rule.SERVICE_UPDATE,

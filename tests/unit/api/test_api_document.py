@@ -239,3 +239,29 @@ def test_json_bodies_with_or_without_a_content_type_are_read(stack: Stack) -> No
     for headers in ({}, {"Content-Type": "application/json; charset=utf-8"}):
         status, answer = _raw(stack, "POST", "/v1/proj-a/plans", body, headers)
         assert status == 200, answer
+
+
+# -- sort -----------------------------------------------------------------------------------------------
+
+SORTED = [route for route in routes.ROUTES if route.sort_keys]
+
+
+@pytest.mark.parametrize("route", SORTED, ids=lambda r: r.path)
+def test_every_sort_key_the_document_names_is_one_the_server_sorts_by(stack: Stack, route: routes.Route) -> None:
+    op = openapi.build(routes.ROUTES)["paths"][route.full_path]["get"]
+    params = {p["name"]: p["schema"] for p in op["parameters"]}
+    assert params["sort_key"]["enum"] == list(route.sort_keys)
+    pattern = re.compile(params["sort"]["pattern"])
+    path = _concrete(route, stack)
+    for i, key in enumerate(route.sort_keys):
+        other = route.sort_keys[(i + 1) % len(route.sort_keys)]
+        for value in (key, f"{key}:asc", f"{key}:desc,{other}"):
+            assert pattern.match(value)
+            assert stack.call("GET", path, params={"sort": value}).status_code == 200, value
+        assert stack.call("GET", path, params={"sort_key": key, "sort_dir": "asc"}).status_code == 200
+    assert "at most once" in params["sort"].get("description", "") or "at most once" in [
+        p for p in op["parameters"] if p["name"] == "sort"][0]["description"]
+    twice = f"{route.sort_keys[0]},{route.sort_keys[0]}"
+    assert _error(stack.call("GET", path, params={"sort": twice}), 400).startswith("sort")
+    assert not pattern.match("nonsense")
+    assert _error(stack.call("GET", path, params={"sort": "nonsense"}), 400).startswith("sort: ")
