@@ -149,9 +149,11 @@ def marker_param(req: ApiRequest) -> str | None:
 
 def sort_param(req: ApiRequest, allowed: Sequence[str],
                default: Sequence[tuple[str, str]] = (("created_at", "desc"),)) -> list[tuple[str, str]]:
-    """``sort=key:dir,key2`` or ``sort_key``/``sort_dir``; keys limited to ``allowed``."""
+    """``sort=key:dir,key2`` or ``sort_key``/``sort_dir`` (not both); keys limited to ``allowed``."""
     pairs: list[tuple[str, str]] = []
     sort = req.params.get("sort")
+    if sort and (req.params.get("sort_key") or req.params.get("sort_dir")):
+        raise BadRequest(reason="sort_key: give either sort or sort_key and sort_dir, not both")
     if sort:
         for item in sort.split(","):
             key, _, direction = item.strip().partition(":")

@@ -33,7 +33,7 @@ _QUERY: dict[str, tuple[dict[str, Any] | None, str]] = {
               "page size, capped by osapi_max_limit; 0 answers an empty page; a negative value is a 400"),
     "sort": (None, "key[:dir][,key[:dir]...]: the order of the list (dir asc or desc, default desc; each key at "
                    "most once)"),
-    "sort_key": (None, "a sort key (Karbor's spelling; sort is preferred)"),
+    "sort_key": (None, "a sort key (Karbor's spelling; not with sort)"),
     "sort_dir": ({"type": "string", "enum": ["asc", "desc"]}, "asc or desc (with sort_key)"),
     "all_tenants": ({"type": "string"}, "1, true, yes or on: every project's items (administrators only)"),
     "start_date": ({"type": "string", "format": "date"}, "YYYY-MM-DD: created on or after"),
@@ -59,8 +59,8 @@ def _query_parameter(route: Route, name: str) -> dict[str, Any]:
     elif name == "sort":
         one = f"({'|'.join(re.escape(key) for key in route.sort_keys)})(:(asc|desc))?"
         schema = {"type": "string", "pattern": f"^{one}(,{one})*$"}
-    elif schema is None:
-        schema = _strip(string(schemas.PARAMETERS.get(name, Rule.NAME)))
+    elif schema is None:  # empty is as if absent
+        schema = _strip(string(schemas.PARAMETERS.get(name, Rule.NAME), min_length=0))
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
@@ -76,8 +76,8 @@ def _auth_parameters(auth_strategy: str) -> list[dict[str, Any]]:
         {"name": "X-Auth-Token", "in": "header", "required": False, "schema": {"type": "string"},
          "description": "noauth: optional; the admin token (in the state directory) makes the caller an "
                         "administrator, any other value or none a member of the URL's project"},
-        {"name": "X-User-Id", "in": "header", "required": False,
-         "schema": _strip(string(Rule.NAME)), "description": "noauth: the caller's user id (default noauth)"},
+        {"name": "X-User-Id", "in": "header", "required": False, "schema": _strip(string(Rule.NAME, min_length=0)),
+         "description": "noauth: the caller's user id (absent or empty: noauth)"},
     ]
 
 

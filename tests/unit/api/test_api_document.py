@@ -265,3 +265,20 @@ def test_every_sort_key_the_document_names_is_one_the_server_sorts_by(stack: Sta
     assert _error(stack.call("GET", path, params={"sort": twice}), 400).startswith("sort")
     assert not pattern.match("nonsense")
     assert _error(stack.call("GET", path, params={"sort": "nonsense"}), 400).startswith("sort: ")
+
+
+def test_sort_and_sort_key_together_are_a_400_not_one_silently_ignored(stack: Stack) -> None:
+    resp = stack.call("GET", "/plans", params={"sort": "name", "sort_key": "no-such-key"})
+    assert _error(resp, 400).startswith("sort_key: ")
+
+
+def test_empty_query_values_and_user_id_are_documented_as_the_server_reads_them(stack: Stack) -> None:
+    """An empty filter or marker is as if absent, an empty X-User-Id is noauth: the document allows both."""
+    doc = openapi.build(routes.ROUTES)
+    op = doc["paths"]["/v1/{project_id}/scheduled_operations"]["get"]
+    params = {p["name"]: p["schema"] for p in op["parameters"]}
+    assert params["operation_type"]["minLength"] == params["marker"]["minLength"] == 0
+    assert params["X-User-Id"]["minLength"] == 0
+    resp = stack.call("GET", "/scheduled_operations", params={"operation_type": "", "marker": ""},
+                      headers={"X-User-Id": ""})
+    assert resp.status_code == 200, resp.text
