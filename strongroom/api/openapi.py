@@ -26,18 +26,24 @@ from strongroom.validation import SURROGATES, Rule, string
 
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 
+def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema``, or the empty string: the server reads an empty query value as an absent one."""
+    return {"anyOf": [{"type": "string", "maxLength": 0}, schema]}
+
+
 #: What the query parameters that are not filters do, and their schema (None: the string of their rule).
 _QUERY: dict[str, tuple[dict[str, Any] | None, str]] = {
     "marker": (None, "id of the last item of the previous page"),
-    "limit": ({"type": "integer", "minimum": 0},
-              "page size, capped by osapi_max_limit; 0 answers an empty page; a negative value is a 400"),
+    "limit": (_or_empty({"type": "integer", "minimum": 0}),
+              "page size, capped by osapi_max_limit (also when absent or empty); 0 answers an empty page; a "
+              "negative value is a 400"),
     "sort": (None, "key[:dir][,key[:dir]...]: the order of the list (dir asc or desc, default desc; each key at "
                    "most once)"),
     "sort_key": (None, "a sort key (Karbor's spelling; not with sort)"),
-    "sort_dir": ({"type": "string", "enum": ["asc", "desc"]}, "asc or desc (with sort_key)"),
+    "sort_dir": (_or_empty({"type": "string", "enum": ["asc", "desc"]}), "asc or desc (with sort_key)"),
     "all_tenants": ({"type": "string"}, "1, true, yes or on: every project's items (administrators only)"),
-    "start_date": ({"type": "string", "format": "date"}, "YYYY-MM-DD: created on or after"),
-    "end_date": ({"type": "string", "format": "date"}, "YYYY-MM-DD: created on or before"),
+    "start_date": (_or_empty({"type": "string", "format": "date"}), "YYYY-MM-DD: created on or after"),
+    "end_date": (_or_empty({"type": "string", "format": "date"}), "YYYY-MM-DD: created on or before"),
     "parameters": ({"type": "string"}, "a JSON object of the protectable plugin's parameters"),
 }
 
@@ -55,12 +61,12 @@ def _operation_id(route: Route) -> str:
 def _query_parameter(route: Route, name: str) -> dict[str, Any]:
     schema, description = _QUERY.get(name, (None, "filter: only items whose field equals this value"))
     if name == "sort_key":
-        schema = {"type": "string", "enum": list(route.sort_keys)}
+        schema = _or_empty({"type": "string", "enum": list(route.sort_keys)})
     elif name == "sort":
         one = f"({'|'.join(re.escape(key) for key in route.sort_keys)})(:(asc|desc))?"
-        schema = {"type": "string", "pattern": f"^{one}(,{one})*$"}
-    elif schema is None:  # empty is as if absent
-        schema = _strip(string(schemas.PARAMETERS.get(name, Rule.NAME), min_length=0))
+        schema = _or_empty({"type": "string", "pattern": f"^{one}(,{one})*$"})
+    elif schema is None:
+        schema = _or_empty(_strip(string(schemas.PARAMETERS.get(name, Rule.NAME))))
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
