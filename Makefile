@@ -1,5 +1,6 @@
 # The two commands a newcomer types: `make run` and `make test`.  `make bench` measures the data path;
 # `make torture` kills the all-in-one at random moments of TRIALS operations (200) and checks the invariants.
+# `make fuzz` holds the API to its OpenAPI document with a large schemathesis budget (FUZZ_EXAMPLES per operation).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,7 @@ APT_STAMP := $(VENV)/.apt-stamp
 APT_TEST_PACKAGES := xfsprogs btrfs-progs
 APT_BENCH_PACKAGES := restic borgbackup
 
-.PHONY: install run test lint typecheck contracts pytest torture bench sample-config clean system-packages
+.PHONY: install run test lint typecheck contracts pytest torture fuzz bench sample-config clean system-packages
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +48,13 @@ test: lint typecheck contracts pytest
 TRIALS ?= 200
 torture: install system-packages
 	TORTURE_TRIALS=$(TRIALS) $(BIN)/pytest -q -s -p no:cacheprovider -o timeout=0 tests/torture
+
+# The schemathesis run of `make test` (tests/functional/test_api_schemathesis.py, ten examples per operation)
+# with a budget of FUZZ_EXAMPLES examples per operation: `make fuzz FUZZ_EXAMPLES=2000`.
+FUZZ_EXAMPLES ?= 500
+fuzz: install
+	STRONGROOM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider -o timeout=0 -s \
+	  tests/functional/test_api_schemathesis.py
 
 bench: install
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -34,10 +34,13 @@ from jsonschema import exceptions as js_exceptions
 
 from strongroom import exceptions
 
+#: Lone surrogates: a JSON ``\uD800`` escape decodes to one, UTF-8 cannot carry one.  Patterns published to
+#: other tools (the OpenAPI document) leave this range out: most regex engines cannot even spell it.
+SURROGATES = r"\ud800-\udfff"
 # Characters no name holds: C0 controls, DEL and C1, bidi controls, line/paragraph separators, surrogates.
-_FORBIDDEN = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_FORBIDDEN = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069" + SURROGATES
 _FORBIDDEN_IN_TEXT = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e" \
-                     r"\u2066-\u2069\ud800-\udfff"
+                     r"\u2066-\u2069" + SURROGATES
 _BAD_CHAR = re.compile(f"[{_FORBIDDEN}]")
 _BAD_TEXT_CHAR = re.compile(f"[{_FORBIDDEN_IN_TEXT}]")
 _ID_CHARS = "A-Za-z0-9_.:@+-"
@@ -225,3 +228,52 @@ def first_error(schema: dict[str, Any], instance: Any) -> js_exceptions.Validati
     errors = sorted(validator(schema).iter_errors(instance),
                     key=lambda e: (list(map(str, e.absolute_path)), str(e.validator)))
     return js_exceptions.best_match(errors) if errors else None
+
+
+# -- any JSON text --------------------------------------------------------------
+
+#: How deep a JSON document from outside may nest (objects and arrays).  Deeper documents are refused before
+#: anything recursive (a schema check, a serializer, a plugin) walks them; no request of the API needs 10.
+MAX_DEPTH = 32
+_NEVER_IN_TEXT = re.compile(f"[\\x00{SURROGATES}]")
+
+
+def check_json(value: Any, root: Sequence[str | int] = ()) -> None:
+    """Refuse ``value`` (parsed JSON received under the field ``root``; ``()``: a request body) if it nests
+    deeper than :data:`MAX_DEPTH` or any key or string in it holds NUL or a lone surrogate: ``InvalidInput``
+    naming the field (for depth, the outermost two levels of the path that is too deep).
+
+    This is the check of free-form values (``extra_info``, plugin parameters) that no name rule covers; a
+    field that has its own rule is refused by that rule first, with its own message.  Iterative, so that
+    the depth is told rather than overflowing the interpreter's stack.
+    """
+    stack: list[tuple[list[str | int], Any, int]] = [([], value, 0)]
+    while stack:
+        path, node, depth = stack.pop()
+        where = _where([*root, *path])
+        if isinstance(node, str):
+            _check_text(node, where)
+            continue
+        if not isinstance(node, dict | list):
+            continue
+        if depth >= MAX_DEPTH:
+            outer = _where([*root, *path][:2])
+            raise exceptions.InvalidInput(reason=f"{outer}: nested more than {MAX_DEPTH} levels deep")
+        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        for key, child in reversed(items):  # reversed onto the stack: the first item is checked first
+            if isinstance(key, str):
+                _check_text(key, f"{where}: a key")
+            stack.append(([*path, key], child, depth + 1))
+
+
+def _where(parts: list[str | int]) -> str:
+    path = json_path(parts)
+    return "body" + path if not path or path.startswith("[") else path
+
+
+def _check_text(text: str, where: str) -> None:
+    bad = _NEVER_IN_TEXT.search(text)
+    if bad is not None:
+        what = "NUL" if bad.group() == "\x00" else "a lone surrogate"
+        raise exceptions.InvalidInput(reason=f"{where}: must not hold {what} (found U+{ord(bad.group()):04X} at "
+                                             f"position {bad.start()})")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -77,7 +79,7 @@ class V1App:
         return resp(environ, start_response)  # type: ignore[no-any-return]
 
     def _match(self, http: webob.Request) -> tuple[Route, dict[str, str]]:
-        path = http.path_info or "/"
+        path = request_path(http.environ) or "/"
         found = self._mapper.routematch(url=path, environ=http.environ)
         if found:
             match = found[0]
@@ -93,6 +95,7 @@ class V1App:
     def _dispatch(self, http: webob.Request, request_id: str) -> webob.Response:
         route, args = self._match(http)
         schemas.check_parameters(args)  # 400 naming a path parameter that is no valid id
+        check_query(http.environ.get("QUERY_STRING", ""))  # then one whose value is not UTF-8
         project_id = args.pop("project_id")
         identity: auth.Identity | None = http.environ.get(auth.ENV_IDENTITY)
         if identity is None:
@@ -108,6 +111,27 @@ class V1App:
                          protection=self._protection, enforcer=self._enforcer)
         status, body = route.handler(req, **args)
         return json_response(status, body)
+
+
+def request_path(environ: dict[str, Any]) -> str:
+    """The request's path as text.  Bytes that are not UTF-8 become lone surrogates (``surrogateescape``)
+    rather than an error: routing goes on, and the path parameter holding them is refused by its rule
+    with a 400 that names it."""
+    raw: str = environ.get("PATH_INFO", "")
+    return raw.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
+
+
+def check_query(query_string: str) -> None:
+    """400 naming the first query parameter whose name or value is not UTF-8 once percent-decoded."""
+    for name, value in urllib.parse.parse_qsl(query_string, keep_blank_values=True, encoding="utf-8",
+                                              errors="surrogateescape"):
+        if _SURROGATE.search(name):
+            raise errors.BadRequest(reason="query: a parameter name is not UTF-8 text")
+        if _SURROGATE.search(value):
+            raise errors.BadRequest(reason=f"{name}: the value is not UTF-8 text")
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 def _same_shape(mapper: routes.Mapper, path: str, route: Route) -> bool:
@@ -142,7 +166,7 @@ class RootApp:
 
     def _route(self, environ: dict[str, Any], request_id: str) -> webob.Response | None:
         http = webob.Request(environ)
-        path = (http.path_info or "/").rstrip("/") or "/"
+        path = (request_path(environ) or "/").rstrip("/") or "/"
         max_size = int(self._conf.api.max_request_body_size)
         if http.content_length is not None and http.content_length > max_size:
             raise errors.RequestTooLarge(limit=max_size)
@@ -154,14 +178,14 @@ class RootApp:
             if http.method not in ("GET", "HEAD"):
                 raise errors.MethodNotAllowed(method=http.method, path=path, allow=["GET"])
             if self._openapi is None:
-                self._openapi = json.dumps(openapi.build(ROUTES)).encode("utf-8")
+                self._openapi = json.dumps(openapi.build(ROUTES, str(self._conf.auth_strategy))).encode("utf-8")
             resp = json_response(200, None)
             resp.content_type = "application/json"
             resp.body = self._openapi
             return resp
         if path == "/v1" or path.startswith("/v1/"):
             return None
-        raise exceptions.NotFound(kind="Resource", id=http.path_info)
+        raise exceptions.NotFound(kind="Resource", id=request_path(environ))
 
 
 def versions(host_url: str) -> dict[str, Any]:

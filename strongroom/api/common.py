@@ -16,9 +16,10 @@ from oslo_policy import policy as oslo_policy
 
 from strongroom import exceptions
 from strongroom.api import rules, schemas
-from strongroom.api.errors import BadRequest, RequestTooLarge
+from strongroom.api.errors import BadRequest, RequestTooLarge, UnsupportedMediaType
 from strongroom.context import RequestContext
 from strongroom.protection.rpcapi import ProtectionAPI
+from strongroom.validation import MAX_DEPTH
 
 # What a handler returns: (HTTP status, JSON body or None).
 Result = tuple[int, dict[str, Any] | None]
@@ -63,8 +64,11 @@ class ApiRequest:
         return self._body
 
     def validated_body(self, schema: dict[str, Any]) -> Any:
+        """The body if it obeys ``schema`` (400 naming the field), then :func:`schemas.check_text` of what
+        the schema leaves free (400 for NUL, lone surrogates or absurd nesting under ``extra_info``...)."""
         body = self.body()
         schemas.validate(schema, body)
+        schemas.check_text(body)
         return body
 
     # -- scopes -----------------------------------------------------------
@@ -96,7 +100,16 @@ def read_body(http: webob.Request, max_size: int) -> bytes:
     return data
 
 
+#: The media types a request body may be declared as (a body without Content-Type is read as JSON).
+JSON_TYPES = ("application/json",)
+
+
 def parse_json_body(http: webob.Request, max_size: int) -> Any:
+    """The body as JSON: 415 when it is declared as something else, 400 when absent, not UTF-8, not JSON
+    or nested so deep that the parser gives up."""
+    declared = (http.content_type or "").lower()
+    if declared and declared not in JSON_TYPES and not declared.endswith("+json"):
+        raise UnsupportedMediaType(reason=f"body: the request body must be application/json, not {declared}")
     raw = read_body(http, max_size)
     if not raw.strip():
         raise BadRequest(reason="body: a JSON request body is required")
@@ -107,6 +120,8 @@ def parse_json_body(http: webob.Request, max_size: int) -> Any:
     except json.JSONDecodeError as err:
         raise BadRequest(reason=f"body: malformed JSON: {err.msg} at line {err.lineno} column {err.colno}") \
             from err
+    except RecursionError:
+        raise BadRequest(reason=f"body: nested more than {MAX_DEPTH} levels deep") from None
 
 
 # -- list parameters --------------------------------------------------------
@@ -128,14 +143,17 @@ def limit_param(req: ApiRequest) -> int:
 
 
 def marker_param(req: ApiRequest) -> str | None:
-    return req.params.get("marker") or None
+    """The id after which a page starts; 400 naming ``marker`` when it could be no item's id."""
+    return query_param(req, "marker")
 
 
 def sort_param(req: ApiRequest, allowed: Sequence[str],
                default: Sequence[tuple[str, str]] = (("created_at", "desc"),)) -> list[tuple[str, str]]:
-    """``sort=key:dir,key2`` or ``sort_key``/``sort_dir``; keys limited to ``allowed``."""
+    """``sort=key:dir,key2`` or ``sort_key``/``sort_dir`` (not both); keys limited to ``allowed``."""
     pairs: list[tuple[str, str]] = []
     sort = req.params.get("sort")
+    if sort and (req.params.get("sort_key") or req.params.get("sort_dir")):
+        raise BadRequest(reason="sort_key: give either sort or sort_key and sort_dir, not both")
     if sort:
         for item in sort.split(","):
             key, _, direction = item.strip().partition(":")
@@ -150,7 +168,11 @@ def sort_param(req: ApiRequest, allowed: Sequence[str],
         pairs = [(key, direction) for key, _ in default]
     else:
         return list(default)
+    seen: set[str] = set()
     for key, direction in pairs:
+        if key in seen:
+            raise BadRequest(reason=f"sort: sort key {key!r} is given twice")
+        seen.add(key)
         if key not in allowed:
             raise BadRequest(reason=f"sort: unknown sort key {key!r} (allowed: {', '.join(allowed)})")
         if direction not in ("asc", "desc"):
@@ -191,10 +213,11 @@ def json_object_param(req: ApiRequest, name: str) -> dict[str, Any]:
     assert raw is not None
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise BadRequest(reason=f"{name}: must be a JSON object") from None
     if not isinstance(value, dict):
         raise BadRequest(reason=f"{name}: must be a JSON object")
+    schemas.check_text(value, (name,))
     return value
 
 

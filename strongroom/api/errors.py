@@ -35,14 +35,21 @@ class NotAcceptable(exceptions.InvalidInput):
     """{reason}"""
 
 
+class UnsupportedMediaType(exceptions.InvalidInput):
+    """{reason}"""
+
+
 TITLES: dict[int, str] = {
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -51,6 +58,7 @@ TITLES: dict[int, str] = {
 _CODES: list[tuple[type[BaseException], int]] = [
     (RequestTooLarge, 413),
     (MethodNotAllowed, 405),
+    (UnsupportedMediaType, 415),
     (exceptions.Forbidden, 403),
     (exceptions.NotFound, 404),
     (exceptions.Conflict, 409),

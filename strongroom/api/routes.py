@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from strongroom.api import schemas
+from strongroom.api import response_schemas, schemas
 from strongroom.api.common import Result
 from strongroom.api.rules import Rule
 from strongroom.api.v1 import (
@@ -41,11 +41,25 @@ class Route:
     request_schema: str | None = None  # a key of schemas.ALL
     response_key: str | None = None
     status: int = 200
-    query: tuple[str, ...] | None = None  # the query parameters a list takes, when not marker/limit/sort
+    response_schema: str | None = None  # a key of response_schemas.ALL: the object under response_key
+    listing: bool = False  # response_key holds a list of response_schema objects
+    query: tuple[str, ...] = ()  # every query parameter the handler reads
+    sort_keys: tuple[str, ...] = ()  # what ``sort``/``sort_key`` may name, when the list takes them
 
     def __post_init__(self) -> None:
         if self.request_schema is not None and self.request_schema not in schemas.ALL:
             raise ValueError(f"{self.method} {self.path}: no request schema {self.request_schema!r}")
+        if self.response_schema is not None and self.response_schema not in response_schemas.ALL:
+            raise ValueError(f"{self.method} {self.path}: no response schema {self.response_schema!r}")
+        if (self.response_key is None) != (self.response_schema is None):
+            raise ValueError(f"{self.method} {self.path}: a response key needs a response schema")
+        if ("sort" in self.query) != bool(self.sort_keys):
+            raise ValueError(f"{self.method} {self.path}: a list that takes sort names its sort keys")
+
+    @property
+    def paged(self) -> bool:
+        """Whether the list answers ``<response_key>_links`` (it takes ``limit``)."""
+        return self.listing and "limit" in self.query
 
     @property
     def full_path(self) -> str:
@@ -55,74 +69,101 @@ class Route:
 _CP = "/providers/{provider_id}/checkpoints"
 _SO = "/scheduled_operations"
 
+#: What every paged list reads: ``marker`` and ``limit``, and the sort of a database listing.
+PAGE = ("marker", "limit")
+SORT = ("sort", "sort_key", "sort_dir")
+#: ``all_tenants=1``: every project's rows (administrators).
+SCOPE = ("all_tenants",)
+
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/providers", providers.index, Rule.PROVIDER_GET_ALL, "List providers", response_key="providers"),
+    Route("GET", "/providers", providers.index, Rule.PROVIDER_GET_ALL, "List providers", response_key="providers",
+          response_schema="Provider", listing=True, query=(*PAGE, "name")),
     Route("GET", "/providers/{provider_id}", providers.show, Rule.PROVIDER_GET, "Show a provider",
-          response_key="provider"),
+          response_key="provider", response_schema="Provider"),
     Route("GET", "/protectables", protectables.index, Rule.PROTECTABLE_GET_ALL, "List protectable types",
-          response_key="protectable_type"),
+          response_key="protectable_type", response_schema="ProtectableTypeName", listing=True),
     Route("GET", "/protectables/{protectable_type}", protectables.show, Rule.PROTECTABLE_GET,
-          "Show a protectable type", response_key="protectable_type"),
+          "Show a protectable type", response_key="protectable_type", response_schema="ProtectableType"),
     Route("GET", "/protectables/{protectable_type}/instances", protectables.instances, Rule.PROTECTABLE_GET,
-          "List instances of a protectable type", response_key="instances"),
+          "List instances of a protectable type", response_key="instances", response_schema="ProtectableInstance",
+          listing=True, query=(*PAGE, "parameters")),
     Route("GET", "/protectables/{protectable_type}/instances/{instance_id}", protectables.instance,
-          Rule.PROTECTABLE_GET, "Show a protectable instance", response_key="instance"),
-    Route("POST", "/plans", plans.create, Rule.PLAN_CREATE, "Create a plan", "PlanCreate", "plan"),
-    Route("GET", "/plans", plans.index, Rule.PLAN_GET_ALL, "List plans", response_key="plans"),
-    Route("GET", "/plans/{plan_id}", plans.show, Rule.PLAN_GET, "Show a plan", response_key="plan"),
-    Route("PUT", "/plans/{plan_id}", plans.update, Rule.PLAN_UPDATE, "Update a plan", "PlanUpdate", "plan"),
+          Rule.PROTECTABLE_GET, "Show a protectable instance", response_key="instance",
+          response_schema="ProtectableInstanceWithDependents", query=("parameters",)),
+    Route("POST", "/plans", plans.create, Rule.PLAN_CREATE, "Create a plan", "PlanCreate", "plan",
+          response_schema="Plan"),
+    Route("GET", "/plans", plans.index, Rule.PLAN_GET_ALL, "List plans", response_key="plans",
+          response_schema="Plan", listing=True, query=(*PAGE, *SORT, *SCOPE, *plans.FILTERS),
+          sort_keys=plans.SORT_KEYS),
+    Route("GET", "/plans/{plan_id}", plans.show, Rule.PLAN_GET, "Show a plan", response_key="plan",
+          response_schema="Plan"),
+    Route("PUT", "/plans/{plan_id}", plans.update, Rule.PLAN_UPDATE, "Update a plan", "PlanUpdate", "plan",
+          response_schema="Plan"),
     Route("DELETE", "/plans/{plan_id}", plans.delete, Rule.PLAN_DELETE, "Delete a plan", status=202),
     Route("POST", _CP + "/action", checkpoints.action, Rule.CHECKPOINT_COPY, "Act on checkpoints (copy)",
           "CheckpointAction"),
     Route("POST", _CP, checkpoints.create, Rule.CHECKPOINT_CREATE, "Protect a plan: create a checkpoint",
-          "CheckpointCreate", "checkpoint"),
-    Route("GET", _CP, checkpoints.index, Rule.CHECKPOINT_GET_ALL, "List checkpoints", response_key="checkpoints"),
+          "CheckpointCreate", "checkpoint", response_schema="Checkpoint"),
+    Route("GET", _CP, checkpoints.index, Rule.CHECKPOINT_GET_ALL, "List checkpoints", response_key="checkpoints",
+          response_schema="Checkpoint", listing=True,
+          query=(*PAGE, *SORT, *SCOPE, "project_id", *checkpoints.FILTERS, "start_date", "end_date"),
+          sort_keys=checkpoints.SORT_KEYS),
     Route("GET", _CP + "/{checkpoint_id}", checkpoints.show, Rule.CHECKPOINT_GET, "Show a checkpoint",
-          response_key="checkpoint"),
+          response_key="checkpoint", response_schema="Checkpoint"),
     Route("PUT", _CP + "/{checkpoint_id}", checkpoints.reset_state, Rule.CHECKPOINT_RESET_STATE,
           "Reset a checkpoint's state (admin)", "CheckpointResetState", status=202),
     Route("DELETE", _CP + "/{checkpoint_id}", checkpoints.delete, Rule.CHECKPOINT_DELETE, "Delete a checkpoint",
           status=202),
     Route("POST", "/restores", restores.create, Rule.RESTORE_CREATE, "Restore a checkpoint", "RestoreCreate",
-          "restore"),
-    Route("GET", "/restores", restores.index, Rule.RESTORE_GET_ALL, "List restores", response_key="restores"),
+          "restore", response_schema="Restore"),
+    Route("GET", "/restores", restores.index, Rule.RESTORE_GET_ALL, "List restores", response_key="restores",
+          response_schema="Restore", listing=True, query=(*PAGE, *SORT, *SCOPE, *restores.FILTERS),
+          sort_keys=restores.SORT_KEYS),
     Route("GET", "/restores/{restore_id}", restores.show, Rule.RESTORE_GET, "Show a restore",
-          response_key="restore"),
+          response_key="restore", response_schema="Restore"),
     Route("POST", "/verifications", verifications.create, Rule.VERIFICATION_CREATE, "Verify a checkpoint",
-          "VerificationCreate", "verification"),
+          "VerificationCreate", "verification", response_schema="Verification"),
     Route("GET", "/verifications", verifications.index, Rule.VERIFICATION_GET_ALL, "List verifications",
-          response_key="verifications"),
+          response_key="verifications", response_schema="Verification", listing=True,
+          query=(*PAGE, *SORT, *SCOPE, *restores.FILTERS), sort_keys=restores.SORT_KEYS),
     Route("GET", "/verifications/{verification_id}", verifications.show, Rule.VERIFICATION_GET,
-          "Show a verification", response_key="verification"),
+          "Show a verification", response_key="verification", response_schema="Verification"),
     Route("GET", "/operation_logs", operation_logs.index, Rule.OPERATION_LOG_GET_ALL, "List operation logs",
-          response_key="operation_logs"),
+          response_key="operation_logs", response_schema="OperationLog", listing=True,
+          query=(*PAGE, *SORT, *SCOPE, *operation_logs.FILTERS), sort_keys=operation_logs.SORT_KEYS),
     Route("GET", "/operation_logs/{operation_log_id}", operation_logs.show, Rule.OPERATION_LOG_GET,
-          "Show an operation log", response_key="operation_log"),
+          "Show an operation log", response_key="operation_log", response_schema="OperationLog"),
     Route("POST", "/triggers", triggers.create, Rule.TRIGGER_CREATE, "Create a time trigger", "TriggerCreate",
-          "trigger_info"),
-    Route("GET", "/triggers", triggers.index, Rule.TRIGGER_LIST, "List triggers", response_key="triggers"),
+          "trigger_info", response_schema="Trigger"),
+    Route("GET", "/triggers", triggers.index, Rule.TRIGGER_LIST, "List triggers", response_key="triggers",
+          response_schema="Trigger", listing=True, query=(*PAGE, *SORT, *SCOPE, *triggers.FILTERS),
+          sort_keys=triggers.SORT_KEYS),
     Route("GET", "/triggers/{trigger_id}", triggers.show, Rule.TRIGGER_GET, "Show a trigger",
-          response_key="trigger_info"),
+          response_key="trigger_info", response_schema="Trigger"),
     Route("PUT", "/triggers/{trigger_id}", triggers.update, Rule.TRIGGER_UPDATE,
-          "Update a trigger (re-plans its future fires)", "TriggerUpdate", "trigger_info"),
+          "Update a trigger (re-plans its future fires)", "TriggerUpdate", "trigger_info", response_schema="Trigger"),
     Route("DELETE", "/triggers/{trigger_id}", triggers.delete, Rule.TRIGGER_DELETE, "Delete an unused trigger",
           status=204),
     Route("POST", _SO, scheduled_operations.create, Rule.SCHEDULED_OPERATION_CREATE,
-          "Create a scheduled operation", "ScheduledOperationCreate", "scheduled_operation"),
+          "Create a scheduled operation", "ScheduledOperationCreate", "scheduled_operation",
+          response_schema="ScheduledOperation"),
     Route("GET", _SO, scheduled_operations.index, Rule.SCHEDULED_OPERATION_LIST, "List scheduled operations",
-          response_key="operations"),
+          response_key="operations", response_schema="ScheduledOperation", listing=True,
+          query=(*PAGE, *SORT, *SCOPE, *scheduled_operations.FILTERS), sort_keys=scheduled_operations.SORT_KEYS),
     Route("GET", _SO + "/{scheduled_operation_id}", scheduled_operations.show, Rule.SCHEDULED_OPERATION_GET,
-          "Show a scheduled operation", response_key="scheduled_operation"),
+          "Show a scheduled operation", response_key="scheduled_operation", response_schema="ScheduledOperation"),
     Route("POST", _SO + "/{scheduled_operation_id}/action", scheduled_operations.action,
           Rule.SCHEDULED_OPERATION_UPDATE,
           "Suspend ({\"suspend\": {}}) or resume ({\"resume\": {}}) a scheduled operation",
-          "ScheduledOperationAction", "scheduled_operation"),
+          "ScheduledOperationAction", "scheduled_operation", response_schema="ScheduledOperation"),
     Route("DELETE", _SO + "/{scheduled_operation_id}", scheduled_operations.delete, Rule.SCHEDULED_OPERATION_DELETE,
           "Delete a scheduled operation (and its logs)", status=204),
     Route("GET", _SO + "/{scheduled_operation_id}/logs", scheduled_operations.logs, Rule.SCHEDULED_OPERATION_GET,
-          "List the runs of a scheduled operation", response_key="scheduled_operation_logs"),
+          "List the runs of a scheduled operation", response_key="scheduled_operation_logs",
+          response_schema="ScheduledOperationLog", listing=True,
+          query=(*PAGE, *SORT, *scheduled_operations.LOG_FILTERS), sort_keys=scheduled_operations.LOG_SORT_KEYS),
     Route("GET", "/os-services", services.index, Rule.SERVICE_GET_ALL, "List services, up or down (admin)",
-          response_key="services", query=services.FILTERS),
+          response_key="services", response_schema="Service", listing=True, query=services.FILTERS),
     Route("PUT", "/os-services/{service_id}", services.update, Rule.SERVICE_UPDATE,
-          "Enable or disable a service (admin)", "ServiceUpdate", "service"),
+          "Enable or disable a service (admin)", "ServiceUpdate", "service", response_schema="Service"),
 )

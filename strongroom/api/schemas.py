@@ -15,7 +15,7 @@ from typing import Any
 
 from strongroom import exceptions
 from strongroom.api.errors import BadRequest
-from strongroom.validation import Rule, check, describe, first_error, string
+from strongroom.validation import Rule, check, check_json, describe, first_error, string
 
 _id = string(Rule.ID)
 _name = string(Rule.NAME)
@@ -35,6 +35,7 @@ PARAMETERS: dict[str, Rule] = {
         "project_id", "provider_id", "checkpoint_id", "plan_id", "restore_id", "verification_id",
         "operation_log_id", "trigger_id", "scheduled_operation_id", "service_id", "protectable_type")},
     "instance_id": Rule.SEGMENT,
+    "marker": Rule.SEGMENT,  # the id of an item of the list: an instance's may be a file name
 }
 
 
@@ -180,6 +181,16 @@ def validate(schema: dict[str, Any], body: Any) -> None:
     error = first_error(schema, body)
     if error is not None:
         raise BadRequest(reason=describe(error))
+
+
+def check_text(value: Any, root: tuple[str | int, ...] = ()) -> None:
+    """400 naming the field of ``value`` (a body, or JSON sent in query parameter ``root``) that holds NUL or
+    a lone surrogate or nests absurdly deep (:func:`strongroom.validation.check_json`); run after
+    :func:`validate`, whose messages name a field's own rule."""
+    try:
+        check_json(value, root)
+    except exceptions.InvalidInput as err:
+        raise BadRequest(reason=err.kwargs["reason"]) from None
 
 
 def check_parameter(name: str, value: str) -> str:

@@ -57,3 +57,32 @@ def test_keys_with_control_characters_are_shown_escaped() -> None:
     error = validation.first_error(schema, {"a\nb": 1})
     assert error is not None
     assert "\n" not in validation.describe(error, ["plan"])
+
+
+# -- any JSON text ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "root", "message"), [
+    ({"a": {"b": ["x", "y\x00"]}}, (), "a.b[1]: must not hold NUL (found U+0000 at position 1)"),
+    ({"a\ud800": 1}, ("checkpoint", "extra_info"), "checkpoint.extra_info: a key: must not hold a lone surrogate"),
+    ("\udfff", ("parameters",), "parameters: must not hold a lone surrogate (found U+DFFF at position 0)"),
+    (["ok", "\x00"], (), "body[1]: must not hold NUL"),
+])
+def test_nul_and_lone_surrogates_anywhere_are_refused_naming_the_field(value: object, root: tuple[str, ...],
+                                                                       message: str) -> None:
+    with pytest.raises(exceptions.InvalidInput) as err:
+        validation.check_json(value, root)
+    assert err.value.kwargs["reason"].startswith(message)
+
+
+def test_depth_is_refused_without_overflowing_the_stack() -> None:
+    deep: object = "x"
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(exceptions.InvalidInput, match=f"body\\[0\\]\\[0\\]: nested more than {validation.MAX_DEPTH}"):
+        validation.check_json(deep)
+    shallow: object = "x"
+    for _ in range(validation.MAX_DEPTH):
+        shallow = {"k": shallow}
+    validation.check_json(shallow)  # exactly the limit is fine
+    validation.check_json({"name": "Ünïcödé ✓ 名前", "text": "tab\tand\nlines", "n": [1, 2.5, None, True]})

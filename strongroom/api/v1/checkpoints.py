@@ -3,7 +3,8 @@
 Create asks the protection service to protect a plan and returns the ``protecting`` record it made; list
 and show read the catalogue (newest first by default); delete and reset-state go to the protection
 service and answer 202.  ``extra_info`` given at creation is kept (also accepted as ``extra-info``, the
-spelling Karbor's client sends).  ``resource_graph`` is JSON text.
+spelling Karbor's client sends).  ``resource_graph`` is JSON text.  Under an unknown provider every
+route answers 404 naming the provider (a list included: it is not an empty list).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from strongroom import exceptions
 from strongroom.api import common, schemas
 from strongroom.api.common import ApiRequest, Result
 from strongroom.api.errors import BadRequest
@@ -40,9 +42,15 @@ def view(cp: CheckpointRecord) -> dict[str, Any]:
     }
 
 
+def _check_provider(req: ApiRequest, provider_id: str) -> None:
+    """404 naming the provider when it is unknown: a list under it would otherwise look merely empty."""
+    req.protection.show_provider(req.ctx, provider_id)
+
+
 def create(req: ApiRequest, provider_id: str) -> Result:
     req.authorize("checkpoint:create")
     body = req.validated_body(schemas.CHECKPOINT_CREATE)["checkpoint"]
+    _check_provider(req, provider_id)
     plan: Plan = req.db.get_plan(body["plan_id"], req.owner_scope())
     if plan.provider_id != provider_id:
         raise BadRequest(reason=f"checkpoint.plan_id: plan {plan.id} belongs to provider {plan.provider_id}, "
@@ -56,6 +64,7 @@ def create(req: ApiRequest, provider_id: str) -> Result:
 
 def index(req: ApiRequest, provider_id: str) -> Result:
     req.authorize("checkpoint:get_all")
+    _check_provider(req, provider_id)
     project: str | None = req.list_scope()
     wanted_project = common.query_param(req, "project_id")
     if wanted_project and wanted_project != req.project_id:
@@ -71,7 +80,12 @@ def index(req: ApiRequest, provider_id: str) -> Result:
 
 
 def _get(req: ApiRequest, provider_id: str, checkpoint_id: str) -> CheckpointRecord:
-    cp: CheckpointRecord = req.db.get_checkpoint(checkpoint_id, req.owner_scope(), provider_id)
+    """The checkpoint; 404 naming the provider when that is what is unknown, else naming the checkpoint."""
+    try:
+        cp: CheckpointRecord = req.db.get_checkpoint(checkpoint_id, req.owner_scope(), provider_id)
+    except exceptions.NotFound:
+        _check_provider(req, provider_id)
+        raise
     return cp
 
 
@@ -98,6 +112,7 @@ def reset_state(req: ApiRequest, provider_id: str, checkpoint_id: str) -> Result
 
 def action(req: ApiRequest, provider_id: str) -> Result:
     body = req.validated_body(schemas.CHECKPOINT_ACTION)
+    _check_provider(req, provider_id)
     if "copy" in body:
         req.authorize("checkpoint:copy")
         raise BadRequest(reason="copy is not supported yet")

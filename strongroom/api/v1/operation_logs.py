@@ -8,7 +8,7 @@ from strongroom.api import common
 from strongroom.api.common import ApiRequest, Result
 from strongroom.objects.records import OperationLog
 
-SORT_KEYS = ("created_at", "updated_at", "started_at", "ended_at", "status", "operation_type", "id")
+SORT_KEYS = ("created_at", "updated_at", "status", "operation_type", "id")  # what the metadata store sorts by
 FILTERS = ("checkpoint_id", "plan_id", "restore_id", "status", "operation_type", "provider_id")
 
 

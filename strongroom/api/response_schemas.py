@@ -1,0 +1,129 @@
+"""JSON schemas of every response body, beside the request schemas (:mod:`strongroom.api.schemas`).
+
+Each is the shape the controller's ``view`` returns, closed (``additionalProperties: false``) wherever the
+server decides the keys, so a field added to a view without its schema fails the schemathesis run of
+``make test`` instead of reaching clients undocumented.  Free-form objects (``extra_info``, ``parameters``,
+a provider's plugin schemas) stay open.  :data:`ALL` names them for the OpenAPI document; a route names
+its body by one of those names (:attr:`strongroom.api.routes.Route.response_schema`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strongroom.objects.scheduling import FireState, OperationType
+from strongroom.objects.status import CheckpointStatus, PlanStatus, RestoreStatus
+
+_string: dict[str, Any] = {"type": "string"}
+_maybe_string: dict[str, Any] = {"type": ["string", "null"]}
+_time: dict[str, Any] = {"type": "string", "format": "date-time"}
+_maybe_time: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+_object: dict[str, Any] = {"type": "object"}
+_count: dict[str, Any] = {"type": "integer", "minimum": 0}
+
+
+def _closed(properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An object of exactly these properties, all required but ``optional``."""
+    return {"type": "object", "properties": properties,
+            "required": [key for key in properties if key not in optional], "additionalProperties": False}
+
+
+def _enum(values: Any) -> dict[str, Any]:
+    return {"type": "string", "enum": [str(v) for v in values]}
+
+
+RESOURCE = _closed({"id": _string, "type": _string, "name": _string, "extra_info": _object})
+
+PLAN = _closed({
+    "id": _string, "name": _string, "description": _string, "provider_id": _string, "project_id": _string,
+    "status": _enum(PlanStatus), "parameters": _object, "resources": {"type": "array", "items": RESOURCE},
+    "created_at": _time,
+})
+
+CHECKPOINT = _closed({
+    "id": _string, "project_id": _string, "status": _enum(CheckpointStatus), "status_reason": _maybe_string,
+    "protection_plan": _closed({"id": _maybe_string, "name": _maybe_string, "provider_id": _string,
+                                "resources": {"type": "array", "items": _object}}),
+    "resource_graph": {"type": "string", "description": "the resource graph as JSON text"},
+    "created_at": _time, "extra_info": _object,
+    "progress": _closed({"bytes_total": _count, "bytes_done": _count}),
+})
+
+_RUN = {
+    "id": _string, "project_id": _string, "provider_id": _string, "checkpoint_id": _string,
+    "parameters": _object, "status": _enum(RestoreStatus),
+    "resources_status": {"type": "object", "additionalProperties": _string},
+    "resources_reason": {"type": "object", "additionalProperties": _string},
+    "extra_info": _object, "created_at": _time,
+}
+RESTORE = _closed({**_RUN, "restore_target": _maybe_string})
+VERIFICATION = _closed(_RUN)
+
+OPERATION_LOG = _closed({
+    "id": _string, "project_id": _string, "operation_type": _string, "status": _string,
+    **{key: _maybe_string for key in ("provider_id", "checkpoint_id", "plan_id", "restore_id",
+                                      "scheduled_operation_id", "host", "error_info")},
+    "extra_info": _object, "started_at": _maybe_time, "ended_at": _maybe_time, "created_at": _time,
+})
+
+PROVIDER = _closed({
+    "id": _string, "name": _string, "description": _string,
+    "extended_info_schema": _closed({key: _object for key in (
+        "options_schema", "restore_schema", "saved_info_schema", "verify_schema")}),
+    "status": _enum(("available", "unavailable")), "status_reason": _maybe_string,
+})
+
+PROTECTABLE_TYPE = _closed({"name": _string, "dependent_types": {"type": "array", "items": _string}})
+_INSTANCE = {"id": _string, "type": _maybe_string, "name": _string, "extra_info": _object}
+INSTANCE = _closed(_INSTANCE)
+INSTANCE_WITH_DEPENDENTS = _closed({**_INSTANCE, "dependent_resources": {"type": "array", "items": INSTANCE}})
+
+TRIGGER = _closed({
+    "id": _string, "name": _string, "type": _enum(("time",)), "project_id": _string,
+    "properties": _closed({"format": _enum(("crontab", "calendar")), "pattern": _string,
+                           "start_time": _string, "end_time": _maybe_string, "window": _count}),
+})
+
+SCHEDULED_OPERATION = _closed({
+    "id": _string, "name": _string, "description": _string, "operation_type": _enum(OperationType),
+    "project_id": _string, "trigger_id": _string, "operation_definition": _object,
+    "enabled": {"type": "boolean"}, "created_at": _time,
+})
+
+SCHEDULED_OPERATION_LOG = _closed({
+    "id": _string, "operation_id": _string, "state": _enum(FireState),
+    **{key: _maybe_time for key in ("expect_start_time", "window_end_time", "triggered_time",
+                                    "actual_start_time", "end_time")},
+    "checkpoint_id": _maybe_string, "error_info": _maybe_string, "extra_info": _object,
+    "engine": _maybe_string, "attempts": _count,
+})
+
+SERVICE = _closed({
+    "id": {"type": "integer"}, "binary": _string, "host": _string, "status": _enum(("enabled", "disabled")),
+    "state": _enum(("up", "down")), "updated_at": _maybe_time, "disabled_reason": _maybe_string,
+})
+
+#: An error answer: ``{"badRequest": {"code": 400, "title": "Bad Request", "message": "..."}}``.
+ERROR: dict[str, Any] = {
+    "type": "object", "minProperties": 1, "maxProperties": 1,
+    "description": "{\"<title in lowerCamelCase>\": {\"code\": ..., \"title\": ..., \"message\": ...}}",
+    "additionalProperties": _closed({"code": {"type": "integer"}, "title": _string, "message": _string}),
+}
+
+#: The item schemas by component name; a route's ``response_schema`` names one of these.
+ALL: dict[str, dict[str, Any]] = {
+    "Plan": PLAN,
+    "Checkpoint": CHECKPOINT,
+    "Restore": RESTORE,
+    "Verification": VERIFICATION,
+    "OperationLog": OPERATION_LOG,
+    "Provider": PROVIDER,
+    "ProtectableTypeName": _string,
+    "ProtectableType": PROTECTABLE_TYPE,
+    "ProtectableInstance": INSTANCE,
+    "ProtectableInstanceWithDependents": INSTANCE_WITH_DEPENDENTS,
+    "Trigger": TRIGGER,
+    "ScheduledOperation": SCHEDULED_OPERATION,
+    "ScheduledOperationLog": SCHEDULED_OPERATION_LOG,
+    "Service": SERVICE,
+}
