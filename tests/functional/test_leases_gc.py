@@ -40,7 +40,7 @@ from tests.functional.harness import AllInOne, MiB, wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
-VOLUME_SIZE = 256 * MiB
+VOLUME_SIZE = 128 * MiB
 GC_INTERVAL = 1
 #: zstd at level 15 protects random data at about 50 MiB/s here: slow enough to stop a writer half way.
 SLOW = {"compression_level": 15}
@@ -71,7 +71,7 @@ def test_a_killed_writer_is_reclaimed_and_earlier_checkpoints_still_restore(
         body = wait_for(f"{api}/providers/{provider}/checkpoints/{good}", "checkpoint", {"available", "error"},
                         timeout=300)
         assert body["status"] == "available", body
-        rewrite_blocks(image, every=2, seed=2)  # the next checkpoint has 32 chunks of its own
+        rewrite_blocks(image, every=2, seed=2)  # the next checkpoint has 16 chunks of its own
         doomed = start_checkpoint(api, provider, plan)
         wait_progress(f"{api}/providers/{provider}/checkpoints/{doomed}", 0.05)
         first.stop(signal.SIGKILL)
@@ -271,7 +271,7 @@ def test_protect_and_restore_survive_a_flaky_network_and_fail_cleanly_on_a_dead_
             assert restore["status"] == "success", restore
             assert digest == original
             faults = proxy.stats().faults
-            print(f"{kind}: 256 MiB protected and restored through {proxy.stats().requests} requests, "
+            print(f"{kind}: {VOLUME_SIZE // MiB} MiB protected and restored through {proxy.stats().requests} requests, "
                   f"faults injected {faults}")
             assert sum(faults.values()) >= 10 and all(faults.values()), faults
 
