@@ -81,9 +81,8 @@ class RbdConnection:
     def _connect(self) -> None:
         rados = librados()
         config = self.config
-        try:
-            cluster = rados.Rados(rados_id=config.client_name, conffile=config.conf_file,  # None: no ceph.conf read at all
-                                  conf=config.rados_conf())
+        try:  # conffile None: no ceph.conf is read at all, not even /etc/ceph's
+            cluster = rados.Rados(rados_id=config.client_name, conffile=config.conf_file, conf=config.rados_conf())
         except rados.Error as err:
             raise exceptions.ConfigError(reason=f"{self.what}: unusable cluster settings: {err}") from None
         try:
