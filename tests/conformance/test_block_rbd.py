@@ -200,29 +200,3 @@ class TestRbdSpecifics(RbdTestBase):
         assert time.monotonic() - began < 6
         assert "rbd block backend" in str(err.value) and "pool volumes" in str(err.value)
         backend.close()
-
-
-def test_killed_osd_fails_a_read_within_the_op_timeout(tmp_path: pathlib.Path) -> None:
-    """A cluster of its own (cephx off, the other way the fixture runs), whose OSD is killed mid-read."""
-    from tests.servers.ceph import missing_packages
-
-    if missing_packages():
-        pytest.skip("Ceph is not installed")
-    with CephCluster(tmp_path / "ceph", cephx=False, memstore_bytes=256 * MiB) as cluster:
-        pool = cluster.create_pool("dying")
-        backend = RbdBackend(cluster.backend_options(pool, op_timeout=3))
-        volume = backend.create_volume(8 * MiB, name="victim")
-        with backend.writing_volume(volume.id) as writer:
-            writer.write(0, pattern(8 * MiB))
-        snapshot = backend.create_snapshot(volume.id)
-        reader = backend.open_snapshot(snapshot.id)
-        assert reader.read(0, 4096) == pattern(4096)
-        cluster.kill_osd()
-        began = time.monotonic()
-        with pytest.raises(exceptions.BlockUnavailable) as err:
-            reader.read(4 * MiB, 4 * MiB)
-        elapsed = time.monotonic() - began
-        assert 2.5 < elapsed < 8, elapsed
-        assert "rbd block backend (pool dying)" in str(err.value) and "3 s" in str(err.value)
-        reader.close()
-        backend.close()

@@ -24,7 +24,9 @@ What it runs, and why so (measured facts in the project's notes on real backends
   operators to give (``mon 'profile rbd' osd 'profile rbd pool=...'``), per pool.
 
 ``stop()`` sends SIGKILL and reaps each daemon by PID (SIGTERM takes about 5 s; nothing on disk needs
-a clean shutdown).  ``kill_osd()`` / ``start_osd()`` stop and restart the one OSD, for dead-cluster tests.
+a clean shutdown); on Linux the daemons also get SIGTERM when the process that started them dies, so a
+killed test run leaves no cluster behind.  ``kill_osd()`` / ``start_osd()`` stop and restart the one
+OSD, for dead-cluster tests.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import must_not_skip, tail_log
+from tests.servers import dying_with_parent, must_not_skip, tail_log
 
 #: Debian packages the cluster needs, by the program or module that shows they are there.
 PACKAGES = {"ceph-mon": "ceph-mon", "ceph-osd": "ceph-osd", "monmaptool": "ceph-base",
@@ -84,6 +86,9 @@ class CephCluster:
     directory: pathlib.Path
     cephx: bool = True
     memstore_bytes: int = 6 << 30
+    #: ``memstore`` (data in RAM, lost when the OSD is killed) or ``bluestore`` on a sparse file of
+    #: ``memstore_bytes`` under the directory (survives a killed OSD; a few seconds more to start).
+    objectstore: str = "memstore"
     port: int = 0
     fsid: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
     #: Seconds from the first command to the first successful write.
@@ -139,17 +144,12 @@ class CephCluster:
             self._run("ceph-mon", "-c", str(self.conf_path), "--mkfs", "-i", "a", "--monmap", str(monmap),
                       "--keyring", str(self.admin_keyring))
             self._mon = self._spawn("ceph-mon", "-i", "a")
-            admin = self.admin()
             osd_uuid = str(uuid.uuid4())
             self.mon_command({"prefix": "osd new", "uuid": osd_uuid, "id": 0})
             self._run("ceph-osd", "-c", str(self.conf_path), "-i", "0", "--mkfs", "--osd-uuid", osd_uuid)
             self.start_osd()
             self.create_pool("strongroom-ready")
-            ioctx = admin.open_ioctx("strongroom-ready")
-            try:
-                self._until_written(ioctx, time.monotonic() + START_TIMEOUT)
-            finally:
-                ioctx.close()
+            self.wait_until_writable("strongroom-ready")
         except BaseException:
             self.stop()
             raise
@@ -173,10 +173,17 @@ class CephCluster:
             self._osd = None
 
     def start_osd(self) -> None:
-        """(Re)start the OSD (memstore: it comes back empty after :meth:`kill_osd`, so tests that kill it
-        use their own pool and expect its data gone)."""
+        """(Re)start the OSD (memstore comes back empty after :meth:`kill_osd`; bluestore with its data)."""
         if self._osd is None:
             self._osd = self._spawn("ceph-osd", "-i", "0")
+
+    def wait_until_writable(self, pool: str, timeout: float = START_TIMEOUT) -> None:
+        """Return once a write to ``pool`` succeeds (after :meth:`start_osd`, the OSD must peer first)."""
+        ioctx = self.admin().open_ioctx(pool)
+        try:
+            self._until_written(ioctx, time.monotonic() + timeout)
+        finally:
+            ioctx.close()
 
     # -- what tests use --------------------------------------------------------------------------------
 
@@ -185,8 +192,10 @@ class CephCluster:
         if self._admin is None:
             import rados
 
+            # Bounded waits: a test that killed the OSD gets an error, not a hang.
+            timeouts = {"rados_osd_op_timeout": "60", "rados_mon_op_timeout": "60"}
             cluster = rados.Rados(conffile=str(self.conf_path), rados_id="admin",
-                                  conf={"keyring": str(self.admin_keyring)} if self.cephx else {})
+                                  conf={**timeouts, **({"keyring": str(self.admin_keyring)} if self.cephx else {})})
             cluster.connect(timeout=int(START_TIMEOUT))
             self._admin = cluster
         return self._admin
@@ -261,8 +270,15 @@ mon data = {d}/mon/$cluster-$id
 mon cluster log file = {d}/log/cluster.log
 [osd]
 osd data = {d}/osd/$cluster-$id
-osd objectstore = memstore
+osd objectstore = {self.objectstore}
 memstore device bytes = {self.memstore_bytes}
+bluestore block path = {d}/osd/block
+bluestore block create = true
+bluestore block size = {self.memstore_bytes}
+bluestore block db create = false
+bluestore block wal create = false
+bluestore fsck on mount = false
+bluestore cache size = 67108864
 osd op num shards = 1
 osd op num threads per shard = 2
 """
@@ -306,8 +322,9 @@ osd op num threads per shard = 2
     def _spawn(self, program: str, *args: str) -> subprocess.Popen[bytes]:
         daemon = f"{program.removeprefix('ceph-')}.{args[-1]}"
         with open(self.directory / "log" / f"{daemon}.out", "ab") as out:
-            return subprocess.Popen([program, "-f", "-c", str(self.conf_path), *args], stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            command = dying_with_parent([shutil.which(program) or program, "-f", "-c", str(self.conf_path), *args])
+            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
 
     def _until_written(self, ioctx: Any, deadline: float) -> None:
         import rados
