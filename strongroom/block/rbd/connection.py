@@ -19,7 +19,7 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from strongroom import exceptions
+from strongroom import exceptions, redaction
 from strongroom.block.rbd.options import ClusterConfig
 
 LOG = logging.getLogger("strongroom.block.rbd")
@@ -84,7 +84,8 @@ class RbdConnection:
         try:  # conffile None: no ceph.conf is read at all, not even /etc/ceph's
             cluster = rados.Rados(rados_id=config.client_name, conffile=config.conf_file, conf=config.rados_conf())
         except rados.Error as err:
-            raise exceptions.ConfigError(reason=f"{self.what}: unusable cluster settings: {err}") from None
+            raise exceptions.ConfigError(reason=f"{self.what}: unusable cluster settings: {self.cause(err)}") \
+                from None
         try:
             cluster.connect(timeout=max(1, int(config.connect_timeout)))
         except rados.Error as err:
@@ -107,8 +108,13 @@ class RbdConnection:
         self._cluster, self._ioctx = cluster, ioctx
         LOG.debug("connected to %s as client.%s", self.what, config.client_name)
 
+    def cause(self, err: BaseException) -> str:
+        """librados' own words for an error: they name images and objects, not credentials, and the key
+        is masked all the same should a library ever echo it."""
+        return redaction.scrub(f"{type(err).__name__}: {err}", [self.config.key or ""])
+
     def unavailable(self, err: BaseException, doing: str) -> exceptions.BlockUnavailable:
-        return exceptions.BlockUnavailable(backend=self.what, reason=f"{doing} ({_cause(err)})")
+        return exceptions.BlockUnavailable(backend=self.what, reason=f"{doing} ({self.cause(err)})")
 
     def translate(self, err: BaseException, doing: str) -> exceptions.BlockError:
         """The Strongroom error for a librados/librbd error met while ``doing`` something."""
@@ -119,7 +125,7 @@ class RbdConnection:
         if code in (errno.EACCES, errno.EPERM):
             return exceptions.BlockError(
                 reason=f"{self.what}: {doing} was refused: the Ceph user lacks the caps (see doc/block-rbd.md)")
-        return exceptions.BlockError(reason=f"{self.what}: {doing} failed ({_cause(err)})")
+        return exceptions.BlockError(reason=f"{self.what}: {doing} failed ({self.cause(err)})")
 
     @contextlib.contextmanager
     def errors(self, doing: str, not_found: Callable[[], exceptions.StrongroomError] | None = None,
@@ -145,7 +151,3 @@ class RbdConnection:
             with contextlib.suppress(Exception):
                 cluster.shutdown()
 
-
-def _cause(err: BaseException) -> str:
-    """librados' own words for an error (they name images and objects, never credentials)."""
-    return f"{type(err).__name__}: {err}"

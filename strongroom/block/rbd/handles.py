@@ -13,6 +13,7 @@ Anything that opens an image by name (another backend reading a Cinder volume's 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -42,8 +43,7 @@ class RbdReader(BlockReader):
         self._connection = connection
         self._what = what
         self._image: Any = open_image(connection, image, snapshot, True, not_found)
-        with connection.errors(f"sizing {what}"):
-            self.size = int(self._image.size())
+        self.size = _size(connection, self._image, what)
         self._slots = threading.BoundedSemaphore(workers)
         self._workers = workers
         self._pool: cf.ThreadPoolExecutor | None = None
@@ -112,6 +112,17 @@ class RbdReader(BlockReader):
                 image.close()
 
 
+def _size(connection: RbdConnection, image: Any, what: str) -> int:
+    """The image's size; the handle is closed if even that fails."""
+    try:
+        with connection.errors(f"sizing {what}"):
+            return int(image.size())
+    except BaseException:
+        with contextlib.suppress(Exception):
+            image.close()
+        raise
+
+
 def _piece_starts(offset: int, length: int) -> Iterator[int]:
     start = offset
     while start < offset + length:
@@ -127,8 +138,7 @@ class RbdWriter(BlockWriter):
         self._connection = connection
         self._what = what
         self._image: Any = open_image(connection, image, None, False, not_found)
-        with connection.errors(f"sizing {what}"):
-            self.size = int(self._image.size())
+        self.size = _size(connection, self._image, what)
 
     def _check_open(self) -> Any:
         image = self._image
