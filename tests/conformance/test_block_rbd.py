@@ -145,6 +145,38 @@ class TestRbdSpecifics(RbdTestBase):
         for vid in (volume.id, restored.id):
             backend.destroy_volume(vid)
 
+    def test_a_clone_reads_through_to_its_parent(self, backend: RbdBackend, tmp_path: pathlib.Path) -> None:
+        """A Cinder volume made from a Glance image is an RBD clone: its parent's data is the volume's."""
+        import rbd
+
+        parent = backend.create_volume(16 * MiB, name="golden")
+        with backend.writing_volume(parent.id) as writer:
+            writer.write(0, pattern(MiB, 5))
+        ioctx = self.cluster.admin().open_ioctx(self.pool)
+        ioctx.set_namespace(namespace_for(tmp_path))
+        try:
+            with rbd.Image(ioctx, "golden") as image:
+                image.create_snap("base")
+                image.protect_snap("base")
+            rbd.RBD().clone(ioctx, "golden", "base", ioctx, "from-golden", features=rbd.RBD_FEATURE_LAYERING
+                            | rbd.RBD_FEATURE_EXCLUSIVE_LOCK | rbd.RBD_FEATURE_OBJECT_MAP | rbd.RBD_FEATURE_FAST_DIFF)
+            with backend.writing_volume("from-golden") as writer:
+                writer.write(8 * MiB, pattern(4096, 6))
+            snapshot = backend.create_snapshot("from-golden")
+            with backend.reading_snapshot(snapshot.id) as reader:
+                extents = list(reader.allocated_extents())
+                assert extents[0].offset == 0 and extents[0].length >= MiB, extents
+                assert reader.read(0, MiB) == pattern(MiB, 5)
+                assert reader.read(8 * MiB, 4096) == pattern(4096, 6)
+            backend.delete_snapshot(snapshot.id)
+            backend.destroy_volume("from-golden")
+            with rbd.Image(ioctx, "golden") as image:
+                image.unprotect_snap("base")
+                image.remove_snap("base")
+        finally:
+            ioctx.close()
+        backend.destroy_volume(parent.id)
+
     def test_half_made_snapshot_of_a_dead_maker_is_reclaimed(self, backend: RbdBackend,
                                                              tmp_path: pathlib.Path) -> None:
         from strongroom.block.rbd.layout import SnapshotName, encode_record

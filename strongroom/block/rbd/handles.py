@@ -69,7 +69,8 @@ class RbdReader(BlockReader):
                 found.append(Extent(offset, length))
 
         with self._connection.errors(f"listing the allocated extents of {self._what}"):
-            image.diff_iterate(0, self.size, None, seen)
+            # With the parent's data: a clone (a volume made from an image) reads through to its parent.
+            image.diff_iterate(0, self.size, None, seen, include_parent=True)
         found.sort()
         return iter(found)
 
