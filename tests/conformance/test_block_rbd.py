@@ -195,7 +195,7 @@ class TestRbdSpecifics(RbdTestBase):
         backend.destroy_volume(volume.id)
 
     def test_secret_key_never_shown(self, backend: RbdBackend, tmp_path: pathlib.Path,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+                                    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
         caplog.set_level("DEBUG")
         key = self.cluster.client_key
         options = self.options(tmp_path, key=key)
@@ -211,16 +211,19 @@ class TestRbdSpecifics(RbdTestBase):
             with_key.destroy_volume(volume.id)
         finally:
             with_key.close()
-        wrong = "AQBadKeyBadKeyBadKeyBadKeyBadKeyBadKe=="
+        wrong = "AQBIYA9rDa7FNRAAe5vLaRKat7pq+4qRVzQ7Dg=="  # a well-formed key the cluster does not know
         refused = RbdBackend({**options, "key": wrong, "connect_timeout": 3})
         with pytest.raises(exceptions.BlockError) as err:
             refused.list_volumes()
         shown += [str(err.value), repr(err.value), repr(refused)]
-        with pytest.raises(exceptions.ConfigError) as bad:
-            RbdBackend({**options, "key": 12345678})
-        shown.append(str(bad.value))
-        for text in shown + [caplog.text]:
+        for not_a_key in (12345678, "AQBadKeyBadKeyBadKeyBadKeyBadKeyBadKe=="):
+            with pytest.raises(exceptions.ConfigError) as bad:
+                RbdBackend({**options, "key": not_a_key})
+            shown.append(str(bad.value))
+        out, err = capfd.readouterr()  # what librados itself printed
+        for text in shown + [caplog.text, out, err]:
             assert key not in text and wrong not in text and "12345678" not in text, text
+            assert "AQBadKey" not in text, text
 
     def test_dead_monitor_fails_within_the_timeout(self) -> None:
         from tests.servers.ceph import free_port

@@ -6,6 +6,8 @@ information says ``rbd``) builds the same :class:`ClusterConfig` from what it wa
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 from collections.abc import Mapping
 from typing import Any
@@ -141,9 +143,25 @@ def check_options(options: Mapping[str, Any]) -> None:
     raise exceptions.ConfigError(reason=f"rbd block backend: {name}: {reason}")
 
 
+def check_key(key: str) -> None:
+    """``ConfigError`` unless ``key`` is a cephx key as ``ceph auth get-key`` prints it (base64 of a 28-byte
+    AES key record).  librados prints a key it cannot decode to stderr, so one that is not a key (a typo of
+    the real one, likely) never reaches it."""
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 28 or raw[10:12] != (16).to_bytes(2, "little"):
+        raise exceptions.ConfigError(
+            reason="rbd block backend: key: is not a cephx key (not shown: it is a secret; "
+            "`ceph auth get-key client.NAME` prints the right one)")
+
+
 def cluster_config(options: Mapping[str, Any]) -> ClusterConfig:
     """The :class:`ClusterConfig` of checked backend options."""
     client = str(options.get("client_name", "admin")).removeprefix("client.")
+    if options.get("key") is not None:
+        check_key(str(options["key"]))
     return ClusterConfig(
         pool=str(options["pool"]),
         conf_file=options.get("conf_file"),

@@ -39,7 +39,8 @@ def test_bad_options_are_named(options: dict[str, Any], named: str) -> None:
         RbdBackend(options)
 
 
-@pytest.mark.parametrize("key", [12345678, "", ["AQ-secret-in-a-list"]])
+@pytest.mark.parametrize("key", [12345678, "", ["AQ-secret-in-a-list"], "AQBadKeyBadKeyBadKeyBadKeyBadKeyBadKe==",
+                                 "bm90IGEga2V5"])
 def test_an_invalid_key_is_never_quoted(key: Any) -> None:
     with pytest.raises(exceptions.ConfigError) as err:
         RbdBackend({**BASE, "key": key})
