@@ -9,8 +9,14 @@ APT_STAMP := $(VENV)/.apt-stamp
 # Debian packages the tests use when they can (loop-mounted XFS/btrfs images for reflink snapshots).
 APT_TEST_PACKAGES := xfsprogs btrfs-progs
 APT_BENCH_PACKAGES := restic borgbackup
+# A single-node Ceph for the rbd backend's tests (mon, memstore OSD; no mgr) and Debian's librados/librbd
+# bindings: no PyPI package provides them.  Installed without recommends (ceph-mgr alone is ~300 MB).
+APT_CEPH_PACKAGES := ceph-mon ceph-osd ceph-common python3-rbd python3-rados librbd1
+# Debian's compiled modules that the venv links to (same cpython-311 ABI as the project's Python).
+DEBIAN_PY_MODULES := rados rbd
+DEBIAN_DIST_PACKAGES := /usr/lib/python3/dist-packages
 
-.PHONY: install run test lint typecheck contracts pytest torture fuzz bench sample-config clean system-packages
+.PHONY: install run test lint typecheck contracts pytest torture fuzz bench sample-config clean system-packages debian-modules
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,13 +24,22 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e '.[test,swift,s3]'
 	touch $@
 
-install: $(STAMP)
+install: $(STAMP) debian-modules
+
+# Links Debian's rados/rbd modules into the venv when they are installed (idempotent; nothing if absent:
+# only the rbd backend needs them, and it says which package is missing).  `make run` needs no Ceph.
+debian-modules: $(STAMP)
+	@site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	for m in $(DEBIAN_PY_MODULES); do for f in $(DEBIAN_DIST_PACKAGES)/$$m.cpython-*.so; do \
+	  [ -e "$$f" ] && ln -sfn "$$f" "$$site/"; done; done; true
 
 # Installs Debian packages only when root and only when missing; never fails the build if apt is unavailable.
 system-packages:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || true; fi; \
+	  missing=""; for p in $(APT_CEPH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || true; fi; \
 	fi
 
 run: install
@@ -39,7 +54,8 @@ typecheck: install
 contracts: install
 	$(BIN)/lint-imports
 
-pytest: install system-packages
+pytest: system-packages install
+	@$(MAKE) --no-print-directory debian-modules
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck contracts pytest

@@ -173,6 +173,10 @@ class VolumeExists(BlockError, Conflict):
     """Volume {volume_id} already exists."""
 
 
+class BlockUnavailable(BlockError, TransientError):
+    """Block backend {backend} is unavailable: {reason}"""
+
+
 # -- data path --------------------------------------------------------------
 
 

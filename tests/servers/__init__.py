@@ -12,9 +12,31 @@ import pathlib
 import signal
 import socket
 import subprocess
+import sys
 from typing import NoReturn
 
 import pytest
+
+#: Runs the program with PR_SET_PDEATHSIG (Linux): it gets SIGTERM when its parent dies.
+#: A launcher rather than ``preexec_fn``, which would force a fork() in the test process.
+LAUNCHER = (
+    "import ctypes, os, signal, sys\n"
+    "try:\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "except (OSError, AttributeError):\n"
+    "    pass\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def dying_with_parent(command: list[str]) -> list[str]:
+    """``command`` run through :data:`LAUNCHER`: on Linux it gets SIGTERM when the thread that started it
+    (this process's, for pytest and scripts) exits, so a killed test run leaves no server behind."""
+    if sys.platform != "linux":
+        return command
+    return [sys.executable, "-c", LAUNCHER, str(os.getpid()), *command]
 
 
 def tail_log(log_path: pathlib.Path, size: int = 3000) -> str:

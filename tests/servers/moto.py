@@ -42,23 +42,11 @@ from typing import Any
 
 import pytest
 
-from tests.servers import must_not_skip, stop_process, tail_log
+from tests.servers import dying_with_parent, must_not_skip, stop_process, tail_log
 
 #: How long the server may take to answer after it is started.
 START_TIMEOUT = 30.0
 _RUNNING = re.compile(rb"Running on (https?://[0-9.]+:(\d+))")
-#: Runs the program with PR_SET_PDEATHSIG (Linux): it gets SIGTERM when its parent dies.
-#: A launcher rather than ``preexec_fn``, which would force a fork() in the test process.
-_LAUNCHER = (
-    "import ctypes, os, signal, sys\n"
-    "try:\n"
-    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
-    "except (OSError, AttributeError):\n"
-    "    pass\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    sys.exit(1)\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
-)
 
 
 class MotoServerError(RuntimeError):
@@ -195,7 +183,7 @@ def start_moto_server(host: str = "127.0.0.1", timeout: float = START_TIMEOUT,
     program = moto_server_program()
     command = [program, "-H", host, "-p", "0", *(["--ssl"] if tls else [])]
     if die_with_parent and sys.platform == "linux":
-        command = [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *command]
+        command = dying_with_parent(command)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="strongroom-moto-"))
     log_path = workdir / "moto_server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
