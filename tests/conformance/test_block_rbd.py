@@ -226,7 +226,7 @@ class TestRbdSpecifics(RbdTestBase):
             assert "AQBadKey" not in text, text
 
     def test_dead_monitor_fails_within_the_timeout(self) -> None:
-        from tests.servers.ceph import free_port
+        from tests.servers import free_port
 
         backend = RbdBackend({"mon_host": f"v1:127.0.0.1:{free_port()}", "pool": "volumes", "connect_timeout": 2})
         began = time.monotonic()

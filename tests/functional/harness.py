@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -89,11 +90,12 @@ class AllInOne:
         return f"{self.url}/v1/{project}"
 
 
-@pytest.fixture
-def all_in_one(tmp_path: Path) -> Iterator[AllInOne]:
-    state = tmp_path / "state"
+@contextlib.contextmanager
+def running_all_in_one(root: Path) -> Iterator[AllInOne]:
+    """An all-in-one with the default configuration and its state under ``root``, stopped at the end."""
+    state = root / "state"
     (state / "volumes").mkdir(parents=True)
-    conf = tmp_path / "strongroom.conf"
+    conf = root / "strongroom.conf"
     conf.write_text(f"[DEFAULT]\nstate_dir = {state}\n[api]\nbind_port = 0\n")
     service = AllInOne(state_dir=state, config_file=conf)
     service.start()
@@ -102,6 +104,12 @@ def all_in_one(tmp_path: Path) -> Iterator[AllInOne]:
     finally:
         if service.process is not None and service.process.poll() is None:
             service.stop()
+
+
+@pytest.fixture
+def all_in_one(tmp_path: Path) -> Iterator[AllInOne]:
+    with running_all_in_one(tmp_path) as service:
+        yield service
 
 
 def write_mixed_image(path: Path, size: int = 24 * MiB, seed: int = 7) -> None:

@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
 
 from strongroom.api import openapi
 from strongroom.api.routes import ROUTES
-from tests.functional.harness import PROVIDER_ID, AllInOne, MiB, wait_for
+from tests.functional.harness import PROVIDER_ID, AllInOne, MiB, running_all_in_one, wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -52,18 +52,8 @@ ANSWERS: dict[str, collections.Counter[int]] = collections.defaultdict(collectio
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AllInOne]:
-    root = Path(tmp_path_factory.mktemp("fuzz"))
-    state = root / "state"
-    (state / "volumes").mkdir(parents=True)
-    conf = root / "strongroom.conf"
-    conf.write_text(f"[DEFAULT]\nstate_dir = {state}\n[api]\nbind_port = 0\n")
-    running = AllInOne(state_dir=state, config_file=conf)
-    running.start()
-    try:
+    with running_all_in_one(Path(tmp_path_factory.mktemp("fuzz"))) as running:
         yield running
-    finally:
-        if running.process is not None and running.process.poll() is None:
-            running.stop()
 
 
 def _post(url: str, body: dict[str, Any], key: str, headers: dict[str, str] | None = None) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import dataclasses
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,19 +21,13 @@ import pytest
 import requests
 
 from tests.functional.harness import PROVIDER_ID
-from tests.servers import require_port
+from tests.servers import free_port, require_port
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "deploy-admin-token"
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclasses.dataclass
@@ -131,7 +124,7 @@ def _protection_through(api: str, node: Node) -> None:
 
 
 def test_gunicorn_serves_the_wsgi_application(node: Node) -> None:
-    port = _free_port()
+    port = free_port()
     # doc/deployment.md's settings (fewer workers and threads)
     gunicorn = node.start(str(BIN / "gunicorn"), "--workers", "2", "--worker-class", "gthread", "--threads", "4",
                           "--worker-connections", "256", "--timeout", "60", "--keep-alive", "30",

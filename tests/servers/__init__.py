@@ -78,6 +78,13 @@ def unavailable(message: str) -> NoReturn:
     pytest.skip(message)
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (for a server that cannot bind port 0 itself)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def require_port(host: str, port: int, what: str) -> None:
     """Go on only if something listens on ``host:port`` (a server the machine runs: RabbitMQ, Redis...)."""
     try:

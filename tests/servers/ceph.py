@@ -38,7 +38,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -48,7 +47,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import dying_with_parent, must_not_skip, tail_log
+from tests.servers import dying_with_parent, free_port, must_not_skip, tail_log
 
 #: Debian packages the cluster needs, by the program or module that shows they are there.
 PACKAGES = {"ceph-mon": "ceph-mon", "ceph-osd": "ceph-osd", "monmaptool": "ceph-base",
@@ -71,12 +70,6 @@ def missing_packages() -> list[str]:
         except ImportError:
             missing.append(package)
     return missing
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclasses.dataclass
