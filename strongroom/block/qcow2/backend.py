@@ -135,7 +135,8 @@ class Qcow2Backend(BlockBackend):
                                        "file": {"driver": "file", "filename": self.dir.image(volume_id)}},
                       doing=f"opening image {volume_id}")
             try:
-                self._qmp("block-export-add", {"type": "nbd", "id": node, "node-name": node, "name": node,
+                # Exported under its volume id: a tool (or a VM) may write to the live image through it.
+                self._qmp("block-export-add", {"type": "nbd", "id": node, "node-name": node, "name": volume_id,
                                                "writable": True}, doing=f"exporting image {volume_id}")
             except exceptions.BlockError:
                 with contextlib.suppress(exceptions.BlockError):
@@ -425,14 +426,14 @@ class Qcow2Backend(BlockBackend):
     def open_volume_reader(self, volume_id: str) -> BlockReader:
         volume_id = self._any(volume_id)
         libnbd()
-        node = self._attach(volume_id)
-        return NbdReader(self.daemon.nbd_socket, node, self.what, f"image {volume_id}")
+        self._attach(volume_id)
+        return NbdReader(self.daemon.nbd_socket, volume_id, self.what, f"image {volume_id}")
 
     def open_volume_writer(self, volume_id: str) -> BlockWriter:
         volume_id = self._any(volume_id)
         libnbd()
-        node = self._attach(volume_id)
-        return NbdWriter(self.daemon.nbd_socket, node, self.what, f"image {volume_id}")
+        self._attach(volume_id)
+        return NbdWriter(self.daemon.nbd_socket, volume_id, self.what, f"image {volume_id}")
 
     # -- capacity ------------------------------------------------------------------------------------
 

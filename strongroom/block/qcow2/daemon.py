@@ -159,7 +159,8 @@ class Daemon:
                     f"{self.timeout:g} s: {_tail(log_path)}")
             time.sleep(0.005)
         self.instance = f"{self._process.pid}.{start}"
-        _write_state(self._state_file(), {"pid": self._process.pid, "instance": self.instance})
+        _write_state(self._state_file(), {"pid": self._process.pid, "instance": self.instance,
+                                          "nbd_socket": self.nbd_socket})
         LOG.info("%s: started qemu-storage-daemon (pid %d)", self.what, self._process.pid)
 
     def _stop_recorded(self) -> None:
