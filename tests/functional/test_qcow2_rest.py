@@ -172,8 +172,8 @@ def test_qcow2_image_protected_while_written_restored_at_its_instant(
             allocated = sum(e.length for e in reader.allocated_extents())
     finally:
         check.close()
-    stamps = [struct.unpack(">Q", restored[o : o + 8])[0] for o in range(SCRATCH, SCRATCH + SCRATCH_BLOCKS * 4096, 4096)]
-    instant = max(stamps)
+    scratch = range(SCRATCH, SCRATCH + SCRATCH_BLOCKS * 4096, 4096)
+    instant = max(struct.unpack(">Q", restored[o : o + 8])[0] for o in scratch)
     assert hashlib.sha256(restored).digest() == hashlib.sha256(image_after(instant)).digest(), \
         f"the checkpoint is not the image after write {instant} of the writer: a torn mix"
     # Thin: the 56 MiB never written and the 8 MiB of written zeros are no data in the restored image.
