@@ -12,8 +12,11 @@ APT_BENCH_PACKAGES := restic borgbackup
 # A single-node Ceph for the rbd backend's tests (mon, memstore OSD; no mgr) and Debian's librados/librbd
 # bindings: no PyPI package provides them.  Installed without recommends (ceph-mgr alone is ~300 MB).
 APT_CEPH_PACKAGES := ceph-mon ceph-osd ceph-common python3-rbd python3-rados librbd1
-# Debian's compiled modules that the venv links to (same cpython-311 ABI as the project's Python).
-DEBIAN_PY_MODULES := rados rbd
+# qemu-storage-daemon (in qemu-system-common) and qemu-img for the qcow2 backend, read through libnbd's bindings.
+APT_QEMU_PACKAGES := qemu-utils qemu-system-common python3-libnbd libnbd-bin
+# Debian's modules that the venv links to (compiled ones share the project's cpython-311 ABI; libnbd's
+# `nbd` is a pure-Python file over its compiled `libnbdmod`).
+DEBIAN_PY_MODULES := rados rbd nbd libnbdmod
 DEBIAN_DIST_PACKAGES := /usr/lib/python3/dist-packages
 
 .PHONY: install run test lint typecheck contracts pytest torture fuzz bench sample-config clean system-packages debian-modules
@@ -26,11 +29,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP) debian-modules
 
-# Links Debian's rados/rbd modules into the venv when they are installed (idempotent; nothing if absent:
-# only the rbd backend needs them, and it says which package is missing).  `make run` needs no Ceph.
+# Links Debian's rados/rbd/nbd modules into the venv when they are installed (idempotent; nothing if absent:
+# only the rbd and qcow2 backends need them, and they say which package is missing).  `make run` needs neither.
 debian-modules: $(STAMP)
 	@site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
-	for m in $(DEBIAN_PY_MODULES); do for f in $(DEBIAN_DIST_PACKAGES)/$$m.cpython-*.so; do \
+	for m in $(DEBIAN_PY_MODULES); do for f in $(DEBIAN_DIST_PACKAGES)/$$m.cpython-*.so $(DEBIAN_DIST_PACKAGES)/$$m.py; do \
 	  [ -e "$$f" ] && ln -sfn "$$f" "$$site/"; done; done; true
 
 # Installs Debian packages only when root and only when missing; never fails the build if apt is unavailable.
@@ -38,7 +41,7 @@ system-packages:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || true; fi; \
-	  missing=""; for p in $(APT_CEPH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  missing=""; for p in $(APT_CEPH_PACKAGES) $(APT_QEMU_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || true; fi; \
 	fi
 

@@ -1,0 +1,172 @@
+"""The block backend conformance suite on the qcow2 backend with a real qemu-storage-daemon, and what
+only a fleecing view has to prove: the snapshot is the image at its instant while a writer keeps going."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from strongroom import exceptions
+from strongroom.block.base import BlockBackend
+from strongroom.block.qcow2 import Qcow2Backend
+from strongroom.testing.block import BlockBackendConformance, MiB, pattern, read_all
+from tests.servers.qemu import require_qemu
+
+
+class Qcow2TestBase:
+    @pytest.fixture(autouse=True)
+    def _qemu(self) -> None:
+        require_qemu()
+
+    def make_backend(self, tmp_path: pathlib.Path) -> BlockBackend:
+        return Qcow2Backend({"path": str(tmp_path / "images"), "timeout": 10})
+
+
+class TestQcow2Backend(Qcow2TestBase, BlockBackendConformance):
+    persistent = True
+
+
+# -- what only a fleecing view has ---------------------------------------------------------------
+
+
+class TestQcow2Snapshots(Qcow2TestBase):
+    @pytest.fixture
+    def backend(self, tmp_path: pathlib.Path) -> Iterator[Qcow2Backend]:
+        backend = Qcow2Backend({"path": str(tmp_path / "images"), "timeout": 10})
+        try:
+            yield backend
+        finally:
+            backend.close()
+
+    def test_snapshot_is_the_instant_while_a_writer_keeps_writing(self, backend: Qcow2Backend) -> None:
+        """A writer rewrites random blocks of the live image all along; the snapshot, read as a protect
+        reads it (allocated extents, then data) while the writer goes on, is the image at its instant."""
+        size = 32 * MiB
+        volume = backend.create_volume(size)
+        with backend.writing_volume(volume.id) as writer:
+            writer.write(0, pattern(8 * MiB, seed=1))
+            writer.write(20 * MiB, pattern(4 * MiB, seed=2))
+        gate = threading.Lock()
+        stop = threading.Event()
+        written_after: list[int] = []
+        errors: list[BaseException] = []
+        taken = threading.Event()
+
+        def keep_writing() -> None:
+            rng = random.Random(7)
+            try:
+                with backend.writing_volume(volume.id) as writer:
+                    while not stop.is_set():
+                        offset = rng.randrange(0, size // 4096) * 4096
+                        with gate:
+                            writer.write(offset, os.urandom(4096 * rng.randint(1, 16))[: size - offset])
+                            if taken.is_set():
+                                written_after.append(offset)
+            except BaseException as err:  # noqa: BLE001 - reported below
+                errors.append(err)
+
+        thread = threading.Thread(target=keep_writing)
+        thread.start()
+        try:
+            time.sleep(0.2)
+            with gate:  # the writer is between two writes: what the image holds now is the expected view
+                with backend.open_volume_reader(volume.id) as reader:
+                    expected = read_all(reader)
+                snapshot = backend.create_snapshot(volume.id)
+                taken.set()
+            with backend.reading_snapshot(snapshot.id) as reader:
+                extents = list(reader.allocated_extents())
+                got = bytearray(size)
+                for extent in extents:
+                    for pos in range(extent.offset, extent.end, MiB):
+                        length = min(MiB, extent.end - pos)
+                        got[pos : pos + length] = reader.read(pos, length)
+                        time.sleep(0.002)  # a slow reader: the writer overtakes it many times
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+        assert not errors, errors
+        assert len(written_after) > 50, "the writer should have kept writing while the snapshot was read"
+        assert bytes(got) == expected, "the snapshot is not the image at the snapshot instant"
+        with backend.open_volume_reader(volume.id) as reader:
+            assert read_all(reader) != expected, "the live image should have moved on"
+        backend.delete_snapshot(snapshot.id)
+        backend.destroy_volume(volume.id)
+
+    def test_restore_stays_thin(self, backend: Qcow2Backend, tmp_path: pathlib.Path) -> None:
+        size = 256 * MiB
+        source = backend.create_volume(size, name="source")
+        with backend.writing_volume(source.id) as writer:
+            writer.write(MiB, pattern(2 * MiB, seed=3))
+            writer.write(200 * MiB, b"text " * 1000)
+        snapshot = backend.create_snapshot(source.id)
+        staged = backend.create_volume(size, name="restored", staged=True)
+        with backend.reading_snapshot(snapshot.id) as reader, backend.writing_volume(staged.id) as writer:
+            for extent in reader.allocated_extents():
+                writer.write(extent.offset, reader.read(extent.offset, extent.length))
+            # A restore over old data writes its zero runs too: they must not cost space either.
+            writer.write(100 * MiB, bytes(8 * MiB))
+        restored = backend.publish_volume(staged.id)
+        with backend.open_volume_reader(restored.id) as reader:
+            allocated = sum(e.length for e in reader.allocated_extents())
+            assert reader.read(MiB, 2 * MiB) == pattern(2 * MiB, seed=3)
+            assert reader.read(100 * MiB, 4096) == bytes(4096)
+        assert allocated <= 4 * MiB, allocated
+        on_disk = os.stat(tmp_path / "images" / "restored.qcow2").st_blocks * 512
+        assert on_disk <= 8 * MiB, f"a restored image with 2 MiB of data takes {on_disk} bytes"
+        backend.delete_snapshot(snapshot.id)
+
+    def test_killed_daemon_is_restarted_and_its_views_refused(self, backend: Qcow2Backend) -> None:
+        volume = backend.create_volume(4 * MiB)
+        with backend.writing_volume(volume.id) as writer:
+            writer.write(0, pattern(MiB))
+        snapshot = backend.create_snapshot(volume.id, {"strongroom.checkpoint": "c-1"})
+        reader = backend.open_snapshot(snapshot.id)
+        first = backend.daemon.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(exceptions.BlockUnavailable) as info:
+            reader.read(0, MiB)
+        assert time.monotonic() - started < 5
+        assert "qcow2 block backend" in str(info.value) and snapshot.id in str(info.value)
+        reader.close()
+        # The image is served again by a new daemon, with what it held; the snapshot is still listed with
+        # its tags (so its taker deletes it) but its view died with the daemon: opening it says so.
+        with backend.open_volume_reader(volume.id) as live:
+            assert live.read(0, MiB) == pattern(MiB)
+        assert backend.daemon.pid not in (None, first)
+        assert [dict(s.tags) for s in backend.list_snapshots()] == [{"strongroom.checkpoint": "c-1"}]
+        with pytest.raises(exceptions.BlockError, match="qcow2 block backend.*has stopped"):
+            backend.open_snapshot(snapshot.id)
+        backend.delete_snapshot(snapshot.id)
+        assert backend.list_snapshots() == []
+        backend.destroy_volume(volume.id)
+
+    def test_leftover_overlay_is_reclaimed_once_its_maker_is_gone(self, backend: Qcow2Backend) -> None:
+        volume = backend.create_volume(MiB)
+        snapshot = backend.create_snapshot(volume.id)
+        orphan = backend.dir.overlay("00000000-0000-4000-8000-000000000001")
+        pathlib.Path(orphan).write_bytes(b"half made")
+        assert backend.reclaim_leftovers() == [orphan]
+        assert [s.id for s in backend.list_snapshots()] == [snapshot.id]
+        backend.delete_snapshot(snapshot.id)
+
+    def test_a_second_backend_on_the_directory_is_refused(self, backend: Qcow2Backend,
+                                                          tmp_path: pathlib.Path) -> None:
+        volume = backend.create_volume(MiB)
+        backend.open_volume_reader(volume.id).close()
+        other = Qcow2Backend({"path": str(tmp_path / "images")})
+        try:
+            assert [v.id for v in other.list_volumes()] == [volume.id]  # listing needs no daemon
+            with pytest.raises(exceptions.BlockUnavailable, match="already serves this directory"):
+                other.open_volume_reader(volume.id)
+        finally:
+            other.close()
