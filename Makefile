@@ -15,8 +15,14 @@ APT_CEPH_PACKAGES := ceph-mon ceph-osd ceph-common python3-rbd python3-rados lib
 # Debian's compiled modules that the venv links to (same cpython-311 ABI as the project's Python).
 DEBIAN_PY_MODULES := rados rbd
 DEBIAN_DIST_PACKAGES := /usr/lib/python3/dist-packages
+# OpenStack Cinder for the cinder backend's tests (cinder-api, -scheduler, -volume with the RBD driver on the
+# test Ceph).  Its pins are not the project's, so it has its own virtualenv, built once and kept: `make clean`
+# leaves it, `make clean-cinder` removes it.  CINDER_VENV is where tests/servers/cinder.py looks for it.
+CINDER_VERSION := 29.*
+CINDER_VENV := .cache/cinder-venv
+CINDER_STAMP := $(CINDER_VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck contracts pytest torture fuzz bench sample-config clean system-packages debian-modules
+.PHONY: install run test lint typecheck contracts pytest torture fuzz bench sample-config clean system-packages debian-modules cinder-venv clean-cinder
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +36,19 @@ install: $(STAMP) debian-modules
 # only the rbd backend needs them, and it says which package is missing).  `make run` needs no Ceph.
 debian-modules: $(STAMP)
 	@site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	for m in $(DEBIAN_PY_MODULES); do for f in $(DEBIAN_DIST_PACKAGES)/$$m.cpython-*.so; do \
+	  [ -e "$$f" ] && ln -sfn "$$f" "$$site/"; done; done; true
+
+# Cinder's own virtualenv, stamped: built once (about a minute, more on a busy machine), then never again
+# unless the version changes.  Its RBD driver imports rados and rbd, linked in from Debian as for .venv.
+$(CINDER_STAMP):
+	test -x $(CINDER_VENV)/bin/python || $(PYTHON) -m venv $(CINDER_VENV)
+	$(CINDER_VENV)/bin/pip install -q 'cinder==$(CINDER_VERSION)' 2>&1 | grep -v "^WARNING: Location" || true
+	$(CINDER_VENV)/bin/python -c 'import cinder.volume.drivers.rbd'
+	echo '$(CINDER_VERSION)' > $@
+
+cinder-venv: $(CINDER_STAMP)
+	@site=$$($(CINDER_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	for m in $(DEBIAN_PY_MODULES); do for f in $(DEBIAN_DIST_PACKAGES)/$$m.cpython-*.so; do \
 	  [ -e "$$f" ] && ln -sfn "$$f" "$$site/"; done; done; true
 
@@ -55,7 +74,7 @@ contracts: install
 	$(BIN)/lint-imports
 
 pytest: system-packages install
-	@$(MAKE) --no-print-directory debian-modules
+	@$(MAKE) --no-print-directory debian-modules cinder-venv
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck contracts pytest
@@ -87,3 +106,6 @@ sample-config: install
 
 clean:
 	rm -rf $(VENV) .bench .torture build *.egg-info
+
+clean-cinder:
+	rm -rf $(CINDER_VENV)
