@@ -234,10 +234,11 @@ enabled_backends = ceph
 report_interval = 2
 periodic_interval = 5
 service_down_time = 20
+resource_query_filters_file = {self.venv}/etc/cinder/resource_filters.json
 volume_name_template = volume-%s
 snapshot_name_template = snapshot-%s
 [database]
-connection = sqlite:///{d}/state/cinder.sqlite
+connection = sqlite:///{d}/state/cinder.sqlite?timeout=30
 [oslo_concurrency]
 lock_path = {d}/lock
 [oslo_messaging_rabbit]

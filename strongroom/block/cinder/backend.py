@@ -268,6 +268,7 @@ class CinderBackend(BlockBackend):
         self.get_volume(volume_id)
         snaps = self.api.request("GET", "/snapshots", f"listing the snapshots of volume {volume_id}",
                                  params={"volume_id": volume_id, **self._list_params()})["snapshots"]
+        snaps = [s for s in snaps if s.get("volume_id") == volume_id]  # a cloud may not allow the filter
         if snaps:
             names = ", ".join(sorted(str(s["id"]) for s in snaps))
             raise exceptions.Conflict(reason=f"volume {volume_id} still has snapshots ({names}); delete them first")
