@@ -18,8 +18,14 @@ APT_QEMU_PACKAGES := qemu-utils qemu-system-common python3-libnbd libnbd-bin
 # `nbd` is a pure-Python file over its compiled `libnbdmod`).
 DEBIAN_PY_MODULES := rados rbd nbd libnbdmod
 DEBIAN_DIST_PACKAGES := /usr/lib/python3/dist-packages
+# OpenStack Cinder for the cinder backend's tests (cinder-api, -scheduler, -volume with the RBD driver on the
+# test Ceph).  Its pins are not the project's, so it has its own virtualenv, built once and kept: `make clean`
+# leaves it, `make clean-cinder` removes it.  CINDER_VENV is where tests/servers/cinder.py looks for it.
+CINDER_VERSION := 29.*
+CINDER_VENV := .cache/cinder-venv
+CINDER_STAMP := $(CINDER_VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck contracts pytest torture fuzz bench sample-config clean system-packages debian-modules
+.PHONY: install run test lint typecheck contracts pytest torture fuzz bench sample-config clean system-packages debian-modules cinder-venv clean-cinder
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +40,19 @@ install: $(STAMP) debian-modules
 debian-modules: $(STAMP)
 	@site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	for m in $(DEBIAN_PY_MODULES); do for f in $(DEBIAN_DIST_PACKAGES)/$$m.cpython-*.so $(DEBIAN_DIST_PACKAGES)/$$m.py; do \
+	  [ -e "$$f" ] && ln -sfn "$$f" "$$site/"; done; done; true
+
+# Cinder's own virtualenv, stamped: built once (about a minute, more on a busy machine), then never again
+# unless the version changes.  Its RBD driver imports rados and rbd, linked in from Debian as for .venv.
+$(CINDER_STAMP):
+	test -x $(CINDER_VENV)/bin/python || $(PYTHON) -m venv $(CINDER_VENV)
+	$(CINDER_VENV)/bin/pip install -q 'cinder==$(CINDER_VERSION)' 2>&1 | grep -v "^WARNING: Location" || true
+	$(CINDER_VENV)/bin/python -c 'import cinder.volume.drivers.rbd'
+	echo '$(CINDER_VERSION)' > $@
+
+cinder-venv: $(CINDER_STAMP)
+	@site=$$($(CINDER_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	for m in $(DEBIAN_PY_MODULES); do for f in $(DEBIAN_DIST_PACKAGES)/$$m.cpython-*.so; do \
 	  [ -e "$$f" ] && ln -sfn "$$f" "$$site/"; done; done; true
 
 # Installs Debian packages only when root and only when missing; never fails the build if apt is unavailable.
@@ -58,7 +77,7 @@ contracts: install
 	$(BIN)/lint-imports
 
 pytest: system-packages install
-	@$(MAKE) --no-print-directory debian-modules
+	@$(MAKE) --no-print-directory debian-modules cinder-venv
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck contracts pytest
@@ -90,3 +109,6 @@ sample-config: install
 
 clean:
 	rm -rf $(VENV) .bench .torture build *.egg-info
+
+clean-cinder:
+	rm -rf $(CINDER_VENV)

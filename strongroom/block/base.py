@@ -206,6 +206,11 @@ class BlockBackend(abc.ABC):
         shown = {k: ("***" if k in self.secret_options else v) for k, v in self.options.items()}
         return f"{type(self).__name__}({shown})"
 
+    def for_project(self, project_id: str | None) -> BlockBackend:
+        """This backend as the project ``project_id`` sees it: a backend whose storage has projects (Cinder)
+        lists only that project's volumes.  Backends without projects (loopback, rbd) keep this default."""
+        return self
+
     # -- volumes -----------------------------------------------------------
 
     @abc.abstractmethod

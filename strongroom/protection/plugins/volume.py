@@ -105,6 +105,10 @@ class VolumeProtectionPlugin(ProtectionPlugin):
     def backend(self) -> BlockBackend:
         return self.env.block_backends(str(self.options["block_backend"]))
 
+    def backend_for(self, project_id: str | None) -> BlockBackend:
+        """The backend as the run's project sees it (a Cinder project's own volumes)."""
+        return self.backend.for_project(project_id)
+
     def chunk_store(self, bank: Bank, project_id: str) -> datamover.ChunkStore:
         return datamover.ChunkStore(bank.section(BankLayout.chunks_prefix(project_id)),
                                     hash_algo=self.hash_algo, compression=self.compression,
@@ -120,7 +124,7 @@ class VolumeProtectionPlugin(ProtectionPlugin):
         return ops[kind](self)
 
     def estimate_size(self, context: RequestContext, resource: Resource) -> int:
-        return self.backend.get_volume(resource.id).size
+        return self.backend_for(context.project_id).get_volume(resource.id).size
 
     def saved_size(self, section: BankSection) -> int:
         try:
@@ -145,11 +149,11 @@ class _VolumeOperation(Operation):
 
 class ProtectOperation(_VolumeOperation):
     def on_prepare_begin(self, ctx: OperationContext) -> None:
-        self.plugin.backend.get_volume(ctx.resource.id)  # VolumeNotFound names it
+        self.plugin.backend_for(ctx.project_id).get_volume(ctx.resource.id)  # VolumeNotFound names it
 
     def on_main(self, ctx: OperationContext) -> None:
         plugin = self.plugin
-        backend = plugin.backend
+        backend = plugin.backend_for(ctx.project_id)
         volume = backend.get_volume(ctx.resource.id)
         store = plugin.chunk_store(ctx.bank, ctx.project_id)
         stale = ctx.resume_state.get("snapshot_id")
@@ -176,7 +180,7 @@ class ProtectOperation(_VolumeOperation):
 class RestoreOperation(_VolumeOperation):
     def on_main(self, ctx: OperationContext) -> None:
         plugin = self.plugin
-        backend = plugin.backend
+        backend = plugin.backend_for(ctx.project_id)
         manifest = ctx.section.section(MANIFEST_DIR, read_only=True)
         header = datamover.read_manifest_header(manifest)
         name = str(ctx.parameters.get("restore_name") or validation.file_name(

@@ -1,0 +1,142 @@
+"""Through the REST API: a Cinder volume protected into an S3 bank (moto), restored as a new Cinder volume.
+
+The volume is made through Cinder's own API (1 GiB, its smallest) and filled as a guest would, through
+its RBD image: random data, text, written zeros and never-written space.  The provider names the cinder
+backend (noauth, the ``rbd_key`` option itself, which must never reach the service's output).  The
+restore must be a new Cinder volume that Cinder reports ``available``, byte for byte the original; each
+project lists only its own volumes; and with cinder-api stopped, the listing answers 503 naming Cinder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.functional.banks import bank_under_test
+from tests.functional.harness import AllInOne, MiB, wait_for
+from tests.servers.cinder import CinderService
+
+pytestmark = pytest.mark.functional
+
+GiB = 1 << 30
+TEXT = b"The quick brown fox jumps over the lazy dog. "
+
+
+def fill(handle: Any) -> None:
+    rng = random.Random(23)
+    handle.write(rng.randbytes(40 * MiB), 0)
+    handle.write((TEXT * (8 * MiB // len(TEXT) + 1))[: 8 * MiB], 40 * MiB)
+    handle.write(bytes(8 * MiB), 48 * MiB)  # written zeros
+    # 56 MiB - 700 MiB: never written
+    handle.write(rng.randbytes(16 * MiB), 700 * MiB + 4321)
+    handle.write(TEXT * 90, GiB - len(TEXT) * 90)
+    handle.flush()
+
+
+def digest(handle: Any) -> str:
+    sha = hashlib.sha256()
+    for offset in range(0, handle.size(), 32 * MiB):
+        sha.update(handle.read(offset, 32 * MiB))
+    return sha.hexdigest()
+
+
+def test_cinder_volume_protected_into_s3_restored_as_a_new_volume(
+        cinder_service: CinderService, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    import rbd
+
+    cinder = cinder_service
+    project, other = f"demo-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
+    source = cinder.create_volume(1, "database", project=project)
+    foreign = cinder.create_volume(1, "not-yours", project=other)
+    ioctx = cinder.ceph.admin().open_ioctx(cinder.pool)
+    made: list[tuple[str, str]] = [(source["id"], project), (foreign["id"], other)]
+    try:
+        with rbd.Image(ioctx, f"volume-{source['id']}") as image:
+            fill(image)
+            original = digest(image)
+
+        bank = bank_under_test("s3", request, tmp_path)
+        state, providers = tmp_path / "state", tmp_path / "providers.d"
+        providers.mkdir()
+        state.mkdir()
+        provider_id = str(uuid.uuid4())
+        key = cinder.ceph.client_key
+        (providers / "cinder.conf").write_text(
+            f"[provider]\nname = OpenStack\nid = {provider_id}\nplugin = volume\nbank = s3\n\n"
+            "[volume]\nblock_backend = cinder\nworkers = 3\n\n"
+            f"[cinder]\nauth_type = noauth\nendpoint = {cinder.endpoint}\nproject_id = admin\n"
+            f"rbd_mon_host = {cinder.ceph.mon_host}\nrbd_client_name = strongroom\nrbd_key = {key}\n"
+            "status_timeout = 60\ntimeout = 10\n\n" + bank.section())
+        conf = tmp_path / "strongroom.conf"
+        conf.write_text(f"[DEFAULT]\nstate_dir = {state}\nproviders_dir = {providers}\n[api]\nbind_port = 0\n")
+        service = AllInOne(state_dir=state, config_file=conf)
+        service.start()
+        try:
+            api = service.api(project)
+            listed = requests.get(f"{api}/protectables/OS::Cinder::Volume/instances", timeout=30)
+            assert listed.status_code == 200, listed.text
+            instances = listed.json()["instances"]
+            assert [(i["id"], i["name"]) for i in instances] == [(source["id"], "database")]
+            theirs = requests.get(f"{service.api(other)}/protectables/OS::Cinder::Volume/instances", timeout=30)
+            assert [i["id"] for i in theirs.json()["instances"]] == [foreign["id"]]
+
+            plan = requests.post(f"{api}/plans", json={"plan": {
+                "name": "cinder", "provider_id": provider_id, "parameters": {},
+                "resources": [{"id": source["id"], "type": "OS::Cinder::Volume", "name": "database"}]}},
+                timeout=10)
+            assert plan.status_code == 200, plan.text
+            began = time.monotonic()
+            created = requests.post(f"{api}/providers/{provider_id}/checkpoints",
+                                    json={"checkpoint": {"plan_id": plan.json()["plan"]["id"]}}, timeout=30)
+            assert created.status_code == 200, created.text
+            cp_url = f"{api}/providers/{provider_id}/checkpoints/{created.json()['checkpoint']['id']}"
+            cp = wait_for(cp_url, "checkpoint", {"available", "error"}, timeout=300)
+            protect_seconds = time.monotonic() - began
+            assert cp["status"] == "available", cp
+            snaps = cinder.api("GET", f"/snapshots?volume_id={source['id']}", project).json()["snapshots"]
+            assert snaps == [], "the protect's snapshot must be gone"
+
+            began = time.monotonic()
+            restore = requests.post(f"{api}/restores", json={"restore": {
+                "provider_id": provider_id, "checkpoint_id": cp["id"], "restore_target": None,
+                "parameters": {"OS::Cinder::Volume": {"restore_name": "database-restored"}}}}, timeout=30)
+            assert restore.status_code == 200, restore.text
+            done = wait_for(f"{api}/restores/{restore.json()['restore']['id']}", "restore", {"success", "fail"},
+                            timeout=300)
+            restore_seconds = time.monotonic() - began
+            assert done["status"] == "success", done
+            volumes = cinder.api("GET", "/volumes/detail", project).json()["volumes"]
+            restored = [v for v in volumes if v["name"] == "database-restored"]
+            assert len(restored) == 1, volumes
+            made.append((restored[0]["id"], project))
+            assert restored[0]["status"] == "available" and restored[0]["size"] == 1
+            assert not (restored[0].get("metadata") or {}).keys() & {"strongroom.staged", "strongroom.staged_at"}
+            assert sorted(v["name"] for v in volumes) == ["database", "database-restored"]  # nothing staged
+            with rbd.Image(ioctx, f"volume-{restored[0]['id']}", read_only=True) as image:
+                assert digest(image) == original
+
+            cinder.stop_api()
+            try:
+                down = requests.get(f"{api}/protectables/OS::Cinder::Volume/instances", timeout=60)
+            finally:
+                cinder.start_api()
+            assert down.status_code == 503, down.text
+            assert "Cinder" in down.text, down.text
+            assert requests.delete(cp_url, timeout=30).status_code == 202
+            assert wait_for(cp_url, "checkpoint", {"deleted", "error-deleting"})["status"] == "deleted"
+        finally:
+            service.stop()
+        assert key not in "".join(service.output)
+        print(f"\ncinder 1 GiB volume (72 MiB written): protect {protect_seconds:.1f} s, "
+              f"restore {restore_seconds:.1f} s")
+    finally:
+        ioctx.close()
+        for volume_id, owner in made:
+            cinder.delete_volume(volume_id, project=owner)

@@ -1,0 +1,334 @@
+"""A real OpenStack Cinder (cinder-api, cinder-scheduler, cinder-volume) on 127.0.0.1, over the test Ceph.
+
+In pytest, ask for the session fixture (Cinder starts once per run, on first use, after the Ceph cluster)::
+
+    def test_something(cinder_service):
+        backend = CinderBackend(cinder_service.backend_options(project="demo"))
+
+What it runs, and why so (measured facts in the project's notes on real backends):
+
+* Cinder from PyPI (``cinder==29.*``) in its own virtualenv, built once by ``make cinder-venv`` under
+  ``.cache/cinder-venv`` (its pins are not the project's; ``STRONGROOM_CINDER_VENV`` names another one);
+* ``auth_strategy = noauth``: REST paths carry no project id and the ``X-Auth-Token: user:project`` header
+  is the whole identity, so two projects are two header values;
+* a sqlite database (``cinder-manage db sync``) and every state, lock and log path under the directory;
+* the machine's RabbitMQ (guest on 127.0.0.1:5672) on a private vhost made for the run with
+  ``rabbitmqctl`` and deleted after it; where ``rabbitmqctl`` cannot be used, the default vhost with a
+  control exchange of the run's own, so that no other Cinder on the broker hears its messages;
+* ``enabled_backends = ceph``: the RBD driver on a pool of its own of the session's Ceph cluster, as the
+  cephx user ``client.strongroom`` (the same caps the rbd backend's tests use).
+
+``stop()`` stops each daemon by PID (SIGTERM, then SIGKILL).  ``stop_api()`` / ``start_api()`` stop and
+start cinder-api alone, for the "Cinder is down" tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from tests.servers import dying_with_parent, must_not_skip, stop_process, tail_log
+from tests.servers.ceph import CLIENT, CephCluster, free_port
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEFAULT_VENV = ROOT / ".cache" / "cinder-venv"
+START_TIMEOUT = 90.0
+AMQP = ("127.0.0.1", 5672)
+#: The microversion the tests ask for when they talk to Cinder behind the backend's back.
+MICROVERSION = "3.60"
+
+
+class CinderError(RuntimeError):
+    """Cinder could not be started or asked."""
+
+
+def venv_path() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("STRONGROOM_CINDER_VENV") or DEFAULT_VENV)
+
+
+def missing() -> str | None:
+    """Why Cinder cannot run here, or None."""
+    venv = venv_path()
+    for program in ("cinder-api", "cinder-scheduler", "cinder-volume", "cinder-manage"):
+        if not (venv / "bin" / program).exists():
+            return f"Cinder is not installed in {venv} (`make cinder-venv` builds it)"
+    try:
+        import socket
+
+        socket.create_connection(AMQP, timeout=2).close()
+    except OSError as err:
+        return f"RabbitMQ is not reachable on {AMQP[0]}:{AMQP[1]}: {err}"
+    return None
+
+
+@dataclasses.dataclass
+class CinderService:
+    """The three Cinder daemons under ``directory``; ``start()`` returns once the volume service is up."""
+
+    directory: pathlib.Path
+    ceph: CephCluster
+    pool: str
+    venv: pathlib.Path = dataclasses.field(default_factory=venv_path)
+    port: int = 0
+    run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:10])
+    #: Seconds from the first command to the volume service reported up.
+    start_seconds: float = 0.0
+    vhost: str | None = None
+    _processes: dict[str, subprocess.Popen[bytes]] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def conf_path(self) -> pathlib.Path:
+        return self.directory / "cinder.conf"
+
+    @property
+    def endpoint(self) -> str:
+        """The v3 endpoint, as the cinder backend's ``endpoint`` option takes it (no project id: noauth)."""
+        return f"http://127.0.0.1:{self.port}/v3"
+
+    def log_path(self, daemon: str) -> pathlib.Path:
+        return self.directory / "log" / f"{daemon}.log"
+
+    # -- life cycle --------------------------------------------------------------------------------------
+
+    def __enter__(self) -> CinderService:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        began = time.monotonic()
+        if not self.port:
+            self.port = free_port()
+        for sub in ("log", "lock", "state"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            self.vhost = self._make_vhost()
+            self.conf_path.write_text(self._conf())
+            self._run("cinder-manage", "--config-file", str(self.conf_path), "db", "sync")
+            for daemon in ("cinder-scheduler", "cinder-volume", "cinder-api"):
+                self._spawn(daemon)
+            self._wait_until_up(time.monotonic() + START_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - began
+
+    def stop(self) -> None:
+        """Stop every daemon by PID and drop the vhost.  Idempotent; the directory stays for the logs."""
+        for name in list(self._processes):
+            stop_process(self._processes.pop(name), group=True)
+        if self.vhost:
+            with contextlib.suppress(CinderError, OSError):
+                _rabbitmqctl("delete_vhost", self.vhost)
+            self.vhost = None
+
+    def stop_api(self) -> None:
+        process = self._processes.pop("cinder-api", None)
+        if process is not None:
+            stop_process(process, group=True)
+
+    def start_api(self) -> None:
+        if "cinder-api" not in self._processes:
+            self._spawn("cinder-api")
+            self._wait_until_up(time.monotonic() + START_TIMEOUT)
+
+    # -- what tests use ----------------------------------------------------------------------------------
+
+    def backend_options(self, project: str = "demo", **extra: Any) -> dict[str, Any]:
+        """Options for :class:`strongroom.block.cinder.CinderBackend`: noauth as ``project``, and the
+        data path to the same Ceph as client.strongroom."""
+        options: dict[str, Any] = {
+            "endpoint": self.endpoint, "auth_type": "noauth", "project_id": project,
+            "rbd_mon_host": self.ceph.mon_host, "rbd_client_name": CLIENT,
+            "rbd_keyring": str(self.ceph.client_keyring), "timeout": 30, "status_timeout": 60,
+        }
+        return {**options, **extra}
+
+    def api(self, method: str, path: str, project: str = "admin", **kwargs: Any) -> requests.Response:
+        """One request to Cinder's v3 API as ``project`` (noauth), behind any backend's back."""
+        headers = {"X-Auth-Token": f"{project}:{project}", "OpenStack-API-Version": f"volume {MICROVERSION}",
+                   **kwargs.pop("headers", {})}
+        return requests.request(method, self.endpoint + path, headers=headers, timeout=30, **kwargs)
+
+    def create_volume(self, size_gib: int, name: str, project: str = "demo", timeout: float = 60) -> dict[str, Any]:
+        """A volume made through Cinder's API, once ``available``."""
+        made = self.api("POST", "/volumes", project, json={"volume": {"size": size_gib, "name": name}})
+        if made.status_code != 202:
+            raise CinderError(f"creating volume {name}: {made.status_code} {made.text[:500]}")
+        return self.wait_volume(made.json()["volume"]["id"], project, timeout=timeout)
+
+    def wait_volume(self, volume_id: str, project: str = "demo", status: str = "available",
+                    timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            shown = self.api("GET", f"/volumes/{volume_id}", project).json()["volume"]
+            if shown["status"] == status:
+                return dict(shown)
+            if shown["status"] == "error" or time.monotonic() > deadline:
+                raise CinderError(f"volume {volume_id} is {shown['status']}, not {status}: "
+                                  f"{tail_log(self.log_path('cinder-volume'))}")
+            time.sleep(0.2)
+
+    def delete_volume(self, volume_id: str, project: str = "demo", timeout: float = 60) -> None:
+        for snap in self.api("GET", f"/snapshots?volume_id={volume_id}", project).json()["snapshots"]:
+            self.api("DELETE", f"/snapshots/{snap['id']}", project)
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self.api("DELETE", f"/volumes/{volume_id}", project, params={"cascade": "true"})
+            if answer.status_code in (202, 404):
+                break
+            if time.monotonic() > deadline:
+                raise CinderError(f"deleting volume {volume_id}: {answer.status_code} {answer.text[:300]}")
+            time.sleep(0.3)
+        while self.api("GET", f"/volumes/{volume_id}", project).status_code != 404:
+            if time.monotonic() > deadline:
+                raise CinderError(f"volume {volume_id} was not deleted within {timeout:g} s")
+            time.sleep(0.2)
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _make_vhost(self) -> str | None:
+        """A vhost of the run's own, or None (then the run's own control exchange keeps it apart)."""
+        vhost = f"strongroom-cinder-{self.run_id}"
+        try:
+            _rabbitmqctl("add_vhost", vhost)
+            _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        except (CinderError, OSError):
+            return None
+        return vhost
+
+    def _conf(self) -> str:
+        d = self.directory
+        vhost = self.vhost or ""
+        exchange = "cinder" if self.vhost else f"cinder-{self.run_id}"
+        return f"""[DEFAULT]
+auth_strategy = noauth
+transport_url = rabbit://guest:guest@{AMQP[0]}:{AMQP[1]}/{vhost}
+control_exchange = {exchange}
+state_path = {d}/state
+log_dir = {d}/log
+use_stderr = false
+debug = false
+host = strongroom-{self.run_id}
+my_ip = 127.0.0.1
+api_paste_config = {self.venv}/etc/cinder/api-paste.ini
+osapi_volume_listen = 127.0.0.1
+osapi_volume_listen_port = {self.port}
+osapi_volume_workers = 1
+enabled_backends = ceph
+# Services report every 2 s and count as down after 20 s: the tests wait for "up" once, at start.
+report_interval = 2
+periodic_interval = 5
+service_down_time = 20
+resource_query_filters_file = {self.venv}/etc/cinder/resource_filters.json
+volume_name_template = volume-%s
+snapshot_name_template = snapshot-%s
+[database]
+connection = sqlite:///{d}/state/cinder.sqlite?timeout=30
+[oslo_concurrency]
+lock_path = {d}/lock
+[oslo_messaging_rabbit]
+heartbeat_timeout_threshold = 0
+[ceph]
+volume_driver = cinder.volume.drivers.rbd.RBDDriver
+volume_backend_name = ceph
+rbd_pool = {self.pool}
+rbd_ceph_conf = {self.ceph.conf_path}
+rbd_user = {CLIENT}
+rbd_flatten_volume_from_snapshot = false
+rados_connect_timeout = 10
+report_discard_supported = true
+"""
+
+    def _run(self, program: str, *args: str) -> str:
+        argv = [str(self.venv / "bin" / program), *args]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=START_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise CinderError(f"{program} failed: {err}") from err
+        if done.returncode != 0:
+            raise CinderError(f"{program} {' '.join(args[-2:])} failed ({done.returncode}): "
+                              f"{(done.stderr or done.stdout).strip()[-2000:]}")
+        return done.stdout
+
+    def _spawn(self, daemon: str) -> None:
+        with open(self.directory / "log" / f"{daemon}.out", "ab") as out:
+            command = dying_with_parent([str(self.venv / "bin" / daemon), "--config-file", str(self.conf_path)])
+            self._processes[daemon] = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _wait_until_up(self, deadline: float) -> None:
+        """Until the API answers and the scheduler and the volume service report up."""
+        while True:
+            for name, process in self._processes.items():
+                if process.poll() is not None:
+                    raise CinderError(f"{name} exited with status {process.returncode}: "
+                                      f"{tail_log(self.directory / 'log' / f'{name}.out')} "
+                                      f"{tail_log(self.log_path(name))}")
+            with contextlib.suppress(requests.RequestException, ValueError, KeyError):
+                services = self.api("GET", "/os-services").json()["services"]
+                up = {s["binary"] for s in services if s["state"] == "up" and s["status"] == "enabled"}
+                if {"cinder-scheduler", "cinder-volume"} <= up:
+                    return
+            if time.monotonic() > deadline:
+                raise CinderError(f"Cinder's services were not up within {START_TIMEOUT:.0f} s: "
+                                  f"{tail_log(self.log_path('cinder-volume'))}")
+            time.sleep(0.3)
+
+
+def _rabbitmqctl(*args: str) -> str:
+    program = shutil.which("rabbitmqctl")
+    if program is None:
+        raise CinderError("rabbitmqctl is not installed")
+    try:
+        done = subprocess.run([program, "-q", *args], capture_output=True, text=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired as err:
+        raise CinderError(f"rabbitmqctl {args[0]} timed out") from err
+    if done.returncode != 0:
+        raise CinderError(f"rabbitmqctl {args[0]} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
+# -- pytest ------------------------------------------------------------------------------------------------
+
+
+def _unavailable(reason: str) -> None:
+    if must_not_skip():
+        pytest.fail(f"{reason} (CI=true: not skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def cinder_service(ceph_cluster: CephCluster) -> Iterator[CinderService]:
+    """One Cinder for the whole session, its RBD driver on a pool of its own of the session's Ceph."""
+    reason = missing()
+    if reason:
+        _unavailable(reason)
+    pool = ceph_cluster.new_pool("cinder")
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="strongroom-cinder-"))
+    service = CinderService(directory, ceph_cluster, pool)
+    try:
+        service.start()
+    except CinderError as err:
+        _unavailable(f"Cinder could not start: {err}")
+    try:
+        yield service
+    finally:
+        service.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            ceph_cluster.delete_pool(pool)
