@@ -9,6 +9,10 @@ Run from the repository root with ``.venv/bin/python benchmarks/bench_volume.py`
 * ``volumes/vol1`` -- the working volume (a sparse copy of ``volume.img``) in a
   real LoopbackBackend; ``bank/`` -- a real FilesystemBank.
 * ``restic/``, ``borg/`` -- the peers' repositories.
+* ``ceph/`` -- a one-mon, one-OSD Ceph cluster (``tests/servers/ceph.py``, bluestore on a sparse file)
+  whose pool holds the image as RBD image ``vol1``; ``qcow2/vol1.qcow2`` -- the image converted to qcow2
+  (``qemu-img convert``), served by the qcow2 backend's own qemu-storage-daemon; ``bank-rbd/``,
+  ``bank-qcow2/`` -- their FilesystemBanks.  These two rows protect and restore only.
 
 Sequence, for every tool: full backup, restore (sha256 checked), then (a)
 rewrite 1% of the 4 MiB blocks and back up again, then (b) rewrite 1% of the
@@ -32,6 +36,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / ".bench"
@@ -227,6 +232,8 @@ def durable(argv: list[str], restored: Path) -> list[str]:
 class Tool:
     name = ""
     repo: Path
+    #: Whether the tool takes part in the incremental backups (a) and (b) of ``volumes/vol1``.
+    incremental = True
 
     def available(self) -> str | None:
         return None
@@ -244,6 +251,18 @@ class Tool:
 
     def stored(self) -> int:
         return tree_bytes(self.repo)
+
+    def restored_digest(self, path: Path) -> str:
+        return sha256_file(path)
+
+    def remove_restored(self, path: Path) -> None:
+        if path.is_relative_to(VOLUMES):
+            path.unlink()
+        else:
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+    def teardown(self) -> None:
+        """Stop what :meth:`setup` started."""
 
 
 class Ours(Tool):
@@ -267,6 +286,118 @@ class Ours(Tool):
     def restore(self) -> tuple[float, float, Path]:
         seconds, rss, _ = run(self._argv("restore", str(BENCH), "cp1", "restored"))
         return seconds, rss, VOLUMES / "restored"
+
+
+class OursOn(Ours):
+    """Strongroom on the rbd or qcow2 backend: the same data path, another block backend."""
+
+    incremental = False
+
+    def __init__(self, backend: str, workers: int, level: int, hash_algo: str) -> None:
+        super().__init__(workers, level, hash_algo)
+        self.backend = backend
+        self.name = f"strongroom-{backend}"
+        self.repo = BENCH / f"bank-{backend}"
+        self.opts += ["--backend", backend, "--bank", str(self.repo)]
+        self.cluster: Any = None
+        self.pool = "bench"
+
+    def available(self) -> str | None:
+        sys.path.insert(0, str(ROOT))
+        if self.backend == "rbd":
+            from tests.servers import ceph
+
+            missing = ceph.missing_packages()
+        else:
+            from tests.servers import qemu
+
+            missing = qemu.missing_packages()
+        return f"Debian packages missing: {', '.join(missing)}" if missing else None
+
+    def setup(self) -> None:
+        if self.backend == "rbd":
+            self._setup_rbd()
+        else:
+            directory = BENCH / "qcow2"
+            directory.mkdir()
+            subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(IMAGE),
+                            str(directory / "vol1.qcow2")], check=True)
+            (BENCH / "qcow2.json").write_text(json.dumps({"path": str(directory)}))
+
+    def _setup_rbd(self) -> None:
+        import rbd
+
+        from tests.servers.ceph import CephCluster
+
+        started = time.monotonic()
+        self.cluster = CephCluster(BENCH / "ceph", cephx=True, objectstore="bluestore", memstore_bytes=8 << 30)
+        self.cluster.start()
+        self.cluster.create_pool(self.pool)
+        (BENCH / "rbd.json").write_text(json.dumps(self.cluster.backend_options(self.pool, op_timeout=60)))
+        with self.cluster.admin().open_ioctx(self.pool) as ioctx:
+            rbd.RBD().create(ioctx, "vol1", SIZE, old_format=False,
+                             features=rbd.RBD_FEATURE_LAYERING | rbd.RBD_FEATURE_EXCLUSIVE_LOCK
+                             | rbd.RBD_FEATURE_OBJECT_MAP | rbd.RBD_FEATURE_FAST_DIFF)
+            with rbd.Image(ioctx, "vol1") as image, open(IMAGE, "rb") as f:
+                for offset, length in data_extents(f.fileno()):
+                    for at in range(offset, offset + length, 8 * MIB):
+                        image.write(os.pread(f.fileno(), min(8 * MIB, offset + length - at), at), at)
+                image.flush()
+        self.started = time.monotonic() - started
+
+    def restore(self) -> tuple[float, float, Path]:
+        seconds, rss, _ = run(self._argv("restore", str(BENCH), "cp1", "restored"))
+        return seconds, rss, Path("restored")
+
+    def restored_digest(self, path: Path) -> str:
+        if self.backend == "qcow2":
+            raw = BENCH / "qcow2-restored.raw"
+            subprocess.run(["qemu-img", "convert", "-q", "-f", "qcow2", "-O", "raw",
+                            str(BENCH / "qcow2" / "restored.qcow2"), str(raw)], check=True)
+            try:
+                return sha256_file(raw)
+            finally:
+                raw.unlink()
+        # Read back by the rbd tool, in a child: pages librbd took in this process would count in the peak
+        # RSS of every later run (a child's ru_maxrss starts from its parent's).
+        h = hashlib.sha256()
+        argv = ["rbd", "--conf", str(self.cluster.conf_path), "--keyring", str(self.cluster.admin_keyring),
+                "--id", "admin", "export", f"{self.pool}/restored", "-"]
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+            assert proc.stdout is not None
+            while block := proc.stdout.read(8 * MIB):
+                h.update(block)
+        if proc.returncode:
+            raise RuntimeError(f"rbd export failed ({proc.returncode})")
+        return h.hexdigest()
+
+    def remove_restored(self, path: Path) -> None:
+        if self.backend == "qcow2":
+            (BENCH / "qcow2" / "restored.qcow2").unlink()
+            return
+        import rbd
+
+        with self.cluster.admin().open_ioctx(self.pool) as ioctx:
+            rbd.RBD().remove(ioctx, "restored")
+
+    def teardown(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
+
+
+def data_extents(fd: int) -> list[tuple[int, int]]:
+    """``(offset, length)`` of the file's data (``SEEK_DATA``/``SEEK_HOLE``): its holes are not copied."""
+    out, offset, end = [], 0, os.fstat(fd).st_size
+    while offset < end:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError:
+            break
+        stop = os.lseek(fd, start, os.SEEK_HOLE)
+        out.append((start, stop - start))
+        offset = stop
+    return out
 
 
 class Restic(Tool):
@@ -339,7 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--level", type=int, default=3)
     parser.add_argument("--hash", default="sha256")
-    parser.add_argument("--only", choices=["strongroom", "restic", "borg"], action="append")
+    parser.add_argument("--only", choices=["strongroom", "strongroom-rbd", "strongroom-qcow2", "restic", "borg"],
+                        action="append")
     parser.add_argument("--restore-runs", type=int, default=2,
                         help="restores per tool; the fastest is reported (the first run of any tool "
                              "may pay for first-touch page faults of the VM)")
@@ -357,7 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         generate_image(IMAGE)
     original = sha256_file(IMAGE)
 
-    tools: list[Tool] = [Ours(args.workers, args.level, args.hash), Restic(), Borg()]
+    tools: list[Tool] = [Ours(args.workers, args.level, args.hash),
+                         OursOn("rbd", args.workers, args.level, args.hash),
+                         OursOn("qcow2", args.workers, args.level, args.hash), Restic(), Borg()]
     notes: list[str] = []
     active: list[Tool] = []
     for tool in tools:
@@ -369,8 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             active.append(tool)
 
-    for stale in ("volumes", "bank", "restic", "restic-cache", "restic-restore", "borg", "borg-home",
-                  "borg-restore"):
+    for stale in ("volumes", "bank", "bank-rbd", "bank-qcow2", "ceph", "qcow2", "restic", "restic-cache",
+                  "restic-restore", "borg", "borg-home", "borg-restore"):
         shutil.rmtree(BENCH / stale, ignore_errors=True)
     VOLUMES.mkdir()
     sparse_copy(IMAGE, VOLUME)
@@ -378,13 +512,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         seconds = prefault_in_child(args.prefault_gib << 30)
         notes.append(f"{args.prefault_gib} GiB of RAM pre-faulted before measuring ({seconds:.1f}s)")
 
+    try:
+        return _measure(active, notes, original, args)
+    finally:
+        for tool in active:
+            tool.teardown()
+
+
+def _measure(active: list[Tool], notes: list[str], original: str, args: argparse.Namespace) -> int:
     rows: list[Row] = []
     first_stored: dict[str, int] = {}
     for tool in active:
         tool.setup()
+        if isinstance(tool, OursOn) and tool.cluster is not None:
+            notes.append(f"{tool.name}: Ceph cluster started and the image written to RBD in {tool.started:.1f}s")
 
     def backup_all(op: str) -> None:
         for tool in active:
+            if op != "protect" and not tool.incremental:
+                continue
             before = tool.stored()
             seconds, rss = tool.backup(op)
             stored = tool.stored() - before
@@ -405,15 +551,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         times = []
         for _ in range(args.restore_runs):
             seconds, rss, path = tool.restore()
-            ok = sha256_file(path) == original
+            ok = tool.restored_digest(path) == original
             times.append(seconds)
             print(f"  {tool.name:10} restore       {seconds:6.2f}s {'ok' if ok else 'MISMATCH'}", flush=True)
             if not ok:
                 notes.append(f"{tool.name}: restored image differs from the original")
-            if path.is_relative_to(VOLUMES):
-                path.unlink()
-            else:
-                shutil.rmtree(path.parent, ignore_errors=True)
+            tool.remove_restored(path)
         note = "sha256 OK" if ok else "SHA256 MISMATCH"
         if len(times) > 1:
             note += f"; best of {', '.join(f'{t:.2f}' for t in times)}"
@@ -465,6 +608,9 @@ def render(rows: list[Row], notes: list[str], args: argparse.Namespace) -> str:
         f"{os.cpu_count()} CPUs.",
         f"strongroom: LoopbackBackend + FilesystemBank, 4 MiB fixed chunks, {args.hash}, zstd level "
         f"{args.level}, {args.workers} workers; protect includes the snapshot.",
+        "strongroom-rbd: the same on RbdBackend (one-OSD Ceph, bluestore on a file, this host) and "
+        "strongroom-qcow2 on Qcow2Backend (its own qemu-storage-daemon, read over NBD); protect and "
+        "restore only.",
         "restic: repository v2 (AES-256 + zstd auto), content-defined chunks. "
         "borg: --encryption=repokey (AES-256), --compression zstd,3.",
         "The image is in the page cache for every tool; dirty pages are synced before each run, and",

@@ -56,6 +56,9 @@ class ApiRequest:
     def authorize(self, action: str, target: dict[str, Any] | None = None) -> None:
         rules.authorize(self.enforcer, self.ctx, action, target)
 
+    def allowed(self, action: str, target: dict[str, Any] | None = None) -> bool:
+        return rules.allowed(self.enforcer, self.ctx, action, target)
+
     def body(self) -> Any:
         """The parsed JSON body; 400 when absent or not JSON, 413 when too large."""
         if not self._body_read:

@@ -17,6 +17,7 @@ from strongroom.api.rules import BASE, Rule
 # The documented operations of the rules no route names (they are checked inside handlers).
 _UNROUTED: dict[Rule, list[policy.Operation]] = {
     Rule.ALL_TENANTS: [{"method": "GET", "path": V1 + "/plans?all_tenants=1"}],
+    Rule.PROVIDER_BLOCK_BACKENDS: [{"method": "GET", "path": V1 + "/providers/{provider_id}"}],
 }
 
 

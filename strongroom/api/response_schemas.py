@@ -66,12 +66,19 @@ OPERATION_LOG = _closed({
     "extra_info": _object, "started_at": _maybe_time, "ended_at": _maybe_time, "created_at": _time,
 })
 
+_POOL = _closed({"name": _string, "total_bytes": _count, "free_bytes": _count, "allocated_bytes": _count})
+#: One block backend of a provider as an administrator sees it (:mod:`strongroom.protection.capacity`).
+BLOCK_BACKEND = _closed({"name": _string, "driver": _string, "pools": {"type": "array", "items": _POOL},
+                         "error": _string}, optional=("error",))
+
 PROVIDER = _closed({
     "id": _string, "name": _string, "description": _string,
     "extended_info_schema": _closed({key: _object for key in (
         "options_schema", "restore_schema", "saved_info_schema", "verify_schema")}),
     "status": _enum(("available", "unavailable")), "status_reason": _maybe_string,
-})
+    "extra_info": {**_closed({"block_backends": {"type": "array", "items": BLOCK_BACKEND}}),
+                   "description": "administrators only (policy rule provider:block_backends), on a show"},
+}, optional=("extra_info",))
 
 PROTECTABLE_TYPE = _closed({"name": _string, "dependent_types": {"type": "array", "items": _string}})
 _INSTANCE = {"id": _string, "type": _maybe_string, "name": _string, "extra_info": _object}

@@ -75,6 +75,8 @@ class Rule(enum.Enum):
     SERVICE_UPDATE = ("service:update", "Enable or disable a service.", ADMIN_API)
     # Named by no route: checked inside list handlers (``all_tenants=1``, a foreign ``project_id``).
     ALL_TENANTS = ("all_tenants", "List objects of every project.", ADMIN_API)
+    PROVIDER_BLOCK_BACKENDS = ("provider:block_backends",
+                               "See a provider's block backends, their pools and capacity, on its show.", ADMIN_API)
 
     def __init__(self, action: str, description: str, check_str: str = ADMIN_OR_OWNER) -> None:
         self.action = action
@@ -86,10 +88,16 @@ def is_admin(enforcer: policy.Enforcer, ctx: RequestContext) -> bool:
     return bool(enforcer.authorize("context_is_admin", {}, ctx.to_policy_values(), do_raise=False))
 
 
+def allowed(enforcer: policy.Enforcer, ctx: RequestContext, action: str,
+            target: dict[str, Any] | None = None) -> bool:
+    """Whether policy allows ``action``: for what a handler adds to an answer rather than refuses."""
+    target = dict(target or {})
+    target.setdefault("project_id", ctx.project_id)
+    return bool(enforcer.authorize(action, target, ctx.to_policy_values(), do_raise=False))
+
+
 def authorize(enforcer: policy.Enforcer, ctx: RequestContext, action: str,
               target: dict[str, Any] | None = None) -> None:
     """Raise :class:`strongroom.exceptions.Forbidden` naming ``action`` unless policy allows it."""
-    target = dict(target or {})
-    target.setdefault("project_id", ctx.project_id)
-    if not enforcer.authorize(action, target, ctx.to_policy_values(), do_raise=False):
+    if not allowed(enforcer, ctx, action, target):
         raise exceptions.Forbidden(reason=f"{action} is not allowed for this user")

@@ -21,7 +21,7 @@ from strongroom.db.api import Database
 from strongroom.objects.kinds import FIRE_KEY, OperationKind, RestoreKind
 from strongroom.objects.records import CheckpointRecord, Plan, Resource
 from strongroom.objects.status import RESET_STATES, CheckpointStatus
-from strongroom.protection import admission
+from strongroom.protection import admission, capacity
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.catalogue import Catalogues
 from strongroom.protection.collection import GarbageCollection
@@ -77,6 +77,13 @@ class ProtectionManager:
 
     def show_provider(self, ctxt: RequestContext, provider_id: str) -> dict[str, Any]:
         return self._provider_view(self.registry.get(provider_id))
+
+    def show_provider_backends(self, ctxt: RequestContext, provider_id: str) -> list[dict[str, Any]]:
+        """The provider's block backends, their pools and capacity: administrators only (the API decides
+        by policy; this refuses a context that is not an administrator's all the same)."""
+        if not ctxt.is_admin:
+            raise exceptions.Forbidden(reason="a provider's block backends are shown to administrators only")
+        return capacity.provider_backends(self.registry.get(provider_id))
 
     def _provider_view(self, provider: Provider) -> dict[str, Any]:
         available, reason = self.leases.status(provider)

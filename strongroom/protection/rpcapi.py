@@ -37,6 +37,11 @@ class ProtectionAPI:
         """Raises ``NotFound`` for an unknown id."""
         return dict(self._call(ctxt, "show_provider", provider_id=provider_id))
 
+    def show_provider_backends(self, ctxt: RequestContext, provider_id: str) -> list[dict[str, Any]]:
+        """``[{name, driver, pools: [{name, total_bytes, free_bytes, allocated_bytes}], error?}]`` of the
+        provider's block backends.  Raises ``NotFound``, and ``Forbidden`` unless ``ctxt`` is an admin's."""
+        return list(self._call(ctxt, "show_provider_backends", provider_id=provider_id))
+
     def list_protectable_types(self, ctxt: RequestContext) -> list[str]:
         return list(self._call(ctxt, "list_protectable_types"))
 

@@ -3,6 +3,11 @@
 Beside Karbor's fields, ``status`` (``available`` or ``unavailable``) and
 ``status_reason`` say whether the provider's bank can be written (its lease is
 held): a bank unreachable at start-up shows here, and writes to it answer 503.
+
+An administrator's show (policy rule ``provider:block_backends``) also carries
+``extra_info.block_backends``: each block backend the provider's plugins use, its
+driver and its pools with their capacity in bytes (an ``error`` instead when the
+backend cannot answer).  Nobody else sees it, and it never holds a credential.
 """
 
 from __future__ import annotations
@@ -42,4 +47,7 @@ def index(req: ApiRequest) -> Result:
 
 def show(req: ApiRequest, provider_id: str) -> Result:
     req.authorize("provider:get")
-    return 200, {"provider": view(req.protection.show_provider(req.ctx, provider_id))}
+    shown = view(req.protection.show_provider(req.ctx, provider_id))
+    if req.allowed("provider:block_backends"):
+        shown["extra_info"] = {"block_backends": req.protection.show_provider_backends(req.ctx, provider_id)}
+    return 200, {"provider": shown}

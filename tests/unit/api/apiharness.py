@@ -70,6 +70,13 @@ class FakeProtectionEndpoint:
                 return provider
         raise exceptions.NotFound(kind="Provider", id=provider_id)
 
+    def show_provider_backends(self, ctxt: Any, provider_id: str) -> list[dict[str, Any]]:
+        self.show_provider(ctxt, provider_id)
+        if not ctxt.is_admin:
+            raise exceptions.Forbidden(reason="a provider's block backends are shown to administrators only")
+        return [{"name": "loopback", "driver": "loopback", "pools": [
+            {"name": "/srv/volumes", "total_bytes": 10 << 30, "free_bytes": 6 << 30, "allocated_bytes": 3 << 30}]}]
+
     def list_protectable_types(self, ctxt: Any) -> list[str]:
         return [PROJECT_TYPE, VOLUME]
 

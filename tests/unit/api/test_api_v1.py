@@ -107,6 +107,17 @@ def test_providers(stack: Stack) -> None:
     assert page["providers_links"][0]["rel"] == "next"
 
 
+def test_provider_block_backends_shown_to_admins_only(stack: Stack) -> None:
+    shown = stack.call("GET", f"/providers/{PROVIDER_ID}").json()["provider"]
+    assert "extra_info" not in shown, "a member must not see the provider's backends"
+    assert all("extra_info" not in p for p in stack.admin("GET", "/providers").json()["providers"])
+    admin = stack.admin("GET", f"/providers/{PROVIDER_ID}").json()["provider"]
+    (backend,) = admin["extra_info"]["block_backends"]
+    assert backend["driver"] == "loopback"
+    assert backend["pools"] == [{"name": "/srv/volumes", "total_bytes": 10 << 30, "free_bytes": 6 << 30,
+                                 "allocated_bytes": 3 << 30}]
+
+
 def test_protectables(stack: Stack) -> None:
     assert stack.call("GET", "/protectables").json() == {"protectable_type": [PROJECT_TYPE, VOLUME]}
     shown = stack.call("GET", f"/protectables/{PROJECT_TYPE}").json()["protectable_type"]
