@@ -202,13 +202,15 @@ def register_tracing_opts(conf: Any) -> None:
 
 
 @contextlib.contextmanager
-def running_stack(tmp: Path, db_url: str | None = None, **server_options: Any) -> Iterator[Stack]:
-    """The stack on a sqlite file under ``tmp``, or on the metadata store at ``db_url``; ``server_options``
-    go to :class:`APIServer` (its timeouts and limits)."""
+def running_stack(tmp: Path, db_url: str | None = None, defaults: dict[str, Any] | None = None,
+                  **server_options: Any) -> Iterator[Stack]:
+    """The stack on a sqlite file under ``tmp``, or on the metadata store at ``db_url``; ``defaults`` are
+    more ``[DEFAULT]`` options; ``server_options`` go to :class:`APIServer` (its timeouts and limits)."""
     from strongroom.db.api import Database
 
     conf = new_conf(overrides={
-        "DEFAULT": {"admin_token": ADMIN_TOKEN, "osapi_max_limit": MAX_LIMIT, "auth_strategy": "noauth"},
+        "DEFAULT": {"admin_token": ADMIN_TOKEN, "osapi_max_limit": MAX_LIMIT, "auth_strategy": "noauth",
+                    **(defaults or {})},
         "api": {"max_request_body_size": MAX_BODY},
     })
     db = Database(db_url or f"sqlite:///{tmp / 'api.sqlite'}")

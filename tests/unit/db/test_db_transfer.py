@@ -40,6 +40,11 @@ def _manage(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
+#: A service counts as up for six hours after its heartbeat (not one minute): the imported view is compared
+#: with the exported one however long the run between them took.
+SLOW_HEARTBEATS = {"heartbeat_interval": 3600.0}
+
+
 def _conf(tmp: Path, url: str) -> str:
     path = tmp / f"strongroom-{uuid.uuid4().hex[:6]}.conf"
     path.write_text(f"[database]\nconnection = {url}\n")
@@ -130,7 +135,7 @@ def _view(stack: Stack) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     tmp = tmp_path_factory.mktemp("export")
-    with running_stack(tmp) as stack:
+    with running_stack(tmp, defaults=SLOW_HEARTBEATS) as stack:
         _populate(stack)
         view = _view(stack)
         # the view is worth comparing: every kind of row, pages with links, services up, down and disabled
@@ -155,7 +160,7 @@ def test_round_trip_gives_the_same_api_view(exported: tuple[Path, dict[str, Any]
     out = _manage("--config-file", _conf(tmp_path, fresh_url), "db", "import", str(path))
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("Imported ") and "plans: 5" in out.stdout and "resources: 8" in out.stdout
-    with running_stack(tmp_path, db_url=fresh_url) as stack:
+    with running_stack(tmp_path, db_url=fresh_url, defaults=SLOW_HEARTBEATS) as stack:
         assert _view(stack) == view
         # the imported store keeps working: new rows get new ids (PostgreSQL sequences follow the ids)
         _ok(stack.call("POST", "/plans", body={"plan": {
