@@ -23,7 +23,8 @@ What it runs, and why so (measured facts in the project's notes on real backends
   cephx user ``client.strongroom`` (the same caps the rbd backend's tests use).
 
 * Cinder's own waits made short: services report every second, the scheduler waits at most 5 s for the
-  volume service's first report (60 s by default), and the RBD driver counts the pool as its own
+  volume service's first report (60 s by default; the fixture itself waits until the scheduler lists the
+  pool), and the RBD driver counts the pool as its own
   (``rbd_exclusive_cinder_pool``), so stats never walk every image.
 
 ``stop()`` stops each daemon by PID (SIGTERM, then SIGKILL).  ``stop_api()`` / ``start_api()`` stop and
@@ -301,7 +302,8 @@ report_discard_supported = true
                 command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def _wait_until_up(self, deadline: float) -> None:
-        """Until the API answers and the scheduler and the volume service report up."""
+        """Until the API answers, the scheduler and the volume service report up, and the scheduler knows
+        the volume service's pool (before that, a create ends ``error``: no valid backend)."""
         while True:
             for name, process in self._processes.items():
                 if process.poll() is not None:
@@ -311,7 +313,8 @@ report_discard_supported = true
             with contextlib.suppress(requests.RequestException, ValueError, KeyError):
                 services = self.api("GET", "/os-services").json()["services"]
                 up = {s["binary"] for s in services if s["state"] == "up" and s["status"] == "enabled"}
-                if {"cinder-scheduler", "cinder-volume"} <= up:
+                if {"cinder-scheduler", "cinder-volume"} <= up and self.api(
+                        "GET", "/scheduler-stats/get_pools").json()["pools"]:
                     return
             if time.monotonic() > deadline:
                 raise CinderError(f"Cinder's services were not up within {START_TIMEOUT:.0f} s: "

@@ -80,6 +80,7 @@ class CinderBackend(BlockBackend):
         self._lock = threading.Lock()
         self._maker = str(uuid.uuid4())
         self._connections: dict[str, Any] = {}
+        self._locations: dict[tuple[str, str], tuple[str, str]] = {}
         self._projects: dict[str, CinderBackend] = {}
 
     def describe(self) -> dict[str, Any]:
@@ -372,11 +373,24 @@ class CinderBackend(BlockBackend):
     # -- data ---------------------------------------------------------------------------------------
 
     def _rbd_image(self, raw_volume: Mapping[str, Any]) -> tuple[Any, str]:
-        """The RBD connection and image of a volume, from its connection information."""
+        """The RBD connection and image of a volume, from its connection information.
+
+        Asking costs a round trip through cinder-volume (about half a second), and a protect or a restore
+        opens the same volume more than once; so the answer is kept for the volume record as it was
+        (id and ``updated_at``): whatever could move the image (a migration, a retype) updates the record,
+        and the next open asks again."""
         from strongroom.block.cinder.connection import rbd_location
 
         volume_id = str(raw_volume["id"])
-        pool, image = rbd_location(self.api, volume_id)
+        key = (volume_id, str(raw_volume.get("updated_at")))
+        with self._lock:
+            known = self._locations.get(key)
+        if known is None:
+            known = rbd_location(self.api, volume_id)
+            with self._lock:
+                self._locations = {k: v for k, v in self._locations.items() if k[0] != volume_id}
+                self._locations[key] = known
+        pool, image = known
         return self._connection(pool), image
 
     def _connection(self, pool: str) -> Any:
