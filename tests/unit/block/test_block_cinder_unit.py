@@ -91,8 +91,9 @@ class FakeCinder:
         if parts[0] == "volumes" and len(parts) == 2 and parts[1] in self.volumes:
             return 200, {"volume": self.volumes[parts[1]]}
         if parts[0] == "volumes" and parts[-1] == "action" and "os-initialize_connection" in (body or {}):
-            return 200, {"connection_info": {"driver_volume_type": self.driver_volume_type,
-                                             "data": {"target_iqn": "iqn.2010-10.org.openstack:x"}}}
+            data = ({"name": f"volumes/volume-{parts[1]}"} if self.driver_volume_type == "rbd"
+                    else {"target_iqn": "iqn.2010-10.org.openstack:x"})
+            return 200, {"connection_info": {"driver_volume_type": self.driver_volume_type, "data": data}}
         if parts == ["snapshots"] and method == "POST":
             made = {**body["snapshot"], "id": str(uuid.uuid4()), "status": self.snapshot_status, "size": 1,
                     "created_at": "2024-01-01T00:00:00.000000"}
@@ -232,4 +233,22 @@ def test_a_snapshot_stuck_creating_fails_within_the_timeout_naming_the_volume(fa
     assert "database" in message and volume_id in message and "still creating after 30 s" in message
     assert 30 <= clock.now <= 32  # gave up once the timeout passed, not long after
     assert fake.snapshots == {}, "the stuck snapshot is deleted, not left behind"
+    backend.close()
+
+
+def test_the_rbd_location_is_asked_again_once_the_volume_record_changes(
+        fake: FakeCinder, monkeypatch: pytest.MonkeyPatch) -> None:
+    volume_id = fake.add_volume(updated_at="2024-01-01T00:00:00.000000")
+    backend = backend_on(fake)
+    monkeypatch.setattr(backend, "_connection", lambda pool: pool)  # no Ceph: the location is the point
+
+    def asked() -> int:
+        return sum(1 for method, path, _ in fake.requests if path.endswith("/action"))
+
+    assert backend._rbd_image(backend._raw_volume(volume_id)) == ("volumes", f"volume-{volume_id}")
+    backend._rbd_image(backend._raw_volume(volume_id))
+    assert asked() == 1  # the same record: asked once
+    fake.volumes[volume_id]["updated_at"] = "2024-01-02T00:00:00.000000"  # migrated, retyped, attached...
+    backend._rbd_image(backend._raw_volume(volume_id))
+    assert asked() == 2
     backend.close()
