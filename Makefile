@@ -43,14 +43,16 @@ debian-modules: $(STAMP)
 	  [ -e "$$f" ] && ln -sfn "$$f" "$$site/"; done; done; true
 
 # Cinder's own virtualenv, stamped: built once (about a minute, more on a busy machine), then never again
-# unless the version changes.  Its RBD driver imports rados and rbd, linked in from Debian as for .venv.
+# unless the version changes.  Its RBD driver imports rados and rbd, linked in from Debian as for .venv;
+# PyMySQL is how the test fixture's Cinder reaches its MariaDB database.
 $(CINDER_STAMP):
 	test -x $(CINDER_VENV)/bin/python || $(PYTHON) -m venv $(CINDER_VENV)
-	$(CINDER_VENV)/bin/pip install -q 'cinder==$(CINDER_VERSION)' 2>&1 | grep -v "^WARNING: Location" || true
-	$(CINDER_VENV)/bin/python -c 'import cinder.volume.drivers.rbd'
-	echo '$(CINDER_VERSION)' > $@
+	$(CINDER_VENV)/bin/pip install -q 'cinder==$(CINDER_VERSION)' PyMySQL 2>&1 | grep -v "^WARNING: Location" || true
+	$(CINDER_VENV)/bin/python -c 'import cinder.volume.drivers.rbd, pymysql'
+	echo '$(CINDER_VERSION) PyMySQL' > $@
 
 cinder-venv: $(CINDER_STAMP)
+	@$(CINDER_VENV)/bin/python -c 'import pymysql' 2>/dev/null || $(CINDER_VENV)/bin/pip install -q PyMySQL
 	@site=$$($(CINDER_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	for m in $(DEBIAN_PY_MODULES); do for f in $(DEBIAN_DIST_PACKAGES)/$$m.cpython-*.so; do \
 	  [ -e "$$f" ] && ln -sfn "$$f" "$$site/"; done; done; true

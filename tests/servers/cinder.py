@@ -11,12 +11,21 @@ What it runs, and why so (measured facts in the project's notes on real backends
   ``.cache/cinder-venv`` (its pins are not the project's; ``STRONGROOM_CINDER_VENV`` names another one);
 * ``auth_strategy = noauth``: REST paths carry no project id and the ``X-Auth-Token: user:project`` header
   is the whole identity, so two projects are two header values;
-* a sqlite database (``cinder-manage db sync``) and every state, lock and log path under the directory;
+* a database of the run's own on the machine's MariaDB (root on 127.0.0.1:3306, or
+  ``STRONGROOM_TEST_MYSQL_URL``), made before ``cinder-manage db sync`` and dropped by ``stop()``: on sqlite,
+  concurrent creates and snapshots made cinder-api answer 500 "database is locked" now and then, whatever
+  its busy timeout.  Where MariaDB cannot be reached, sqlite under the directory (and the old flakiness);
+  every state, lock and log path is under the directory;
 * the machine's RabbitMQ (guest on 127.0.0.1:5672) on a private vhost made for the run with
   ``rabbitmqctl`` and deleted after it; where ``rabbitmqctl`` cannot be used, the default vhost with a
   control exchange of the run's own, so that no other Cinder on the broker hears its messages;
 * ``enabled_backends = ceph``: the RBD driver on a pool of its own of the session's Ceph cluster, as the
   cephx user ``client.strongroom`` (the same caps the rbd backend's tests use).
+
+* Cinder's own waits made short: services report every second, the scheduler waits at most 5 s for the
+  volume service's first report (60 s by default; the fixture itself waits until the scheduler lists the
+  pool), and the RBD driver counts the pool as its own
+  (``rbd_exclusive_cinder_pool``), so stats never walk every image.
 
 ``stop()`` stops each daemon by PID (SIGTERM, then SIGKILL).  ``stop_api()`` / ``start_api()`` stop and
 start cinder-api alone, for the "Cinder is down" tests.
@@ -46,6 +55,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_VENV = ROOT / ".cache" / "cinder-venv"
 START_TIMEOUT = 90.0
 AMQP = ("127.0.0.1", 5672)
+#: The MariaDB server the fixture's Cinder keeps its database on (its admin URL, no database).
+MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/"
 #: The microversion the tests ask for when they talk to Cinder behind the backend's back.
 MICROVERSION = "3.60"
 
@@ -64,6 +75,8 @@ def missing() -> str | None:
     for program in ("cinder-api", "cinder-scheduler", "cinder-volume", "cinder-manage"):
         if not (venv / "bin" / program).exists():
             return f"Cinder is not installed in {venv} (`make cinder-venv` builds it)"
+    if not list(venv.glob("lib/python3*/site-packages/pymysql")):
+        return f"PyMySQL is not installed in {venv} (`make cinder-venv` installs it)"
     try:
         import socket
 
@@ -86,6 +99,8 @@ class CinderService:
     #: Seconds from the first command to the volume service reported up.
     start_seconds: float = 0.0
     vhost: str | None = None
+    #: The MariaDB database of the run (None: sqlite under the directory).
+    database: str | None = None
     _processes: dict[str, subprocess.Popen[bytes]] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -117,6 +132,7 @@ class CinderService:
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         try:
             self.vhost = self._make_vhost()
+            self.database = _make_database(self.run_id)
             self.conf_path.write_text(self._conf())
             self._run("cinder-manage", "--config-file", str(self.conf_path), "db", "sync")
             for daemon in ("cinder-scheduler", "cinder-volume", "cinder-api"):
@@ -128,9 +144,14 @@ class CinderService:
         self.start_seconds = time.monotonic() - began
 
     def stop(self) -> None:
-        """Stop every daemon by PID and drop the vhost.  Idempotent; the directory stays for the logs."""
+        """Stop every daemon by PID, drop the database and the vhost.  Idempotent; the directory stays for
+        the logs."""
         for name in list(self._processes):
             stop_process(self._processes.pop(name), group=True)
+        if self.database:
+            with contextlib.suppress(Exception):
+                _drop_database(self.database)
+            self.database = None
         if self.vhost:
             with contextlib.suppress(CinderError, OSError):
                 _rabbitmqctl("delete_vhost", self.vhost)
@@ -230,15 +251,16 @@ osapi_volume_listen = 127.0.0.1
 osapi_volume_listen_port = {self.port}
 osapi_volume_workers = 1
 enabled_backends = ceph
-# Services report every 2 s and count as down after 20 s: the tests wait for "up" once, at start.
-report_interval = 2
-periodic_interval = 5
+# Services report every second and count as down after 20 s: the tests wait for "up" once, at start.
+report_interval = 1
+periodic_interval = 2
 service_down_time = 20
+scheduler_driver_init_wait_time = 5
 resource_query_filters_file = {self.venv}/etc/cinder/resource_filters.json
 volume_name_template = volume-%s
 snapshot_name_template = snapshot-%s
 [database]
-connection = sqlite:///{d}/state/cinder.sqlite?timeout=30
+connection = {self._database_url()}
 [oslo_concurrency]
 lock_path = {d}/lock
 [oslo_messaging_rabbit]
@@ -251,8 +273,16 @@ rbd_ceph_conf = {self.ceph.conf_path}
 rbd_user = {CLIENT}
 rbd_flatten_volume_from_snapshot = false
 rados_connect_timeout = 10
+rbd_exclusive_cinder_pool = true
 report_discard_supported = true
 """
+
+    def _database_url(self) -> str:
+        if self.database is None:
+            return f"sqlite:///{self.directory}/state/cinder.sqlite?timeout=30"
+        url = _mysql_admin_url().set(drivername="mysql+pymysql", database=self.database,
+                                     query={"charset": "utf8mb4"})
+        return url.render_as_string(hide_password=False)
 
     def _run(self, program: str, *args: str) -> str:
         argv = [str(self.venv / "bin" / program), *args]
@@ -272,7 +302,8 @@ report_discard_supported = true
                 command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def _wait_until_up(self, deadline: float) -> None:
-        """Until the API answers and the scheduler and the volume service report up."""
+        """Until the API answers, the scheduler and the volume service report up, and the scheduler knows
+        the volume service's pool (before that, a create ends ``error``: no valid backend)."""
         while True:
             for name, process in self._processes.items():
                 if process.poll() is not None:
@@ -282,12 +313,53 @@ report_discard_supported = true
             with contextlib.suppress(requests.RequestException, ValueError, KeyError):
                 services = self.api("GET", "/os-services").json()["services"]
                 up = {s["binary"] for s in services if s["state"] == "up" and s["status"] == "enabled"}
-                if {"cinder-scheduler", "cinder-volume"} <= up:
+                if {"cinder-scheduler", "cinder-volume"} <= up and self.api(
+                        "GET", "/scheduler-stats/get_pools").json()["pools"]:
                     return
             if time.monotonic() > deadline:
                 raise CinderError(f"Cinder's services were not up within {START_TIMEOUT:.0f} s: "
                                   f"{tail_log(self.log_path('cinder-volume'))}")
             time.sleep(0.3)
+
+
+def _mysql_admin_url() -> Any:
+    from sqlalchemy.engine import make_url
+
+    return make_url(os.environ.get("STRONGROOM_TEST_MYSQL_URL") or MYSQL_URL)
+
+
+def _mysql_admin() -> Any:
+    import sqlalchemy as sa
+
+    return sa.create_engine(_mysql_admin_url(), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool,
+                            connect_args={"connect_timeout": 3})
+
+
+def _make_database(run_id: str) -> str | None:
+    """A new empty MariaDB database for the run, or None where MariaDB cannot be reached."""
+    import sqlalchemy as sa
+
+    name = f"strongroom_cinder_{os.getpid()}_{run_id}"
+    engine = _mysql_admin()
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    except sa.exc.DBAPIError:
+        return None
+    finally:
+        engine.dispose()
+    return name
+
+
+def _drop_database(name: str) -> None:
+    import sqlalchemy as sa
+
+    engine = _mysql_admin()
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+    finally:
+        engine.dispose()
 
 
 def _rabbitmqctl(*args: str) -> str:

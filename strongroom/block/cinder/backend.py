@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from strongroom import exceptions
@@ -80,6 +80,7 @@ class CinderBackend(BlockBackend):
         self._lock = threading.Lock()
         self._maker = str(uuid.uuid4())
         self._connections: dict[str, Any] = {}
+        self._locations: dict[tuple[str, str], tuple[str, str]] = {}
         self._projects: dict[str, CinderBackend] = {}
 
     def describe(self) -> dict[str, Any]:
@@ -151,7 +152,7 @@ class CinderBackend(BlockBackend):
         """The record at ``path`` once its status is ``wanted``; ``BlockError`` naming ``volume`` on an
         error status or when ``status_timeout`` passes (then the record stays for reclaim)."""
         deadline = self._clock() + self.config.status_timeout
-        delay = 0.1
+        delays = poll_delays()
         while True:
             record = dict(self.api.request("GET", path, f"reading {what}")[key])
             status = str(record.get("status"))
@@ -163,11 +164,11 @@ class CinderBackend(BlockBackend):
                 raise exceptions.BlockError(
                     reason=f"{self.api.what}: {what} of volume {volume} is still {status} after "
                     f"{self.config.status_timeout:g} s")
-            self._sleep(delay)
-            delay = min(delay * 1.5, 2.0)
+            self._sleep(next(delays))
 
     def _wait_gone(self, path: str, what: str) -> None:
         deadline = self._clock() + self.config.status_timeout
+        delays = poll_delays()
         while True:
             try:
                 self.api.request("GET", path, f"reading {what}", not_found=lambda: exceptions.NotFound(
@@ -177,7 +178,7 @@ class CinderBackend(BlockBackend):
             if self._clock() > deadline:
                 raise exceptions.BlockError(reason=f"{self.api.what}: {what} was not deleted within "
                                             f"{self.config.status_timeout:g} s")
-            self._sleep(0.2)
+            self._sleep(next(delays))
 
     # -- volumes ------------------------------------------------------------------------------------
 
@@ -372,11 +373,24 @@ class CinderBackend(BlockBackend):
     # -- data ---------------------------------------------------------------------------------------
 
     def _rbd_image(self, raw_volume: Mapping[str, Any]) -> tuple[Any, str]:
-        """The RBD connection and image of a volume, from its connection information."""
+        """The RBD connection and image of a volume, from its connection information.
+
+        Asking costs a round trip through cinder-volume (about half a second), and a protect or a restore
+        opens the same volume more than once; so the answer is kept for the volume record as it was
+        (id and ``updated_at``): whatever could move the image (a migration, a retype) updates the record,
+        and the next open asks again."""
         from strongroom.block.cinder.connection import rbd_location
 
         volume_id = str(raw_volume["id"])
-        pool, image = rbd_location(self.api, volume_id)
+        key = (volume_id, str(raw_volume.get("updated_at")))
+        with self._lock:
+            known = self._locations.get(key)
+        if known is None:
+            known = rbd_location(self.api, volume_id)
+            with self._lock:
+                self._locations = {k: v for k, v in self._locations.items() if k[0] != volume_id}
+                self._locations[key] = known
+        pool, image = known
         return self._connection(pool), image
 
     def _connection(self, pool: str) -> Any:
@@ -450,6 +464,16 @@ class CinderBackend(BlockBackend):
             connection.close()
         for backend in scoped:
             backend.close()
+
+
+def poll_delays(first: float = 0.05, factor: float = 1.5, most: float = 2.0) -> Iterator[float]:
+    """Seconds between two reads of a status: short at first (a snapshot of an RBD volume is ready in a
+    fraction of a second, and a fixed 0.2 s poll was most of the wait), then growing, so that a long
+    wait costs Cinder few requests."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * factor, most)
 
 
 def _pool(raw: Mapping[str, Any]) -> PoolStats:
