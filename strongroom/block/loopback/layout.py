@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from strongroom import exceptions, validation
+from strongroom.block.names import StagedNames
 
 SNAPSHOT_DIR = ".snapshots"
 MAX_NAME_BYTES = 200
@@ -60,26 +61,12 @@ def validate_name(name: Any) -> str:
     return name
 
 
-def is_safe_id(value: Any) -> bool:
-    """Whether ``value`` could name a volume or snapshot file (so joining it to a directory stays inside)."""
-    try:
-        validate_name(value)
-    except exceptions.InvalidInput:
-        return False
-    return True
-
-
-def staged_id(name: str) -> str:
-    """The id (and file name) of the staged volume that will be published as ``name``."""
-    return STAGED_PREFIX + name
-
-
-def name_of_staged(volume_id: Any) -> str | None:
-    """The name a staged volume's id will be published as, or None if it is no staged volume's id."""
-    if not isinstance(volume_id, str) or not volume_id.startswith(STAGED_PREFIX):
-        return None
-    name = volume_id[len(STAGED_PREFIX):]
-    return name if is_safe_id(name) else None
+NAMES = StagedNames(STAGED_PREFIX, validate_name)
+#: Whether a value could name a volume or snapshot file (so joining it to a directory stays inside).
+is_safe_id = NAMES.is_valid
+#: The id (and file name) of the staged volume that will be published as a name.
+staged_id = NAMES.staged_id
+name_of_staged = NAMES.name_of_staged
 
 
 def create_locked(path: str) -> int:

@@ -32,6 +32,7 @@ from typing import Any
 
 from strongroom import exceptions
 from strongroom.block.loopback.layout import validate_name as _validate_file_name
+from strongroom.block.names import StagedNames
 
 SUFFIX = ".qcow2"
 STAGED_PREFIX = ".strongroom-staged-"
@@ -52,24 +53,10 @@ def validate_name(name: Any) -> str:
     return name
 
 
-def is_volume_name(name: Any) -> bool:
-    try:
-        validate_name(name)
-    except exceptions.InvalidInput:
-        return False
-    return True
-
-
-def staged_id(name: str) -> str:
-    return STAGED_PREFIX + name
-
-
-def name_of_staged(volume_id: Any) -> str | None:
-    """The name a staged volume's id will be published as, or None if it is none."""
-    if not isinstance(volume_id, str) or not volume_id.startswith(STAGED_PREFIX):
-        return None
-    name = volume_id[len(STAGED_PREFIX):]
-    return name if is_volume_name(name) else None
+NAMES = StagedNames(STAGED_PREFIX, validate_name)
+is_volume_name = NAMES.is_valid
+staged_id = NAMES.staged_id
+name_of_staged = NAMES.name_of_staged
 
 
 def is_snapshot_id(value: Any) -> bool:

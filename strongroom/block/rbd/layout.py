@@ -24,6 +24,7 @@ import uuid
 from typing import Any
 
 from strongroom import exceptions, validation
+from strongroom.block.names import StagedNames
 
 STAGED_PREFIX = ".strongroom-staged-"
 SNAPSHOT_PREFIX = "strongroom-"
@@ -45,24 +46,10 @@ def validate_name(name: Any) -> str:
     return str(name)
 
 
-def is_volume_name(name: str) -> bool:
-    try:
-        validate_name(name)
-    except exceptions.InvalidInput:
-        return False
-    return True
-
-
-def staged_id(name: str) -> str:
-    return STAGED_PREFIX + name
-
-
-def name_of_staged(image: Any) -> str | None:
-    """The name a staged image will be published as, or None if ``image`` is no staged image's name."""
-    if not isinstance(image, str) or not image.startswith(STAGED_PREFIX):
-        return None
-    name = image[len(STAGED_PREFIX):]
-    return name if is_volume_name(name) else None
+NAMES = StagedNames(STAGED_PREFIX, validate_name)
+is_volume_name = NAMES.is_valid
+staged_id = NAMES.staged_id
+name_of_staged = NAMES.name_of_staged
 
 
 @dataclasses.dataclass(frozen=True)
