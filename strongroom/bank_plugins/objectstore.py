@@ -22,9 +22,8 @@ import io
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
-import jsonschema
-
 from strongroom import exceptions
+from strongroom.plugin_options import describe_schema_error, first_schema_error
 
 MiB = 1 << 20
 #: Streams are read in pieces of at most this size.
@@ -37,34 +36,6 @@ READ_PIECE = MiB
 def option_error(plugin: str, name: str, message: str) -> exceptions.ConfigError:
     """``ConfigError`` about option ``name`` of a ``plugin`` bank (``key`` names the option)."""
     return exceptions.ConfigError(reason=f"{plugin} bank option {name!r}: {message}", key=name)
-
-
-def first_schema_error(options: Mapping[str, Any], schema: Mapping[str, Any]) -> jsonschema.ValidationError | None:
-    """The first (by option name) way ``options`` break ``schema``; None if they fit."""
-    validator = jsonschema.Draft202012Validator(dict(schema))
-    errors = sorted(validator.iter_errors(dict(options)), key=lambda e: [str(p) for p in e.path])
-    return errors[0] if errors else None
-
-
-def describe_schema_error(err: jsonschema.ValidationError, options: Mapping[str, Any],
-                          schema: Mapping[str, Any], *, secret_options: Collection[str],
-                          secret_message: Callable[[Mapping[str, Any]], str],
-                          every_unknown: bool = False) -> tuple[str, str]:
-    """(option named, message) for ``err``; the message never quotes the value of a secret option.
-
-    ``secret_message(property schema)`` is what is said of an invalid secret; an
-    unknown option names the first one, or all of them with ``every_unknown``.
-    """
-    props: Mapping[str, Any] = schema.get("properties", {})
-    if err.path:
-        name = str(err.path[0])
-        return name, (secret_message(props.get(name, {})) if name in secret_options else err.message)
-    if err.validator == "additionalProperties":
-        unknown = sorted(set(options) - set(props))
-        return (", ".join(unknown) if every_unknown else unknown[0]), "unknown option"
-    if err.validator == "required" and "'" in err.message:
-        return err.message.split("'")[1], "is required"
-    return "options", err.message
 
 
 def check_schema(plugin: str, options: Mapping[str, Any], schema: Mapping[str, Any], *,

@@ -7,12 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from strongroom.bank_plugins.base import LEASE_OPTIONS
-from strongroom.bank_plugins.objectstore import (
-    MiB,
-    describe_schema_error,
-    first_schema_error,
-    option_error,
-)
+from strongroom.bank_plugins.objectstore import MiB, option_error
+from strongroom.plugin_options import describe_schema_error, first_schema_error
 
 #: S3's limits on multipart uploads: parts of 5 MiB to 5 GiB (the last one may be smaller), 10,000 parts.
 MIN_PART_SIZE = 5 * MiB

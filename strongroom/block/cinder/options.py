@@ -12,9 +12,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import jsonschema
-
 from strongroom import exceptions
+from strongroom.plugin_options import SECRET_INVALID, describe_schema_error, first_schema_error
 
 AUTH_TYPES = ("noauth", "password", "v3applicationcredential")
 SECRET_OPTIONS = frozenset({"password", "application_credential_secret", "rbd_key"})
@@ -86,19 +85,13 @@ class CinderConfig:
 
 def check_options(options: Mapping[str, Any]) -> None:
     """``ConfigError`` naming the first option that is wrong; a secret's value is never quoted."""
-    errors = sorted(jsonschema.Draft202012Validator(OPTIONS_SCHEMA).iter_errors(dict(options)),
-                    key=lambda e: [str(p) for p in e.path])
-    if errors:
-        err = errors[0]
-        if err.path:
-            name = str(err.path[0])
-            reason = "has an invalid value (not shown: it is a secret)" if name in SECRET_OPTIONS else err.message
-        elif err.validator == "additionalProperties":
-            name, reason = ", ".join(sorted(set(options) - set(OPTIONS_SCHEMA["properties"]))), "unknown option"
-        elif err.validator == "anyOf":
+    err = first_schema_error(options, OPTIONS_SCHEMA)
+    if err is not None:
+        if err.validator == "anyOf" and not err.path:
             name, reason = "rbd_conf_file", "either rbd_conf_file or rbd_mon_host is required (the data path)"
         else:
-            name, reason = "options", err.message
+            name, reason = describe_schema_error(err, options, OPTIONS_SCHEMA, secret_options=SECRET_OPTIONS,
+                                                 secret_message=lambda _: SECRET_INVALID, every_unknown=True)
         raise exceptions.ConfigError(reason=f"cinder block backend: {name}: {reason}")
     auth_type = _auth_type(options)
     needs = {"noauth": ("endpoint",), "password": ("auth_url", "password"),

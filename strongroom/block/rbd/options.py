@@ -12,9 +12,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import jsonschema
-
 from strongroom import exceptions
+from strongroom.plugin_options import SECRET_INVALID, describe_schema_error, first_schema_error
 
 #: librbd's feature bits by the names ``rbd create --image-feature`` takes (values from librbd.h).
 FEATURES = {
@@ -126,20 +125,14 @@ def parse_features(text: str) -> int:
 
 def check_options(options: Mapping[str, Any]) -> None:
     """``ConfigError`` naming the first option that breaks the schema; a secret's value is never quoted."""
-    validator = jsonschema.Draft202012Validator(OPTIONS_SCHEMA)
-    errors = sorted(validator.iter_errors(dict(options)), key=lambda e: [str(p) for p in e.path])
-    if not errors:
+    err = first_schema_error(options, OPTIONS_SCHEMA)
+    if err is None:
         return
-    err = errors[0]
-    if err.path:
-        name = str(err.path[0])
-        reason = "has an invalid value (not shown: it is a secret)" if name in SECRET_OPTIONS else err.message
-    elif err.validator == "additionalProperties":
-        name, reason = ", ".join(sorted(set(options) - set(OPTIONS_SCHEMA["properties"]))), "unknown option"
-    elif err.validator == "anyOf":
+    if err.validator == "anyOf" and not err.path:
         name, reason = "conf_file", "either conf_file or mon_host is required"
     else:
-        name, reason = "options", err.message
+        name, reason = describe_schema_error(err, options, OPTIONS_SCHEMA, secret_options=SECRET_OPTIONS,
+                                             secret_message=lambda _: SECRET_INVALID, every_unknown=True)
     raise exceptions.ConfigError(reason=f"rbd block backend: {name}: {reason}")
 
 
