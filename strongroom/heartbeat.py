@@ -21,16 +21,21 @@ def run(db: Any, host: str, binaries: Sequence[str], topic: str, interval: float
         stop: threading.Event) -> None:
     """Beat for every binary in ``binaries`` every ``interval`` seconds until ``stop`` is set."""
     while not stop.is_set():
-        for binary in binaries:
-            try:
-                db.service_heartbeat(host, binary, topic)
-            except Exception:  # noqa: BLE001 - a missed beat is logged, never fatal
-                LOG.warning("heartbeat of %s failed", binary, exc_info=True)
+        beat(db, host, binaries, topic)
         stop.wait(interval)
 
 
+def beat(db: Any, host: str, binaries: Sequence[str], topic: str) -> None:
+    """One heartbeat of every binary in ``binaries``."""
+    for binary in binaries:
+        try:
+            db.service_heartbeat(host, binary, topic)
+        except Exception:  # noqa: BLE001 - a missed beat is logged, never fatal
+            LOG.warning("heartbeat of %s failed", binary, exc_info=True)
+
+
 class Heartbeat:
-    """A daemon thread running :func:`run` (used where no :class:`strongroom.service.Services` runs)."""
+    """A first beat at :meth:`start`, then a daemon thread running :func:`run`."""
 
     def __init__(self, db: Any, host: str, binaries: Sequence[str], topic: str, interval: float) -> None:
         self._args = (db, host, tuple(binaries), topic, interval)
@@ -38,9 +43,12 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Beat once now (the service is listed as soon as it has started), then every interval."""
         if self._thread is None:
-            self._thread = threading.Thread(target=run, args=(*self._args, self._stop), name="sr-heartbeat",
-                                            daemon=True)
+            db, host, binaries, topic, interval = self._args
+            beat(db, host, binaries, topic)
+            self._thread = threading.Thread(target=_after_first, args=(*self._args, self._stop),
+                                            name="sr-heartbeat", daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -56,3 +64,9 @@ def is_up(last_heartbeat: _dt.datetime | None, down_after: float, now: _dt.datet
         return False
     now = now or _dt.datetime.now(_dt.UTC)
     return (now - last_heartbeat).total_seconds() <= down_after
+
+
+def _after_first(db: Any, host: str, binaries: Sequence[str], topic: str, interval: float,
+                 stop: threading.Event) -> None:
+    if not stop.wait(interval):
+        run(db, host, binaries, topic, interval, stop)

@@ -80,7 +80,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         self._transport: Any = None
         self._persistence: Any = None
         self._stop = threading.Event()
-        self._heartbeat: threading.Thread | None = None
+        self._heartbeat: heartbeat.Heartbeat | None = None
         self._state_lock: IO[bytes] | None = None
         self._board: Any = None
         self._conductor: Any = None
@@ -121,7 +121,11 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             self.api_server.start()
         if self.run_operationengine:
             self._start_operationengine()
-        self._heartbeat = threading.Thread(target=self._beat, name="sr-heartbeat", daemon=True)
+        binaries = [name for name, runs in (("strongroom-api", self.run_api),
+                                            ("strongroom-protection", self.run_protection),
+                                            ("strongroom-operationengine", self.run_operationengine)) if runs]
+        self._heartbeat = heartbeat.Heartbeat(self.db, self.conf.host, binaries, self.conf.protection_topic,
+                                              float(self.conf.heartbeat_interval))
         self._heartbeat.start()
 
     def _admin_token(self) -> str | None:
@@ -206,46 +210,46 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             self.operationengine.release_stale_claims()
         self.operationengine.start()
 
-    def _beat(self) -> None:
-        binaries = []
-        if self.run_api:
-            binaries.append("strongroom-api")
-        if self.run_protection:
-            binaries.append("strongroom-protection")
-        if self.run_operationengine:
-            binaries.append("strongroom-operationengine")
-        heartbeat.run(self.db, self.conf.host, binaries, self.conf.protection_topic,
-                      float(self.conf.heartbeat_interval), self._stop)
-
     def stop(self, graceful: bool = True, timeout: float = 30.0) -> None:
+        """Stop every part, in order; a part that fails to stop does not keep the others running (the
+        first such error is raised once all have been asked)."""
         self._stop.set()
+        errors: list[BaseException] = []
+
+        def step(what: str, stop: Any, *args: Any, **kwargs: Any) -> None:
+            try:
+                stop(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - logged here, the first one re-raised below
+                LOG.exception("stopping %s failed", what)
+                errors.append(err)
+
+        if self._heartbeat is not None:
+            step("the heartbeat", self._heartbeat.stop)
         if self._state_lock is not None:
-            self._state_lock.close()
+            step("the state directory lock", self._state_lock.close)
             self._state_lock = None
         if self.operationengine is not None:
-            self.operationengine.stop(wait=graceful, timeout=timeout)
+            step("the operation engine", self.operationengine.stop, wait=graceful, timeout=timeout)
         if self.api_server is not None:
-            self.api_server.stop()
+            step("the API server", self.api_server.stop)
         if self._rpc_server is not None:
-            self._rpc_server.stop()
-            self._rpc_server.wait()
+            step("the RPC server", self._rpc_server.stop)
+            step("the RPC server", self._rpc_server.wait)
         if self._conductor is not None:
             # Runs not done in time are abandoned: another worker resumes them.
-            self._conductor.stop(wait=timeout if graceful else 0.0)
+            step("the conductor", self._conductor.stop, wait=timeout if graceful else 0.0)
         if self.manager is not None:
             if graceful:
-                self.manager.wait_idle(timeout)
-            self.manager.stop(wait=False)
-        if self._board is not None:
-            self._board.close()
-        if self._persistence is not None:
-            self._persistence.close()
-        if self.registry is not None:
-            self.registry.close()
-        if self._transport is not None:
-            self._transport.cleanup()
+                step("the protection runs", self.manager.wait_idle, timeout)
+            step("the protection manager", self.manager.stop, wait=False)
+        for what, part in (("the jobboard", self._board), ("the flow persistence", self._persistence),
+                           ("the providers", self.registry), ("the RPC transport", self._transport)):
+            if part is not None:
+                step(what, part.cleanup if part is self._transport else part.close)
         if self.db is not None:
-            self.db.dispose()
+            step("the metadata store", self.db.dispose)
+        if errors:
+            raise errors[0]
 
     def wait(self) -> None:
         self._stop.wait()

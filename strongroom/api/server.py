@@ -201,9 +201,16 @@ class APIServer:
         self._thread = None
         server.trigger.pull_trigger(lambda: _stop_accepting(server))
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)  # in-flight requests finish
-        server.trigger.pull_trigger(lambda: _close_all(server))
+        # The loop may run this thunk before pull_trigger's own write to the pipe: the trigger's
+        # descriptors must stay open until the loop has ended, or that write could land in whatever
+        # file took their number meanwhile.  So the thunk only takes the trigger out of the loop.
+        server.trigger.pull_trigger(lambda: _close_connections(server))
         if thread is not None:
             thread.join(timeout)
+        if (thread is None or not thread.is_alive()) and not server.task_dispatcher.threads:
+            server.trigger.close()  # nothing can pull it any more
+        else:
+            LOG.warning("the API server did not stop within %ss; its wake-up pipe is left open", timeout)
 
     def __enter__(self) -> APIServer:
         self.start()
@@ -219,9 +226,10 @@ def _stop_accepting(server: _Server) -> None:
     wasyncore.dispatcher.close(server)  # the listening socket only (the server's own close ends the trigger)
 
 
-def _close_all(server: _Server) -> None:
-    """In the event loop: close every connection and the trigger, which ends the loop."""
+def _close_connections(server: _Server) -> None:
+    """In the event loop: close every connection and take the trigger out of the map, which ends the loop
+    (:meth:`APIServer.stop` closes the trigger once the loop has ended)."""
     for dispatcher in list(server._map.values()):
         if dispatcher is not server.trigger:
             dispatcher.close()
-    server.trigger.close()
+    server.trigger.del_channel()
