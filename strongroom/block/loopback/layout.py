@@ -69,11 +69,31 @@ staged_id = NAMES.staged_id
 name_of_staged = NAMES.name_of_staged
 
 
+#: Times :func:`create_locked` makes its file again after a collector removed it before it was locked.
+CREATE_ATTEMPTS = 10
+
+
 def create_locked(path: str) -> int:
-    """A new file at ``path`` (``FileExistsError`` if there is one), open for writing and locked by its maker."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
+    """A new file at ``path`` (``FileExistsError`` if there is one), open for writing and locked by its maker.
+
+    Between the file's creation and its lock, a collector in another process may take it for an
+    abandoned one (:func:`remove_if_abandoned`: no lock held) and unlink it.  So once locked, the maker
+    checks that ``path`` is still its file, and makes it again if not: from that check on, no collector
+    can lock it.
+    """
+    for _ in range(CREATE_ATTEMPTS):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):
+                return fd
+        except FileNotFoundError:
+            pass  # unlinked by a collector while we waited for the lock
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise OSError(errno.EAGAIN, f"{path} was removed by a collector {CREATE_ATTEMPTS} times as it was made")
 
 
 def remove_if_abandoned(path: str, still_orphan: Callable[[], bool] = lambda: True) -> bool:

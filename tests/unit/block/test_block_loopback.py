@@ -398,3 +398,30 @@ def test_a_staged_volume_is_a_hidden_file_until_published(images: pathlib.Path, 
     published = backend.publish_volume(staged.id)
     assert published.id == "back.img" and sorted(os.listdir(images)) == [SNAPSHOT_DIR, "back.img"]
     assert (images / "back.img").read_bytes()[MiB:MiB + 4096] == pattern(4096)
+
+
+def test_a_file_a_collector_removes_before_its_maker_locks_it_is_made_again(
+        images: pathlib.Path, backend: LoopbackBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collector in another process (another open file here: flock is per open file) sees the new file
+    unlocked, takes it for abandoned and unlinks it; its maker, locked at last, must not go on writing
+    into a file no name leads to (a snapshot's sidecar then failed to publish in a two-worker run)."""
+    from strongroom.block.loopback import layout
+
+    path = str(images / SNAPSHOT_DIR / ".tmp-66666666-6666-4666-8666-666666666666")
+    real_flock = layout.fcntl.flock
+    collected = []
+
+    def flock(fd: int, operation: int) -> None:
+        if operation == layout.fcntl.LOCK_EX and not collected:  # the maker, between create and lock
+            collected.append(layout.remove_if_abandoned(path))
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(layout.fcntl, "flock", flock)
+    fd = layout.create_locked(path)
+    monkeypatch.setattr(layout.fcntl, "flock", real_flock)
+    try:
+        assert collected == [True]  # the collector did remove the first one
+        assert os.path.samestat(os.fstat(fd), os.lstat(path))  # the maker holds the file the name leads to
+        assert layout.remove_if_abandoned(path) is False  # and no collector can take it now
+    finally:
+        os.close(fd)
