@@ -1,6 +1,7 @@
 # The two commands a newcomer types: `make run` and `make test`.  `make bench` measures the data path;
 # `make torture` kills the all-in-one at random moments of TRIALS operations (200) and checks the invariants.
 # `make fuzz` holds the API to its OpenAPI document with a large schemathesis budget (FUZZ_EXAMPLES per operation).
+# `make soak` runs the long versions of what `make test` runs short (a simulated week of scheduling).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -25,7 +26,7 @@ CINDER_VERSION := 29.*
 CINDER_VENV := .cache/cinder-venv
 CINDER_STAMP := $(CINDER_VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck contracts pytest torture fuzz bench sample-config clean system-packages debian-modules cinder-venv clean-cinder
+.PHONY: install run test lint typecheck contracts pytest torture fuzz soak bench sample-config clean system-packages debian-modules cinder-venv clean-cinder
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,9 +79,12 @@ typecheck: install
 contracts: install
 	$(BIN)/lint-imports
 
+# Three pytest-xdist workers: most tests wait on real servers, so three share two cores well.  A module
+# runs whole on one worker, the Cinder ones together (tests/conftest.py).  PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 3
 pytest: system-packages install
 	@$(MAKE) --no-print-directory debian-modules cinder-venv
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup
 
 test: lint typecheck contracts pytest
 
@@ -95,6 +99,11 @@ FUZZ_EXAMPLES ?= 500
 fuzz: install
 	STRONGROOM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider -o timeout=0 -s \
 	  tests/functional/test_api_schemathesis.py
+
+# make test simulates two days of 100 triggers on three engines; this the whole week.
+soak: install
+	STRONGROOM_SIMULATED_DAYS=7 $(BIN)/pytest -q -s -p no:cacheprovider -o timeout=0 \
+	  tests/unit/operationengine/test_simulated_week.py
 
 bench: install
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

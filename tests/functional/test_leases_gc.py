@@ -71,7 +71,7 @@ def test_a_killed_writer_is_reclaimed_and_earlier_checkpoints_still_restore(
         body = wait_for(f"{api}/providers/{provider}/checkpoints/{good}", "checkpoint", {"available", "error"},
                         timeout=300)
         assert body["status"] == "available", body
-        rewrite_blocks(image, every=2, seed=2)  # the next checkpoint has 16 chunks of its own
+        rewrite_blocks(image, every=1, seed=2)  # the next checkpoint has chunks of its own only: slow enough to stop
         doomed = start_checkpoint(api, provider, plan)
         wait_progress(f"{api}/providers/{provider}/checkpoints/{doomed}", 0.05)
         first.stop(signal.SIGKILL)

@@ -424,16 +424,23 @@ class Qcow2Backend(BlockBackend):
                          f"snapshot {snapshot_id} of image {info.get('volume_id')}")
 
     def open_volume_reader(self, volume_id: str) -> BlockReader:
-        volume_id = self._any(volume_id)
-        libnbd()
-        self._attach(volume_id)
-        return NbdReader(self.daemon.nbd_socket, volume_id, self.what, f"image {volume_id}")
+        return self._connect(NbdReader, self._any(volume_id))
 
     def open_volume_writer(self, volume_id: str) -> BlockWriter:
-        volume_id = self._any(volume_id)
+        return self._connect(NbdWriter, self._any(volume_id))
+
+    def _connect(self, kind: type[NbdReader] | type[NbdWriter], volume_id: str) -> Any:
+        """An NBD connection to the live image's export.  A daemon that died since the last call may still
+        look alive and refuse it: then, once it is seen gone, a new daemon serves the image (once)."""
         libnbd()
-        self._attach(volume_id)
-        return NbdWriter(self.daemon.nbd_socket, volume_id, self.what, f"image {volume_id}")
+        for attempt in (1, 2):
+            self._attach(volume_id)
+            try:
+                return kind(self.daemon.nbd_socket, volume_id, self.what, f"image {volume_id}")
+            except exceptions.BlockUnavailable:
+                if attempt == 2 or not self.daemon.died():
+                    raise
+        raise AssertionError("unreachable")
 
     # -- capacity ------------------------------------------------------------------------------------
 

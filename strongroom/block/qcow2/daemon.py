@@ -86,6 +86,18 @@ class Daemon:
         process = self._process
         return process is not None and process.poll() is None and instance_alive(self.instance)
 
+    def died(self, grace: float = 1.0) -> bool:
+        """Is the daemon gone?  A connection a daemon just killed refused can come before its exit is
+        visible, so a running one is given up to ``grace`` seconds to be seen exiting."""
+        process = self._process
+        if process is None:
+            return True
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            return not instance_alive(self.instance)
+        return True
+
     def ensure(self) -> QmpClient:
         """The running daemon's QMP client, starting a daemon first if none runs (or the last one died)."""
         with self._lock:
