@@ -81,10 +81,14 @@ contracts: install
 
 # Three pytest-xdist workers: most tests wait on real servers, so three share two cores well.  A module
 # runs whole on one worker, the Cinder ones together (tests/conftest.py).  PYTEST_WORKERS=0: one process.
+# The schemathesis run has a process of its own after them: its tests share one node id, which xdist
+# takes for a single test, and its summary test reads what the others saw.
 PYTEST_WORKERS ?= 3
+SCHEMATHESIS := tests/functional/test_api_schemathesis.py
 pytest: system-packages install
 	@$(MAKE) --no-print-directory debian-modules cinder-venv
-	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup --ignore=$(SCHEMATHESIS)
+	$(BIN)/pytest -q -p no:cacheprovider $(SCHEMATHESIS)
 
 test: lint typecheck contracts pytest
 
@@ -98,7 +102,7 @@ torture: install system-packages
 FUZZ_EXAMPLES ?= 500
 fuzz: install
 	STRONGROOM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider -o timeout=0 -s \
-	  tests/functional/test_api_schemathesis.py
+	  $(SCHEMATHESIS)
 
 # make test simulates two days of 100 triggers on three engines; this the whole week.
 soak: install
