@@ -170,3 +170,22 @@ class RbdWriter(BlockWriter):
         finally:
             with self._connection.errors(f"closing {self._what}"):
                 image.close()
+
+
+def open_overwriter(connection: RbdConnection, image: str, what: str, not_found: exceptions.StrongroomError,
+                    in_use: exceptions.StrongroomError) -> RbdWriter:
+    """An :class:`RbdWriter` of ``image`` for a restore that overwrites it, or ``in_use`` if another client
+    watches the image: one that has it open for writing (another overwriter, a VM's librbd) or mapped
+    (krbd, rbd-nbd).  The writer's own open is one watch; a second is someone else's.  Two overwriters
+    opening at once may both refuse, never both write."""
+    writer = RbdWriter(connection, image, what, not_found)
+    try:
+        with connection.errors(f"listing the clients watching {what}"):
+            watchers = list(writer._check_open().watchers_list())
+    except BaseException:
+        writer.close()
+        raise
+    if len(watchers) > 1:
+        writer.close()
+        raise in_use
+    return writer
