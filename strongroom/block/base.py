@@ -202,8 +202,24 @@ class BlockWriter(abc.ABC):
     def flush(self) -> None:
         """Make every write durable."""
 
+    def write_zeros(self, offset: int, length: int) -> None:
+        """Make ``[offset, offset + length)`` read as zeros, whatever it held (an overwrite's zero ranges).
+        A backend that can deallocate the range (rbd's ``write_zeroes``) overrides this default, which
+        writes zero bytes a few MiB at a time.  Raises ``InvalidInput`` past the end."""
+        check_range(self.size, offset, length, "writing zeros")
+        zeros = bytes(min(length, ZERO_STEP))
+        end = offset + length
+        while offset < end:
+            step = min(ZERO_STEP, end - offset)
+            self.write(offset, zeros if step == len(zeros) else zeros[:step])
+            offset += step
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release the handle.  Idempotent."""
+
+
+#: Bytes :meth:`BlockWriter.write_zeros` writes at a time by default.
+ZERO_STEP = 4 << 20
 
 
 class HoldingWriter(BlockWriter):
@@ -220,6 +236,9 @@ class HoldingWriter(BlockWriter):
 
     def flush(self) -> None:
         self._inner.flush()
+
+    def write_zeros(self, offset: int, length: int) -> None:
+        self._inner.write_zeros(offset, length)
 
     def close(self) -> None:
         release, self._release = self._release, None

@@ -42,10 +42,14 @@ class OverwriteConformance:
         before = [v.id for v in backend.list_volumes()]
         assert backend.check_overwrite(volume.id).id == volume.id
         new = bytearray(_pattern(2 * MiB, seed=2))
-        new[MiB // 2 : MiB] = bytes(MiB // 2)  # a zero range overwrites the old bytes too
         with backend.open_volume_overwriter(volume.id) as writer:
             assert writer.size == 2 * MiB
             writer.write(0, bytes(new))
+            for offset, length in ((MiB // 2, MiB // 2), (MiB + 5, 3000), (2 * MiB - 7, 7)):
+                writer.write_zeros(offset, length)  # whole and partial blocks: nothing old survives
+                new[offset : offset + length] = bytes(length)
+            with pytest.raises(exceptions.InvalidInput):
+                writer.write_zeros(2 * MiB - 1, 2)
             writer.flush()
         assert _read(backend.open_volume_reader(volume.id)) == bytes(new)
         assert [v.id for v in backend.list_volumes()] == before, "an overwrite made or removed a volume"

@@ -345,6 +345,11 @@ class FlakyWriter(BlockWriter):
         self._inner.write(offset, data)
         self._backend.moved(Method.WRITE, len(data))
 
+    def write_zeros(self, offset: int, length: int) -> None:
+        self._backend.check(Method.WRITE, self._target, offset, length)
+        self._inner.write_zeros(offset, length)
+        self._backend.moved(Method.WRITE, length)
+
     def flush(self) -> None:
         self._backend.check(Method.FLUSH, self._target)
         self._inner.flush()

@@ -160,6 +160,15 @@ class RbdWriter(BlockWriter):
         with self._connection.errors(f"flushing {self._what}"):
             image.flush()
 
+    def write_zeros(self, offset: int, length: int) -> None:
+        """librbd's ``write_zeroes``: whole objects are deallocated, partial ones zeroed (a discard may skip
+        those: ``rbd_skip_partial_discard``)."""
+        image = self._check_open()
+        check_range(self.size, offset, length, self._what)
+        if length:
+            with self._connection.errors(f"writing zeros to {self._what} at offset {offset}"):
+                image.write_zeroes(offset, length)
+
     def close(self) -> None:
         image, self._image = self._image, None
         if image is None:

@@ -33,7 +33,7 @@ from typing import Any
 from strongroom import datamover, exceptions, validation
 from strongroom.bank_plugins import Bank, BankSection
 from strongroom.bank_plugins.layout import MANIFEST_HEADER, RESOURCE_DATA, RESOURCE_METADATA, BankLayout
-from strongroom.block import BlockBackend, BlockWriter
+from strongroom.block import BlockBackend
 from strongroom.block.base import check_placement
 from strongroom.context import RequestContext
 from strongroom.objects.records import Resource
@@ -260,7 +260,8 @@ class RestoreOperation(_VolumeOperation):
         ctx.result.update(id=published.id, name=published.name, type=VOLUME_TYPE)
 
     def _overwrite(self, ctx: OperationContext, backend: BlockBackend, manifest: BankSection, target: str) -> None:
-        """Write the whole of ``target``: the backup's bytes, zeros included, then zeros to its end."""
+        """Write the whole of ``target``: the backup's bytes, its zero ranges as zeros, then zeros to the end
+        of a larger target (``write_zeros``: deallocated where the backend can)."""
         plugin = self.plugin
         writer = backend.open_volume_overwriter(target)  # VolumeInUse: nothing written yet
         ctx.save_resume_state({"target": target})
@@ -268,7 +269,8 @@ class RestoreOperation(_VolumeOperation):
             with writer:
                 result = datamover.restore(manifest, plugin.chunk_store(ctx.bank, ctx.project_id), writer,
                                            workers=plugin.workers, progress=ctx.progress, zero_fill=True)
-                _zero_from(writer, result.size)
+                writer.write_zeros(result.size, writer.size - result.size)
+                writer.flush()
             volume = backend.get_volume(target)
         except exceptions.StrongroomError as err:  # keeps its class: a bank's failure stays one
             ctx.save_resume_state({})
@@ -285,20 +287,6 @@ def partially_written(volume_id: str) -> str:
     """What a failed or interrupted overwrite of an existing volume says of it."""
     return (f"the target volume {volume_id} was left partially written and must not be used until a restore "
             "into it succeeds")
-
-
-#: Zeros written at a time past the backup's end, when the target is larger.
-_ZERO_STEP = 4 << 20
-
-
-def _zero_from(writer: BlockWriter, offset: int) -> None:
-    """Zeros from ``offset`` to the writer's end (a target larger than the backup keeps no old bytes)."""
-    zeros = bytes(_ZERO_STEP)
-    while offset < writer.size:
-        length = min(_ZERO_STEP, writer.size - offset)
-        writer.write(offset, zeros[:length] if length < _ZERO_STEP else zeros)
-        offset += length
-    writer.flush()
 
 
 def _placement(ctx: OperationContext, backend: BlockBackend) -> dict[str, str]:
