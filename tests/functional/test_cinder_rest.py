@@ -6,7 +6,7 @@ never-written space.  The provider names the cinder backend (noauth, the ``rbd_k
 must never reach the service's output).  The restore must be a new Cinder volume that Cinder reports
 ``available``, of the original's volume type and zone, byte for byte the original; a restore into an
 existing available volume (``restore_target``) leaves it byte for byte the original too, nothing of its
-old bytes left, and one into a volume Cinder has in use is refused naming it; each project lists only its
+old bytes left, and one into a volume Cinder has in maintenance is refused naming it; each project lists only its
 own volumes; and with cinder-api stopped, the listing answers 503 naming Cinder.
 """
 
@@ -142,17 +142,18 @@ def test_cinder_volume_protected_into_s3_restored_as_a_new_volume(
             with rbd.Image(ioctx, f"volume-{restored[0]['id']}", read_only=True) as image:
                 assert digest(image) == original
 
-            # Into the existing volume: refused while Cinder has it in use, then written whole.
+            # Into the existing volume: refused while Cinder has it in maintenance (in use), then written whole.
             into = {f"OS::Cinder::Volume#{source['id']}": {"restore_target": target["id"]}}
-            busy = cinder.api("POST", f"/volumes/{target['id']}/action", json={"os-reset_status": {"status": "in-use"}})
+            action = f"/volumes/{target['id']}/action"
+            busy = cinder.api("POST", action, json={"os-reset_status": {"status": "maintenance"}})
             assert busy.status_code == 202, busy.text
             try:
                 refused = requests.post(f"{api}/restores", json={"restore": {
                     "provider_id": provider_id, "checkpoint_id": cp["id"], "parameters": into}}, timeout=30)
             finally:
-                cinder.api("POST", f"/volumes/{target['id']}/action", json={"os-reset_status": {"status": "available"}})
+                cinder.api("POST", action, json={"os-reset_status": {"status": "available"}})
             assert refused.status_code == 409, refused.text
-            assert target["id"] in refused.text and "in-use" in refused.text, refused.text
+            assert target["id"] in refused.text and "maintenance" in refused.text, refused.text
             began = time.monotonic()
             restore = requests.post(f"{api}/restores", json={"restore": {
                 "provider_id": provider_id, "checkpoint_id": cp["id"], "parameters": into}}, timeout=30)
