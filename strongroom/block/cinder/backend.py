@@ -443,7 +443,9 @@ class CinderBackend(BlockBackend):
         return writer
 
     def check_overwrite(self, volume_id: str) -> Volume:
-        return self._volume(self._overwritable(volume_id))
+        volume = self.get_volume(volume_id)
+        self.open_volume_overwriter(volume_id).close()  # Cinder's checks, then the image's watchers
+        return volume
 
     def _overwritable(self, volume_id: str) -> dict[str, Any]:
         """The record of a published volume Cinder has ``available`` and attached nowhere."""
