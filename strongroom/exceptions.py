@@ -173,6 +173,10 @@ class VolumeExists(BlockError, Conflict):
     """Volume {volume_id} already exists."""
 
 
+class VolumeInUse(BlockError, Conflict):
+    """Volume {volume_id} is in use ({reason}): a restore does not overwrite it."""
+
+
 class BlockUnavailable(BlockError, TransientError):
     """Block backend {backend} is unavailable: {reason}"""
 

@@ -25,9 +25,11 @@ _free_object = {"type": "object", "propertyNames": _name}
 
 # Plan parameters: keyed by "type" or "type#id", each an object of plugin options.
 _parameters = {"type": "object", "propertyNames": _name, "additionalProperties": _free_object}
-# Restore parameters: the same, and ``restore_name`` (Karbor's name of the restored resource) is a file name.
+# Restore parameters: the same, and ``restore_name`` (Karbor's name of the restored resource) is a file name,
+# ``restore_target`` (an existing volume to overwrite) a volume id, ``volume_type``/``availability_zone`` names.
 _restore_parameters = {**_parameters, "additionalProperties": {
-    **_free_object, "properties": {"restore_name": string(Rule.FILE_NAME)}}}
+    **_free_object, "properties": {"restore_name": string(Rule.FILE_NAME), "restore_target": string(Rule.SEGMENT),
+                                   "volume_type": _name, "availability_zone": _name}}}
 
 #: The rule of each path parameter and query filter; any other parameter is a name.
 PARAMETERS: dict[str, Rule] = {

@@ -14,6 +14,10 @@ costs space forever (``doc/plugin-authors-block.md``):
   ``publish_volume`` makes it an ordinary volume in one atomic step, and
   ``discard_volume`` removes it.  A restore writes into one and publishes it
   only when every byte is written.
+* **Overwrites.**  A restore into an existing volume opens it with
+  ``open_volume_overwriter``: the backend refuses (``VolumeInUse``) a volume that
+  is in use, and while the writer is open no other overwriter gets it.  The
+  caller writes every byte (zeros too), so nothing of the old content survives.
 * **Tagged snapshots.**  ``create_snapshot(volume_id, tags)`` keeps string
   ``tags`` with the snapshot and ``list_snapshots`` returns them, so whoever
   took a snapshot can find it again after a crash and delete it; and
@@ -30,7 +34,7 @@ import abc
 import contextlib
 import dataclasses
 import datetime as _dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import jsonschema
@@ -47,6 +51,9 @@ class Volume:
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     #: Created with ``staged=True`` and not yet published: not listed, not protectable.
     staged: bool = False
+    #: Where the storage placed it, in the terms ``create_volume(placement=...)`` takes (Cinder:
+    #: ``volume_type``, ``availability_zone``); empty for a backend without such a notion.
+    placement: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +129,21 @@ def check_name(name: Any) -> None:
         raise exceptions.InvalidInput(reason=f"volume name {shown} {found}")
 
 
+def check_placement(backend: BlockBackend, placement: Mapping[str, Any] | None) -> dict[str, str]:
+    """``placement`` as a dict of the backend's :attr:`~BlockBackend.placement_keys` (strings), or
+    ``InvalidInput`` naming the first key the backend has no notion of."""
+    out = dict(placement or {})
+    for key, value in sorted(out.items()):
+        if key not in backend.placement_keys:
+            known = ", ".join(sorted(backend.placement_keys)) or "none"
+            raise exceptions.InvalidInput(
+                reason=f"{key}: the {backend.kind} block backend cannot place a volume by {key} "
+                f"(it knows: {known})")
+        if not isinstance(value, str) or not value:
+            raise exceptions.InvalidInput(reason=f"{key} must be a non-empty string")
+    return out
+
+
 def check_range(size: int, offset: int, length: int, what: str) -> None:
     """``InvalidInput`` unless ``[offset, offset + length)`` lies within ``[0, size)``."""
     if offset < 0 or length < 0:
@@ -180,8 +202,52 @@ class BlockWriter(abc.ABC):
     def flush(self) -> None:
         """Make every write durable."""
 
+    def write_zeros(self, offset: int, length: int) -> None:
+        """Make ``[offset, offset + length)`` read as zeros, whatever it held (an overwrite's zero ranges).
+        A backend that can deallocate the range (rbd's ``write_zeroes``) overrides this default, which
+        writes zero bytes a few MiB at a time.  Raises ``InvalidInput`` past the end."""
+        check_range(self.size, offset, length, "writing zeros")
+        zeros = bytes(min(length, ZERO_STEP))
+        end = offset + length
+        while offset < end:
+            step = min(ZERO_STEP, end - offset)
+            self.write(offset, zeros if step == len(zeros) else zeros[:step])
+            offset += step
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release the handle.  Idempotent."""
+
+
+#: Bytes :meth:`BlockWriter.write_zeros` writes at a time by default.
+ZERO_STEP = 4 << 20
+
+
+class HoldingWriter(BlockWriter):
+    """``inner`` that calls ``release`` once it is closed: an overwriter whose backend holds the volume
+    (a lock, a mark) for as long as the writer is open."""
+
+    def __init__(self, inner: BlockWriter, release: Callable[[], None]) -> None:
+        self._inner = inner
+        self._release: Callable[[], None] | None = release
+        self.size = inner.size
+
+    def write(self, offset: int, data: bytes) -> None:
+        self._inner.write(offset, data)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def write_zeros(self, offset: int, length: int) -> None:
+        self._inner.write_zeros(offset, length)
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        if release is None:
+            return
+        try:
+            self._inner.close()
+        finally:
+            release()
 
 
 class BlockBackend(abc.ABC):
@@ -191,6 +257,10 @@ class BlockBackend(abc.ABC):
     options_schema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
     #: Options whose values are secrets; never shown anywhere.
     secret_options: ClassVar[frozenset[str]] = frozenset({"password", "secret_key", "token"})
+    #: The ``placement`` keys :meth:`create_volume` honours and :attr:`Volume.placement` reports.
+    placement_keys: ClassVar[frozenset[str]] = frozenset()
+    #: The backend's name in messages (``loopback``, ``cinder``...).
+    kind: ClassVar[str] = "block"
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         """Keep ``options`` after checking them against :attr:`options_schema` (``ConfigError`` names the key)."""
@@ -214,8 +284,12 @@ class BlockBackend(abc.ABC):
     # -- volumes -----------------------------------------------------------
 
     @abc.abstractmethod
-    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False) -> Volume:
+    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False,
+                      placement: Mapping[str, str] | None = None) -> Volume:
         """Create an empty (all-zero) volume of ``size`` bytes.
+
+        ``placement`` (checked by :func:`check_placement`: ``InvalidInput`` naming a key outside
+        :attr:`placement_keys`) says where to make it; keys it leaves out take the backend's default.
 
         ``name`` may become the id (loopback).  Raises ``VolumeExists`` if a volume
         with that name/id exists (staged or not) and ``InvalidInput`` for an unusable name, at least for every name
@@ -297,6 +371,24 @@ class BlockBackend(abc.ABC):
     @abc.abstractmethod
     def open_volume_writer(self, volume_id: str) -> BlockWriter:
         """Raises ``VolumeNotFound``."""
+
+    @abc.abstractmethod
+    def check_overwrite(self, volume_id: str) -> Volume:
+        """The published volume ``volume_id`` if a restore may overwrite it now.
+
+        Raises ``VolumeNotFound`` (also for a staged volume) and ``VolumeInUse`` naming it when it is in
+        use: another overwriter has it open, and whatever else the storage can tell (Cinder: its status is
+        not ``available`` or it is attached; rbd: a client watches the image).  Holds nothing: it lets a
+        request be refused before it starts; :meth:`open_volume_overwriter` checks again."""
+
+    @abc.abstractmethod
+    def open_volume_overwriter(self, volume_id: str) -> BlockWriter:
+        """A writer over the whole published volume ``volume_id``, for a restore that overwrites it.
+
+        Makes :meth:`check_overwrite`'s checks, without a window between check and open: while the writer
+        is open (until ``close``), another ``open_volume_overwriter`` of the volume, in this process or
+        another, raises ``VolumeInUse``.  Nothing is published or renamed: the volume keeps its id and
+        name.  Its old content stays wherever the caller does not write: the caller writes every byte."""
 
     @contextlib.contextmanager
     def reading_snapshot(self, snapshot_id: str) -> Iterator[BlockReader]:

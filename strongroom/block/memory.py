@@ -32,10 +32,12 @@ from strongroom.block.base import (
     BlockReader,
     BlockWriter,
     Extent,
+    HoldingWriter,
     PoolStats,
     Snapshot,
     Volume,
     check_name,
+    check_placement,
     check_range,
     check_size,
     check_tags,
@@ -178,6 +180,7 @@ class MemoryBlockBackend(BlockBackend):
         },
         "additionalProperties": False,
     }
+    kind: ClassVar[str] = "memory"
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -185,11 +188,15 @@ class MemoryBlockBackend(BlockBackend):
         self._lock = threading.Lock()
         self._volumes: dict[str, _MemoryVolume] = {}
         self._snapshots: dict[str, _MemorySnapshot] = {}
+        #: Volumes an open overwriter holds.
+        self._overwriting: set[str] = set()
 
     # -- volumes -----------------------------------------------------------
 
-    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False) -> Volume:
+    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False,
+                      placement: Mapping[str, str] | None = None) -> Volume:
         check_size(size)
+        check_placement(self, placement)
         if name is not None:
             check_name(name)
         if name is not None and (not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH):
@@ -305,6 +312,27 @@ class MemoryBlockBackend(BlockBackend):
         with self._lock:
             volume = self._volume(volume_id, staged=None)
         return MemoryWriter(volume)
+
+    def check_overwrite(self, volume_id: str) -> Volume:
+        with self._lock:
+            return self._overwritable(volume_id).volume
+
+    def _overwritable(self, volume_id: str) -> _MemoryVolume:
+        entry = self._volume(volume_id)
+        if volume_id in self._overwriting:
+            raise exceptions.VolumeInUse(volume_id=volume_id, reason="another restore is writing it")
+        return entry
+
+    def open_volume_overwriter(self, volume_id: str) -> BlockWriter:
+        with self._lock:
+            entry = self._overwritable(volume_id)
+            self._overwriting.add(volume_id)
+
+        def release() -> None:
+            with self._lock:
+                self._overwriting.discard(volume_id)
+
+        return HoldingWriter(MemoryWriter(entry), release)
 
     # -- capacity ----------------------------------------------------------
 

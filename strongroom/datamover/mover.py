@@ -337,11 +337,8 @@ def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWrite
         return entry.length, written
 
     def write_zeros(entry: _manifest.Entry) -> tuple[int, int]:
-        step = header.chunk_size
-        zeros = bytes(step)
-        for offset in range(entry.offset, entry.end, step):
-            with write_lock:
-                writer.write(offset, zeros if entry.end - offset >= step else bytes(entry.end - offset))
+        with write_lock:
+            writer.write_zeros(entry.offset, entry.length)  # the backend may deallocate the range
         return entry.length, entry.length
 
     def done(result: tuple[int, int]) -> None:

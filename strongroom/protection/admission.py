@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+from collections.abc import Callable
 from typing import Any
 
 from strongroom import exceptions, validation
+from strongroom.bank_plugins import BankSection
+from strongroom.context import RequestContext
 from strongroom.db.api import Database
 from strongroom.objects.kinds import FIRE_KEY
-from strongroom.objects.records import CheckpointRecord, Plan
+from strongroom.objects.records import CheckpointRecord, Plan, Resource
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.providers import Provider
 
-__all__ = ["FIRE_KEY", "RUN_REASON", "bank_unavailable", "check_restore_target", "same_fire", "validate_parameters"]
+__all__ = ["FIRE_KEY", "RUN_REASON", "bank_unavailable", "check_restore_parameters", "check_restore_target",
+           "parameters_key", "same_fire", "validate_parameters"]
 
 #: The key of ``resources_reason`` that says why a whole restore or verification failed.
 RUN_REASON = "_"
@@ -46,6 +50,33 @@ def check_restore_target(provider: Provider, checkpoint: CheckpointRecord) -> No
     if unsupported:
         raise exceptions.InvalidInput(
             reason=f"restore_target is not supported by provider {provider.name} for {', '.join(unsupported)}")
+
+
+def parameters_key(parameters: dict[str, Any], resource: Resource) -> str | None:
+    """Which key of ``parameters`` holds ``resource``'s: ``type#id`` wins over ``type``; None if neither."""
+    for key in (resource.key, resource.type):
+        if isinstance(parameters.get(key), dict):
+            return key
+    return None
+
+
+def check_restore_parameters(context: RequestContext, provider: Provider, checkpoint: CheckpointRecord,
+                             parameters: dict[str, Any], sections: Callable[[Resource], BankSection],
+                             field: str = "parameters") -> None:
+    """Each resource's restore parameters as its plugin can honour them now (``check_restore``): the error
+    names the field, ``parameters.<type or type#id>.<name>``, and keeps its class (400 or 409)."""
+    for node in graph_mod.iter_nodes(graph_mod.deserialize(checkpoint.resource_graph)):
+        resource = node.resource
+        key = parameters_key(parameters, resource)
+        given = parameters.get(key) if key else None
+        if not isinstance(given, dict) or not given:
+            continue
+        plugin = provider.plugin_for(resource.type)
+        try:
+            plugin.check_restore(context, resource, sections(resource), given, per_resource=key == resource.key)
+        except (exceptions.InvalidInput, exceptions.Conflict) as err:
+            reason = err.kwargs.get("reason", str(err))
+            raise type(err)(**{**err.kwargs, "reason": f"{field}.{key}.{reason}"}) from err
 
 
 def same_fire(db: Database, provider: Provider, plan: Plan, extra_info: dict[str, Any]) -> CheckpointRecord | None:

@@ -233,5 +233,10 @@ class ProtectionManager:
             admission.check_restore_target(provider, checkpoint)
         schema = "restore_schema" if kind == OperationKind.RESTORE else "verify_schema"
         admission.validate_parameters(provider, restore.parameters, schema, "parameters")
+        if kind == OperationKind.RESTORE:
+            store = self.catalogues.of(provider).store
+            admission.check_restore_parameters(
+                ctxt, provider, checkpoint, restore.parameters,
+                lambda resource: store.resource_section(checkpoint.id, resource.key, read_only=True))
         log = self.jobs.runner.start_log(kind, ctxt, provider.id, checkpoint, restore_id=restore.id)
         self.jobs.submit(Job(kind, ctxt, provider, checkpoint, log, restore=restore))

@@ -113,6 +113,13 @@ class ProtectionPlugin(abc.ABC):
         """Bytes a restore or verify of the saved resource will process.  0 if unknown."""
         return 0
 
+    def check_restore(self, context: RequestContext, resource: Resource,  # noqa: B027 - optional hook
+                      section: BankSection, parameters: Mapping[str, Any], per_resource: bool) -> None:
+        """Refuse, before a restore starts, what its ``parameters`` for ``resource`` (already valid for
+        :attr:`restore_schema`; ``per_resource`` when given under ``type#id``) ask and cannot be done now:
+        ``InvalidInput`` or ``Conflict`` whose message starts with the parameter's name.  ``section`` is the
+        resource's saved section (read only).  Nothing is held: the restore's hooks check again."""
+
     def abandon(self, kind: OperationKind, resume_state: Mapping[str, Any]) -> str | None:
         """Clean up after a hook of ``kind`` whose run died (its process was killed) and will never resume,
         from what it saved with ``save_resume_state``; returns what was done or left, for the record's

@@ -22,6 +22,7 @@ from strongroom.context import RequestContext
 from strongroom.db.api import Database
 from strongroom.objects.kinds import OperationKind
 from strongroom.objects.records import CheckpointRecord, OperationLog, Resource
+from strongroom.protection import admission
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.catalogue import Catalogues
 from strongroom.protection.flows import SPECS, FlowPersistence, ResourceTracker, build_flow, run_flow
@@ -146,9 +147,6 @@ class Runner:
 
 
 def resource_parameters(parameters: dict[str, Any], resource: Resource) -> dict[str, Any]:
-    """Parameters for one resource: ``type#id`` wins over ``type``."""
-    by_id = parameters.get(resource.key)
-    if isinstance(by_id, dict):
-        return by_id
-    by_type = parameters.get(resource.type)
-    return by_type if isinstance(by_type, dict) else {}
+    """Parameters for one resource: ``type#id`` wins over ``type`` (:func:`admission.parameters_key`)."""
+    key = admission.parameters_key(parameters, resource)
+    return parameters[key] if key is not None else {}

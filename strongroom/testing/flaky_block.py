@@ -64,6 +64,8 @@ class Method(enum.StrEnum):
     OPEN_SNAPSHOT = "open_snapshot"
     OPEN_VOLUME_READER = "open_volume_reader"
     OPEN_VOLUME_WRITER = "open_volume_writer"
+    CHECK_OVERWRITE = "check_overwrite"
+    OPEN_VOLUME_OVERWRITER = "open_volume_overwriter"
     STATS = "stats"
     #: ``BlockReader.allocated_extents``
     ALLOCATED_EXTENTS = "allocated_extents"
@@ -164,6 +166,14 @@ class FlakyBlockBackend(BlockBackend):
         self.bytes_read = 0
         self.bytes_written = 0
 
+    @property
+    def placement_keys(self) -> frozenset[str]:  # type: ignore[override]  # the inner backend's
+        return self.inner.placement_keys
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.inner.kind
+
     def __repr__(self) -> str:  # the inner repr already hides secrets
         return f"{type(self).__name__}({self.inner!r})"
 
@@ -223,9 +233,10 @@ class FlakyBlockBackend(BlockBackend):
 
     # -- volumes -----------------------------------------------------------
 
-    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False) -> Volume:
+    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False,
+                      placement: Mapping[str, str] | None = None) -> Volume:
         self.check(Method.CREATE_VOLUME, name, size)
-        return self.inner.create_volume(size, name, staged=staged)
+        return self.inner.create_volume(size, name, staged=staged, placement=placement)
 
     def publish_volume(self, volume_id: str) -> Volume:
         self.check(Method.PUBLISH_VOLUME, volume_id)
@@ -283,6 +294,14 @@ class FlakyBlockBackend(BlockBackend):
         self.check(Method.OPEN_VOLUME_WRITER, volume_id)
         return FlakyWriter(self, self.inner.open_volume_writer(volume_id), volume_id)
 
+    def check_overwrite(self, volume_id: str) -> Volume:
+        self.check(Method.CHECK_OVERWRITE, volume_id)
+        return self.inner.check_overwrite(volume_id)
+
+    def open_volume_overwriter(self, volume_id: str) -> BlockWriter:
+        self.check(Method.OPEN_VOLUME_OVERWRITER, volume_id)
+        return FlakyWriter(self, self.inner.open_volume_overwriter(volume_id), volume_id)
+
     # -- capacity ----------------------------------------------------------
 
     def stats(self) -> BackendStats:
@@ -325,6 +344,11 @@ class FlakyWriter(BlockWriter):
         self._backend.check(Method.WRITE, self._target, offset, len(data))
         self._inner.write(offset, data)
         self._backend.moved(Method.WRITE, len(data))
+
+    def write_zeros(self, offset: int, length: int) -> None:
+        self._backend.check(Method.WRITE, self._target, offset, length)
+        self._inner.write_zeros(offset, length)
+        self._backend.moved(Method.WRITE, length)
 
     def flush(self) -> None:
         self._backend.check(Method.FLUSH, self._target)

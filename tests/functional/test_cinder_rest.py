@@ -1,10 +1,13 @@
 """Through the REST API: a Cinder volume protected into an S3 bank (moto), restored as a new Cinder volume.
 
-The volume is made through Cinder's own API (1 GiB, its smallest) and filled as a guest would, through
-its RBD image: random data, text, written zeros and never-written space.  The provider names the cinder
-backend (noauth, the ``rbd_key`` option itself, which must never reach the service's output).  The
-restore must be a new Cinder volume that Cinder reports ``available``, byte for byte the original; each
-project lists only its own volumes; and with cinder-api stopped, the listing answers 503 naming Cinder.
+The volume is made through Cinder's own API (1 GiB, its smallest), of a second volume type made for the
+test, and filled as a guest would, through its RBD image: random data, text, written zeros and
+never-written space.  The provider names the cinder backend (noauth, the ``rbd_key`` option itself, which
+must never reach the service's output).  The restore must be a new Cinder volume that Cinder reports
+``available``, of the original's volume type and zone, byte for byte the original; a restore into an
+existing available volume (``restore_target``) leaves it byte for byte the original too, nothing of its
+old bytes left, and one into a volume Cinder has in maintenance is refused naming it; each project lists only its
+own volumes; and with cinder-api stopped, the listing answers 503 naming Cinder.
 """
 
 from __future__ import annotations
@@ -55,14 +58,26 @@ def test_cinder_volume_protected_into_s3_restored_as_a_new_volume(
 
     cinder = cinder_service
     project, other = f"demo-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
-    source = cinder.create_volume(1, "database", project=project)
+    kind = f"strongroom-fast-{uuid.uuid4().hex[:6]}"  # not Cinder's default type: a restore must keep it
+    typed = cinder.api("POST", "/types", json={"volume_type": {
+        "name": kind, "extra_specs": {"volume_backend_name": "ceph"}}})
+    assert typed.status_code == 200, typed.text
+    asked = cinder.api("POST", "/volumes", project, json={"volume": {"size": 1, "name": "database",
+                                                                     "volume_type": kind}})
+    assert asked.status_code == 202, asked.text
+    source = cinder.wait_volume(asked.json()["volume"]["id"], project)
+    assert source["volume_type"] == kind
     foreign = cinder.create_volume(1, "not-yours", project=other)
+    target = cinder.create_volume(1, "scratch", project=project)  # restored into, over its old bytes
     ioctx = cinder.ceph.admin().open_ioctx(cinder.pool)
-    made: list[tuple[str, str]] = [(source["id"], project), (foreign["id"], other)]
+    made: list[tuple[str, str]] = [(source["id"], project), (foreign["id"], other), (target["id"], project)]
     try:
         with rbd.Image(ioctx, f"volume-{source['id']}") as image:
             fill(image)
             original = digest(image)
+        with rbd.Image(ioctx, f"volume-{target['id']}") as image:
+            for offset in (0, 9 * MiB, 300 * MiB, GiB - MiB):  # in the original's data, zeros and holes
+                image.write(b"\xee" * MiB, offset)
 
         bank = bank_under_test("s3", request, tmp_path)
         state, providers = tmp_path / "state", tmp_path / "providers.d"
@@ -85,7 +100,8 @@ def test_cinder_volume_protected_into_s3_restored_as_a_new_volume(
             listed = requests.get(f"{api}/protectables/OS::Cinder::Volume/instances", timeout=30)
             assert listed.status_code == 200, listed.text
             instances = listed.json()["instances"]
-            assert [(i["id"], i["name"]) for i in instances] == [(source["id"], "database")]
+            assert sorted((i["id"], i["name"]) for i in instances) == sorted(
+                [(source["id"], "database"), (target["id"], "scratch")])
             theirs = requests.get(f"{service.api(other)}/protectables/OS::Cinder::Volume/instances", timeout=30)
             assert [i["id"] for i in theirs.json()["instances"]] == [foreign["id"]]
 
@@ -119,10 +135,38 @@ def test_cinder_volume_protected_into_s3_restored_as_a_new_volume(
             assert len(restored) == 1, volumes
             made.append((restored[0]["id"], project))
             assert restored[0]["status"] == "available" and restored[0]["size"] == 1
+            assert (restored[0]["volume_type"], restored[0]["availability_zone"]) == (
+                kind, source["availability_zone"]), "the new volume is not placed like the original"
             assert not (restored[0].get("metadata") or {}).keys() & {"strongroom.staged", "strongroom.staged_at"}
-            assert sorted(v["name"] for v in volumes) == ["database", "database-restored"]  # nothing staged
+            assert sorted(v["name"] for v in volumes) == ["database", "database-restored", "scratch"]
             with rbd.Image(ioctx, f"volume-{restored[0]['id']}", read_only=True) as image:
                 assert digest(image) == original
+
+            # Into the existing volume: refused while Cinder has it in maintenance (in use), then written whole.
+            into = {f"OS::Cinder::Volume#{source['id']}": {"restore_target": target["id"]}}
+            action = f"/volumes/{target['id']}/action"
+            busy = cinder.api("POST", action, json={"os-reset_status": {"status": "maintenance"}})
+            assert busy.status_code == 202, busy.text
+            try:
+                refused = requests.post(f"{api}/restores", json={"restore": {
+                    "provider_id": provider_id, "checkpoint_id": cp["id"], "parameters": into}}, timeout=30)
+            finally:
+                cinder.api("POST", action, json={"os-reset_status": {"status": "available"}})
+            assert refused.status_code == 409, refused.text
+            assert target["id"] in refused.text and "maintenance" in refused.text, refused.text
+            began = time.monotonic()
+            restore = requests.post(f"{api}/restores", json={"restore": {
+                "provider_id": provider_id, "checkpoint_id": cp["id"], "parameters": into}}, timeout=30)
+            assert restore.status_code == 200, restore.text
+            done = wait_for(f"{api}/restores/{restore.json()['restore']['id']}", "restore", {"success", "fail"},
+                            timeout=300)
+            overwrite_seconds = time.monotonic() - began
+            assert done["status"] == "success", done
+            assert [r["id"] for r in done["extra_info"]["restored_resources"].values()] == [target["id"]]
+            assert cinder.wait_volume(target["id"], project)["name"] == "scratch"
+            with rbd.Image(ioctx, f"volume-{target['id']}", read_only=True) as image:
+                assert digest(image) == original
+            assert len(cinder.api("GET", "/volumes/detail", project).json()["volumes"]) == 3, "a volume was made"
 
             cinder.stop_api()
             try:
@@ -137,8 +181,9 @@ def test_cinder_volume_protected_into_s3_restored_as_a_new_volume(
             service.stop()
         assert key not in "".join(service.output)
         print(f"\ncinder 1 GiB volume (12 MiB written): protect {protect_seconds:.1f} s, "
-              f"restore {restore_seconds:.1f} s")
+              f"restore {restore_seconds:.1f} s, restore into an existing volume {overwrite_seconds:.1f} s")
     finally:
         ioctx.close()
         for volume_id, owner in made:
             cinder.delete_volume(volume_id, project=owner)
+        cinder.api("DELETE", f"/types/{typed.json()['volume_type']['id']}")

@@ -39,6 +39,7 @@ from strongroom.block.base import (
     Snapshot,
     Volume,
     check_name,
+    check_placement,
     check_size,
     check_tags,
 )
@@ -69,6 +70,8 @@ class CinderBackend(BlockBackend):
 
     options_schema: ClassVar[dict[str, Any]] = OPTIONS_SCHEMA
     secret_options: ClassVar[frozenset[str]] = SECRET_OPTIONS
+    placement_keys: ClassVar[frozenset[str]] = frozenset({"volume_type", "availability_zone"})
+    kind: ClassVar[str] = "cinder"
 
     def __init__(self, options: Mapping[str, Any] | None = None, *,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -145,7 +148,8 @@ class CinderBackend(BlockBackend):
             {"server_id": a.get("server_id"), "device": a.get("device")} for a in raw.get("attachments") or []],
             "volume_type": raw.get("volume_type"), "availability_zone": raw.get("availability_zone"),
             "bootable": raw.get("bootable")}
-        return Volume(id=str(raw["id"]), name=name, size=size, staged=staged, extra=extra,
+        placement = {k: str(raw[k]) for k in ("volume_type", "availability_zone") if raw.get(k)}
+        return Volume(id=str(raw["id"]), name=name, size=size, staged=staged, extra=extra, placement=placement,
                       created_at=_dt.datetime.fromisoformat(created).replace(tzinfo=_dt.UTC) if created else None)
 
     def _wait(self, path: str, key: str, what: str, wanted: str, volume: str) -> dict[str, Any]:
@@ -183,8 +187,9 @@ class CinderBackend(BlockBackend):
     # -- volumes ------------------------------------------------------------------------------------
 
     def create_volume(self, size: int, name: str | None = None, *, staged: bool = False,
-                      volume_type: str | None = None, availability_zone: str | None = None) -> Volume:
+                      placement: Mapping[str, str] | None = None) -> Volume:
         check_size(size)
+        where = check_placement(self, placement)
         if name is not None:
             check_name(name)
             if name.startswith(".") or len(name) > MAX_METADATA - len(STAGED_PREFIX):
@@ -202,8 +207,8 @@ class CinderBackend(BlockBackend):
         shown = name or f"strongroom-{uuid.uuid4().hex[:12]}"
         body: dict[str, Any] = {"size": -(-size // GiB), "name": STAGED_PREFIX + shown if staged else shown,
                                 "metadata": metadata}
-        kind = volume_type or self.config.volume_type
-        zone = availability_zone or self.config.availability_zone
+        kind = where.get("volume_type") or self.config.volume_type
+        zone = where.get("availability_zone") or self.config.availability_zone
         if kind:
             body["volume_type"] = kind
         if zone:
@@ -434,6 +439,38 @@ class CinderBackend(BlockBackend):
         volume = self._raw_volume(volume_id)
         connection, image = self._rbd_image(volume)
         writer = RbdWriter(connection, image, f"volume {volume_id}", exceptions.VolumeNotFound(volume_id=volume_id))
+        writer.size = min(writer.size, self._volume(volume).size)
+        return writer
+
+    def check_overwrite(self, volume_id: str) -> Volume:
+        volume = self.get_volume(volume_id)
+        self.open_volume_overwriter(volume_id).close()  # Cinder's checks, then the image's watchers
+        return volume
+
+    def _overwritable(self, volume_id: str) -> dict[str, Any]:
+        """The record of a published volume Cinder has ``available`` and attached nowhere."""
+        raw = self._raw_volume(volume_id)
+        if STAGED_MARK in (raw.get("metadata") or {}):
+            raise exceptions.VolumeNotFound(volume_id=volume_id)
+        servers = sorted(str(a.get("server_id") or a.get("attachment_id")) for a in raw.get("attachments") or [])
+        if servers:
+            raise exceptions.VolumeInUse(volume_id=volume_id, reason=f"attached to {', '.join(servers)}")
+        if raw.get("status") != "available":
+            raise exceptions.VolumeInUse(volume_id=volume_id, reason=f"its Cinder status is {raw.get('status')}, "
+                                         "not available")
+        return raw
+
+    def open_volume_overwriter(self, volume_id: str) -> BlockWriter:
+        """After Cinder's checks, the image is opened only if no client watches it (:func:`open_overwriter`):
+        another overwriter, or a hypervisor that attached it behind Cinder's back."""
+        from strongroom.block.rbd.handles import open_overwriter
+
+        volume = self._overwritable(volume_id)
+        connection, image = self._rbd_image(volume)
+        writer = open_overwriter(connection, image, f"volume {volume_id}",
+                                 exceptions.VolumeNotFound(volume_id=volume_id),
+                                 exceptions.VolumeInUse(volume_id=volume_id, reason="another client has its RBD "
+                                                        "image open"))
         writer.size = min(writer.size, self._volume(volume).size)
         return writer
 

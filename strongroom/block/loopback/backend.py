@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 import os
 import stat
@@ -17,9 +18,11 @@ from strongroom.block.base import (
     BlockBackend,
     BlockReader,
     BlockWriter,
+    HoldingWriter,
     PoolStats,
     Snapshot,
     Volume,
+    check_placement,
     check_size,
     check_tags,
 )
@@ -30,6 +33,7 @@ from strongroom.block.loopback.layout import (
     STAGED_PREFIX,
     SnapshotFiles,
     create_locked,
+    hold_for_overwrite,
     is_safe_id,
     name_of_staged,
     remove_if_abandoned,
@@ -56,6 +60,7 @@ class LoopbackBackend(BlockBackend):
         "required": ["path"],
         "additionalProperties": False,
     }
+    kind: ClassVar[str] = "loopback"
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -114,8 +119,10 @@ class LoopbackBackend(BlockBackend):
             staged=staged_name is not None,
         )
 
-    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False) -> Volume:
+    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False,
+                      placement: Mapping[str, str] | None = None) -> Volume:
         check_size(size)
+        check_placement(self, placement)
         name = validate_name(name) if name is not None else f"volume-{uuid.uuid4()}"
         file_name = staged_id(name) if staged else name
         taken = staged_id(name) if not staged else name
@@ -329,6 +336,29 @@ class LoopbackBackend(BlockBackend):
             return LoopbackWriter(self._volume_path(volume_id, staged=True), volume_id, self._lock_for(volume_id))
         except FileNotFoundError:
             raise exceptions.VolumeNotFound(volume_id=volume_id) from None
+
+    def check_overwrite(self, volume_id: str) -> Volume:
+        volume = self.get_volume(volume_id)
+        os.close(self._hold(volume_id))
+        return volume
+
+    def _hold(self, volume_id: str) -> int:
+        try:
+            fd = hold_for_overwrite(self._volume_path(volume_id))
+        except FileNotFoundError:
+            raise exceptions.VolumeNotFound(volume_id=volume_id) from None
+        if fd is None:
+            raise exceptions.VolumeInUse(volume_id=volume_id, reason="another restore is writing it")
+        return fd
+
+    def open_volume_overwriter(self, volume_id: str) -> BlockWriter:
+        held = self._hold(volume_id)
+        try:
+            writer = LoopbackWriter(self._volume_path(volume_id), volume_id, self._lock_for(volume_id))
+        except BaseException:
+            os.close(held)
+            raise
+        return HoldingWriter(writer, functools.partial(os.close, held))
 
     # -- capacity ----------------------------------------------------------
 

@@ -12,7 +12,8 @@
 
 Whoever makes a hidden file (a staged volume, a partial image, a sidecar being written) holds an
 exclusive ``flock`` on it until it is published or removed; :func:`remove_if_abandoned` removes such
-a file only when it can take that lock, that is when its maker (in any process) is gone.
+a file only when it can take that lock, that is when its maker (in any process) is gone.  A restore
+overwriting a published volume holds the same lock on it (:func:`hold_for_overwrite`) while it writes.
 """
 
 from __future__ import annotations
@@ -94,6 +95,21 @@ def create_locked(path: str) -> int:
             raise
         os.close(fd)
     raise OSError(errno.EAGAIN, f"{path} was removed by a collector {CREATE_ATTEMPTS} times as it was made")
+
+
+def hold_for_overwrite(path: str) -> int | None:
+    """A descriptor of the published volume file ``path`` holding its exclusive ``flock`` (what a restore
+    overwriting it holds while it writes), or None if another holder, in any process, has it.  A published
+    file has no maker's lock: this lock is taken by overwriters alone.  Raises ``FileNotFoundError``."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return None
+        raise
+    return fd
 
 
 def remove_if_abandoned(path: str, still_orphan: Callable[[], bool] = lambda: True) -> bool:

@@ -22,13 +22,15 @@ from strongroom.block.base import (
     BlockBackend,
     BlockReader,
     BlockWriter,
+    HoldingWriter,
     PoolStats,
     Snapshot,
     Volume,
+    check_placement,
     check_size,
     check_tags,
 )
-from strongroom.block.loopback.layout import create_locked, remove_if_abandoned
+from strongroom.block.loopback.layout import create_locked, hold_for_overwrite, remove_if_abandoned
 from strongroom.block.qcow2.daemon import Daemon, instance_alive
 from strongroom.block.qcow2.handles import NbdReader, NbdWriter, libnbd
 from strongroom.block.qcow2.layout import (
@@ -69,6 +71,7 @@ class Qcow2Backend(BlockBackend):
 
     options_schema: ClassVar[dict[str, Any]] = OPTIONS_SCHEMA
     secret_options: ClassVar[frozenset[str]] = frozenset()
+    kind: ClassVar[str] = "qcow2"
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -186,8 +189,10 @@ class Qcow2Backend(BlockBackend):
             return str(volume_id)
         raise exceptions.VolumeNotFound(volume_id=volume_id)
 
-    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False) -> Volume:
+    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False,
+                      placement: Mapping[str, str] | None = None) -> Volume:
         check_size(size)
+        check_placement(self, placement)
         if size % SECTOR:
             raise exceptions.InvalidInput(reason=f"a qcow2 volume's size must be a multiple of {SECTOR} bytes, "
                                           f"not {size}")
@@ -441,6 +446,30 @@ class Qcow2Backend(BlockBackend):
                 if attempt == 2 or not self.daemon.died():
                     raise
         raise AssertionError("unreachable")
+
+    def check_overwrite(self, volume_id: str) -> Volume:
+        volume = self.get_volume(volume_id)
+        os.close(self._hold(volume_id))
+        return volume
+
+    def _hold(self, volume_id: str) -> int:
+        """The image's overwrite lock (an ``flock`` of its file, which qemu's own locks leave alone)."""
+        try:
+            fd = hold_for_overwrite(self.dir.image(self._published(volume_id)))
+        except FileNotFoundError:
+            raise exceptions.VolumeNotFound(volume_id=volume_id) from None
+        if fd is None:
+            raise exceptions.VolumeInUse(volume_id=volume_id, reason="another restore is writing it")
+        return fd
+
+    def open_volume_overwriter(self, volume_id: str) -> BlockWriter:
+        held = self._hold(volume_id)
+        try:
+            writer = self.open_volume_writer(volume_id)
+        except BaseException:
+            os.close(held)
+            raise
+        return HoldingWriter(writer, functools.partial(os.close, held))
 
     # -- capacity ------------------------------------------------------------------------------------
 

@@ -20,11 +20,12 @@ from strongroom.block.base import (
     PoolStats,
     Snapshot,
     Volume,
+    check_placement,
     check_size,
     check_tags,
 )
 from strongroom.block.rbd.connection import RbdConnection, librbd
-from strongroom.block.rbd.handles import RbdReader, RbdWriter, open_image
+from strongroom.block.rbd.handles import RbdReader, RbdWriter, open_image, open_overwriter
 from strongroom.block.rbd.layout import (
     SnapshotName,
     decode_record,
@@ -45,6 +46,7 @@ class RbdBackend(BlockBackend):
 
     options_schema: ClassVar[dict[str, Any]] = OPTIONS_SCHEMA
     secret_options: ClassVar[frozenset[str]] = SECRET_OPTIONS
+    kind: ClassVar[str] = "rbd"
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         check_options(dict(options or {}))  # before the base class, whose messages may quote a value
@@ -106,8 +108,10 @@ class RbdBackend(BlockBackend):
 
     # -- volumes -------------------------------------------------------------------------------------
 
-    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False) -> Volume:
+    def create_volume(self, size: int, name: str | None = None, *, staged: bool = False,
+                      placement: Mapping[str, str] | None = None) -> Volume:
         check_size(size)
+        check_placement(self, placement)
         name = validate_name(name) if name is not None else f"volume-{uuid.uuid4()}"
         image = staged_id(name) if staged else name
         existing = set(self._images())
@@ -359,6 +363,17 @@ class RbdBackend(BlockBackend):
     def open_volume_writer(self, volume_id: str) -> BlockWriter:
         image = self._any(volume_id)
         return RbdWriter(self.connection, image, f"volume {image}", exceptions.VolumeNotFound(volume_id=image))
+
+    def check_overwrite(self, volume_id: str) -> Volume:
+        volume = self.get_volume(volume_id)
+        self.open_volume_overwriter(volume_id).close()
+        return volume
+
+    def open_volume_overwriter(self, volume_id: str) -> BlockWriter:
+        image = self._published(volume_id)
+        return open_overwriter(self.connection, image, f"volume {image}", exceptions.VolumeNotFound(volume_id=image),
+                               exceptions.VolumeInUse(volume_id=image, reason="a client has the image open or "
+                                                      "mapped (it watches it)"))
 
     # -- capacity ------------------------------------------------------------------------------------
 

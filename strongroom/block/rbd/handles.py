@@ -160,6 +160,15 @@ class RbdWriter(BlockWriter):
         with self._connection.errors(f"flushing {self._what}"):
             image.flush()
 
+    def write_zeros(self, offset: int, length: int) -> None:
+        """librbd's ``write_zeroes``: whole objects are deallocated, partial ones zeroed (a discard may skip
+        those: ``rbd_skip_partial_discard``)."""
+        image = self._check_open()
+        check_range(self.size, offset, length, self._what)
+        if length:
+            with self._connection.errors(f"writing zeros to {self._what} at offset {offset}"):
+                image.write_zeroes(offset, length)
+
     def close(self) -> None:
         image, self._image = self._image, None
         if image is None:
@@ -170,3 +179,22 @@ class RbdWriter(BlockWriter):
         finally:
             with self._connection.errors(f"closing {self._what}"):
                 image.close()
+
+
+def open_overwriter(connection: RbdConnection, image: str, what: str, not_found: exceptions.StrongroomError,
+                    in_use: exceptions.StrongroomError) -> RbdWriter:
+    """An :class:`RbdWriter` of ``image`` for a restore that overwrites it, or ``in_use`` if another client
+    watches the image: one that has it open for writing (another overwriter, a VM's librbd) or mapped
+    (krbd, rbd-nbd).  The writer's own open is one watch; a second is someone else's.  Two overwriters
+    opening at once may both refuse, never both write."""
+    writer = RbdWriter(connection, image, what, not_found)
+    try:
+        with connection.errors(f"listing the clients watching {what}"):
+            watchers = list(writer._check_open().watchers_list())
+    except BaseException:
+        writer.close()
+        raise
+    if len(watchers) > 1:
+        writer.close()
+        raise in_use
+    return writer

@@ -13,7 +13,15 @@ it once no live run works on that checkpoint (``strongroom.protection.snapshots`
 A restore writes into a staged volume, never listed (so never protectable), and
 publishes it under its name only once every byte is written; on failure it
 discards it, and so does crash recovery for a run that died (:meth:`abandon`, from
-the restore record's resume state).  A restore never writes into an existing volume.
+the restore record's resume state).  The new volume is placed (Cinder: volume type and
+zone) as the restore parameters say, else as the original was (``placement`` in
+``metadata.json``, where the backend can place a volume so), else by the backend's default.
+
+Only when asked, with the per-resource parameter ``restore_target``, does a restore write
+into an existing volume: the backend refuses one in use (``check_overwrite`` before the
+run starts, ``open_volume_overwriter`` as it writes), and every byte is written, zeros
+too.  A failed or interrupted overwrite says in its reason that the target was left
+partially written.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from strongroom import datamover, exceptions, validation
 from strongroom.bank_plugins import Bank, BankSection
 from strongroom.bank_plugins.layout import MANIFEST_HEADER, RESOURCE_DATA, RESOURCE_METADATA, BankLayout
 from strongroom.block import BlockBackend
+from strongroom.block.base import check_placement
 from strongroom.context import RequestContext
 from strongroom.objects.records import Resource
 from strongroom.protection.plugin import (
@@ -39,6 +48,9 @@ from strongroom.protection.protectables import VOLUME_TYPE
 from strongroom.protection.snapshots import run_tags
 
 LOG = logging.getLogger(__name__)
+
+#: Restore parameters that say where a new volume goes (the backend's ``placement`` keys).
+PLACEMENT_PARAMETERS = ("volume_type", "availability_zone")
 
 MANIFEST_DIR = RESOURCE_DATA
 METADATA = RESOURCE_METADATA
@@ -71,6 +83,13 @@ class VolumeProtectionPlugin(ProtectionPlugin):
         "properties": {
             "restore_name": {**validation.string(validation.Rule.FILE_NAME),
                              "description": "Name of the new volume (default: <name>-restore-<checkpoint>)"},
+            "restore_target": {**validation.string(validation.Rule.SEGMENT),
+                               "description": "Id of an existing volume to overwrite instead of creating one "
+                               "(per resource only); it must be available and at least as large"},
+            "volume_type": {**validation.string(validation.Rule.NAME),
+                            "description": "Volume type of the new volume (default: the original's)"},
+            "availability_zone": {**validation.string(validation.Rule.NAME),
+                                  "description": "Availability zone of the new volume (default: the original's)"},
         },
         "additionalProperties": False,
     }
@@ -81,6 +100,7 @@ class VolumeProtectionPlugin(ProtectionPlugin):
             "volume_id": {"type": "string"}, "name": {"type": "string"}, "size": {"type": "integer"},
             "chunks": {"type": "integer"}, "new_chunks": {"type": "integer"},
             "bytes_stored": {"type": "integer"},
+            "placement": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     }
     verify_schema = {
@@ -132,8 +152,40 @@ class VolumeProtectionPlugin(ProtectionPlugin):
         except exceptions.StrongroomError:
             return 0
 
+    def check_restore(self, context: RequestContext, resource: Resource, section: BankSection,
+                      parameters: Mapping[str, Any], per_resource: bool) -> None:
+        """A placement the backend cannot honour; a ``restore_target`` that is not one existing volume of the
+        project, large enough and not in use (rolling the original itself back is allowed)."""
+        backend = self.backend_for(context.project_id)
+        target = parameters.get("restore_target")
+        if target is None:
+            check_placement(backend, {k: parameters[k] for k in PLACEMENT_PARAMETERS if k in parameters})
+            return
+        if not per_resource:
+            raise exceptions.InvalidInput(reason="restore_target: names one volume, so it is given per resource "
+                                          f"({resource.type}#<id>), not for every {resource.type}")
+        for key in ("restore_name", *PLACEMENT_PARAMETERS):
+            if key in parameters:
+                raise exceptions.InvalidInput(
+                    reason=f"{key}: not used with restore_target (volume {target} keeps its name and placement)")
+        needed = self.saved_size(section)
+        try:
+            volume = backend.check_overwrite(str(target))
+        except exceptions.VolumeNotFound:
+            raise exceptions.InvalidInput(
+                reason=f"restore_target: volume {target} does not exist in the {backend.kind} backend") from None
+        except exceptions.VolumeInUse as err:
+            raise exceptions.Conflict(reason=f"restore_target: {err}") from err
+        if volume.size < needed:
+            raise exceptions.InvalidInput(
+                reason=f"restore_target: volume {target} holds {volume.size} bytes, fewer than the {needed} of "
+                f"the checkpoint's volume {resource.name or resource.id}")
+
     def abandon(self, kind: OperationKind, resume_state: Mapping[str, Any]) -> str | None:
-        """A dead restore's staged volume is discarded; a dead protect's snapshot is garbage collection's."""
+        """A dead restore's staged volume is discarded; an existing target it wrote into is named as left
+        partially written; a dead protect's snapshot is garbage collection's."""
+        if kind is OperationKind.RESTORE and resume_state.get("target"):
+            return partially_written(str(resume_state["target"]))
         staged = resume_state.get("volume_id")
         if kind is not OperationKind.RESTORE or not staged:
             return None
@@ -173,6 +225,7 @@ class ProtectOperation(_VolumeOperation):
             "volume_id": volume.id, "name": volume.name, "size": volume.size,
             "chunks": result.chunks, "new_chunks": result.new_chunks, "bytes_stored": result.bytes_stored,
             "chunk_size": plugin.chunk_size, "hash": plugin.hash_algo, "compression": plugin.compression,
+            "placement": dict(volume.placement),
         })
         ctx.result.update(bytes_stored=result.bytes_stored, new_chunks=result.new_chunks)
 
@@ -183,12 +236,16 @@ class RestoreOperation(_VolumeOperation):
         backend = plugin.backend_for(ctx.project_id)
         manifest = ctx.section.section(MANIFEST_DIR, read_only=True)
         header = datamover.read_manifest_header(manifest)
-        name = str(ctx.parameters.get("restore_name") or validation.file_name(
-            f"{ctx.resource.name or ctx.resource.id}-restore-{ctx.checkpoint_id[:8]}"))
         stale = ctx.resume_state.get("volume_id")
         if stale:  # an interrupted earlier attempt staged it: start over
             backend.discard_volume(str(stale))
-        volume = backend.create_volume(header.size, name=name, staged=True)
+        target = ctx.parameters.get("restore_target")
+        if target is not None:
+            self._overwrite(ctx, backend, manifest, str(target))
+            return
+        name = str(ctx.parameters.get("restore_name") or validation.file_name(
+            f"{ctx.resource.name or ctx.resource.id}-restore-{ctx.checkpoint_id[:8]}"))
+        volume = backend.create_volume(header.size, name=name, staged=True, placement=_placement(ctx, backend))
         ctx.save_resume_state({"volume_id": volume.id, "name": volume.name})
         try:
             with backend.writing_volume(volume.id) as writer:
@@ -201,6 +258,49 @@ class RestoreOperation(_VolumeOperation):
             raise
         ctx.save_resume_state({})
         ctx.result.update(id=published.id, name=published.name, type=VOLUME_TYPE)
+
+    def _overwrite(self, ctx: OperationContext, backend: BlockBackend, manifest: BankSection, target: str) -> None:
+        """Write the whole of ``target``: the backup's bytes, its zero ranges as zeros, then zeros to the end
+        of a larger target (``write_zeros``: deallocated where the backend can)."""
+        plugin = self.plugin
+        writer = backend.open_volume_overwriter(target)  # VolumeInUse: nothing written yet
+        ctx.save_resume_state({"target": target})
+        try:
+            with writer:
+                result = datamover.restore(manifest, plugin.chunk_store(ctx.bank, ctx.project_id), writer,
+                                           workers=plugin.workers, progress=ctx.progress, zero_fill=True)
+                writer.write_zeros(result.size, writer.size - result.size)
+                writer.flush()
+            volume = backend.get_volume(target)
+        except exceptions.StrongroomError as err:  # keeps its class: a bank's failure stays one
+            ctx.save_resume_state({})
+            raise type(err)(f"{err}; {partially_written(target)}", **err.kwargs) from err
+        except Exception as err:
+            ctx.save_resume_state({})
+            raise exceptions.BlockError(reason=f"{type(err).__name__}: {err}; {partially_written(target)}") from err
+        # Anything else (the worker being stopped) leaves the resume state: recovery's abandon names the target.
+        ctx.save_resume_state({})
+        ctx.result.update(id=volume.id, name=volume.name, type=VOLUME_TYPE, overwritten=True)
+
+
+def partially_written(volume_id: str) -> str:
+    """What a failed or interrupted overwrite of an existing volume says of it."""
+    return (f"the target volume {volume_id} was left partially written and must not be used until a restore "
+            "into it succeeds")
+
+
+def _placement(ctx: OperationContext, backend: BlockBackend) -> dict[str, str]:
+    """The new volume's placement: each key from the restore parameters, else the original's (as recorded at
+    protect, and only the keys this backend takes), else none (the backend's default)."""
+    try:
+        saved = ctx.section.get_json(METADATA)
+    except exceptions.BankObjectNotFound:
+        saved = {}
+    recorded = saved.get("placement") if isinstance(saved, dict) else None
+    placement = {k: str(v) for k, v in (recorded or {}).items()
+                 if k in backend.placement_keys and isinstance(v, str) and v} if isinstance(recorded, dict) else {}
+    placement.update({k: str(ctx.parameters[k]) for k in PLACEMENT_PARAMETERS if ctx.parameters.get(k)})
+    return placement
 
 
 def _discard(backend: BlockBackend, volume_id: str) -> None:
