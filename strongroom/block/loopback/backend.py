@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import logging
 import os
 import stat
@@ -18,7 +17,6 @@ from strongroom.block.base import (
     BlockBackend,
     BlockReader,
     BlockWriter,
-    HoldingWriter,
     PoolStats,
     Snapshot,
     Volume,
@@ -36,6 +34,7 @@ from strongroom.block.loopback.layout import (
     hold_for_overwrite,
     is_safe_id,
     name_of_staged,
+    overwriter_holding,
     remove_if_abandoned,
     staged_id,
     unlink_quietly,
@@ -339,26 +338,12 @@ class LoopbackBackend(BlockBackend):
 
     def check_overwrite(self, volume_id: str) -> Volume:
         volume = self.get_volume(volume_id)
-        os.close(self._hold(volume_id))
+        os.close(hold_for_overwrite(self._volume_path(volume_id), volume_id))
         return volume
 
-    def _hold(self, volume_id: str) -> int:
-        try:
-            fd = hold_for_overwrite(self._volume_path(volume_id))
-        except FileNotFoundError:
-            raise exceptions.VolumeNotFound(volume_id=volume_id) from None
-        if fd is None:
-            raise exceptions.VolumeInUse(volume_id=volume_id, reason="another restore is writing it")
-        return fd
-
     def open_volume_overwriter(self, volume_id: str) -> BlockWriter:
-        held = self._hold(volume_id)
-        try:
-            writer = LoopbackWriter(self._volume_path(volume_id), volume_id, self._lock_for(volume_id))
-        except BaseException:
-            os.close(held)
-            raise
-        return HoldingWriter(writer, functools.partial(os.close, held))
+        path = self._volume_path(volume_id)
+        return overwriter_holding(path, volume_id, lambda: LoopbackWriter(path, volume_id, self._lock_for(volume_id)))
 
     # -- capacity ----------------------------------------------------------
 

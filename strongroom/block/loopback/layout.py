@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from strongroom import exceptions, validation
+from strongroom.block.base import BlockWriter, HoldingWriter
 from strongroom.block.names import StagedNames
 
 SNAPSHOT_DIR = ".snapshots"
@@ -97,19 +98,34 @@ def create_locked(path: str) -> int:
     raise OSError(errno.EAGAIN, f"{path} was removed by a collector {CREATE_ATTEMPTS} times as it was made")
 
 
-def hold_for_overwrite(path: str) -> int | None:
+def hold_for_overwrite(path: str, volume_id: str) -> int:
     """A descriptor of the published volume file ``path`` holding its exclusive ``flock`` (what a restore
-    overwriting it holds while it writes), or None if another holder, in any process, has it.  A published
-    file has no maker's lock: this lock is taken by overwriters alone.  Raises ``FileNotFoundError``."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    overwriting it holds while it writes).  A published file has no maker's lock: this lock is taken by
+    overwriters alone.  ``VolumeNotFound`` if there is no such file, ``VolumeInUse`` if another holder, in
+    any process, has it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise exceptions.VolumeNotFound(volume_id=volume_id) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
         os.close(fd)
         if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return None
+            raise exceptions.VolumeInUse(volume_id=volume_id, reason="another restore is writing it") from None
         raise
     return fd
+
+
+def overwriter_holding(path: str, volume_id: str, open_writer: Callable[[], BlockWriter]) -> BlockWriter:
+    """``open_writer()`` for the volume file ``path``, holding its overwrite lock until the writer is closed."""
+    held = hold_for_overwrite(path, volume_id)
+    try:
+        writer = open_writer()
+    except BaseException:
+        os.close(held)
+        raise
+    return HoldingWriter(writer, functools.partial(os.close, held))
 
 
 def remove_if_abandoned(path: str, still_orphan: Callable[[], bool] = lambda: True) -> bool:

@@ -22,7 +22,6 @@ from strongroom.block.base import (
     BlockBackend,
     BlockReader,
     BlockWriter,
-    HoldingWriter,
     PoolStats,
     Snapshot,
     Volume,
@@ -30,7 +29,12 @@ from strongroom.block.base import (
     check_size,
     check_tags,
 )
-from strongroom.block.loopback.layout import create_locked, hold_for_overwrite, remove_if_abandoned
+from strongroom.block.loopback.layout import (
+    create_locked,
+    hold_for_overwrite,
+    overwriter_holding,
+    remove_if_abandoned,
+)
 from strongroom.block.qcow2.daemon import Daemon, instance_alive
 from strongroom.block.qcow2.handles import NbdReader, NbdWriter, libnbd
 from strongroom.block.qcow2.layout import (
@@ -449,27 +453,13 @@ class Qcow2Backend(BlockBackend):
 
     def check_overwrite(self, volume_id: str) -> Volume:
         volume = self.get_volume(volume_id)
-        os.close(self._hold(volume_id))
+        os.close(hold_for_overwrite(self.dir.image(self._published(volume_id)), volume_id))
         return volume
 
-    def _hold(self, volume_id: str) -> int:
-        """The image's overwrite lock (an ``flock`` of its file, which qemu's own locks leave alone)."""
-        try:
-            fd = hold_for_overwrite(self.dir.image(self._published(volume_id)))
-        except FileNotFoundError:
-            raise exceptions.VolumeNotFound(volume_id=volume_id) from None
-        if fd is None:
-            raise exceptions.VolumeInUse(volume_id=volume_id, reason="another restore is writing it")
-        return fd
-
     def open_volume_overwriter(self, volume_id: str) -> BlockWriter:
-        held = self._hold(volume_id)
-        try:
-            writer = self.open_volume_writer(volume_id)
-        except BaseException:
-            os.close(held)
-            raise
-        return HoldingWriter(writer, functools.partial(os.close, held))
+        """Holds the image's overwrite lock (an ``flock`` of its file, which qemu's own locks leave alone)."""
+        return overwriter_holding(self.dir.image(self._published(volume_id)), volume_id,
+                                  lambda: self.open_volume_writer(volume_id))
 
     # -- capacity ------------------------------------------------------------------------------------
 

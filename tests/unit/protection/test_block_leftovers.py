@@ -20,7 +20,16 @@ from strongroom.protection.manager import ProtectionManager
 from strongroom.protection.plugins import volume as volume_plugin
 from strongroom.protection.snapshots import run_tags
 from tests.unit.protection import test_gc
-from tests.unit.protection.test_gc import CTX, PROVIDER, WINDOWS, bank_of, dead_writer, make_manager, protect_volume
+from tests.unit.protection.test_gc import (
+    CTX,
+    PROVIDER,
+    WINDOWS,
+    bank_of,
+    dead_writer,
+    make_manager,
+    protect_volume,
+    recovered_restore,
+)
 
 # The fixtures of test_gc: the same clocked bank, sqlite catalogue, memory volumes and managers.
 clock, db, registry, manager = test_gc.clock, test_gc.db, test_gc.registry, test_gc.manager
@@ -117,14 +126,7 @@ def test_recovery_discards_the_staged_volume_of_a_dead_restore(db: Any, registry
     backend = registry.get(PROVIDER).block_backend("memory")
     staged = backend.create_volume(1 << 20, name="back", staged=True)  # what the killed restore wrote into
     resume = {VOLUME_KEY: {"volume_id": staged.id, "name": "back"}}
-    db.create_restore(Restore(id="dead", project_id="proj", provider_id=PROVIDER, checkpoint_id=cid,
-                              status="in_progress", resume_state=resume))
-    successor = make_manager(db, registry, clock, "aio", takeover=True)
-    try:
-        assert successor.recovery.recover_interrupted()["restores"] == 1
-    finally:
-        successor.stop()
-    record = db.get_restore("dead")
+    record = recovered_restore(db, registry, clock, cid, resume)
     assert record.status == "fail" and record.resume_state == {}
     assert "interrupted" in record.resources_reason["_"]
     assert "the partly restored volume back was never published and has been removed" in \

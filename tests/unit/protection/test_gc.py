@@ -26,7 +26,7 @@ from strongroom.bank_plugins.memory import MemoryBank
 from strongroom.clock import FakeClock
 from strongroom.context import get_context
 from strongroom.db.api import Database
-from strongroom.objects.records import CheckpointRecord, Plan, Resource
+from strongroom.objects.records import CheckpointRecord, Plan, Resource, Restore
 from strongroom.protection import gc
 from strongroom.protection.catalogue import CheckpointCatalogue
 from strongroom.protection.checkpoint import CheckpointStore
@@ -123,6 +123,20 @@ def manager(db: Database, registry: ProviderRegistry, clock: FakeClock) -> Itera
 
 def bank_of(manager: ProtectionManager) -> Bank:
     return manager.registry.get(PROVIDER).bank
+
+
+def recovered_restore(db: Database, registry: ProviderRegistry, clock: FakeClock, checkpoint_id: str,
+                      resume_state: dict[str, Any]) -> Restore:
+    """A restore a killed service left ``in_progress`` with ``resume_state``, after its successor's
+    start-up recovery (which must end exactly that one)."""
+    db.create_restore(Restore(id="dead", project_id="proj", provider_id=PROVIDER, checkpoint_id=checkpoint_id,
+                              status="in_progress", resume_state=resume_state))
+    successor = make_manager(db, registry, clock, "aio", takeover=True)
+    try:
+        assert successor.recovery.recover_interrupted()["restores"] == 1
+    finally:
+        successor.stop()
+    return db.get_restore("dead")
 
 
 def protect_volume(manager: ProtectionManager, data: bytes, name: str = "v1") -> str:

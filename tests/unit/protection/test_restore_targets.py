@@ -19,7 +19,7 @@ from strongroom.objects.records import Restore
 from strongroom.protection.manager import ProtectionManager
 from strongroom.protection.plugins import volume as volume_plugin
 from tests.unit.protection import test_gc
-from tests.unit.protection.test_gc import CTX, PROVIDER, make_manager, protect_volume
+from tests.unit.protection.test_gc import CTX, PROVIDER, make_manager, protect_volume, recovered_restore
 
 clock, db, registry, manager = test_gc.clock, test_gc.db, test_gc.registry, test_gc.manager
 
@@ -164,14 +164,7 @@ def test_recovery_of_a_dead_overwrite_names_the_target(db: Any, registry: Any, c
         key = f"{VOLUME}#{original(predecessor).id}"
     finally:
         predecessor.stop()
-    db.create_restore(Restore(id="dead", project_id="proj", provider_id=PROVIDER, checkpoint_id=cid,
-                              status="in_progress", resume_state={key: {"target": "target-id"}}))
-    successor = make_manager(db, registry, clock, "aio", takeover=True)
-    try:
-        assert successor.recovery.recover_interrupted()["restores"] == 1
-    finally:
-        successor.stop()
-    record = db.get_restore("dead")
+    record = recovered_restore(db, registry, clock, cid, {key: {"target": "target-id"}})
     assert record.status == "fail"
     assert "the target volume target-id was left partially written and must not be used" in \
         record.resources_reason[key]
