@@ -144,6 +144,35 @@ def check_placement(backend: BlockBackend, placement: Mapping[str, Any] | None) 
     return out
 
 
+def check_new_size(volume: Volume, size: Any) -> int:
+    """``size`` for :meth:`BlockBackend.extend_volume` of ``volume``: a positive int not below its size."""
+    size = check_size(size)
+    if size < volume.size:
+        raise exceptions.InvalidInput(
+            reason=f"volume {volume.id} holds {volume.size} bytes: it can grow, not shrink to {size}")
+    return size
+
+
+def merge_extents(extents: Iterator[Extent] | list[Extent], size: int, align: int = 1) -> Iterator[Extent]:
+    """``extents`` (in any order, overlapping or not) widened to multiples of ``align``, clipped to
+    ``[0, size)``, sorted and merged: the form :meth:`BlockBackend.changed_extents` returns."""
+    spans = sorted((e.offset - e.offset % align, -(-e.end // align) * align) for e in extents if e.length > 0)
+    start = end = -1
+    for lo, hi in spans:
+        lo, hi = max(lo, 0), min(hi, size)
+        if lo >= hi:
+            continue
+        if start < 0:
+            start, end = lo, hi
+        elif lo <= end:
+            end = max(end, hi)
+        else:
+            yield Extent(start, end - start)
+            start, end = lo, hi
+    if start >= 0:
+        yield Extent(start, end - start)
+
+
 def check_range(size: int, offset: int, length: int, what: str) -> None:
     """``InvalidInput`` unless ``[offset, offset + length)`` lies within ``[0, size)``."""
     if offset < 0 or length < 0:
@@ -351,6 +380,28 @@ class BlockBackend(abc.ABC):
     @abc.abstractmethod
     def delete_snapshot(self, snapshot_id: str) -> None:
         """Idempotent: deleting a missing snapshot is not an error."""
+
+    def changed_extents(self, snapshot_id: str, base_snapshot_id: str) -> Iterator[Extent] | None:
+        """Where snapshot ``snapshot_id`` may differ from the earlier snapshot ``base_snapshot_id`` of the same
+        volume (changed-block tracking), or None when the backend cannot tell.
+
+        The answer is decided when the call returns; the extents may then come lazily.  They are ascending,
+        non-overlapping and within ``[0, size)`` of ``snapshot_id``; every byte whose content differs from
+        the base's (bytes written, discarded, or beyond the base's end after :meth:`extend_volume`) lies in
+        one.  A superset is allowed (a backend may report whole blocks, or a write of the same bytes), a
+        missed change never is: a protect reads only these ranges and takes the rest from the base's
+        checkpoint.  Raises ``SnapshotNotFound`` naming a snapshot that does not exist; returns None when
+        the two are of different volumes, or when the backend keeps no record linking them.  The default
+        (a backend without tracking) is None.  ``doc/plugin-authors-block.md`` says what each backend does.
+        """
+        return None
+
+    def extend_volume(self, volume_id: str, size: int) -> Volume:
+        """Grow the published volume ``volume_id`` to ``size`` bytes (the new bytes read as zeros) and return
+        it.  ``InvalidInput`` for a size smaller than the volume's; ``VolumeNotFound``; ``VolumeInUse`` if it
+        is being overwritten.  Snapshots keep their size.  A backend that cannot grow a volume keeps this
+        default, which refuses with ``BlockError``."""
+        raise exceptions.BlockError(reason=f"the {self.kind} block backend cannot extend volume {volume_id}")
 
     def reclaim_leftovers(self) -> list[str]:
         """Remove what calls that died half way left (a half-copied snapshot image, a staged volume whose

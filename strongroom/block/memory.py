@@ -37,6 +37,7 @@ from strongroom.block.base import (
     Snapshot,
     Volume,
     check_name,
+    check_new_size,
     check_placement,
     check_range,
     check_size,
@@ -292,6 +293,34 @@ class MemoryBlockBackend(BlockBackend):
     def delete_snapshot(self, snapshot_id: str) -> None:
         with self._lock:
             self._snapshots.pop(snapshot_id, None)
+
+    def changed_extents(self, snapshot_id: str, base_snapshot_id: str) -> Iterator[Extent] | None:
+        """Exact to the block: every write replaces the block object it touches (never mutates it), so a
+        block of the new snapshot that is not the very object the base holds was written since."""
+        with self._lock:
+            snaps = []
+            for sid in (snapshot_id, base_snapshot_id):
+                try:
+                    snaps.append(self._snapshots[sid])
+                except (KeyError, TypeError):
+                    raise exceptions.SnapshotNotFound(snapshot_id=sid) from None
+        new, base = snaps
+        if new.snapshot.volume_id != base.snapshot.volume_id:
+            return None
+        changed = [i for i in new.blocks.keys() | base.blocks.keys() if new.blocks.get(i) is not base.blocks.get(i)]
+        if new.snapshot.size > base.snapshot.size:  # grown: the new tail may hold data the base never had
+            first = base.snapshot.size // BLOCK_SIZE
+            changed += range(first, -(-new.snapshot.size // BLOCK_SIZE))
+        return _extents_of(sorted(set(changed)), new.snapshot.size)
+
+    def extend_volume(self, volume_id: str, size: int) -> Volume:
+        with self._lock:
+            entry = self._volume(volume_id)
+            size = check_new_size(entry.volume, size)
+            if volume_id in self._overwriting:
+                raise exceptions.VolumeInUse(volume_id=volume_id, reason="a restore is writing it")
+            entry.volume = dataclasses.replace(entry.volume, size=size)
+            return entry.volume
 
     # -- data --------------------------------------------------------------
 

@@ -17,8 +17,8 @@ snapshots it made, so the suite can run against a shared real system too.
 Volumes are a few MiB; one test creates a 1 GiB volume and relies on it being
 sparse (skipped when ``sparse = False``).  The crash contracts (staged volumes,
 snapshot tags, ``reclaim_leftovers``) are in :mod:`strongroom.testing.block_staging`, the
-overwrite and placement contracts in :mod:`strongroom.testing.block_overwrite`, both part of the
-same class.
+overwrite and placement contracts in :mod:`strongroom.testing.block_overwrite`, changed-block tracking
+and growth in :mod:`strongroom.testing.block_changes`, all part of the same class.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import pytest
 
 from strongroom import exceptions
 from strongroom.block.base import BackendStats, BlockBackend, BlockReader, Extent, Snapshot, Volume
+from strongroom.testing.block_changes import ChangedBlocksConformance
 from strongroom.testing.block_overwrite import OverwriteConformance
 from strongroom.testing.block_staging import StagingConformance
 
@@ -86,7 +87,7 @@ def covered(extents: list[Extent], offset: int, length: int) -> bool:
     return pos >= end
 
 
-class BlockBackendConformance(StagingConformance, OverwriteConformance):
+class BlockBackendConformance(StagingConformance, OverwriteConformance, ChangedBlocksConformance):
     """Every behaviour the protection engine relies on.  Subclass it and define :meth:`make_backend`."""
 
     #: The backend keeps unwritten regions unallocated; allocated extents of a mostly empty volume are small.

@@ -61,6 +61,8 @@ class Method(enum.StrEnum):
     CREATE_SNAPSHOT = "create_snapshot"
     LIST_SNAPSHOTS = "list_snapshots"
     DELETE_SNAPSHOT = "delete_snapshot"
+    CHANGED_EXTENTS = "changed_extents"
+    EXTEND_VOLUME = "extend_volume"
     OPEN_SNAPSHOT = "open_snapshot"
     OPEN_VOLUME_READER = "open_volume_reader"
     OPEN_VOLUME_WRITER = "open_volume_writer"
@@ -279,6 +281,14 @@ class FlakyBlockBackend(BlockBackend):
     def delete_snapshot(self, snapshot_id: str) -> None:
         self.check(Method.DELETE_SNAPSHOT, snapshot_id)
         self.inner.delete_snapshot(snapshot_id)
+
+    def changed_extents(self, snapshot_id: str, base_snapshot_id: str) -> Iterator[Extent] | None:
+        self.check(Method.CHANGED_EXTENTS, snapshot_id)
+        return self.inner.changed_extents(snapshot_id, base_snapshot_id)
+
+    def extend_volume(self, volume_id: str, size: int) -> Volume:
+        self.check(Method.EXTEND_VOLUME, volume_id)
+        return self.inner.extend_volume(volume_id, size)
 
     # -- data --------------------------------------------------------------
 

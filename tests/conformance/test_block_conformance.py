@@ -32,6 +32,8 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 class TestMemoryBlockBackend(BlockBackendConformance):
     secret_option = "password"
+    tracks_changes = True
+    extends = True
 
     def make_backend(self, tmp_path: pathlib.Path) -> BlockBackend:
         return MemoryBlockBackend()
@@ -82,6 +84,8 @@ def _no_sleep(seconds: float) -> None:
 
 class TestFlakyMemoryBlockBackend(ZeroRateFlaky):
     secret_option = "password"
+    tracks_changes = True
+    extends = True
 
     def make_inner(self, tmp_path: pathlib.Path, extra_options: dict[str, Any]) -> BlockBackend:
         return MemoryBlockBackend(extra_options)
