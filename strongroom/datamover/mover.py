@@ -26,7 +26,7 @@ from typing import Any
 from strongroom import exceptions
 from strongroom.bank_plugins.bank import BankSection
 from strongroom.block.base import BlockReader, BlockWriter, Extent
-from strongroom.datamover import allocator, compression
+from strongroom.datamover import allocator, compression, incremental
 from strongroom.datamover import manifest as _manifest
 from strongroom.datamover.chunkstore import ChunkStore
 from strongroom.datamover.manifest import ManifestInfo
@@ -47,6 +47,10 @@ class BackupResult:
     new_chunks: int  # chunks this backup stored (the rest were already in the store)
     zero_bytes: int  # bytes recorded as zero runs (holes and all-zero slots)
     manifest: ManifestInfo
+    mode: str = "full"  # "incremental": built on a parent, only changed slots read
+    reused_chunks: int = 0  # slots that kept the parent's chunk without being read
+    #: Why a backup given a parent read everything (``strongroom.datamover.incremental``'s reasons).
+    full_reason: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,17 +179,62 @@ class _Stopped(Exception):
     """Internal: a worker noticed the backup is being abandoned."""
 
 
+@dataclasses.dataclass(frozen=True)
+class _Segment:
+    """A slot range of the new manifest, in offset order: read ``slot`` and chunk it, or take the parent's
+    ``digest`` as it is, or (neither) record zeros."""
+
+    offset: int
+    length: int
+    slot: _Slot | None = None
+    digest: str | None = None
+
+
+def _full_plan(reader: BlockReader, size: int, chunk_size: int) -> Iterator[_Segment]:
+    position = 0
+    for slot in _plan_slots(reader.allocated_extents(), size, chunk_size):
+        if slot.offset > position:
+            yield _Segment(position, slot.offset - position)
+        yield _Segment(slot.offset, slot.length, slot=slot)
+        position = slot.offset + slot.length
+    if size > position:
+        yield _Segment(position, size - position)
+
+
+def _incremental_plan(reader: BlockReader, view: incremental.ParentView, size: int,
+                      chunk_size: int) -> Iterator[_Segment]:
+    """Changed slots with data are read; every other slot is the parent's entry (zeros if it changed and holds
+    no allocated byte now)."""
+    position = 0
+
+    def fill(end: int) -> Iterator[_Segment]:
+        for index in range(position // chunk_size, -(-end // chunk_size)):
+            offset = index * chunk_size
+            digest = None if view.changed[index] else view.slots[index]
+            yield _Segment(offset, min(chunk_size, size - offset), digest=digest)
+
+    allocated = incremental.changed_allocated(reader.allocated_extents(), view.changed, size, chunk_size)
+    for slot in _plan_slots(allocated, size, chunk_size):
+        yield from fill(slot.offset)
+        yield _Segment(slot.offset, slot.length, slot=slot)
+        position = slot.offset + slot.length
+    yield from fill(size)
+
+
 def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection, *,
            chunk_size: int = DEFAULT_CHUNK_SIZE, workers: int = 2,
            progress: Progress | None = None,
            should_stop: Callable[[], bool] | None = None,
-           entries_per_part: int = _manifest.DEFAULT_ENTRIES_PER_PART) -> BackupResult:
+           entries_per_part: int = _manifest.DEFAULT_ENTRIES_PER_PART,
+           parent: incremental.Parent | None = None) -> BackupResult:
     """Back ``reader`` up into ``store`` and write its manifest in ``manifest_section``.
 
-    ``progress(n)`` is called with bytes newly processed (zero runs included;
-    the calls add up to the volume size).  ``should_stop()`` is polled before
-    each slot; when it returns True the backup stops promptly, writes no header
-    and raises ``ProtectionError``.  Bank errors propagate unchanged.
+    With ``parent`` (``strongroom.datamover.incremental``) only the slots its changed extents touch are read;
+    the others keep the parent's entries.  If the parent cannot be built on, everything is read and
+    ``full_reason`` says why.  ``progress(n)`` is called with bytes newly processed (zero runs and reused slots
+    included; the calls add up to the volume size).  ``should_stop()`` is polled before each slot; when it
+    returns True the backup stops promptly, writes no header and raises ``ProtectionError``.  Bank errors
+    propagate unchanged.
     """
     _check_workers(workers)
     allocator.tune()
@@ -194,6 +243,13 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
             reason=f"chunk_size must be in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}] bytes, not {chunk_size!r}"
         )
     size = reader.size
+    view, full_reason = None, None
+    if parent is not None:
+        try:
+            view = incremental.load_parent(parent, store, size, chunk_size)
+        except incremental.CannotUseParent as err:
+            full_reason = str(err)
+    plan = _full_plan(reader, size, chunk_size) if view is None else _incremental_plan(reader, view, size, chunk_size)
     # A header left by an earlier attempt would describe other data: the
     # manifest is incomplete until this backup writes its own.
     manifest_section.delete(_manifest.HEADER_KEY)
@@ -207,29 +263,32 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
     zeros = _Zeros(chunk_size)
     stop = threading.Event()
     totals = collections.Counter[str]()
-    # In offset order: data slots being processed (a future) and the zero runs between them (None).
-    pending: collections.deque[tuple[int, int, cf.Future[_SlotDone] | None]] = collections.deque()
+    # In offset order: data slots being processed (a future), reused chunks and zero runs.
+    pending: collections.deque[tuple[_Segment, cf.Future[_SlotDone] | None]] = collections.deque()
     in_flight = 0
     limit = max_in_flight(workers)
 
     def drain_one() -> None:
         nonlocal in_flight
-        offset, length, future = pending.popleft()
-        if future is None:
-            writer.add_zero(offset, length)
-            totals["zero_bytes"] += length
-        else:
+        segment, future = pending.popleft()
+        offset, length = segment.offset, segment.length
+        digest = segment.digest
+        if future is not None:
             in_flight -= 1
             done = future.result()
             totals["bytes_read"] += done.bytes_read
-            if done.digest is None:
-                writer.add_zero(offset, length)
-                totals["zero_bytes"] += length
-            else:
-                writer.add_data(offset, length, done.digest)
-                totals["chunks"] += 1
+            digest = done.digest
+            if digest is not None:
                 totals["new_chunks"] += int(done.new)
                 totals["bytes_stored"] += done.stored
+        elif digest is not None:
+            totals["reused_chunks"] += 1
+        if digest is None:
+            writer.add_zero(offset, length)
+            totals["zero_bytes"] += length
+        else:
+            writer.add_data(offset, length, digest)
+            totals["chunks"] += 1
         report(length)
 
     def check_stop() -> None:
@@ -238,30 +297,29 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
                 reason=f"backup into {manifest_section.prefix} was stopped at the caller's request"
             )
 
-    position = 0  # everything before it is queued
     executor = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="datamover-backup")
     try:
-        for slot in _plan_slots(reader.allocated_extents(), size, chunk_size):
+        for segment in plan:
+            if segment.slot is None:
+                pending.append((segment, None))
+                while len(pending) > 4 * limit:
+                    drain_one()  # a long run of reused slots: keep the queue short
+                continue
             check_stop()
             while in_flight >= limit:
                 drain_one()
-            if slot.offset > position:
-                pending.append((position, slot.offset - position, None))
-            future = executor.submit(_backup_slot, reader, store, slot, zeros, stop)
-            pending.append((slot.offset, slot.length, future))
+            pending.append((segment, executor.submit(_backup_slot, reader, store, segment.slot, zeros, stop)))
             in_flight += 1
-            position = slot.offset + slot.length
-        if size > position:
-            pending.append((position, size - position, None))
         while pending:
             check_stop()
             drain_one()
-        info = writer.commit(bytes_read=totals["bytes_read"], bytes_stored=totals["bytes_stored"],
+        mode = "full" if view is None else "incremental"
+        info = writer.commit(mode=mode, bytes_read=totals["bytes_read"], bytes_stored=totals["bytes_stored"],
                              chunks=totals["chunks"], new_chunks=totals["new_chunks"],
-                             zero_bytes=totals["zero_bytes"])
+                             reused_chunks=totals["reused_chunks"], zero_bytes=totals["zero_bytes"])
     except BaseException:
         stop.set()
-        for _, _, queued in pending:
+        for _, queued in pending:
             if queued is not None:
                 queued.cancel()
         raise
@@ -269,7 +327,8 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
         executor.shutdown(wait=True, cancel_futures=True)
     return BackupResult(size=size, bytes_read=totals["bytes_read"], bytes_stored=totals["bytes_stored"],
                         chunks=totals["chunks"], new_chunks=totals["new_chunks"],
-                        zero_bytes=totals["zero_bytes"], manifest=info)
+                        zero_bytes=totals["zero_bytes"], manifest=info, mode=mode,
+                        reused_chunks=totals["reused_chunks"], full_reason=full_reason)
 
 
 # -- restore and verify -----------------------------------------------------
