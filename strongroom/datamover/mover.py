@@ -5,6 +5,9 @@ The device is cut into fixed ``chunk_size`` slots aligned on multiples of
 a slot is read only where it is allocated (the rest is zeros), and a slot whose
 bytes are all zero is a zero run too.  Every other slot is one chunk: hashed,
 stored if the store lacks it (zstd-compressed), and listed in the manifest.
+Given a parent checkpoint and the extents changed since (an incremental), only
+changed slots are read and the others keep the parent's entries
+(:mod:`strongroom.datamover.plan`, :mod:`strongroom.datamover.incremental`).
 
 Work runs on a bounded thread pool (reading, hashing, compressing and bank I/O
 all release the GIL).  At most ``2 * workers + 2`` slots are in flight, and a
@@ -20,13 +23,13 @@ import concurrent.futures as cf
 import dataclasses
 import random
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from strongroom import exceptions
 from strongroom.bank_plugins.bank import BankSection
-from strongroom.block.base import BlockReader, BlockWriter, Extent
-from strongroom.datamover import allocator, compression, incremental
+from strongroom.block.base import BlockReader, BlockWriter
+from strongroom.datamover import allocator, compression, incremental, plan
 from strongroom.datamover import manifest as _manifest
 from strongroom.datamover.chunkstore import ChunkStore
 from strongroom.datamover.manifest import ManifestInfo
@@ -77,48 +80,6 @@ def _check_workers(workers: int) -> None:
         raise exceptions.InvalidInput(reason=f"workers must be a positive integer, not {workers!r}")
 
 
-# -- planning ---------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Slot:
-    offset: int
-    length: int
-    ranges: tuple[tuple[int, int], ...]  # allocated [start, end) inside the slot, absolute offsets
-
-
-def _plan_slots(extents: Iterable[Extent], size: int, chunk_size: int) -> Iterator[_Slot]:
-    """Slots holding at least one allocated byte, ascending; gaps between them are zeros."""
-    current: int | None = None
-    ranges: list[tuple[int, int]] = []
-    previous_end = 0
-    for extent in extents:
-        start, end = max(extent.offset, 0), min(extent.end, size)
-        if extent.offset < previous_end:
-            raise exceptions.BlockError(reason=f"allocated extents go backwards at offset {extent.offset}")
-        previous_end = extent.end
-        while start < end:
-            slot = start // chunk_size
-            slot_end = min((slot + 1) * chunk_size, size)
-            seg_end = min(end, slot_end)
-            if current is not None and slot != current:
-                yield _make_slot(current, chunk_size, size, ranges)
-                ranges = []
-            current = slot
-            if ranges and ranges[-1][1] == start:
-                ranges[-1] = (ranges[-1][0], seg_end)
-            else:
-                ranges.append((start, seg_end))
-            start = seg_end
-    if current is not None:
-        yield _make_slot(current, chunk_size, size, ranges)
-
-
-def _make_slot(index: int, chunk_size: int, size: int, ranges: list[tuple[int, int]]) -> _Slot:
-    offset = index * chunk_size
-    return _Slot(offset, min(chunk_size, size - offset), tuple(ranges))
-
-
 # -- backup -----------------------------------------------------------------
 
 
@@ -141,7 +102,7 @@ class _Zeros:
         return data == (self.full if n == len(self.full) else self.full[:n])
 
 
-def _read_slot(reader: BlockReader, slot: _Slot) -> tuple[Any, int]:
+def _read_slot(reader: BlockReader, slot: plan.Slot) -> tuple[Any, int]:
     ranges = slot.ranges
     if len(ranges) == 1 and ranges[0] == (slot.offset, slot.offset + slot.length):
         data = reader.read(slot.offset, slot.length)
@@ -162,7 +123,7 @@ def _check_read(data: Any, offset: int, length: int) -> None:
         raise exceptions.BlockError(reason=f"short read at offset {offset}: {len(data)} of {length} bytes")
 
 
-def _backup_slot(reader: BlockReader, store: ChunkStore, slot: _Slot, zeros: _Zeros,
+def _backup_slot(reader: BlockReader, store: ChunkStore, slot: plan.Slot, zeros: _Zeros,
                  stop: threading.Event) -> _SlotDone:
     if stop.is_set():
         raise _Stopped()
@@ -177,48 +138,6 @@ def _backup_slot(reader: BlockReader, store: ChunkStore, slot: _Slot, zeros: _Ze
 
 class _Stopped(Exception):
     """Internal: a worker noticed the backup is being abandoned."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _Segment:
-    """A slot range of the new manifest, in offset order: read ``slot`` and chunk it, or take the parent's
-    ``digest`` as it is, or (neither) record zeros."""
-
-    offset: int
-    length: int
-    slot: _Slot | None = None
-    digest: str | None = None
-
-
-def _full_plan(reader: BlockReader, size: int, chunk_size: int) -> Iterator[_Segment]:
-    position = 0
-    for slot in _plan_slots(reader.allocated_extents(), size, chunk_size):
-        if slot.offset > position:
-            yield _Segment(position, slot.offset - position)
-        yield _Segment(slot.offset, slot.length, slot=slot)
-        position = slot.offset + slot.length
-    if size > position:
-        yield _Segment(position, size - position)
-
-
-def _incremental_plan(reader: BlockReader, view: incremental.ParentView, size: int,
-                      chunk_size: int) -> Iterator[_Segment]:
-    """Changed slots with data are read; every other slot is the parent's entry (zeros if it changed and holds
-    no allocated byte now)."""
-    position = 0
-
-    def fill(end: int) -> Iterator[_Segment]:
-        for index in range(position // chunk_size, -(-end // chunk_size)):
-            offset = index * chunk_size
-            digest = None if view.changed[index] else view.slots[index]
-            yield _Segment(offset, min(chunk_size, size - offset), digest=digest)
-
-    allocated = incremental.changed_allocated(reader.allocated_extents(), view.changed, size, chunk_size)
-    for slot in _plan_slots(allocated, size, chunk_size):
-        yield from fill(slot.offset)
-        yield _Segment(slot.offset, slot.length, slot=slot)
-        position = slot.offset + slot.length
-    yield from fill(size)
 
 
 def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection, *,
@@ -249,7 +168,8 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
             view = incremental.load_parent(parent, store, size, chunk_size)
         except incremental.CannotUseParent as err:
             full_reason = str(err)
-    plan = _full_plan(reader, size, chunk_size) if view is None else _incremental_plan(reader, view, size, chunk_size)
+    segments = (plan.full_plan(reader, size, chunk_size) if view is None
+                else plan.incremental_plan(reader, view, size, chunk_size))
     # A header left by an earlier attempt would describe other data: the
     # manifest is incomplete until this backup writes its own.
     manifest_section.delete(_manifest.HEADER_KEY)
@@ -264,7 +184,7 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
     stop = threading.Event()
     totals = collections.Counter[str]()
     # In offset order: data slots being processed (a future), reused chunks and zero runs.
-    pending: collections.deque[tuple[_Segment, cf.Future[_SlotDone] | None]] = collections.deque()
+    pending: collections.deque[tuple[plan.Segment, cf.Future[_SlotDone] | None]] = collections.deque()
     in_flight = 0
     limit = max_in_flight(workers)
 
@@ -299,7 +219,7 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
 
     executor = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="datamover-backup")
     try:
-        for segment in plan:
+        for segment in segments:
             if segment.slot is None:
                 pending.append((segment, None))
                 while len(pending) > 4 * limit:
