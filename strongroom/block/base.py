@@ -392,8 +392,13 @@ class BlockBackend(abc.ABC):
         missed change never is: a protect reads only these ranges and takes the rest from the base's
         checkpoint.  Raises ``SnapshotNotFound`` naming a snapshot that does not exist; returns None when
         the two are of different volumes, or when the backend keeps no record linking them.  The default
-        (a backend without tracking) is None.  ``doc/plugin-authors-block.md`` says what each backend does.
+        (a backend without tracking) is None, once both snapshots are found.  ``doc/plugin-authors-block.md``
+        says what each backend does.
         """
+        known = {s.id for s in self.list_snapshots()}
+        for wanted in (snapshot_id, base_snapshot_id):
+            if wanted not in known:
+                raise exceptions.SnapshotNotFound(snapshot_id=wanted)
         return None
 
     def extend_volume(self, volume_id: str, size: int) -> Volume:

@@ -32,8 +32,9 @@ from typing import Any
 from strongroom import exceptions
 from strongroom.objects.records import CheckpointRecord
 
-#: ``extra_info`` key of a checkpoint naming the checkpoints it needs (a list of ids): the hook through which
-#: incremental checkpoints will protect their bases.  Nothing writes it yet.
+#: ``extra_info`` key of a checkpoint naming the checkpoints it needs (a list of ids), for a plugin whose
+#: checkpoints depend on others.  The volume plugin's incrementals do not: each manifest lists every slot
+#: (``doc/data-path.md``, "Incremental forever"), so retention may delete any of them.  Nothing writes it yet.
 DEPENDS_ON_KEY = "depends_on"
 
 LIMIT_KEYS = ("max_backups", "retention_duration")

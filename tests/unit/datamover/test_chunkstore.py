@@ -105,7 +105,7 @@ def test_public_names() -> None:
     import strongroom.datamover as dm
 
     assert set(dm.__all__) == {
-        "BackupResult", "ChunkStore", "ManifestHeader", "ManifestIncomplete", "ManifestInfo", "RestoreResult",
-        "VerifyResult",
-        "backup", "manifest_digests", "read_manifest_header", "restore", "verify",
+        "AuditResult", "BackupResult", "ChunkStore", "ManifestHeader", "ManifestIncomplete", "ManifestInfo",
+        "Parent", "RestoreResult", "VerifyResult",
+        "audit", "backup", "incremental", "manifest_digests", "read_manifest_header", "restore", "verify",
     }
