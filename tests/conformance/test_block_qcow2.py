@@ -31,6 +31,8 @@ class Qcow2TestBase:
 
 class TestQcow2Backend(Qcow2TestBase, BlockBackendConformance):
     persistent = True
+    tracks_changes = True
+    extends = True
 
 
 # -- what only a fleecing view has ---------------------------------------------------------------
