@@ -27,10 +27,14 @@ BLOCK = 64 << 10
 MiB = 1 << 20
 
 
-def timed(fn):  # type: ignore[no-untyped-def]
+def timed(fn, *args):  # type: ignore[no-untyped-def]
     start = time.perf_counter()
-    value = fn()
+    value = fn(*args)
     return value, time.perf_counter() - start
+
+
+def listed(backend: Qcow2Backend, new: str, base: str) -> list:  # type: ignore[type-arg]
+    return list(backend.changed_extents(new, base) or [])
 
 
 def summary(name: str, values: list[float]) -> str:
@@ -64,11 +68,11 @@ def main() -> int:
                         with backend.writing_volume(volume.id) as writer:
                             for block in touched:
                                 writer.write(block * BLOCK + rng.randrange(0, BLOCK - 4096), rng.randbytes(4096))
-                    new, t_snap = timed(lambda: backend.create_snapshot(volume.id))
-                    extents, t_changes = timed(lambda: list(backend.changed_extents(new.id, base.id) or []))
+                    new, t_snap = timed(backend.create_snapshot, volume.id)
+                    extents, t_changes = timed(listed, backend, new.id, base.id)
                     reported = {e.offset // BLOCK + i for e in extents for i in range(e.length // BLOCK)}
                     assert reported == touched, (len(reported), len(touched))
-                    _, t_delete = timed(lambda: backend.delete_snapshot(base.id))
+                    _, t_delete = timed(backend.delete_snapshot, base.id)
                     base = new
                     for name, value in ((f"{kind}: create_snapshot", t_snap),
                                         (f"{kind}: changed_extents", t_changes),
@@ -83,7 +87,7 @@ def main() -> int:
                         for block in rng.sample(range(blocks), blocks // 100):
                             writer.write(block * BLOCK, rng.randbytes(4096))
                     base = backend.create_snapshot(volume.id)
-                _, t_changes = timed(lambda: list(backend.changed_extents(base.id, first.id) or []))
+                _, t_changes = timed(listed, backend, base.id, first.id)
                 rows.setdefault(f"changed_extents over {args.between} intervals (1% each)", []).append(t_changes)
                 for snap in backend.list_snapshots(volume.id):
                     if snap.id != base.id:
