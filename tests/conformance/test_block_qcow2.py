@@ -295,3 +295,26 @@ class TestQcow2Tracking(Qcow2TestBase):
         backend.delete_snapshot(snapshot.id)
         backend.delete_snapshot(new.id)
         assert not [n for n in os.listdir(backend.dir.snapshots) if n.endswith(".qcow2")], "overlays left behind"
+
+    def test_a_kept_snapshot_is_its_instant_across_restarts_and_rewrites(self, backend: Qcow2Backend) -> None:
+        """Each restart serves the view over a new overlay: a block rewritten after every restart must
+        still read as it was at the snapshot's instant (a job copying into an old overlay again would
+        replace what it saved with a later version)."""
+        volume = backend.create_volume(4 * MiB)
+        self._write(backend, volume.id, 0, pattern(4 * MiB, seed=6))
+        snapshot = backend.create_snapshot(volume.id)
+        for round_ in range(3):
+            self._write(backend, volume.id, 0, pattern(MiB, seed=10 + round_))  # the same blocks each time
+            self._write(backend, volume.id, (1 + round_) * MiB + 4096, b"r" * 70000)
+            backend.close()
+            with backend.reading_snapshot(snapshot.id) as reader:
+                assert read_all(reader) == pattern(4 * MiB, seed=6), f"after restart {round_ + 1}"
+        with backend.open_volume_reader(volume.id) as live:
+            assert live.read(0, MiB) == pattern(MiB, seed=12)
+        new = backend.create_snapshot(volume.id)
+        extents = list(backend.changed_extents(new.id, snapshot.id) or [])
+        assert _covers(extents, 0, MiB) and all(_covers(extents, m * MiB + 4096, 70000) for m in (1, 2, 3))
+        assert sum(e.length for e in extents) <= MiB + 3 * (3 * 64 << 10), extents
+        backend.delete_snapshot(snapshot.id)
+        backend.delete_snapshot(new.id)
+        assert not [n for n in os.listdir(backend.dir.snapshots) if n.endswith(".qcow2")], "overlays left behind"

@@ -731,6 +731,10 @@ class Qcow2Backend(BlockBackend):
         if info is None:
             raise exceptions.SnapshotNotFound(snapshot_id=snapshot_id)
         with self._lock:
+            volume_id = str(info.get("volume_id"))
+            if snapshot_id not in self._views and isinstance(info.get("resume"), dict) and \
+                    is_volume_name(volume_id) and os.path.isfile(self.dir.image(volume_id)):
+                self._attach(volume_id)  # the next daemon serves the view a clean stop left whole
             view = self._views.get(snapshot_id)
             alive = self.daemon.alive()
         if view is None or not alive:
