@@ -218,6 +218,7 @@ class Qcow2Backend(BlockBackend):
             else:
                 LOG.warning("%s: snapshot %s of image %s cannot be served again: the image or its overlay "
                             "changed while no daemon held them", self.what, snapshot_id, volume_id)
+                self.dir.write_sidecar(snapshot_id, {k: v for k, v in info.items() if k != "resume"})
         return found
 
     def _resume_views(self, volume_id: str, live: str, resumable: Mapping[str, dict[str, Any]]) -> None:
