@@ -227,7 +227,7 @@ class Qcow2Backend(BlockBackend):
         for snapshot_id, info in resumable.items():
             try:
                 self._restack(snapshot_id, info, live, size)
-            except exceptions.BlockError as err:
+            except (exceptions.BlockError, OSError) as err:
                 LOG.warning("%s: snapshot %s of image %s cannot be served again: %s", self.what, snapshot_id,
                             volume_id, err)
 
@@ -235,19 +235,31 @@ class Qcow2Backend(BlockBackend):
         """Serve snapshot ``snapshot_id``'s view again over a new empty overlay below its others (the
         copy-before-write job writes there, never over what the older overlays saved)."""
         files = self.dir.overlay_files(snapshot_id, info)
-        new = f"{snapshot_id}.{len(files)}.qcow2"
+        n = len(files)
+        while os.path.lexists(os.path.join(self.dir.snapshots, f"{snapshot_id}.{n}.qcow2")):
+            n += 1  # a leftover of a restart that died half way (reclaim_leftovers removes it)
+        new = f"{snapshot_id}.{n}.qcow2"
         path = os.path.join(self.dir.snapshots, new)
-        fd = create_locked(path)  # held until the sidecar lists it: never taken for a leftover
+        try:
+            fd = create_locked(path)  # held until the sidecar lists it: never taken for a leftover
+        except OSError as err:
+            raise exceptions.BlockError(reason=f"{self.what}: creating {path}: {err}") from err
         try:
             try:
                 self._qemu_img("create", "-q", "-f", "qcow2", path, str(size))
-                self._views[snapshot_id] = self._start_view(snapshot_id, [*files, new], live, [])
+                view = self._start_view(snapshot_id, [*files, new], live, [])
             except BaseException:
                 os.unlink(path)
                 raise
             updated = {k: v for k, v in info.items() if k != "resume"}
             updated.update(overlays=[*files, new], daemon=self.daemon.instance)
-            self.dir.write_sidecar(snapshot_id, updated)
+            try:
+                self.dir.write_sidecar(snapshot_id, updated)
+            except BaseException:
+                self._end_view(view)
+                os.unlink(path)
+                raise
+            self._views[snapshot_id] = view
         finally:
             os.close(fd)
 
@@ -615,7 +627,7 @@ class Qcow2Backend(BlockBackend):
                     continue
                 try:
                     self._restack(snapshot_id, info, live, virtual_size(self.dir.image(volume_id)) or size)
-                except exceptions.BlockError as err:
+                except (exceptions.BlockError, OSError) as err:
                     LOG.warning("%s: snapshot %s of image %s can no longer be read after its growth: %s",
                                 self.what, snapshot_id, volume_id, err)
 
@@ -628,6 +640,9 @@ class Qcow2Backend(BlockBackend):
                 self.daemon.execute("block-export-del", {"id": export, "mode": "safe"})
                 break
             except QmpError as err:
+                if "in use" not in err.desc:
+                    raise exceptions.BlockError(reason=f"{self.what}: removing the export of {what} of "
+                                                f"{volume_id}: {err.desc}") from err
                 if time.monotonic() > deadline:
                     raise exceptions.VolumeInUse(
                         volume_id=volume_id, reason=f"a client is connected to the NBD export of its {what}: "
