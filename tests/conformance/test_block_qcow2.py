@@ -324,3 +324,19 @@ class TestQcow2Tracking(Qcow2TestBase):
         backend.delete_snapshot(snapshot.id)
         backend.delete_snapshot(new.id)
         assert not [n for n in os.listdir(backend.dir.snapshots) if n.endswith(".qcow2")], "overlays left behind"
+
+    def test_a_version_2_image_is_protected_without_tracking(self, backend: Qcow2Backend,
+                                                             tmp_path: pathlib.Path) -> None:
+        image = tmp_path / "images" / "old.qcow2"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "compat=0.10", str(image), str(4 * MiB)],
+                       check=True)
+        self._write(backend, "old", 0, b"v2")
+        base = backend.create_snapshot("old")
+        self._write(backend, "old", MiB, b"later")
+        new = backend.create_snapshot("old")
+        assert backend.changed_extents(new.id, base.id) is None  # qcow2 v2 stores no persistent bitmap
+        with backend.reading_snapshot(base.id) as reader:
+            assert reader.read(0, 2) == b"v2" and reader.read(MiB, 5) == bytes(5)
+        backend.delete_snapshot(base.id)
+        backend.delete_snapshot(new.id)

@@ -44,6 +44,7 @@ from strongroom.block.qcow2.handles import NbdReader, NbdWriter, libnbd
 from strongroom.block.qcow2.layout import (
     SECTOR,
     Directory,
+    holds_bitmaps,
     is_snapshot_id,
     is_volume_name,
     name_of_staged,
@@ -465,8 +466,10 @@ class Qcow2Backend(BlockBackend):
                 switch: list[tuple[str, dict[str, Any]]] = [
                     ("block-dirty-bitmap-disable", {"node": live, "name": b.name})
                     for b in bitmaps if b.recording]
-                switch.append(("block-dirty-bitmap-add", {"node": live, "name": bitmap_name(seq, snapshot_id),
-                                                          "persistent": True, "granularity": GRANULARITY}))
+                if holds_bitmaps(self.dir.image(volume.id)):
+                    switch.append(("block-dirty-bitmap-add", {
+                        "node": live, "name": bitmap_name(seq, snapshot_id), "persistent": True,
+                        "granularity": GRANULARITY}))
                 view = self._start_view(snapshot_id, [os.path.basename(overlay)], live, switch)
                 try:
                     created_at = _dt.datetime.now(_dt.UTC)

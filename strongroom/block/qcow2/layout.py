@@ -83,9 +83,8 @@ def node_name(kind: str, ident: str) -> str:
     return kind + hashlib.sha256(ident.encode("utf-8")).hexdigest()[:24]
 
 
-def virtual_size(path: str) -> int | None:
-    """The virtual size in a qcow2 image's header, or None if ``path`` is no qcow2 image.  Read from the
-    file, so listing volumes needs no daemon (and works while one has them open)."""
+def _header(path: str) -> tuple[int, int] | None:
+    """(version, virtual size) from a qcow2 image's header, or None if ``path`` is no qcow2 image."""
     try:
         with open(path, "rb") as f:
             head = f.read(HEADER.size)
@@ -93,8 +92,22 @@ def virtual_size(path: str) -> int | None:
         return None
     if len(head) < HEADER.size:
         return None
-    magic, _version, _boff, _bsize, _bits, size = HEADER.unpack(head)
-    return int(size) if magic == MAGIC else None
+    magic, version, _boff, _bsize, _bits, size = HEADER.unpack(head)
+    return (int(version), int(size)) if magic == MAGIC else None
+
+
+def virtual_size(path: str) -> int | None:
+    """The virtual size in a qcow2 image's header, or None if ``path`` is no qcow2 image.  Read from the
+    file, so listing volumes needs no daemon (and works while one has them open)."""
+    header = _header(path)
+    return header[1] if header else None
+
+
+def holds_bitmaps(path: str) -> bool:
+    """Can the image store persistent dirty bitmaps?  Only qcow2 version 3 (``compat=1.1``, qemu-img's
+    default since qemu 1.7) can; a version 2 image is protected without changed-block tracking."""
+    header = _header(path)
+    return header is not None and header[0] >= 3
 
 
 class Directory:
