@@ -3,10 +3,12 @@ only a fleecing view has to prove: the snapshot is the image at its instant whil
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from strongroom import exceptions
-from strongroom.block.base import BlockBackend
+from strongroom.block.base import BlockBackend, Extent
 from strongroom.block.qcow2 import Qcow2Backend
 from strongroom.testing.block import BlockBackendConformance, MiB, pattern, read_all
 from tests.servers.qemu import require_qemu
@@ -31,6 +33,8 @@ class Qcow2TestBase:
 
 class TestQcow2Backend(Qcow2TestBase, BlockBackendConformance):
     persistent = True
+    tracks_changes = True
+    extends = True
 
 
 # -- what only a fleecing view has ---------------------------------------------------------------
@@ -170,3 +174,169 @@ class TestQcow2Snapshots(Qcow2TestBase):
                 other.open_volume_reader(volume.id)
         finally:
             other.close()
+
+
+# -- changed-block tracking and growth: what only dirty bitmaps and fleecing views have to prove -----------
+
+
+def _strongroom_bitmaps(image: pathlib.Path) -> list[str]:
+    """The dirty bitmaps qemu stored in a qcow2 image that no daemon holds (``qemu-img info``)."""
+    out = subprocess.run(["qemu-img", "info", "--output=json", str(image)], check=True, capture_output=True)
+    bitmaps = json.loads(out.stdout).get("format-specific", {}).get("data", {}).get("bitmaps", [])
+    return sorted(b["name"] for b in bitmaps if b["name"].startswith("strongroom."))
+
+
+def _covers(extents: list[Extent], offset: int, length: int) -> bool:
+    return any(e.offset <= offset and offset + length <= e.end for e in extents)
+
+
+class TestQcow2Tracking(Qcow2TestBase):
+    @pytest.fixture
+    def backend(self, tmp_path: pathlib.Path) -> Iterator[Qcow2Backend]:
+        backend = Qcow2Backend({"path": str(tmp_path / "images"), "timeout": 10})
+        try:
+            yield backend
+        finally:
+            backend.close()
+
+    @staticmethod
+    def _write(backend: Qcow2Backend, volume_id: str, offset: int, data: bytes) -> None:
+        with backend.writing_volume(volume_id) as writer:
+            writer.write(offset, data)
+            writer.flush()
+
+    def test_a_killed_daemon_leaves_no_answer_and_the_next_snapshot_starts_again(self, backend: Qcow2Backend) -> None:
+        volume = backend.create_volume(4 * MiB)
+        a = backend.create_snapshot(volume.id)
+        self._write(backend, volume.id, MiB, b"x" * 4096)
+        b = backend.create_snapshot(volume.id)
+        assert list(backend.changed_extents(b.id, a.id) or []) == [Extent(MiB, 64 << 10)]
+        pid = backend.daemon.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        backend.daemon.died(grace=5)
+        # The image's bitmaps were in use when the daemon died: qemu reads them back inconsistent.
+        assert backend.changed_extents(b.id, a.id) is None
+        c = backend.create_snapshot(volume.id)
+        self._write(backend, volume.id, 3 * MiB, b"y")
+        d = backend.create_snapshot(volume.id)
+        assert list(backend.changed_extents(d.id, c.id) or []) == [Extent(3 * MiB, 64 << 10)]
+        assert backend.changed_extents(c.id, a.id) is None and backend.changed_extents(d.id, b.id) is None
+        for snap in (a, b, c, d):
+            backend.delete_snapshot(snap.id)
+
+    def test_deleted_snapshots_merge_their_intervals_and_leave_no_bitmap(self, backend: Qcow2Backend,
+                                                                        tmp_path: pathlib.Path) -> None:
+        volume = backend.create_volume(8 * MiB, name="merged")
+        base = backend.create_snapshot(volume.id)
+        self._write(backend, volume.id, 0, b"1")
+        middle = backend.create_snapshot(volume.id)
+        self._write(backend, volume.id, 2 * MiB, b"2")
+        newest = backend.create_snapshot(volume.id)
+        backend.delete_snapshot(middle.id)  # between two kept ones
+        self._write(backend, volume.id, 4 * MiB, b"3")
+        backend.delete_snapshot(newest.id)  # the one recording: its interval goes on in the base's
+        self._write(backend, volume.id, 6 * MiB, b"4")
+        new = backend.create_snapshot(volume.id)
+        extents = list(backend.changed_extents(new.id, base.id) or [])
+        assert all(_covers(extents, offset, 1) for offset in (0, 2 * MiB, 4 * MiB, 6 * MiB)), extents
+        assert sum(e.length for e in extents) == 4 * (64 << 10), extents
+        backend.close()
+        image = tmp_path / "images" / "merged.qcow2"
+        assert sorted(name.rsplit(".", 1)[-1] for name in _strongroom_bitmaps(image)) == sorted([base.id, new.id])
+        backend.delete_snapshot(base.id)
+        backend.delete_snapshot(new.id)  # the last: no bitmap is left behind
+        backend.close()
+        assert _strongroom_bitmaps(image) == []
+
+    def test_a_view_is_not_served_again_over_an_image_written_while_no_daemon_ran(
+            self, backend: Qcow2Backend, tmp_path: pathlib.Path) -> None:
+        volume = backend.create_volume(4 * MiB, name="offline")
+        self._write(backend, volume.id, 0, pattern(MiB, seed=4))
+        base = backend.create_snapshot(volume.id)
+        backend.close()
+        image = tmp_path / "images" / "offline.qcow2"
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x55 2M 4k", str(image)], check=True,
+                       capture_output=True)
+        with pytest.raises(exceptions.BlockError, match="can no longer be read"):
+            backend.open_snapshot(base.id)
+        # Any qemu that opens the image records its writes in the enabled persistent bitmap.
+        new = backend.create_snapshot(volume.id)
+        extents = list(backend.changed_extents(new.id, base.id) or [])
+        assert extents == [Extent(2 * MiB, 64 << 10)], extents
+        with backend.reading_snapshot(new.id) as reader:
+            assert reader.read(0, MiB) == pattern(MiB, seed=4) and reader.read(2 * MiB, 4096) == b"\x55" * 4096
+        backend.delete_snapshot(base.id)
+        backend.delete_snapshot(new.id)
+
+    def test_growth_is_refused_while_a_client_is_connected_and_keeps_views_whole(self, backend: Qcow2Backend) -> None:
+        volume = backend.create_volume(4 * MiB)
+        self._write(backend, volume.id, 0, pattern(4 * MiB, seed=5))
+        snapshot = backend.create_snapshot(volume.id)
+        for hold in (lambda: backend.open_volume_reader(volume.id), lambda: backend.open_snapshot(snapshot.id),
+                     lambda: backend.open_volume_overwriter(volume.id)):
+            handle = hold()
+            try:
+                with pytest.raises(exceptions.VolumeInUse) as info:
+                    backend.extend_volume(volume.id, 8 * MiB)
+                assert volume.id in str(info.value)
+            finally:
+                handle.close()
+            assert backend.get_volume(volume.id).size == 4 * MiB
+        grown = backend.extend_volume(volume.id, 8 * MiB)
+        assert grown.size == 8 * MiB
+        self._write(backend, volume.id, 0, b"\0" * MiB)  # after the growth: the view must still hold the old
+        self._write(backend, volume.id, 6 * MiB, b"tail")
+        with backend.reading_snapshot(snapshot.id) as reader:
+            assert reader.size == 4 * MiB and read_all(reader) == pattern(4 * MiB, seed=5)
+        new = backend.create_snapshot(volume.id)
+        extents = list(backend.changed_extents(new.id, snapshot.id) or [])
+        assert _covers(extents, 0, MiB) and _covers(extents, 4 * MiB, 4 * MiB), extents
+        backend.delete_snapshot(snapshot.id)
+        backend.delete_snapshot(new.id)
+        assert not [n for n in os.listdir(backend.dir.snapshots) if n.endswith(".qcow2")], "overlays left behind"
+
+    def test_a_kept_snapshot_is_its_instant_across_restarts_and_rewrites(self, backend: Qcow2Backend) -> None:
+        """Each restart serves the view over a new overlay: a block rewritten after every restart must
+        still read as it was at the snapshot's instant (a job copying into an old overlay again would
+        replace what it saved with a later version)."""
+        volume = backend.create_volume(4 * MiB)
+        self._write(backend, volume.id, 0, pattern(4 * MiB, seed=6))
+        snapshot = backend.create_snapshot(volume.id)
+        for round_ in range(3):
+            self._write(backend, volume.id, 0, pattern(MiB, seed=10 + round_))  # the same blocks each time
+            self._write(backend, volume.id, (1 + round_) * MiB + 4096, b"r" * 70000)
+            backend.close()
+            with backend.reading_snapshot(snapshot.id) as reader:
+                assert read_all(reader) == pattern(4 * MiB, seed=6), f"after restart {round_ + 1}"
+        with backend.open_volume_reader(volume.id) as live:
+            assert live.read(0, MiB) == pattern(MiB, seed=12)
+        # The overlays the restarts added are the snapshot's, not leftovers; one it does not list is.
+        stray = backend.dir.overlay(snapshot.id)[: -len(".qcow2")] + ".9.qcow2"
+        pathlib.Path(stray).write_bytes(b"half made")
+        assert backend.reclaim_leftovers() == [stray]
+        with backend.reading_snapshot(snapshot.id) as reader:
+            assert read_all(reader) == pattern(4 * MiB, seed=6)
+        new = backend.create_snapshot(volume.id)
+        extents = list(backend.changed_extents(new.id, snapshot.id) or [])
+        assert _covers(extents, 0, MiB) and all(_covers(extents, m * MiB + 4096, 70000) for m in (1, 2, 3))
+        assert sum(e.length for e in extents) <= MiB + 3 * (3 * 64 << 10), extents
+        backend.delete_snapshot(snapshot.id)
+        backend.delete_snapshot(new.id)
+        assert not [n for n in os.listdir(backend.dir.snapshots) if n.endswith(".qcow2")], "overlays left behind"
+
+    def test_a_version_2_image_is_protected_without_tracking(self, backend: Qcow2Backend,
+                                                             tmp_path: pathlib.Path) -> None:
+        image = tmp_path / "images" / "old.qcow2"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "compat=0.10", str(image), str(4 * MiB)],
+                       check=True)
+        self._write(backend, "old", 0, b"v2")
+        base = backend.create_snapshot("old")
+        self._write(backend, "old", MiB, b"later")
+        new = backend.create_snapshot("old")
+        assert backend.changed_extents(new.id, base.id) is None  # qcow2 v2 stores no persistent bitmap
+        with backend.reading_snapshot(base.id) as reader:
+            assert reader.read(0, 2) == b"v2" and reader.read(MiB, 5) == bytes(5)
+        backend.delete_snapshot(base.id)
+        backend.delete_snapshot(new.id)

@@ -6,11 +6,14 @@ starts a ``blockdev-backup sync=none`` job from the live image into a temporary 
 it, so every block written to the live image afterwards is first copied into the overlay, and the
 overlay, exported read-only over NBD, reads as the image did at that instant while the image stays
 writable.  Reads use libnbd and ask ``base:allocation`` first, so unwritten space is never read;
-restores send zero blocks as NBD write-zeroes, so they stay thin.
+restores send zero blocks as NBD write-zeroes, so they stay thin.  Each snapshot also starts a persistent
+dirty bitmap of the image in the same transaction (``tracking``), so ``changed_extents`` tells what changed
+between two snapshots; a view survives a clean daemon restart and a growth of its image (``layout``).
 
 The package: ``qmp`` (a small synchronous QMP client), ``daemon`` (starting, watching and stopping the
-daemon), ``layout`` (the directory's names and sidecars), ``handles`` (NBD readers and writers) and
-``backend`` (:class:`Qcow2Backend`).  libnbd is Debian's ``python3-libnbd``, imported on first use.
+daemon), ``layout`` (the directory's names and sidecars), ``handles`` (NBD readers and writers),
+``tracking`` (the dirty bitmap chain) and ``backend`` (:class:`Qcow2Backend`).  libnbd is Debian's
+``python3-libnbd``, imported on first use.
 ``doc/block-qcow2.md`` says what a snapshot means across a daemon restart.
 """
 

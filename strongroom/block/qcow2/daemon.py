@@ -216,19 +216,25 @@ class Daemon:
             shutil.rmtree(self._sockets, ignore_errors=True)
         self._sockets = None
 
-    def stop(self) -> None:
-        """Stop the daemon by its PID (SIGTERM: it closes its images cleanly) and reap it.  Idempotent."""
+    def stop(self) -> bool:
+        """Stop the daemon (QMP ``quit``, then SIGTERM by its PID: either closes its images cleanly) and reap
+        it.  True if it exited with status 0 after closing its images (their persistent dirty bitmaps
+        stored, every overlay written), False if it had to be killed or none ran.  Idempotent."""
         with self._lock:
-            if self._process is None:
-                return
+            process = self._process
+            if process is None:
+                return False
             if self._qmp is not None:
                 with contextlib.suppress(QmpGone, QmpError):
                     self._qmp.execute("quit")
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(timeout=self.timeout)
             self._kill()
             with contextlib.suppress(OSError):
                 os.unlink(self._state_file())
-            LOG.info("%s: stopped qemu-storage-daemon (pid %d)", self.what, self._process.pid)
+            LOG.info("%s: stopped qemu-storage-daemon (pid %d)", self.what, process.pid)
             self._forget()
+            return process.returncode == 0
 
     @property
     def pid(self) -> int | None:

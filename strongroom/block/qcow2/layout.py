@@ -9,8 +9,10 @@
     .strongroom/daemon.json, daemon.lock, .log    the running qemu-storage-daemon (:mod:`.daemon`)
     .strongroom/snapshots/<uuid>.qcow2            a snapshot's fleecing overlay: what the live image had
                                                   where it was written since (copy-before-write)
+    .strongroom/snapshots/<uuid>.<n>.qcow2        the overlay its view gained at its n-th restart (below)
     .strongroom/snapshots/<uuid>.json             its sidecar {"volume_id", "size", "created_at", "tags",
-                                                  "daemon"}: written last, so a snapshot is listed whole
+                                                  "daemon", "seq", "overlays", "resume"}: written last, so
+                                                  a snapshot is listed whole
 
 An overlay holds only the blocks overwritten since its snapshot; the rest of the frozen view is the live
 image itself, through the daemon that runs the copy-before-write job.  So a snapshot is readable only
@@ -18,6 +20,15 @@ while the daemon instance its sidecar names (``daemon``) runs; after that it is 
 tags, so that its taker (or garbage collection) finds and deletes it, but opening it is refused.  An
 overlay without its sidecar is what a snapshot call that died half way left: its maker holds a ``flock``
 on it while it works, and ``reclaim_leftovers`` removes it once nobody does.
+
+A view is restarted (its copy-before-write job stopped and started again) when the daemon is stopped
+cleanly and started again, and when its volume grows (qemu resizes no image that backs another).  A new
+job must not copy into the overlay again (that would overwrite the blocks it saved with newer data), so
+it copies into a new empty overlay ``<uuid>.<n>.qcow2`` placed *below* the others: the view reads the
+oldest overlay first, then the next, then the live image.  ``overlays`` lists them, top first.  ``seq``
+orders the volume's snapshots (and names its dirty bitmap: :mod:`.tracking`); ``resume`` is what
+``close()`` saw of the image and the newest overlay once the daemon stopped cleanly: a view is restarted
+only if both are still so (nothing wrote to the image in between).
 """
 
 from __future__ import annotations
@@ -72,9 +83,8 @@ def node_name(kind: str, ident: str) -> str:
     return kind + hashlib.sha256(ident.encode("utf-8")).hexdigest()[:24]
 
 
-def virtual_size(path: str) -> int | None:
-    """The virtual size in a qcow2 image's header, or None if ``path`` is no qcow2 image.  Read from the
-    file, so listing volumes needs no daemon (and works while one has them open)."""
+def _header(path: str) -> tuple[int, int] | None:
+    """(version, virtual size) from a qcow2 image's header, or None if ``path`` is no qcow2 image."""
     try:
         with open(path, "rb") as f:
             head = f.read(HEADER.size)
@@ -82,8 +92,22 @@ def virtual_size(path: str) -> int | None:
         return None
     if len(head) < HEADER.size:
         return None
-    magic, _version, _boff, _bsize, _bits, size = HEADER.unpack(head)
-    return int(size) if magic == MAGIC else None
+    magic, version, _boff, _bsize, _bits, size = HEADER.unpack(head)
+    return (int(version), int(size)) if magic == MAGIC else None
+
+
+def virtual_size(path: str) -> int | None:
+    """The virtual size in a qcow2 image's header, or None if ``path`` is no qcow2 image.  Read from the
+    file, so listing volumes needs no daemon (and works while one has them open)."""
+    header = _header(path)
+    return header[1] if header else None
+
+
+def holds_bitmaps(path: str) -> bool:
+    """Can the image store persistent dirty bitmaps?  Only qcow2 version 3 (``compat=1.1``, qemu-img's
+    default since qemu 1.7) can; a version 2 image is protected without changed-block tracking."""
+    header = _header(path)
+    return header is not None and header[0] >= 3
 
 
 class Directory:
@@ -107,6 +131,16 @@ class Directory:
 
     def overlay(self, snapshot_id: str) -> str:
         return os.path.join(self.snapshots, snapshot_id + SUFFIX)
+
+    @staticmethod
+    def overlay_files(snapshot_id: str, info: Mapping[str, Any]) -> list[str]:
+        """The file names (in :attr:`snapshots`) of a snapshot's overlays, the view's top first: its own
+        ``<uuid>.qcow2``, then ``<uuid>.<n>.qcow2`` for each restart of its view (``overlays``)."""
+        files = info.get("overlays")
+        if isinstance(files, list) and files and all(isinstance(f, str) and f.startswith(snapshot_id + ".")
+                                                     and "/" not in f for f in files):
+            return list(files)
+        return [snapshot_id + SUFFIX]
 
     def sidecar(self, snapshot_id: str) -> str:
         return os.path.join(self.snapshots, snapshot_id + ".json")
