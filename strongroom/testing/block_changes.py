@@ -6,7 +6,9 @@ says otherwise is held to the one promise a protect relies on: **no change is ev
 series of writes (1 byte to several MiB, on and across 4 KiB, 64 KiB and 1 MiB boundaries), rewrites of the
 same bytes, discards (``write_zeros``) and, where the backend can, growth (``extend_volume``) runs between
 snapshots; every byte that differs between two snapshots, read back whole, must lie in the reported extents,
-for consecutive snapshots and for a base several snapshots back with the ones between deleted.
+for consecutive snapshots and for a base several snapshots back with the ones between deleted.  Then the
+data mover builds incremental backups in a row on the backend's answers, keeping only the base snapshot as the
+volume plugin does, and every backup restores byte for byte to its snapshot.
 
 A backend that declares ``tracks_changes = True`` must answer (not None) for snapshots of one volume that
 did not change size, and report nothing at all when nothing was written between them.
@@ -14,6 +16,7 @@ did not change size, and report nothing at all when nothing was written between 
 
 from __future__ import annotations
 
+import hashlib
 import pathlib
 import random
 from collections.abc import Iterator
@@ -183,6 +186,60 @@ class ChangedBlocksConformance:
             backend.delete_snapshot(between.id)
         self._assert_nothing_missed(backend, last, first, must_answer=sizes[0] == sizes[-1],
                                     why=f"seed {seed}, first to last with the snapshots between deleted")
+
+    def test_incremental_backups_in_a_row_restore_every_snapshot(self, backend: BlockBackend) -> None:
+        """The data mover builds each backup on the one before with this backend's ``changed_extents``; every
+        checkpoint restores byte for byte to its snapshot, and a backup that was told nothing changed reads
+        nothing."""
+        from strongroom.bank_plugins.bank import Bank
+        from strongroom.bank_plugins.memory import MemoryBank
+        from strongroom.block.memory import MemoryBlockBackend
+        from strongroom.datamover import ChunkStore, Parent, backup, restore
+
+        bank = Bank(MemoryBank(), name="conformance")
+        store = ChunkStore(bank.section("chunks"))
+        rng = random.Random(7)
+        volume = backend.create_volume(self.changes_volume_size, name="conformance-incrementals")
+        with backend.writing_volume(volume.id) as writer:
+            writer.write(0, rng.randbytes(volume.size // 2))
+            writer.flush()
+        snapshots: list[Snapshot] = []
+        expected: list[str] = []
+        modes = []
+        for round_ in range(self.changes_rounds):
+            if round_:
+                volume = self._random_round(backend, volume, rng, grow=False)
+            snapshots.append(backend.create_snapshot(volume.id))
+            expected.append(hashlib.sha256(read_whole(backend.open_snapshot(snapshots[-1].id))).hexdigest())
+            parent = None
+            if round_:
+                changed = backend.changed_extents(snapshots[-1].id, snapshots[-2].id)
+                if changed is not None:
+                    parent = Parent(bank.section(f"m{round_ - 1}", read_only=True), list(changed))
+            with backend.reading_snapshot(snapshots[-1].id) as reader:
+                result = backup(reader, store, bank.section(f"m{round_}"), chunk_size=64 * KiB, parent=parent)
+            modes.append(result.mode)
+            if len(snapshots) > 2:
+                backend.delete_snapshot(snapshots[-3].id)  # only the base is kept, as the plugin does
+        if self.tracks_changes:
+            assert modes[1:] == ["incremental"] * (len(modes) - 1), modes
+        target = MemoryBlockBackend()
+        for round_, (snapshot, digest) in enumerate(zip(snapshots, expected, strict=True)):
+            copy = target.create_volume(snapshot.size)
+            with target.writing_volume(copy.id) as writer:
+                restore(bank.section(f"m{round_}", read_only=True), store, writer)
+            got = hashlib.sha256(read_whole(target.open_volume_reader(copy.id))).hexdigest()
+            assert got == digest, f"backup {round_} ({modes[round_]}) does not restore its snapshot's bytes"
+        # Nothing changed since the last snapshot: the next incremental reads nothing.
+        last = backend.create_snapshot(volume.id)
+        changed = backend.changed_extents(last.id, snapshots[-1].id)
+        if changed is not None:
+            extents = list(changed)
+            with backend.reading_snapshot(last.id) as reader:
+                result = backup(reader, store, bank.section("m-last"), chunk_size=64 * KiB,
+                                parent=Parent(bank.section(f"m{len(snapshots) - 1}", read_only=True), extents))
+            if self.tracks_changes:
+                assert result.bytes_read == 0 and result.bytes_stored == 0, (result, extents[:4])
 
     def test_nothing_changed_reports_nothing(self, backend: BlockBackend) -> None:
         volume = backend.create_volume(4 * MiB, name="conformance-unchanged")
