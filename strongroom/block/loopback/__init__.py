@@ -25,6 +25,10 @@ backend object (they hold the volume's lock during each write, the snapshot
 holds it while cloning/copying).  A program writing the image file directly
 is not fenced; a reflink is atomic, a sparse copy is not.
 
+``changed_extents`` answers from each snapshot's record of the volume image's stat (unchanged image:
+nothing changed) and, between two reflinks, from the extents the images still share (FIEMAP); otherwise
+it cannot tell (the rules: ``changes``).  ``extend_volume`` truncates the image to its new size.
+
 As in Cinder, a volume that still has snapshots cannot be destroyed:
 ``destroy_volume`` raises ``Conflict`` naming them.
 
@@ -33,8 +37,9 @@ from ``statvfs``; ``allocated_capacity`` is the sum of the blocks allocated to
 volumes and snapshots, so blocks shared by reflinks are counted once per file.
 
 The package: ``backend`` (the :class:`LoopbackBackend` plugin), ``layout`` (names and the ``.snapshots``
-files), ``handles`` (readers and writers), ``clone`` (reflink or sparse copy) and ``extents`` (``SEEK_DATA``
-scanning, exact ``pread``/``pwrite``).  The names below are its public surface.
+files), ``handles`` (readers and writers), ``clone`` (reflink or sparse copy), ``extents`` (``SEEK_DATA``
+scanning, exact ``pread``/``pwrite``), ``changes`` (what changed between two snapshots) and ``fiemap``
+(the ``FS_IOC_FIEMAP`` ioctl).  The names below are its public surface.
 """
 
 from strongroom.block.loopback.backend import LoopbackBackend

@@ -6,7 +6,9 @@
                                 usable volume name (:func:`validate_name`; others are ignored and logged)
     .staged-<name>              a staged volume (being restored), published by a link to <name>
     .snapshots/<id>             a snapshot image (reflink clone or sparse copy of its volume)
-    .snapshots/<id>.json        its sidecar: {"volume_id", "size", "created_at", "method", "tags"}
+    .snapshots/<id>.json        its sidecar: {"volume_id", "size", "created_at", "method", "tags",
+                                "image_stat"} (the volume image's stat when copied, or null:
+                                :class:`strongroom.block.loopback.changes.ImageStat`)
     .snapshots/.partial-<id>    an image being made (never listed)
     .snapshots/.tmp-<uuid>      a sidecar being written (never listed)
 
