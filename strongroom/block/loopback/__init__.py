@@ -17,8 +17,10 @@ sub-directories are ignored.
 Snapshots are taken with the ``FICLONE`` ioctl where the filesystem can share
 blocks (XFS with reflink, btrfs, bcachefs, ...).  Elsewhere they are copies of
 the data extents only (found with ``SEEK_DATA``/``SEEK_HOLE``, all-zero chunks
-skipped), truncated to size, so holes stay holes.  The sidecar records which
-method was used (``method``: ``reflink`` or ``sparse-copy``).
+skipped), truncated to size, so holes stay holes; or, where a volume's image is unchanged since an
+earlier sparse-copy snapshot (its recorded stat, the rule of ``changes``), a hard link to that
+snapshot's image (no copy; each stays deletable on its own).  The sidecar records which method was used
+(``method``: ``reflink``, ``sparse-copy`` or ``hard-link``).
 
 A snapshot is point in time with respect to writers opened through this
 backend object (they hold the volume's lock during each write, the snapshot
@@ -46,6 +48,7 @@ from strongroom.block.loopback.backend import LoopbackBackend
 from strongroom.block.loopback.clone import (
     COPY_CHUNK,
     FICLONE,
+    METHOD_HARD_LINK,
     METHOD_REFLINK,
     METHOD_SPARSE_COPY,
     clone_or_copy,
@@ -59,6 +62,7 @@ __all__ = [
     "COPY_CHUNK",
     "FICLONE",
     "MAX_NAME_BYTES",
+    "METHOD_HARD_LINK",
     "METHOD_REFLINK",
     "METHOD_SPARSE_COPY",
     "SNAPSHOT_DIR",

@@ -29,7 +29,7 @@ from strongroom.block.base import (
     check_tags,
 )
 from strongroom.block.loopback.changes import ImageStat, differing_extents, stat_if_unchanged, unchanged_by_stat
-from strongroom.block.loopback.clone import METHOD_REFLINK, clone_or_copy
+from strongroom.block.loopback.clone import METHOD_HARD_LINK, METHOD_REFLINK, METHOD_SPARSE_COPY, clone_or_copy
 from strongroom.block.loopback.handles import LoopbackReader, LoopbackWriter
 from strongroom.block.loopback.layout import (
     SNAPSHOT_DIR,
@@ -38,6 +38,7 @@ from strongroom.block.loopback.layout import (
     create_locked,
     hold_for_overwrite,
     is_safe_id,
+    link_locked,
     name_of_staged,
     overwriter_holding,
     remove_if_abandoned,
@@ -283,10 +284,13 @@ class LoopbackBackend(BlockBackend):
             try:
                 before = os.fstat(src)
                 size = before.st_size
-                # Locked until published: a collector never takes the image for an abandoned one.
-                dst = create_locked(partial)
+                # Locked until published: a collector never takes the image for an abandoned one.  No copy
+                # at all where an earlier copy holds the image as it is now (its stat says so).
+                same = self._copy_of(volume_id, ImageStat.of(before, taken_ns))
+                linked = None if same is None else link_locked(self._snapshots.image(same), partial)
+                dst = create_locked(partial) if linked is None else linked
                 try:
-                    method = clone_or_copy(src, dst, size)
+                    method = clone_or_copy(src, dst, size) if linked is None else METHOD_HARD_LINK
                     os.fsync(dst)
                     image_stat = stat_if_unchanged(before, os.fstat(src), taken_ns)
                     info = {
@@ -309,8 +313,24 @@ class LoopbackBackend(BlockBackend):
         LOG.debug("snapshot %s of volume %s taken by %s", snapshot_id, volume_id, method)
         return self._snapshot_from(snapshot_id, info)
 
+    def _copy_of(self, volume_id: str, image: ImageStat) -> str | None:
+        """The newest snapshot copied (not reflinked) from the volume's image in the very state it is in now,
+        by the stat rule: its image can serve as the new snapshot's."""
+        if not image.trusted:
+            return None
+        found, newest = None, ""
+        for sid, info in self._snapshots.all().items():
+            if info.get("volume_id") != volume_id or info.get("method") not in (METHOD_SPARSE_COPY, METHOD_HARD_LINK):
+                continue
+            if unchanged_by_stat(image, ImageStat.from_json(info.get("image_stat"))):
+                created = str(info.get("created_at", ""))
+                if found is None or created > newest:
+                    found, newest = sid, created
+        return found
+
     def snapshot_method(self, snapshot_id: str) -> str:
-        """How the snapshot was taken: ``reflink`` or ``sparse-copy``.  Raises ``SnapshotNotFound``."""
+        """How the snapshot was taken: ``reflink``, ``sparse-copy`` or ``hard-link`` (to an earlier
+        snapshot's sparse copy).  Raises ``SnapshotNotFound``."""
         info = self._snapshots.read(snapshot_id)
         if info is None:
             raise exceptions.SnapshotNotFound(snapshot_id=snapshot_id)
@@ -440,6 +460,7 @@ class LoopbackBackend(BlockBackend):
     def stats(self) -> BackendStats:
         vfs = os.statvfs(self.path)
         allocated = 0
+        seen: set[tuple[int, int]] = set()  # hard-linked snapshot images count once
         for directory in (self.path, self._snapshots.directory):
             try:
                 entries = list(os.scandir(directory))
@@ -450,7 +471,10 @@ class LoopbackBackend(BlockBackend):
                     continue
                 try:
                     if entry.is_file(follow_symlinks=False) and not entry.name.endswith(".json"):
-                        allocated += entry.stat(follow_symlinks=False).st_blocks * 512
+                        st = entry.stat(follow_symlinks=False)
+                        if (st.st_dev, st.st_ino) not in seen:
+                            seen.add((st.st_dev, st.st_ino))
+                            allocated += st.st_blocks * 512
                 except FileNotFoundError:
                     continue
         pool = PoolStats(
