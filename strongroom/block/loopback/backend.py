@@ -279,9 +279,12 @@ class LoopbackBackend(BlockBackend):
         with self._lock_for(volume_id):
             src_path = self._volume_path(volume_id)
             created_at = _dt.datetime.now(_dt.UTC)
-            taken_ns = self._clock()  # before the image's stat and the copy: the racy-timestamp rule's clock
             src = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
             try:
+                # Written back first, its pages are clean: a program writing the image through a mapping
+                # faults on its next write, which stamps the mtime (else a dirty page takes writes unseen).
+                os.fsync(src)
+                taken_ns = self._clock()  # before the image's stat and the copy: the racy-timestamp rule's clock
                 before = os.fstat(src)
                 size = before.st_size
                 # Locked until published: a collector never takes the image for an abandoned one.  No copy

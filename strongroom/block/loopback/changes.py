@@ -9,7 +9,9 @@ Two rules, tried in this order by :meth:`LoopbackBackend.changed_extents`:
    when the wall clock, read before the copy began, was at least :data:`RACY_MARGIN_NS` past the recorded
    mtime and ctime: the kernel stamps them with a coarse clock, so a write in the same tick as an earlier
    one (as git's "racily clean" entries) may leave both unchanged.  Reading the clock before the copy,
-   not after, also covers a write during a long sparse copy in that tick.
+   not after, also covers a write during a long sparse copy in that tick.  The image is fsynced before
+   its stat: a page a program dirtied through ``mmap`` would otherwise take later writes without a
+   fault, and so without a new mtime.
 2. **Shared extents (FIEMAP).**  When both snapshots are reflinks on one filesystem, a range that both
    images map to the same physical blocks holds the same bytes: neither image is ever written, and a
    filesystem never writes in place into a block two files share.  Everything else is reported: data

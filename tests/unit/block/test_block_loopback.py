@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import pathlib
 import shutil
@@ -679,3 +680,19 @@ def test_extend_is_refused_while_a_restore_overwrites_the_volume(backend: Loopba
     staged = backend.create_volume(MiB, name="restoring", staged=True)
     with pytest.raises(exceptions.VolumeNotFound):
         backend.extend_volume(staged.id, 2 * MiB)
+
+
+def test_a_write_through_a_mapping_after_a_snapshot_is_seen(images: pathlib.Path) -> None:
+    """A program writing the image through ``mmap``: a page it already dirtied takes further writes
+    without a fault, so without a new mtime, unless the snapshot wrote it back first."""
+    volume = _written_volume(LoopbackBackend({"path": str(images)}))
+    with open(images / volume, "r+b") as f, mmap.mmap(f.fileno(), 4 * MiB) as mapped:
+        mapped[MiB:MiB + 5] = b"first"
+        os.utime(images / volume, ns=(0, 0))  # an old mtime: only a new stamp can tell the next write
+        backend = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 60))
+        base = backend.create_snapshot(volume)
+        mapped[MiB:MiB + 6] = b"second"  # the same page
+        new = backend.create_snapshot(volume)
+        with backend.reading_snapshot(new.id) as reader:
+            assert reader.read(MiB, 6) == b"second"
+        assert backend.changed_extents(new.id, base.id) is None
