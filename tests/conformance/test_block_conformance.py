@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
-import subprocess
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
@@ -26,8 +24,7 @@ from strongroom.block.loopback import METHOD_REFLINK, LoopbackBackend
 from strongroom.block.memory import MemoryBlockBackend
 from strongroom.testing.block import BlockBackendConformance, MiB, pattern
 from strongroom.testing.flaky_block import Fault, FaultKind, FlakyBlockBackend
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from tests.servers.reflinkfs import reflink_filesystem
 
 
 class TestMemoryBlockBackend(BlockBackendConformance):
@@ -41,6 +38,7 @@ class TestMemoryBlockBackend(BlockBackendConformance):
 
 class TestLoopbackBackend(BlockBackendConformance):
     persistent = True
+    extends = True  # tracks_changes stays False: on ext4 or tmpfs it answers only for an unchanged image
 
     def make_backend(self, tmp_path: pathlib.Path) -> BlockBackend:
         return LoopbackBackend({"path": str(tmp_path / "images")})
@@ -92,6 +90,8 @@ class TestFlakyMemoryBlockBackend(ZeroRateFlaky):
 
 
 class TestFlakyLoopbackBackend(ZeroRateFlaky):
+    extends = True
+
     def make_inner(self, tmp_path: pathlib.Path, extra_options: dict[str, Any]) -> BlockBackend:
         return LoopbackBackend({"path": str(tmp_path / "images"), **extra_options})
 
@@ -99,57 +99,18 @@ class TestFlakyLoopbackBackend(ZeroRateFlaky):
 # -- the loopback backend on a loop-mounted reflink filesystem -------------------------------------
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if IN_CI:
-        pytest.fail(f"CI=true but the reflink filesystem tests cannot run: {reason}")
-    pytest.skip(reason)
-
-
-def _run(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=120).stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def reflink_mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
     """A freshly made XFS (reflink=1) or btrfs filesystem, loop-mounted; always unmounted and detached."""
-    if os.geteuid() != 0:
-        _unavailable("loop-mounting a filesystem needs root")
-    if shutil.which("mkfs.xfs"):
-        mkfs = ["mkfs.xfs", "-q", "-m", "reflink=1"]
-    elif shutil.which("mkfs.btrfs"):
-        mkfs = ["mkfs.btrfs", "-q"]
-    else:
-        _unavailable("neither mkfs.xfs (xfsprogs) nor mkfs.btrfs (btrfs-progs) is installed")
-    if not shutil.which("losetup") or not shutil.which("mount"):
-        _unavailable("losetup/mount are not installed")
-
-    base = tmp_path_factory.mktemp("reflinkfs")
-    image = base / "fs.img"
-    mountpoint = base / "mnt"
-    mountpoint.mkdir()
-    with open(image, "wb") as f:
-        f.truncate(512 * MiB)
-    _run(*mkfs, str(image))
-    try:
-        device = _run("losetup", "--find", "--show", str(image))
-    except subprocess.CalledProcessError as err:
-        _unavailable(f"losetup failed: {err.stderr.strip()}")
-    try:
-        try:
-            _run("mount", device, str(mountpoint))
-        except subprocess.CalledProcessError as err:
-            _unavailable(f"mount failed: {err.stderr.strip()}")
-        try:
-            yield mountpoint
-        finally:
-            subprocess.run(["umount", str(mountpoint)], check=False, capture_output=True, timeout=120)
-            if os.path.ismount(mountpoint):
-                subprocess.run(["umount", "-l", str(mountpoint)], check=False, capture_output=True)
-    finally:
-        subprocess.run(["losetup", "-d", device], check=False, capture_output=True, timeout=120)
+    with reflink_filesystem(tmp_path_factory.mktemp("reflinkfs"), 512 * MiB) as mountpoint:
+        yield mountpoint
 
 
 class TestLoopbackBackendOnReflinkFilesystem(BlockBackendConformance):
+    persistent = True
+    tracks_changes = True  # FIEMAP: extents still shared with the base snapshot are unchanged
+    extends = True
+
     @pytest.fixture(autouse=True)
     def _mount(self, reflink_mount: pathlib.Path) -> None:
         self.mount = reflink_mount

@@ -43,6 +43,7 @@ def copy_forever(src, dst, size):
     print("copying", flush=True)
     time.sleep(600)
 mod.clone_or_copy = copy_forever
+mod.link_locked = lambda source, path: None  # a copy even if the image is unchanged since a snapshot
 mod.LoopbackBackend({"path": sys.argv[1]}).create_snapshot("vol.img", {"strongroom.checkpoint": "c"})
 """
 

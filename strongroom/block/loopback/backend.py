@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import logging
 import os
 import stat
 import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from strongroom import exceptions
@@ -17,14 +19,17 @@ from strongroom.block.base import (
     BlockBackend,
     BlockReader,
     BlockWriter,
+    Extent,
     PoolStats,
     Snapshot,
     Volume,
+    check_new_size,
     check_placement,
     check_size,
     check_tags,
 )
-from strongroom.block.loopback.clone import clone_or_copy
+from strongroom.block.loopback.changes import ImageStat, differing_extents, stat_if_unchanged, unchanged_by_stat
+from strongroom.block.loopback.clone import METHOD_HARD_LINK, METHOD_REFLINK, METHOD_SPARSE_COPY, clone_or_copy
 from strongroom.block.loopback.handles import LoopbackReader, LoopbackWriter
 from strongroom.block.loopback.layout import (
     SNAPSHOT_DIR,
@@ -33,6 +38,7 @@ from strongroom.block.loopback.layout import (
     create_locked,
     hold_for_overwrite,
     is_safe_id,
+    link_locked,
     name_of_staged,
     overwriter_holding,
     remove_if_abandoned,
@@ -61,8 +67,12 @@ class LoopbackBackend(BlockBackend):
     }
     kind: ClassVar[str] = "loopback"
 
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, options: Mapping[str, Any] | None = None, *,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        """``clock``: the wall clock in ns since the epoch, the one file timestamps follow (injected by tests
+        of the racy-timestamp rule of :mod:`strongroom.block.loopback.changes`)."""
         super().__init__(options)
+        self._clock = clock
         self.path = os.path.abspath(os.path.expanduser(str(self.options["path"])))
         self._snapshots = SnapshotFiles(os.path.join(self.path, SNAPSHOT_DIR))
         try:
@@ -271,18 +281,28 @@ class LoopbackBackend(BlockBackend):
             created_at = _dt.datetime.now(_dt.UTC)
             src = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                size = os.fstat(src).st_size
-                # Locked until published: a collector never takes the image for an abandoned one.
-                dst = create_locked(partial)
+                # Written back first, its pages are clean: a program writing the image through a mapping
+                # faults on its next write, which stamps the mtime (else a dirty page takes writes unseen).
+                os.fsync(src)
+                taken_ns = self._clock()  # before the image's stat and the copy: the racy-timestamp rule's clock
+                before = os.fstat(src)
+                size = before.st_size
+                # Locked until published: a collector never takes the image for an abandoned one.  No copy
+                # at all where an earlier copy holds the image as it is now (its stat says so).
+                same = self._copy_of(volume_id, ImageStat.of(before, taken_ns))
+                linked = None if same is None else link_locked(self._snapshots.image(same), partial)
+                dst = create_locked(partial) if linked is None else linked
                 try:
-                    method = clone_or_copy(src, dst, size)
+                    method = clone_or_copy(src, dst, size) if linked is None else METHOD_HARD_LINK
                     os.fsync(dst)
+                    image_stat = stat_if_unchanged(before, os.fstat(src), taken_ns)
                     info = {
                         "volume_id": volume_id,
                         "size": size,
                         "created_at": created_at.isoformat(),
                         "method": method,
                         "tags": kept,
+                        "image_stat": None if image_stat is None else image_stat.to_json(),
                     }
                     # Still under the volume's lock, so destroy_volume sees this snapshot or none of it.
                     self._snapshots.publish(snapshot_id, info)
@@ -296,8 +316,24 @@ class LoopbackBackend(BlockBackend):
         LOG.debug("snapshot %s of volume %s taken by %s", snapshot_id, volume_id, method)
         return self._snapshot_from(snapshot_id, info)
 
+    def _copy_of(self, volume_id: str, image: ImageStat) -> str | None:
+        """The newest snapshot copied (not reflinked) from the volume's image in the very state it is in now,
+        by the stat rule: its image can serve as the new snapshot's."""
+        if not image.trusted:
+            return None
+        found, newest = None, ""
+        for sid, info in self._snapshots.all().items():
+            if info.get("volume_id") != volume_id or info.get("method") not in (METHOD_SPARSE_COPY, METHOD_HARD_LINK):
+                continue
+            if unchanged_by_stat(image, ImageStat.from_json(info.get("image_stat"))):
+                created = str(info.get("created_at", ""))
+                if found is None or created > newest:
+                    found, newest = sid, created
+        return found
+
     def snapshot_method(self, snapshot_id: str) -> str:
-        """How the snapshot was taken: ``reflink`` or ``sparse-copy``.  Raises ``SnapshotNotFound``."""
+        """How the snapshot was taken: ``reflink``, ``sparse-copy`` or ``hard-link`` (to an earlier
+        snapshot's sparse copy).  Raises ``SnapshotNotFound``."""
         info = self._snapshots.read(snapshot_id)
         if info is None:
             raise exceptions.SnapshotNotFound(snapshot_id=snapshot_id)
@@ -313,6 +349,55 @@ class LoopbackBackend(BlockBackend):
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         self._snapshots.delete(snapshot_id)
+
+    def changed_extents(self, snapshot_id: str, base_snapshot_id: str) -> Iterator[Extent] | None:
+        """Nothing when the image's recorded stat proves it unchanged; where the two images do not share
+        physical blocks when both are reflinks; else None (the rules: :mod:`strongroom.block.loopback.changes`)."""
+        new, base = (self._sidecar_of(sid) for sid in (snapshot_id, base_snapshot_id))
+        if new.get("volume_id") != base.get("volume_id"):
+            return None
+        if snapshot_id == base_snapshot_id or unchanged_by_stat(
+                ImageStat.from_json(new.get("image_stat")), ImageStat.from_json(base.get("image_stat"))):
+            LOG.debug("snapshot %s: volume image unchanged since snapshot %s", snapshot_id, base_snapshot_id)
+            return iter(())
+        if new.get("method") == base.get("method") == METHOD_REFLINK:
+            found = self._unshared_extents(snapshot_id, base_snapshot_id)
+            if found is not None:
+                LOG.debug("snapshot %s: %d bytes in %d extents not shared with snapshot %s", snapshot_id,
+                          sum(e.length for e in found), len(found), base_snapshot_id)
+                return iter(found)
+        return None
+
+    def _sidecar_of(self, snapshot_id: str) -> dict[str, Any]:
+        info = self._snapshots.read(snapshot_id)
+        if info is None:
+            raise exceptions.SnapshotNotFound(snapshot_id=snapshot_id)
+        return info
+
+    def _unshared_extents(self, snapshot_id: str, base_snapshot_id: str) -> list[Extent] | None:
+        """FIEMAP of both images (kept open: a base deleted meanwhile still answers), or None where the
+        filesystem cannot map them or they are not on one filesystem."""
+        fds: list[int] = []
+        try:
+            for sid in (snapshot_id, base_snapshot_id):
+                try:
+                    fds.append(os.open(self._snapshots.image(sid), os.O_RDONLY | os.O_CLOEXEC))
+                except FileNotFoundError:
+                    raise exceptions.SnapshotNotFound(snapshot_id=sid) from None
+            new, base = (os.fstat(fd) for fd in fds)
+            if new.st_dev != base.st_dev:
+                return None
+            try:
+                return differing_extents(fds[0], new.st_size, fds[1], base.st_size)
+            except OSError as err:
+                if err.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.ENOSYS):
+                    LOG.debug("FIEMAP not possible on %s (%s)", self.path, os.strerror(err.errno or 0))
+                    return None
+                raise exceptions.BlockError(
+                    reason=f"cannot map the extents of snapshot {snapshot_id}: {err.strerror}") from err
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     # -- data --------------------------------------------------------------
 
@@ -345,6 +430,27 @@ class LoopbackBackend(BlockBackend):
         path = self._volume_path(volume_id)
         return overwriter_holding(path, volume_id, lambda: LoopbackWriter(path, volume_id, self._lock_for(volume_id)))
 
+    def extend_volume(self, volume_id: str, size: int) -> Volume:
+        """``ftruncate`` under the volume's lock (writers, snapshots) and its overwrite ``flock`` (restores)."""
+        with self._lock_for(volume_id):
+            path = self._volume_path(volume_id)
+            size = check_new_size(self.get_volume(volume_id), size)
+            held = hold_for_overwrite(path, volume_id)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                try:
+                    os.ftruncate(fd, size)
+                    os.fsync(fd)
+                except OSError as err:
+                    raise exceptions.BlockError(
+                        reason=f"cannot extend volume {volume_id} to {size} bytes: {err.strerror}") from err
+                finally:
+                    os.close(fd)
+            finally:
+                os.close(held)
+        LOG.debug("extended loopback volume %s to %d bytes", volume_id, size)
+        return self.get_volume(volume_id)
+
     # -- capacity ----------------------------------------------------------
 
     def close(self) -> None:
@@ -357,6 +463,7 @@ class LoopbackBackend(BlockBackend):
     def stats(self) -> BackendStats:
         vfs = os.statvfs(self.path)
         allocated = 0
+        seen: set[tuple[int, int]] = set()  # hard-linked snapshot images count once
         for directory in (self.path, self._snapshots.directory):
             try:
                 entries = list(os.scandir(directory))
@@ -367,7 +474,10 @@ class LoopbackBackend(BlockBackend):
                     continue
                 try:
                     if entry.is_file(follow_symlinks=False) and not entry.name.endswith(".json"):
-                        allocated += entry.stat(follow_symlinks=False).st_blocks * 512
+                        st = entry.stat(follow_symlinks=False)
+                        if (st.st_dev, st.st_ino) not in seen:
+                            seen.add((st.st_dev, st.st_ino))
+                            allocated += st.st_blocks * 512
                 except FileNotFoundError:
                     continue
         pool = PoolStats(

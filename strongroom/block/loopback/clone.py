@@ -16,6 +16,8 @@ FICLONE = getattr(fcntl, "FICLONE", 0x40049409)
 COPY_CHUNK = 1 << 20
 METHOD_REFLINK = "reflink"
 METHOD_SPARSE_COPY = "sparse-copy"
+#: A second name for an earlier snapshot's image (a sparse copy), the volume unchanged since.
+METHOD_HARD_LINK = "hard-link"
 
 # errnos meaning "this filesystem (or pair of files) cannot clone": fall back to copying.
 _NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EPERM}

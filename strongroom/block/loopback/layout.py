@@ -5,8 +5,11 @@
     <name>                      a volume: every regular file whose name does not start with '.' and is a
                                 usable volume name (:func:`validate_name`; others are ignored and logged)
     .staged-<name>              a staged volume (being restored), published by a link to <name>
-    .snapshots/<id>             a snapshot image (reflink clone or sparse copy of its volume)
-    .snapshots/<id>.json        its sidecar: {"volume_id", "size", "created_at", "method", "tags"}
+    .snapshots/<id>             a snapshot image (reflink clone or sparse copy of its volume, or a hard
+                                link to an earlier snapshot's image when the volume did not change since)
+    .snapshots/<id>.json        its sidecar: {"volume_id", "size", "created_at", "method", "tags",
+                                "image_stat"} (the volume image's stat when copied, or null:
+                                :class:`strongroom.block.loopback.changes.ImageStat`)
     .snapshots/.partial-<id>    an image being made (never listed)
     .snapshots/.tmp-<uuid>      a sidecar being written (never listed)
 
@@ -85,6 +88,39 @@ def create_locked(path: str) -> int:
     """
     for _ in range(CREATE_ATTEMPTS):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):
+                return fd
+        except FileNotFoundError:
+            pass  # unlinked by a collector while we waited for the lock
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise OSError(errno.EAGAIN, f"{path} was removed by a collector {CREATE_ATTEMPTS} times as it was made")
+
+
+#: errnos of ``link`` meaning "no second name for this file here": the caller copies instead.
+_NO_LINK = {errno.EMLINK, errno.EPERM, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOENT}
+
+
+def link_locked(source: str, path: str) -> int | None:
+    """A new name ``path`` (``FileExistsError`` if taken) for the existing file ``source``, open read-only
+    and locked by its maker as :func:`create_locked` leaves a new file; None when ``source`` is gone or
+    cannot be linked.  The lock is on the inode both names share: a collector takes neither for abandoned
+    while it is held, and another maker linking the same file waits for it."""
+    for _ in range(CREATE_ATTEMPTS):
+        try:
+            os.link(source, path, follow_symlinks=False)
+        except OSError as err:
+            if err.errno in _NO_LINK:
+                return None
+            raise
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            continue  # unlinked by a collector before we opened it
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.path.samestat(os.fstat(fd), os.lstat(path)):

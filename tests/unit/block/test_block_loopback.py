@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import pathlib
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from strongroom import exceptions
-from strongroom.block.base import BlockReader
+from strongroom.block.base import BlockReader, Extent
 from strongroom.block.loopback import (
     METHOD_SPARSE_COPY,
     SNAPSHOT_DIR,
     LoopbackBackend,
+    changes,
     data_extents,
+    fiemap,
     sparse_copy,
 )
+from strongroom.block.loopback.changes import RACY_MARGIN_NS
 from strongroom.testing.block import MiB, covered, pattern
+from tests.servers.reflinkfs import reflink_filesystem
 
 
 @pytest.fixture
@@ -425,3 +430,269 @@ def test_a_file_a_collector_removes_before_its_maker_locks_it_is_made_again(
         assert layout.remove_if_abandoned(path) is False  # and no collector can take it now
     finally:
         os.close(fd)
+
+
+# -- changed-block tracking: the image's stat ----------------------------------------------------------
+
+
+def _clock_after_last_write(path: pathlib.Path, seconds: float) -> Callable[[], int]:
+    """A wall clock standing ``seconds`` after the file's last mtime/ctime stamp."""
+    st = os.stat(path)
+    return lambda: max(st.st_mtime_ns, st.st_ctime_ns) + int(seconds * 1e9)
+
+
+def _written_volume(backend: LoopbackBackend, name: str = "disk") -> str:
+    volume = backend.create_volume(4 * MiB, name=name)
+    with backend.writing_volume(volume.id) as writer:
+        writer.write(MiB, pattern(MiB))
+    return volume.id
+
+
+def test_an_image_unchanged_since_the_base_has_no_changed_extents(images: pathlib.Path) -> None:
+    volume = _written_volume(LoopbackBackend({"path": str(images)}))
+    backend = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 60))
+    base = backend.create_snapshot(volume)
+    new = backend.create_snapshot(volume)
+    sidecar = json.loads((images / SNAPSHOT_DIR / f"{base.id}.json").read_text())
+    st = os.stat(images / volume)
+    assert sidecar["image_stat"] == {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size,
+                                     "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+                                     "taken_ns": backend._clock()}
+    assert backend.snapshot_method(base.id) == METHOD_SPARSE_COPY  # tmp_path is no reflink filesystem
+    assert list(backend.changed_extents(new.id, base.id) or [None]) == []
+    assert list(backend.changed_extents(base.id, new.id) or [None]) == []
+
+    # One byte written: the stat differs, and a sparse copy cannot say where.
+    with backend.writing_volume(volume) as writer:
+        writer.write(3 * MiB, b"!")
+    later = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 60))
+    changed = later.create_snapshot(volume)
+    assert later.changed_extents(changed.id, base.id) is None
+
+
+def test_an_image_replaced_by_another_file_is_not_unchanged(images: pathlib.Path) -> None:
+    """Same size, same content even, but another inode (an operator copied a disk in): cannot tell."""
+    volume = _written_volume(LoopbackBackend({"path": str(images)}))
+    backend = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 60))
+    base = backend.create_snapshot(volume)
+    copy = images / ".copy"
+    shutil.copy2(images / volume, copy)  # copy2 keeps the mtime; the ctime and inode are new
+    os.rename(copy, images / volume)
+    backend = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 60))
+    new = backend.create_snapshot(volume)
+    assert backend.changed_extents(new.id, base.id) is None
+
+
+def test_a_racily_stamped_image_is_not_taken_as_unchanged(images: pathlib.Path) -> None:
+    """The kernel stamps mtime and ctime with a coarse clock: a write in the same tick as the last one,
+    right after a snapshot, may leave both as they were.  So a stat taken less than RACY_MARGIN_NS after
+    the last stamp proves nothing, even when no write came (which the backend cannot know)."""
+    volume = _written_volume(LoopbackBackend({"path": str(images)}))
+    racy = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 0.5))
+    base = racy.create_snapshot(volume)
+    new = racy.create_snapshot(volume)
+    assert racy.changed_extents(new.id, base.id) is None
+    # A base taken in the racy window stays untrusted, whenever the new snapshot is taken.
+    settled = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 60))
+    assert settled.changed_extents(settled.create_snapshot(volume).id, base.id) is None
+    # Taken once the margin has passed, the same images' stats are trusted.
+    just_past = LoopbackBackend({"path": str(images)},
+                                clock=_clock_after_last_write(images / volume, RACY_MARGIN_NS / 1e9))
+    first, second = just_past.create_snapshot(volume), just_past.create_snapshot(volume)
+    assert list(just_past.changed_extents(second.id, first.id) or [None]) == []
+
+
+def test_an_image_written_during_the_copy_records_no_stat(images: pathlib.Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program writing the image file directly (not fenced by the backend's lock) during a sparse copy:
+    the snapshot may hold half of it, so its stat must never later prove the image unchanged."""
+    from strongroom.block.loopback import backend as backend_module
+
+    volume = _written_volume(LoopbackBackend({"path": str(images)}))
+    real = backend_module.clone_or_copy
+
+    def copy_while_written(src: int, dst: int, size: int) -> str:
+        method = real(src, dst, size)
+        with open(images / volume, "r+b") as f:  # a write after the copy began, in the same clock tick
+            f.seek(2 * MiB)
+            f.write(b"late")
+        st = os.stat(images / volume)
+        os.utime(images / volume, ns=(st.st_atime_ns, before.st_mtime_ns))
+        return method
+
+    before = os.stat(images / volume)
+    monkeypatch.setattr(backend_module, "clone_or_copy", copy_while_written)
+    backend = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 60))
+    torn = backend.create_snapshot(volume)
+    monkeypatch.setattr(backend_module, "clone_or_copy", real)
+    sidecar = json.loads((images / SNAPSHOT_DIR / f"{torn.id}.json").read_text())
+    assert sidecar["image_stat"] is None
+    after = backend.create_snapshot(volume)
+    assert backend.changed_extents(after.id, torn.id) is None
+
+
+def test_a_snapshot_of_an_unchanged_image_links_the_earlier_copy(images: pathlib.Path) -> None:
+    """No copy (seconds for a multi-GiB image on ext4) when the stat says the image is as an earlier
+    sparse copy holds it; each snapshot still deletable on its own, and a later write copies again."""
+    volume = _written_volume(LoopbackBackend({"path": str(images)}))
+    backend = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 60))
+    base = backend.create_snapshot(volume)
+    allocated_before = backend.stats().pools[0].allocated_capacity
+    new = backend.create_snapshot(volume)
+    assert (backend.snapshot_method(base.id), backend.snapshot_method(new.id)) == (METHOD_SPARSE_COPY, "hard-link")
+    assert os.path.samefile(images / SNAPSHOT_DIR / base.id, images / SNAPSHOT_DIR / new.id)
+    assert backend.stats().pools[0].allocated_capacity == allocated_before  # the image's blocks once
+    assert backend.describe()["snapshot_methods"] == {METHOD_SPARSE_COPY: 1, "hard-link": 1}
+    backend.delete_snapshot(base.id)
+    with backend.reading_snapshot(new.id) as reader:
+        assert reader.read(MiB, MiB) == pattern(MiB)
+    linked_again = backend.create_snapshot(volume)  # from the link, the newest copy of that state
+    assert os.path.samefile(images / SNAPSHOT_DIR / new.id, images / SNAPSHOT_DIR / linked_again.id)
+
+    with backend.writing_volume(volume) as writer:
+        writer.write(MiB, b"new")
+    later = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 60))
+    copied = later.create_snapshot(volume)
+    assert later.snapshot_method(copied.id) == METHOD_SPARSE_COPY
+    with later.reading_snapshot(copied.id) as reader, later.reading_snapshot(new.id) as old:
+        assert (reader.read(MiB, 3), old.read(MiB, 3)) == (b"new", pattern(MiB)[:3])
+    # Taken in the racy window, a snapshot copies even an unchanged image.
+    racy = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 0.5))
+    assert racy.snapshot_method(racy.create_snapshot(volume).id) == METHOD_SPARSE_COPY
+
+
+def test_a_link_a_dead_maker_left_is_reclaimed_and_the_linked_snapshot_kept(images: pathlib.Path) -> None:
+    volume = _written_volume(LoopbackBackend({"path": str(images)}))
+    backend = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 60))
+    base = backend.create_snapshot(volume)
+    partial = images / SNAPSHOT_DIR / ".partial-77777777-7777-4777-8777-777777777777"
+    os.link(images / SNAPSHOT_DIR / base.id, partial)  # killed between the link and the sidecar
+    assert backend.reclaim_leftovers() == [str(partial)]
+    assert backend.list_snapshots(volume) == [base]
+    with backend.reading_snapshot(base.id) as reader:
+        assert reader.read(MiB, MiB) == pattern(MiB)
+
+
+def test_snapshots_of_other_volumes_or_a_missing_one(backend: LoopbackBackend) -> None:
+    one, two = _written_volume(backend, "one"), _written_volume(backend, "two")
+    a, b = backend.create_snapshot(one), backend.create_snapshot(two)
+    assert backend.changed_extents(a.id, b.id) is None
+    backend.delete_snapshot(b.id)
+    with pytest.raises(exceptions.SnapshotNotFound, match=b.id):
+        backend.changed_extents(a.id, b.id)
+    assert list(backend.changed_extents(a.id, a.id) or [None]) == []
+
+
+# -- changed-block tracking: FIEMAP on a reflink filesystem ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reflink_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
+    with reflink_filesystem(tmp_path_factory.mktemp("reflinkfs"), 320 * MiB) as mountpoint:
+        yield mountpoint
+
+
+def test_fiemap_reports_exactly_the_blocks_written_since_the_base(reflink_dir: pathlib.Path,
+                                                                   tmp_path: pathlib.Path) -> None:
+    backend = LoopbackBackend({"path": str(reflink_dir / tmp_path.name)})
+    volume = backend.create_volume(64 * MiB, name="vm.img")
+    with backend.writing_volume(volume.id) as writer:
+        writer.write(0, pattern(32 * MiB))  # the first half holds data, the second is a hole
+    base = backend.create_snapshot(volume.id)
+    block = os.statvfs(reflink_dir).f_bsize
+    with backend.writing_volume(volume.id) as writer:
+        writer.write(5 * MiB + 100, pattern(block, seed=2))  # across two blocks
+        writer.write(20 * MiB, pattern(3, seed=3))  # one byte of a block in the middle of an extent
+        writer.write(40 * MiB, pattern(block, seed=4))  # data where the base has a hole
+    new = backend.create_snapshot(volume.id)
+    assert backend.snapshot_method(new.id) == backend.snapshot_method(base.id) == "reflink"
+
+    found = backend.changed_extents(new.id, base.id)
+    assert found is not None
+    assert list(found) == [Extent(5 * MiB, 2 * block), Extent(20 * MiB, block), Extent(40 * MiB, block)]
+    # Every other byte is the base's: the partial overwrite left the rest of its extent shared.
+    with backend.reading_snapshot(new.id) as reader:
+        assert reader.read(0, 5 * MiB) == pattern(32 * MiB)[:5 * MiB]
+
+    # Nothing written since: nothing reported, though the image's stat is racy (just written).
+    again = backend.create_snapshot(volume.id)
+    assert list(backend.changed_extents(again.id, new.id) or [None]) == []
+    # Several snapshots back, the ones between deleted: the union.
+    backend.delete_snapshot(new.id)
+    assert list(backend.changed_extents(again.id, base.id) or []) == [
+        Extent(5 * MiB, 2 * block), Extent(20 * MiB, block), Extent(40 * MiB, block)]
+
+
+def test_fiemap_reports_a_grown_tail_and_a_discarded_extent(reflink_dir: pathlib.Path,
+                                                             tmp_path: pathlib.Path) -> None:
+    backend = LoopbackBackend({"path": str(reflink_dir / tmp_path.name)})
+    volume = backend.create_volume(8 * MiB, name="grown.img")
+    with backend.writing_volume(volume.id) as writer:
+        writer.write(0, pattern(4 * MiB))
+    base = backend.create_snapshot(volume.id)
+    image = reflink_dir / tmp_path.name / "grown.img"
+    with open(image, "r+b") as f:  # an operator's truncate-and-regrow: the first MiB's blocks are freed
+        f.truncate(0)
+        f.truncate(8 * MiB)
+        f.seek(MiB)
+        f.write(pattern(3 * MiB)[MiB:])
+    os.utime(image, ns=(0, 0))  # old timestamps, so only FIEMAP can tell
+    grown = backend.extend_volume(volume.id, 10 * MiB)
+    new = backend.create_snapshot(volume.id)
+    found = list(backend.changed_extents(new.id, base.id) or [Extent(0, grown.size)])
+    assert found == [Extent(0, 4 * MiB), Extent(8 * MiB, 2 * MiB)]
+
+
+@pytest.mark.parametrize("flag", [fiemap.FIEMAP_EXTENT_UNKNOWN, fiemap.FIEMAP_EXTENT_DELALLOC,
+                                  fiemap.FIEMAP_EXTENT_ENCODED, fiemap.FIEMAP_EXTENT_DATA_INLINE,
+                                  fiemap.FIEMAP_EXTENT_NOT_ALIGNED])
+def test_fiemap_flags_that_hide_the_address_count_as_changed(flag: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both files claim the same physical address, but the flag says it does not name the bytes alone."""
+    def maps(flags: int) -> dict[int, list[fiemap.Mapping]]:
+        return {1: [fiemap.Mapping(0, 8192, 4096, 0), fiemap.Mapping(4096, 12288, 4096, flags)],
+                2: [fiemap.Mapping(0, 8192, 8192, fiemap.FIEMAP_EXTENT_LAST)]}
+
+    for flags, changed, grown in ((0, [], [Extent(8192, 4096)]),
+                                  (flag, [Extent(4096, 4096)], [Extent(4096, 8192)])):
+        monkeypatch.setattr(fiemap, "mappings", lambda fd, size, m=maps(flags): iter(m[fd]))
+        assert changes.differing_extents(1, 12288, 2, 12288) == changed, flags  # the last block a hole in both
+        # Past the base's end (a grown volume) everything is changed, holes too.
+        assert changes.differing_extents(1, 12288, 2, 8192) == grown, flags
+
+
+# -- growth -----------------------------------------------------------------------------------------------
+
+
+def test_extend_is_refused_while_a_restore_overwrites_the_volume(backend: LoopbackBackend,
+                                                                  images: pathlib.Path) -> None:
+    volume = _written_volume(backend)
+    snapshot = backend.create_snapshot(volume)
+    writer = backend.open_volume_overwriter(volume)
+    try:
+        with pytest.raises(exceptions.VolumeInUse, match=volume):
+            backend.extend_volume(volume, 8 * MiB)
+        assert (images / volume).stat().st_size == 4 * MiB
+    finally:
+        writer.close()
+    assert backend.extend_volume(volume, 8 * MiB).size == 8 * MiB
+    assert (images / volume).stat().st_size == 8 * MiB
+    assert (images / SNAPSHOT_DIR / snapshot.id).stat().st_size == 4 * MiB
+    staged = backend.create_volume(MiB, name="restoring", staged=True)
+    with pytest.raises(exceptions.VolumeNotFound):
+        backend.extend_volume(staged.id, 2 * MiB)
+
+
+def test_a_write_through_a_mapping_after_a_snapshot_is_seen(images: pathlib.Path) -> None:
+    """A program writing the image through ``mmap``: a page it already dirtied takes further writes
+    without a fault, so without a new mtime, unless the snapshot wrote it back first."""
+    volume = _written_volume(LoopbackBackend({"path": str(images)}))
+    with open(images / volume, "r+b") as f, mmap.mmap(f.fileno(), 4 * MiB) as mapped:
+        mapped[MiB:MiB + 5] = b"first"
+        os.utime(images / volume, ns=(0, 0))  # an old mtime: only a new stamp can tell the next write
+        backend = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 60))
+        base = backend.create_snapshot(volume)
+        mapped[MiB:MiB + 6] = b"second"  # the same page
+        new = backend.create_snapshot(volume)
+        with backend.reading_snapshot(new.id) as reader:
+            assert reader.read(MiB, 6) == b"second"
+        assert backend.changed_extents(new.id, base.id) is None
