@@ -11,8 +11,11 @@ dirty bitmap of the image in the same transaction (``tracking``), so ``changed_e
 between two snapshots; a view survives a clean daemon restart and a growth of its image (``layout``).
 
 The package: ``qmp`` (a small synchronous QMP client), ``daemon`` (starting, watching and stopping the
-daemon), ``layout`` (the directory's names and sidecars), ``handles`` (NBD readers and writers),
-``tracking`` (the dirty bitmap chain) and ``backend`` (:class:`Qcow2Backend`).  libnbd is Debian's
+daemon), ``layout`` (the directory's names and sidecars, ``qemu-img``), ``handles`` (NBD readers and
+writers), ``nodes`` (the images attached to the daemon and the snapshots' views: started, restacked after
+a restart or a growth, ended), ``tracking`` (the dirty bitmap chain, planned), ``changes`` (the chain on
+the daemon: the switch at each snapshot, tidying, ``changed_extents``) and ``backend``
+(:class:`Qcow2Backend`, which delegates to ``nodes`` and ``changes``).  libnbd is Debian's
 ``python3-libnbd``, imported on first use.
 ``doc/block-qcow2.md`` says what a snapshot means across a daemon restart.
 """

@@ -1,4 +1,5 @@
-"""What the qcow2 backend keeps in its image directory, and the names it gives the daemon's nodes.
+"""What the qcow2 backend keeps in its image directory, the names it gives the daemon's nodes, and the
+``qemu-img`` runs that create images.
 
 ::
 
@@ -37,6 +38,7 @@ import hashlib
 import json
 import os
 import struct
+import subprocess
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -110,6 +112,27 @@ def holds_bitmaps(path: str) -> bool:
     return header is not None and header[0] >= 3
 
 
+class QemuImg:
+    """Runs ``qemu-img`` (``create`` of images and overlays); its failures become the backend's errors."""
+
+    def __init__(self, binary: str, what: str, timeout: float) -> None:
+        self.binary = binary
+        self.what = what
+        self.timeout = timeout
+
+    def __call__(self, *args: str) -> None:
+        try:
+            subprocess.run([self.binary, *args], check=True, capture_output=True, timeout=self.timeout)
+        except FileNotFoundError as err:
+            raise exceptions.ConfigError(
+                reason=f"{self.what}: qemu-img is missing: install the Debian package qemu-utils") from err
+        except subprocess.CalledProcessError as err:
+            raise exceptions.BlockError(
+                reason=f"{self.what}: qemu-img {args[0]}: {err.stderr.decode('utf-8', 'replace').strip()}") from err
+        except subprocess.TimeoutExpired as err:
+            raise exceptions.BlockUnavailable(backend=self.what, reason=f"qemu-img {args[0]} timed out") from err
+
+
 class Directory:
     """Paths in one image directory."""
 
@@ -141,6 +164,14 @@ class Directory:
                                                      and "/" not in f for f in files):
             return list(files)
         return [snapshot_id + SUFFIX]
+
+    def lists_overlay(self, name: str) -> bool:
+        """Is overlay file ``name`` one of its snapshot's (a sidecar that cannot be read keeps all)?"""
+        snapshot_id = name.split(".", 1)[0]
+        if not os.path.exists(self.sidecar(snapshot_id)):
+            return False
+        info = self.read_sidecar(snapshot_id)
+        return info is None or name in self.overlay_files(snapshot_id, info)
 
     def sidecar(self, snapshot_id: str) -> str:
         return os.path.join(self.snapshots, snapshot_id + ".json")
