@@ -51,6 +51,8 @@ class RbdTestBase:
 
 class TestRbdBackend(RbdTestBase, BlockBackendConformance):
     persistent = True
+    tracks_changes = True
+    extends = True
     # The key option must hold a real cephx key to connect at all: its secrecy is checked below instead.
     secret_option = None
     # librbd reports a new 4 MiB object as allocated from its start to the end of what was written:
@@ -235,3 +237,80 @@ class TestRbdSpecifics(RbdTestBase):
         assert time.monotonic() - began < 6
         assert "rbd block backend" in str(err.value) and "pool volumes" in str(err.value)
         backend.close()
+
+
+class TestRbdChangedBlocks(RbdTestBase):
+    """What the conformance suite's random series rarely makes: a whole object discarded, a backend
+    without fast-diff, a base newer than the snapshot, growth refused while an overwriter writes."""
+
+    @pytest.fixture
+    def backend(self, tmp_path: pathlib.Path) -> Iterator[RbdBackend]:
+        backend = RbdBackend(self.options(tmp_path))
+        try:
+            yield backend
+        finally:
+            backend.close()
+
+    @staticmethod
+    def _cleanup(backend: RbdBackend, volume_id: str) -> None:
+        for snap in backend.list_snapshots(volume_id):
+            backend.delete_snapshot(snap.id)
+        backend.destroy_volume(volume_id)
+
+    @pytest.mark.parametrize("features", ["layering,exclusive-lock,object-map,fast-diff", "layering"])
+    def test_small_writes_and_whole_object_discards(self, tmp_path: pathlib.Path, features: str) -> None:
+        backend = RbdBackend(self.options(tmp_path, image_features=features))
+        try:
+            volume = backend.create_volume(16 * MiB, name="diffed")
+            with backend.writing_volume(volume.id) as writer:
+                writer.write(0, pattern(12 * MiB, 1))
+            base = backend.create_snapshot(volume.id)
+            with backend.writing_volume(volume.id) as writer:
+                writer.write(MiB + 4096, pattern(4096, 2))  # inside an object the base has
+                writer.write_zeros(4 * MiB, 4 * MiB)  # the whole second object: librbd removes it
+            new = backend.create_snapshot(volume.id)
+            found = backend.changed_extents(new.id, base.id)
+            assert found is not None
+            extents = [(e.offset, e.length) for e in found]
+            # Exact: the 4 KiB write is 4 KiB, the discarded object is there (librbd says exists=False).
+            assert extents == [(MiB + 4096, 4096), (4 * MiB, 4 * MiB)], extents
+            with backend.reading_snapshot(new.id) as reader:
+                assert reader.read(4 * MiB, 4 * MiB) == bytes(4 * MiB)
+            self._cleanup(backend, volume.id)
+        finally:
+            backend.close()
+
+    def test_only_its_own_snapshots_in_order(self, backend: RbdBackend, tmp_path: pathlib.Path) -> None:
+        volume = backend.create_volume(4 * MiB, name="ordered")
+        older = backend.create_snapshot(volume.id)
+        with backend.writing_volume(volume.id) as writer:
+            writer.write(0, b"x")
+        newer = backend.create_snapshot(volume.id)
+        assert backend.changed_extents(older.id, newer.id) is None, "a base newer than the snapshot: cannot tell"
+        for handle in _rbd_image(self.cluster, self.pool, namespace_for(tmp_path), "ordered"):
+            handle.create_snap("users")
+        for wrong in ("ordered@users", "ordered@strongroom-00000000-0000-4000-8000-000000000000"):
+            with pytest.raises(exceptions.SnapshotNotFound, match=wrong):
+                backend.changed_extents(newer.id, wrong)
+        for handle in _rbd_image(self.cluster, self.pool, namespace_for(tmp_path), "ordered"):
+            handle.remove_snap("users")
+        self._cleanup(backend, volume.id)
+
+    def test_extend_waits_for_no_overwriter(self, backend: RbdBackend) -> None:
+        volume = backend.create_volume(4 * MiB, name="growing")
+        base = backend.create_snapshot(volume.id)
+        writer = backend.open_volume_overwriter(volume.id)
+        try:
+            with pytest.raises(exceptions.VolumeInUse, match="growing"):
+                backend.extend_volume(volume.id, 8 * MiB)
+        finally:
+            writer.close()
+        assert backend.get_volume(volume.id).size == 4 * MiB
+        grown = backend.extend_volume(volume.id, 8 * MiB)
+        assert grown.size == 8 * MiB
+        assert backend.extend_volume(volume.id, 8 * MiB).size == 8 * MiB  # the same size: nothing to do
+        new = backend.create_snapshot(volume.id)
+        assert {s.id: s.size for s in backend.list_snapshots(volume.id)} == {base.id: 4 * MiB, new.id: 8 * MiB}
+        found = backend.changed_extents(new.id, base.id)
+        assert found is not None and [(e.offset, e.length) for e in found] == [(4 * MiB, 4 * MiB)]
+        self._cleanup(backend, volume.id)

@@ -17,15 +17,17 @@ from strongroom.block.base import (
     BlockBackend,
     BlockReader,
     BlockWriter,
+    Extent,
     PoolStats,
     Snapshot,
     Volume,
+    check_new_size,
     check_placement,
     check_size,
     check_tags,
 )
 from strongroom.block.rbd.connection import RbdConnection, librbd
-from strongroom.block.rbd.handles import RbdReader, RbdWriter, open_image, open_overwriter
+from strongroom.block.rbd.handles import RbdReader, RbdWriter, changed_extents, open_image, open_overwriter
 from strongroom.block.rbd.layout import (
     SnapshotName,
     decode_record,
@@ -290,6 +292,41 @@ class RbdBackend(BlockBackend):
             return
         LOG.debug("snapshot %s deleted in %s", name.id, self.connection.what)
 
+    def changed_extents(self, snapshot_id: str, base_snapshot_id: str) -> Iterator[Extent] | None:
+        """librbd's diff from the base snapshot to the new one (:func:`~strongroom.block.rbd.handles.
+        changed_extents`): exact ranges for objects that existed in the base, a new object from its start
+        to the end of what was written in it, discards included.  With ``fast-diff`` (the default
+        ``image_features``) a diff with nothing changed reads two object maps and no data."""
+        names = []
+        for sid in (snapshot_id, base_snapshot_id):
+            name = SnapshotName.parse(sid)
+            if name is None or name not in {SnapshotName.parse(s.id) for s in self._snapshots_of(name.image)}:
+                raise exceptions.SnapshotNotFound(snapshot_id=sid)
+            names.append(name)
+        new, base = names
+        if new.image != base.image:
+            return None
+        found = changed_extents(self.connection, new.image, new.snap, base.snap, f"snapshot {new.id}",
+                                exceptions.SnapshotNotFound(snapshot_id=new.id),
+                                exceptions.SnapshotNotFound(snapshot_id=base.id))
+        return None if found is None else iter(found)
+
+    def extend_volume(self, volume_id: str, size: int) -> Volume:
+        """librbd's ``resize``, made through an overwriter's open (:meth:`open_volume_overwriter`): refused
+        with ``VolumeInUse`` while another client watches the image (an overwriter, a VM, a mapping), and
+        while it runs no overwriter can open the image."""
+        image = self._published(volume_id)
+        check_size(size)
+        writer = self._overwriter(image)
+        try:
+            size = check_new_size(Volume(id=image, name=image, size=writer.size), size)
+            if size > writer.size:
+                writer.resize(size)
+        finally:
+            writer.close()
+        LOG.debug("extended image %s to %d bytes in %s", image, size, self.connection.what)
+        return self._volume(image)
+
     def reclaim_leftovers(self) -> list[str]:
         """Staged images no client has open, and half-made or half-deleted snapshots of ours whose maker
         no longer watches their image (a client's watch lapses ``osd_client_watch_timeout`` after it dies)."""
@@ -370,7 +407,9 @@ class RbdBackend(BlockBackend):
         return volume
 
     def open_volume_overwriter(self, volume_id: str) -> BlockWriter:
-        image = self._published(volume_id)
+        return self._overwriter(self._published(volume_id))
+
+    def _overwriter(self, image: str) -> RbdWriter:
         return open_overwriter(self.connection, image, f"volume {image}", exceptions.VolumeNotFound(volume_id=image),
                                exceptions.VolumeInUse(volume_id=image, reason="a client has the image open or "
                                                       "mapped (it watches it)"))
