@@ -20,6 +20,8 @@ from strongroom.block.cinder import CinderBackend
 from strongroom.testing.block import BlockBackendConformance, MiB, pattern
 from tests.servers.cinder import CinderService
 
+GiB = 1 << 30
+
 
 def project_for(tmp_path: pathlib.Path) -> str:
     return "p" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16]
@@ -36,6 +38,8 @@ class CinderTestBase:
 
 class TestCinderBackend(CinderTestBase, BlockBackendConformance):
     persistent = True
+    tracks_changes = True
+    extends = True
     # A secret option that reaches nothing in noauth mode: the Ceph key, which must be a real cephx key to
     # connect, is what test_secrets_never_shown checks instead.
     secret_option = None
@@ -143,3 +147,79 @@ class TestCinderSpecifics(CinderTestBase):
         assert time.monotonic() - began < 10
         assert "Cinder at http://127.0.0.1" in str(err.value)
         backend.close()
+
+
+class TestCinderGrowth(CinderTestBase):
+    """extend_volume in bytes on a Cinder that counts in GiB, and the snapshots' sizes after it."""
+
+    def test_extend_within_and_across_a_gib(self, tmp_path: pathlib.Path) -> None:
+        import rbd
+
+        project = project_for(tmp_path)
+        backend = CinderBackend(self.cinder.backend_options(project=project))
+        volume = backend.create_volume(MiB, name="growing")
+        ioctx = self.cinder.ceph.admin().open_ioctx(self.cinder.pool)
+        try:
+            with rbd.Image(ioctx, f"volume-{volume.id}") as image:  # bytes past the volume's end, in its image
+                image.write(pattern(MiB, 4), 2 * MiB)
+            first = backend.create_snapshot(volume.id)
+            grown = backend.extend_volume(volume.id, 3 * MiB)  # within the GiB Cinder has: no os-extend
+            assert (grown.id, grown.size) == (volume.id, 3 * MiB)
+            with backend.open_volume_reader(volume.id) as reader:
+                assert reader.size == 3 * MiB and reader.read(MiB, 2 * MiB) == bytes(2 * MiB)
+            with backend.writing_volume(volume.id) as writer:
+                writer.write(3 * MiB - 4096, pattern(4096, 5))
+            second = backend.create_snapshot(volume.id)
+            wanted = GiB + 5 * MiB
+            assert backend.extend_volume(volume.id, wanted).size == wanted  # os-extend to 2 GiB
+            record = self.cinder.api("GET", f"/volumes/{volume.id}", project).json()["volume"]
+            assert (record["size"], record["status"], record["metadata"].get("strongroom.size")) == (
+                2, "available", str(wanted))
+            with backend.writing_volume(volume.id) as writer:
+                writer.write(wanted - 3, b"end")
+            third = backend.create_snapshot(volume.id)
+            sizes = {s.id: s.size for s in backend.list_snapshots(volume.id)}
+            assert sizes == {first.id: MiB, second.id: 3 * MiB, third.id: wanted}
+            for snap in (first, second, third):
+                with backend.reading_snapshot(snap.id) as reader:
+                    assert reader.size == sizes[snap.id]
+            found = backend.changed_extents(second.id, first.id)
+            assert found is not None and [(e.offset, e.length) for e in found] == [(MiB, 2 * MiB)]
+            found = backend.changed_extents(third.id, second.id)
+            assert found is not None and [(e.offset, e.length) for e in found] == [(3 * MiB, wanted - 3 * MiB)]
+            with backend.reading_snapshot(third.id) as reader:
+                assert reader.read(wanted - 3, 3) == b"end" and reader.read(GiB, MiB) == bytes(MiB)
+            assert backend.extend_volume(volume.id, 2 * GiB).size == 2 * GiB  # a whole GiB: no size to keep
+            record = self.cinder.api("GET", f"/volumes/{volume.id}", project).json()["volume"]
+            assert (record["size"], "strongroom.size" in record["metadata"]) == (2, False)
+            with pytest.raises(exceptions.InvalidInput, match=volume.id):
+                backend.extend_volume(volume.id, GiB)
+            for snap in (first, second, third):
+                backend.delete_snapshot(snap.id)
+        finally:
+            ioctx.close()
+            backend.close()
+            self.cinder.delete_volume(volume.id, project=project)
+
+    def test_extend_refused_while_in_use(self, tmp_path: pathlib.Path) -> None:
+        project = project_for(tmp_path)
+        backend = CinderBackend(self.cinder.backend_options(project=project))
+        volume = backend.create_volume(MiB, name="busy")
+        try:
+            writer = backend.open_volume_overwriter(volume.id)
+            try:
+                with pytest.raises(exceptions.VolumeInUse, match=volume.id):
+                    backend.extend_volume(volume.id, 2 * MiB)
+            finally:
+                writer.close()
+            self.cinder.api("POST", f"/volumes/{volume.id}/action", project,
+                            json={"os-reset_status": {"status": "maintenance"}})
+            with pytest.raises(exceptions.VolumeInUse, match="maintenance"):
+                backend.extend_volume(volume.id, 2 * MiB)
+            self.cinder.api("POST", f"/volumes/{volume.id}/action", project,
+                            json={"os-reset_status": {"status": "available"}})
+            assert backend.get_volume(volume.id).size == MiB
+            assert backend.extend_volume(volume.id, 2 * MiB).size == 2 * MiB
+        finally:
+            backend.close()
+            self.cinder.delete_volume(volume.id, project=project)

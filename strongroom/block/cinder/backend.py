@@ -13,8 +13,9 @@ What is ours, by Cinder metadata (``strongroom.*`` keys):
 * a staged volume (a restore being written) is named ``.strongroom-staged-<name>`` and carries
   ``strongroom.staged`` (its maker) and ``strongroom.staged_at``; publishing renames it and drops both,
   so it is listed under its name only once whole;
-* ``strongroom.size``: the size in bytes of a volume we made of a size Cinder (which counts in GiB)
-  cannot express; the volume reads and writes as that many bytes.
+* ``strongroom.size``: the size in bytes of a volume we made (or extended) to a size Cinder (which counts
+  in GiB) cannot express; the volume reads and writes as that many bytes.  Our snapshots carry it too (the
+  volume's size in bytes when the snapshot was taken), so a snapshot keeps its size when the volume grows.
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ from strongroom.block.base import (
     BlockBackend,
     BlockReader,
     BlockWriter,
+    Extent,
     PoolStats,
     Snapshot,
     Volume,
     check_name,
+    check_new_size,
     check_placement,
     check_size,
     check_tags,
@@ -292,7 +295,8 @@ class CinderBackend(BlockBackend):
                 raise exceptions.InvalidInput(
                     reason=f"snapshot tag {key!r}: at most {MAX_METADATA - len(TAG_PREFIX)} characters with Cinder")
         volume = self.get_volume(volume_id)
-        metadata = {SNAPSHOT_MARK: self._maker, **{TAG_PREFIX + k: v for k, v in kept.items()}}
+        metadata = {SNAPSHOT_MARK: self._maker, SIZE_KEY: str(volume.size),
+                    **{TAG_PREFIX + k: v for k, v in kept.items()}}
         body = {"volume_id": volume.id, "force": True, "name": f"strongroom-{uuid.uuid4().hex[:12]}",
                 "description": "taken by Strongroom for a checkpoint; deleted when it is done",
                 "metadata": metadata}
@@ -309,11 +313,21 @@ class CinderBackend(BlockBackend):
         return self._snapshot(raw, volume.size)
 
     @staticmethod
-    def _snapshot(raw: Mapping[str, Any], size: int | None = None) -> Snapshot:
+    def _snapshot_size(raw: Mapping[str, Any], volume_size: int | None) -> int:
+        """A snapshot's size in bytes: what it recorded; for one taken before snapshots recorded it, its
+        Cinder size (whole GiB) capped at the volume's."""
+        recorded = str((raw.get("metadata") or {}).get(SIZE_KEY) or "")
+        if recorded.isdigit() and int(recorded) > 0:
+            return int(recorded)
+        size = int(raw.get("size") or 0) * GiB
+        return min(size, volume_size) if volume_size is not None else size
+
+    @classmethod
+    def _snapshot(cls, raw: Mapping[str, Any], volume_size: int | None = None) -> Snapshot:
         metadata = raw.get("metadata") or {}
         created = raw.get("created_at")
         return Snapshot(id=str(raw["id"]), volume_id=str(raw["volume_id"]),
-                        size=size if size is not None else int(raw.get("size") or 0) * GiB,
+                        size=cls._snapshot_size(raw, volume_size),
                         created_at=_dt.datetime.fromisoformat(created).replace(tzinfo=_dt.UTC) if created else None,
                         tags={k[len(TAG_PREFIX):]: str(v) for k, v in metadata.items() if k.startswith(TAG_PREFIX)})
 
@@ -349,6 +363,79 @@ class CinderBackend(BlockBackend):
                              not_found=lambda: exceptions.SnapshotNotFound(snapshot_id=snapshot_id))
         self._wait_gone(f"/snapshots/{snapshot_id}", f"snapshot {snapshot_id}")
         LOG.debug("snapshot %s deleted in %s", snapshot_id, self.api.what)
+
+    def changed_extents(self, snapshot_id: str, base_snapshot_id: str) -> Iterator[Extent] | None:
+        """librbd's diff between the two snapshots' RBD snapshots (``snapshot-<id>`` of the volume's image
+        ``volume-<id>``), as the rbd backend diffs its own (:func:`~strongroom.block.rbd.handles.
+        changed_extents`), within the snapshots' sizes in bytes.  None for snapshots of two volumes."""
+        from strongroom.block.rbd.handles import changed_extents
+
+        raws = []
+        for sid in (snapshot_id, base_snapshot_id):
+            raw = self._raw_snapshot(sid)
+            if raw is None or raw.get("status") != "available":
+                raise exceptions.SnapshotNotFound(snapshot_id=sid)
+            raws.append(raw)
+        new, base = raws
+        if new["volume_id"] != base["volume_id"]:
+            return None
+        volume = self._raw_volume(str(new["volume_id"]))
+        volume_size = self._volume(volume).size
+        connection, image = self._rbd_image(volume)
+        found = changed_extents(connection, image, f"snapshot-{new['id']}", f"snapshot-{base['id']}",
+                                f"snapshot {new['id']}", exceptions.SnapshotNotFound(snapshot_id=str(new["id"])),
+                                exceptions.SnapshotNotFound(snapshot_id=str(base["id"])),
+                                size=self._snapshot_size(new, volume_size),
+                                base_size=self._snapshot_size(base, volume_size))
+        return None if found is None else iter(found)
+
+    def extend_volume(self, volume_id: str, size: int) -> Volume:
+        """Grow the volume to exactly ``size`` bytes.  Cinder counts in whole GiB, so a size that is not
+        one is kept as a volume of the next whole GiB that reads and writes as ``size`` bytes (the
+        ``strongroom.size`` metadata, as :meth:`create_volume` makes one): Cinder is asked to extend
+        (``os-extend``, then the volume is waited for until ``available`` again, within ``status_timeout``)
+        only when the size needs more GiB than the volume has, and the bytes between the old size and the
+        new one that the image already held are zeroed first.
+
+        The volume must be ``available`` and attached nowhere (else ``VolumeInUse``, as Cinder refuses an
+        offline extend of anything else); its RBD image is held open as an overwriter holds it, so it is
+        ``VolumeInUse`` while an overwriter has it, and no overwriter opens it meanwhile."""
+        from strongroom.block.rbd.handles import open_overwriter
+
+        check_size(size)
+        raw = self._overwritable(volume_id)
+        volume = self._volume(raw)
+        size = check_new_size(volume, size)
+        if size == volume.size:
+            return volume
+        connection, image = self._rbd_image(raw)
+        holder = open_overwriter(connection, image, f"volume {volume_id}",
+                                 exceptions.VolumeNotFound(volume_id=volume_id),
+                                 exceptions.VolumeInUse(volume_id=volume_id, reason="another client has its RBD "
+                                                        "image open"))
+        try:
+            if volume.size < holder.size:  # bytes past the volume's end that its image holds: zeros first
+                holder.write_zeros(volume.size, min(size, holder.size) - volume.size)
+                holder.flush()
+            gib = -(-size // GiB)
+            if gib > int(raw["size"]):
+                self.api.request("POST", f"/volumes/{volume_id}/action", f"extending volume {volume_id} to "
+                                 f"{gib} GiB", json={"os-extend": {"new_size": gib}},
+                                 not_found=lambda: exceptions.VolumeNotFound(volume_id=volume_id))
+                self._wait(f"/volumes/{volume_id}", "volume", f"extending volume {volume_id}", "available",
+                           volume_id)
+            if size % GiB:
+                self.api.request("POST", f"/volumes/{volume_id}/metadata", f"recording the size of volume "
+                                 f"{volume_id}", json={"metadata": {SIZE_KEY: str(size)}})
+            elif SIZE_KEY in (raw.get("metadata") or {}):
+                with contextlib.suppress(exceptions.NotFound):
+                    self.api.request("DELETE", f"/volumes/{volume_id}/metadata/{SIZE_KEY}",
+                                     f"recording the size of volume {volume_id}",
+                                     not_found=functools.partial(exceptions.NotFound, kind="metadata", id=SIZE_KEY))
+        finally:
+            holder.close()
+        LOG.debug("extended volume %s to %d bytes in %s", volume_id, size, self.api.what)
+        return self.get_volume(volume_id)
 
     def reclaim_leftovers(self) -> list[str]:
         """Our snapshots that ended in an error (or stayed ``creating`` past twice ``status_timeout``), and
@@ -420,7 +507,7 @@ class CinderBackend(BlockBackend):
         reader = RbdReader(connection, image, f"snapshot-{snapshot_id}", f"snapshot {snapshot_id}",
                            exceptions.SnapshotNotFound(snapshot_id=snapshot_id),
                            workers=connection.config.read_workers)
-        reader.size = min(reader.size, self._volume(volume).size)
+        reader.size = min(reader.size, self._snapshot_size(raw, self._volume(volume).size))
         return reader
 
     def open_volume_reader(self, volume_id: str) -> BlockReader:
