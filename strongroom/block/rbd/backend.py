@@ -298,9 +298,12 @@ class RbdBackend(BlockBackend):
         to the end of what was written in it, discards included.  With ``fast-diff`` (the default
         ``image_features``) a diff with nothing changed reads two object maps and no data."""
         names = []
+        ours: dict[str, set[SnapshotName | None]] = {}
         for sid in (snapshot_id, base_snapshot_id):
             name = SnapshotName.parse(sid)
-            if name is None or name not in {SnapshotName.parse(s.id) for s in self._snapshots_of(name.image)}:
+            if name is not None and name.image not in ours:  # one listing per image
+                ours[name.image] = {SnapshotName.parse(s.id) for s in self._snapshots_of(name.image)}
+            if name is None or name not in ours[name.image]:
                 raise exceptions.SnapshotNotFound(snapshot_id=sid)
             names.append(name)
         new, base = names
