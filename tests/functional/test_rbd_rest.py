@@ -112,6 +112,42 @@ def test_rbd_image_protected_into_s3_restored_thin(ceph_cluster: CephCluster, rb
         with rbd.Image(rbd_pool, "database", read_only=True) as image:
             assert len(list(image.list_snaps())) == 1, "the protect's snapshot is kept as the next base, alone"
 
+        # Nightly protects after it read only what librbd's diff says changed: nothing, then one 4 KiB write.
+        def protect() -> dict[str, Any]:
+            made = requests.post(f"{api}/providers/{provider_id}/checkpoints",
+                                 json={"checkpoint": {"plan_id": plan.json()["plan"]["id"]}}, timeout=30)
+            assert made.status_code == 200, made.text
+            body = wait_for(f"{api}/providers/{provider_id}/checkpoints/{made.json()['checkpoint']['id']}",
+                            "checkpoint", {"available", "error"}, timeout=300)
+            assert body["status"] == "available", body
+            return dict(body)
+
+        began = time.monotonic()
+        same = protect()
+        unchanged_seconds = time.monotonic() - began
+        info = same["extra_info"]["protected"]["OS::Cinder::Volume#database"]
+        assert (info["mode"], info["bytes_read"], info["bytes_stored"]) == ("incremental", 0, 0), info
+        with rbd.Image(rbd_pool, "database") as image:
+            image.write(b"\x5a" * 4096, 100 * MiB + 4096)
+        changed = protect()
+        info = changed["extra_info"]["protected"]["OS::Cinder::Volume#database"]
+        assert info["mode"] == "incremental" and 0 < info["bytes_read"] <= 4 * MiB, info  # one slot, no more
+        deadline = time.monotonic() + 30  # the older base is released once the checkpoint is published
+        while True:
+            with rbd.Image(rbd_pool, "database", read_only=True) as image:
+                snaps = [s["name"] for s in image.list_snaps()]
+            if len(snaps) == 1:
+                break
+            assert time.monotonic() < deadline, f"only the newest checkpoint keeps its snapshot: {snaps}"
+            time.sleep(0.2)
+        audit = requests.post(f"{api}/verifications", json={"verification": {
+            "provider_id": provider_id, "checkpoint_id": changed["id"],
+            "parameters": {"OS::Cinder::Volume": {"source": True}}}}, timeout=30)
+        assert audit.status_code == 200, audit.text
+        audited = wait_for(f"{api}/verifications/{audit.json()['verification']['id']}", "verification",
+                           {"success", "fail"}, timeout=300)
+        assert audited["status"] == "success", audited
+
         began = time.monotonic()
         restore = requests.post(f"{api}/restores", json={"restore": {
             "provider_id": provider_id, "checkpoint_id": cp["id"], "restore_target": None,
@@ -144,5 +180,6 @@ def test_rbd_image_protected_into_s3_restored_thin(ceph_cluster: CephCluster, rb
         service.stop()
     assert key not in "".join(service.output)
     print(f"\nrbd 256 MiB: protect {protect_seconds:.1f} s ({SIZE / MiB / protect_seconds:.0f} MiB/s), "
+          f"unchanged protect {unchanged_seconds:.1f} s, "
           f"restore {restore_seconds:.1f} s ({SIZE / MiB / restore_seconds:.0f} MiB/s), "
           f"allocated {original_allocated // MiB} MiB -> {restored_allocated // MiB} MiB")
