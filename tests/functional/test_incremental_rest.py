@@ -30,7 +30,7 @@ SIZE = 64 * MiB
 KEY = "OS::Cinder::Volume#vol.img"
 #: The loopback backend trusts an image's timestamps only this long after they were stamped (the kernel
 #: stamps them with a coarse clock): a protect right after a write cannot tell it did not change since.
-RACY_MARGIN = 2.1
+RACY_MARGIN = 0.3
 
 
 @contextlib.contextmanager

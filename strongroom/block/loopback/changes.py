@@ -6,9 +6,10 @@ Two rules, tried in this order by :meth:`LoopbackBackend.changed_extents`:
    ``st_size``, ``st_mtime_ns`` and ``st_ctime_ns`` (:class:`ImageStat`), taken before the copy and
    checked again after it (a change during the copy records none).  Two snapshots whose records are equal
    and trusted saw the same file unchanged: nothing changed, nothing is read.  A record is trusted only
-   when the wall clock, read before the copy began, was at least :data:`RACY_MARGIN_NS` past the recorded
-   mtime and ctime: the kernel stamps them with a coarse clock, so a write in the same tick as an earlier
-   one (as git's "racily clean" entries) may leave both unchanged.  Reading the clock before the copy,
+   when the wall clock, read before the copy began, was past the recorded mtime and ctime by more than
+   the stamps' granularity (:data:`FINE_MARGIN_NS`, 100 ms, for stamps with a sub-second part, else
+   :data:`RACY_MARGIN_NS`, 2 s): the kernel stamps them with a coarse clock, so a write in the same tick as
+   an earlier one (as git's "racily clean" entries) may leave both unchanged.  Reading the clock before the copy,
    not after, also covers a write during a long sparse copy in that tick.  The image is fsynced before
    its stat: a page a program dirtied through ``mmap`` would otherwise take later writes without a
    fault, and so without a new mtime.
@@ -32,8 +33,14 @@ from typing import Any
 from strongroom.block.base import Extent
 from strongroom.block.loopback import fiemap
 
-#: How far the wall clock must be past an image's mtime and ctime for its stat to prove it unchanged.
+#: How far the wall clock must be past an image's mtime and ctime for its stat to prove it unchanged, on a
+#: filesystem that stamps whole seconds (FAT, HFS+, ext4 with 128-byte inodes): the stamp's granularity.
 RACY_MARGIN_NS = 2_000_000_000
+#: The same where the stamps have a sub-second part (ext4, XFS, btrfs, tmpfs): they come from the kernel's
+#: coarse clock, one tick (at most 10 ms, HZ=100) or finer, or from a filesystem granularity below it
+#: (exFAT's 10 ms); ten ticks of margin.
+FINE_MARGIN_NS = 100_000_000
+_SECOND_NS = 1_000_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +66,11 @@ class ImageStat:
 
     @property
     def trusted(self) -> bool:
-        """Taken long enough after the last stamp that a later write in the same clock tick is impossible."""
-        return self.taken_ns - max(self.mtime_ns, self.ctime_ns) >= RACY_MARGIN_NS
+        """Taken long enough after the last stamp that a later write in the same clock tick is impossible:
+        :data:`FINE_MARGIN_NS` after stamps with a sub-second part, else :data:`RACY_MARGIN_NS`."""
+        fine = self.mtime_ns % _SECOND_NS or self.ctime_ns % _SECOND_NS
+        margin = FINE_MARGIN_NS if fine else RACY_MARGIN_NS
+        return self.taken_ns - max(self.mtime_ns, self.ctime_ns) >= margin
 
     def to_json(self) -> dict[str, int]:
         return dataclasses.asdict(self)

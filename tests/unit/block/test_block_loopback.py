@@ -24,7 +24,7 @@ from strongroom.block.loopback import (
     fiemap,
     sparse_copy,
 )
-from strongroom.block.loopback.changes import RACY_MARGIN_NS
+from strongroom.block.loopback.changes import FINE_MARGIN_NS, RACY_MARGIN_NS, ImageStat
 from strongroom.testing.block import MiB, covered, pattern
 from tests.servers.reflinkfs import reflink_filesystem
 
@@ -485,10 +485,12 @@ def test_an_image_replaced_by_another_file_is_not_unchanged(images: pathlib.Path
 
 def test_a_racily_stamped_image_is_not_taken_as_unchanged(images: pathlib.Path) -> None:
     """The kernel stamps mtime and ctime with a coarse clock: a write in the same tick as the last one,
-    right after a snapshot, may leave both as they were.  So a stat taken less than RACY_MARGIN_NS after
-    the last stamp proves nothing, even when no write came (which the backend cannot know)."""
+    right after a snapshot, may leave both as they were.  So a stat taken less than FINE_MARGIN_NS after
+    the last stamp (this filesystem's stamps have a sub-second part) proves nothing, even when no write came
+    (which the backend cannot know)."""
     volume = _written_volume(LoopbackBackend({"path": str(images)}))
-    racy = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 0.5))
+    assert os.stat(images / volume).st_ctime_ns % 1_000_000_000, "the test needs a filesystem with fine stamps"
+    racy = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 0.05))
     base = racy.create_snapshot(volume)
     new = racy.create_snapshot(volume)
     assert racy.changed_extents(new.id, base.id) is None
@@ -497,9 +499,21 @@ def test_a_racily_stamped_image_is_not_taken_as_unchanged(images: pathlib.Path) 
     assert settled.changed_extents(settled.create_snapshot(volume).id, base.id) is None
     # Taken once the margin has passed, the same images' stats are trusted.
     just_past = LoopbackBackend({"path": str(images)},
-                                clock=_clock_after_last_write(images / volume, RACY_MARGIN_NS / 1e9))
+                                clock=_clock_after_last_write(images / volume, FINE_MARGIN_NS / 1e9))
     first, second = just_past.create_snapshot(volume), just_past.create_snapshot(volume)
     assert list(just_past.changed_extents(second.id, first.id) or [None]) == []
+
+
+def test_whole_second_stamps_need_the_whole_margin() -> None:
+    """A filesystem that stamps whole seconds (FAT, ext4 with 128-byte inodes) gives a later write in the same
+    second the same stamp: its stat is trusted only RACY_MARGIN_NS after it; a sub-second stamp much sooner."""
+    second = 1_000_000_000
+    coarse = dict(dev=1, ino=2, size=3, mtime_ns=50 * second, ctime_ns=50 * second)
+    assert not ImageStat(**coarse, taken_ns=50 * second + second).trusted
+    assert ImageStat(**coarse, taken_ns=50 * second + RACY_MARGIN_NS).trusted
+    fine = {**coarse, "ctime_ns": 50 * second + 123}
+    assert not ImageStat(**fine, taken_ns=50 * second + FINE_MARGIN_NS - 1000).trusted
+    assert ImageStat(**fine, taken_ns=50 * second + 123 + FINE_MARGIN_NS).trusted
 
 
 def test_an_image_written_during_the_copy_records_no_stat(images: pathlib.Path,
@@ -557,7 +571,7 @@ def test_a_snapshot_of_an_unchanged_image_links_the_earlier_copy(images: pathlib
     with later.reading_snapshot(copied.id) as reader, later.reading_snapshot(new.id) as old:
         assert (reader.read(MiB, 3), old.read(MiB, 3)) == (b"new", pattern(MiB)[:3])
     # Taken in the racy window, a snapshot copies even an unchanged image.
-    racy = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 0.5))
+    racy = LoopbackBackend({"path": str(images)}, clock=_clock_after_last_write(images / volume, 0.05))
     assert racy.snapshot_method(racy.create_snapshot(volume).id) == METHOD_SPARSE_COPY
 
 
