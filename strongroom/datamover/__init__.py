@@ -4,7 +4,10 @@ Layering: nothing in this package imports the service layers.  See
 ``doc/data-path.md`` for the object formats and invariants.
 """
 
+from strongroom.datamover import incremental
+from strongroom.datamover.audit import AuditResult, audit
 from strongroom.datamover.chunkstore import ChunkStore
+from strongroom.datamover.incremental import Parent
 from strongroom.datamover.manifest import (
     ManifestHeader,
     ManifestIncomplete,
@@ -22,14 +25,18 @@ from strongroom.datamover.mover import (
 )
 
 __all__ = [
+    "AuditResult",
     "BackupResult",
     "ChunkStore",
     "ManifestHeader",
     "ManifestIncomplete",
     "ManifestInfo",
+    "Parent",
     "RestoreResult",
     "VerifyResult",
+    "audit",
     "backup",
+    "incremental",
     "manifest_digests",
     "read_manifest_header",
     "restore",

@@ -5,6 +5,9 @@ The device is cut into fixed ``chunk_size`` slots aligned on multiples of
 a slot is read only where it is allocated (the rest is zeros), and a slot whose
 bytes are all zero is a zero run too.  Every other slot is one chunk: hashed,
 stored if the store lacks it (zstd-compressed), and listed in the manifest.
+Given a parent checkpoint and the extents changed since (an incremental), only
+changed slots are read and the others keep the parent's entries
+(:mod:`strongroom.datamover.plan`, :mod:`strongroom.datamover.incremental`).
 
 Work runs on a bounded thread pool (reading, hashing, compressing and bank I/O
 all release the GIL).  At most ``2 * workers + 2`` slots are in flight, and a
@@ -20,13 +23,13 @@ import concurrent.futures as cf
 import dataclasses
 import random
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from strongroom import exceptions
 from strongroom.bank_plugins.bank import BankSection
-from strongroom.block.base import BlockReader, BlockWriter, Extent
-from strongroom.datamover import allocator, compression
+from strongroom.block.base import BlockReader, BlockWriter
+from strongroom.datamover import allocator, compression, incremental, plan
 from strongroom.datamover import manifest as _manifest
 from strongroom.datamover.chunkstore import ChunkStore
 from strongroom.datamover.manifest import ManifestInfo
@@ -47,6 +50,10 @@ class BackupResult:
     new_chunks: int  # chunks this backup stored (the rest were already in the store)
     zero_bytes: int  # bytes recorded as zero runs (holes and all-zero slots)
     manifest: ManifestInfo
+    mode: str = "full"  # "incremental": built on a parent, only changed slots read
+    reused_chunks: int = 0  # slots that kept the parent's chunk without being read
+    #: Why a backup given a parent read everything (``strongroom.datamover.incremental``'s reasons).
+    full_reason: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,48 +80,6 @@ def _check_workers(workers: int) -> None:
         raise exceptions.InvalidInput(reason=f"workers must be a positive integer, not {workers!r}")
 
 
-# -- planning ---------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Slot:
-    offset: int
-    length: int
-    ranges: tuple[tuple[int, int], ...]  # allocated [start, end) inside the slot, absolute offsets
-
-
-def _plan_slots(extents: Iterable[Extent], size: int, chunk_size: int) -> Iterator[_Slot]:
-    """Slots holding at least one allocated byte, ascending; gaps between them are zeros."""
-    current: int | None = None
-    ranges: list[tuple[int, int]] = []
-    previous_end = 0
-    for extent in extents:
-        start, end = max(extent.offset, 0), min(extent.end, size)
-        if extent.offset < previous_end:
-            raise exceptions.BlockError(reason=f"allocated extents go backwards at offset {extent.offset}")
-        previous_end = extent.end
-        while start < end:
-            slot = start // chunk_size
-            slot_end = min((slot + 1) * chunk_size, size)
-            seg_end = min(end, slot_end)
-            if current is not None and slot != current:
-                yield _make_slot(current, chunk_size, size, ranges)
-                ranges = []
-            current = slot
-            if ranges and ranges[-1][1] == start:
-                ranges[-1] = (ranges[-1][0], seg_end)
-            else:
-                ranges.append((start, seg_end))
-            start = seg_end
-    if current is not None:
-        yield _make_slot(current, chunk_size, size, ranges)
-
-
-def _make_slot(index: int, chunk_size: int, size: int, ranges: list[tuple[int, int]]) -> _Slot:
-    offset = index * chunk_size
-    return _Slot(offset, min(chunk_size, size - offset), tuple(ranges))
-
-
 # -- backup -----------------------------------------------------------------
 
 
@@ -137,7 +102,7 @@ class _Zeros:
         return data == (self.full if n == len(self.full) else self.full[:n])
 
 
-def _read_slot(reader: BlockReader, slot: _Slot) -> tuple[Any, int]:
+def _read_slot(reader: BlockReader, slot: plan.Slot) -> tuple[Any, int]:
     ranges = slot.ranges
     if len(ranges) == 1 and ranges[0] == (slot.offset, slot.offset + slot.length):
         data = reader.read(slot.offset, slot.length)
@@ -158,7 +123,7 @@ def _check_read(data: Any, offset: int, length: int) -> None:
         raise exceptions.BlockError(reason=f"short read at offset {offset}: {len(data)} of {length} bytes")
 
 
-def _backup_slot(reader: BlockReader, store: ChunkStore, slot: _Slot, zeros: _Zeros,
+def _backup_slot(reader: BlockReader, store: ChunkStore, slot: plan.Slot, zeros: _Zeros,
                  stop: threading.Event) -> _SlotDone:
     if stop.is_set():
         raise _Stopped()
@@ -179,13 +144,16 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
            chunk_size: int = DEFAULT_CHUNK_SIZE, workers: int = 2,
            progress: Progress | None = None,
            should_stop: Callable[[], bool] | None = None,
-           entries_per_part: int = _manifest.DEFAULT_ENTRIES_PER_PART) -> BackupResult:
+           entries_per_part: int = _manifest.DEFAULT_ENTRIES_PER_PART,
+           parent: incremental.Parent | None = None) -> BackupResult:
     """Back ``reader`` up into ``store`` and write its manifest in ``manifest_section``.
 
-    ``progress(n)`` is called with bytes newly processed (zero runs included;
-    the calls add up to the volume size).  ``should_stop()`` is polled before
-    each slot; when it returns True the backup stops promptly, writes no header
-    and raises ``ProtectionError``.  Bank errors propagate unchanged.
+    With ``parent`` (``strongroom.datamover.incremental``) only the slots its changed extents touch are read;
+    the others keep the parent's entries.  If the parent cannot be built on, everything is read and
+    ``full_reason`` says why.  ``progress(n)`` is called with bytes newly processed (zero runs and reused slots
+    included; the calls add up to the volume size).  ``should_stop()`` is polled before each slot; when it
+    returns True the backup stops promptly, writes no header and raises ``ProtectionError``.  Bank errors
+    propagate unchanged.
     """
     _check_workers(workers)
     allocator.tune()
@@ -194,6 +162,14 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
             reason=f"chunk_size must be in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}] bytes, not {chunk_size!r}"
         )
     size = reader.size
+    view, full_reason = None, None
+    if parent is not None:
+        try:
+            view = incremental.load_parent(parent, store, size, chunk_size)
+        except incremental.CannotUseParent as err:
+            full_reason = str(err)
+    segments = (plan.full_plan(reader, size, chunk_size) if view is None
+                else plan.incremental_plan(reader, view, size, chunk_size))
     # A header left by an earlier attempt would describe other data: the
     # manifest is incomplete until this backup writes its own.
     manifest_section.delete(_manifest.HEADER_KEY)
@@ -207,29 +183,32 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
     zeros = _Zeros(chunk_size)
     stop = threading.Event()
     totals = collections.Counter[str]()
-    # In offset order: data slots being processed (a future) and the zero runs between them (None).
-    pending: collections.deque[tuple[int, int, cf.Future[_SlotDone] | None]] = collections.deque()
+    # In offset order: data slots being processed (a future), reused chunks and zero runs.
+    pending: collections.deque[tuple[plan.Segment, cf.Future[_SlotDone] | None]] = collections.deque()
     in_flight = 0
     limit = max_in_flight(workers)
 
     def drain_one() -> None:
         nonlocal in_flight
-        offset, length, future = pending.popleft()
-        if future is None:
-            writer.add_zero(offset, length)
-            totals["zero_bytes"] += length
-        else:
+        segment, future = pending.popleft()
+        offset, length = segment.offset, segment.length
+        digest = segment.digest
+        if future is not None:
             in_flight -= 1
             done = future.result()
             totals["bytes_read"] += done.bytes_read
-            if done.digest is None:
-                writer.add_zero(offset, length)
-                totals["zero_bytes"] += length
-            else:
-                writer.add_data(offset, length, done.digest)
-                totals["chunks"] += 1
+            digest = done.digest
+            if digest is not None:
                 totals["new_chunks"] += int(done.new)
                 totals["bytes_stored"] += done.stored
+        elif digest is not None:
+            totals["reused_chunks"] += 1
+        if digest is None:
+            writer.add_zero(offset, length)
+            totals["zero_bytes"] += length
+        else:
+            writer.add_data(offset, length, digest)
+            totals["chunks"] += 1
         report(length)
 
     def check_stop() -> None:
@@ -238,30 +217,29 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
                 reason=f"backup into {manifest_section.prefix} was stopped at the caller's request"
             )
 
-    position = 0  # everything before it is queued
     executor = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="datamover-backup")
     try:
-        for slot in _plan_slots(reader.allocated_extents(), size, chunk_size):
+        for segment in segments:
+            if segment.slot is None:
+                pending.append((segment, None))
+                while len(pending) > 4 * limit:
+                    drain_one()  # a long run of reused slots: keep the queue short
+                continue
             check_stop()
             while in_flight >= limit:
                 drain_one()
-            if slot.offset > position:
-                pending.append((position, slot.offset - position, None))
-            future = executor.submit(_backup_slot, reader, store, slot, zeros, stop)
-            pending.append((slot.offset, slot.length, future))
+            pending.append((segment, executor.submit(_backup_slot, reader, store, segment.slot, zeros, stop)))
             in_flight += 1
-            position = slot.offset + slot.length
-        if size > position:
-            pending.append((position, size - position, None))
         while pending:
             check_stop()
             drain_one()
-        info = writer.commit(bytes_read=totals["bytes_read"], bytes_stored=totals["bytes_stored"],
+        mode = "full" if view is None else "incremental"
+        info = writer.commit(mode=mode, bytes_read=totals["bytes_read"], bytes_stored=totals["bytes_stored"],
                              chunks=totals["chunks"], new_chunks=totals["new_chunks"],
-                             zero_bytes=totals["zero_bytes"])
+                             reused_chunks=totals["reused_chunks"], zero_bytes=totals["zero_bytes"])
     except BaseException:
         stop.set()
-        for _, _, queued in pending:
+        for _, queued in pending:
             if queued is not None:
                 queued.cancel()
         raise
@@ -269,7 +247,8 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
         executor.shutdown(wait=True, cancel_futures=True)
     return BackupResult(size=size, bytes_read=totals["bytes_read"], bytes_stored=totals["bytes_stored"],
                         chunks=totals["chunks"], new_chunks=totals["new_chunks"],
-                        zero_bytes=totals["zero_bytes"], manifest=info)
+                        zero_bytes=totals["zero_bytes"], manifest=info, mode=mode,
+                        reused_chunks=totals["reused_chunks"], full_reason=full_reason)
 
 
 # -- restore and verify -----------------------------------------------------

@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from strongroom import exceptions
@@ -47,6 +47,9 @@ _FINAL_OF: dict[str, str] = {CheckpointStatus.PROTECTING: CheckpointStatus.ERROR
 #: Operation logs a reclaim closes if their run left them open.
 _WRITER_LOGS = frozenset({LoggedOperation.PROTECT, LoggedOperation.DELETE, LoggedOperation.COPY})
 RESET_REASON = "reset by an administrator"
+#: The ``extra_info`` key of a checkpoint that shows, per resource, what its protect did (the volume plugin:
+#: mode full or incremental, bytes read and stored, why a full read, the parent checkpoint).
+PROTECTED = "protected"
 #: The ``extra_info`` key of a checkpoint that shows its last verification (id, status, at, reason).
 LAST_VERIFICATION = "last_verification"
 
@@ -171,12 +174,14 @@ class CheckpointCatalogue:
         """Bytes a protect has read so far (the catalogue only: the bank index carries no progress)."""
         self._catalogue(checkpoint_id, {"bytes_done": bytes_done})
 
-    def publish(self, checkpoint_id: str, *, owner_id: str | None, bytes_done: int) -> str | None:
+    def publish(self, checkpoint_id: str, *, owner_id: str | None, bytes_done: int,
+                protected: Mapping[str, Mapping[str, Any]] | None = None) -> str | None:
         """Publish a protect: index ``available`` (after every manifest), listings, marker, catalogue.
 
         With ``owner_id``, refuses (``Conflict``) unless the index still names that
-        writer.  Returns None once published, or why the checkpoint was withdrawn:
-        garbage collection judged its writer dead while it was publishing.
+        writer.  ``protected`` (what each resource's protect reported: mode, bytes read and stored...) goes
+        into the checkpoint's ``extra_info`` under :data:`PROTECTED`.  Returns None once published, or why
+        the checkpoint was withdrawn: garbage collection judged its writer dead while it was publishing.
         """
         record = self.store.read(checkpoint_id)
         if owner_id is not None and record.owner_id not in (None, owner_id):
@@ -184,6 +189,8 @@ class CheckpointCatalogue:
         check_transition("Checkpoint", checkpoint_id, record.status, CheckpointStatus.AVAILABLE, CheckpointStatus)
         record.status = CheckpointStatus.AVAILABLE
         record.status_reason = None
+        if protected:
+            record.extra_info = {**record.extra_info, PROTECTED: {k: dict(v) for k, v in sorted(protected.items())}}
         self._index.write(record)  # the commit: from here on the checkpoint is available
         try:
             self._index.add_listings(record)
@@ -199,7 +206,7 @@ class CheckpointCatalogue:
             self._index.remove_listings(withdrawn)
             return reason
         self._catalogue(checkpoint_id, {"status": CheckpointStatus.AVAILABLE, "status_reason": None,
-                                        "bytes_done": bytes_done})
+                                        "bytes_done": bytes_done, "extra_info": record.extra_info})
         return None
 
     def fail_protect(self, checkpoint_id: str, reason: str, owner_id: str, bytes_done: int,

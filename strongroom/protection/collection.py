@@ -18,6 +18,7 @@ from typing import Any
 
 from strongroom import exceptions
 from strongroom.bank_plugins.lease import BankLease
+from strongroom.protection.bases import bank_status
 from strongroom.protection.catalogue import Catalogues, CheckpointCatalogue
 from strongroom.protection.gc import Collector, GarbageCollector, Report, Sweeping
 from strongroom.protection.leases import BankLeases
@@ -39,7 +40,8 @@ def collect(catalogue: CheckpointCatalogue, provider: Provider, lease: BankLease
     except exceptions.StrongroomError as err:
         report.errors.append(f"block backends: {err}")
         backends = {}
-    snapshots = reclaim_snapshots(backends, provider.id, collector.live_checkpoints, dry_run=dry_run)
+    snapshots = reclaim_snapshots(backends, provider.id, collector.live_checkpoints, dry_run=dry_run,
+                                  status=bank_status(catalogue.bank))
     report.snapshots, report.leftovers = snapshots.snapshots, snapshots.leftovers
     report.errors += snapshots.errors
     if not dry_run:

@@ -81,6 +81,12 @@ class Operation:
     def on_complete(self, ctx: OperationContext) -> None:
         """Last hook; runs dependents before parents."""
 
+    def on_published(self, ctx: OperationContext) -> None:
+        """Protect only, after the run: the checkpoint is ``available``.  Best effort, for releasing what the
+        checkpoint has superseded (the volume plugin's older base snapshots); an error is logged, never fails
+        the checkpoint, and must leave nothing garbage collection cannot reclaim.  Not called when the run
+        failed, nor again for a checkpoint published by an earlier attempt."""
+
 
 class ProtectionPlugin(abc.ABC):
     """Protects, restores, verifies and deletes resources of some types."""

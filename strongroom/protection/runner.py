@@ -73,13 +73,14 @@ class Runner:
         run = self._run_of(job)
         tracker = ResourceTracker(run.on_resource_change)
         results: dict[str, dict[str, Any]] = {}
+        prepared: list[tuple[Operation, OperationContext]] = []
         progress = Progress(0, lambda n: None, self.clock)
         error: str | None = None
         try:
             progress = run.progress()
             run.before_flow()
             roots = graph_mod.deserialize(job.checkpoint.resource_graph)
-            flow = build_flow(SPECS[job.kind], roots, self._preparer(run, progress, results), tracker)
+            flow = build_flow(SPECS[job.kind], roots, self._preparer(run, progress, results, prepared), tracker)
             stored = run_flow(flow, self.flow_executor, self.persistence, f"{job.kind}-{job.log.id}",
                               describe=lambda: f"checkpoint {job.checkpoint.id}", book=book,
                               flow_detail=flow_detail, keep_book=job.lost_claim)
@@ -96,7 +97,8 @@ class Runner:
             if job.fence is not None and not job.fence.valid():
                 error = f"{job.fence.lost('go on')} (stopped: {error})"
             LOG.warning("%s of checkpoint %s failed: %s", job.kind, job.checkpoint.id, error)
-        self._finish(run, tracker, results, progress, error)
+        if self._finish(run, tracker, results, progress, error) and job.kind is OperationKind.PROTECT:
+            _published(job.checkpoint.id, prepared)
 
     def fail_unstarted(self, job: Job, reason: str) -> None:
         """End a run that could not start (its job could not be posted, or was reclaimed meanwhile)."""
@@ -104,7 +106,8 @@ class Runner:
         run = self._run_of(job)
         self._finish(run, ResourceTracker(), {}, Progress(0, lambda n: None, self.clock), reason)
 
-    def _preparer(self, run: Run, progress: Progress, results: dict[str, dict[str, Any]]
+    def _preparer(self, run: Run, progress: Progress, results: dict[str, dict[str, Any]],
+                  prepared: list[tuple[Operation, OperationContext]]
                   ) -> Callable[[Resource], tuple[Operation, OperationContext]]:
         job = run.job
         params = run.parameters()
@@ -119,22 +122,25 @@ class Runner:
                 section=run.section(resource), progress=progress.add, should_stop=lambda: not job.may_write(),
                 resume_state=load(), save_resume_state=save)
             results[resource.key] = ctx.result
-            return plugin.get_operation(job.kind, resource), ctx
+            operation = plugin.get_operation(job.kind, resource)
+            prepared.append((operation, ctx))
+            return operation, ctx
 
         return prepare
 
     def _finish(self, run: Run, tracker: ResourceTracker, results: dict[str, dict[str, Any]],
-                progress: Progress, error: str | None) -> None:
+                progress: Progress, error: str | None) -> bool:
+        """Record the run's end; True if it succeeded (a protect: its checkpoint is published)."""
         job = run.job
         if job.lost_claim():
             LOG.warning("%s of checkpoint %s stopped: its job was taken over by another worker", job.kind,
                         job.checkpoint.id)
-            return
+            return False
         try:
             error = run.record(tracker, results, progress, error)
         except LostClaim as err:
             LOG.warning("%s of checkpoint %s will not publish: %s", job.kind, job.checkpoint.id, err)
-            return
+            return False
         except Exception as err:  # noqa: BLE001 - the bank may be gone: record it, never leave it running
             LOG.warning("could not record the end of %s %s: %s", job.kind, job.checkpoint.id, err)
             error = (f"{error}; then could not record the failure in the bank: {err}" if error
@@ -144,6 +150,18 @@ class Runner:
             "status": run.success if error is None else run.failure, "ended_at": self.clock.now(),
             "error_info": error, "extra_info": {**job.log.extra_info, "resources": dict(tracker.status),
                                                 "reasons": dict(tracker.reason)}})
+        return error is None
+
+
+def _published(checkpoint_id: str, prepared: list[tuple[Operation, OperationContext]]) -> None:
+    """Each protect operation's ``on_published``, once its checkpoint is available; what fails is logged and
+    left to garbage collection (the checkpoint stays available)."""
+    for operation, ctx in prepared:
+        try:
+            operation.on_published(ctx)
+        except Exception as err:  # noqa: BLE001 - best effort: the checkpoint is already published
+            LOG.warning("after publishing checkpoint %s, %s: %s (left to garbage collection)", checkpoint_id,
+                        ctx.resource.key, err)
 
 
 def resource_parameters(parameters: dict[str, Any], resource: Resource) -> dict[str, Any]:

@@ -170,13 +170,13 @@ class ProtectRun(_CheckpointRun):
                error: str | None) -> str | None:
         catalogue = self.env.catalogue
         if error is None:
-            error = self._publish(progress)
+            error = self._publish(progress, {key: result for key, result in results.items() if result})
         if error is not None:
             catalogue.fail_protect(self.checkpoint_id, error, self.env.owner_id, progress.done,
                                    release=self._sweep)
         return error
 
-    def _publish(self, progress: Progress) -> str | None:
+    def _publish(self, progress: Progress, protected: dict[str, dict[str, Any]]) -> str | None:
         """Publish if the lease and the job's claim allow it; returns why not, or None once published."""
         job = self.job
         if job.fence is not None:
@@ -191,7 +191,8 @@ class ProtectRun(_CheckpointRun):
                 job.claim.lose()  # the job is someone else's now (or cannot be told): its run publishes
                 raise LostClaim(str(err)) from err
         owner = self.env.owner_id if job.fence is not None else None
-        return self.env.catalogue.publish(self.checkpoint_id, owner_id=owner, bytes_done=progress.total)
+        return self.env.catalogue.publish(self.checkpoint_id, owner_id=owner, bytes_done=progress.total,
+                                          protected=protected)
 
 
 class DeleteRun(_CheckpointRun):

@@ -136,3 +136,19 @@ def wait_for(url: str, key: str, done: set[str], timeout: float = 120.0) -> dict
             return body
         time.sleep(0.1)
     raise AssertionError(f"{url} did not reach {done} in {timeout} s")
+
+
+def loopback_snapshots(snapshot_dir: Path) -> dict[str, dict]:
+    """The loopback backend's listed snapshots under ``snapshot_dir`` (``.snapshots``): id -> sidecar."""
+    import json
+
+    if not snapshot_dir.is_dir():
+        return {}
+    return {p.name[: -len(".json")]: json.loads(p.read_text()) for p in snapshot_dir.iterdir()
+            if p.name.endswith(".json") and not p.name.startswith(".")}
+
+
+def retained_bases(snapshot_dir: Path) -> dict[str, str]:
+    """The loopback snapshots kept as their volume's next base: snapshot id -> checkpoint id."""
+    return {sid: info["tags"]["strongroom.checkpoint"] for sid, info in loopback_snapshots(snapshot_dir).items()
+            if info.get("tags", {}).get("strongroom.base") == "1"}

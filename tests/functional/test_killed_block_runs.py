@@ -25,7 +25,7 @@ from tests.functional.banks import (
     wait_progress,
     write_random_image,
 )
-from tests.functional.harness import AllInOne, MiB, wait_for
+from tests.functional.harness import AllInOne, MiB, retained_bases, wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
@@ -105,7 +105,10 @@ def test_killed_protects_leave_no_snapshot_nor_partial_image(request: pytest.Fix
         body = wait_for(f"{second.api()}/providers/{provider}/checkpoints/{done}", "checkpoint",
                         {"error", "available"}, timeout=120)
         assert body["status"] == "available", body
-        assert _files(snapshots) == {}
+        kept = retained_bases(snapshots)
+        assert list(kept.values()) == [done], f"only the protect's own snapshot is kept, as the next base: {kept}"
+        [base] = kept
+        assert set(_files(snapshots)) == {base, f"{base}.json"}, _files(snapshots)
     finally:
         second.stop()
 

@@ -21,7 +21,7 @@ from strongroom.bank_plugins import Bank
 from strongroom.bank_plugins.layout import BankLayout
 from strongroom.block.loopback.layout import SNAPSHOT_DIR
 from tests.functional.banks import referenced_chunks, restore_and_hash, stored_chunks
-from tests.functional.harness import AllInOne
+from tests.functional.harness import AllInOne, loopback_snapshots, retained_bases
 
 #: Statuses a run is in while a process works on it; after recovery no record may stay in one.
 RUNNING_CHECKPOINT = ("protecting", "deleting", "copying")
@@ -160,12 +160,27 @@ class Invariants:
                 out.append(Failure(LEFTOVERS, f"{cp['status']} checkpoint {cid} is still listed in the bank indices"))
         return out
 
-    def no_leaked_snapshot(self) -> list[Failure]:
-        """The loopback backend's snapshot directory is empty once no protect runs."""
-        left = sorted(_files(self.service.volumes / SNAPSHOT_DIR))
-        if not left:
-            return []
-        return [Failure(SNAPSHOTS, f"{len(left)} file(s) left under {SNAPSHOT_DIR}: {', '.join(left[:3])}")]
+    def no_leaked_snapshot(self, checkpoints: Mapping[str, dict[str, Any]]) -> list[Failure]:
+        """Once no protect runs, the loopback backend's snapshot directory holds at most one snapshot per
+        volume, retained as its next base, whose checkpoint is available: nothing else."""
+        directory = self.service.volumes / SNAPSHOT_DIR
+        out = []
+        bases = retained_bases(directory)
+        by_volume: dict[str, list[str]] = {}
+        for sid, info in loopback_snapshots(directory).items():
+            by_volume.setdefault(str(info.get("volume_id")), []).append(sid)
+        for volume, sids in sorted(by_volume.items()):
+            if len(sids) > 1:
+                out.append(Failure(SNAPSHOTS, f"volume {volume} keeps {len(sids)} snapshots: {', '.join(sids)}"))
+        for sid, cid in sorted(bases.items()):
+            if checkpoints.get(cid, {}).get("status") != "available":
+                out.append(Failure(SNAPSHOTS, f"base snapshot {sid} of {checkpoints.get(cid, {}).get('status')} "
+                                              f"checkpoint {cid} was not released"))
+        kept = {name for sid in bases for name in (sid, f"{sid}.json")}
+        left = sorted(set(_files(directory)) - kept)
+        if left:
+            out.append(Failure(SNAPSHOTS, f"{len(left)} file(s) left under {SNAPSHOT_DIR}: {', '.join(left[:3])}"))
+        return out
 
     def no_partial_target(self) -> list[Failure]:
         """The volumes directory holds the protected sources and nothing else: no staged, hidden or half
@@ -207,7 +222,7 @@ class Invariants:
         failures += self.bank_agrees(checkpoints)
         failures += self.no_unreferenced_chunk(checkpoints)
         failures += self.no_leftovers(checkpoints)
-        failures += self.no_leaked_snapshot()
+        failures += self.no_leaked_snapshot(checkpoints)
         failures += self.no_partial_target()
         failures += self.restores_identical(checkpoints if restore is None else restore, checkpoints)
         return failures

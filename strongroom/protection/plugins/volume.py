@@ -33,10 +33,11 @@ from typing import Any
 from strongroom import datamover, exceptions, validation
 from strongroom.bank_plugins import Bank, BankSection
 from strongroom.bank_plugins.layout import MANIFEST_HEADER, RESOURCE_DATA, RESOURCE_METADATA, BankLayout
-from strongroom.block import BlockBackend
+from strongroom.block import BlockBackend, Snapshot
 from strongroom.block.base import check_placement
 from strongroom.context import RequestContext
 from strongroom.objects.records import Resource
+from strongroom.protection import bases
 from strongroom.protection.plugin import (
     Operation,
     OperationContext,
@@ -45,7 +46,7 @@ from strongroom.protection.plugin import (
     ProtectionPlugin,
 )
 from strongroom.protection.protectables import VOLUME_TYPE
-from strongroom.protection.snapshots import run_tags
+from strongroom.protection.snapshots import CHECKPOINT_TAG, run_tags
 
 LOG = logging.getLogger(__name__)
 
@@ -54,6 +55,21 @@ PLACEMENT_PARAMETERS = ("volume_type", "availability_zone")
 
 MANIFEST_DIR = RESOURCE_DATA
 METADATA = RESOURCE_METADATA
+
+#: Why a protect read the whole volume, beside the data mover's own reasons (``datamover.incremental``).
+NO_PARENT = "no parent in this bank"
+BASE_GONE = "base snapshot gone"
+CANNOT_TELL = "backend cannot tell"
+PERIODIC = "periodic full read"
+
+#: Plan parameters (and provider-file defaults) of the volume plugin.
+DEFAULTS: dict[str, Any] = {"retain_base_snapshot": True, "full_every": 0}
+_SETTINGS_SCHEMA: dict[str, Any] = {
+    "retain_base_snapshot": {"type": "boolean", "description": "Keep each protect's snapshot as the next "
+                             "protect's base, so that it reads only what changed (default true)"},
+    "full_every": {"type": "integer", "minimum": 0, "maximum": 10000, "description": "Read the whole volume "
+                   "every Nth protect (0, the default: never; the base and changed-block tracking decide)"},
+}
 
 
 class VolumeProtectionPlugin(ProtectionPlugin):
@@ -67,6 +83,7 @@ class VolumeProtectionPlugin(ProtectionPlugin):
             "compression": {"enum": ["zstd", "none"]},
             "compression_level": {"type": "integer", "minimum": 1, "maximum": 19},
             "workers": {"type": "integer", "minimum": 1, "maximum": 64},
+            **_SETTINGS_SCHEMA,
         },
         "required": ["block_backend"],
         "additionalProperties": False,
@@ -74,7 +91,7 @@ class VolumeProtectionPlugin(ProtectionPlugin):
     options_schema = {
         "title": "Volume protection options",
         "type": "object",
-        "properties": {},
+        "properties": dict(_SETTINGS_SCHEMA),
         "additionalProperties": False,
     }
     restore_schema = {
@@ -101,6 +118,10 @@ class VolumeProtectionPlugin(ProtectionPlugin):
             "chunks": {"type": "integer"}, "new_chunks": {"type": "integer"},
             "bytes_stored": {"type": "integer"},
             "placement": {"type": "object", "additionalProperties": {"type": "string"}},
+            "mode": {"enum": ["full", "incremental"]}, "bytes_read": {"type": "integer"},
+            "reused_chunks": {"type": "integer"}, "full_reason": {"type": ["string", "null"]},
+            "parent_checkpoint": {"type": ["string", "null"]}, "parent_snapshot": {"type": ["string", "null"]},
+            "snapshot_id": {"type": ["string", "null"]}, "incrementals_since_full": {"type": "integer"},
         },
     }
     verify_schema = {
@@ -109,6 +130,10 @@ class VolumeProtectionPlugin(ProtectionPlugin):
         "properties": {
             "sample": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
                        "description": "Fraction of chunks to re-read (default: all)"},
+            "source": {"type": "boolean",
+                       "description": "Also re-read the checkpoint's retained source snapshot and compare every "
+                       "slot with the manifest: an audit of changed-block tracking (only a volume's newest "
+                       "checkpoint keeps its snapshot)"},
         },
         "additionalProperties": False,
     }
@@ -120,6 +145,12 @@ class VolumeProtectionPlugin(ProtectionPlugin):
         self.compression = str(self.options.get("compression", "zstd"))
         self.compression_level = int(self.options.get("compression_level", 3))
         self.workers = int(self.options.get("workers", 3))  # 3 on 2 cores: restore overlaps I/O and zstd
+
+    def setting(self, parameters: Mapping[str, Any], name: str) -> Any:
+        """A plan parameter, else this plugin's provider-file option, else :data:`DEFAULTS`."""
+        if name in parameters:
+            return parameters[name]
+        return self.options.get(name, DEFAULTS[name])
 
     @property
     def backend(self) -> BlockBackend:
@@ -200,6 +231,10 @@ class _VolumeOperation(Operation):
 
 
 class ProtectOperation(_VolumeOperation):
+    """Snapshot, then a full or incremental backup (``strongroom.protection.bases``: the last checkpoint's
+    retained snapshot is the base, the backend says what changed since); the snapshot is kept as the next
+    base unless the plan turns retention off."""
+
     def on_prepare_begin(self, ctx: OperationContext) -> None:
         self.plugin.backend_for(ctx.project_id).get_volume(ctx.resource.id)  # VolumeNotFound names it
 
@@ -211,23 +246,85 @@ class ProtectOperation(_VolumeOperation):
         stale = ctx.resume_state.get("snapshot_id")
         if stale:  # an interrupted earlier attempt (its worker died) left its snapshot behind
             backend.delete_snapshot(str(stale))
-        snapshot = backend.create_snapshot(volume.id, run_tags(plugin.env.provider_id, ctx.checkpoint_id))
+        provider = plugin.env.provider_id
+        retain = bool(plugin.setting(ctx.parameters, "retain_base_snapshot"))
+        base = bases.find_base(backend, provider, volume.id, bases.bank_status(ctx.bank, ctx.project_id),
+                               exclude=ctx.checkpoint_id)
+        tags = bases.base_tags(provider, ctx.checkpoint_id) if retain else run_tags(provider, ctx.checkpoint_id)
+        snapshot = backend.create_snapshot(volume.id, tags)
         ctx.save_resume_state({"snapshot_id": snapshot.id})
+        keep = False
         try:
+            parent, reason, since_full = self._parent(ctx, backend, base, snapshot)
             with backend.reading_snapshot(snapshot.id) as reader:
                 result = datamover.backup(reader, store, ctx.section.section(MANIFEST_DIR),
                                           chunk_size=plugin.chunk_size, workers=plugin.workers,
-                                          progress=ctx.progress, should_stop=ctx.should_stop)
+                                          progress=ctx.progress, should_stop=ctx.should_stop, parent=parent)
+            keep = retain
         finally:
-            backend.delete_snapshot(snapshot.id)
+            if not keep:
+                backend.delete_snapshot(snapshot.id)
             ctx.save_resume_state({})
+        incremental = result.mode == "incremental"
+        info = {
+            "mode": result.mode, "bytes_read": result.bytes_read, "bytes_stored": result.bytes_stored,
+            "new_chunks": result.new_chunks, "reused_chunks": result.reused_chunks,
+            "full_reason": None if incremental else (result.full_reason or reason),
+            "parent_checkpoint": base.checkpoint_id if incremental and base else None,
+        }
         ctx.section.put_json(METADATA, {
             "volume_id": volume.id, "name": volume.name, "size": volume.size,
             "chunks": result.chunks, "new_chunks": result.new_chunks, "bytes_stored": result.bytes_stored,
             "chunk_size": plugin.chunk_size, "hash": plugin.hash_algo, "compression": plugin.compression,
             "placement": dict(volume.placement),
+            **info,
+            "parent_snapshot": base.snapshot.id if incremental and base else None,
+            "snapshot_id": snapshot.id if keep else None,
+            "incrementals_since_full": since_full + 1 if incremental else 0,
         })
-        ctx.result.update(bytes_stored=result.bytes_stored, new_chunks=result.new_chunks)
+        ctx.result.update(info)
+
+    def _parent(self, ctx: OperationContext, backend: BlockBackend, base: bases.Base | None,
+                snapshot: Snapshot) -> tuple[datamover.Parent | None, str | None, int]:
+        """What the backup builds on, or None and why it reads everything; the parent's count of
+        incrementals since its last full read."""
+        if base is None:
+            return None, NO_PARENT, 0
+        section = ctx.bank.section(BankLayout.resource_prefix(base.checkpoint_id, ctx.resource.key), read_only=True)
+        try:
+            saved = section.get_json(METADATA)
+        except exceptions.BankError:
+            saved = {}
+        since_full = saved.get("incrementals_since_full") if isinstance(saved, dict) else None
+        since_full = since_full if isinstance(since_full, int) and since_full >= 0 else 0
+        full_every = int(self.plugin.setting(ctx.parameters, "full_every"))
+        if full_every and since_full + 1 >= full_every:
+            return None, f"{PERIODIC} (full_every {full_every})", since_full
+        if snapshot.size != base.snapshot.size:
+            return None, f"{datamover.incremental.RESIZED}: {base.snapshot.size} to {snapshot.size} bytes", since_full
+        try:
+            found = backend.changed_extents(snapshot.id, base.snapshot.id)
+            changed = list(found) if found is not None else None
+        except exceptions.SnapshotNotFound as err:
+            return None, f"{BASE_GONE}: {err}", since_full
+        if changed is None:
+            return None, f"{CANNOT_TELL} ({backend.kind})", since_full
+        name = f"checkpoint {base.checkpoint_id}"
+        return datamover.Parent(section.section(MANIFEST_DIR), changed, name=name), None, since_full
+
+    def on_published(self, ctx: OperationContext) -> None:
+        """Release the volume's older retained snapshots: this checkpoint's is the base now."""
+        try:
+            saved = ctx.section.get_json(METADATA)
+        except exceptions.BankObjectNotFound:
+            return
+        own_id = saved.get("snapshot_id") if isinstance(saved, dict) else None
+        if not own_id:
+            return
+        backend = self.plugin.backend_for(ctx.project_id)
+        own = next((s for s in backend.list_snapshots(str(saved.get("volume_id"))) if s.id == own_id), None)
+        if own is not None:
+            bases.release_older(backend, self.plugin.env.provider_id, own, bases.bank_status(ctx.bank))
 
 
 class RestoreOperation(_VolumeOperation):
@@ -324,10 +421,30 @@ class VerifyOperation(_VolumeOperation):
                                   sample=float(sample) if sample is not None else None,
                                   workers=plugin.workers, progress=ctx.progress)
         ctx.result.update(chunks_checked=result.chunks_checked, bytes_checked=result.bytes_checked)
-        if result.errors:
-            shown = "; ".join(result.errors[:3])
-            more = f" (and {len(result.errors) - 3} more)" if len(result.errors) > 3 else ""
+        errors = list(result.errors)
+        if ctx.parameters.get("source"):
+            errors += self._audit_source(ctx, manifest)
+        if errors:
+            shown = "; ".join(errors[:3])
+            more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
             raise exceptions.DataIntegrityError(what=ctx.resource.key, reason=shown + more)
+
+    def _audit_source(self, ctx: OperationContext, manifest: BankSection) -> list[str]:
+        """Re-read the retained snapshot the checkpoint was made from and compare it with the manifest."""
+        saved = ctx.section.get_json(METADATA)
+        snapshot_id = saved.get("snapshot_id") if isinstance(saved, dict) else None
+        backend = self.plugin.backend_for(ctx.project_id)
+        kept = snapshot_id and any(s.id == snapshot_id and s.tags.get(CHECKPOINT_TAG) == ctx.checkpoint_id
+                                   for s in backend.list_snapshots(str(saved.get("volume_id"))))
+        if not kept:
+            raise exceptions.ProtectionError(
+                reason=f"source: checkpoint {ctx.checkpoint_id} keeps no snapshot of {ctx.resource.key} to compare "
+                "with (only a volume's newest checkpoint does, while base snapshots are retained)")
+        with backend.reading_snapshot(str(snapshot_id)) as reader:
+            audited = datamover.audit(reader, manifest, workers=self.plugin.workers)
+        ctx.result.update(source_slots_checked=audited.slots_checked, source_bytes_read=audited.bytes_read,
+                          source_mismatches=audited.mismatches)
+        return [f"source snapshot {snapshot_id}: {e}" for e in audited.errors]
 
 
     @staticmethod
@@ -356,4 +473,17 @@ class DeleteOperation(_VolumeOperation):
         keys = manifest.list()
         for key in sorted(keys, key=lambda k: k != MANIFEST_HEADER):
             manifest.delete(key)
+        self._release_snapshot(ctx)
         ctx.section.delete(METADATA)
+
+    def _release_snapshot(self, ctx: OperationContext) -> None:
+        """The checkpoint's retained snapshot goes with it (a leaked one is garbage collection's)."""
+        try:
+            saved = ctx.section.get_json(METADATA)
+        except (exceptions.BankObjectNotFound, exceptions.BankObjectCorrupt):
+            return
+        if isinstance(saved, dict) and saved.get("snapshot_id"):
+            backend = self.plugin.backend_for(ctx.project_id)
+            for snapshot in backend.list_snapshots(str(saved.get("volume_id"))):
+                if snapshot.id == saved["snapshot_id"] and snapshot.tags.get(CHECKPOINT_TAG) == ctx.checkpoint_id:
+                    backend.delete_snapshot(snapshot.id)

@@ -16,6 +16,7 @@ import pytest
 from strongroom.bank_plugins.lease import BankLease
 from strongroom.clock import FakeClock
 from strongroom.objects.records import Restore
+from strongroom.protection.bases import base_tags
 from strongroom.protection.manager import ProtectionManager
 from strongroom.protection.plugins import volume as volume_plugin
 from strongroom.protection.snapshots import run_tags
@@ -68,8 +69,8 @@ def test_gc_reclaims_the_snapshots_of_dead_protects_and_only_those(manager: Prot
     assert manager.collection.totals["snapshots_removed"] == 2
 
 
-def test_a_protect_tags_its_snapshot_and_deletes_it(manager: ProtectionManager,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_protect_tags_its_snapshot_and_keeps_it_as_the_next_base(manager: ProtectionManager,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[dict[str, str]] = []
     backup = volume_plugin.datamover.backup
 
@@ -80,8 +81,8 @@ def test_a_protect_tags_its_snapshot_and_deletes_it(manager: ProtectionManager,
     monkeypatch.setattr(volume_plugin.datamover, "backup", watching)
     cid = protect_volume(manager, os.urandom(200_000))
     assert manager.db.get_checkpoint(cid).status == "available"
-    assert seen == [run_tags(PROVIDER, cid)]
-    assert backend_of(manager).list_snapshots() == []
+    assert seen == [base_tags(PROVIDER, cid)]
+    assert [dict(s.tags) for s in backend_of(manager).list_snapshots()] == [base_tags(PROVIDER, cid)]
 
 
 def _restore(manager: ProtectionManager, cid: str, restore_id: str = "r1") -> Restore:
