@@ -256,6 +256,7 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
         while pending:
             check_stop()
             drain_one()
+        store.barrier()
         info = writer.commit(bytes_read=totals["bytes_read"], bytes_stored=totals["bytes_stored"],
                              chunks=totals["chunks"], new_chunks=totals["new_chunks"],
                              zero_bytes=totals["zero_bytes"])
