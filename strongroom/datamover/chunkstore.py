@@ -28,6 +28,7 @@ from strongroom import exceptions
 from strongroom.bank_plugins.bank import BankSection
 from strongroom.bank_plugins.layout import BankLayout
 from strongroom.datamover import compression, hashing
+from strongroom.datamover.compression import DEFAULT_LEVEL
 
 
 class ChunkStore:
@@ -38,7 +39,7 @@ class ChunkStore:
     """
 
     def __init__(self, section: BankSection, hash_algo: str = "sha256", compression: str = "zstd",
-                 compression_level: int = 3) -> None:
+                 compression_level: int = DEFAULT_LEVEL) -> None:
         self.section = section
         self.hash_algo = hash_algo
         self._hash = hashing.hasher(hash_algo)
