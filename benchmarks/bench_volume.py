@@ -268,9 +268,10 @@ class Tool:
 class Ours(Tool):
     name = "strongroom"
 
-    def __init__(self, workers: int, level: int, hash_algo: str) -> None:
+    def __init__(self, workers: int, level: int, hash_algo: str, chunk_size: int = 4 * MIB) -> None:
         self.repo = BENCH / "bank"
-        self.opts = ["--workers", str(workers), "--level", str(level), "--hash", hash_algo]
+        self.opts = ["--workers", str(workers), "--level", str(level), "--hash", hash_algo,
+                     "--chunk-size", str(chunk_size)]
         self.count = 0
         self.last: dict[str, object] = {}
 
@@ -293,8 +294,8 @@ class OursOn(Ours):
 
     incremental = False
 
-    def __init__(self, backend: str, workers: int, level: int, hash_algo: str) -> None:
-        super().__init__(workers, level, hash_algo)
+    def __init__(self, backend: str, workers: int, level: int, hash_algo: str, chunk_size: int = 4 * MIB) -> None:
+        super().__init__(workers, level, hash_algo, chunk_size)
         self.backend = backend
         self.name = f"strongroom-{backend}"
         self.repo = BENCH / f"bank-{backend}"
@@ -470,6 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--level", type=int, default=3)
     parser.add_argument("--hash", default="sha256")
+    parser.add_argument("--chunk-size", type=int, default=4 * MIB, help="Strongroom's chunk size in bytes")
     parser.add_argument("--only", choices=["strongroom", "strongroom-rbd", "strongroom-qcow2", "restic", "borg"],
                         action="append")
     parser.add_argument("--restore-runs", type=int, default=2,
@@ -489,9 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         generate_image(IMAGE)
     original = sha256_file(IMAGE)
 
-    tools: list[Tool] = [Ours(args.workers, args.level, args.hash),
-                         OursOn("rbd", args.workers, args.level, args.hash),
-                         OursOn("qcow2", args.workers, args.level, args.hash), Restic(), Borg()]
+    tools: list[Tool] = [Ours(args.workers, args.level, args.hash, args.chunk_size),
+                         OursOn("rbd", args.workers, args.level, args.hash, args.chunk_size),
+                         OursOn("qcow2", args.workers, args.level, args.hash, args.chunk_size), Restic(), Borg()]
     notes: list[str] = []
     active: list[Tool] = []
     for tool in tools:
@@ -606,7 +608,8 @@ def render(rows: list[Row], notes: list[str], args: argparse.Namespace) -> str:
         "",
         f"1 GiB image (40% random, 20% text, 20% written zeros, 20% holes), seed {SEED}; "
         f"{os.cpu_count()} CPUs.",
-        f"strongroom: LoopbackBackend + FilesystemBank, 4 MiB fixed chunks, {args.hash}, zstd level "
+        f"strongroom: LoopbackBackend + FilesystemBank, {args.chunk_size // 1024} KiB fixed chunks, {args.hash}, "
+        f"zstd level "
         f"{args.level}, {args.workers} workers; protect includes the snapshot.",
         "strongroom-rbd: the same on RbdBackend (one-OSD Ceph, bluestore on a file, this host) and "
         "strongroom-qcow2 on Qcow2Backend (its own qemu-storage-daemon, read over NBD); protect and "

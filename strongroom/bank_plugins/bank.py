@@ -120,6 +120,14 @@ class Bank(_KeyValueOps):
     def put(self, key: str, data: bytes | IO[bytes], metadata: Mapping[str, str] | None = None) -> None:
         self.plugin.put_object(normalize_key(key), data, normalize_metadata(metadata))
 
+    def put_deferred(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        """A put that is durable only after the next :meth:`barrier` (``BankPlugin.put_object_deferred``)."""
+        self.plugin.put_object_deferred(normalize_key(key), data, normalize_metadata(metadata))
+
+    def barrier(self) -> None:
+        """Make every deferred put made before this call durable (``BankPlugin.barrier``)."""
+        self.plugin.barrier()
+
     def get(self, key: str) -> bytes:
         return self.plugin.get_object(normalize_key(key))
 
@@ -179,6 +187,15 @@ class BankSection(_KeyValueOps):
     def put(self, key: str, data: bytes | IO[bytes], metadata: Mapping[str, str] | None = None) -> None:
         self._check_writable(key)
         self.bank.put(self._full(key), data, metadata)
+
+    def put_deferred(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        """:meth:`Bank.put_deferred` in this section."""
+        self._check_writable(key)
+        self.bank.put_deferred(self._full(key), data, metadata)
+
+    def barrier(self) -> None:
+        """:meth:`Bank.barrier`: the barrier is the whole bank's, not only this section's."""
+        self.bank.barrier()
 
     def get(self, key: str) -> bytes:
         return self.bank.get(self._full(key))

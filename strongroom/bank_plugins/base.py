@@ -77,6 +77,25 @@ class BankPlugin(abc.ABC):
         new one, never a mix, and a failed put never leaves a truncated value.
         """
 
+    def put_object_deferred(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        """Like :meth:`put_object`, but the object need be durable only once :meth:`barrier` returns.
+
+        For many objects written in a row and made durable together by one later barrier (the data
+        mover's chunks, before the manifest header that references them).  Until the barrier, a crash
+        may lose the object, and other processes and listings may not see it; this plugin instance
+        reads, heads, tests and deletes it at once.  Whoever sees it sees its whole value.  Idempotent.
+        The default is :meth:`put_object`: durable at once (object stores).
+        """
+        self.put_object(key, data, metadata)
+
+    def barrier(self) -> None:  # noqa: B027 - optional hook
+        """Make every :meth:`put_object_deferred` that returned before this call durable and visible to all.
+
+        Cheap when nothing is deferred.  Raises ``BankError`` if it cannot; the objects it covered may
+        then be lost (nothing that references them may be written).  The default does nothing.
+        """
+        return None
+
     @abc.abstractmethod
     def get_object(self, key: str) -> bytes:
         """Return the whole value.  Raises ``BankObjectNotFound`` if missing."""

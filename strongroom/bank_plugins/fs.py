@@ -39,6 +39,24 @@ listings ignore.  Delete unlinks the data file and removes parent directories
 that became empty; a writer whose directory vanished under it recreates it and
 retries.  Several processes may write distinct keys at once.
 
+Deferred puts and the barrier
+-----------------------------
+``put_object_deferred`` (the data mover's chunks) writes the temp file without
+``fsync`` and does not rename it yet: until the next ``barrier()`` the object
+exists only for this plugin instance (its reads, heads and deletes find the temp
+file), not for listings or other processes.  ``barrier()`` then ``fsync``\\ s
+every temp file it covers (several at once, so the journal commits them
+together), renames each over its data file, and ``fsync``\\ s every directory
+renamed into or created since the last barrier.  So a data file under its final
+name always holds durable bytes, as with ``put_object``: a crash before the
+barrier loses deferred objects (leaving temp files), never leaves a name over
+bytes the disk may not have (a later backup that finds a chunk by name and
+skips writing it can trust it).  At most :data:`MAX_DEFERRED` objects wait; the
+put that reaches it runs the barrier itself.  ``close()`` removes the temp files
+of deferred objects no barrier covered.  A barrier ``fsync``\\ s only what this
+instance wrote, not the whole filesystem (``syncfs``), which would also wait
+for unrelated dirty data there, such as a loopback snapshot just copied.
+
 Listing walks straight to the prefix's directory, sorts each directory's
 entries as their keys would sort (a directory ``d`` sorts like ``d/``), skips
 whole subtrees at or below the marker and stops after ``limit`` keys.
@@ -51,11 +69,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import concurrent.futures as cf
 import datetime as _dt
 import io
 import json
 import os
 import struct
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, ClassVar
@@ -76,6 +96,10 @@ _ENCODED_PIECE = 150
 _DATA_SUFFIX = ".obj"
 _TMP_PREFIX = ".tmp-"
 _MKDIR_ATTEMPTS = 50
+#: Deferred puts waiting for a barrier, at most; the put that reaches it runs the barrier.
+MAX_DEFERRED = 1024
+#: Files a barrier ``fsync``\ s at once (so that the filesystem's journal commits them together).
+SYNC_THREADS = 8
 
 
 # -- name encoding ----------------------------------------------------------
@@ -181,6 +205,14 @@ class _ValueReader(io.RawIOBase):
 # -- the plugin -------------------------------------------------------------
 
 
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+
 class FilesystemBank(BankPlugin):
     """Objects as files under ``options["path"]`` (see the module docstring for the layout)."""
 
@@ -195,11 +227,19 @@ class FilesystemBank(BankPlugin):
     }
 
     def __init__(self, options: Mapping[str, Any] | None = None, clock: Clock | None = None,
-                 *, fsync: bool = True) -> None:
+                 *, fsync: bool = True, syscalls: Any = os) -> None:
         """``fsync=False`` skips every ``fsync`` (tests and scratch banks only: a crash
-        may then lose recent writes); it is not a provider option on purpose."""
+        may then lose recent writes); it is not a provider option on purpose.  ``syscalls``
+        provides ``fsync``, ``replace`` and ``mkdir`` (``os``; tests inject one that records their order)."""
         super().__init__(options)
         self._fsync = fsync
+        self._os = syscalls
+        self._lock = threading.Lock()
+        self._barrier_lock = threading.Lock()
+        #: Deferred puts not yet published: data file path -> its temp file.
+        self._deferred: dict[str, str] = {}
+        #: Directories whose entries the next barrier makes durable (created by deferred puts).
+        self._dirty_dirs: set[str] = set()
         path = self.options.get("path")
         if not isinstance(path, str | os.PathLike) or not os.fspath(path):
             raise exceptions.ConfigError(reason="the fs bank needs option 'path' (a directory)")
@@ -240,11 +280,93 @@ class FilesystemBank(BankPlugin):
 
     def put_object(self, key: str, data: bytes | IO[bytes],
                    metadata: Mapping[str, str] | None = None) -> None:
+        directory, tmp, final = self._write_temp(key, data, metadata, deferred=False)
+        try:
+            with self._lock:
+                self._os.replace(tmp, final)
+                stale = self._deferred.pop(final, None)  # an older deferred value must not come back
+        except BaseException as err:
+            _unlink(tmp)
+            if isinstance(err, OSError):
+                raise self._error(err, key, "write") from err
+            raise
+        if stale is not None:
+            _unlink(stale)
+        self._fsync_dir(directory)
+
+    def put_object_deferred(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        if not self._fsync:
+            self.put_object(key, data, metadata)  # nothing to batch
+            return
+        _directory, tmp, final = self._write_temp(key, data, metadata, deferred=True)
+        with self._lock:
+            stale = self._deferred.get(final)
+            self._deferred[final] = tmp
+            waiting = len(self._deferred)
+        if stale is not None:
+            _unlink(stale)
+        if waiting >= MAX_DEFERRED:
+            self.barrier()
+
+    def barrier(self) -> None:
+        with self._barrier_lock:
+            with self._lock:
+                batch = dict(self._deferred)
+                dirs, self._dirty_dirs = self._dirty_dirs, set()
+            if not batch and not dirs:
+                return
+            try:
+                self._sync_all(list(batch.values()), self._fsync_file)
+            except OSError as err:
+                with self._lock:
+                    for final, tmp in batch.items():
+                        if self._deferred.get(final) == tmp:
+                            del self._deferred[final]
+                for tmp in batch.values():
+                    _unlink(tmp)
+                raise exceptions.bank_error_from_os(
+                    err, f"cannot make recent writes durable in {self.path}: {err.strerror or err}") from err
+            for final, tmp in batch.items():
+                with self._lock:
+                    if self._deferred.get(final) != tmp:
+                        continue  # replaced or deleted meanwhile
+                    try:
+                        self._os.replace(tmp, final)
+                    except OSError as err:
+                        raise exceptions.bank_error_from_os(
+                            err, f"cannot publish {final} in {self.path}: {err.strerror or err}") from err
+                    del self._deferred[final]
+                dirs.add(os.path.dirname(final))
+            self._sync_all(sorted(dirs), self._fsync_dir)
+
+    def _sync_all(self, paths: list[str], sync: Any) -> None:
+        """``sync(path)`` for each path, :data:`SYNC_THREADS` at a time; the first error is raised."""
+        if len(paths) <= 1:
+            for path in paths:
+                sync(path)
+            return
+        with cf.ThreadPoolExecutor(min(SYNC_THREADS, len(paths)), thread_name_prefix="fs-bank-sync") as pool:
+            for _ in pool.map(sync, paths):
+                pass
+
+    def _fsync_file(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _write_temp(self, key: str, data: bytes | IO[bytes], metadata: Mapping[str, str] | None,
+                    *, deferred: bool) -> tuple[str, str, str]:
+        r"""Write ``key``'s new data file as a temp file: (directory, temp path, data file path).
+
+        ``fsync``\ ed unless ``deferred`` (then new directories are left for the barrier too).
+        """
         dirs, name = self._locate(key)
         directory = os.path.join(self._root, *dirs)
         header = json.dumps(dict(metadata or {}), sort_keys=True, separators=(",", ":")).encode("utf-8")
         try:
-            fd, tmp = self._open_temp(directory, dirs, key)
+            fd, tmp = self._open_temp(directory, dirs, key, deferred)
         except OSError as err:
             raise self._error(err, key, "write") from err
         try:
@@ -256,35 +378,32 @@ class FilesystemBank(BankPlugin):
                     while piece := data.read(COPY_CHUNK):
                         out.write(piece)
                 out.flush()
-                if self._fsync:
-                    os.fsync(out.fileno())
+                if self._fsync and not deferred:
+                    self._os.fsync(out.fileno())
             if self._clock is not None:
                 stamp = self._clock.now().timestamp()
                 os.utime(tmp, (stamp, stamp))
-            os.replace(tmp, os.path.join(directory, name))
         except BaseException as err:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            _unlink(tmp)
             if isinstance(err, OSError):
                 raise self._error(err, key, "write") from err
             raise
-        self._fsync_dir(directory)
+        return directory, tmp, os.path.join(directory, name)
 
-    def _open_temp(self, directory: str, dirs: list[str], key: str) -> tuple[int, str]:
+    def _open_temp(self, directory: str, dirs: list[str], key: str, deferred: bool) -> tuple[int, str]:
         """Create a temp file in ``directory``, (re)creating the directory if it vanished."""
         for _ in range(_MKDIR_ATTEMPTS):
             tmp = os.path.join(directory, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
             try:
                 return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), tmp
             except FileNotFoundError:
-                self._make_dirs(dirs)
+                self._make_dirs(dirs, deferred)
         raise exceptions.BankTransientError(
             reason=f"directory for {key!r} in {self.path} keeps vanishing (concurrent deletes)")
 
-    def _make_dirs(self, dirs: list[str]) -> None:
-        """Create the directory chain, ``fsync``-ing the parent of each new one.
+    def _make_dirs(self, dirs: list[str], deferred: bool = False) -> None:
+        """Create the directory chain, ``fsync``-ing the parent of each new one (or, if
+        ``deferred``, leaving that to the next barrier).
 
         A concurrent delete may remove a parent between two ``mkdir``\\ s: then
         this returns early and the caller, finding no directory, starts over.
@@ -294,12 +413,16 @@ class FilesystemBank(BankPlugin):
         for name in dirs:
             parent, current = current, os.path.join(current, name)
             try:
-                os.mkdir(current)
+                self._os.mkdir(current)
             except FileExistsError:
                 continue
             except FileNotFoundError:
                 return
-            self._fsync_dir(parent)
+            if deferred:
+                with self._lock:
+                    self._dirty_dirs.add(parent)
+            else:
+                self._fsync_dir(parent)
 
     def _fsync_dir(self, directory: str) -> None:
         if not self._fsync:
@@ -309,7 +432,7 @@ class FilesystemBank(BankPlugin):
         except OSError:
             return  # removed meanwhile by a delete: nothing left to make durable
         try:
-            os.fsync(fd)
+            self._os.fsync(fd)
         except OSError:
             pass  # some filesystems refuse fsync on directories
         finally:
@@ -318,6 +441,10 @@ class FilesystemBank(BankPlugin):
     def delete_object(self, key: str) -> None:
         dirs, name = self._locate(key)
         directory = os.path.join(self._root, *dirs)
+        with self._lock:
+            pending = self._deferred.pop(os.path.join(directory, name), None)
+        if pending is not None:
+            _unlink(pending)
         try:
             os.unlink(os.path.join(directory, name))
         except (FileNotFoundError, NotADirectoryError):
@@ -337,7 +464,7 @@ class FilesystemBank(BankPlugin):
         """Open ``key``'s data file: (fd, value offset, metadata, stat)."""
         path = self._data_path(key)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = self._open_file(path)
         except (FileNotFoundError, NotADirectoryError):
             raise exceptions.BankObjectNotFound(key=key) from None
         except OSError as err:
@@ -362,6 +489,24 @@ class FilesystemBank(BankPlugin):
                 raise self._error(err, key, "read") from err
             raise
         return fd, _PREFIX_LEN + length, metadata, st
+
+    def _open_file(self, path: str) -> int:
+        """Open the data file at ``path``, or the temp file of a deferred put not yet published."""
+        with self._lock:
+            pending = self._deferred.get(path)
+        if pending is not None:
+            try:
+                return os.open(pending, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                pass  # published (or deleted) meanwhile
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        """Remove the temp files of deferred puts that no barrier made durable."""
+        with self._lock:
+            pending, self._deferred = list(self._deferred.values()), {}
+        for tmp in pending:
+            _unlink(tmp)
 
     def get_object(self, key: str) -> bytes:
         with self.open_object(key) as stream:

@@ -87,6 +87,12 @@ class RetryingBank(BankPlugin):
                 return
         self._call(f"put {key!r}", lambda: self.inner.put_object(key, data, metadata), rewind)
 
+    def put_object_deferred(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        self._call(f"put {key!r}", lambda: self.inner.put_object_deferred(key, data, metadata))
+
+    def barrier(self) -> None:
+        self._call("make the bank's recent writes durable", self.inner.barrier)
+
     def get_object(self, key: str) -> bytes:
         return self._call(f"get {key!r}", lambda: self.inner.get_object(key))
 

@@ -11,6 +11,10 @@ raw bytes when compression did not help) and this metadata:
 Chunks are immutable: the same key always holds the same content, so writing a
 chunk twice (two concurrent backups of equal data) is harmless.  Every read is
 verified against the digest.
+
+Chunks are put with the bank's deferred puts: a chunk is durable, and visible to
+other processes, only once :meth:`ChunkStore.barrier` returns.  Nothing that
+references a chunk (a manifest header) may be written before that barrier.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from strongroom import exceptions
 from strongroom.bank_plugins.bank import BankSection
 from strongroom.bank_plugins.layout import BankLayout
 from strongroom.datamover import compression, hashing
+from strongroom.datamover.compression import DEFAULT_LEVEL
 
 
 class ChunkStore:
@@ -34,7 +39,7 @@ class ChunkStore:
     """
 
     def __init__(self, section: BankSection, hash_algo: str = "sha256", compression: str = "zstd",
-                 compression_level: int = 3) -> None:
+                 compression_level: int = DEFAULT_LEVEL) -> None:
         self.section = section
         self.hash_algo = hash_algo
         self._hash = hashing.hasher(hash_algo)
@@ -68,15 +73,24 @@ class ChunkStore:
     def put(self, digest: str, data: Any) -> int:
         """Store ``data`` (whose digest the caller computed) and return bytes written to the bank.
 
-        Compressed with zstd when that makes it smaller.  Idempotent.
+        Compressed with zstd when that makes it smaller.  Idempotent.  Durable (and seen by
+        other processes) only after the next :meth:`barrier`.
         """
         key = self.key(digest)
         payload, method = self.codec.compress(data)
         if not isinstance(payload, bytes):
             payload = bytes(payload)
         metadata = {"hash": self.hash_algo, "compression": method, "size": str(len(data))}
-        self.section.put(key, payload, metadata)
+        self.section.put_deferred(key, payload, metadata)
         return len(payload)
+
+    def barrier(self) -> None:
+        """Make every chunk put before this call durable: call it before writing what references them.
+
+        One ``fsync`` round for all of them on a filesystem bank; nothing on object stores, whose
+        puts are durable when they return.  Raises ``BankError`` if the bank cannot.
+        """
+        self.section.barrier()
 
     def get(self, digest: str, *, size: int | None = None) -> bytes:
         """The chunk's bytes, verified against ``digest``.

@@ -234,6 +234,7 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
             check_stop()
             drain_one()
         mode = "full" if view is None else "incremental"
+        store.barrier()  # every chunk durable before the header that references them
         info = writer.commit(mode=mode, bytes_read=totals["bytes_read"], bytes_stored=totals["bytes_stored"],
                              chunks=totals["chunks"], new_chunks=totals["new_chunks"],
                              reused_chunks=totals["reused_chunks"], zero_bytes=totals["zero_bytes"])

@@ -236,6 +236,21 @@ class BankConformance(LeaseConformance, FacadeConformance):
         assert not bank.object_exists("k/child")
         assert bank.object_exists("k")
 
+    def test_deferred_put_is_seen_at_once_and_durable_after_barrier(self, bank: BankPlugin) -> None:
+        bank.barrier()  # nothing deferred: a no-op
+        bank.put_object_deferred("d/a", b"first", {"size": "5"})
+        bank.put_object_deferred("d/b", b"second")
+        assert bank.object_exists("d/a")
+        assert bank.get_object("d/a") == b"first"
+        assert dict(bank.head_object("d/a").metadata) == {"size": "5"}
+        bank.put_object_deferred("d/b", b"again")  # idempotent; the last value wins
+        bank.delete_object("d/a")
+        assert not bank.object_exists("d/a")
+        bank.barrier()
+        assert bank.list_objects("d/") == ["d/b"]
+        assert bank.get_object("d/b") == b"again"
+        bank.barrier()
+
     def test_delete_is_idempotent_and_spares_neighbours(self, bank: BankPlugin) -> None:
         keys = ["a", "a/b", "a/b/c", "a-b", "ab"]
         for key in keys:

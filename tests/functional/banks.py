@@ -102,13 +102,24 @@ def configure(tmp_path: Path, bank: BankUnderTest, owner_id: str, *, bank_overri
     return AllInOne(state_dir=state, config_file=conf), provider_id
 
 
+#: Random bytes mapped onto 16 letters: 4 bits of entropy per byte, so every chunk is new (no dedup)
+#: yet compressible, and ``compression_level = 15`` is slow on it.  Pure random bytes would not do:
+#: the data mover stores chunks its probe finds incompressible without compressing them at all.
+_SIXTEEN_LETTERS = bytes(b"abcdefghijklmnop"[i & 15] for i in range(256))
+
+
+def random_compressible(rng: random.Random, n: int) -> bytes:
+    """``n`` unique, compressible bytes (see :data:`_SIXTEEN_LETTERS`)."""
+    return rng.randbytes(n).translate(_SIXTEEN_LETTERS)
+
+
 def write_random_image(path: Path, size: int, seed: int) -> str:
-    """A raw image of random bytes; returns its sha256."""
+    """A raw image of random (compressible) bytes; returns its sha256."""
     rng = random.Random(seed)
     digest = hashlib.sha256()
     with open(path, "wb") as fh:
         for _ in range(size // (16 * MiB)):
-            piece = rng.randbytes(16 * MiB)
+            piece = random_compressible(rng, 16 * MiB)
             digest.update(piece)
             fh.write(piece)
     return digest.hexdigest()
@@ -121,7 +132,7 @@ def rewrite_blocks(path: Path, every: int, seed: int, block: int = 4 * MiB) -> N
     with open(path, "r+b") as fh:
         for offset in range(0, size, block * every):
             fh.seek(offset)
-            fh.write(rng.randbytes(block))
+            fh.write(random_compressible(rng, block))
 
 
 def sha256(path: Path) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.functional.banks import bank_under_test
+from tests.functional.banks import bank_under_test, random_compressible
 from tests.functional.harness import AllInOne, MiB
 from tests.servers.ceph import CephCluster, CephError, missing_packages, must_not_skip
 
@@ -45,7 +45,7 @@ def test_osd_killed_mid_protect(request: pytest.FixtureRequest, tmp_path: Path) 
                          features=rbd.RBD_FEATURE_LAYERING | rbd.RBD_FEATURE_EXCLUSIVE_LOCK
                          | rbd.RBD_FEATURE_OBJECT_MAP | rbd.RBD_FEATURE_FAST_DIFF)
         with rbd.Image(ioctx, "victim") as image:
-            image.write(random.Random(3).randbytes(SIZE), 0)
+            image.write(random_compressible(random.Random(3), SIZE), 0)
 
         bank = bank_under_test("fs", request, tmp_path)
         state, providers = tmp_path / "state", tmp_path / "providers.d"

@@ -344,8 +344,8 @@ class RacedFilesystemBank(FilesystemBank):
 
     races = 3
 
-    def _make_dirs(self, dirs: list[str]) -> None:
-        super()._make_dirs(dirs)
+    def _make_dirs(self, dirs: list[str], deferred: bool = False) -> None:
+        super()._make_dirs(dirs, deferred)
         if self.races:
             self.races -= 1
             shutil.rmtree(os.path.join(self._root, dirs[0]))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 
 import pytest
 import zstandard
@@ -109,3 +110,42 @@ def test_public_names() -> None:
         "Parent", "RestoreResult", "VerifyResult",
         "audit", "backup", "incremental", "manifest_digests", "read_manifest_header", "restore", "verify",
     }
+
+
+def _text(n: int) -> bytes:
+    words = [b"strongroom", b"chunk", b"volume", b"manifest", b"bank", b"\n"]
+    rng = random.Random(n)
+    out = b" ".join(rng.choice(words) for _ in range(n // 5))
+    return out[:n].ljust(n, b" ")
+
+
+def test_a_chunk_the_probe_finds_incompressible_is_stored_raw(bank: Bank) -> None:
+    store = ChunkStore(bank.section("projects/p1/chunks"))
+    data = os.urandom(1 << 20)
+    digest = store.hash(data)
+    assert store.put(digest, data) == len(data)
+    assert bank.head(f"projects/p1/chunks/{digest[:2]}/{digest}").metadata["compression"] == "none"
+    assert store.get(digest, size=len(data)) == data
+
+
+def test_the_probe_still_compresses_a_chunk_partly_compressible(bank: Bank) -> None:
+    """A quarter of text at the end of a random chunk is enough for the probe, spread over the chunk."""
+    store = ChunkStore(bank.section("projects/p1/chunks"))
+    data = os.urandom(3 << 18) + _text(1 << 18)
+    digest = store.hash(data)
+    assert store.put(digest, data) < len(data) * 0.9
+    assert bank.head(f"projects/p1/chunks/{digest[:2]}/{digest}").metadata["compression"] == "zstd"
+    assert store.get(digest) == data
+
+
+@pytest.mark.parametrize("level", [-5, -1, 1, 3])
+def test_every_level_is_read_by_a_store_of_another_level(bank: Bank, level: int) -> None:
+    """The stored format does not depend on the level: today's readers read chunks of any level."""
+    writer = ChunkStore(bank.section("projects/p1/chunks"), compression_level=level)
+    reader = ChunkStore(bank.section("projects/p1/chunks"))
+    data = _text(1 << 20)
+    digest = writer.hash(data)
+    assert writer.put(digest, data) < len(data) // 2
+    assert bank.head(f"projects/p1/chunks/{digest[:2]}/{digest}").metadata["compression"] == "zstd"
+    assert reader.get(digest, size=len(data)) == data
+    reader.check(digest, len(data))

@@ -66,6 +66,7 @@ lease_validity_window = {WINDOWS.validity}
     store.resource_section("cp-zombie", "OS::Cinder::Volume#v").put("data/parts/000000", b"part")
     chunks = ChunkStore(bank.section(BankLayout.chunks_prefix("proj")))
     chunks.put(chunks.hash(b"orphan chunk"), b"orphan chunk")
+    chunks.barrier()  # durable, as the chunks of a writer that died after a barrier
     # ... and the snapshot it was reading, beside an operator's own.
     volumes = LoopbackBackend({"path": str(state / "volumes")})
     volumes.create_volume(1 << 20, name="v")
