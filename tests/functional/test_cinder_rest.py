@@ -3,11 +3,15 @@
 The volume is made through Cinder's own API (1 GiB, its smallest), of a second volume type made for the
 test, and filled as a guest would, through its RBD image: random data, text, written zeros and
 never-written space.  The provider names the cinder backend (noauth, the ``rbd_key`` option itself, which
-must never reach the service's output).  The restore must be a new Cinder volume that Cinder reports
-``available``, of the original's volume type and zone, byte for byte the original; a restore into an
-existing available volume (``restore_target``) leaves it byte for byte the original too, nothing of its
-old bytes left, and one into a volume Cinder has in maintenance is refused naming it; each project lists only its
-own volumes; and with cinder-api stopped, the listing answers 503 naming Cinder.
+must never reach the service's output).  After the first (full) protect, a few small writes through
+librbd; the next protect reads only what librbd's diff of the two Cinder snapshots says changed, one more
+with nothing changed reads nothing, and the newest checkpoint is audited against its retained snapshot
+(``{"source": true}``).  The restore of the full checkpoint must be a new Cinder volume that Cinder reports
+``available``, of the original's volume type and zone, byte for byte the volume at that protect; a restore
+of the incremental one into an existing available volume (``restore_target``) leaves it byte for byte the
+volume at that protect, nothing of its old bytes left, and one into a volume Cinder has in maintenance is
+refused naming it; each project lists only its own volumes; and with cinder-api stopped, the listing
+answers 503 naming Cinder.
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ pytestmark = pytest.mark.functional
 
 GiB = 1 << 30
 TEXT = b"The quick brown fox jumps over the lazy dog. "
+CHUNK = 4 * MiB  # the volume plugin's default chunk size
+VOLUME_KEY = "OS::Cinder::Volume#{}"
+#: The nightly changes after the first protect: in the random data (unaligned), from the text across a
+#: chunk boundary into the written zeros, in those zeros, in never-written space, and the volume's last byte.
+CHANGES = {3 * MiB + 777: b"\x5a" * 4096, 8 * MiB - 100: b"\xa5" * 200, 9 * MiB: b"\x01" * 65536,
+           400 * MiB + 12288: b"nightly" * 100, GiB - 1: b"!"}
 
 
 def fill(handle: Any) -> None:
@@ -50,6 +60,36 @@ def digest(handle: Any) -> str:
     for offset in range(0, handle.size(), 32 * MiB):
         sha.update(handle.read(offset, 32 * MiB))
     return sha.hexdigest()
+
+
+def protect(api: str, provider_id: str, plan_id: str) -> dict[str, Any]:
+    """A protect through the API, waited for until ``available``."""
+    made = requests.post(f"{api}/providers/{provider_id}/checkpoints", json={"checkpoint": {"plan_id": plan_id}},
+                         timeout=30)
+    assert made.status_code == 200, made.text
+    body = wait_for(f"{api}/providers/{provider_id}/checkpoints/{made.json()['checkpoint']['id']}", "checkpoint",
+                    {"available", "error"}, timeout=300)
+    assert body["status"] == "available", body
+    return dict(body)
+
+
+def verify(api: str, provider_id: str, checkpoint_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    verification = requests.post(f"{api}/verifications", json={"verification": {
+        "provider_id": provider_id, "checkpoint_id": checkpoint_id, "parameters": parameters}}, timeout=30)
+    assert verification.status_code == 200, verification.text
+    return dict(wait_for(f"{api}/verifications/{verification.json()['verification']['id']}", "verification",
+                         {"success", "fail"}, timeout=300))
+
+
+def retained(cinder: CinderService, volume_id: str, project: str) -> int:
+    """How many snapshots the volume has once the older base is released (just after a checkpoint is
+    published, so polled for)."""
+    deadline = time.monotonic() + 30
+    while True:
+        snaps = cinder.api("GET", f"/snapshots?volume_id={volume_id}", project).json()["snapshots"]
+        if len(snaps) <= 1 or time.monotonic() > deadline:
+            return len(snaps)
+        time.sleep(0.2)
 
 
 def test_cinder_volume_protected_into_s3_restored_as_a_new_volume(
@@ -118,8 +158,36 @@ def test_cinder_volume_protected_into_s3_restored_as_a_new_volume(
             cp = wait_for(cp_url, "checkpoint", {"available", "error"}, timeout=300)
             protect_seconds = time.monotonic() - began
             assert cp["status"] == "available", cp
+            assert cp["extra_info"]["protected"][VOLUME_KEY.format(source["id"])]["mode"] == "full"
             snaps = cinder.api("GET", f"/snapshots?volume_id={source['id']}", project).json()["snapshots"]
             assert len(snaps) == 1, f"the protect's snapshot is kept as the next base, alone: {snaps}"
+
+            # The nightly protects: a few small writes, then one with nothing changed.
+            with rbd.Image(ioctx, f"volume-{source['id']}") as image:
+                for offset, data in CHANGES.items():
+                    image.write(data, offset)
+                image.flush()
+                changed = digest(image)
+            assert changed != original
+            began = time.monotonic()
+            cp2 = protect(api, provider_id, plan.json()["plan"]["id"])
+            incremental_seconds = time.monotonic() - began
+            second = cp2["extra_info"]["protected"][VOLUME_KEY.format(source["id"])]
+            assert (second["mode"], second["parent_checkpoint"], second["full_reason"]) == \
+                ("incremental", cp["id"], None), second
+            slots = {o // CHUNK for o in CHANGES} | {(o + len(d) - 1) // CHUNK for o, d in CHANGES.items()}
+            assert sum(map(len, CHANGES.values())) <= second["bytes_read"] <= len(slots) * CHUNK, second
+            assert 0 < second["bytes_stored"] <= len(slots) * CHUNK, second
+            assert retained(cinder, source["id"], project) == 1, "only the newest checkpoint keeps its snapshot"
+            began = time.monotonic()
+            cp3 = protect(api, provider_id, plan.json()["plan"]["id"])
+            unchanged_seconds = time.monotonic() - began
+            third = cp3["extra_info"]["protected"][VOLUME_KEY.format(source["id"])]
+            assert (third["mode"], third["parent_checkpoint"], third["bytes_read"], third["bytes_stored"]) == \
+                ("incremental", cp2["id"], 0, 0), third
+            assert retained(cinder, source["id"], project) == 1, "only the newest checkpoint keeps its snapshot"
+            audit = verify(api, provider_id, cp3["id"], {"OS::Cinder::Volume": {"source": True}})
+            assert audit["status"] == "success", audit
 
             began = time.monotonic()
             restore = requests.post(f"{api}/restores", json={"restore": {
@@ -140,23 +208,24 @@ def test_cinder_volume_protected_into_s3_restored_as_a_new_volume(
             assert not (restored[0].get("metadata") or {}).keys() & {"strongroom.staged", "strongroom.staged_at"}
             assert sorted(v["name"] for v in volumes) == ["database", "database-restored", "scratch"]
             with rbd.Image(ioctx, f"volume-{restored[0]['id']}", read_only=True) as image:
-                assert digest(image) == original
+                assert digest(image) == original, "the full checkpoint is not the volume at its protect"
 
-            # Into the existing volume: refused while Cinder has it in maintenance (in use), then written whole.
+            # The incremental checkpoint into the existing volume: refused while Cinder has it in maintenance
+            # (in use), then written whole.
             into = {f"OS::Cinder::Volume#{source['id']}": {"restore_target": target["id"]}}
             action = f"/volumes/{target['id']}/action"
             busy = cinder.api("POST", action, json={"os-reset_status": {"status": "maintenance"}})
             assert busy.status_code == 202, busy.text
             try:
                 refused = requests.post(f"{api}/restores", json={"restore": {
-                    "provider_id": provider_id, "checkpoint_id": cp["id"], "parameters": into}}, timeout=30)
+                    "provider_id": provider_id, "checkpoint_id": cp2["id"], "parameters": into}}, timeout=30)
             finally:
                 cinder.api("POST", action, json={"os-reset_status": {"status": "available"}})
             assert refused.status_code == 409, refused.text
             assert target["id"] in refused.text and "maintenance" in refused.text, refused.text
             began = time.monotonic()
             restore = requests.post(f"{api}/restores", json={"restore": {
-                "provider_id": provider_id, "checkpoint_id": cp["id"], "parameters": into}}, timeout=30)
+                "provider_id": provider_id, "checkpoint_id": cp2["id"], "parameters": into}}, timeout=30)
             assert restore.status_code == 200, restore.text
             done = wait_for(f"{api}/restores/{restore.json()['restore']['id']}", "restore", {"success", "fail"},
                             timeout=300)
@@ -165,7 +234,7 @@ def test_cinder_volume_protected_into_s3_restored_as_a_new_volume(
             assert [r["id"] for r in done["extra_info"]["restored_resources"].values()] == [target["id"]]
             assert cinder.wait_volume(target["id"], project)["name"] == "scratch"
             with rbd.Image(ioctx, f"volume-{target['id']}", read_only=True) as image:
-                assert digest(image) == original
+                assert digest(image) == changed, "the incremental checkpoint is not the volume at its protect"
             assert len(cinder.api("GET", "/volumes/detail", project).json()["volumes"]) == 3, "a volume was made"
 
             cinder.stop_api()
@@ -181,6 +250,8 @@ def test_cinder_volume_protected_into_s3_restored_as_a_new_volume(
             service.stop()
         assert key not in "".join(service.output)
         print(f"\ncinder 1 GiB volume (12 MiB written): protect {protect_seconds:.1f} s, "
+              f"incremental {incremental_seconds:.1f} s reading {second['bytes_read'] / MiB:.1f} MiB, "
+              f"unchanged {unchanged_seconds:.1f} s reading {third['bytes_read']} bytes, "
               f"restore {restore_seconds:.1f} s, restore into an existing volume {overwrite_seconds:.1f} s")
     finally:
         ioctx.close()
