@@ -15,6 +15,9 @@ from strongroom import backend, config
 
 
 def setup(argv: list[str] | None, prog: str, default_config_files: list[str] | None = None) -> cfg.ConfigOpts:
+    from strongroom.datamover import allocator
+
+    allocator.cap_arenas()  # before any thread: glibc fixes the cap once its ninth arena exists
     backend.init()
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>` dumps every thread's stack
     conf = config.register_opts(cfg.ConfigOpts())

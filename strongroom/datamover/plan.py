@@ -84,10 +84,19 @@ def incremental_plan(reader: BlockReader, view: incremental.ParentView, size: in
     position = 0
 
     def fill(end: int) -> Iterator[Segment]:
+        zeros_from = None  # consecutive zero slots make one segment: a mostly empty volume costs little
         for index in range(position // chunk_size, -(-end // chunk_size)):
             offset = index * chunk_size
             digest = None if view.changed[index] else view.slots[index]
+            if digest is None:
+                zeros_from = offset if zeros_from is None else zeros_from
+                continue
+            if zeros_from is not None:
+                yield Segment(zeros_from, offset - zeros_from)
+                zeros_from = None
             yield Segment(offset, min(chunk_size, size - offset), digest=digest)
+        if zeros_from is not None:
+            yield Segment(zeros_from, min(end, size) - zeros_from)
 
     allocated = incremental.changed_allocated(reader.allocated_extents(), view.changed, size, chunk_size)
     for slot in plan_slots(allocated, size, chunk_size):
