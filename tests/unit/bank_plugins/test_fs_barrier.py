@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from strongroom import exceptions
-from strongroom.bank_plugins import fs
+from strongroom.bank_plugins import fs_deferred
 from strongroom.bank_plugins.fs import FilesystemBank
 from strongroom.bank_plugins.retry import RetryingBank
 
@@ -59,7 +59,7 @@ def test_a_put_or_delete_after_a_deferred_put_wins(tmp_path: pathlib.Path) -> No
 
 def test_many_deferred_puts_are_published_without_waiting_for_the_barrier(
         tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fs, "MAX_DEFERRED", 3)
+    monkeypatch.setattr(fs_deferred, "MAX_DEFERRED", 3)
     bank = FilesystemBank({"path": str(tmp_path)})
     other = FilesystemBank({"path": str(tmp_path)})
     for i in range(4):
