@@ -53,7 +53,9 @@ barrier loses deferred objects (leaving temp files), never leaves a name over
 bytes the disk may not have (a later backup that finds a chunk by name and
 skips writing it can trust it).  At most :data:`MAX_DEFERRED` objects wait; the
 put that reaches it runs the barrier itself.  ``close()`` removes the temp files
-of deferred objects no barrier covered.  A barrier ``fsync``\\ s only what this
+of deferred objects no barrier covered; ``reclaim_temporaries(prefix)`` removes
+every temp file under a prefix (what a killed writer left), for a caller that
+knows no live writer puts there (the chunk sweep).  A barrier ``fsync``\\ s only what this
 instance wrote, not the whole filesystem (``syncfs``), which would also wait
 for unrelated dirty data there, such as a loopback snapshot just copied.
 
@@ -62,7 +64,7 @@ entries as their keys would sort (a directory ``d`` sorts like ``d/``), skips
 whole subtrees at or below the marker and stops after ``limit`` keys.
 
 Name encoding and the data file format are in :mod:`~strongroom.bank_plugins.fs_format`,
-deferred puts and the barrier in :mod:`~strongroom.bank_plugins.fs_deferred`.
+deferred puts, the barrier and the temp file reclaim in :mod:`~strongroom.bank_plugins.fs_deferred`.
 
 The layout assumes a case-sensitive filesystem that does not normalise
 Unicode names (ext4, xfs, btrfs, NFS, CephFS; not macOS APFS by default).

@@ -2,7 +2,9 @@
 
 A deferred put (the data mover's chunks) is a temp file in the chunk's directory, written without
 ``fsync`` and known only to the plugin instance that wrote it, until a barrier ``fsync``\\ s it and
-renames it into place (:mod:`strongroom.bank_plugins.fs`, "Deferred puts and the barrier").
+renames it into place (:mod:`strongroom.bank_plugins.fs`, "Deferred puts and the barrier").  A writer
+killed before its barrier leaves its temp files behind; :meth:`DeferringBank.reclaim_temporaries`
+removes them once the caller knows that no live writer may own any under the prefix (the chunk sweep).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import IO, Any
 
 from strongroom import exceptions
 from strongroom.bank_plugins.base import BankPlugin
+from strongroom.bank_plugins.fs_format import TMP_PREFIX, encode_segment
 
 #: Deferred puts waiting for a barrier, at most; the put that reaches it runs the barrier.
 MAX_DEFERRED = 1024
@@ -124,3 +127,33 @@ class DeferringBank(BankPlugin):
             pending, self._deferred = list(self._deferred.values()), {}
         for tmp in pending:
             unlink_quietly(tmp)
+
+    def reclaim_temporaries(self, prefix: str, dry_run: bool = False) -> list[str]:
+        """Remove every temp file in the directories of keys under ``prefix`` (``""`` or ending in ``/``).
+
+        Deferred puts of this instance there are dropped too (a failed backup's chunks), and directories
+        left empty are removed.  Returns the temp files' paths relative to the bank's directory.
+        """
+        dirs: list[str] = []
+        for segment in prefix.split("/")[:-1]:
+            dirs.extend(encode_segment(segment, data_file=False))
+        top = os.path.join(self._root, *dirs)
+        found: list[str] = []
+        removed: set[str] = set()  # directories removed once their temp files went
+        for directory, subdirs, names in os.walk(top, topdown=False):
+            temps = sorted(os.path.join(directory, name) for name in names if name.startswith(TMP_PREFIX))
+            found.extend(os.path.relpath(tmp, self.path) for tmp in temps)
+            if dry_run or not (temps or removed.intersection(os.path.join(directory, d) for d in subdirs)):
+                continue
+            with self._lock:
+                for final in [final for final, tmp in self._deferred.items() if tmp in temps]:
+                    del self._deferred[final]
+            for tmp in temps:
+                unlink_quietly(tmp)
+            if directory != top:
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    continue  # not empty: it holds objects too
+                removed.add(directory)
+        return sorted(found)
