@@ -128,6 +128,14 @@ class Bank(_KeyValueOps):
         """Make every deferred put made before this call durable (``BankPlugin.barrier``)."""
         self.plugin.barrier()
 
+    def reclaim_temporaries(self, prefix: str, dry_run: bool = False) -> list[str]:
+        """Remove dead writers' leftovers under ``prefix`` (empty or ending with ``/``)
+        (``BankPlugin.reclaim_temporaries``: only once no live writer puts there)."""
+        body = normalize_prefix(prefix)
+        if body and not body.endswith("/"):
+            raise exceptions.InvalidInput(reason=f"prefix {prefix!r} must be empty or end with '/'")
+        return self.plugin.reclaim_temporaries(body, dry_run=dry_run)
+
     def get(self, key: str) -> bytes:
         return self.plugin.get_object(normalize_key(key))
 
@@ -196,6 +204,12 @@ class BankSection(_KeyValueOps):
     def barrier(self) -> None:
         """:meth:`Bank.barrier`: the barrier is the whole bank's, not only this section's."""
         self.bank.barrier()
+
+    def reclaim_temporaries(self, prefix: str = "", dry_run: bool = False) -> list[str]:
+        """:meth:`Bank.reclaim_temporaries` under this section (all of it by default)."""
+        if not dry_run:
+            self._check_writable(prefix)
+        return self.bank.reclaim_temporaries(self.prefix + normalize_prefix(prefix), dry_run=dry_run)
 
     def get(self, key: str) -> bytes:
         return self.bank.get(self._full(key))

@@ -96,6 +96,16 @@ class BankPlugin(abc.ABC):
         """
         return None
 
+    def reclaim_temporaries(self, prefix: str, dry_run: bool = False) -> list[str]:
+        """Remove the leftovers of unfinished writes under ``prefix`` (``""`` or ending with ``/``).
+
+        What a writer killed before its :meth:`barrier` left of its deferred puts (never visible as
+        objects).  Only for a caller that knows no live writer puts under ``prefix`` (the chunk sweep,
+        after its live-writer check): any write in progress there is lost.  Returns what was removed
+        (or, with ``dry_run``, what would be), as names for logs.  The default removes nothing.
+        """
+        return []
+
     @abc.abstractmethod
     def get_object(self, key: str) -> bytes:
         """Return the whole value.  Raises ``BankObjectNotFound`` if missing."""

@@ -53,7 +53,9 @@ barrier loses deferred objects (leaving temp files), never leaves a name over
 bytes the disk may not have (a later backup that finds a chunk by name and
 skips writing it can trust it).  At most :data:`MAX_DEFERRED` objects wait; the
 put that reaches it runs the barrier itself.  ``close()`` removes the temp files
-of deferred objects no barrier covered.  A barrier ``fsync``\\ s only what this
+of deferred objects no barrier covered; ``reclaim_temporaries(prefix)`` removes
+every temp file under a prefix (what a killed writer left), for a caller that
+knows no live writer puts there (the chunk sweep).  A barrier ``fsync``\\ s only what this
 instance wrote, not the whole filesystem (``syncfs``), which would also wait
 for unrelated dirty data there, such as a loopback snapshot just copied.
 
@@ -61,159 +63,52 @@ Listing walks straight to the prefix's directory, sorts each directory's
 entries as their keys would sort (a directory ``d`` sorts like ``d/``), skips
 whole subtrees at or below the marker and stops after ``limit`` keys.
 
+Name encoding and the data file format are in :mod:`~strongroom.bank_plugins.fs_format`,
+deferred puts, the barrier and the temp file reclaim in :mod:`~strongroom.bank_plugins.fs_deferred`.
+
 The layout assumes a case-sensitive filesystem that does not normalise
 Unicode names (ext4, xfs, btrfs, NFS, CephFS; not macOS APFS by default).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import concurrent.futures as cf
 import datetime as _dt
 import io
 import json
 import os
-import struct
-import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, ClassVar
 
 from strongroom import exceptions
-from strongroom.bank_plugins.base import LEASE_OPTIONS, BankPlugin, ObjectInfo
+from strongroom.bank_plugins.base import LEASE_OPTIONS, ObjectInfo
+from strongroom.bank_plugins.fs_deferred import MAX_DEFERRED, SYNC_THREADS, DeferringBank, unlink_quietly
+from strongroom.bank_plugins.fs_format import (
+    DATA_SUFFIX,
+    HEADER_LEN,
+    MAGIC,
+    MAX_PLAIN_SEGMENT,
+    PREFIX_LEN,
+    TMP_PREFIX,
+    ValueReader,
+    encode_segment,
+    is_plain,
+    unb32,
+)
 from strongroom.clock import Clock
 
-MAGIC = b"SRBANK1\n"
-_HEADER_LEN = struct.Struct(">I")
-_PREFIX_LEN = len(MAGIC) + _HEADER_LEN.size
+__all__ = ["COPY_CHUNK", "MAGIC", "MAX_DEFERRED", "MAX_PLAIN_SEGMENT", "SYNC_THREADS", "FilesystemBank",
+           "encode_segment"]
+
 #: Streams are copied in pieces of this size, so memory stays bounded.
 COPY_CHUNK = 1024 * 1024
-#: Segments longer than this (in UTF-8 bytes) are encoded.
-MAX_PLAIN_SEGMENT = 200
-#: Raw bytes per encoded name piece (base32 of 150 bytes is 240 characters).
-_ENCODED_PIECE = 150
-_DATA_SUFFIX = ".obj"
-_TMP_PREFIX = ".tmp-"
 _MKDIR_ATTEMPTS = 50
-#: Deferred puts waiting for a barrier, at most; the put that reaches it runs the barrier.
-MAX_DEFERRED = 1024
-#: Files a barrier ``fsync``\ s at once (so that the filesystem's journal commits them together).
-SYNC_THREADS = 8
-
-
-# -- name encoding ----------------------------------------------------------
-
-
-def _b32(raw: bytes) -> str:
-    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
-
-
-def _unb32(text: str) -> bytes | None:
-    padded = text.upper() + "=" * (-len(text) % 8)
-    try:
-        return base64.b32decode(padded)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _is_plain(segment: str) -> bool:
-    try:
-        raw = segment.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return (
-        0 < len(raw) <= MAX_PLAIN_SEGMENT
-        and not segment.startswith((".", "~"))
-        and not segment.endswith(_DATA_SUFFIX)
-        and "\x00" not in segment
-    )
-
-
-def encode_segment(segment: str, data_file: bool) -> list[str]:
-    """File names (one, or several nested ones) that store one key segment."""
-    if _is_plain(segment):
-        names = [segment]
-    else:
-        raw = segment.encode("utf-8", "surrogatepass")
-        pieces = [raw[i:i + _ENCODED_PIECE] for i in range(0, len(raw), _ENCODED_PIECE)] or [b""]
-        names = ["~~" + _b32(piece) for piece in pieces[:-1]] + ["~" + _b32(pieces[-1])]
-    if data_file:
-        names[-1] += _DATA_SUFFIX
-    return names
-
 
 #: A directory entry as listing sees it: (sort key, is a directory, path relative to the scanned one).
 _Entry = tuple[bytes, bool, str]
 
 
-# -- the value reader -------------------------------------------------------
-
-
-class _ValueReader(io.RawIOBase):
-    """A raw, seekable reader over the value part of a data file."""
-
-    def __init__(self, fd: int, start: int, size: int) -> None:
-        super().__init__()
-        self._fd = fd
-        self._start = start
-        self._size = size
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        want = min(len(view), self._size - self._pos)
-        if want <= 0:
-            return 0
-        chunk = os.pread(self._fd, want, self._start + self._pos)
-        view[:len(chunk)] = chunk
-        self._pos += len(chunk)
-        return len(chunk)
-
-    def readall(self) -> bytes:
-        pieces = []
-        while self._pos < self._size:
-            chunk = os.pread(self._fd, self._size - self._pos, self._start + self._pos)
-            if not chunk:
-                break  # the file shrank: cannot happen with atomic replaces
-            pieces.append(chunk)
-            self._pos += len(chunk)
-        return b"".join(pieces)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError(f"negative seek position {base + offset}")
-        self._pos = base + offset
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
-
-
-# -- the plugin -------------------------------------------------------------
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-
-class FilesystemBank(BankPlugin):
+class FilesystemBank(DeferringBank):
     """Objects as files under ``options["path"]`` (see the module docstring for the layout)."""
 
     options_schema: ClassVar[dict[str, Any]] = {
@@ -234,12 +129,6 @@ class FilesystemBank(BankPlugin):
         super().__init__(options)
         self._fsync = fsync
         self._os = syscalls
-        self._lock = threading.Lock()
-        self._barrier_lock = threading.Lock()
-        #: Deferred puts not yet published: data file path -> its temp file.
-        self._deferred: dict[str, str] = {}
-        #: Directories whose entries the next barrier makes durable (created by deferred puts).
-        self._dirty_dirs: set[str] = set()
         path = self.options.get("path")
         if not isinstance(path, str | os.PathLike) or not os.fspath(path):
             raise exceptions.ConfigError(reason="the fs bank needs option 'path' (a directory)")
@@ -286,75 +175,13 @@ class FilesystemBank(BankPlugin):
                 self._os.replace(tmp, final)
                 stale = self._deferred.pop(final, None)  # an older deferred value must not come back
         except BaseException as err:
-            _unlink(tmp)
+            unlink_quietly(tmp)
             if isinstance(err, OSError):
                 raise self._error(err, key, "write") from err
             raise
         if stale is not None:
-            _unlink(stale)
+            unlink_quietly(stale)
         self._fsync_dir(directory)
-
-    def put_object_deferred(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
-        if not self._fsync:
-            self.put_object(key, data, metadata)  # nothing to batch
-            return
-        _directory, tmp, final = self._write_temp(key, data, metadata, deferred=True)
-        with self._lock:
-            stale = self._deferred.get(final)
-            self._deferred[final] = tmp
-            waiting = len(self._deferred)
-        if stale is not None:
-            _unlink(stale)
-        if waiting >= MAX_DEFERRED:
-            self.barrier()
-
-    def barrier(self) -> None:
-        with self._barrier_lock:
-            with self._lock:
-                batch = dict(self._deferred)
-                dirs, self._dirty_dirs = self._dirty_dirs, set()
-            if not batch and not dirs:
-                return
-            try:
-                self._sync_all(list(batch.values()), self._fsync_file)
-            except OSError as err:
-                with self._lock:
-                    for final, tmp in batch.items():
-                        if self._deferred.get(final) == tmp:
-                            del self._deferred[final]
-                for tmp in batch.values():
-                    _unlink(tmp)
-                raise exceptions.bank_error_from_os(
-                    err, f"cannot make recent writes durable in {self.path}: {err.strerror or err}") from err
-            for final, tmp in batch.items():
-                with self._lock:
-                    if self._deferred.get(final) != tmp:
-                        continue  # replaced or deleted meanwhile
-                    try:
-                        self._os.replace(tmp, final)
-                    except OSError as err:
-                        raise exceptions.bank_error_from_os(
-                            err, f"cannot publish {final} in {self.path}: {err.strerror or err}") from err
-                    del self._deferred[final]
-                dirs.add(os.path.dirname(final))
-            self._sync_all(sorted(dirs), self._fsync_dir)
-
-    def _sync_all(self, paths: list[str], sync: Any) -> None:
-        """``sync(path)`` for each path, :data:`SYNC_THREADS` at a time; the first error is raised."""
-        if len(paths) <= 1:
-            for path in paths:
-                sync(path)
-            return
-        with cf.ThreadPoolExecutor(min(SYNC_THREADS, len(paths)), thread_name_prefix="fs-bank-sync") as pool:
-            for _ in pool.map(sync, paths):
-                pass
-
-    def _fsync_file(self, path: str) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            self._os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def _write_temp(self, key: str, data: bytes | IO[bytes], metadata: Mapping[str, str] | None,
                     *, deferred: bool) -> tuple[str, str, str]:
@@ -371,7 +198,7 @@ class FilesystemBank(BankPlugin):
             raise self._error(err, key, "write") from err
         try:
             with open(fd, "wb", closefd=True) as out:
-                out.write(MAGIC + _HEADER_LEN.pack(len(header)) + header)
+                out.write(MAGIC + HEADER_LEN.pack(len(header)) + header)
                 if isinstance(data, bytes | bytearray | memoryview):
                     out.write(data)
                 else:
@@ -384,7 +211,7 @@ class FilesystemBank(BankPlugin):
                 stamp = self._clock.now().timestamp()
                 os.utime(tmp, (stamp, stamp))
         except BaseException as err:
-            _unlink(tmp)
+            unlink_quietly(tmp)
             if isinstance(err, OSError):
                 raise self._error(err, key, "write") from err
             raise
@@ -393,7 +220,7 @@ class FilesystemBank(BankPlugin):
     def _open_temp(self, directory: str, dirs: list[str], key: str, deferred: bool) -> tuple[int, str]:
         """Create a temp file in ``directory``, (re)creating the directory if it vanished."""
         for _ in range(_MKDIR_ATTEMPTS):
-            tmp = os.path.join(directory, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+            tmp = os.path.join(directory, f"{TMP_PREFIX}{uuid.uuid4().hex}")
             try:
                 return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), tmp
             except FileNotFoundError:
@@ -444,7 +271,7 @@ class FilesystemBank(BankPlugin):
         with self._lock:
             pending = self._deferred.pop(os.path.join(directory, name), None)
         if pending is not None:
-            _unlink(pending)
+            unlink_quietly(pending)
         try:
             os.unlink(os.path.join(directory, name))
         except (FileNotFoundError, NotADirectoryError):
@@ -471,11 +298,11 @@ class FilesystemBank(BankPlugin):
             raise self._error(err, key, "read") from err
         try:
             st = os.fstat(fd)
-            prefix = os.pread(fd, _PREFIX_LEN, 0)
-            if len(prefix) != _PREFIX_LEN or not prefix.startswith(MAGIC):
+            prefix = os.pread(fd, PREFIX_LEN, 0)
+            if len(prefix) != PREFIX_LEN or not prefix.startswith(MAGIC):
                 raise exceptions.BankObjectCorrupt(key=key, reason=f"no valid header (in {self.path})")
-            (length,) = _HEADER_LEN.unpack_from(prefix, len(MAGIC))
-            raw = os.pread(fd, length, _PREFIX_LEN)
+            (length,) = HEADER_LEN.unpack_from(prefix, len(MAGIC))
+            raw = os.pread(fd, length, PREFIX_LEN)
             try:
                 metadata = json.loads(raw)
             except ValueError as err:
@@ -488,7 +315,7 @@ class FilesystemBank(BankPlugin):
             if isinstance(err, OSError):
                 raise self._error(err, key, "read") from err
             raise
-        return fd, _PREFIX_LEN + length, metadata, st
+        return fd, PREFIX_LEN + length, metadata, st
 
     def _open_file(self, path: str) -> int:
         """Open the data file at ``path``, or the temp file of a deferred put not yet published."""
@@ -501,20 +328,13 @@ class FilesystemBank(BankPlugin):
                 pass  # published (or deleted) meanwhile
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
-    def close(self) -> None:
-        """Remove the temp files of deferred puts that no barrier made durable."""
-        with self._lock:
-            pending, self._deferred = list(self._deferred.values()), {}
-        for tmp in pending:
-            _unlink(tmp)
-
     def get_object(self, key: str) -> bytes:
         with self.open_object(key) as stream:
             return stream.read()
 
     def open_object(self, key: str) -> IO[bytes]:
         fd, start, _metadata, st = self._open_data(key)
-        return io.BufferedReader(_ValueReader(fd, start, st.st_size - start), buffer_size=COPY_CHUNK)
+        return io.BufferedReader(ValueReader(fd, start, st.st_size - start), buffer_size=COPY_CHUNK)
 
     def head_object(self, key: str) -> ObjectInfo:
         fd, start, metadata, st = self._open_data(key)
@@ -581,20 +401,20 @@ class FilesystemBank(BankPlugin):
         for name in names:
             if name.startswith("."):
                 continue  # temp files
-            is_dir = not name.endswith(_DATA_SUFFIX)
-            body = name if is_dir else name[:-len(_DATA_SUFFIX)]
+            is_dir = not name.endswith(DATA_SUFFIX)
+            body = name if is_dir else name[:-len(DATA_SUFFIX)]
             if body.startswith("~~"):
-                piece = _unb32(body[2:])
+                piece = unb32(body[2:])
                 if is_dir and piece is not None:
                     inner = self._scan(os.path.join(directory, name), continuation=True)
                     entries.extend((piece + key, sub_is_dir, os.path.join(name, relpath))
                                    for key, sub_is_dir, relpath in inner)
                 continue
             if body.startswith("~"):
-                raw = _unb32(body[1:])
+                raw = unb32(body[1:])
                 if raw is None:
                     continue
-            elif continuation or not _is_plain(body):
+            elif continuation or not is_plain(body):
                 continue  # not a name we write
             else:
                 raw = body.encode("utf-8")

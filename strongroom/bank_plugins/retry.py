@@ -93,6 +93,10 @@ class RetryingBank(BankPlugin):
     def barrier(self) -> None:
         self._call("make the bank's recent writes durable", self.inner.barrier)
 
+    def reclaim_temporaries(self, prefix: str, dry_run: bool = False) -> list[str]:
+        return self._call(f"remove unfinished writes under {prefix!r}",
+                          lambda: self.inner.reclaim_temporaries(prefix, dry_run=dry_run))
+
     def get_object(self, key: str) -> bytes:
         return self._call(f"get {key!r}", lambda: self.inner.get_object(key))
 

@@ -19,7 +19,9 @@ between its last lease check and its publishing request cannot leave an
 alone.  For each project the sweeper (1) writes ``gc/sweeping/<project>/<owner>``,
 (2) looks for a live writer of the project (an active ``protect`` marker whose
 owner is alive) and gives the project up if it finds one, (3) reads every
-manifest of the project's checkpoints, complete or not, (4) deletes the chunks
+manifest of the project's checkpoints, complete or not, and removes the temp files
+that writers killed before their barrier left in its chunk store (the bank's
+``reclaim_temporaries``: no live writer can own one now), (4) deletes the chunks
 none references that are older than the grace period by the bank's clock,
 checking its own lease before each delete, and (5) removes its marker.  A writer
 writes its active marker before it reads a chunk store, and waits while a sweep
@@ -65,6 +67,8 @@ class Sweep:
     unreferenced: int = 0
     removed: int = 0
     kept_young: int = 0
+    #: Temp files of writers killed before their barrier (deferred chunks never published), removed.
+    temporaries: int = 0
     skipped: str | None = None  # why the project was given up
 
 
@@ -83,12 +87,18 @@ class Report:
     def chunks_removed(self) -> int:
         return sum(s.removed for s in self.sweeps)
 
+    @property
+    def temporaries_removed(self) -> int:
+        return sum(s.temporaries for s in self.sweeps)
+
     def summary(self) -> str:
         verb = "would reclaim" if self.dry_run else "reclaimed"
         chunks = sum(s.unreferenced - s.kept_young for s in self.sweeps) if self.dry_run else self.chunks_removed
         skipped = [f"{s.project_id} ({s.skipped})" for s in self.sweeps if s.skipped]
         text = (f"{self.bank}: {verb} {len(self.reclaimed)} zombie checkpoint(s) "
                 f"({sum(r.objects for r in self.reclaimed)} objects) and {chunks} unreferenced chunk(s)")
+        if self.temporaries_removed:
+            text += f"; {verb} {self.temporaries_removed} temp file(s) of writers killed before their barrier"
         if self.snapshots or self.leftovers:
             text += f"; {verb} {len(self.snapshots)} block snapshot(s) of interrupted protects"
             if self.leftovers:
@@ -155,13 +165,16 @@ class GarbageCollector:
         report = Report(bank=self.name, dry_run=dry_run)
         self.reclaim_zombies(report, dry_run)
         if sweep:
-            for project in self._projects():
+            projects = list(self._projects())
+            # A killed writer's project may hold only its unpublished chunks (temp files, never listed).
+            projects += sorted({r.project_id for r in report.reclaimed if r.project_id} - set(projects))
+            for project in projects:
                 try:
                     report.sweeps.append(self.sweep_project(project, dry_run=dry_run))
                 except exceptions.StrongroomError as err:
                     report.errors.append(f"sweep of project {project}: {err}")
                     LOG.warning("%s: sweep of project %s failed: %s", self.name, project, err)
-        if report.reclaimed or report.chunks_removed or report.errors:
+        if report.reclaimed or report.chunks_removed or report.temporaries_removed or report.errors:
             LOG.info("garbage collection of %s", report.summary())
         return report
 
@@ -275,9 +288,15 @@ class GarbageCollector:
             if writer is not None:
                 result.skipped = f"checkpoint {writer.checkpoint_id} is being written by {writer.owner_id}"
                 return result
+            chunks = self.bank.section(BankLayout.chunks_prefix(project_id))
+            # No live writer puts in the project now, and none starts while the marker is held: every
+            # temp file left there is a dead writer's deferred chunk, which no barrier will publish.
+            if not dry_run and not self.lease.check_lease_validity(fence_epoch):
+                result.skipped = "this collector's lease stopped being valid during the sweep"
+                return result
+            result.temporaries = len(chunks.reclaim_temporaries(dry_run=dry_run))
             referenced = referenced_digests(self.store, project_id)
             now = self._bank_now() or self.lease.clock.now()
-            chunks = self.bank.section(BankLayout.chunks_prefix(project_id))
             for key in chunks.iter():
                 digest = BankLayout.digest_of_chunk(key)
                 if digest is None or not hashing.is_digest(digest):
@@ -308,6 +327,9 @@ class GarbageCollector:
                     self.bank.delete(self.layout.sweep_key(project_id, self.owner_id))
         if result.removed:
             LOG.info("%s: swept %d unreferenced chunk(s) of project %s", self.name, result.removed, project_id)
+        if result.temporaries and not dry_run:
+            LOG.info("%s: removed %d temp file(s) of writers of project %s killed before their barrier",
+                     self.name, result.temporaries, project_id)
         return result
 
     def _live_writer(self, project_id: str, finished: str | None = None) -> ActiveMarker | None:

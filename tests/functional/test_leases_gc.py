@@ -25,6 +25,7 @@ from strongroom.protection.checkpoint import CheckpointStore
 from tests.functional.banks import (
     BANK_KINDS,
     WINDOWS,
+    BankUnderTest,
     bank_under_test,
     configure,
     create_plan,
@@ -54,6 +55,11 @@ def _kill_if_running(service: AllInOne) -> None:
 def _checkpoint(service: AllInOne, provider: str, cid: str) -> dict:
     url = f"{service.api()}/providers/{provider}/checkpoints/{cid}"
     return dict(requests.get(url, timeout=10).json()["checkpoint"])
+
+
+def _chunk_temps(bank: BankUnderTest) -> list[Path]:
+    """The temp files in the fs bank's chunk directories (deferred chunks no barrier published)."""
+    return sorted((Path(bank.options["path"]) / "objects" / "projects").rglob(".tmp-*"))
 
 
 @pytest.mark.parametrize("kind", BANK_KINDS)
@@ -88,6 +94,8 @@ def test_a_killed_writer_is_reclaimed_and_earlier_checkpoints_still_restore(
         # Its chunks waited for the barrier before the manifest header: a writer killed before it
         # published none (doc/data-path.md, "Durability").
         assert stored_chunks(inspect, "demo") == kept
+        # ... but left them as unsynced temp files in the chunk directories, for the sweep to remove.
+        assert _chunk_temps(bank), "the killed writer left no deferred chunk"
     else:
         assert stored_chunks(inspect, "demo") - kept, "the killed writer left no chunk of its own"
 
@@ -117,6 +125,10 @@ def test_a_killed_writer_is_reclaimed_and_earlier_checkpoints_still_restore(
         while stored_chunks(inspect, "demo") != kept and time.monotonic() < deadline:
             time.sleep(0.2)
         assert stored_chunks(inspect, "demo") == kept
+        if kind == "fs":  # and its deferred chunks' temp files (doc/lease-and-gc.md, "Chunk sweeps")
+            while _chunk_temps(bank) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert _chunk_temps(bank) == []
         logs = requests.get(f"{second.api()}/operation_logs", params={"checkpoint_id": doomed},
                             timeout=10).json()["operation_logs"]
         assert {log["operation_type"]: log["status"] for log in logs} == {"protect": "error", "reclaim": "success"}

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from strongroom import exceptions
-from strongroom.bank_plugins import fs
+from strongroom.bank_plugins import Bank, fs_deferred
 from strongroom.bank_plugins.fs import FilesystemBank
+from strongroom.bank_plugins.memory import MemoryBank
 from strongroom.bank_plugins.retry import RetryingBank
 
 
@@ -59,7 +60,7 @@ def test_a_put_or_delete_after_a_deferred_put_wins(tmp_path: pathlib.Path) -> No
 
 def test_many_deferred_puts_are_published_without_waiting_for_the_barrier(
         tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fs, "MAX_DEFERRED", 3)
+    monkeypatch.setattr(fs_deferred, "MAX_DEFERRED", 3)
     bank = FilesystemBank({"path": str(tmp_path)})
     other = FilesystemBank({"path": str(tmp_path)})
     for i in range(4):
@@ -98,3 +99,52 @@ def test_the_retrying_wrapper_keeps_puts_deferred(tmp_path: pathlib.Path) -> Non
     assert bank.list_objects() == []
     bank.barrier()
     assert bank.list_objects() == ["k"]
+
+
+# -- reclaiming the temp files of a killed writer ------------------------------------------------
+
+
+def test_a_killed_writers_temp_files_are_reclaimed_under_the_prefix_only(tmp_path: pathlib.Path) -> None:
+    killed = FilesystemBank({"path": str(tmp_path)})
+    for i in range(3):
+        killed.put_object_deferred(f"projects/p/chunks/{i:02x}/c{i}", b"chunk")
+    killed.put_object_deferred("projects/q/chunks/00/other", b"another project's")
+    # the writer is killed here: no barrier, no close
+    bank = Bank(RetryingBank(FilesystemBank({"path": str(tmp_path)}), sleep=lambda _: None))
+    bank.put("projects/p/chunks/00/kept", b"a published chunk")
+    assert len(temp_files(tmp_path)) == 4
+
+    would = bank.section("projects/p/chunks").reclaim_temporaries(dry_run=True)
+    assert len(would) == 3 and all("/.tmp-" in name for name in would)
+    assert len(temp_files(tmp_path)) == 4  # a dry run removes nothing
+
+    removed = bank.section("projects/p/chunks").reclaim_temporaries()
+    assert sorted(removed) == sorted(would)
+    assert len(temp_files(tmp_path)) == 1  # the other project's is left alone
+    assert bank.list("projects/") == ["projects/p/chunks/00/kept"]
+    assert bank.get("projects/p/chunks/00/kept") == b"a published chunk"
+    # The directories that held only temp files are gone; the one with a chunk stays.
+    assert sorted(p.name for p in (tmp_path / "objects/projects/p/chunks").iterdir()) == ["00"]
+    assert bank.section("projects/p/chunks").reclaim_temporaries() == []
+
+
+def test_reclaiming_drops_this_instances_own_deferred_puts(tmp_path: pathlib.Path) -> None:
+    """A failed backup's chunks, reclaimed by the sweep after it: a later barrier publishes nothing of them."""
+    bank = FilesystemBank({"path": str(tmp_path)})
+    bank.put_object_deferred("chunks/ab/failed", b"x")
+    assert len(bank.reclaim_temporaries("chunks/")) == 1
+    assert not bank.object_exists("chunks/ab/failed")
+    bank.put_object_deferred("chunks/ab/next", b"y")
+    bank.barrier()
+    assert FilesystemBank({"path": str(tmp_path)}).list_objects() == ["chunks/ab/next"]
+    assert temp_files(tmp_path) == []
+
+
+def test_reclaiming_needs_a_whole_directory_and_a_writable_section(tmp_path: pathlib.Path) -> None:
+    bank = Bank(FilesystemBank({"path": str(tmp_path)}))
+    with pytest.raises(exceptions.InvalidInput, match="end with '/'"):
+        bank.reclaim_temporaries("chunks/a")
+    with pytest.raises(exceptions.BankReadOnly):
+        bank.section("chunks", read_only=True).reclaim_temporaries()
+    assert bank.section("chunks", read_only=True).reclaim_temporaries(dry_run=True) == []
+    assert Bank(MemoryBank()).reclaim_temporaries("chunks/") == []  # object stores leave none
