@@ -52,6 +52,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from strongroom.protection.plugins import volume as volume_plugin
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MIB = 1 << 20
@@ -958,7 +960,9 @@ def render(figures: dict[str, Any], others: dict[str, Any], args: argparse.Names
         f"# Filesystem image: {figures['size']} ext4 holding {figures['fill'] / 1e9:.2f} GB of files",
         "",
         f"{os.cpu_count()} CPUs. Strongroom through `strongroom-all-in-one` and the `strongroom` CLI "
-        "(filesystem bank, the provider's defaults: 4 MiB chunks, sha256, zstd 3, 3 workers); seconds are the "
+        "(filesystem bank, the volume plugin's defaults: "
+        f"{volume_plugin.DEFAULT_CHUNK_SIZE // 1024} KiB chunks, sha256, "
+        f"zstd {volume_plugin.DEFAULT_COMPRESSION_LEVEL}, 3 workers); seconds are the "
         "CLI's `checkpoint create --wait` / `restore create --wait` (polling every 50 ms). restic: repository v2, "
         "`--compression auto`; borg: repokey, zstd,3; both back up the ext4 image file. Peak RSS: psutil every "
         "50 ms (the service's process; the peer's process). Bytes stored: growth of the repository's disk usage.",
