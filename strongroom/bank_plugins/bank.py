@@ -19,8 +19,11 @@ from strongroom.bank_plugins.base import BankPlugin, ObjectInfo
 MAX_KEY_BYTES = 1024
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _has_control_characters(text: str) -> bool:
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+    return _CONTROL.search(text) is not None  # a regex: every bank call checks its key
 
 
 def normalize_key(key: str) -> str:

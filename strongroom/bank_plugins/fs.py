@@ -76,6 +76,7 @@ import datetime as _dt
 import io
 import json
 import os
+import stat
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, ClassVar
@@ -335,6 +336,22 @@ class FilesystemBank(DeferringBank):
     def open_object(self, key: str) -> IO[bytes]:
         fd, start, _metadata, st = self._open_data(key)
         return io.BufferedReader(ValueReader(fd, start, st.st_size - start), buffer_size=COPY_CHUNK)
+
+    def object_exists(self, key: str) -> bool:
+        """One ``stat`` (the data file, or a deferred put's temp file), not the header's read: a protect asks
+        this of every chunk an incremental reuses."""
+        path = self._data_path(key)
+        with self._lock:
+            candidates = [p for p in (self._deferred.get(path), path) if p is not None]
+        for candidate in candidates:
+            try:
+                if stat.S_ISREG(os.stat(candidate).st_mode):
+                    return True
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as err:
+                raise self._error(err, key, "read") from err
+        return False
 
     def head_object(self, key: str) -> ObjectInfo:
         fd, start, metadata, st = self._open_data(key)
