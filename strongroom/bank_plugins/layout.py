@@ -40,8 +40,10 @@ MANIFEST_PARTS = "parts/"
 RESOURCE_DATA = "data"
 RESOURCE_METADATA = "metadata.json"
 RESUME_STATE = "resume.json"
-#: The greatest character a key segment can hold: listing past ``<prefix>/\uffff`` skips a whole subtree.
-PAST_SEGMENT = "\uffff"
+#: A character above every one a key segment of the layout holds (hex digests, ids of a safe charset):
+#: listing past ``<prefix>/~`` skips a whole subtree.  ASCII: moto 5.2's S3 answers 500 to a ``StartAfter``
+#: holding U+FFFF, and an S3-compatible server need not accept more than real S3 documents.
+PAST_SEGMENT = "~"
 
 
 @dataclasses.dataclass(frozen=True)
