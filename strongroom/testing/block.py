@@ -33,7 +33,7 @@ import pytest
 
 from strongroom import exceptions
 from strongroom.block.base import BackendStats, BlockBackend, BlockReader, Extent, Snapshot, Volume
-from strongroom.testing.block_changes import ChangedBlocksConformance
+from strongroom.testing.block_changes import ChangedBlocksConformance, check_extents
 from strongroom.testing.block_overwrite import OverwriteConformance
 from strongroom.testing.block_staging import StagingConformance
 
@@ -65,12 +65,7 @@ def extents_of(reader: BlockReader) -> list[Extent]:
 
 def assert_well_formed(extents: list[Extent], size: int) -> None:
     """Ascending, non-overlapping, non-empty, within the device."""
-    previous_end = 0
-    for extent in extents:
-        assert extent.length > 0, f"empty extent {extent}"
-        assert extent.offset >= previous_end, f"extents overlap or are not ascending: {extents}"
-        assert extent.end <= size, f"extent {extent} goes past the end ({size})"
-        previous_end = extent.end
+    check_extents(extents, size, "allocated extents")
 
 
 def covered(extents: list[Extent], offset: int, length: int) -> bool:

@@ -65,6 +65,7 @@ def differing_runs(old: bytes, new: bytes) -> Iterator[tuple[int, int]]:
 
 
 def check_extents(extents: list[Extent], size: int, what: str) -> None:
+    """Ascending, non-overlapping, non-empty, within ``[0, size)`` (``what`` names them in a failure)."""
     previous = 0
     for extent in extents:
         assert extent.length > 0, f"{what}: empty extent {extent}"

@@ -88,17 +88,25 @@ def create_locked(path: str) -> int:
     """
     for _ in range(CREATE_ATTEMPTS):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.path.samestat(os.fstat(fd), os.lstat(path)):
-                return fd
-        except FileNotFoundError:
-            pass  # unlinked by a collector while we waited for the lock
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
+        if _locked_as(fd, path):
+            return fd
     raise OSError(errno.EAGAIN, f"{path} was removed by a collector {CREATE_ATTEMPTS} times as it was made")
+
+
+def _locked_as(fd: int, path: str) -> bool:
+    """Lock ``fd`` (waiting for its holder); True if ``path`` still names that file then, else close ``fd``:
+    a collector unlinked it while the maker waited."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.path.samestat(os.fstat(fd), os.lstat(path)):
+            return True
+    except FileNotFoundError:
+        pass  # unlinked by a collector while we waited for the lock
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return False
 
 
 #: errnos of ``link`` meaning "no second name for this file here": the caller copies instead.
@@ -121,16 +129,8 @@ def link_locked(source: str, path: str) -> int | None:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except FileNotFoundError:
             continue  # unlinked by a collector before we opened it
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.path.samestat(os.fstat(fd), os.lstat(path)):
-                return fd
-        except FileNotFoundError:
-            pass  # unlinked by a collector while we waited for the lock
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
+        if _locked_as(fd, path):
+            return fd
     raise OSError(errno.EAGAIN, f"{path} was removed by a collector {CREATE_ATTEMPTS} times as it was made")
 
 
