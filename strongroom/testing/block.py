@@ -82,6 +82,22 @@ def covered(extents: list[Extent], offset: int, length: int) -> bool:
     return pos >= end
 
 
+class OwnBackend:
+    """A ``backend`` fixture for a backend's own tests beside the suite: ``make_backend`` (the class's),
+    closed after the test, without the suite's clean-up of what the test left."""
+
+    def make_backend(self, tmp_path: pathlib.Path) -> BlockBackend:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def backend(self, tmp_path: pathlib.Path) -> Iterator[Any]:
+        backend = self.make_backend(tmp_path)
+        try:
+            yield backend
+        finally:
+            backend.close()
+
+
 class BlockBackendConformance(StagingConformance, OverwriteConformance, ChangedBlocksConformance):
     """Every behaviour the protection engine relies on.  Subclass it and define :meth:`make_backend`."""
 

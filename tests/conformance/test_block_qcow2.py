@@ -11,14 +11,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from strongroom import exceptions
 from strongroom.block.base import BlockBackend, Extent
 from strongroom.block.qcow2 import Qcow2Backend
-from strongroom.testing.block import BlockBackendConformance, MiB, pattern, read_all
+from strongroom.testing.block import BlockBackendConformance, MiB, OwnBackend, pattern, read_all
 from tests.servers.qemu import require_qemu
 
 
@@ -40,15 +39,7 @@ class TestQcow2Backend(Qcow2TestBase, BlockBackendConformance):
 # -- what only a fleecing view has ---------------------------------------------------------------
 
 
-class TestQcow2Snapshots(Qcow2TestBase):
-    @pytest.fixture
-    def backend(self, tmp_path: pathlib.Path) -> Iterator[Qcow2Backend]:
-        backend = Qcow2Backend({"path": str(tmp_path / "images"), "timeout": 10})
-        try:
-            yield backend
-        finally:
-            backend.close()
-
+class TestQcow2Snapshots(Qcow2TestBase, OwnBackend):
     def test_snapshot_is_the_instant_while_a_writer_keeps_writing(self, backend: Qcow2Backend) -> None:
         """A writer rewrites random blocks of the live image all along; the snapshot, read as a protect
         reads it (allocated extents, then data) while the writer goes on, is the image at its instant."""
@@ -190,15 +181,7 @@ def _covers(extents: list[Extent], offset: int, length: int) -> bool:
     return any(e.offset <= offset and offset + length <= e.end for e in extents)
 
 
-class TestQcow2Tracking(Qcow2TestBase):
-    @pytest.fixture
-    def backend(self, tmp_path: pathlib.Path) -> Iterator[Qcow2Backend]:
-        backend = Qcow2Backend({"path": str(tmp_path / "images"), "timeout": 10})
-        try:
-            yield backend
-        finally:
-            backend.close()
-
+class TestQcow2Tracking(Qcow2TestBase, OwnBackend):
     @staticmethod
     def _write(backend: Qcow2Backend, volume_id: str, offset: int, data: bytes) -> None:
         with backend.writing_volume(volume_id) as writer:

@@ -19,7 +19,7 @@ import pytest
 from strongroom import exceptions
 from strongroom.block.base import BlockBackend
 from strongroom.block.rbd import RbdBackend
-from strongroom.testing.block import BlockBackendConformance, MiB, pattern
+from strongroom.testing.block import BlockBackendConformance, MiB, OwnBackend, pattern
 from tests.servers.ceph import CephCluster
 
 
@@ -83,15 +83,7 @@ def allocated(handle: Any) -> list[tuple[int, int]]:
     return found
 
 
-class TestRbdSpecifics(RbdTestBase):
-    @pytest.fixture
-    def backend(self, tmp_path: pathlib.Path) -> Iterator[RbdBackend]:
-        backend = RbdBackend(self.options(tmp_path))
-        try:
-            yield backend
-        finally:
-            backend.close()
-
+class TestRbdSpecifics(RbdTestBase, OwnBackend):
     def test_user_snapshots_are_never_ours(self, backend: RbdBackend, tmp_path: pathlib.Path) -> None:
         volume = backend.create_volume(8 * MiB, name="shared")
         ours = backend.create_snapshot(volume.id, {"strongroom.checkpoint": "c-1"})
@@ -239,17 +231,9 @@ class TestRbdSpecifics(RbdTestBase):
         backend.close()
 
 
-class TestRbdChangedBlocks(RbdTestBase):
+class TestRbdChangedBlocks(RbdTestBase, OwnBackend):
     """What the conformance suite's random series rarely makes: a whole object discarded, a backend
     without fast-diff, a base newer than the snapshot, growth refused while an overwriter writes."""
-
-    @pytest.fixture
-    def backend(self, tmp_path: pathlib.Path) -> Iterator[RbdBackend]:
-        backend = RbdBackend(self.options(tmp_path))
-        try:
-            yield backend
-        finally:
-            backend.close()
 
     @staticmethod
     def _cleanup(backend: RbdBackend, volume_id: str) -> None:
