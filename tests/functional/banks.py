@@ -118,8 +118,8 @@ def write_random_image(path: Path, size: int, seed: int) -> str:
     rng = random.Random(seed)
     digest = hashlib.sha256()
     with open(path, "wb") as fh:
-        for _ in range(size // (16 * MiB)):
-            piece = random_compressible(rng, 16 * MiB)
+        for offset in range(0, size, 16 * MiB):
+            piece = random_compressible(rng, min(16 * MiB, size - offset))
             digest.update(piece)
             fh.write(piece)
     return digest.hexdigest()

@@ -183,7 +183,7 @@ def test_protect_restore_verify_delete_spread_over_two_workers(topology: Topolog
     volumes = topology.state / "volumes"
     digests = {}
     for i in range(8):
-        digests[f"disk{i}.img"] = write_random_image(volumes / f"disk{i}.img", 16 * MiB, seed=100 + i)
+        digests[f"disk{i}.img"] = write_random_image(volumes / f"disk{i}.img", 8 * MiB, seed=100 + i)
     plans = {name: topology.plan(name) for name in digests}
     checkpoints = {name: topology.protect(plan) for name, plan in plans.items()}  # eight at once
     for cid in checkpoints.values():

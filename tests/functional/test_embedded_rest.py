@@ -174,3 +174,17 @@ def test_restart_never_leaves_a_checkpoint_protecting(all_in_one: AllInOne) -> N
         # An errored checkpoint can be deleted.
         requests.delete(f"{all_in_one.api()}/providers/{PROVIDER_ID}/checkpoints/{cp['id']}", timeout=10)
         wait_for(f"{all_in_one.api()}/providers/{PROVIDER_ID}/checkpoints/{cp['id']}", "checkpoint", {"deleted"})
+
+
+def test_an_empty_volume_is_refused_not_kept_as_a_checkpoint_no_restore_could_use(all_in_one: AllInOne) -> None:
+    (all_in_one.volumes / "empty.img").touch()
+    api = all_in_one.api()
+    plan = requests.post(f"{api}/plans", json={"plan": {
+        "name": "empty", "provider_id": PROVIDER_ID, "parameters": {},
+        "resources": [{"id": "empty.img", "type": "OS::Cinder::Volume", "name": "empty.img"}]}},
+        timeout=10).json()["plan"]
+    cp = requests.post(f"{api}/providers/{PROVIDER_ID}/checkpoints",
+                       json={"checkpoint": {"plan_id": plan["id"]}}, timeout=10).json()["checkpoint"]
+    body = wait_for(f"{api}/providers/{PROVIDER_ID}/checkpoints/{cp['id']}", "checkpoint", {"available", "error"})
+    assert body["status"] == "error", body
+    assert "volume empty.img is empty (0 bytes)" in json.dumps(body), body

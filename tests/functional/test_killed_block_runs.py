@@ -30,7 +30,10 @@ from tests.functional.harness import AllInOne, MiB, retained_bases, wait_for
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
 VOLUME_SIZE = 96 * MiB
-#: zstd at level 15 protects random data at about 50 MiB/s here: slow enough to stop a protect half way.
+#: A killed protect's volume: the protect after the restart reads it all again at level 15.
+PROTECTED_VOLUME_SIZE = 48 * MiB
+#: zstd at level 15 protects the tests' compressible random data at a few MiB/s here: slow enough to stop a
+#: protect early in its run.
 SLOW = {"compression_level": 15}
 
 #: Takes a snapshot through the loopback backend and is killed while copying it (the copy never ends).
@@ -80,7 +83,7 @@ def test_killed_protects_leave_no_snapshot_nor_partial_image(request: pytest.Fix
     first, provider = configure(tmp_path, bank, "aio-snapshots", volume=SLOW)
     first.start()
     try:
-        write_random_image(first.volumes / "vol.img", VOLUME_SIZE, seed=3)
+        write_random_image(first.volumes / "vol.img", PROTECTED_VOLUME_SIZE, seed=3)
         api = first.api()
         plan = create_plan(api, provider, "vol.img")
         doomed = start_checkpoint(api, provider, plan)

@@ -236,13 +236,24 @@ class _VolumeOperation(Operation):
         self.plugin = plugin
 
 
+
+def _refuse_empty(volume_id: str, size: int) -> None:
+    """An empty volume (a zero-length image file) fails its protect: no backend creates a volume of 0 bytes,
+    so its checkpoint could never be restored."""
+    if size == 0:
+        raise exceptions.InvalidInput(
+            reason=f"volume {volume_id} is empty (0 bytes): there is nothing to protect, and no volume of 0 bytes "
+                   "could be created to restore it")
+
+
 class ProtectOperation(_VolumeOperation):
     """Snapshot, then a full or incremental backup (``strongroom.protection.bases``: the last checkpoint's
     retained snapshot is the base, the backend says what changed since); the snapshot is kept as the next
     base unless the plan turns retention off."""
 
     def on_prepare_begin(self, ctx: OperationContext) -> None:
-        self.plugin.backend_for(ctx.project_id).get_volume(ctx.resource.id)  # VolumeNotFound names it
+        volume = self.plugin.backend_for(ctx.project_id).get_volume(ctx.resource.id)  # VolumeNotFound names it
+        _refuse_empty(volume.id, volume.size)
 
     def on_main(self, ctx: OperationContext) -> None:
         plugin = self.plugin
@@ -261,6 +272,7 @@ class ProtectOperation(_VolumeOperation):
         ctx.save_resume_state({"snapshot_id": snapshot.id})
         keep = False
         try:
+            _refuse_empty(volume.id, snapshot.size)  # emptied since the prepare step
             parent, reason, since_full = self._parent(ctx, backend, base, snapshot)
             with backend.reading_snapshot(snapshot.id) as reader:
                 result = datamover.backup(reader, store, ctx.section.section(MANIFEST_DIR),
