@@ -64,7 +64,9 @@ database_opts = [
     cfg.StrOpt("connection", secret=True, default=None,
                help="SQLAlchemy URL of the metadata store.  Default: sqlite under state_dir."),
     cfg.BoolOpt("taskflow_persistence", default=True,
-                help="Record flow progress in the metadata store (taskflow SQL persistence)."),
+                help="Record the flow progress of jobboard jobs in the metadata store (taskflow SQL persistence), "
+                     "so that another worker resumes a dead worker's job.  Runs that no jobboard hands out are "
+                     "never resumed and are not recorded."),
 ]
 
 protection_opts = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any
 
 from strongroom import exceptions
@@ -151,6 +151,10 @@ class Bank(_KeyValueOps):
     def exists(self, key: str) -> bool:
         return self.plugin.object_exists(normalize_key(key))
 
+    def exists_many(self, keys: Sequence[str]) -> list[bool]:
+        """``exists`` of each key, in order (concurrently where the bank gains by it)."""
+        return self.plugin.objects_exist([normalize_key(key) for key in keys])
+
     def delete(self, key: str) -> None:
         self.plugin.delete_object(normalize_key(key))
 
@@ -225,6 +229,9 @@ class BankSection(_KeyValueOps):
 
     def exists(self, key: str) -> bool:
         return self.bank.exists(self._full(key))
+
+    def exists_many(self, keys: Sequence[str]) -> list[bool]:
+        return self.bank.exists_many([self._full(key) for key in keys])
 
     def delete(self, key: str) -> None:
         self._check_writable(key)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as _dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, ClassVar
 
 #: The lease options every bank accepts in its provider section (seconds; see
@@ -133,6 +133,22 @@ class BankPlugin(abc.ABC):
         except BankObjectNotFound:
             return False
         return True
+
+    #: Threads :meth:`objects_exist` asks with by default (each question a round trip to a remote store).
+    EXISTS_THREADS: ClassVar[int] = 8
+
+    def objects_exist(self, keys: Sequence[str]) -> list[bool]:
+        """:meth:`object_exists` of each key, in order.  Never raises for a missing key.
+
+        The default asks ``EXISTS_THREADS`` at a time, for stores where each answer is a round trip; a
+        store whose answers are local system calls answers in a loop (threads would only contend)."""
+        if len(keys) <= 1:
+            return [self.object_exists(key) for key in keys]
+        import concurrent.futures as cf
+
+        with cf.ThreadPoolExecutor(max_workers=min(self.EXISTS_THREADS, len(keys)),
+                                   thread_name_prefix="bank-exists") as pool:
+            return list(pool.map(self.object_exists, keys))
 
     @abc.abstractmethod
     def delete_object(self, key: str) -> None:

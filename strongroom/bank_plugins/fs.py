@@ -78,7 +78,7 @@ import json
 import os
 import stat
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, ClassVar
 
 from strongroom import exceptions
@@ -352,6 +352,11 @@ class FilesystemBank(DeferringBank):
             except OSError as err:
                 raise self._error(err, key, "read") from err
         return False
+
+    def objects_exist(self, keys: Sequence[str]) -> list[bool]:
+        """A loop of ``stat``\\ s: threads contending for the interpreter answered an incremental's thousands
+        of reused chunks three times slower than one thread."""
+        return [self.object_exists(key) for key in keys]
 
     def head_object(self, key: str) -> ObjectInfo:
         fd, start, metadata, st = self._open_data(key)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, TypeVar
 
 from strongroom import exceptions
@@ -108,6 +108,11 @@ class RetryingBank(BankPlugin):
 
     def object_exists(self, key: str) -> bool:
         return self._call(f"exists {key!r}", lambda: self.inner.object_exists(key))
+
+    def objects_exist(self, keys: Sequence[str]) -> list[bool]:
+        if type(self.inner).objects_exist is BankPlugin.objects_exist:
+            return BankPlugin.objects_exist(self, keys)  # concurrent questions, each retried on its own
+        return self._call(f"exists ({len(keys)} keys)", lambda: self.inner.objects_exist(keys))
 
     def delete_object(self, key: str) -> None:
         self._call(f"delete {key!r}", lambda: self.inner.delete_object(key))

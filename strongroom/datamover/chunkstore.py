@@ -19,7 +19,7 @@ references a chunk (a manifest header) may be written before that barrier.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import zstandard
@@ -69,6 +69,12 @@ class ChunkStore:
     def has(self, digest: str) -> bool:
         """True if the chunk is stored.  Never raises for a missing chunk."""
         return self.section.exists(self.key(digest))
+
+    def missing(self, digests: Iterable[str]) -> set[str]:
+        """The digests whose chunks are not stored (one batched question to the bank)."""
+        ordered = sorted(set(digests))
+        return {d for d, present in zip(ordered, self.section.exists_many([self.key(d) for d in ordered]),
+                                        strict=True) if not present}
 
     def put(self, digest: str, data: Any) -> int:
         """Store ``data`` (whose digest the caller computed) and return bytes written to the bank.

@@ -13,7 +13,6 @@ size (the volume was resized), of other chunk settings, or naming a chunk the st
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 from collections.abc import Iterable, Iterator
 
@@ -29,10 +28,6 @@ RESIZED = "volume resized"
 CHUNK_SETTINGS = "chunk settings changed"
 PARENT_UNREADABLE = "parent manifest unreadable"
 PARENT_CHUNKS_MISSING = "parent chunks missing"
-
-#: Threads that check the parent's chunks are still stored (bank round trips, not CPU).
-CHECK_THREADS = 8
-
 
 @dataclasses.dataclass(frozen=True)
 class Parent:
@@ -108,12 +103,7 @@ def changed_slots(extents: Iterable[Extent], size: int, chunk_size: int) -> byte
 
 
 def _missing_chunks(store: ChunkStore, digests: set[str]) -> set[str]:
-    if not digests:
-        return set()
-    with cf.ThreadPoolExecutor(max_workers=min(CHECK_THREADS, len(digests)),
-                               thread_name_prefix="datamover-parent") as pool:
-        ordered = sorted(digests)
-        return {d for d, present in zip(ordered, pool.map(store.has, ordered), strict=True) if not present}
+    return store.missing(digests) if digests else set()
 
 
 def changed_allocated(allocated: Iterable[Extent], changed: bytearray, size: int,

@@ -81,7 +81,7 @@ class Runner:
             run.before_flow()
             roots = graph_mod.deserialize(job.checkpoint.resource_graph)
             flow = build_flow(SPECS[job.kind], roots, self._preparer(run, progress, results, prepared), tracker)
-            stored = run_flow(flow, self.flow_executor, self.persistence, f"{job.kind}-{job.log.id}",
+            stored = run_flow(flow, self.flow_executor, self._persistence_for(job), f"{job.kind}-{job.log.id}",
                               describe=lambda: f"checkpoint {job.checkpoint.id}", book=book,
                               flow_detail=flow_detail, keep_book=job.lost_claim)
             for key, result in results.items():  # what hooks finished by an earlier attempt produced
@@ -99,6 +99,13 @@ class Runner:
             LOG.warning("%s of checkpoint %s failed: %s", job.kind, job.checkpoint.id, error)
         if self._finish(run, tracker, results, progress, error) and job.kind is OperationKind.PROTECT:
             _published(job.checkpoint.id, prepared)
+
+    def _persistence_for(self, job: Job) -> FlowPersistence | None:
+        """Where ``job``'s flow is saved as it runs: only a job a jobboard handed out, which another worker
+        resumes from its saved flow if this one dies.  A run of this process's own pool is never resumed
+        (after a restart, crash recovery and garbage collection end it), so saving its flow would only
+        cost a dozen committed metadata writes per run."""
+        return self.persistence if job.claim is not None else None
 
     def fail_unstarted(self, job: Job, reason: str) -> None:
         """End a run that could not start (its job could not be posted, or was reclaimed meanwhile)."""

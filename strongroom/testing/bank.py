@@ -236,6 +236,16 @@ class BankConformance(LeaseConformance, FacadeConformance):
         assert not bank.object_exists("k/child")
         assert bank.object_exists("k")
 
+    def test_objects_exist_answers_each_key_in_order(self, bank: BankPlugin) -> None:
+        keys = [f"many/{n:03d}" for n in range(40)]
+        for key in keys[::3]:
+            bank.put_object(key, b"v")
+        bank.put_object_deferred("many/deferred", b"v")
+        asked = [*keys, "many/deferred", "many", "many/0"]
+        assert bank.objects_exist(asked) == [bank.object_exists(key) for key in asked]
+        assert bank.objects_exist(asked) == [n % 3 == 0 for n in range(40)] + [True, False, False]
+        assert bank.objects_exist([]) == []
+
     def test_deferred_put_is_seen_at_once_and_durable_after_barrier(self, bank: BankPlugin) -> None:
         bank.barrier()  # nothing deferred: a no-op
         bank.put_object_deferred("d/a", b"first", {"size": "5"})

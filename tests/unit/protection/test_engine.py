@@ -115,6 +115,19 @@ def test_failed_protect_is_never_available(engine: ProtectionManager, monkeypatc
     assert log.status == "error" and log.ended_at is not None
 
 
+def test_runs_of_the_own_pool_save_no_flow(engine: ProtectionManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing resumes a run of this process's pool (crash recovery ends it), so its flow is not written to
+    the metadata store at every step; jobs handed out by a jobboard are (``test_conductor.py``)."""
+    persistence = engine.jobs.runner.persistence
+    assert persistence is not None
+    connections: list[object] = []
+    real = persistence.backend.get_connection
+    monkeypatch.setattr(persistence.backend, "get_connection", lambda: connections.append(1) or real())
+    cid = protect(engine, plan_for(engine, make_volume(engine, "v1", b"x" * 1000)))
+    assert engine.db.get_checkpoint(cid).status == "available"
+    assert connections == []
+
+
 def test_delete_while_protecting_is_refused(engine: ProtectionManager) -> None:
     record = engine.db.get_checkpoint(protect(engine, plan_for(engine, make_volume(engine, "v1", b"x"))))
     engine.db.update_checkpoint(record.id, {"status": "protecting"}, check=False)
