@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from strongroom.block.base import Extent
 
@@ -64,3 +64,21 @@ def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         written = os.pwrite(fd, view, offset)
         view = view[written:]
         offset += written
+
+
+
+#: Linux's ``IOV_MAX``: the most pieces one ``pwritev`` takes.
+IOV_MAX = 1024
+
+
+def pwritev_all(fd: int, pieces: Sequence[bytes | memoryview], offset: int) -> None:
+    """All of ``pieces``, one after the other from ``offset``: one ``pwritev`` per :data:`IOV_MAX` pieces,
+    looping over short writes (the data mover's gathered chunks, written without joining them)."""
+    views = [memoryview(piece).cast("B") for piece in pieces if len(piece)]
+    while views:
+        written = os.pwritev(fd, views[:IOV_MAX], offset)
+        offset += written
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if written:
+            views[0] = views[0][written:]
