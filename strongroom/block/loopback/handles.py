@@ -8,7 +8,13 @@ from collections.abc import Iterator, Sequence
 
 from strongroom import exceptions
 from strongroom.block.base import BlockReader, BlockWriter, Extent, check_range
-from strongroom.block.loopback.extents import data_extents, pread_exact, pwrite_all, pwritev_all
+from strongroom.block.loopback.extents import (
+    data_extents,
+    pread_exact,
+    pwrite_all,
+    pwritev_all,
+    start_writeback,
+)
 
 
 class LoopbackReader(BlockReader):
@@ -75,9 +81,11 @@ class LoopbackWriter(BlockWriter):
 
     def write_pieces(self, offset: int, pieces: Sequence[bytes | memoryview]) -> None:
         fd = self._check_open()
-        check_range(self.size, offset, sum(len(piece) for piece in pieces), f"volume {self._volume_id}")
+        length = sum(len(piece) for piece in pieces)
+        check_range(self.size, offset, length, f"volume {self._volume_id}")
         with self._lock:
             pwritev_all(fd, pieces, offset)
+        start_writeback(fd, offset, length)
 
     def flush(self) -> None:
         os.fsync(self._check_open())
