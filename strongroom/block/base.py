@@ -34,7 +34,7 @@ import abc
 import contextlib
 import dataclasses
 import datetime as _dt
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import jsonschema
@@ -223,9 +223,20 @@ class BlockWriter(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    #: True if :meth:`write`, :meth:`write_pieces` and :meth:`write_zeros` may be called from several threads
+    #: at once, on ranges that do not overlap.  The data mover serialises its calls to a writer that says False.
+    parallel_writes: bool = False
+
     @abc.abstractmethod
     def write(self, offset: int, data: bytes) -> None:
         """Write ``data`` at ``offset``.  Raises ``InvalidInput`` past the end."""
+
+    def write_pieces(self, offset: int, pieces: Sequence[bytes | memoryview]) -> None:
+        """Write ``pieces`` one after the other from ``offset``, as one write of their concatenation (the data
+        mover gathers neighbouring chunks this way).  This default joins them; a backend that can write them
+        as they are (``pwritev``) overrides it.  Raises ``InvalidInput`` past the end."""
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self.write(offset, data if isinstance(data, bytes) else bytes(data))
 
     @abc.abstractmethod
     def flush(self) -> None:
@@ -259,9 +270,13 @@ class HoldingWriter(BlockWriter):
         self._inner = inner
         self._release: Callable[[], None] | None = release
         self.size = inner.size
+        self.parallel_writes = inner.parallel_writes
 
     def write(self, offset: int, data: bytes) -> None:
         self._inner.write(offset, data)
+
+    def write_pieces(self, offset: int, pieces: Sequence[bytes | memoryview]) -> None:
+        self._inner.write_pieces(offset, pieces)
 
     def flush(self) -> None:
         self._inner.flush()

@@ -237,6 +237,40 @@ class BlockBackendConformance(StagingConformance, OverwriteConformance, ChangedB
         finally:
             reader.close()
 
+    def test_write_pieces_writes_them_end_to_end(self, backend: BlockBackend) -> None:
+        """What the data mover's restore sends: neighbouring chunks (bytes and views into them) in one call,
+        more pieces than one ``pwritev`` takes, and pieces written from several threads when the writer says
+        it takes them."""
+        volume = backend.create_volume(self.volume_size)
+        data = pattern(2 * MiB + 4096, seed=5)
+        sizes = [1, 4095, 0, 513, 7, 100] * 400  # 2400 pieces, 1.9 MB
+        pieces: list[bytes | memoryview] = []
+        pos = 4096
+        for n, size in enumerate(sizes):
+            piece = data[pos:pos + size]
+            pieces.append(memoryview(piece) if n % 2 else piece)
+            pos += size
+        last = pattern(3 * 4096, seed=6)
+        with backend.writing_volume(volume.id) as writer:
+            half = len(pieces) // 2
+            spans = [(4096, pieces[:half]), (4096 + sum(sizes[:half]), pieces[half:])]
+            threads = [threading.Thread(target=writer.write_pieces, args=span) for span in spans]
+            if writer.parallel_writes:
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+            else:
+                for start, part in spans:
+                    writer.write_pieces(start, part)
+            writer.write_pieces(self.volume_size - len(last), [last])
+            with pytest.raises(exceptions.InvalidInput):
+                writer.write_pieces(self.volume_size - 4096, [last[:4096], b"x"])
+        expected = bytearray(self.volume_size)
+        expected[4096:pos] = data[4096:pos]
+        expected[self.volume_size - len(last):] = last
+        assert self._read_volume(backend, volume) == bytes(expected)
+
     def test_overwrite_keeps_neighbours(self, backend: BlockBackend) -> None:
         volume = backend.create_volume(self.volume_size)
         self._write(backend, volume, 0, pattern(3 * 4096, seed=1))

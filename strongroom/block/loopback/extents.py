@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from strongroom.block.base import Extent
 
@@ -64,3 +66,43 @@ def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         written = os.pwrite(fd, view, offset)
         view = view[written:]
         offset += written
+
+
+
+#: Linux's ``IOV_MAX``: the most pieces one ``pwritev`` takes.
+IOV_MAX = 1024
+
+
+def pwritev_all(fd: int, pieces: Sequence[bytes | memoryview], offset: int) -> None:
+    """All of ``pieces``, one after the other from ``offset``: one ``pwritev`` per :data:`IOV_MAX` pieces,
+    looping over short writes (the data mover's gathered chunks, written without joining them)."""
+    views = [memoryview(piece).cast("B") for piece in pieces if len(piece)]
+    while views:
+        written = os.pwritev(fd, views[:IOV_MAX], offset)
+        offset += written
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if written:
+            views[0] = views[0][written:]
+
+
+#: ``sync_file_range`` flag: start writing back the range's dirty pages, without waiting for them.
+SYNC_FILE_RANGE_WRITE = 2
+_libc: Any = None
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Have the kernel start writing ``[offset, offset + length)`` of ``fd`` to disk now (``sync_file_range``
+    with ``SYNC_FILE_RANGE_WRITE``; it waits only while the device's queue is full), so that a writer's final
+    ``fsync`` finds little left to write.  Without it dirty pages wait for the kernel's background threshold
+    (10% of memory): a restore of a few GiB then wrote all of it in its last ``fsync``, after its CPU work.
+    Best effort: nothing where the call is missing or refused."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+            _libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc.sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from strongroom import exceptions
 from strongroom.block.base import BlockReader, BlockWriter, Extent, check_range
-from strongroom.block.loopback.extents import data_extents, pread_exact, pwrite_all
+from strongroom.block.loopback.extents import (
+    data_extents,
+    pread_exact,
+    pwrite_all,
+    pwritev_all,
+    start_writeback,
+)
 
 
 class LoopbackReader(BlockReader):
@@ -51,7 +57,10 @@ class LoopbackReader(BlockReader):
 
 
 class LoopbackWriter(BlockWriter):
-    """``pwrite`` within the file's size; ``flush`` is ``fsync``."""
+    """``pwrite`` within the file's size; ``flush`` is ``fsync``.  Writes from several threads are safe:
+    each is one ``pwrite``/``pwritev`` under the volume's lock, which a snapshot's copy takes too."""
+
+    parallel_writes = True
 
     def __init__(self, path: str, volume_id: str, lock: threading.Lock) -> None:
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
@@ -69,6 +78,14 @@ class LoopbackWriter(BlockWriter):
         check_range(self.size, offset, len(data), f"volume {self._volume_id}")
         with self._lock:
             pwrite_all(fd, data, offset)
+
+    def write_pieces(self, offset: int, pieces: Sequence[bytes | memoryview]) -> None:
+        fd = self._check_open()
+        length = sum(len(piece) for piece in pieces)
+        check_range(self.size, offset, length, f"volume {self._volume_id}")
+        with self._lock:
+            pwritev_all(fd, pieces, offset)
+        start_writeback(fd, offset, length)
 
     def flush(self) -> None:
         os.fsync(self._check_open())
