@@ -241,9 +241,13 @@ class BankConformance(LeaseConformance, FacadeConformance):
         for key in keys[::3]:
             bank.put_object(key, b"v")
         bank.put_object_deferred("many/deferred", b"v")
-        asked = [*keys, "many/deferred", "many", "many/0"]
+        long_name = "many/" + "x" * 300  # longer than a file name may be
+        bank.put_object(long_name, b"v")
+        bank.put_object("many/sub/leaf", b"v")
+        asked = [*keys, "many/deferred", "many", "many/0", long_name, long_name + "y", "many/sub", "many/sub/leaf"]
         assert bank.objects_exist(asked) == [bank.object_exists(key) for key in asked]
-        assert bank.objects_exist(asked) == [n % 3 == 0 for n in range(40)] + [True, False, False]
+        assert bank.objects_exist(asked) == ([n % 3 == 0 for n in range(40)]
+                                             + [True, False, False, True, False, False, True])
         assert bank.objects_exist([]) == []
 
     def test_deferred_put_is_seen_at_once_and_durable_after_barrier(self, bank: BankPlugin) -> None:

@@ -363,3 +363,26 @@ def test_writer_recreates_a_removed_bank_directory(root: pathlib.Path) -> None:
     shutil.rmtree(root)
     bank.put_object("k", b"v")
     assert bank.list_objects() == ["k"]
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["directory-listed", "stat-per-key"])
+def test_chunk_existence_in_bulk_lists_small_directories_and_stats_in_large_ones(
+        bank: FilesystemBank, monkeypatch: pytest.MonkeyPatch, listed: bool) -> None:
+    """An incremental asks about thousands of reused chunks at once: a chunk directory is listed once when
+    that is cheaper than a stat per chunk; a directory too large for the few asked is stat'ed key by key.
+    Either way, every answer is the one ``object_exists`` gives, deferred puts and deleted chunks included."""
+    keys = [f"chunks/{n % 4:02x}/{n:064x}" for n in range(200)]
+    for key in keys[::2]:
+        bank.put_object(key, b"c")
+    for key in keys[1::4]:
+        bank.put_object_deferred(key, b"d")
+    bank.delete_object(keys[0])
+    if not listed:
+        monkeypatch.setattr(fs_module, "LIST_BYTES_PER_ASKED", 0)
+    scans: list[str] = []
+    scandir = os.scandir
+    monkeypatch.setattr(fs_module.os, "scandir", lambda path: scans.append(path) or scandir(path))
+    expected = [(n % 2 == 0 or n % 4 == 1) and n != 0 for n in range(200)]
+    assert bank.objects_exist(keys) == expected
+    assert len(scans) == (3 if listed else 0)  # chunks/03 holds nothing: no directory to list
+    assert [bank.object_exists(key) for key in keys] == expected
