@@ -1,0 +1,65 @@
+"""Many protects in a row in one embedded service: what each run made is gone once it ends.
+
+A service protects every night for months without a restart, so whatever a run leaves behind becomes the
+service's memory growing run over run.  These count live objects (not RSS, which is noise at this size):
+taskflow's engines and saved flows, SQLAlchemy tables (taskflow's SQL persistence once built three per
+connection, kept by SQLAlchemy's compiled cache).
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from taskflow.engines.action_engine import engine as tf_engine
+from taskflow.persistence import models
+
+from tests.unit.protection.embedded import CHUNK, Embedded, embedded
+
+pytestmark = pytest.mark.timeout(180)
+
+#: What one run creates and must not outlive it.
+PER_RUN = {"Table": sqlalchemy.Table, "engine": tf_engine.ActionEngine, "LogBook": models.LogBook,
+           "FlowDetail": models.FlowDetail, "AtomDetail": models.AtomDetail}
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Embedded]:
+    with embedded(tmp_path) as running:
+        yield running
+
+
+def live() -> dict[str, int]:
+    gc.collect()
+    counts = collections.Counter[str]()
+    for obj in gc.get_objects():
+        for name, kind in PER_RUN.items():
+            if isinstance(obj, kind):
+                counts[name] += 1
+    return {name: counts[name] for name in PER_RUN}
+
+
+def protect_changed(stack: Embedded, plan: str, name: str, run: int) -> None:
+    with open(stack.volumes / name, "r+b") as fh:
+        fh.seek((run % 4) * CHUNK)
+        fh.write(os.urandom(4096))
+    checkpoint = stack.protected(plan)
+    assert checkpoint["status"] == "available", checkpoint
+
+
+def test_protects_in_a_row_leave_no_engine_flow_or_table_behind(stack: Embedded) -> None:
+    name = stack.volume("disk.img", os.urandom(3 * CHUNK))
+    plan = stack.plan(name)
+    for run in range(2):  # warm up: the first runs fill module caches and lazily built parts
+        protect_changed(stack, plan, name, run)
+    before = live()
+    for run in range(2, 8):
+        protect_changed(stack, plan, name, run)
+    after = live()
+    assert after == before, f"six more protects left behind {after} (was {before})"
+
