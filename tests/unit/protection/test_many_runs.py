@@ -3,7 +3,7 @@
 A service protects every night for months without a restart, so whatever a run leaves behind becomes the
 service's memory growing run over run.  These count live objects (not RSS, which is noise at this size):
 taskflow's engines and saved flows, SQLAlchemy tables (taskflow's SQL persistence once built three per
-connection, kept by SQLAlchemy's compiled cache).
+connection, kept by SQLAlchemy's compiled cache) and the RPC server's threads.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import gc
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import sqlalchemy
 from taskflow.engines.action_engine import engine as tf_engine
 from taskflow.persistence import models
 
+from strongroom import rpc
 from tests.unit.protection.embedded import CHUNK, Embedded, embedded
 
 pytestmark = pytest.mark.timeout(180)
@@ -63,3 +65,11 @@ def test_protects_in_a_row_leave_no_engine_flow_or_table_behind(stack: Embedded)
     after = live()
     assert after == before, f"six more protects left behind {after} (was {before})"
 
+
+def test_the_rpc_server_keeps_a_bounded_pool_of_threads(stack: Embedded) -> None:
+    plan = stack.plan(stack.volume("disk.img", os.urandom(CHUNK)))
+    checkpoint = stack.protected(plan)
+    for _ in range(3 * rpc.RPC_SERVER_THREADS):  # each answered by the protection service over RPC
+        assert stack.call("GET", stack.checkpoint_url(checkpoint["id"])).status_code == 200
+    workers = [t for t in threading.enumerate() if type(t).__name__ == "ThreadWorker"]
+    assert 0 < len(workers) <= rpc.RPC_SERVER_THREADS
