@@ -31,6 +31,13 @@ EXPECTED: tuple[type[BaseException], ...] = (
 LOG = logging.getLogger(__name__)
 
 
+#: Threads of an RPC server's pool (oslo.messaging's ``executor_thread_pool_size``, 64 by default).  Its pool
+#: starts a new thread for each call until it holds that many, and keeps them: the embedded service had two
+#: more threads after every protect.  Calls are short (a run goes to the job tracker's own pool), and the API
+#: waits on them with at most ``[api] threads`` (16) workers, so 16 serve it; a configuration file may raise it.
+RPC_SERVER_THREADS = 16
+
+
 def _register_messaging_opts(conf: cfg.ConfigOpts) -> None:
     """oslo.messaging with a private ConfigOpts needs its extra groups registered."""
     from oslo_messaging import opts as msg_opts
@@ -42,6 +49,7 @@ def _register_messaging_opts(conf: cfg.ConfigOpts) -> None:
                 conf.register_opt(opt, group=group_name)
             except cfg.DuplicateOptError:
                 pass
+    conf.set_default("executor_thread_pool_size", RPC_SERVER_THREADS)
     # Registered on cfg.CONF by these modules at import, but needed on our private ConfigOpts too.
     from oslo_messaging._metrics import client as metrics_client
     from oslo_messaging._tracing import client as tracing_client

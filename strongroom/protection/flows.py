@@ -126,15 +126,46 @@ def build_flow(spec: FlowSpec, roots: Iterable[GraphNode],
     return flow
 
 
+def _sql_backend(url: str) -> Any:
+    """taskflow's SQL persistence backend, handing out one connection object for the process.
+
+    taskflow's ``Connection`` builds a new ``MetaData`` and its three ``Table`` objects on every
+    ``get_connection()``, and an engine's storage asks for one for every atom state it saves (about twenty
+    per protect of one volume).  Each new table compiles its statements anew, and SQLAlchemy's compiled
+    cache (hundreds of statements per engine) keeps them and their tables: the service's heap grew by
+    about 5 MiB per protect until that cache was full.  A connection holds nothing but the engine and
+    those tables (every call opens its own transaction, ``close()`` does nothing), so one serves every
+    caller and thread.
+    """
+    from taskflow.persistence.backends import impl_sqlalchemy
+
+    class SharedConnectionBackend(impl_sqlalchemy.SQLAlchemyBackend):  # type: ignore[misc]
+        def __init__(self, conf: dict[str, Any]) -> None:
+            super().__init__(conf)
+            self._shared: Any = None
+            self._shared_lock = threading.Lock()
+
+        def get_connection(self) -> Any:
+            with self._shared_lock:
+                if self._shared is None:
+                    self._shared = super().get_connection()  # validated on first use, as taskflow does
+                return self._shared
+
+        def close(self) -> None:
+            with self._shared_lock:
+                self._shared = None
+            super().close()
+
+    return SharedConnectionBackend({"connection": url})
+
+
 class FlowPersistence:
     """taskflow's SQL persistence in the metadata database: one logbook per run."""
 
     def __init__(self, url: str, upgrade: bool = True) -> None:
         """``upgrade``: create or upgrade taskflow's tables (deployed services leave it to
         ``strongroom-manage db sync``: several services starting at once would race)."""
-        from taskflow.persistence import backends
-
-        self.backend = backends.fetch({"connection": url})
+        self.backend = _sql_backend(url)
         if upgrade:
             self.upgrade()
 
