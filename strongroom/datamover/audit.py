@@ -15,7 +15,7 @@ from strongroom.bank_plugins.bank import BankSection
 from strongroom.block.base import BlockReader
 from strongroom.datamover import hashing, plan
 from strongroom.datamover import manifest as _manifest
-from strongroom.datamover.mover import _Bounded, _check_workers, _read_slot, _Zeros
+from strongroom.datamover.slots import Bounded, Zeros, check_workers, read_slot
 
 #: At most this many mismatching slots are named (the count is always exact).
 MAX_NAMED = 20
@@ -33,7 +33,7 @@ def audit(reader: BlockReader, manifest_section: BankSection, *, workers: int = 
           progress: Callable[[int], None] | None = None) -> AuditResult:
     """Compare every slot of ``reader`` with the manifest's entry for it.  ``ManifestIncomplete`` for an
     incomplete manifest; a manifest of another size is one error."""
-    _check_workers(workers)
+    check_workers(workers)
     header = _manifest.read_manifest_header(manifest_section)
     if header.size != reader.size:
         return AuditResult(0, 0, 1, [f"the snapshot holds {reader.size} bytes, the manifest {header.size}"])
@@ -43,13 +43,13 @@ def audit(reader: BlockReader, manifest_section: BankSection, *, workers: int = 
         if entry.digest is not None:
             expected[entry.offset // chunk_size] = entry.digest
     digest_of = hashing.hasher(header.hash)
-    zeros = _Zeros(chunk_size)
+    zeros = Zeros(chunk_size)
     report = progress or (lambda n: None)
     found: dict[int, str | None] = {}
     read = 0
 
     def check(slot: plan.Slot) -> tuple[int, str | None, int]:
-        data, nread = _read_slot(reader, slot)
+        data, nread = read_slot(reader, slot)
         return slot.offset, None if zeros.equal(data) else digest_of(data), nread
 
     def done(result: tuple[int, str | None, int]) -> None:
@@ -58,7 +58,7 @@ def audit(reader: BlockReader, manifest_section: BankSection, *, workers: int = 
         found[offset // chunk_size] = digest
         read += nread
 
-    pool = _Bounded(workers, "datamover-audit")
+    pool = Bounded(workers, "datamover-audit")
     try:
         for segment in plan.full_plan(reader, size, chunk_size):
             if segment.slot is not None:

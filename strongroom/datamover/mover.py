@@ -25,15 +25,15 @@ import dataclasses
 import random
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from strongroom import exceptions
 from strongroom.bank_plugins.bank import BankSection
 from strongroom.block.base import BlockReader, BlockWriter
-from strongroom.datamover import allocator, compression, incremental, plan
+from strongroom.datamover import allocator, compression, incremental, plan, slots
 from strongroom.datamover import manifest as _manifest
 from strongroom.datamover.chunkstore import ChunkStore
 from strongroom.datamover.manifest import ManifestInfo
+from strongroom.datamover.slots import max_in_flight
 
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 MIN_CHUNK_SIZE = 4096
@@ -71,16 +71,6 @@ class VerifyResult:
     errors: list[str]
 
 
-def max_in_flight(workers: int) -> int:
-    """Slots submitted but not yet recorded in the manifest, at most."""
-    return 2 * workers + 2
-
-
-def _check_workers(workers: int) -> None:
-    if not isinstance(workers, int) or workers < 1:
-        raise exceptions.InvalidInput(reason=f"workers must be a positive integer, not {workers!r}")
-
-
 # -- backup -----------------------------------------------------------------
 
 
@@ -92,43 +82,11 @@ class _SlotDone:
     new: bool
 
 
-class _Zeros:
-    """An all-zero buffer to compare slots against with one memcmp."""
-
-    def __init__(self, chunk_size: int) -> None:
-        self.full = bytes(chunk_size)
-
-    def equal(self, data: Any) -> bool:
-        n = len(data)
-        return data == (self.full if n == len(self.full) else self.full[:n])
-
-
-def _read_slot(reader: BlockReader, slot: plan.Slot) -> tuple[Any, int]:
-    ranges = slot.ranges
-    if len(ranges) == 1 and ranges[0] == (slot.offset, slot.offset + slot.length):
-        data = reader.read(slot.offset, slot.length)
-        _check_read(data, slot.offset, slot.length)
-        return data, slot.length
-    buf = bytearray(slot.length)
-    read = 0
-    for start, end in ranges:
-        piece = reader.read(start, end - start)
-        _check_read(piece, start, end - start)
-        buf[start - slot.offset:end - slot.offset] = piece
-        read += end - start
-    return buf, read
-
-
-def _check_read(data: Any, offset: int, length: int) -> None:
-    if len(data) != length:
-        raise exceptions.BlockError(reason=f"short read at offset {offset}: {len(data)} of {length} bytes")
-
-
-def _backup_slot(reader: BlockReader, store: ChunkStore, slot: plan.Slot, zeros: _Zeros,
+def _backup_slot(reader: BlockReader, store: ChunkStore, slot: plan.Slot, zeros: slots.Zeros,
                  stop: threading.Event) -> _SlotDone:
     if stop.is_set():
         raise _Stopped()
-    data, nread = _read_slot(reader, slot)
+    data, nread = slots.read_slot(reader, slot)
     if zeros.equal(data):
         return _SlotDone(None, nread, 0, False)
     digest = store.hash(data)
@@ -156,7 +114,7 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
     returns True the backup stops promptly, writes no header and raises ``ProtectionError``.  Bank errors
     propagate unchanged.
     """
-    _check_workers(workers)
+    slots.check_workers(workers)
     allocator.tune()
     if not isinstance(chunk_size, int) or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise exceptions.InvalidInput(
@@ -181,7 +139,7 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
     )
     report = progress or (lambda n: None)
     stopped = should_stop or (lambda: False)
-    zeros = _Zeros(chunk_size)
+    zeros = slots.Zeros(chunk_size)
     stop = threading.Event()
     totals = collections.Counter[str]()
     # In offset order: data slots being processed (a future), reused chunks and zero runs.
@@ -256,34 +214,6 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
 # -- restore and verify -----------------------------------------------------
 
 
-class _Bounded:
-    """Run tasks on a pool with at most ``limit`` outstanding; results are handled as they finish."""
-
-    def __init__(self, workers: int, name: str) -> None:
-        self.executor = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-        self.limit = max_in_flight(workers)
-        self.pending: set[cf.Future[Any]] = set()
-
-    def submit(self, fn: Callable[..., Any], *args: Any, on_done: Callable[[Any], None]) -> None:
-        while len(self.pending) >= self.limit:
-            self._wait(on_done, cf.FIRST_COMPLETED)
-        self.pending.add(self.executor.submit(fn, *args))
-
-    def finish(self, on_done: Callable[[Any], None]) -> None:
-        while self.pending:
-            self._wait(on_done, cf.FIRST_COMPLETED)
-
-    def _wait(self, on_done: Callable[[Any], None], how: str) -> None:
-        done, self.pending = cf.wait(self.pending, return_when=how)
-        for future in done:
-            on_done(future.result())
-
-    def close(self) -> None:
-        for future in self.pending:
-            future.cancel()
-        self.executor.shutdown(wait=True, cancel_futures=True)
-
-
 #: Restore hands its workers the chunks of one aligned window of the volume at a time (at least one chunk):
 #: a worker fetches, decompresses and verifies them and writes each run of neighbouring non-zero bytes in one
 #: call, so a worker holds one window's data and a 4 MiB RBD object is one write.
@@ -301,7 +231,7 @@ def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWrite
     target is smaller than the volume, ``DataIntegrityError`` (naming chunk and
     offset) for a corrupt chunk and ``BankObjectNotFound`` for a missing one.
     """
-    _check_workers(workers)
+    slots.check_workers(workers)
     allocator.tune()
     header = _manifest.read_manifest_header(manifest_section)
     size = header.size
@@ -347,7 +277,7 @@ def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWrite
         totals["bytes_written"] += written
         report(length)
 
-    pool = _Bounded(workers, "datamover-restore")
+    pool = slots.Bounded(workers, "datamover-restore")
     batch: list[_manifest.Entry] = []
     try:
         for entry in _manifest.iter_entries(manifest_section, header):
@@ -420,7 +350,7 @@ def verify(manifest_section: BankSection, store: ChunkStore, *, sample: float | 
     or incomplete manifest raises ``ManifestIncomplete``.  ``progress`` gets the
     bytes of each checked chunk.
     """
-    _check_workers(workers)
+    slots.check_workers(workers)
     if sample is not None and not 0.0 < sample <= 1.0:
         raise exceptions.InvalidInput(reason=f"sample must be in (0, 1], not {sample!r}")
     allocator.tune()
@@ -448,7 +378,7 @@ def verify(manifest_section: BankSection, store: ChunkStore, *, sample: float | 
             errors.append(error)
         report(length)
 
-    pool = _Bounded(workers, "datamover-verify")
+    pool = slots.Bounded(workers, "datamover-verify")
     try:
         for entry in _manifest.iter_entries(manifest_section, header):
             if entry.digest is None or (sample is not None and rng.random() >= sample):
