@@ -155,11 +155,9 @@ class FilesystemBank(DeferringBank):
 
     def _locate(self, key: str) -> tuple[list[str], str]:
         """The directory names and the data file name that store ``key``."""
-        segments = key.split("/")
-        dirs: list[str] = []
-        for segment in segments[:-1]:
-            dirs.extend(encode_segment(segment, data_file=False))
-        names = encode_segment(segments[-1], data_file=True)
+        prefix, _, last = key.rpartition("/")
+        dirs = _prefix_dirs(prefix)
+        names = encode_segment(last, data_file=True)
         dirs.extend(names[:-1])
         return dirs, names[-1]
 
@@ -370,42 +368,22 @@ class FilesystemBank(DeferringBank):
             by_dir.setdefault(key.rpartition("/")[0], []).append(i)
         found = [False] * len(keys)
         for prefix, indices in by_dir.items():
-            names = self._listed_names(prefix, len(indices)) if len(indices) >= LIST_AT_LEAST else None
-            if names is None:
-                for i in indices:
-                    found[i] = self.object_exists(keys[i])
-                continue
-            directory = self._dir_path(prefix)
-            with self._lock:
-                pending = {final: tmp for final, tmp in self._deferred.items() if os.path.dirname(final) == directory}
+            directory = os.path.join(self._root, *_prefix_dirs(prefix))
+            names = self._listed_names(directory, len(indices)) if len(indices) >= LIST_AT_LEAST else None
             for i in indices:
-                name = self._data_name(keys[i])
-                if not name:  # stored deeper than the listed directory
+                name = _data_name(keys[i])
+                if names is None or not name:  # key by key, or stored deeper than the listed directory
                     found[i] = self.object_exists(keys[i])
                     continue
-                tmp = pending.get(os.path.join(directory, name))
+                with self._lock:
+                    tmp = self._deferred.get(os.path.join(directory, name))
                 found[i] = name in names or (tmp is not None and os.path.basename(tmp) in names)
         return found
 
-    def _dir_path(self, prefix: str) -> str:
-        """The directory that holds the data files of the keys ``prefix/<name>`` (a data file's own name
-        may add directories: :meth:`_data_name` keys are those whose name does not)."""
-        dirs: list[str] = []
-        for segment in prefix.split("/") if prefix else ():
-            dirs.extend(encode_segment(segment, data_file=False))
-        return os.path.join(self._root, *dirs)
-
     @staticmethod
-    def _data_name(key: str) -> str:
-        """The data file's name of ``key`` in :meth:`_dir_path` of its prefix, or "" where the name's encoding
-        nests directories of its own."""
-        names = encode_segment(key.rpartition("/")[2], data_file=True)
-        return names[0] if len(names) == 1 else ""
-
-    def _listed_names(self, prefix: str, asked: int) -> set[str] | None:
-        """The names of the regular files in ``prefix``'s directory, or None where listing it would cost more
-        than ``asked`` stats (a directory of many more entries: its size says so) or it cannot be listed."""
-        directory = self._dir_path(prefix)
+    def _listed_names(directory: str, asked: int) -> set[str] | None:
+        """The names of the regular files in ``directory``, or None where listing it would cost more than
+        ``asked`` stats (a directory of many more entries: its size says so) or it cannot be listed."""
         try:
             if os.stat(directory).st_size > asked * LIST_BYTES_PER_ASKED:
                 return None
@@ -500,3 +478,18 @@ class FilesystemBank(DeferringBank):
                 raw = body.encode("utf-8")
             entries.append((raw + b"/" if is_dir else raw, is_dir, name))
         return entries
+
+
+def _prefix_dirs(prefix: str) -> list[str]:
+    """The directory names under ``objects/`` of the key prefix ``prefix`` (a key's segments but its last)."""
+    dirs: list[str] = []
+    for segment in prefix.split("/") if prefix else ():
+        dirs.extend(encode_segment(segment, data_file=False))
+    return dirs
+
+
+def _data_name(key: str) -> str:
+    """The data file's name of ``key`` in its prefix's directory, or "" where the name's encoding nests
+    directories of its own."""
+    names = encode_segment(key.rpartition("/")[2], data_file=True)
+    return names[0] if len(names) == 1 else ""

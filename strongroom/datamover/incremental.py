@@ -29,6 +29,7 @@ CHUNK_SETTINGS = "chunk settings changed"
 PARENT_UNREADABLE = "parent manifest unreadable"
 PARENT_CHUNKS_MISSING = "parent chunks missing"
 
+
 @dataclasses.dataclass(frozen=True)
 class Parent:
     """What an incremental backup builds on: the parent checkpoint's manifest (read only) and the extents of
@@ -82,7 +83,7 @@ def load_parent(parent: Parent, store: ChunkStore, size: int, chunk_size: int) -
     except exceptions.DataIntegrityError as err:
         raise CannotUseParent(PARENT_UNREADABLE, str(err)) from err
     reused = {digest for index, digest in enumerate(slots) if digest is not None and not changed[index]}
-    missing = _missing_chunks(store, reused)
+    missing = store.missing(reused)
     if missing:
         raise CannotUseParent(PARENT_CHUNKS_MISSING, f"{len(missing)} chunk(s) of {parent.name} are not in the "
                               f"bank, e.g. {sorted(missing)[0]}")
@@ -100,10 +101,6 @@ def changed_slots(extents: Iterable[Extent], size: int, chunk_size: int) -> byte
         first, last = extent.offset // chunk_size, (extent.end - 1) // chunk_size
         marks[first:last + 1] = b"\x01" * (last - first + 1)
     return marks
-
-
-def _missing_chunks(store: ChunkStore, digests: set[str]) -> set[str]:
-    return store.missing(digests) if digests else set()
 
 
 def changed_allocated(allocated: Iterable[Extent], changed: bytearray, size: int,
