@@ -233,6 +233,9 @@ def _progress(topology: Topology, path: str, key: str, fraction: float) -> None:
     raise AssertionError(f"{path} never reached {fraction:.0%}:\n{topology.logs()}")
 
 
+#: A takeover waits out the dead worker's lease (about 12-16 s here) and then redoes part of the run: on a
+#: loaded machine (CI runs three modules at once) that has taken 80 s, so the waits are generous.
+@pytest.mark.timeout(480)
 @pytest.mark.parametrize("topology", ["postgresql"], indirect=True)
 def test_the_surviving_worker_finishes_what_a_killed_one_started(topology: Topology) -> None:
     volumes = topology.state / "volumes"
@@ -240,7 +243,7 @@ def test_the_surviving_worker_finishes_what_a_killed_one_started(topology: Topol
     outcomes = []
     digests = {}
     for seed, fraction in ((7, 0.1), (8, 0.5)):  # kill points: early and half way through the data transfer
-        digest = write_random_image(volumes / "big.img", 128 * MiB, seed=seed)  # new data: no dedup shortcut
+        digest = write_random_image(volumes / "big.img", 64 * MiB, seed=seed)  # new data: no dedup shortcut
         cid = topology.protect(plan)
         digests[cid] = digest
         path = f"/providers/{PROVIDER}/checkpoints/{cid}"
@@ -248,7 +251,7 @@ def test_the_surviving_worker_finishes_what_a_killed_one_started(topology: Topol
         _progress(topology, path, "checkpoint", fraction)
         topology.kill(victim)
         killed = time.monotonic()
-        body = topology.wait(path, "checkpoint", {"available", "error"}, timeout=90)
+        body = topology.wait(path, "checkpoint", {"available", "error"}, timeout=150)
         outcomes.append((fraction, body["status"], round(time.monotonic() - killed, 1)))
         logs = topology.get("/operation_logs", checkpoint_id=cid)["operation_logs"]
         if body["status"] == "available":
@@ -273,13 +276,13 @@ def test_the_surviving_worker_finishes_what_a_killed_one_started(topology: Topol
     # Kill when a quarter of the volume is written (its blocks on disk; progress is only saved every second)
     # into the staged volume, a hidden file published under its name only once whole.
     target = volumes / ".staged-big-restored.img"
-    while not (target.exists() and target.stat().st_blocks * 512 >= 32 * MiB):
+    while not (target.exists() and target.stat().st_blocks * 512 >= 16 * MiB):
         assert topology.get(f"/restores/{restore}")["restore"]["status"] == "in_progress", "restore ended first"
         assert time.monotonic() < deadline + 60, topology.logs()
         time.sleep(0.01)
     topology.kill(victim)
     assert not (volumes / "big-restored.img").exists(), "a half-restored volume was published"
-    body = topology.wait(f"/restores/{restore}", "restore", {"success", "fail"}, timeout=90)
+    body = topology.wait(f"/restores/{restore}", "restore", {"success", "fail"}, timeout=150)
     assert body["status"] == "success", body
     assert sha256(volumes / "big-restored.img") == digests[good]
     assert not target.exists()
