@@ -30,7 +30,7 @@ from strongroom.block.base import (
 )
 from strongroom.block.loopback.changes import ImageStat, differing_extents, stat_if_unchanged, unchanged_by_stat
 from strongroom.block.loopback.clone import METHOD_HARD_LINK, METHOD_REFLINK, METHOD_SPARSE_COPY, clone_or_copy
-from strongroom.block.loopback.handles import LoopbackReader, LoopbackWriter
+from strongroom.block.loopback.handles import LoopbackReader, LoopbackWriter, VolumeLock
 from strongroom.block.loopback.layout import (
     SNAPSHOT_DIR,
     STAGED_PREFIX,
@@ -82,13 +82,13 @@ class LoopbackBackend(BlockBackend):
                 reason=f"loopback block backend: cannot create directory {self.path}: {err.strerror}"
             ) from err
         self._locks_guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, VolumeLock] = {}
         #: Staged volumes this backend object made: the descriptor holding each one's maker lock.
         self._staged: dict[str, int] = {}
 
-    def _lock_for(self, volume_id: str) -> threading.Lock:
+    def _lock_for(self, volume_id: str) -> VolumeLock:
         with self._locks_guard:
-            return self._locks.setdefault(volume_id, threading.Lock())
+            return self._locks.setdefault(volume_id, VolumeLock())
 
     def describe(self) -> dict[str, Any]:
         """What the backend is and how it snapshots (never includes credentials)."""
@@ -170,7 +170,7 @@ class LoopbackBackend(BlockBackend):
         name = name_of_staged(volume_id)
         if name is None:
             raise exceptions.VolumeNotFound(volume_id=volume_id)
-        with self._lock_for(volume_id):
+        with self._lock_for(volume_id).exclusive():
             path = self._volume_path(volume_id, staged=True)
             final = os.path.join(self.path, name)
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -193,7 +193,7 @@ class LoopbackBackend(BlockBackend):
     def discard_volume(self, volume_id: str) -> None:
         if name_of_staged(volume_id) is None:
             return
-        with self._lock_for(volume_id):
+        with self._lock_for(volume_id).exclusive():
             unlink_quietly(os.path.join(self.path, volume_id))
             self._release(volume_id)
         LOG.debug("discarded staged loopback volume %s", volume_id)
@@ -245,7 +245,7 @@ class LoopbackBackend(BlockBackend):
             raise exceptions.VolumeNotFound(volume_id=volume_id) from None
 
     def destroy_volume(self, volume_id: str) -> None:
-        with self._lock_for(volume_id):
+        with self._lock_for(volume_id).exclusive():
             path = self._volume_path(volume_id)
             snapshots = [s.id for s in self.list_snapshots(volume_id)]
             if snapshots:
@@ -276,7 +276,7 @@ class LoopbackBackend(BlockBackend):
         kept = check_tags(tags)
         snapshot_id = str(uuid.uuid4())
         partial = self._snapshots.partial(snapshot_id)
-        with self._lock_for(volume_id):
+        with self._lock_for(volume_id).exclusive():
             src_path = self._volume_path(volume_id)
             created_at = _dt.datetime.now(_dt.UTC)
             src = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
@@ -432,7 +432,7 @@ class LoopbackBackend(BlockBackend):
 
     def extend_volume(self, volume_id: str, size: int) -> Volume:
         """``ftruncate`` under the volume's lock (writers, snapshots) and its overwrite ``flock`` (restores)."""
-        with self._lock_for(volume_id):
+        with self._lock_for(volume_id).exclusive():
             path = self._volume_path(volume_id)
             size = check_new_size(self.get_volume(volume_id), size)
             held = hold_for_overwrite(path, volume_id)

@@ -9,7 +9,9 @@ import os
 import pathlib
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -335,6 +337,49 @@ def test_writes_from_several_threads_and_snapshots_are_consistent(backend: Loopb
                 page = reader.read(i * MiB, 4096)
                 # Each 4 KiB write is whole in a snapshot or absent, never torn.
                 assert page in (bytes(4096), pattern(4096, seed=i + 1))
+
+
+def test_writes_of_one_volume_run_side_by_side_and_a_snapshot_waits_for_them(
+        backend: LoopbackBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restore's threads write one volume at once (they write disjoint ranges); a snapshot's copy waits
+    for the writes in flight and no write starts while it runs."""
+    from strongroom.block.loopback import handles
+
+    volume = backend.create_volume(4 * MiB, name="restored")
+    inside, most, release = [0], [0], threading.Event()
+    guard = threading.Lock()
+    real = handles.pwritev_all
+
+    def slow_pwritev(fd: int, pieces: Any, offset: int) -> None:
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        assert release.wait(10)
+        real(fd, pieces, offset)
+        with guard:
+            inside[0] -= 1
+
+    monkeypatch.setattr(handles, "pwritev_all", slow_pwritev)
+    with backend.writing_volume(volume.id) as w:
+        writers = [threading.Thread(target=w.write_pieces, args=(i * MiB, [pattern(4096, seed=i + 1)]))
+                   for i in range(2)]
+        for t in writers:
+            t.start()
+        deadline = time.monotonic() + 10
+        while most[0] < 2:
+            assert time.monotonic() < deadline, "the second write waited for the first"
+            time.sleep(0.001)
+        taken: list[Any] = []
+        snapshotter = threading.Thread(target=lambda: taken.append(backend.create_snapshot(volume.id)))
+        snapshotter.start()
+        snapshotter.join(0.2)
+        assert not taken, "the snapshot did not wait for the writes in flight"
+        release.set()
+        for t in [*writers, snapshotter]:
+            t.join(10)
+    [snapshot] = taken
+    with backend.reading_snapshot(snapshot.id) as reader:
+        assert [reader.read(i * MiB, 4096) for i in range(2)] == [pattern(4096, seed=i + 1) for i in range(2)]
 
 
 def test_repr_shows_path_only(images: pathlib.Path) -> None:
