@@ -208,6 +208,10 @@ class BlockReader(abc.ABC):
     def read(self, offset: int, length: int) -> bytes:
         """Exactly ``length`` bytes (short only at the end of the device)."""
 
+    def prefetch(self, offset: int, length: int) -> None:  # noqa: B027 - optional hook
+        """A hint that ``[offset, offset + length)`` will be read soon (the data mover gives it a few MiB
+        ahead of its reads).  It must not block for the data nor fail; the default does nothing."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the underlying handle.  Idempotent."""
 

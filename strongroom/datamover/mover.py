@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from strongroom import exceptions
 from strongroom.bank_plugins.bank import BankSection
@@ -40,6 +40,10 @@ MIN_CHUNK_SIZE = 4096
 MAX_CHUNK_SIZE = compression.MAX_CHUNK_BYTES
 
 Progress = Callable[[int], None]
+#: Backup tells the reader which slots it will read this far ahead (``BlockReader.prefetch``), looking at
+#: most this many segments ahead (a long run of an incremental's reused slots is not held in memory).
+PREFETCH_AHEAD = 8 * 1024 * 1024
+PREFETCH_SEGMENTS = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +99,28 @@ def _backup_slot(reader: BlockReader, store: ChunkStore, slot: plan.Slot, zeros:
     return _SlotDone(digest, nread, store.put(digest, data), True)
 
 
+def _prefetching(reader: BlockReader, segments: Iterator[plan.Segment]) -> Iterator[plan.Segment]:
+    """``segments`` in order, each data slot's ranges handed to ``reader.prefetch`` about
+    :data:`PREFETCH_AHEAD` bytes of slots before it is yielded: the reads of the slots the workers are about
+    to take are under way while they hash and compress (an incremental of a filesystem image on XFS, its
+    snapshot out of the page cache: 1.00 s instead of 1.27 s for 162 MB read; doc/data-path.md)."""
+    ahead = PREFETCH_AHEAD
+    queued: collections.deque[plan.Segment] = collections.deque()
+    queued_bytes = 0
+    for segment in segments:
+        queued.append(segment)
+        if segment.slot is not None:
+            for start, end in segment.slot.ranges:
+                reader.prefetch(start, end - start)
+            queued_bytes += segment.slot.length
+        while queued_bytes > ahead or len(queued) > PREFETCH_SEGMENTS:
+            first = queued.popleft()
+            if first.slot is not None:
+                queued_bytes -= first.slot.length
+            yield first
+    yield from queued
+
+
 class _Stopped(Exception):
     """Internal: a worker noticed the backup is being abandoned."""
 
@@ -127,8 +153,8 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
             view = incremental.load_parent(parent, store, size, chunk_size)
         except incremental.CannotUseParent as err:
             full_reason = str(err)
-    segments = (plan.full_plan(reader, size, chunk_size) if view is None
-                else plan.incremental_plan(reader, view, size, chunk_size))
+    segments = _prefetching(reader, plan.full_plan(reader, size, chunk_size) if view is None
+                            else plan.incremental_plan(reader, view, size, chunk_size))
     # A header left by an earlier attempt would describe other data: the
     # manifest is incomplete until this backup writes its own.
     manifest_section.delete(_manifest.HEADER_KEY)

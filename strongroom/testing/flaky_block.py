@@ -339,6 +339,9 @@ class FlakyReader(BlockReader):
         self._backend.moved(Method.READ, len(data))
         return data
 
+    def prefetch(self, offset: int, length: int) -> None:
+        self._inner.prefetch(offset, length)  # a hint: never a fault
+
     def close(self) -> None:
         self._inner.close()
 

@@ -70,6 +70,18 @@ class LoopbackReader(BlockReader):
             data += bytes(length - len(data))
         return data
 
+    def prefetch(self, offset: int, length: int) -> None:
+        """``POSIX_FADV_WILLNEED``: the kernel starts reading the range into the page cache.  (Its own
+        readahead follows one reader's sequential reads; the data mover's workers read slots side by side,
+        and an incremental's slots are far apart.)"""
+        fd = self._fd
+        if fd is None or length <= 0:
+            return
+        try:
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass  # a hint only
+
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:

@@ -4,16 +4,52 @@ from __future__ import annotations
 
 import os
 import random
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from strongroom.bank_plugins.bank import Bank, BankSection
 from strongroom.bank_plugins.memory import MemoryBank
+from strongroom.block.base import BlockReader, Extent
 from strongroom.block.loopback import LoopbackBackend
 from strongroom.datamover import ChunkStore
 
 CHUNK = 64 * 1024  # small chunks keep the tests fast; the logic does not depend on the size
+
+
+class CountingReader(BlockReader):
+    """A reader that records every range read (to prove unchanged slots are not) and every prefetch hint,
+    with how many bytes had been hinted when each read began."""
+
+    def __init__(self, inner: BlockReader) -> None:
+        self.inner = inner
+        self.size = inner.size
+        self.reads: list[tuple[int, int]] = []
+        self.prefetched: list[tuple[int, int]] = []
+        self.hinted_at_read: list[int] = []
+        self._unhinted: list[tuple[int, int]] = []
+        self._lock = threading.Lock()
+
+    def allocated_extents(self) -> Iterator[Extent]:
+        return self.inner.allocated_extents()
+
+    def read(self, offset: int, length: int) -> bytes:
+        with self._lock:
+            self.reads.append((offset, length))
+            self.hinted_at_read.append(sum(n for _, n in self.prefetched))
+            if not any(start <= offset and offset + length <= start + n for start, n in self.prefetched):
+                self._unhinted.append((offset, length))
+        return self.inner.read(offset, length)
+
+    def prefetch(self, offset: int, length: int) -> None:
+        with self._lock:
+            self.prefetched.append((offset, length))
+
+    def unprefetched_reads(self) -> list[tuple[int, int]]:
+        """Reads that no earlier prefetch hint covered."""
+        return list(self._unhinted)
 
 
 @pytest.fixture

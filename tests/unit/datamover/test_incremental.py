@@ -9,36 +9,19 @@ and say why.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 
 from strongroom.bank_plugins.bank import Bank
-from strongroom.block.base import BlockReader, Extent
+from strongroom.block.base import Extent
 from strongroom.block.memory import MemoryBlockBackend
 from strongroom.datamover import ChunkStore, backup, restore
 from strongroom.datamover import incremental as inc
 from strongroom.datamover.manifest import HEADER_KEY, iter_entries
 
-from .conftest import CHUNK, manifest_section
+from .conftest import CHUNK, CountingReader, manifest_section
 
 SIZE = 40 * CHUNK - 1000  # the last slot is short
-
-
-class CountingReader(BlockReader):
-    """A reader that records every range read (to prove unchanged slots are not)."""
-
-    def __init__(self, inner: BlockReader) -> None:
-        self.inner = inner
-        self.size = inner.size
-        self.reads: list[tuple[int, int]] = []
-
-    def allocated_extents(self) -> Iterator[Extent]:
-        return self.inner.allocated_extents()
-
-    def read(self, offset: int, length: int) -> bytes:
-        self.reads.append((offset, length))
-        return self.inner.read(offset, length)
 
 
 def _write(backend: MemoryBlockBackend, volume_id: str, offset: int, data: bytes) -> None:
@@ -125,6 +108,17 @@ def test_unchanged_slots_are_never_read(bank: Bank, store: ChunkStore) -> None:
     nothing, reader = chain.protect("c2")
     assert reader.reads == [] and nothing.bytes_read == 0 and nothing.bytes_stored == 0  # type: ignore[attr-defined]
     assert _restored(bank, store, "c2") == chain.snapshot_bytes(2)
+
+
+def test_an_incremental_prefetches_the_slots_it_reads_and_no_other(bank: Bank, store: ChunkStore) -> None:
+    chain = Chain(bank, store)
+    _write(chain.backend, chain.volume.id, 0, random.Random(1).randbytes(SIZE))
+    chain.protect("c0")
+    for offset in (5 * CHUNK + 10, 9 * CHUNK - 3, 30 * CHUNK):
+        _write(chain.backend, chain.volume.id, offset, b"z" * 6)
+    _, reader = chain.protect("c1")
+    assert {offset // CHUNK for offset, _ in reader.prefetched} == {5, 8, 9, 30}
+    assert reader.unprefetched_reads() == []
 
 
 def test_deleting_the_parent_leaves_the_child_whole(bank: Bank, store: ChunkStore) -> None:

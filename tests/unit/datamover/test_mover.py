@@ -26,9 +26,10 @@ from strongroom.datamover import (
     restore,
     verify,
 )
+from strongroom.datamover.manifest import iter_entries
 from strongroom.datamover.mover import max_in_flight
 
-from .conftest import CHUNK, manifest_section, write_mixed_image
+from .conftest import CHUNK, CountingReader, manifest_section, write_mixed_image
 
 
 def _sha256_file(path: Path) -> str:
@@ -202,6 +203,32 @@ class FakeSparseReader(BlockReader):
             self.max_in_flight = max(self.max_in_flight, in_flight)
         seed = hashlib.sha256(str(offset).encode()).digest()
         return (seed * (length // len(seed) + 1))[:length]
+
+
+def test_backup_prefetches_what_it_reads_a_bounded_way_ahead(
+        backend: LoopbackBackend, bank: Bank, store: ChunkStore, image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every range read was hinted first; the hints run ahead of the reads by about PREFETCH_AHEAD (here 4
+    slots), never much further; holes are never hinted; the backup is the one without hints."""
+    from strongroom.datamover import mover
+
+    monkeypatch.setattr(mover, "PREFETCH_AHEAD", 4 * CHUNK)
+    size = image.stat().st_size
+    with backend.open_volume_reader("vol1") as inner:
+        reader = CountingReader(inner)
+        result = backup(reader, store, manifest_section(bank, "hinted"), chunk_size=CHUNK, workers=2)
+        allocated = list(inner.allocated_extents())
+    assert reader.unprefetched_reads() == []
+    assert sum(n for _, n in reader.prefetched) == result.bytes_read == sum(n for _, n in reader.reads)
+    assert all(any(e.offset <= start and start + n <= e.end for e in allocated) for start, n in reader.prefetched)
+    assert reader.hinted_at_read[0] > 4 * CHUNK  # the first read waits for the first window of hints
+    for (offset, _), hinted in zip(reader.reads, reader.hinted_at_read, strict=True):
+        slots_read_before = offset // CHUNK
+        assert hinted <= (slots_read_before + 5 + max_in_flight(2) + 1) * CHUNK, (offset, hinted)
+    with backend.open_volume_reader("vol1") as plain:
+        backup(plain, store, manifest_section(bank, "plain"), chunk_size=CHUNK, workers=2)
+    assert [(e.offset, e.length, e.digest) for e in iter_entries(manifest_section(bank, "hinted"))] == \
+        [(e.offset, e.length, e.digest) for e in iter_entries(manifest_section(bank, "plain"))]
+    assert result.size == size
 
 
 def test_huge_sparse_volume_is_fast_and_memory_bounded(bank: Bank, store: ChunkStore) -> None:
