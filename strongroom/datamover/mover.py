@@ -231,6 +231,7 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
         raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+        allocator.release()
     return BackupResult(size=size, bytes_read=totals["bytes_read"], bytes_stored=totals["bytes_stored"],
                         chunks=totals["chunks"], new_chunks=totals["new_chunks"],
                         zero_bytes=totals["zero_bytes"], manifest=info, mode=mode,
@@ -328,6 +329,7 @@ def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWrite
         pool.finish(done)
     finally:
         pool.close()
+        allocator.release()
     writer.flush()
     return RestoreResult(size=size, bytes_written=totals["bytes_written"], chunks=totals["chunks"])
 
@@ -419,5 +421,6 @@ def verify(manifest_section: BankSection, store: ChunkStore, *, sample: float | 
         pool.finish(done)
     finally:
         pool.close()
+        allocator.release()
     errors.sort()
     return VerifyResult(chunks_checked=totals["chunks"], bytes_checked=totals["bytes"], errors=errors)
