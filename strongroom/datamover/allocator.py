@@ -91,8 +91,9 @@ def tune() -> bool:
         if not _done:
             _done = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
                 libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-        libc.malloc_trim(0)
-        return _done
+        done = _done
+    release()
+    return done
 
 
 def release() -> None:
