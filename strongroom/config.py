@@ -168,6 +168,9 @@ def register_opts(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
     """Register every option on ``conf`` (idempotent) and return it."""
     for group, opts in _GROUPS.items():
         _register(conf, group, opts)
+    from strongroom import keys  # castellan's [key_manager], with the embedded default backend
+
+    keys.register_opts(conf)
     return conf
 
 

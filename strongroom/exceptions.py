@@ -188,6 +188,17 @@ class DataIntegrityError(StrongroomError):
     """Data integrity check failed for {what}: {reason}"""
 
 
+class SealedObjectRejected(DataIntegrityError):
+    """Bank object {key!r} of {bank} is not authentic: {reason}"""
+
+
+# -- keys -------------------------------------------------------------------
+
+
+class KeyUnavailable(StrongroomError):
+    """{what} of {bank} cannot be used: {reason}"""
+
+
 # -- protection -------------------------------------------------------------
 
 

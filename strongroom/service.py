@@ -17,7 +17,7 @@ from typing import IO, Any
 from oslo_config import cfg
 from oslo_service import service as oslo_service
 
-from strongroom import config, exceptions, heartbeat, rpc
+from strongroom import config, exceptions, heartbeat, keys, rpc
 from strongroom.clock import Clock
 
 LOG = logging.getLogger(__name__)
@@ -144,7 +144,8 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
 
         conf = self.conf
         self.registry = ProviderRegistry.load(resolve_providers_dir(conf), conf.state_dir,
-                                              bank_retry=config.bank_retry(conf))
+                                              bank_retry=config.bank_retry(conf), kek=keys.kek_source(conf))
+        keys.announce(conf)
         if conf.database.taskflow_persistence:
             # Its tables: created by the all-in-one, by 'strongroom-manage db sync' for deployed services.
             self._persistence = FlowPersistence(config.database_url(conf), upgrade=self.embedded)

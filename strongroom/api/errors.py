@@ -67,6 +67,8 @@ _CODES: list[tuple[type[BaseException], int]] = [
     (exceptions.DataIntegrityError, 409),
     (exceptions.InvalidInput, 400),
     (exceptions.TransientError, 503),
+    # The key manager cannot give a key a checkpoint needs (its KEK missing or refused): the service's state.
+    (exceptions.KeyUnavailable, 503),
     # Any other bank failure (full, read-only, an I/O error) is the bank's state, not the request's fault.
     (exceptions.BankError, 503),
     (messaging.MessagingTimeout, 503),

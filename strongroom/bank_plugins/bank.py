@@ -8,13 +8,19 @@ out") so that every plugin can trust them.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from strongroom import exceptions
+from strongroom.bank_plugins import sealing
 from strongroom.bank_plugins.base import BankPlugin, ObjectInfo
+from strongroom.bank_plugins.layout import BankLayout
+
+if TYPE_CHECKING:
+    from strongroom.bank_plugins.keyring import Keyring
 
 MAX_KEY_BYTES = 1024
 
@@ -110,22 +116,152 @@ class _KeyValueOps:
             raise exceptions.BankObjectCorrupt(key=key, reason=f"not valid JSON: {err}") from err
 
 
-class Bank(_KeyValueOps):
-    """A whole bank: validated keys over one :class:`BankPlugin`."""
+#: How many checkpoints' sealing (project, encrypted or not) a bank remembers.
+_SCOPES_KEPT = 4096
 
-    def __init__(self, plugin: BankPlugin, name: str = "") -> None:
+
+class Bank(_KeyValueOps):
+    """A whole bank: validated keys over one :class:`BankPlugin`, and the seal on what must not be clear.
+
+    With a ``keyring``, objects of the sealed kinds (:func:`sealing.scope`: chunks, and everything under a
+    checkpoint's ``resources/``) are sealed on the way in and authenticated on the way out, so no component
+    above handles a sealed byte.  A checkpoint's objects are sealed when its index says ``encryption`` (the
+    index is written first; this bank learns it from :meth:`note_checkpoint` or by reading the index), and
+    new chunks when ``encrypt`` is on.  Checkpoints written in the clear (before encryption, or with it
+    off) stay readable; a clear object in an encrypted checkpoint is refused.
+    """
+
+    def __init__(self, plugin: BankPlugin, name: str = "", keyring: Keyring | None = None,
+                 encrypt: bool = True) -> None:
         self.plugin = plugin
         self.name = name or type(plugin).__name__
+        self.keyring = keyring
+        self.encrypt = encrypt and keyring is not None
+        self._scopes: dict[str, tuple[str, bool]] = {}
 
     def __repr__(self) -> str:
         return f"Bank({self.name!r})"
 
     def put(self, key: str, data: bytes | IO[bytes], metadata: Mapping[str, str] | None = None) -> None:
-        self.plugin.put_object(normalize_key(key), data, normalize_metadata(metadata))
+        key = normalize_key(key)
+        self.plugin.put_object(key, self._sealed(key, data), normalize_metadata(metadata))
 
     def put_deferred(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
         """A put that is durable only after the next :meth:`barrier` (``BankPlugin.put_object_deferred``)."""
-        self.plugin.put_object_deferred(normalize_key(key), data, normalize_metadata(metadata))
+        key = normalize_key(key)
+        sealed = self._sealed(key, data)
+        assert not hasattr(sealed, "read")
+        self.plugin.put_object_deferred(key, sealed, normalize_metadata(metadata))  # type: ignore[arg-type]
+
+    # -- sealing -------------------------------------------------------------------
+
+    def note_checkpoint(self, checkpoint_id: str, project_id: str, encrypted: bool) -> None:
+        """Remember how the checkpoint's objects are sealed (its index says so; the index's writer tells)."""
+        if len(self._scopes) >= _SCOPES_KEPT:
+            self._scopes.clear()
+        self._scopes[checkpoint_id] = (project_id, encrypted)
+
+    def _checkpoint_scope(self, checkpoint_id: str) -> tuple[str, bool] | None:
+        """``(project, encrypted)`` of a checkpoint, from its index's clear fields; None without an index."""
+        found = self._scopes.get(checkpoint_id)
+        if found is None:
+            key = BankLayout.index_key(checkpoint_id)
+            try:
+                value = json.loads(self.plugin.get_object(key))
+            except exceptions.BankObjectNotFound:
+                return None
+            except ValueError as err:
+                raise exceptions.BankObjectCorrupt(key=key, reason=f"not valid JSON: {err}") from None
+            project = value.get("project_id") if isinstance(value, dict) else None
+            if not isinstance(project, str):
+                raise exceptions.BankObjectCorrupt(key=key, reason="it names no project_id")
+            found = (project, bool(value.get("encryption")))
+            self.note_checkpoint(checkpoint_id, *found)
+        return found
+
+    def _sealed(self, key: str, data: bytes | IO[bytes]) -> bytes | IO[bytes]:
+        if self.keyring is None:
+            return data
+        where = sealing.scope(key)
+        if where is None:
+            return data
+        kind, name = where
+        if kind == sealing.CHUNK:
+            if not self.encrypt:
+                return data
+            project = name
+        else:
+            checkpoint = self._checkpoint_scope(name)
+            if checkpoint is None:
+                raise exceptions.BankError(reason=f"{key}: checkpoint {name} has no index, so {self.name} "
+                                                  f"cannot tell whether to seal its objects")
+            project, encrypted = checkpoint
+            if not encrypted:
+                return data
+        payload = data.read() if hasattr(data, "read") else data
+        return self.keyring.sealer(project).seal(key, payload)
+
+    def _opened(self, key: str, blob: bytes) -> bytes:
+        """``blob`` as read from ``key``: unsealed and authenticated, or clear where clear is allowed."""
+        if not sealing.is_sealed(blob):
+            if self.keyring is None:
+                return blob
+            where = sealing.scope(key)
+            if where is not None and where[0] == sealing.CHECKPOINT:
+                checkpoint = self._checkpoint_scope(where[1])
+                if checkpoint is not None and checkpoint[1]:
+                    raise exceptions.SealedObjectRejected(
+                        key=key, bank=self.name, reason="it is not sealed, and its checkpoint is encrypted")
+            return blob  # a clear chunk is checked against its (keyed, for an encrypted manifest) id
+        where = sealing.scope(key)
+        if where is None:
+            return blob
+        key_id = sealing.key_id_of(blob)
+        if self.keyring is None or key_id is None:
+            raise exceptions.KeyUnavailable(
+                what=f"sealed object {key}", bank=self.name,
+                reason="no key manager is configured" if self.keyring is None else "it names no key id")
+        kind, name = where
+        project: str | None = name
+        if kind == sealing.CHECKPOINT:
+            checkpoint = self._checkpoint_scope(name)
+            project = checkpoint[0] if checkpoint is not None else self.keyring.find_project(key_id)
+            if project is None:
+                raise exceptions.KeyUnavailable(what=f"data key {key_id}", bank=self.name,
+                                                reason=f"no project of the bank has it (sealing {key})")
+        assert project is not None
+        return self.keyring.sealer(project, key_id).unseal(key, blob, bank=self.name)
+
+    def seal_value(self, key: str, project_id: str, plaintext: bytes) -> bytes:
+        """``plaintext`` sealed for a field of the object ``key`` (an index's private fields)."""
+        if self.keyring is None:
+            raise exceptions.KeyUnavailable(what=f"the key of project {project_id}", bank=self.name,
+                                            reason="no key manager is configured")
+        return self.keyring.sealer(project_id).seal(key, plaintext)
+
+    def unseal_value(self, key: str, project_id: str, blob: bytes) -> bytes:
+        """What :meth:`seal_value` sealed."""
+        key_id = sealing.key_id_of(blob)
+        if self.keyring is None or key_id is None:
+            raise exceptions.KeyUnavailable(
+                what=f"sealed fields of {key}", bank=self.name,
+                reason="no key manager is configured" if self.keyring is None else "they name no key id")
+        return self.keyring.sealer(project_id, key_id).unseal(key, blob, bank=self.name)
+
+    def encryption_of(self, project_id: str) -> dict[str, str] | None:
+        """What a new checkpoint of the project records as its ``encryption`` (None: written clear)."""
+        if not self.encrypt:
+            return None
+        assert self.keyring is not None
+        return {"algorithm": sealing.ALGORITHM, "key_id": self.keyring.current(project_id).key_id}
+
+    def id_key(self, project_id: str, key_id: str | None = None) -> tuple[str, bytes]:
+        """``(key id, chunk-id key)`` of the project's current keyset, or of ``key_id``."""
+        if self.keyring is None:
+            raise exceptions.KeyUnavailable(what=f"the chunk-id key of project {project_id}", bank=self.name,
+                                            reason="no key manager is configured")
+        keyset = self.keyring.current(project_id) if key_id is None else self.keyring.get(project_id, key_id)
+        return keyset.key_id, keyset.id_key
 
     def barrier(self) -> None:
         """Make every deferred put made before this call durable (``BankPlugin.barrier``)."""
@@ -140,10 +276,14 @@ class Bank(_KeyValueOps):
         return self.plugin.reclaim_temporaries(body, dry_run=dry_run)
 
     def get(self, key: str) -> bytes:
-        return self.plugin.get_object(normalize_key(key))
+        key = normalize_key(key)
+        return self._opened(key, self.plugin.get_object(key))
 
     def open(self, key: str) -> IO[bytes]:
-        return self.plugin.open_object(normalize_key(key))
+        key = normalize_key(key)
+        if sealing.scope(key) is not None:
+            return io.BytesIO(self.get(key))  # a sealed object is authenticated whole before any byte is used
+        return self.plugin.open_object(key)
 
     def head(self, key: str) -> ObjectInfo:
         return self.plugin.head_object(normalize_key(key))

@@ -21,6 +21,8 @@ describes the same tree for readers::
     leases/<owner>                                        one lease per protection service
     clock/<owner>                                         probe objects that tell a bank's time
     gc/sweeping/<project>/<owner>                         a chunk sweep of the project is in progress
+    keys/kek                                              which key-encryption key wraps new data keys
+    keys/<project>/<key id>                               a project's data key, wrapped by a KEK
 
 It lives with the storage layer so that both the protection service and the
 lease code (:mod:`strongroom.bank_plugins.lease`) build keys from it without an
@@ -76,10 +78,12 @@ PATTERNS: tuple[KeyPattern, ...] = tuple(KeyPattern(name, re.compile(regex)) for
     ("lease", rf"leases/{_SEG}"),
     ("clock probe", rf"clock/{_SEG}"),
     ("sweep marker", rf"gc/sweeping/{_SEG}/{_SEG}"),
+    ("current key-encryption key", r"keys/kek"),
+    ("wrapped data key", rf"keys/{_SEG}/[0-9a-f]{{16}}"),
 ))
 
 #: Prefixes that are listed whole (scans) rather than read key by key.
-LISTED_PREFIXES = ("checkpoints/", "projects/", "indices/", "leases/", "clock/", "gc/sweeping/")
+LISTED_PREFIXES = ("checkpoints/", "projects/", "indices/", "leases/", "clock/", "gc/sweeping/", "keys/")
 
 
 def classify(key: str) -> str | None:
@@ -99,6 +103,8 @@ class BankLayout:
     LEASES = "leases/"
     CLOCK = "clock/"
     SWEEPS = "gc/sweeping/"
+    KEYS = "keys/"
+    CURRENT_KEK = "keys/kek"
     INDEX = "index.json"
     #: Manifests that reference chunks end so: ``checkpoints/<cid>/resources/<type#id>/data/manifest.json``.
     MANIFEST_SUFFIX = f"/{RESOURCE_DATA}/{MANIFEST_HEADER}"
@@ -236,3 +242,23 @@ class BankLayout:
     @classmethod
     def sweep_key(cls, project_id: str, owner_id: str) -> str:
         return cls.sweep_prefix(project_id) + owner_id
+
+    # -- wrapped data keys ---------------------------------------------------------
+
+    @classmethod
+    def keys_prefix(cls, project_id: str) -> str:
+        return f"{cls.KEYS}{project_id}/"
+
+    @classmethod
+    def wrapped_key(cls, project_id: str, key_id: str) -> str:
+        return f"{cls.keys_prefix(project_id)}{key_id}"
+
+    @classmethod
+    def parse_wrapped_key(cls, key: str) -> tuple[str, str] | None:
+        """``keys/<project>/<key id>`` -> ``(project, key id)``; None for anything else."""
+        if not key.startswith(cls.KEYS):
+            return None
+        project, _, key_id = key[len(cls.KEYS):].partition("/")
+        if not project or not key_id or "/" in key_id:
+            return None
+        return project, key_id

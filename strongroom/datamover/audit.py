@@ -30,9 +30,10 @@ class AuditResult:
 
 
 def audit(reader: BlockReader, manifest_section: BankSection, *, workers: int = 2,
-          progress: Callable[[int], None] | None = None) -> AuditResult:
+          progress: Callable[[int], None] | None = None, hash_key: bytes | None = None) -> AuditResult:
     """Compare every slot of ``reader`` with the manifest's entry for it.  ``ManifestIncomplete`` for an
-    incomplete manifest; a manifest of another size is one error."""
+    incomplete manifest; a manifest of another size is one error.  ``hash_key``: the chunk-id key of a
+    manifest with keyed chunk ids."""
     check_workers(workers)
     header = _manifest.read_manifest_header(manifest_section)
     if header.size != reader.size:
@@ -42,7 +43,7 @@ def audit(reader: BlockReader, manifest_section: BankSection, *, workers: int = 
     for entry in _manifest.iter_entries(manifest_section, header):
         if entry.digest is not None:
             expected[entry.offset // chunk_size] = entry.digest
-    digest_of = hashing.hasher(header.hash)
+    digest_of = hashing.hasher(header.hash, hash_key)
     zeros = Zeros(chunk_size)
     report = progress or (lambda n: None)
     found: dict[int, str | None] = {}

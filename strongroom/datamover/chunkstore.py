@@ -4,7 +4,8 @@ Object key of a chunk: ``<h[:2]>/<h>`` where ``h`` is the lowercase hex digest
 of the *uncompressed* bytes.  The object holds the payload (a zstd frame, or the
 raw bytes when compression did not help) and this metadata:
 
-``hash``          the algorithm of the digest (``sha256`` or ``blake3``)
+``hash``          the algorithm of the digest (``sha256`` or ``blake3``; keyed in an encrypted
+                  bank: ``hmac-sha256:<key id>``, :mod:`strongroom.datamover.hashing`)
 ``compression``   ``zstd`` or ``none`` -- how the payload is stored
 ``size``          length of the uncompressed chunk in bytes
 
@@ -39,10 +40,10 @@ class ChunkStore:
     """
 
     def __init__(self, section: BankSection, hash_algo: str = "sha256", compression: str = "zstd",
-                 compression_level: int = DEFAULT_LEVEL) -> None:
+                 compression_level: int = DEFAULT_LEVEL, hash_key: bytes | None = None) -> None:
         self.section = section
         self.hash_algo = hash_algo
-        self._hash = hashing.hasher(hash_algo)
+        self._hash = hashing.hasher(hash_algo, hash_key)
         self.codec = _codec(compression, compression_level)
 
     @property

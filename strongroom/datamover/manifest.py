@@ -101,7 +101,7 @@ class ManifestHeader:
         digests = data.get("part_sha256")
         if not isinstance(digests, list) or len(digests) != data["parts"]:
             raise ManifestIncomplete(where=where, reason="header lists a wrong number of part checksums")
-        hashing.hasher(str(data.get("hash")))
+        hashing.base_of(str(data.get("hash")))
         totals = data.get("totals")
         return cls(size=data["size"], chunk_size=data["chunk_size"], hash=str(data["hash"]),
                    compression=str(data.get("compression", "none")),

@@ -106,8 +106,10 @@ def check_keys(kind: str, values: Mapping[str, Any], allowed: frozenset[str]) ->
 
 
 def to_record(cls: type[R], model: Base, **extra: Any) -> R:
-    """The typed record ``cls`` of an ORM row; ``extra`` gives fields that are not plain columns."""
-    kwargs = {f.name: getattr(model, f.name) for f in dataclasses.fields(cls) if f.name not in extra}
+    """The typed record ``cls`` of an ORM row; ``extra`` gives fields that are not plain columns, and fields
+    the row has no attribute for (the bank's alone, such as a checkpoint's ``encryption``) keep their default."""
+    kwargs = {f.name: getattr(model, f.name) for f in dataclasses.fields(cls)
+              if f.name not in extra and hasattr(type(model), f.name)}
     kwargs.update(extra)
     return cls(**kwargs)
 

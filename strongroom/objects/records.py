@@ -109,6 +109,9 @@ class CheckpointRecord(Record):
     bytes_done: int = 0
     created_at: _dt.datetime | None = None
     updated_at: _dt.datetime | None = None
+    #: How the checkpoint's objects are sealed in the bank (``{"algorithm", "key_id"}``), None if clear.
+    #: Kept in the bank's index only; the catalogue has no column for it.
+    encryption: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass

@@ -130,6 +130,7 @@ class CheckpointCatalogue:
         """
         marked = indexed = False
         try:
+            record.encryption = self.bank.encryption_of(record.project_id)
             if record.owner_id:
                 self._index.mark_active(record.owner_id, record.id, record.project_id, LoggedOperation.PROTECT)
                 marked = True

@@ -15,8 +15,11 @@ removed.  Delete runs in reverse.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 from collections.abc import Iterator
+from typing import Any
 
 from strongroom import exceptions
 from strongroom.bank_plugins import Bank, BankSection
@@ -25,7 +28,13 @@ from strongroom.clock import Clock
 from strongroom.objects.kinds import LoggedOperation
 from strongroom.objects.records import CheckpointRecord
 
-INDEX_VERSION = 1
+#: 1: clear; 2: may say ``encryption`` and seal its private fields (both stay readable).
+INDEX_VERSION = 2
+#: Index fields that name user resources (the plan, the graph, per-resource results, error messages):
+#: sealed in an encrypted checkpoint's index, under ``sealed``.  The rest stays clear for garbage collection
+#: and listing: ids, status, owner, project, provider, plan id, size, times, format and encryption.
+PRIVATE_FIELDS = ("protection_plan", "resource_graph", "extra_info", "status_reason")
+SEALED_FIELDS = "sealed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,10 +47,37 @@ class ActiveMarker:
     operation: LoggedOperation
 
 
-def record_from_index(data: dict[str, object]) -> CheckpointRecord:
+def record_from_index(data: dict[str, Any], bank: Bank | None = None, key: str = "") -> CheckpointRecord:
+    """The record an index holds (its sealed private fields opened with ``bank``'s keys)."""
     data = dict(data)
     data.pop("version", None)
+    sealed = data.pop(SEALED_FIELDS, None)
+    if sealed is not None:
+        project = data.get("project_id")
+        if bank is None or not isinstance(sealed, str) or not isinstance(project, str):
+            raise exceptions.BankObjectCorrupt(key=key, reason="its sealed fields cannot be read")
+        try:
+            private = json.loads(bank.unseal_value(key, project, base64.b64decode(sealed, validate=True)))
+        except ValueError as err:
+            raise exceptions.BankObjectCorrupt(key=key, reason=f"its sealed fields are not readable: {err}") from None
+        if not isinstance(private, dict):
+            raise exceptions.BankObjectCorrupt(key=key, reason="its sealed fields are not an object")
+        data.update({k: private[k] for k in PRIVATE_FIELDS if k in private})
     return CheckpointRecord.from_dict(data)
+
+
+def index_from_record(record: CheckpointRecord, bank: Bank, key: str) -> dict[str, Any]:
+    """The index of ``record``: its private fields sealed if the checkpoint is encrypted."""
+    data: dict[str, Any] = record.to_dict()
+    data.pop("bytes_done", None)
+    data["version"] = INDEX_VERSION
+    if not record.encryption:
+        data.pop("encryption", None)
+        return data
+    private = {name: data.pop(name) for name in PRIVATE_FIELDS}
+    blob = bank.seal_value(key, record.project_id, json.dumps(private, sort_keys=True).encode())
+    data[SEALED_FIELDS] = base64.b64encode(blob).decode()
+    return data
 
 
 class CheckpointStore:
@@ -54,11 +90,16 @@ class CheckpointStore:
 
     def read(self, checkpoint_id: str) -> CheckpointRecord:
         """The checkpoint's index; ``NotFound`` if it has none."""
+        key = self.layout.index_key(checkpoint_id)
         try:
-            data = self.bank.get_json(self.layout.index_key(checkpoint_id))
+            data = self.bank.get_json(key)
         except exceptions.BankObjectNotFound:
             raise exceptions.NotFound(kind="Checkpoint", id=checkpoint_id) from None
-        return record_from_index(data)
+        if not isinstance(data, dict):
+            raise exceptions.BankObjectCorrupt(key=key, reason="not a JSON object")
+        record = record_from_index(data, self.bank, key)
+        self.bank.note_checkpoint(checkpoint_id, record.project_id, bool(record.encryption))
+        return record
 
     def was_reclaimed(self, checkpoint_id: str) -> bool:
         """Has garbage collection written its reclaim marker for the checkpoint?"""

@@ -7,14 +7,12 @@ changes, and writes this copy first, then the metadata catalogue.
 
 from __future__ import annotations
 
-from typing import Any
-
 from strongroom.bank_plugins import Bank
 from strongroom.bank_plugins.layout import BankLayout
 from strongroom.clock import Clock
 from strongroom.objects.kinds import LoggedOperation
 from strongroom.objects.records import CheckpointRecord
-from strongroom.protection.checkpoint import INDEX_VERSION
+from strongroom.protection.checkpoint import index_from_record
 
 
 class BankIndex:
@@ -27,10 +25,9 @@ class BankIndex:
     def write(self, record: CheckpointRecord) -> CheckpointRecord:
         """Write ``record`` as the checkpoint's index (stamping ``updated_at``)."""
         record.updated_at = self.clock.now()
-        data: dict[str, Any] = record.to_dict()
-        data.pop("bytes_done", None)
-        data["version"] = INDEX_VERSION
-        self.bank.put_json(BankLayout.index_key(record.id), data)
+        key = BankLayout.index_key(record.id)
+        self.bank.note_checkpoint(record.id, record.project_id, bool(record.encryption))
+        self.bank.put_json(key, index_from_record(record, self.bank, key))
         return record
 
     def remove(self, checkpoint_id: str) -> None:

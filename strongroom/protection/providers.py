@@ -23,6 +23,7 @@ import jsonschema
 
 from strongroom import exceptions, plugins
 from strongroom.bank_plugins import Bank
+from strongroom.bank_plugins.keyring import KekSource, Keyring
 from strongroom.bank_plugins.lease import LeaseWindows
 from strongroom.bank_plugins.retry import RetryingBank
 from strongroom.block import BlockBackend
@@ -33,7 +34,9 @@ from strongroom.protection.plugin import (
     ProtectionPlugin,
 )
 
-_PROVIDER_KEYS = {"name", "description", "id", "plugin", "bank", "enabled"}
+_PROVIDER_KEYS = {"name", "description", "id", "plugin", "bank", "enabled", "encryption"}
+#: ``[provider] encryption``: new checkpoints sealed (the default) or written clear.
+ENCRYPTION_CHOICES = {"aes-256-gcm": True, "none": False}
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
 
@@ -155,8 +158,10 @@ def _coerce(ini: IniFile, section: str, key: str, value: str, kind: Any) -> Any:
 class Provider:
     """One provider: its bank, its protection plugins and their block backends."""
 
-    def __init__(self, ini: IniFile, bank_retry: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, ini: IniFile, bank_retry: Mapping[str, Any] | None = None,
+                 kek: KekSource | None = None) -> None:
         self.path = ini.path
+        self.kek = kek
         self.bank_retry = dict(bank_retry or {})
         self.ini = ini
         section = "provider"
@@ -176,6 +181,10 @@ class Provider:
         if enabled not in _TRUE | _FALSE:
             raise ini.error(section, "enabled", f"{enabled!r} is not a boolean")
         self.enabled = enabled in _TRUE
+        encryption = ini.single(section, "encryption", required=False, default="aes-256-gcm").lower()
+        if encryption not in ENCRYPTION_CHOICES:
+            raise ini.error(section, "encryption", f"{encryption!r} is not one of {', '.join(ENCRYPTION_CHOICES)}")
+        self.encryption = encryption
         self.bank_name = ini.single(section, "bank")
         self.plugin_names = ini.sections[section].get("plugin", [])
         if not self.plugin_names:
@@ -244,6 +253,9 @@ class Provider:
                 except (exceptions.StrongroomError, OSError) as err:
                     raise exceptions.ServiceUnavailable(what=self.bank_description, reason=str(err)) from err
                 self._bank = Bank(plugin, name=self.bank_name)
+                if self.kek is not None:  # without one (tests of the parts) nothing is sealed or unsealed
+                    self._bank.keyring = Keyring(self._bank, self.kek, name=self.bank_description)
+                    self._bank.encrypt = ENCRYPTION_CHOICES[self.encryption]
             return self._bank
 
     def block_backend(self, name: str) -> BlockBackend:
@@ -299,8 +311,10 @@ class ProviderRegistry:
         self.protectables = protectables
 
     @classmethod
-    def load(cls, directory: str, state_dir: str, bank_retry: Mapping[str, Any] | None = None) -> ProviderRegistry:
-        """Every ``*.conf`` in ``directory``; ``bank_retry`` holds :class:`RetryingBank` keyword arguments."""
+    def load(cls, directory: str, state_dir: str, bank_retry: Mapping[str, Any] | None = None,
+             kek: KekSource | None = None) -> ProviderRegistry:
+        """Every ``*.conf`` in ``directory``; ``bank_retry`` holds :class:`RetryingBank` keyword arguments;
+        ``kek`` is where the banks' key-encryption keys are (None: banks neither seal nor unseal)."""
         if not os.path.isdir(directory):
             raise exceptions.ConfigError(reason=f"providers directory {directory!r} does not exist")
         substitutions = {"state_dir": os.path.abspath(state_dir)}
@@ -308,7 +322,7 @@ class ProviderRegistry:
         seen: dict[str, str] = {}
         for path in sorted(glob.glob(os.path.join(directory, "*.conf"))):
             ini = parse_ini(path, substitutions)
-            provider = Provider(ini, bank_retry)
+            provider = Provider(ini, bank_retry, kek)
             if provider.id in seen:
                 raise ini.error("provider", "id", f"duplicate provider id {provider.id} (also in {seen[provider.id]})")
             seen[provider.id] = path

@@ -36,6 +36,7 @@ from strongroom.bank_plugins.layout import MANIFEST_HEADER, RESOURCE_DATA, RESOU
 from strongroom.block import BlockBackend, Snapshot
 from strongroom.block.base import check_placement
 from strongroom.context import RequestContext
+from strongroom.datamover import hashing
 from strongroom.objects.records import Resource
 from strongroom.protection import bases
 from strongroom.protection.plugin import (
@@ -166,10 +167,24 @@ class VolumeProtectionPlugin(ProtectionPlugin):
         """The backend as the run's project sees it (a Cinder project's own volumes)."""
         return self.backend.for_project(project_id)
 
-    def chunk_store(self, bank: Bank, project_id: str) -> datamover.ChunkStore:
+    def chunk_store(self, bank: Bank, project_id: str, header: datamover.ManifestHeader | None = None
+                    ) -> datamover.ChunkStore:
+        """The project's chunks: named as this plugin names new ones (keyed ids in an encrypted bank), or,
+        given a manifest's ``header``, as that manifest names them (its hash, with the key it names)."""
+        key: bytes | None = None
+        if header is None:
+            name = self.hash_algo
+            if bank.encrypt:
+                current, key = bank.id_key(project_id)
+                name = hashing.keyed_name(self.hash_algo, current)
+        else:
+            name = header.hash
+            named = hashing.key_id_of(name)
+            if named is not None:
+                _, key = bank.id_key(project_id, named)
         return datamover.ChunkStore(bank.section(BankLayout.chunks_prefix(project_id)),
-                                    hash_algo=self.hash_algo, compression=self.compression,
-                                    compression_level=self.compression_level)
+                                    hash_algo=name, compression=self.compression,
+                                    compression_level=self.compression_level, hash_key=key)
 
     def get_operation(self, kind: OperationKind, resource: Resource) -> Operation:
         ops: dict[OperationKind, type[_VolumeOperation]] = {
@@ -293,7 +308,7 @@ class ProtectOperation(_VolumeOperation):
         ctx.section.put_json(METADATA, {
             "volume_id": volume.id, "name": volume.name, "size": volume.size,
             "chunks": result.chunks, "new_chunks": result.new_chunks, "bytes_stored": result.bytes_stored,
-            "chunk_size": plugin.chunk_size, "hash": plugin.hash_algo, "compression": plugin.compression,
+            "chunk_size": plugin.chunk_size, "hash": store.hash_algo, "compression": plugin.compression,
             "placement": dict(volume.placement),
             **info,
             "parent_snapshot": base.snapshot.id if incremental and base else None,
@@ -364,7 +379,7 @@ class RestoreOperation(_VolumeOperation):
         ctx.save_resume_state({"volume_id": volume.id, "name": volume.name})
         try:
             with backend.writing_volume(volume.id) as writer:
-                datamover.restore(manifest, plugin.chunk_store(ctx.bank, ctx.project_id), writer,
+                datamover.restore(manifest, plugin.chunk_store(ctx.bank, ctx.project_id, header), writer,
                                   workers=plugin.workers, progress=ctx.progress)
             published = backend.publish_volume(volume.id)
         except BaseException:
@@ -378,11 +393,12 @@ class RestoreOperation(_VolumeOperation):
         """Write the whole of ``target``: the backup's bytes, its zero ranges as zeros, then zeros to the end
         of a larger target (``write_zeros``: deallocated where the backend can)."""
         plugin = self.plugin
+        store = plugin.chunk_store(ctx.bank, ctx.project_id, datamover.read_manifest_header(manifest))
         writer = backend.open_volume_overwriter(target)  # VolumeInUse: nothing written yet
         ctx.save_resume_state({"target": target})
         try:
             with writer:
-                result = datamover.restore(manifest, plugin.chunk_store(ctx.bank, ctx.project_id), writer,
+                result = datamover.restore(manifest, store, writer,
                                            workers=plugin.workers, progress=ctx.progress, zero_fill=True)
                 writer.write_zeros(result.size, writer.size - result.size)
                 writer.flush()
@@ -434,8 +450,9 @@ class VerifyOperation(_VolumeOperation):
         plugin = self.plugin
         sample = ctx.parameters.get("sample")
         manifest = ctx.section.section(MANIFEST_DIR, read_only=True)
-        self._check_saved_info(ctx.section, datamover.read_manifest_header(manifest), ctx.resource.key)
-        result = datamover.verify(manifest, plugin.chunk_store(ctx.bank, ctx.project_id),
+        header = datamover.read_manifest_header(manifest)
+        self._check_saved_info(ctx.section, header, ctx.resource.key)
+        result = datamover.verify(manifest, plugin.chunk_store(ctx.bank, ctx.project_id, header),
                                   sample=float(sample) if sample is not None else None,
                                   workers=plugin.workers, progress=ctx.progress)
         ctx.result.update(chunks_checked=result.chunks_checked, bytes_checked=result.bytes_checked)
@@ -458,8 +475,10 @@ class VerifyOperation(_VolumeOperation):
             raise exceptions.ProtectionError(
                 reason=f"source: checkpoint {ctx.checkpoint_id} keeps no snapshot of {ctx.resource.key} to compare "
                 "with (only a volume's newest checkpoint does, while base snapshots are retained)")
+        key_id = hashing.key_id_of(datamover.read_manifest_header(manifest).hash)
+        key = ctx.bank.id_key(ctx.project_id, key_id)[1] if key_id else None
         with backend.reading_snapshot(str(snapshot_id)) as reader:
-            audited = datamover.audit(reader, manifest, workers=self.plugin.workers)
+            audited = datamover.audit(reader, manifest, workers=self.plugin.workers, hash_key=key)
         ctx.result.update(source_slots_checked=audited.slots_checked, source_bytes_read=audited.bytes_read,
                           source_mismatches=audited.mismatches)
         return [f"source snapshot {snapshot_id}: {e}" for e in audited.errors]
