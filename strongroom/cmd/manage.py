@@ -6,6 +6,8 @@
     strongroom-manage [--config-file FILE]... db import FILE [--force | --merge]
     strongroom-manage [--config-file FILE]... bank gc [--provider ID] [--dry-run]
     strongroom-manage [--config-file FILE]... bank leases [--provider ID]
+    strongroom-manage [--config-file FILE]... keys rotate [--provider ID] [--keep-old]
+    strongroom-manage [--config-file FILE]... keys show [--provider ID]
 
 Each category adds its sub-commands in one
 ``_add_<category>_commands`` function; a command is a handler
@@ -140,11 +142,12 @@ def _add_db_commands(categories: argparse._SubParsersAction) -> None:  # type: i
 
 
 def _providers(conf: cfg.ConfigOpts, provider_id: str | None) -> tuple[Any, list[Any]]:
-    from strongroom import config
+    from strongroom import config, keys
     from strongroom.protection.providers import ProviderRegistry
     from strongroom.service import resolve_providers_dir
 
-    registry = ProviderRegistry.load(resolve_providers_dir(conf), conf.state_dir, bank_retry=config.bank_retry(conf))
+    registry = ProviderRegistry.load(resolve_providers_dir(conf), conf.state_dir, bank_retry=config.bank_retry(conf),
+                                     kek=keys.kek_source(conf))
     return registry, [registry.get(provider_id)] if provider_id else registry.providers()
 
 
@@ -250,11 +253,88 @@ def _add_bank_commands(categories: argparse._SubParsersAction) -> None:  # type:
     leases.set_defaults(handler=bank_leases)
 
 
+# -- keys ----------------------------------------------------------------------
+
+
+def keys_rotate(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    """Rewrap each bank's data keys under a new key-encryption key (no chunk is rewritten)."""
+    registry, providers = _providers(conf, args.provider)
+    failed = 0
+    try:
+        for provider in providers:
+            keyring = provider.bank.keyring
+            if keyring is None:
+                continue
+            try:
+                rotation = keyring.rotate(delete_old=not args.keep_old)
+            except exceptions.StrongroomError as err:
+                print(f"{provider.bank_description}: {err}", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"{provider.bank_description}: {rotation.describe()}"
+                  f"{'; old key-encryption keys kept' if args.keep_old else ''}")
+    finally:
+        registry.close()
+    if not failed:
+        from strongroom import keys
+
+        if conf.key_manager.backend == keys.LOCAL_BACKEND:
+            from strongroom.keys.local import key_file
+
+            print(f"Back up {key_file(conf)} again now: it holds the new key-encryption key.")
+    return 1 if failed else 0
+
+
+def keys_show(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    """Each bank's current key-encryption key id and its projects' data key ids (never key material)."""
+    import json
+
+    from strongroom.bank_plugins.layout import BankLayout
+
+    registry, providers = _providers(conf, args.provider)
+    failed = 0
+    try:
+        for provider in providers:
+            bank = provider.bank
+            try:
+                try:
+                    current = json.loads(bank.get(BankLayout.CURRENT_KEK)).get("kek_id", "?")
+                except exceptions.BankObjectNotFound:
+                    current = "none yet (created on the first encrypted protect)"
+                print(f"{provider.bank_description}: encryption {provider.encryption}, "
+                      f"key-encryption key {current}")
+                for key in bank.iter(BankLayout.KEYS):
+                    parsed = BankLayout.parse_wrapped_key(key)
+                    if parsed is not None:
+                        wrapped = json.loads(bank.get(key))
+                        print(f"  project {parsed[0]}: data key {parsed[1]} wrapped by {wrapped.get('kek_id')}")
+            except (exceptions.StrongroomError, ValueError) as err:
+                print(f"{provider.bank_description}: {err}", file=sys.stderr)
+                failed += 1
+    finally:
+        registry.close()
+    return 1 if failed else 0
+
+
+def _add_keys_commands(categories: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    group = categories.add_parser("keys", help="encryption keys: rotation and listing")
+    commands = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    rotate = commands.add_parser("rotate", help="rewrap every data key of each bank under a new key-encryption key")
+    rotate.add_argument("--provider", metavar="ID", help="only this provider's bank (default: every provider)")
+    rotate.add_argument("--keep-old", action="store_true",
+                        help="keep the old key-encryption keys in the key manager (default: delete them)")
+    rotate.set_defaults(handler=keys_rotate)
+    show = commands.add_parser("show", help="list each bank's key-encryption key and data key ids")
+    show.add_argument("--provider", metavar="ID", help="only this provider's bank")
+    show.set_defaults(handler=keys_show)
+
+
 # -- program -------------------------------------------------------------------
 
 CATEGORIES: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
     _add_db_commands,
     _add_bank_commands,
+    _add_keys_commands,
 ]
 
 
