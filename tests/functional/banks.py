@@ -38,12 +38,23 @@ class BankUnderTest:
     kind: str
     options: dict[str, Any]
     make_plugin: Callable[[dict[str, Any]], BankPlugin]
+    #: The state directory of the service that writes the bank (:func:`configure` sets it): its KEK file
+    #: is what :meth:`bank` opens encrypted checkpoints with.
+    state_dir: Path | None = None
 
     def plugin(self) -> BankPlugin:
         return self.make_plugin(self.options)
 
     def bank(self) -> Bank:
-        return Bank(self.plugin(), name=self.kind)
+        """The bank as the service sees it: sealed objects opened with the service's keys (read lazily)."""
+        bank = Bank(self.plugin(), name=self.kind)
+        if self.state_dir is not None:
+            from strongroom import config, keys
+            from strongroom.bank_plugins.keyring import Keyring
+
+            conf = config.new_conf(overrides={"DEFAULT": {"state_dir": str(self.state_dir)}})
+            bank.keyring = Keyring(bank, keys.kek_source(conf))
+        return bank
 
     def section(self, windows: LeaseWindows = WINDOWS, **overrides: Any) -> str:
         options = {**self.options, **overrides, "lease_expire_window": windows.expire,
@@ -77,7 +88,8 @@ def bank_under_test(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 def configure(tmp_path: Path, bank: BankUnderTest, owner_id: str, *, bank_overrides: dict[str, Any] | None = None,
               protection: dict[str, Any] | None = None, volume: dict[str, Any] | None = None,
-              windows: LeaseWindows = WINDOWS, name: str = "strongroom.conf") -> tuple[AllInOne, str]:
+              windows: LeaseWindows = WINDOWS, name: str = "strongroom.conf",
+              provider: dict[str, Any] | None = None) -> tuple[AllInOne, str]:
     """An all-in-one (not started) whose one provider keeps loopback volumes in ``bank``.
 
     ``volume`` sets options of the volume plugin: ``compression_level = 15`` makes a
@@ -85,12 +97,14 @@ def configure(tmp_path: Path, bank: BankUnderTest, owner_id: str, *, bank_overri
     """
     state = tmp_path / "state"
     (state / "volumes").mkdir(parents=True, exist_ok=True)
+    bank.state_dir = state
     providers = tmp_path / "providers.d"
     providers.mkdir(exist_ok=True)
     provider_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"strongroom-test/{bank.kind}"))
     (providers / "test.conf").write_text(
-        f"[provider]\nname = Test {bank.kind}\nid = {provider_id}\nplugin = volume\nbank = {bank.kind}\n\n"
-        f"[volume]\nblock_backend = loopback\nworkers = 3\n"
+        f"[provider]\nname = Test {bank.kind}\nid = {provider_id}\nplugin = volume\nbank = {bank.kind}\n"
+        + "".join(f"{k} = {v}\n" for k, v in (provider or {}).items())
+        + "\n[volume]\nblock_backend = loopback\nworkers = 3\n"
         + "".join(f"{k} = {v}\n" for k, v in (volume or {}).items())
         + "\n[loopback]\npath = {state_dir}/volumes\n\n"
         + bank.section(windows, **(bank_overrides or {})))

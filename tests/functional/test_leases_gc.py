@@ -324,7 +324,7 @@ def test_protect_and_restore_survive_a_flaky_network_and_fail_cleanly_on_a_dead_
             proxy.set_faults(rate=0)
             # Once the bank answers again, the writer's leftovers are reclaimed: the index says error and
             # no other object of the checkpoint remains; it never looked available anywhere.
-            inspect = direct.bank()
+            inspect = dataclasses.replace(direct, state_dir=flaky.state_dir).bank()
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 seen.add(_checkpoint(service, provider, doomed)["status"])

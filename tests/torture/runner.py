@@ -103,11 +103,11 @@ class Torture:
                  say: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
         self.settings = settings
         self.bank_under_test = bank
-        self.bank = bank.bank()
         self.workdir = workdir
         self.say = say
         self.rng = random.Random(settings.seed)
         self.service, self.provider = configure(workdir, bank, OWNER, volume=SLOW, protection={"gc_interval": 0})
+        self.bank = bank.bank()  # after configure: it opens sealed objects with the service's KEK file
         self.image = self.service.volumes / SOURCE
         self.hashes: dict[str, str] = {}
         #: Available checkpoints restores, verifications and deletes may use.
