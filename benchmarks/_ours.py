@@ -1,11 +1,13 @@
 """One measured Strongroom run, executed as a subprocess by ``bench_volume.py``.
 
-    _ours.py protect ROOT VOLUME CHECKPOINT [--workers N] [--level L] [--hash H] [--backend B --bank DIR]
-    _ours.py restore ROOT CHECKPOINT TARGET [--workers N] [--backend B --bank DIR]
+    _ours.py protect ROOT VOLUME CHECKPOINT [--workers N] [--level L] [--hash H] [--backend B --bank DIR] [--encrypt]
+    _ours.py restore ROOT CHECKPOINT TARGET [--workers N] [--backend B --bank DIR] [--encrypt]
 
 By default ROOT holds ``volumes/`` (a LoopbackBackend) and ``bank/`` (a FilesystemBank).  With
 ``--backend rbd`` or ``--backend qcow2`` the block backend is that one, built from the JSON options in
 ``ROOT/<backend>.json`` (a Ceph pool, a qcow2 directory), and the bank is ``--bank``.
+With ``--encrypt`` the bank seals what it stores as the service's does (AES-256-GCM, keyed chunk ids), its
+key-encryption key in ``ROOT/key-encryption-keys.json`` (the strongroom-local key manager).
 Prints one JSON line with the result.
 """
 
@@ -23,7 +25,7 @@ from strongroom.bank_plugins.bank import Bank  # noqa: E402
 from strongroom.bank_plugins.fs import FilesystemBank  # noqa: E402
 from strongroom.block import BlockBackend  # noqa: E402
 from strongroom.block.loopback import LoopbackBackend  # noqa: E402
-from strongroom.datamover import ChunkStore, backup, read_manifest_header, restore  # noqa: E402
+from strongroom.datamover import ChunkStore, backup, hashing, read_manifest_header, restore  # noqa: E402
 
 PROJECT = "bench"
 
@@ -42,11 +44,23 @@ def _backend(root: str, name: str) -> BlockBackend:
     return Qcow2Backend(options)
 
 
-def _open(root: str, args: argparse.Namespace) -> tuple[BlockBackend, Bank, ChunkStore]:
+def _open(root: str, args: argparse.Namespace, hash_name: str | None = None) -> tuple[BlockBackend, Bank, ChunkStore]:
+    """Backend, bank and chunk store; ``hash_name``: a manifest's (restore), else new chunks' (protect)."""
     backend = _backend(root, args.backend)
     bank = Bank(FilesystemBank({"path": args.bank or os.path.join(root, "bank")}), name="bench")
-    store = ChunkStore(bank.section(f"projects/{PROJECT}/chunks"), hash_algo=args.hash,
-                       compression_level=args.level)
+    name, key = hash_name or args.hash, None
+    if args.encrypt:
+        from strongroom import config, keys
+        from strongroom.bank_plugins.keyring import Keyring
+
+        conf = config.new_conf(overrides={"DEFAULT": {"state_dir": root}})
+        bank.keyring = Keyring(bank, keys.kek_source(conf))
+        bank.encrypt = True
+        key_id = hashing.key_id_of(name) if hash_name else None
+        key_id, key = bank.id_key(PROJECT, key_id)
+        name = name if hash_name else hashing.keyed_name(args.hash, key_id)
+    store = ChunkStore(bank.section(f"projects/{PROJECT}/chunks"), hash_algo=name, compression_level=args.level,
+                       hash_key=key)
     return backend, bank, store
 
 
@@ -56,6 +70,10 @@ def _manifest(bank: Bank, checkpoint: str, volume: str = "vol1"):  # type: ignor
 
 def protect(args: argparse.Namespace) -> dict[str, object]:
     backend, bank, store = _open(args.root, args)
+    if bank.encrypt:  # what the service's index says first: this checkpoint's objects are sealed
+        bank.put_json(f"checkpoints/{args.checkpoint}/index.json", {
+            "id": args.checkpoint, "project_id": PROJECT, "status": "protecting",
+            "encryption": bank.encryption_of(PROJECT)})
     started = time.monotonic()
     snapshot = backend.create_snapshot(args.volume)
     snapped = time.monotonic()
@@ -74,9 +92,10 @@ def protect(args: argparse.Namespace) -> dict[str, object]:
 
 
 def do_restore(args: argparse.Namespace) -> dict[str, object]:
-    backend, bank, store = _open(args.root, args)
+    _, plain, _ = _open(args.root, args)
+    header = read_manifest_header(_manifest(plain, args.checkpoint))
+    backend, bank, store = _open(args.root, args, header.hash)
     section = _manifest(bank, args.checkpoint)
-    header = read_manifest_header(section)
     backend.create_volume(header.size, name=args.target)
     try:
         with backend.writing_volume(args.target) as writer:
@@ -104,6 +123,7 @@ def main() -> None:
         each.add_argument("--chunk-size", type=int, default=4 * 1024 * 1024)
         each.add_argument("--backend", choices=["loopback", "rbd", "qcow2"], default="loopback")
         each.add_argument("--bank", default="")
+        each.add_argument("--encrypt", action="store_true")
     args = parser.parse_args()
     out = protect(args) if args.command == "protect" else do_restore(args)
     print(json.dumps(out))

@@ -54,6 +54,7 @@ TARGETS = {
     "restore": "restore no slower than restic",
     "incremental": "second protect (a) uploads < 5% of the first",
     "rss": "peak RSS < 512 MiB",
+    "encryption": "full protect encrypted within 10% of clear",
 }
 
 
@@ -289,6 +290,20 @@ class Ours(Tool):
         return seconds, rss, VOLUMES / "restored"
 
 
+class OursEncrypted(Ours):
+    """Strongroom on loopback with the bank sealing what it stores, as the service does by default
+    (AES-256-GCM per object, HMAC-SHA256 chunk ids, a key-encryption key in a local file)."""
+
+    def __init__(self, workers: int, level: int, hash_algo: str, chunk_size: int = 4 * MIB) -> None:
+        super().__init__(workers, level, hash_algo, chunk_size)
+        self.name = "strongroom-encrypted"
+        self.repo = BENCH / "bank-encrypted"
+        self.opts += ["--bank", str(self.repo), "--encrypt"]
+
+    def teardown(self) -> None:
+        (BENCH / "key-encryption-keys.json").unlink(missing_ok=True)
+
+
 class OursOn(Ours):
     """Strongroom on the rbd or qcow2 backend: the same data path, another block backend."""
 
@@ -472,7 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--level", type=int, default=3)
     parser.add_argument("--hash", default="sha256")
     parser.add_argument("--chunk-size", type=int, default=4 * MIB, help="Strongroom's chunk size in bytes")
-    parser.add_argument("--only", choices=["strongroom", "strongroom-rbd", "strongroom-qcow2", "restic", "borg"],
+    parser.add_argument("--only", choices=["strongroom", "strongroom-encrypted", "strongroom-rbd", "strongroom-qcow2",
+                                           "restic", "borg"],
                         action="append")
     parser.add_argument("--restore-runs", type=int, default=2,
                         help="restores per tool; the fastest is reported (the first run of any tool "
@@ -492,6 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     original = sha256_file(IMAGE)
 
     tools: list[Tool] = [Ours(args.workers, args.level, args.hash, args.chunk_size),
+                         OursEncrypted(args.workers, args.level, args.hash, args.chunk_size),
                          OursOn("rbd", args.workers, args.level, args.hash, args.chunk_size),
                          OursOn("qcow2", args.workers, args.level, args.hash, args.chunk_size), Restic(), Borg()]
     notes: list[str] = []
@@ -505,8 +522,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             active.append(tool)
 
-    for stale in ("volumes", "bank", "bank-rbd", "bank-qcow2", "ceph", "qcow2", "restic", "restic-cache",
-                  "restic-restore", "borg", "borg-home", "borg-restore"):
+    (BENCH / "key-encryption-keys.json").unlink(missing_ok=True)
+    for stale in ("volumes", "bank", "bank-encrypted", "bank-rbd", "bank-qcow2", "ceph", "qcow2", "restic",
+                  "restic-cache", "restic-restore", "borg", "borg-home", "borg-restore"):
         shutil.rmtree(BENCH / stale, ignore_errors=True)
     VOLUMES.mkdir()
     sparse_copy(IMAGE, VOLUME)
@@ -593,6 +611,11 @@ def _verdicts(rows: list[Row]) -> list[tuple[str, str, str]]:
             out.append((TARGETS[op], measured, "PASS" if ok else "FAIL"))
         else:
             out.append((TARGETS[op], "restic not measured", "n/a"))
+    clear, sealed = find("strongroom", "protect"), find("strongroom-encrypted", "protect")
+    if clear and sealed:
+        ratio = sealed.seconds / clear.seconds
+        out.append((TARGETS["encryption"], f"{sealed.seconds:.2f}s vs {clear.seconds:.2f}s ({ratio:.2f}x)",
+                    "PASS" if ratio <= 1.10 else "FAIL"))
     first, second = find("strongroom", "protect"), find("strongroom", "protect (a)")
     if first and second and first.stored:
         ratio = 100 * (second.stored or 0) / first.stored
