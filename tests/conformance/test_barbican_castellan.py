@@ -30,7 +30,11 @@ def test_create_get_delete_round_trip(barbican_server: BarbicanServer) -> None:
     assert len(key.get_encoded() or b"") == 32
     assert isinstance(key, symmetric_key.SymmetricKey)
     assert (key.algorithm, key.bit_length) == ("AES", 256)
+    shown = barbican_server.barbican_api("GET", f"/secrets/{key_id}")     # behind castellan's back
+    assert shown.status_code == 200, shown.text
+    assert (shown.json()["algorithm"], shown.json()["bit_length"]) == ("AES", 256)
     km.delete(ctx, key_id)
+    assert barbican_server.barbican_api("GET", f"/secrets/{key_id}").status_code == 404
 
     with pytest.raises(castellan_exception.ManagedObjectNotFoundError):
         km.get(ctx, key_id)
