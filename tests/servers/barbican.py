@@ -52,6 +52,8 @@ gets a project-scoped token from Keystone for each key manager call, and Barbica
 (as Keystone's admin).  ``[barbican] barbican_endpoint`` is given, so no catalogue lookup is made for
 Barbican.  :meth:`BarbicanServer.castellan_options` is that configuration, group by group.
 
+``python -m tests.servers.barbican`` runs one by hand and writes castellan's configuration for it to a file.
+
 ``stop()`` stops both by PID (SIGTERM, then SIGKILL).  ``start_seconds`` is the time from the first command to
 both answering, with the first user made: 4.5-5.8 s on two busy cores (Keystone's ``db_sync`` then
 ``bootstrap`` are most of it; Barbican and Keystone's gunicorn start meanwhile); stopping takes about 1.3 s.
@@ -451,6 +453,27 @@ def castellan_conf(options: dict[str, dict[str, str]]) -> Any:
     return conf
 
 
+def main() -> None:
+    """``python -m tests.servers.barbican``: start both, write castellan's configuration to a file of mode 0600
+    (it holds the run's password: not printed), say where, serve until ^C."""
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="strongroom-barbican-"))
+    server = BarbicanServer(directory)
+    try:
+        server.start()
+        conf_path = directory / "castellan.conf"
+        conf_path.touch(mode=0o600)
+        conf_path.write_text(server.castellan_config_text())
+        print(f"up in {server.start_seconds:.1f} s: Keystone {server.keystone_url}, Barbican {server.barbican_url};"
+              f" castellan's options in {conf_path}, logs in {directory}/log", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 # -- pytest ------------------------------------------------------------------------------------------------
 
 
@@ -477,3 +500,7 @@ def barbican_server() -> Iterator[BarbicanServer]:
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
