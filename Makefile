@@ -25,8 +25,17 @@ DEBIAN_DIST_PACKAGES := /usr/lib/python3/dist-packages
 CINDER_VERSION := 29.*
 CINDER_VENV := .cache/cinder-venv
 CINDER_STAMP := $(CINDER_VENV)/.installed-stamp
+# OpenStack Barbican (sqlite, its simple_crypto plugin) and the Keystone it authenticates against, for the
+# castellan key manager's tests: one virtualenv of their own for the same reason (their pins are one release's,
+# not ours), built once and kept; `make clean-barbican` removes it.  gunicorn serves both WSGI apps.
+# BARBICAN_VENV is where tests/servers/barbican.py looks for it.
+BARBICAN_VERSION := 23.*
+KEYSTONE_VERSION := 30.*
+BARBICAN_STAMP_TEXT := barbican $(BARBICAN_VERSION) keystone $(KEYSTONE_VERSION) gunicorn
+BARBICAN_VENV := .cache/barbican-venv
+BARBICAN_STAMP := $(BARBICAN_VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck contracts pytest torture fuzz soak bench bench-packages bench-fsimage sample-config clean system-packages debian-modules cinder-venv clean-cinder
+.PHONY: install run test lint typecheck contracts pytest torture fuzz soak bench bench-packages bench-fsimage sample-config clean system-packages debian-modules cinder-venv clean-cinder barbican-venv clean-barbican
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +67,19 @@ cinder-venv: $(CINDER_STAMP)
 	for m in $(DEBIAN_PY_MODULES); do for f in $(DEBIAN_DIST_PACKAGES)/$$m.cpython-*.so; do \
 	  [ -e "$$f" ] && ln -sfn "$$f" "$$site/"; done; done; true
 
+# Barbican's and Keystone's virtualenv, stamped like Cinder's: built once, then never again unless a version
+# changes (the stamp names them).
+$(BARBICAN_STAMP):
+	test -x $(BARBICAN_VENV)/bin/python || $(PYTHON) -m venv $(BARBICAN_VENV)
+	$(BARBICAN_VENV)/bin/pip install -q 'barbican==$(BARBICAN_VERSION)' 'keystone==$(KEYSTONE_VERSION)' gunicorn \
+	  2>&1 | grep -v "^WARNING: Location" || true
+	$(BARBICAN_VENV)/bin/python -W ignore -c 'import barbican.api.app, barbican.plugin.crypto.simple_crypto, keystone.server.wsgi, gunicorn'
+	echo '$(BARBICAN_STAMP_TEXT)' > $@
+
+barbican-venv:
+	@grep -qxF '$(BARBICAN_STAMP_TEXT)' $(BARBICAN_STAMP) 2>/dev/null || rm -f $(BARBICAN_STAMP)
+	@$(MAKE) --no-print-directory $(BARBICAN_STAMP)
+
 # Installs Debian packages only when root and only when missing; never fails the build if apt is unavailable.
 system-packages:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -86,7 +108,7 @@ contracts: install
 PYTEST_WORKERS ?= 3
 SCHEMATHESIS := tests/functional/test_api_schemathesis.py
 pytest: system-packages install
-	@$(MAKE) --no-print-directory debian-modules cinder-venv
+	@$(MAKE) --no-print-directory debian-modules cinder-venv barbican-venv
 	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup --ignore=$(SCHEMATHESIS)
 	$(BIN)/pytest -q -p no:cacheprovider $(SCHEMATHESIS)
 
@@ -138,3 +160,6 @@ clean:
 
 clean-cinder:
 	rm -rf $(CINDER_VENV)
+
+clean-barbican:
+	rm -rf $(BARBICAN_VENV)

@@ -5,7 +5,8 @@ from strongroom import backend
 backend.init()
 
 # Session fixtures that start real servers (only when a test asks for them).
-pytest_plugins = ["tests.servers.swift", "tests.servers.moto", "tests.servers.ceph", "tests.servers.cinder"]
+pytest_plugins = ["tests.servers.swift", "tests.servers.moto", "tests.servers.ceph", "tests.servers.cinder",
+                  "tests.servers.barbican"]
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: ANN001, ANN201 - pytest's hook signature
