@@ -487,6 +487,7 @@ class CheckpointCatalogue:
         self._rebuild_plans(newest_first(wanted), report)
         for record in reversed(newest_first(wanted)):
             record.bytes_done = record.bytes_total if record.status == CheckpointStatus.AVAILABLE else 0
+            record.plan_id = record.plan_id or (record.protection_plan or {}).get("id")  # lists under its plan
             if not dry_run:
                 try:
                     self.db.create_checkpoint(record)

@@ -229,3 +229,16 @@ def test_a_reclaimed_zombie_is_added_as_error_by_the_next_rebuild(bank: Bank, db
     catalogue.reclaim(marker, catalogue.read("cp-zombie"), by="gc", why="its writer dead-worker lost its lease")
     assert catalogue.rebuild(_alive).added == {"error": ["cp-zombie"]}
     assert "reclaimed by garbage collection" in str(db.get_checkpoint("cp-zombie").status_reason)
+
+
+def test_a_checkpoint_whose_index_names_its_plan_only_in_the_snapshot_lists_under_it(
+        bank: Bank, db: Database, clock: FakeClock) -> None:
+    writer = Writer(bank, clock)
+    writer.available("cp-1", plan="plan-9")
+    record = writer.catalogue.read("cp-1")
+    data = record.to_dict()
+    data["plan_id"] = None
+    bank.put_json(BankLayout.index_key("cp-1"), data)
+    report = CheckpointCatalogue(bank, db, clock, provider_id=PROVIDER).rebuild(_alive)
+    assert report.added == {"available": ["cp-1"]} and report.plans_added == ["plan-9"]
+    assert [c.id for c in db.list_checkpoints(PROVIDER, None, filters={"plan_id": "plan-9"})] == ["cp-1"]
