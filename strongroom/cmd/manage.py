@@ -8,6 +8,7 @@
     strongroom-manage [--config-file FILE]... bank leases [--provider ID]
     strongroom-manage [--config-file FILE]... keys rotate [--provider ID] [--keep-old]
     strongroom-manage [--config-file FILE]... keys show [--provider ID]
+    strongroom-manage [--config-file FILE]... catalogue rebuild --provider ID [--dry-run] [--verbose]
 
 Each category adds its sub-commands in one
 ``_add_<category>_commands`` function; a command is a handler
@@ -329,12 +330,63 @@ def _add_keys_commands(categories: argparse._SubParsersAction) -> None:  # type:
     show.set_defaults(handler=keys_show)
 
 
+# -- catalogue -------------------------------------------------------------------
+
+
+def catalogue_rebuild(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    """Add to the database the checkpoints (and their plans) one provider's bank holds and it lacks."""
+    import socket
+
+    from strongroom import config
+    from strongroom.bank_plugins.lease import BankLease
+    from strongroom.clock import Clock
+    from strongroom.db import migration
+    from strongroom.db.api import Database
+    from strongroom.protection.catalogue import Catalogues
+
+    registry, providers = _providers(conf, args.provider)
+    database = Database(config.database_url(conf))
+    try:
+        revision, head = database.version(), migration.head()
+        if revision != head:
+            raise exceptions.ConfigError(reason=f"{database.url_for_display} is at schema revision "
+                                                f"{revision or 'none'}, not {head}: run '{PROG} db sync' first")
+        provider = providers[0]
+        lease = BankLease(provider.bank.plugin, "manage", provider.lease_windows,
+                          bank_name=provider.bank_description)
+        now = None if provider.bank.plugin.supports_expiry else lease.bank_now()
+        catalogue = Catalogues(database, Clock(), host=socket.gethostname()).of(provider)
+        report = catalogue.rebuild(lambda owner: lease.check_lease_existence(owner, now), dry_run=args.dry_run)
+        report.bank = provider.bank_description
+    finally:
+        registry.close()
+        database.dispose()
+    for line in report.lines(verbose=args.verbose):
+        print(line)
+    for skipped in report.unreadable:
+        print(f"{PROG}: checkpoint {skipped.checkpoint_id}: index unreadable: {skipped.detail}", file=sys.stderr)
+    return 1 if report.unreadable else 0
+
+
+def _add_catalogue_commands(categories: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    catalogue = categories.add_parser("catalogue", help="the checkpoint catalogue of the metadata database")
+    commands = catalogue.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    rebuild = commands.add_parser(
+        "rebuild", help="add the checkpoints of a provider's bank that the database lacks, with their plans "
+                        "(recovery from the bank alone; idempotent)")
+    rebuild.add_argument("--provider", metavar="ID", required=True, help="the provider whose bank is read")
+    rebuild.add_argument("--dry-run", action="store_true", help="print what would be added; write nothing")
+    rebuild.add_argument("--verbose", action="store_true", help="list the checkpoint and plan ids of each line")
+    rebuild.set_defaults(handler=catalogue_rebuild)
+
+
 # -- program -------------------------------------------------------------------
 
 CATEGORIES: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
     _add_db_commands,
     _add_bank_commands,
     _add_keys_commands,
+    _add_catalogue_commands,
 ]
 
 

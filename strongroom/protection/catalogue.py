@@ -36,6 +36,7 @@ from strongroom.objects.status import CheckpointStatus, check_transition
 from strongroom.protection.checkpoint import ActiveMarker, CheckpointStore
 from strongroom.protection.index import BankIndex
 from strongroom.protection.providers import Provider
+from strongroom.protection.rebuild import RebuildReport, Skip, Skipped, judge, newest_first, recovered_plan
 
 LOG = logging.getLogger(__name__)
 
@@ -450,6 +451,83 @@ class CheckpointCatalogue:
                 LOG.info("catalogue of checkpoint %s set to %s from the bank", row.id, in_bank.status)
                 fixed += 1
         return fixed
+
+    # -- recovery from the bank alone -------------------------------------------------
+
+    def rebuild(self, writer_alive: Callable[[str], bool], *, dry_run: bool = False) -> RebuildReport:
+        """Add to the database every checkpoint of this bank it lacks, and the plans they were protected
+        under if it has no such plan (``strongroom-manage catalogue rebuild``; what each status gives is in
+        :mod:`strongroom.protection.rebuild`).  ``writer_alive(owner_id)`` tells whether the writer of an
+        unfinished checkpoint still holds its lease.  Indices are read through the store; nothing is
+        written to the bank.  Idempotent: a second run adds nothing."""
+        if self.db is None:
+            raise exceptions.ConfigError(reason="a catalogue rebuild needs the metadata database")
+        report = RebuildReport(self.provider_id, self.bank.name, dry_run=dry_run)
+        wanted: list[CheckpointRecord] = []
+        for checkpoint_id in sorted(self.store.list_ids()):
+            report.indices += 1
+            try:
+                row = self.db.get_checkpoint(checkpoint_id)
+            except exceptions.NotFound:
+                row = None
+            if row is not None:
+                same = row.provider_id == self.provider_id
+                report.skipped.append(Skipped(checkpoint_id, Skip.CATALOGUED if same else Skip.OTHER_PROVIDER,
+                                              row.status if same else f"catalogued under {row.provider_id}"))
+                continue
+            try:
+                record = self.store.read(checkpoint_id)
+            except (exceptions.StrongroomError, TypeError, ValueError) as err:
+                report.skipped.append(Skipped(checkpoint_id, Skip.UNREADABLE, str(err)))
+                continue
+            skipped = judge(record, self.provider_id, writer_alive)
+            if skipped is not None:
+                report.skipped.append(skipped)
+            else:
+                wanted.append(record)
+        self._rebuild_plans(newest_first(wanted), report)
+        for record in reversed(newest_first(wanted)):
+            record.bytes_done = record.bytes_total if record.status == CheckpointStatus.AVAILABLE else 0
+            record.plan_id = record.plan_id or (record.protection_plan or {}).get("id")  # lists under its plan
+            if not dry_run:
+                try:
+                    self.db.create_checkpoint(record)
+                except exceptions.Conflict:  # its writer (or another rebuild) catalogued it meanwhile
+                    report.skipped.append(Skipped(record.id, Skip.CATALOGUED, "added meanwhile"))
+                    continue
+            report.add(record)
+        if not dry_run and report.added_count:
+            LOG.info("catalogue of %s rebuilt from the bank: %d checkpoint(s), %d plan(s) added", self.bank.name,
+                     report.added_count, len(report.plans_added))
+        return report
+
+    def _rebuild_plans(self, records: list[CheckpointRecord], report: RebuildReport) -> None:
+        """The plan row of each plan ``records`` (newest first) name that the database lacks, from the
+        newest snapshot of it."""
+        assert self.db is not None
+        seen: set[str] = set()
+        for record in records:
+            plan_id = str((record.protection_plan or {}).get("id") or record.plan_id or "")
+            if not plan_id or plan_id in seen:
+                continue
+            seen.add(plan_id)
+            try:
+                self.db.get_plan(plan_id)
+                continue
+            except exceptions.NotFound:
+                pass
+            try:
+                plan = recovered_plan(record, self.clock.now())
+                if plan is not None and not report.dry_run:
+                    self.db.create_plan(plan)
+            except exceptions.Conflict:
+                report.plans_not_added[plan_id] = "the database holds it as deleted"
+                continue
+            except (exceptions.StrongroomError, TypeError, ValueError) as err:
+                report.plans_not_added[plan_id] = str(err)
+                continue
+            if plan is not None:
+                report.plans_added.append(plan_id)
 
 
 class Catalogues:
