@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from strongroom import exceptions, plugins
-from strongroom.bank_plugins import Bank
-from strongroom.bank_plugins.layout import BankLayout
+from strongroom import config, exceptions, keys, plugins
+from strongroom.bank_plugins import Bank, sealing
+from strongroom.bank_plugins.keyring import Keyring
+from strongroom.bank_plugins.layout import BankLayout, classify
 from strongroom.bank_plugins.lease import BankLease, LeaseKeeper, LeaseWindows
 from strongroom.bank_plugins.memory import MemoryBank
 from strongroom.clock import FakeClock
@@ -496,3 +497,56 @@ def test_young_unreferenced_chunks_wait_for_the_grace_period(manager: Protection
     manager.leases.fence(manager.registry.get(PROVIDER))  # renew (a new epoch: no thread renewed it)
     assert collector.sweep_project("proj").removed == 1
     assert chunk_digests(bank) == set()
+
+
+# -- an encrypted bank ----------------------------------------------------------------------------
+# A sealed manifest GC cannot authenticate, or whose key it cannot have, stops the chunk sweep with an error
+# naming it: it is never read as "no references", and no chunk is deleted.
+
+
+@pytest.fixture
+def sealed_manager(tmp_path: Path, db: Database, clock: FakeClock) -> Iterator[ProtectionManager]:
+    kek = keys.kek_source(config.new_conf(overrides={"DEFAULT": {"state_dir": str(tmp_path)}}))
+    registry = ProviderRegistry.load(str(write(tmp_path, CONF)), str(tmp_path), bank_retry={"max_attempts": 1},
+                                     kek=kek)
+    service = make_manager(db, registry, clock, "survivor")
+    yield service
+    service.stop()
+
+
+def _collector(manager: ProtectionManager) -> gc.GarbageCollector:
+    provider = manager.registry.get(PROVIDER)
+    lease = manager.leases.fence(provider).keeper.lease
+    return gc.GarbageCollector(manager.catalogues.of(provider), lease, chunk_grace=0)
+
+
+def test_an_unreadable_sealed_manifest_stops_the_sweep_and_deletes_no_chunk(sealed_manager: ProtectionManager,
+                                                                            tmp_path: Path) -> None:
+    bank = sealed_manager.registry.get(PROVIDER).bank
+    kept = protect_volume(sealed_manager, os.urandom(300_000), name="kept")
+    assert bank.encrypt and sealing.is_sealed(bank.plugin.get_object(
+        next(k for k in bank.plugin.iter_objects("") if classify(k) == "manifest part")))
+    orphan = os.urandom(500)
+    store = sealed_manager.registry.get(PROVIDER).plugin_for("OS::Cinder::Volume").chunk_store(bank, "proj")
+    store.put(store.hash(orphan), orphan)  # a chunk nobody references: the sweep's to remove
+    before = chunk_digests(bank)
+    part = next(k for k in bank.plugin.iter_objects(BankLayout.checkpoint_prefix(kept))
+                if classify(k) == "manifest part")
+    blob = bytearray(bank.plugin.get_object(part))
+    blob[-1] ^= 0x01
+    bank.plugin.put_object(part, bytes(blob))
+
+    with pytest.raises(exceptions.SealedObjectRejected, match=part.rsplit("/", 1)[-1]):
+        _collector(sealed_manager).sweep_project("proj")
+    assert chunk_digests(bank) == before  # not even the orphan: nothing is known safe to delete
+
+    bank.plugin.put_object(part, bytes(blob[:-1]) + bytes([blob[-1] ^ 0x01]))  # mended
+    os.rename(tmp_path / "key-encryption-keys.json", tmp_path / "away.json")
+    kek = bank.keyring.kek  # type: ignore[union-attr]
+    bank.keyring = Keyring(bank, kek)  # as after a restart: nothing unwrapped in memory
+    with pytest.raises(exceptions.KeyUnavailable, match="does not have it"):
+        _collector(sealed_manager).sweep_project("proj")
+    assert chunk_digests(bank) == before
+    os.rename(tmp_path / "away.json", tmp_path / "key-encryption-keys.json")
+    assert _collector(sealed_manager).sweep_project("proj").removed == 1  # readable again: the orphan goes
+    assert chunk_digests(bank) == before - {store.hash(orphan)}
