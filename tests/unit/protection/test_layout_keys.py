@@ -63,13 +63,16 @@ def test_classify_knows_every_kind_of_key() -> None:
         assert layout.classify(stray) is None, stray
 
 
-@pytest.fixture
-def recorded(tmp_path: Path) -> Iterator[tuple[ProtectionManager, RecordingBank]]:
+@pytest.fixture(params=["encrypted", "clear"])
+def recorded(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[ProtectionManager, RecordingBank]]:
     plugins.register_test_plugin(plugins.BANKS, "recording", RecordingBank)
     try:
+        from strongroom import config, keys
         from strongroom.protection.providers import ProviderRegistry
 
-        registry = ProviderRegistry.load(str(write(tmp_path, CONF)), str(tmp_path))
+        kek = keys.kek_source(config.new_conf(overrides={"DEFAULT": {"state_dir": str(tmp_path)}}))
+        registry = ProviderRegistry.load(str(write(tmp_path, CONF)), str(tmp_path),
+                                         kek=kek if request.param == "encrypted" else None)
         db = Database(f"sqlite:///{tmp_path / 'meta.sqlite'}")
         db.sync()
         manager = protection_manager(db, registry, host="test", owner_id="svc-1", flow_workers=2)
@@ -122,6 +125,8 @@ def test_every_key_a_workload_touches_is_declared_by_the_layout(
     touched = bank.touched()
     assert any(layout.classify(k) == "chunk" for k in touched) and any(
         layout.classify(k) == "sweep marker" for k in touched)
+    if provider.bank.encrypt:
+        assert {"wrapped data key", "current key-encryption key"} <= {layout.classify(k) for k in touched}
     strays = sorted(k for k in touched if layout.classify(k) is None)
     assert strays == [], f"keys the bank layout does not declare: {strays}"
     unlisted = sorted({p for p in bank.prefixes if not p.startswith(layout.LISTED_PREFIXES)})
