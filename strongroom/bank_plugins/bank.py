@@ -8,6 +8,7 @@ out") so that every plugin can trust them.
 
 from __future__ import annotations
 
+import hmac
 import io
 import json
 import re
@@ -137,7 +138,7 @@ class Bank(_KeyValueOps):
         self.name = name or type(plugin).__name__
         self.keyring = keyring
         self.encrypt = encrypt and keyring is not None
-        self._scopes: dict[str, tuple[str, bool]] = {}
+        self._scopes: dict[str, tuple[str, str | None]] = {}
 
     def __repr__(self) -> str:
         return f"Bank({self.name!r})"
@@ -155,14 +156,15 @@ class Bank(_KeyValueOps):
 
     # -- sealing -------------------------------------------------------------------
 
-    def note_checkpoint(self, checkpoint_id: str, project_id: str, encrypted: bool) -> None:
-        """Remember how the checkpoint's objects are sealed (its index says so; the index's writer tells)."""
+    def note_checkpoint(self, checkpoint_id: str, project_id: str, key_id: str | None) -> None:
+        """Remember how the checkpoint's objects are sealed: with the project's keyset ``key_id``, or not at
+        all (None); its index says so, and the index's writer and readers tell."""
         if len(self._scopes) >= _SCOPES_KEPT:
             self._scopes.clear()
-        self._scopes[checkpoint_id] = (project_id, encrypted)
+        self._scopes[checkpoint_id] = (project_id, key_id)
 
-    def _checkpoint_scope(self, checkpoint_id: str) -> tuple[str, bool] | None:
-        """``(project, encrypted)`` of a checkpoint, from its index's clear fields; None without an index."""
+    def _checkpoint_scope(self, checkpoint_id: str) -> tuple[str, str | None] | None:
+        """``(project, key id or None)`` of a checkpoint, from its index's clear fields; None without one."""
         found = self._scopes.get(checkpoint_id)
         if found is None:
             key = BankLayout.index_key(checkpoint_id)
@@ -175,9 +177,24 @@ class Bank(_KeyValueOps):
             project = value.get("project_id") if isinstance(value, dict) else None
             if not isinstance(project, str):
                 raise exceptions.BankObjectCorrupt(key=key, reason="it names no project_id")
-            found = (project, bool(value.get("encryption")))
+            encryption = value.get("encryption")
+            key_id = encryption.get("key_id") if isinstance(encryption, dict) else None
+            if encryption and not sealing.is_key_id(key_id):
+                raise exceptions.BankObjectCorrupt(key=key, reason="its encryption names no key id")
+            found = (project, key_id)
             self.note_checkpoint(checkpoint_id, *found)
         return found
+
+    def resource_segment(self, checkpoint_id: str, resource_key: str) -> str:
+        """The key segment of a resource's section in a checkpoint: the resource key (``type#id``) in a clear
+        checkpoint; in an encrypted one an HMAC of it with the checkpoint's chunk-id key, so that the bank's key
+        names do not show what was protected (``r`` and 32 hex)."""
+        checkpoint = self._checkpoint_scope(checkpoint_id) if self.keyring is not None else None
+        if checkpoint is None or checkpoint[1] is None:
+            return resource_key
+        assert self.keyring is not None
+        id_key = self.keyring.get(checkpoint[0], checkpoint[1]).id_key
+        return "r" + hmac.digest(id_key, b"resource\x00" + resource_key.encode(), "sha256").hex()[:32]
 
     def _sealed(self, key: str, data: bytes | IO[bytes]) -> bytes | IO[bytes]:
         if self.keyring is None:
@@ -195,8 +212,8 @@ class Bank(_KeyValueOps):
             if checkpoint is None:
                 raise exceptions.BankError(reason=f"{key}: checkpoint {name} has no index, so {self.name} "
                                                   f"cannot tell whether to seal its objects")
-            project, encrypted = checkpoint
-            if not encrypted:
+            project, key_id = checkpoint
+            if key_id is None:
                 return data
         payload = data.read() if hasattr(data, "read") else data
         return self.keyring.sealer(project).seal(key, payload)
@@ -209,7 +226,7 @@ class Bank(_KeyValueOps):
             where = sealing.scope(key)
             if where is not None and where[0] == sealing.CHECKPOINT:
                 checkpoint = self._checkpoint_scope(where[1])
-                if checkpoint is not None and checkpoint[1]:
+                if checkpoint is not None and checkpoint[1] is not None:
                     raise exceptions.SealedObjectRejected(
                         key=key, bank=self.name, reason="it is not sealed, and its checkpoint is encrypted")
             return blob  # a clear chunk is checked against its (keyed, for an encrypted manifest) id

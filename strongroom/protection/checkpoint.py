@@ -66,6 +66,12 @@ def record_from_index(data: dict[str, Any], bank: Bank | None = None, key: str =
     return CheckpointRecord.from_dict(data)
 
 
+def encryption_key_id(record: CheckpointRecord) -> str | None:
+    """The key id an encrypted checkpoint's objects are sealed with; None for a clear one."""
+    key_id = (record.encryption or {}).get("key_id")
+    return str(key_id) if key_id else None
+
+
 def index_from_record(record: CheckpointRecord, bank: Bank, key: str) -> dict[str, Any]:
     """The index of ``record``: its private fields sealed if the checkpoint is encrypted."""
     data: dict[str, Any] = record.to_dict()
@@ -98,7 +104,7 @@ class CheckpointStore:
         if not isinstance(data, dict):
             raise exceptions.BankObjectCorrupt(key=key, reason="not a JSON object")
         record = record_from_index(data, self.bank, key)
-        self.bank.note_checkpoint(checkpoint_id, record.project_id, bool(record.encryption))
+        self.bank.note_checkpoint(checkpoint_id, record.project_id, encryption_key_id(record))
         return record
 
     def was_reclaimed(self, checkpoint_id: str) -> bool:
@@ -147,7 +153,9 @@ class CheckpointStore:
                 yield resources.section(section)
 
     def resource_section(self, checkpoint_id: str, resource_key: str, read_only: bool = False) -> BankSection:
-        return self.bank.section(self.layout.resource_prefix(checkpoint_id, resource_key), read_only=read_only)
+        """The section of one resource (``type#id``) of a checkpoint (its key segment opaque if encrypted)."""
+        segment = self.bank.resource_segment(checkpoint_id, resource_key)
+        return self.bank.section(self.layout.resource_prefix(checkpoint_id, segment), read_only=read_only)
 
     def remove_objects(self, checkpoint_id: str, dry_run: bool = False) -> list[str]:
         """Delete everything under the checkpoint but its index and reclaim marker, in reverse write order.

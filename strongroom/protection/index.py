@@ -12,7 +12,7 @@ from strongroom.bank_plugins.layout import BankLayout
 from strongroom.clock import Clock
 from strongroom.objects.kinds import LoggedOperation
 from strongroom.objects.records import CheckpointRecord
-from strongroom.protection.checkpoint import index_from_record
+from strongroom.protection.checkpoint import encryption_key_id, index_from_record
 
 
 class BankIndex:
@@ -26,7 +26,7 @@ class BankIndex:
         """Write ``record`` as the checkpoint's index (stamping ``updated_at``)."""
         record.updated_at = self.clock.now()
         key = BankLayout.index_key(record.id)
-        self.bank.note_checkpoint(record.id, record.project_id, bool(record.encryption))
+        self.bank.note_checkpoint(record.id, record.project_id, encryption_key_id(record))
         self.bank.put_json(key, index_from_record(record, self.bank, key))
         return record
 

@@ -45,7 +45,8 @@ def test_barbican_holds_the_kek_through_rotation_and_loss(barbican_server: Barbi
     assert kek.name == "key manager 'barbican'"
     plugin = MemoryBank()
     bank = _bank(kek, plugin)
-    bank.put_json(BankLayout.index_key("c1"), {"id": "c1", "project_id": "p1", "encryption": {"key_id": "x"}})
+    bank.encrypt = True
+    bank.put_json(BankLayout.index_key("c1"), {"id": "c1", "project_id": "p1", "encryption": bank.encryption_of("p1")})
     bank.put(PART, b"a manifest part")
     first_kek = json.loads(bank.get(BankLayout.CURRENT_KEK))["kek_id"]
     assert barbican_server.barbican_api("GET", f"/secrets/{first_kek}").status_code == 200

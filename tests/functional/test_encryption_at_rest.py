@@ -111,6 +111,7 @@ def test_no_object_holds_plaintext_or_is_named_by_it(request: pytest.FixtureRequ
         assert set(index) == {"version", "id", "status", "owner_id", "provider_id", "project_id", "plan_id",
                               "bytes_total", "created_at", "updated_at", "encryption", "sealed"}, index
         assert "vol.img" not in json.dumps(index)  # the plan, graph and results name the volume: sealed
+        assert not [key for key in objects if "vol.img" in key]  # nor do the objects' names
         # ... and yet the service reads it all back.
         digest, body = restore_and_hash(service, provider, cid, "back.img")
         assert body["status"] == "success", body

@@ -323,7 +323,8 @@ class ProtectOperation(_VolumeOperation):
         incrementals since its last full read."""
         if base is None:
             return None, NO_PARENT, 0
-        section = ctx.bank.section(BankLayout.resource_prefix(base.checkpoint_id, ctx.resource.key), read_only=True)
+        segment = ctx.bank.resource_segment(base.checkpoint_id, ctx.resource.key)
+        section = ctx.bank.section(BankLayout.resource_prefix(base.checkpoint_id, segment), read_only=True)
         try:
             saved = section.get_json(METADATA)
         except exceptions.BankError:

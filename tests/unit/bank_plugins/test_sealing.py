@@ -34,8 +34,9 @@ def _bank(kek: keys.CastellanKek, encrypt: bool = True) -> Bank:
 
 
 def _index(bank: Bank, cid: str, project: str, encrypted: bool) -> None:
+    encryption = bank.encryption_of(project) if encrypted else None
     bank.put_json(BankLayout.index_key(cid), {"id": cid, "project_id": project, "status": "protecting",
-                                              **({"encryption": {"key_id": "x"}} if encrypted else {})})
+                                              **({"encryption": encryption} if encryption else {})})
 
 
 def test_scope_names_exactly_the_kinds_that_hold_data_or_names() -> None:
@@ -169,3 +170,16 @@ def test_keyed_chunk_ids_need_their_key_and_differ_from_plain_digests() -> None:
     assert keyed != hashing.hasher(name, b"j" * 32)(data)
     blake = hashing.hasher(hashing.keyed_name("blake3", "0123456789abcdef"), b"k" * 32)(data)
     assert hashing.is_digest(blake) and blake != hashing.hasher("blake3")(data)
+
+
+def test_an_encrypted_checkpoint_names_its_resources_opaquely(kek: keys.CastellanKek) -> None:
+    bank = _bank(kek)
+    _index(bank, "c1", "p1", encrypted=True)
+    _index(bank, "c2", "p1", encrypted=True)
+    segment = bank.resource_segment("c1", "OS::Cinder::Volume#payroll.img")
+    assert segment.startswith("r") and len(segment) == 33 and "payroll" not in segment
+    assert bank.resource_segment("c2", "OS::Cinder::Volume#payroll.img") == segment  # stable: parents are found
+    assert bank.resource_segment("c1", "OS::Cinder::Volume#other.img") != segment
+    clear = _bank(kek, encrypt=False)
+    _index(clear, "c3", "p1", encrypted=False)
+    assert clear.resource_segment("c3", "OS::Cinder::Volume#payroll.img") == "OS::Cinder::Volume#payroll.img"
