@@ -151,7 +151,7 @@ bench-fsimage: bench-packages
 	$(BIN)/python benchmarks/bench_fsimage.py $(FSIMAGE_ARGS)
 
 sample-config: install
-	$(BIN)/oslo-config-generator --namespace strongroom --namespace oslo.messaging \
+	$(BIN)/oslo-config-generator --namespace strongroom --namespace strongroom.keys --namespace oslo.messaging \
 	  --namespace keystonemiddleware.auth_token --output-file etc/strongroom/strongroom.conf.sample
 	$(BIN)/oslopolicy-sample-generator --namespace strongroom --output-file etc/strongroom/policy.yaml.sample
 

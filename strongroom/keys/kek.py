@@ -38,10 +38,13 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
-    from castellan import key_manager
-
-    backend = [opt for opt in key_manager.key_manager_opts if opt.dest == "backend"]
-    return [("key_manager", [*backend, *local_opts])]
+    """For the sample configuration: castellan's ``backend`` as Strongroom defaults it, and our own options
+    (castellan's credential and Barbican options are castellan's: ``doc/encryption.md`` shows them)."""
+    backend = cfg.StrOpt("backend", default=LOCAL_BACKEND,
+                         help="castellan key manager that keeps the banks' key-encryption keys: strongroom-local "
+                              "(a file in the state directory; one node) or barbican (with castellan's "
+                              "[key_manager] auth_* and [barbican] options; doc/encryption.md).")
+    return [("key_manager", [backend, *local_opts])]
 
 
 class CastellanKek:
