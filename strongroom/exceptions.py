@@ -116,6 +116,14 @@ class BankObjectCorrupt(BankError):
     """Bank object {key!r} is corrupt: {reason}"""
 
 
+class BankObjectLocked(BankError, Conflict):
+    """Bank object {key!r} is locked until {until}: {reason}"""
+
+
+class CheckpointLocked(Conflict):
+    """Checkpoint {id} is locked (immutable retention) until {until}: it cannot be deleted before then."""
+
+
 #: errno values of a store that refuses writes, by the error they are raised as.
 _REFUSING_ERRNOS: dict[int, type[BankRefusesWrites]] = {
     errno.ENOSPC: BankFull, errno.EDQUOT: BankFull, errno.EFBIG: BankFull,

@@ -8,6 +8,7 @@ out") so that every plugin can trust them.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hmac
 import io
 import json
@@ -334,6 +335,25 @@ class Bank(_KeyValueOps):
 
     def close(self) -> None:
         self.plugin.close()
+
+    # -- object lock (``BankPlugin.lock_object``; doc/immutability.md) --------------
+
+    @property
+    def supports_object_lock(self) -> bool:
+        """True if the bank itself can refuse to delete an object until a date (S3 Object Lock)."""
+        return bool(self.plugin.supports_object_lock)
+
+    def lock(self, key: str, until: _dt.datetime, mode: str | None = None) -> _dt.datetime:
+        """Lock ``key`` until ``until`` (extend, never shorten); returns the lock date it now has."""
+        if not self.supports_object_lock:
+            raise exceptions.BankError(reason=f"bank {self.name!r} cannot lock objects")
+        return self.plugin.lock_object(normalize_key(key), until, mode)
+
+    def object_lock(self, key: str) -> _dt.datetime | None:
+        """The date ``key`` is locked until (possibly past), None if never locked or the bank cannot lock."""
+        if not self.supports_object_lock:
+            return None
+        return self.plugin.object_lock(normalize_key(key))
 
 
 class BankSection(_KeyValueOps):

@@ -56,6 +56,9 @@ class BankPlugin(abc.ABC):
     #: True if :meth:`put_expiring_object` is implemented: the bank itself deletes the
     #: object ``delete_after`` seconds after the put, by its own clock (Swift's ``X-Delete-After``).
     supports_expiry: bool = False
+    #: True if :meth:`lock_object` and :meth:`object_lock` are implemented: the bank itself refuses to
+    #: delete or overwrite-away a locked object until its lock date, whoever asks (S3 Object Lock).
+    supports_object_lock: bool = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: Mapping[str, Any] = dict(options or {})
@@ -192,6 +195,25 @@ class BankPlugin(abc.ABC):
         the lease layer then writes a probe object and reads its ``last_modified``.
         Leases compare only the bank's timestamps with each other, never with the
         clock of the machine that runs Strongroom.
+        """
+        return None
+
+    def lock_object(self, key: str, until: _dt.datetime, mode: str | None = None) -> _dt.datetime:
+        """Lock ``key`` (its current value) against deletion until ``until`` (aware); returns the lock
+        date it now has.
+
+        Extend-only: a lock that already reaches ``until`` or later is kept as it is, never shortened.
+        ``mode`` is the store's lock mode (S3: ``GOVERNANCE`` or ``COMPLIANCE``; None: the bank's
+        configured one).  While locked, :meth:`delete_object` raises ``BankObjectLocked`` naming the key
+        and the date.  Raises ``BankObjectNotFound`` for a missing key.  Only for plugins with
+        ``supports_object_lock = True``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot lock objects")
+
+    def object_lock(self, key: str) -> _dt.datetime | None:
+        """The date ``key``'s current value is locked until (aware; possibly past), None if never locked.
+
+        Raises ``BankObjectNotFound`` for a missing key.  Plugins without object lock answer None.
         """
         return None
 

@@ -46,6 +46,7 @@ class RetryingBank(BankPlugin):
         self.options = inner.options  # the same mapping: no second copy of credentials
         self.inner = inner
         self.supports_expiry = inner.supports_expiry
+        self.supports_object_lock = inner.supports_object_lock
         self.max_attempts = max_attempts
         self.initial_delay = initial_delay
         self.max_delay = max_delay
@@ -127,6 +128,12 @@ class RetryingBank(BankPlugin):
 
     def server_time(self) -> _dt.datetime | None:
         return self._call("read the bank's clock", self.inner.server_time)
+
+    def lock_object(self, key: str, until: _dt.datetime, mode: str | None = None) -> _dt.datetime:
+        return self._call(f"lock {key!r}", lambda: self.inner.lock_object(key, until, mode))
+
+    def object_lock(self, key: str) -> _dt.datetime | None:
+        return self._call(f"read the lock of {key!r}", lambda: self.inner.object_lock(key))
 
     def close(self) -> None:
         self.inner.close()

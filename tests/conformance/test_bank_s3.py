@@ -7,9 +7,11 @@ stream above 5 MiB) go through multipart uploads on both servers.
 
 from __future__ import annotations
 
+import datetime as _dt
 import io
 import logging
 import pathlib
+import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -170,3 +172,189 @@ class TestS3BankSwiftS3api(S3BankSuite):
 
     def new_bucket_name(self) -> str:
         return str(self.server.new_container("s3conformance")).lower()
+
+
+class TestS3BankMotoObjectLock(TestS3BankMoto):
+    """The whole suite again on a bucket with Object Lock (versioned: deletes remove versions), plus the lock.
+
+    moto 5.2 keeps the dates it is given (it does not refuse a shorter one, nor a COMPLIANCE lock turned
+    into GOVERNANCE, as S3 does) and compares them with its real clock: the bank's extend-only rule is its
+    own (it reads the current date first), and the lapse tests use locks of a few seconds.
+    """
+
+    def bank_options(self, bucket: str, **extra: Any) -> dict[str, Any]:
+        return super().bank_options(bucket, object_lock=True, **extra)
+
+    def _purge_versions(self, bucket: str) -> None:
+        client = self.server.client()
+        try:
+            for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+                for item in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]:
+                    client.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"],
+                                         BypassGovernanceRetention=True)
+        finally:
+            client.close()
+
+    @pytest.fixture(autouse=True)
+    def _purge_locked(self, _fresh_buckets: None) -> Iterator[None]:
+        yield
+        for bucket in self.buckets:
+            try:
+                self._purge_versions(bucket)
+            except Exception as err:  # noqa: BLE001 - COMPLIANCE versions stay until their date
+                LOG.warning("could not purge the versions of %s: %s", bucket, err)
+
+    def test_concurrent_writers_on_distinct_keys(self, bank: BankPlugin) -> None:  # type: ignore[override]
+        # moto's ListObjectVersions deep-copies the bucket's key dict while other threads change it, and
+        # answers 500 when they do: the service retries transient errors (RetryingBank), so does this test.
+        from strongroom.bank_plugins.retry import RetryingBank
+
+        super().test_concurrent_writers_on_distinct_keys(
+            RetryingBank(bank, max_attempts=8, initial_delay=0.01, max_delay=0.1))
+
+    @staticmethod
+    def _soon(seconds: float) -> _dt.datetime:
+        return _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=seconds)
+
+    def _raw_versions(self, bank: S3Bank, key: str) -> list[str]:
+        client = self.server.client()
+        try:
+            page = client.list_object_versions(Bucket=bank.bucket, Prefix=key)
+        finally:
+            client.close()
+        return [v["VersionId"] for v in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]
+                if v["Key"] == key]
+
+    def test_bucket_is_created_with_object_lock(self, bank: S3Bank) -> None:
+        assert bank.supports_object_lock
+        bank.put_object("k", b"v")
+        client = self.server.client()
+        try:
+            assert client.get_object_lock_configuration(Bucket=bank.bucket)["ObjectLockConfiguration"][
+                "ObjectLockEnabled"] == "Enabled"
+            assert client.get_bucket_versioning(Bucket=bank.bucket)["Status"] == "Enabled"
+        finally:
+            client.close()
+
+    def test_delete_removes_every_version(self, bank: S3Bank) -> None:
+        for value in (b"1", b"2", b"3"):
+            bank.put_object("k", value)
+        bank.put_object("k2", b"neighbour")
+        assert len(self._raw_versions(bank, "k")) == 3
+        bank.delete_object("k")
+        assert self._raw_versions(bank, "k") == []
+        assert bank.list_objects() == ["k2"]
+        bank.delete_object("k")  # idempotent
+
+    def test_locked_object_refuses_delete_naming_key_and_date(self, bank: S3Bank) -> None:
+        bank.put_object("chunk", b"data")
+        until = bank.lock_object("chunk", self._soon(60))
+        assert bank.object_lock("chunk") == until
+        with pytest.raises(exceptions.BankObjectLocked) as excinfo:
+            bank.delete_object("chunk")
+        assert "chunk" in str(excinfo.value) and until.isoformat() in str(excinfo.value)
+        assert isinstance(excinfo.value, exceptions.Conflict)
+        assert bank.get_object("chunk") == b"data"
+
+    def test_raw_version_delete_is_refused_by_the_server(self, bank: S3Bank) -> None:
+        from botocore.exceptions import ClientError
+
+        bank.put_object("chunk", b"data")
+        bank.lock_object("chunk", self._soon(60))
+        [version] = self._raw_versions(bank, "chunk")
+        client = self.server.client()
+        try:
+            with pytest.raises(ClientError) as excinfo:
+                client.delete_object(Bucket=bank.bucket, Key="chunk", VersionId=version)
+            assert excinfo.value.response["Error"]["Code"] == "AccessDenied"
+            # A plain delete only hides it behind a delete marker: listing and reads see it gone ...
+            client.delete_object(Bucket=bank.bucket, Key="chunk")
+        finally:
+            client.close()
+        assert bank.list_objects() == []
+        assert not bank.object_exists("chunk")
+        # ... and the bank's own delete still refuses: the locked version is older than the marker.
+        with pytest.raises(exceptions.BankObjectLocked):
+            bank.delete_object("chunk")
+        assert version in self._raw_versions(bank, "chunk")
+
+    def test_lock_extends_and_never_shortens(self, bank: S3Bank) -> None:
+        bank.put_object("shared", b"x")
+        later = bank.lock_object("shared", self._soon(120))
+        assert bank.lock_object("shared", self._soon(60)) == later  # a shorter date changes nothing
+        assert bank.object_lock("shared") == later
+        latest = bank.lock_object("shared", self._soon(180))
+        assert latest > later and bank.object_lock("shared") == latest
+
+    def test_lock_rounds_up_to_whole_seconds_and_ignores_past_dates(self, bank: S3Bank) -> None:
+        bank.put_object("k", b"x")
+        until = bank.lock_object("k", self._soon(30).replace(microsecond=1))
+        assert until.microsecond == 0
+        bank.put_object("old", b"x")
+        bank.lock_object("old", self._soon(-60))
+        assert bank.object_lock("old") is None
+        bank.delete_object("old")
+
+    def test_compliance_lock_stays_compliance(self, bank: S3Bank) -> None:
+        bank.put_object("k", b"x")
+        bank.lock_object("k", self._soon(5), mode="COMPLIANCE")
+        bank.lock_object("k", self._soon(8), mode="GOVERNANCE")
+        client = self.server.client()
+        try:
+            assert client.head_object(Bucket=bank.bucket, Key="k")["ObjectLockMode"] == "COMPLIANCE"
+        finally:
+            client.close()
+        time.sleep(9)  # let it lapse: nothing can remove a COMPLIANCE version before
+
+    def test_delete_works_once_the_lock_lapses(self, bank: S3Bank) -> None:
+        bank.put_object("k", b"x")
+        bank.lock_object("k", self._soon(2))
+        with pytest.raises(exceptions.BankObjectLocked):
+            bank.delete_object("k")
+        time.sleep(3.2)
+        bank.delete_object("k")
+        assert self._raw_versions(bank, "k") == [] and not bank.object_exists("k")
+
+    def test_lock_of_a_missing_key_is_not_found(self, bank: S3Bank) -> None:
+        with pytest.raises(exceptions.BankObjectNotFound):
+            bank.lock_object("missing", self._soon(30))
+        with pytest.raises(exceptions.BankObjectNotFound):
+            bank.object_lock("missing")
+
+    def test_existing_bucket_without_object_lock_is_refused(self) -> None:
+        bucket = self.new_bucket_name()
+        self.buckets.append(bucket)
+        plain = S3Bank(super().bank_options(bucket))
+        plain.put_object("k", b"v")
+        locking = S3Bank(self.bank_options(bucket))
+        with pytest.raises(exceptions.BankError) as excinfo:
+            locking.put_object("k", b"v")
+        assert "without Object Lock" in str(excinfo.value) and bucket in str(excinfo.value)
+        plain.close()
+        locking.close()
+
+    def test_object_lock_mode_needs_object_lock(self) -> None:
+        with pytest.raises(exceptions.ConfigError) as excinfo:
+            S3Bank.check_options({"bucket": "b-1", "object_lock_mode": "COMPLIANCE"})
+        assert "object_lock_mode" in str(excinfo.value)
+        with pytest.raises(exceptions.ConfigError):
+            S3Bank.check_options({"bucket": "b-1", "object_lock": True, "object_lock_mode": "ROOT"})
+
+
+def test_banks_without_object_lock_say_so(tmp_path: pathlib.Path) -> None:
+    from strongroom.bank_plugins import Bank
+    from strongroom.bank_plugins.fs import FilesystemBank
+    from strongroom.bank_plugins.memory import MemoryBank
+    from strongroom.bank_plugins.retry import RetryingBank
+    from strongroom.bank_plugins.swift import SwiftBank
+
+    assert not SwiftBank.supports_object_lock  # Swift has no object lock
+    assert not S3Bank({"bucket": "no-lock"}).supports_object_lock
+    assert RetryingBank(S3Bank({"bucket": "lock", "object_lock": True})).supports_object_lock
+    for plugin in (MemoryBank(), FilesystemBank({"path": str(tmp_path)})):
+        bank = Bank(plugin, name="plain")
+        assert not bank.supports_object_lock
+        assert bank.object_lock("k") is None
+        with pytest.raises(exceptions.BankError) as excinfo:
+            bank.lock("k", _dt.datetime.now(_dt.UTC))
+        assert "cannot lock" in str(excinfo.value)

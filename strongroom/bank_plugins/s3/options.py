@@ -19,6 +19,9 @@ SECRET_OPTIONS = frozenset({"secret_access_key", "session_token"})
 #: Every option that is a credential (masked in logs, never in a message).
 CREDENTIAL_OPTIONS = ("secret_access_key", "session_token", "access_key_id")
 CHECKSUM_MODES = ["when_required", "when_supported"]
+#: S3 Object Lock modes: GOVERNANCE (a principal with s3:BypassGovernanceRetention can still remove a
+#: locked version) and COMPLIANCE (nobody can, not even the account's root, until the date).
+OBJECT_LOCK_MODES = ["GOVERNANCE", "COMPLIANCE"]
 
 OPTIONS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -43,6 +46,8 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "max_pool_connections": {"type": "integer", "minimum": 1, "maximum": 1000},
         "multipart_threshold": {"type": "integer", "minimum": MIN_PART_SIZE, "maximum": MAX_PART_SIZE},
         "multipart_chunksize": {"type": "integer", "minimum": MIN_PART_SIZE, "maximum": MAX_PART_SIZE},
+        "object_lock": {"type": "boolean"},
+        "object_lock_mode": {"enum": OBJECT_LOCK_MODES},
         **LEASE_OPTIONS,
     },
     "required": ["bucket"],
@@ -67,6 +72,8 @@ DEFAULTS: dict[str, Any] = {
     "max_pool_connections": 32,
     "multipart_threshold": 16 * MiB,
     "multipart_chunksize": 8 * MiB,
+    "object_lock": False,
+    "object_lock_mode": "GOVERNANCE",
 }
 
 
@@ -88,6 +95,8 @@ def check_options(options: Mapping[str, Any], schema: Mapping[str, Any] = OPTION
         _check_endpoint(opts["endpoint_url"])
     if "ca_bundle" in options and not opts["verify_ssl"]:
         raise option_error("s3", "ca_bundle", "given with verify_ssl = false; drop one of them")
+    if "object_lock_mode" in options and not opts["object_lock"]:
+        raise option_error("s3", "object_lock_mode", "given without object_lock = true; set both or neither")
 
 
 def _check_endpoint(endpoint: str) -> None:

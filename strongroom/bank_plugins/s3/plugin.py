@@ -43,6 +43,18 @@ def _md5(data: bytes | bytearray) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
 
 
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+
+
+def _aware(value: Any) -> _dt.datetime | None:
+    """A botocore timestamp as an aware UTC datetime (None if absent)."""
+    if not isinstance(value, _dt.datetime):
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_dt.UTC)
+    return value.astimezone(_dt.UTC)
+
+
 class S3Bank(BankPlugin):
     """Objects in one S3 bucket (see the package docstring)."""
 
@@ -66,6 +78,10 @@ class S3Bank(BankPlugin):
         self.multipart_threshold: int = opts["multipart_threshold"]
         self.multipart_chunksize: int = opts["multipart_chunksize"]
         self.content_md5: bool = opts["content_md5"]
+        #: Object Lock (``object_lock = true``): a versioned bucket created with Object Lock enabled, whose
+        #: deletes remove versions (see ``doc/immutability.md``).
+        self.supports_object_lock = bool(opts["object_lock"])
+        self.object_lock_mode: str = opts["object_lock_mode"]
         self._opts = opts
         self._lock = threading.Lock()
         self._client: Any = None
@@ -119,6 +135,7 @@ class S3Bank(BankPlugin):
 
         try:
             client.head_bucket(Bucket=self.bucket)
+            self._check_object_lock(client)
             return
         except ClientError as err:
             if errors.status(err) != 404:
@@ -128,9 +145,13 @@ class S3Bank(BankPlugin):
         kwargs: dict[str, Any] = {"Bucket": self.bucket}
         if self.region_name != "us-east-1":  # us-east-1 refuses a LocationConstraint naming itself
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region_name}
+        if self.supports_object_lock:
+            kwargs["ObjectLockEnabledForBucket"] = True  # S3 turns versioning on with it
         try:
             client.create_bucket(**kwargs)
-            LOG.info("Created %s", self.where)
+            LOG.info("Created %s%s", self.where, " with Object Lock" if self.supports_object_lock else "")
+            if self.supports_object_lock:
+                self._expire_noncurrent_versions(client)
         except ClientError as err:
             if errors.code(err) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 self._raise(err, "create the bucket")
@@ -138,8 +159,42 @@ class S3Bank(BankPlugin):
                 client.head_bucket(Bucket=self.bucket)
             except errors.boto_errors() as again:
                 self._raise(again, "use the bucket (its name is taken?)")
+            self._check_object_lock(client)
         except errors.boto_errors() as err:
             self._raise(err, "create the bucket")
+
+    def _check_object_lock(self, client: Any) -> None:
+        """With ``object_lock = true``, an existing bucket must have Object Lock enabled: never a silent no-op."""
+        if not self.supports_object_lock:
+            return
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = client.get_object_lock_configuration(Bucket=self.bucket)
+            enabled = (answer.get("ObjectLockConfiguration") or {}).get("ObjectLockEnabled") == "Enabled"
+        except ClientError as err:
+            if errors.code(err) != "ObjectLockConfigurationNotFoundError" and errors.status(err) != 404:
+                self._raise(err, "read the Object Lock configuration of the bucket")
+            enabled = False
+        except errors.boto_errors() as err:
+            self._raise(err, "read the Object Lock configuration of the bucket")
+        if not enabled:
+            raise exceptions.BankError(
+                reason=f"{self.where}: object_lock = true, but the bucket exists without Object Lock; "
+                       f"use a new bucket (the bank creates it with Object Lock) or enable Object Lock on it")
+
+    def _expire_noncurrent_versions(self, client: Any) -> None:
+        """A lifecycle rule on a bucket the bank created with Object Lock: overwritten values (leases, indices)
+        leave noncurrent versions, which S3 expires after a day; it never expires a locked version."""
+        rule = {"ID": "strongroom-noncurrent-versions", "Status": "Enabled", "Filter": {"Prefix": ""},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+                "Expiration": {"ExpiredObjectDeleteMarker": True}}
+        try:
+            client.put_bucket_lifecycle_configuration(Bucket=self.bucket,
+                                                      LifecycleConfiguration={"Rules": [rule]})
+        except errors.boto_errors() as err:  # noncurrent versions then stay until removed otherwise
+            LOG.warning("%s: could not set the lifecycle rule that expires noncurrent versions: %s", self.where,
+                        errors.REDACTOR.redact(str(err)))
 
     def close(self) -> None:
         with self._lock:
@@ -235,11 +290,112 @@ class S3Bank(BankPlugin):
             LOG.warning("Could not abort multipart upload %s of %r: %s", upload_id, key, err)
 
     def delete_object(self, key: str) -> None:
+        if self.supports_object_lock:
+            self._delete_versions(key)
+            return
         # S3 answers 204 for a missing key; a store that answers 404 means the same.
         try:
             self._call("delete", key, lambda c: c.delete_object(Bucket=self.bucket, Key=self.key_prefix + key))
         except exceptions.BankObjectNotFound:
             return
+
+    def _versions(self, key: str) -> list[str]:
+        """Every version id of ``key`` (values and delete markers), oldest first."""
+        full = self.key_prefix + key
+        found: list[tuple[Any, int, str]] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full}
+        while True:
+            page = self._call("list the versions of", key, lambda c: c.list_object_versions(**kwargs))
+            past = False
+            for item in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]:
+                if item["Key"] == full:
+                    # Newest first within a key: the position breaks ties of equal LastModified.
+                    found.append((_aware(item.get("LastModified")) or _EPOCH, -len(found), item["VersionId"]))
+                elif item["Key"] > full:
+                    past = True  # keys come in order: the versions of ``full`` came before
+            if past or not page.get("IsTruncated"):
+                break
+            kwargs["KeyMarker"] = page.get("NextKeyMarker")
+            kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
+        found.sort(key=lambda item: (item[0], item[1]))
+        return [version for _, _, version in found]
+
+    def _delete_versions(self, key: str) -> None:
+        """Delete every version of ``key``, oldest first, so a locked version refuses before a newer one
+        goes (an older value never comes back as the current one).  A plain delete on a versioned bucket
+        would only add a delete marker over the value."""
+        from botocore.exceptions import ClientError
+
+        full = self.key_prefix + key
+        client = self.client()
+        for version in self._versions(key):
+            try:
+                client.delete_object(Bucket=self.bucket, Key=full, VersionId=version)
+            except ClientError as err:
+                if errors.status(err) == 404 or errors.code(err) in ("NoSuchKey", "NoSuchVersion"):
+                    continue
+                if errors.status(err) == 403:
+                    until = self._version_lock(key, version)
+                    if until is not None:
+                        raise exceptions.BankObjectLocked(
+                            key=key, until=until.isoformat(),
+                            reason=f"{self.where} refused to delete version {version}") from err
+                self._raise(err, "delete", key)
+            except errors.boto_errors() as err:
+                self._raise(err, "delete", key)
+
+    def _version_lock(self, key: str, version: str | None) -> _dt.datetime | None:
+        """The lock date of one version of ``key`` (the current one for None), None without one."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key_prefix + key}
+        if version is not None:
+            kwargs["VersionId"] = version
+        try:
+            answer = self._call("head", key, lambda c: c.head_object(**kwargs))
+        except exceptions.BankObjectNotFound:
+            return None
+        return _aware(answer.get("ObjectLockRetainUntilDate"))
+
+    # -- object lock -----------------------------------------------------------
+
+    def lock_object(self, key: str, until: _dt.datetime, mode: str | None = None) -> _dt.datetime:
+        """S3 Object Lock retention on the current version of ``key``, extended to ``until`` (whole seconds,
+        rounded up), never shortened; a COMPLIANCE lock stays COMPLIANCE.  A date already past by the
+        bucket's clock locks nothing (S3 refuses one) and is returned as it is."""
+        if not self.supports_object_lock:
+            raise exceptions.BankError(reason=f"{self.where}: object lock is off (object_lock = false)")
+        if until.tzinfo is None:
+            raise exceptions.InvalidInput(reason="until: a lock date must be timezone-aware")
+        until = until.astimezone(_dt.UTC)
+        if until.microsecond:
+            until = until.replace(microsecond=0) + _dt.timedelta(seconds=1)
+        answer = self._call("head", key, lambda c: c.head_object(Bucket=self.bucket, Key=self.key_prefix + key))
+        current = _aware(answer.get("ObjectLockRetainUntilDate"))
+        if current is not None and current >= until:
+            return current
+        server_now = parse_http_date((answer.get("ResponseMetadata", {}).get("HTTPHeaders") or {}).get("date"))
+        if server_now is not None and until <= server_now:
+            return current if current is not None else until
+        wanted = mode or self.object_lock_mode
+        if answer.get("ObjectLockMode") == "COMPLIANCE" and current is not None \
+                and (server_now is None or current > server_now):
+            wanted = "COMPLIANCE"  # S3 refuses to weaken a running COMPLIANCE lock
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key_prefix + key,
+                                  "Retention": {"Mode": wanted, "RetainUntilDate": until}}
+        if answer.get("VersionId"):
+            kwargs["VersionId"] = answer["VersionId"]
+        try:
+            self._call("lock", key, lambda c: c.put_object_retention(**kwargs))
+        except exceptions.BankError:
+            # A concurrent publisher may have extended it meanwhile (S3 then refuses a shorter date).
+            again = self._version_lock(key, answer.get("VersionId"))
+            if again is not None and again >= until:
+                return again
+            raise
+        return until
+
+    def object_lock(self, key: str) -> _dt.datetime | None:
+        answer = self._call("head", key, lambda c: c.head_object(Bucket=self.bucket, Key=self.key_prefix + key))
+        return _aware(answer.get("ObjectLockRetainUntilDate"))
 
     # -- reading -------------------------------------------------------------
 
