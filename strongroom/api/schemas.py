@@ -25,6 +25,9 @@ _free_object = {"type": "object", "propertyNames": _name}
 
 # Plan parameters: keyed by "type" or "type#id", each an object of plugin options.
 _parameters = {"type": "object", "propertyNames": _name, "additionalProperties": _free_object}
+# A plan's parameters also take ``retention_lock_days`` (doc/immutability.md): lock each checkpoint that long.
+_lock_days = {"type": "integer", "minimum": 1, "maximum": 36_500}
+_plan_parameters = {**_parameters, "properties": {"retention_lock_days": _lock_days}}
 # Restore parameters: the same, and ``restore_name`` (Karbor's name of the restored resource) is a file name,
 # ``restore_target`` (an existing volume to overwrite) a volume id, ``volume_type``/``availability_zone`` names.
 _restore_parameters = {**_parameters, "additionalProperties": {
@@ -65,7 +68,7 @@ PLAN_CREATE: dict[str, Any] = _wrapped("plan", _closed({
     "name": _name,
     "description": _description,
     "provider_id": _id,
-    "parameters": _parameters,
+    "parameters": _plan_parameters,
     "resources": {"type": "array", "items": RESOURCE, "minItems": 1},
 }, required=["name", "provider_id", "resources"]))
 
@@ -73,7 +76,7 @@ PLAN_UPDATE: dict[str, Any] = _wrapped("plan", _closed({
     "name": _name,
     "description": _description,
     "status": {"type": "string", "enum": ["suspended", "started"]},
-    "parameters": _parameters,
+    "parameters": _plan_parameters,
     "resources": {"type": "array", "items": RESOURCE, "minItems": 1},
 }, minProperties=1))
 
@@ -141,6 +144,7 @@ OPERATION_DEFINITION: dict[str, Any] = _closed({
     "retention_duration": _count,
     **{key: {"type": ["integer", "null"]} for key in (
         "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")},
+    "retention_lock_days": {**_lock_days, "type": ["integer", "null"]},
 }, required=["provider_id", "plan_id"])
 
 SCHEDULED_OPERATION_CREATE: dict[str, Any] = _wrapped("scheduled_operation", _closed({

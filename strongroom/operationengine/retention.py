@@ -19,6 +19,10 @@ Whatever the policy, these are never deleted (the safety rules):
 2. the newest ``available`` checkpoint (so failing backups never let retention empty a plan);
 3. a checkpoint that another existing checkpoint depends on (:func:`dependencies_of`).
 
+A checkpoint the policy would delete but whose immutable-retention lock (``extra_info.locked_until``,
+``doc/immutability.md``) is still running is *due*: it is not deleted (no delete is even tried, so a run
+reports no error for it), and the first run after its lock date deletes it.
+
 Order is by ``created_at`` (ties broken by id), never by the order the catalogue listed them in.
 """
 
@@ -30,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from strongroom import exceptions
+from strongroom.objects import locks
 from strongroom.objects.records import CheckpointRecord
 
 #: ``extra_info`` key of a checkpoint naming the checkpoints it needs (a list of ids), for a plugin whose
@@ -121,6 +126,8 @@ class Decision:
 
     delete: list[str]
     keep: dict[str, list[str]]  # checkpoint id -> reasons
+    #: Due for deletion but locked: checkpoint id -> the lock date (ISO 8601) a later run deletes it after.
+    due: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def dependencies_of(checkpoint: CheckpointRecord) -> set[str]:
@@ -198,5 +205,14 @@ def decide(policy: Policy, checkpoints: Iterable[CheckpointRecord], now: _dt.dat
             continue
         for dep in depends(cp):
             mark(dep, f"needed by {cp.id}")
-    delete = [cp.id for cp in reversed(ordered) if cp.id not in keep]
-    return Decision(delete=delete, keep=keep)
+    delete: list[str] = []
+    due: dict[str, str] = {}
+    for cp in reversed(ordered):
+        if cp.id in keep:
+            continue
+        until = locks.locked_until(cp.extra_info)
+        if until is not None and until > now:
+            due[cp.id] = until.isoformat()
+        else:
+            delete.append(cp.id)
+    return Decision(delete=delete, keep=keep, due=due)

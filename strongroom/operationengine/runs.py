@@ -24,6 +24,7 @@ from strongroom.context import RequestContext
 from strongroom.db.api import Database
 from strongroom.db.scheduling import SchedulingStore
 from strongroom.objects.kinds import FIRE_KEY
+from strongroom.objects.locks import LOCK_DAYS
 from strongroom.objects.records import CheckpointRecord
 from strongroom.objects.scheduling import FireState, OperationType, ScheduledFire, ScheduledOperation
 from strongroom.operationengine import retention
@@ -40,7 +41,8 @@ class ProtectionClient(Protocol):
 
     def protect(self, ctxt: RequestContext, plan: dict[str, Any], provider_id: str,
                 extra_info: dict[str, Any] | None = None,
-                scheduled_operation_id: str | None = None) -> dict[str, Any]: ...
+                scheduled_operation_id: str | None = None,
+                retention_lock_days: int | None = None) -> dict[str, Any]: ...
 
     def delete_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str) -> None: ...
 
@@ -166,10 +168,12 @@ class FireRun:
                 reason=f"plan {plan.id} now uses provider {plan.provider_id}, not {op.provider_id}")
         extra_info = {"created_by": CREATED_BY, "scheduled_operation_id": op.id, "trigger_id": op.trigger_id,
                       FIRE_KEY: self.fire.id, "fire_time": self.fire.fire_time.isoformat()}
+        lock = op.operation_definition.get(LOCK_DAYS)
         self._confirm()
         try:
             record = env.protection.protect(ctx, plan.to_dict(), op.provider_id, extra_info=extra_info,
-                                            scheduled_operation_id=op.id)
+                                            scheduled_operation_id=op.id,
+                                            **({"retention_lock_days": lock} if lock is not None else {}))
             checkpoint_id = str(record["id"])
         except Exception:
             # It may have been accepted all the same (e.g. the answer timed out): never start a second one.
@@ -211,4 +215,6 @@ class FireRun:
         out: dict[str, Any] = {"deleted": deleted, "kept": sorted(decision.keep)}
         if skipped:
             out["skipped"] = skipped
+        if decision.due:  # due, but locked: no delete is tried before the date; a later run deletes them
+            out["due_locked"] = decision.due
         return out

@@ -15,13 +15,14 @@ from strongroom import exceptions, validation
 from strongroom.bank_plugins import BankSection
 from strongroom.context import RequestContext
 from strongroom.db.api import Database
+from strongroom.objects import locks
 from strongroom.objects.kinds import FIRE_KEY
 from strongroom.objects.records import CheckpointRecord, Plan, Resource
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.providers import Provider
 
 __all__ = ["FIRE_KEY", "RUN_REASON", "bank_unavailable", "check_restore_parameters", "check_restore_target",
-           "parameters_key", "same_fire", "validate_parameters"]
+           "check_retention_lock", "parameters_key", "same_fire", "validate_parameters"]
 
 #: The key of ``resources_reason`` that says why a whole restore or verification failed.
 RUN_REASON = "_"
@@ -32,6 +33,9 @@ def validate_parameters(provider: Provider, parameters: dict[str, Any], schema_n
     if not isinstance(parameters, dict):
         raise exceptions.InvalidInput(reason=f"{field} must be an object")
     for key, value in parameters.items():
+        if key == locks.LOCK_DAYS and schema_name == "options_schema":
+            check_retention_lock(provider, value, f"{field}.{key}")
+            continue
         rtype = key.split("#", 1)[0]
         plugin = provider.plugin_for_type.get(rtype)
         if plugin is None:
@@ -40,6 +44,18 @@ def validate_parameters(provider: Provider, parameters: dict[str, Any], schema_n
         err = validation.first_error(getattr(plugin, schema_name), value)
         if err is not None:  # names the field, never quotes a secret or a name's bad characters
             raise exceptions.InvalidInput(reason=validation.describe(err, [field, key]))
+
+
+def check_retention_lock(provider: Provider, value: Any, field: str) -> int:
+    """``retention_lock_days`` as days, if ``provider``'s bank can lock objects; else ``InvalidInput`` (400)
+    naming the field, the provider and its bank: a lock the bank cannot keep is refused, never ignored."""
+    days = locks.check_lock_days(value, field)
+    if not provider.bank.supports_object_lock:
+        raise exceptions.InvalidInput(
+            reason=f"{field}: bank {provider.bank_name!r} of provider {provider.id} ({provider.name}) cannot lock "
+                   f"objects (immutable retention needs an s3 bank with object_lock = true; filesystem and "
+                   f"Swift banks have no object lock)")
+    return days
 
 
 def check_restore_target(provider: Provider, checkpoint: CheckpointRecord) -> None:

@@ -20,6 +20,7 @@ bank is written.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import logging
 import threading
 import uuid
@@ -30,11 +31,13 @@ from strongroom import exceptions
 from strongroom.bank_plugins import Bank
 from strongroom.clock import Clock
 from strongroom.db.api import Database
+from strongroom.objects import locks
 from strongroom.objects.kinds import LoggedOperation
 from strongroom.objects.records import CheckpointRecord, OperationLog
 from strongroom.objects.status import CheckpointStatus, check_transition
 from strongroom.protection.checkpoint import ActiveMarker, CheckpointStore
 from strongroom.protection.index import BankIndex
+from strongroom.protection.locking import lock_checkpoint, lock_index
 from strongroom.protection.providers import Provider
 from strongroom.protection.rebuild import RebuildReport, Skip, Skipped, judge, newest_first, recovered_plan
 
@@ -53,6 +56,8 @@ RESET_REASON = "reset by an administrator"
 PROTECTED = "protected"
 #: The ``extra_info`` key of a checkpoint that shows its last verification (id, status, at, reason).
 LAST_VERIFICATION = "last_verification"
+#: The ``extra_info`` key of a checkpoint that asked to be locked and could not be (why).
+LOCK_ERROR = "lock_error"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,7 +198,12 @@ class CheckpointCatalogue:
         record.status_reason = None
         if protected:
             record.extra_info = {**record.extra_info, PROTECTED: {k: dict(v) for k, v in sorted(protected.items())}}
+        until = self._lock_date(record)
+        if until is not None:
+            record.extra_info = {**record.extra_info, locks.LOCKED_UNTIL: until.isoformat()}
         self._index.write(record)  # the commit: from here on the checkpoint is available
+        if until is not None:
+            self._lock_objects(record, until)
         try:
             self._index.add_listings(record)
             if record.owner_id:
@@ -210,6 +220,40 @@ class CheckpointCatalogue:
         self._catalogue(checkpoint_id, {"status": CheckpointStatus.AVAILABLE, "status_reason": None,
                                         "bytes_done": bytes_done, "extra_info": record.extra_info})
         return None
+
+    @staticmethod
+    def _lock_date(record: CheckpointRecord) -> _dt.datetime | None:
+        """The date a checkpoint asked to be locked (``extra_info.retention_lock_days``) is locked until."""
+        days = locks.lock_days(record.extra_info)
+        if days is None or record.created_at is None:
+            return None
+        return locks.lock_date(record.created_at, days)
+
+    def _lock_objects(self, record: CheckpointRecord, until: _dt.datetime) -> None:
+        """Lock every object of a just published checkpoint (its index, which records the date, last).
+
+        If the bank cannot (it has no object lock, or fails), the checkpoint stays available and says why
+        in ``extra_info.lock_error``; the service still refuses to delete it before the date."""
+        try:
+            report = lock_checkpoint(self.store, record.id, record.project_id, until)
+        except exceptions.BankError as err:
+            LOG.error("checkpoint %s is available but not locked in %s until %s: %s", record.id,
+                      self.bank.name, until.isoformat(), err)
+            record.extra_info = {**record.extra_info, LOCK_ERROR: str(err)}
+            self._index.write(record)
+            return
+        LOG.info("checkpoint %s: %d chunk(s) and %d object(s) locked until %s", record.id, report.chunks,
+                 report.objects, until.isoformat())
+
+    def _relock_index(self, record: CheckpointRecord) -> None:
+        """A locked checkpoint's index was written again (a new version): lock it too (best effort)."""
+        until = locks.locked_until(record.extra_info)
+        if until is None or until <= self.clock.now() or not self.bank.supports_object_lock:
+            return
+        try:
+            lock_index(self.bank, record.id, until)
+        except exceptions.BankError as err:  # its older, locked version still holds the checkpoint
+            LOG.warning("could not lock the new index of checkpoint %s: %s", record.id, err)
 
     def fail_protect(self, checkpoint_id: str, reason: str, owner_id: str, bytes_done: int,
                      release: Callable[[], None] = _nothing) -> None:
@@ -252,10 +296,17 @@ class CheckpointCatalogue:
 
     # -- delete ---------------------------------------------------------------------
 
-    @staticmethod
-    def check_may_delete(record: CheckpointRecord) -> None:
-        """``InvalidStatusTransition`` unless ``record`` (as catalogued) may start deleting."""
+    def check_may_delete(self, record: CheckpointRecord) -> None:
+        """``InvalidStatusTransition`` unless ``record`` (as catalogued) may start deleting;
+        ``CheckpointLocked`` (409, naming the date) while its lock date is in the future."""
         check_transition("Checkpoint", record.id, record.status, CheckpointStatus.DELETING, CheckpointStatus)
+        self.check_unlocked(record)
+
+    def check_unlocked(self, record: CheckpointRecord) -> None:
+        """``CheckpointLocked`` while ``record``'s lock date (``extra_info.locked_until``) is in the future."""
+        until = locks.locked_until(record.extra_info)
+        if until is not None and until > self.clock.now():
+            raise exceptions.CheckpointLocked(id=record.id, until=until.isoformat())
 
     def begin_delete(self, record: CheckpointRecord, owner_id: str) -> CheckpointRecord:
         """Admit one deleter (the catalogue's compare-and-set), then its marker and the index ``deleting``.
@@ -277,6 +328,7 @@ class CheckpointCatalogue:
             bank_view = self.store.read(record.id)
             check_transition("Checkpoint", record.id, bank_view.status, CheckpointStatus.DELETING,
                              CheckpointStatus)
+            self.check_unlocked(bank_view)  # the bank's index is the source of truth
             unchanged = dataclasses.replace(bank_view)
             self._index.mark_active(owner_id, record.id, bank_view.project_id, LoggedOperation.DELETE)
             bank_before = unchanged  # from here on the bank holds something to undo
@@ -347,6 +399,7 @@ class CheckpointCatalogue:
                 return False
             record.extra_info = {**record.extra_info, LAST_VERIFICATION: verification}
             self._index.write(record)
+            self._relock_index(record)
             self._catalogue(checkpoint_id, {"extra_info": record.extra_info})
         return True
 
@@ -355,7 +408,7 @@ class CheckpointCatalogue:
     def reset(self, checkpoint_id: str, state: CheckpointStatus) -> None:
         """``os-resetState``: an administrator forces the status (no transition check, by design)."""
         with self._lock:
-            self._move(checkpoint_id, state, RESET_REASON, force=True)
+            self._relock_index(self._move(checkpoint_id, state, RESET_REASON, force=True))
 
     # -- garbage collection -------------------------------------------------------------
 

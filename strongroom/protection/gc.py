@@ -67,6 +67,8 @@ class Sweep:
     unreferenced: int = 0
     removed: int = 0
     kept_young: int = 0
+    #: Unreferenced chunks the bank still locks (immutable retention, ``doc/immutability.md``): left alone.
+    kept_locked: int = 0
     #: Temp files of writers killed before their barrier (deferred chunks never published), removed.
     temporaries: int = 0
     skipped: str | None = None  # why the project was given up
@@ -93,7 +95,8 @@ class Report:
 
     def summary(self) -> str:
         verb = "would reclaim" if self.dry_run else "reclaimed"
-        chunks = sum(s.unreferenced - s.kept_young for s in self.sweeps) if self.dry_run else self.chunks_removed
+        chunks = (sum(s.unreferenced - s.kept_young - s.kept_locked for s in self.sweeps) if self.dry_run
+                  else self.chunks_removed)
         skipped = [f"{s.project_id} ({s.skipped})" for s in self.sweeps if s.skipped]
         text = (f"{self.bank}: {verb} {len(self.reclaimed)} zombie checkpoint(s) "
                 f"({sum(r.objects for r in self.reclaimed)} objects) and {chunks} unreferenced chunk(s)")
@@ -313,12 +316,19 @@ class GarbageCollector:
                     if modified is None or now - modified < grace_period:
                         result.kept_young += 1
                         continue
+                if self._locked(chunks.prefix + key, now):
+                    result.kept_locked += 1
+                    continue
                 if dry_run:
                     continue
                 if not self.lease.check_lease_validity(fence_epoch):
                     result.skipped = "this collector's lease stopped being valid during the sweep"
                     return result
-                chunks.delete(key)
+                try:
+                    chunks.delete(key)
+                except exceptions.BankObjectLocked:  # locked meanwhile (a publish sharing it): not a failure
+                    result.kept_locked += 1
+                    continue
                 result.removed += 1
         finally:
             if not dry_run:
@@ -331,6 +341,16 @@ class GarbageCollector:
             LOG.info("%s: removed %d temp file(s) of writers of project %s killed before their barrier",
                      self.name, result.temporaries, project_id)
         return result
+
+    def _locked(self, key: str, now: _dt.datetime) -> bool:
+        """True if the bank locks ``key`` past ``now``: a sweep never tries to delete a locked chunk."""
+        if not self.bank.supports_object_lock:
+            return False
+        try:
+            until = self.bank.object_lock(key)
+        except exceptions.BankObjectNotFound:
+            return False  # gone meanwhile: its delete is a no-op
+        return until is not None and until > now
 
     def _live_writer(self, project_id: str, finished: str | None = None) -> ActiveMarker | None:
         cache: dict[str, bool] = {}

@@ -18,6 +18,7 @@ from strongroom import exceptions
 from strongroom.clock import Clock
 from strongroom.context import RequestContext
 from strongroom.db.api import Database
+from strongroom.objects import locks
 from strongroom.objects.kinds import FIRE_KEY, OperationKind, RestoreKind
 from strongroom.objects.records import CheckpointRecord, Plan, Resource
 from strongroom.objects.status import RESET_STATES, CheckpointStatus
@@ -120,14 +121,20 @@ class ProtectionManager:
                                  parameters: dict[str, Any]) -> None:
         admission.validate_parameters(self.registry.get(provider_id), parameters, "options_schema", "parameters")
 
+    def check_retention_lock(self, ctxt: RequestContext, provider_id: str, days: Any, field: str) -> None:
+        """400 naming ``field`` unless ``days`` is a valid ``retention_lock_days`` the provider's bank can keep."""
+        admission.check_retention_lock(self.registry.get(provider_id), days, field)
+
     # -- protect -----------------------------------------------------------
 
     def protect(self, ctxt: RequestContext, plan: dict[str, Any], provider_id: str,
-                extra_info: dict[str, Any], scheduled_operation_id: str | None = None) -> dict[str, Any]:
+                extra_info: dict[str, Any], scheduled_operation_id: str | None = None,
+                retention_lock_days: int | None = None) -> dict[str, Any]:
         the_plan = Plan.from_dict(plan)
         provider = self.registry.get(provider_id)
         if not the_plan.resources:
             raise exceptions.InvalidInput(reason=f"plan {the_plan.id} has no resources")
+        extra_info = self._lock_request(provider, the_plan, dict(extra_info or {}), retention_lock_days)
         earlier = admission.same_fire(self.db, provider, the_plan, extra_info or {})
         if earlier is not None:
             LOG.info("scheduled fire %s already made checkpoint %s: not protecting twice",
@@ -163,6 +170,24 @@ class ProtectionManager:
             raise
         self.jobs.submit(Job(OperationKind.PROTECT, ctxt, provider, record, log, fence=fence))
         return record.to_dict()
+
+    @staticmethod
+    def _lock_request(provider: Provider, plan: Plan, extra_info: dict[str, Any],
+                      retention_lock_days: int | None) -> dict[str, Any]:
+        """``extra_info`` with the days the checkpoint is to be locked for: the longer of the plan's parameter
+        and the scheduled operation's option.  Checked again here (the bank's options may have changed since
+        the plan was made); the lock keys are the service's, never a caller's."""
+        for key in (locks.LOCK_DAYS, locks.LOCKED_UNTIL):
+            if key in extra_info:
+                raise exceptions.InvalidInput(
+                    reason=f"extra_info.{key}: set by the service; ask for a lock with the plan parameter "
+                           f"{locks.LOCK_DAYS}")
+        asked = [admission.check_retention_lock(provider, value, field) for value, field in (
+            (plan.parameters.get(locks.LOCK_DAYS), f"plan.parameters.{locks.LOCK_DAYS}"),
+            (retention_lock_days, f"operation_definition.{locks.LOCK_DAYS}")) if value is not None]
+        if asked:
+            extra_info[locks.LOCK_DAYS] = max(asked)
+        return extra_info
 
     # -- delete and reset ----------------------------------------------------
 

@@ -66,19 +66,28 @@ class ProtectionAPI:
         """Raises ``InvalidInput`` naming the key when parameters break the options schema."""
         self._call(ctxt, "validate_plan_parameters", provider_id=provider_id, parameters=parameters)
 
+    def check_retention_lock(self, ctxt: RequestContext, provider_id: str, days: Any, field: str) -> None:
+        """Raises ``InvalidInput`` naming ``field`` (and the bank) unless the provider's bank can lock
+        objects for ``days`` (``retention_lock_days``)."""
+        self._call(ctxt, "check_retention_lock", provider_id=provider_id, days=days, field=field)
+
     # -- long operations (accepted at once, run in the background) ---------
 
     def protect(self, ctxt: RequestContext, plan: dict[str, Any], provider_id: str,
                 extra_info: dict[str, Any] | None = None,
-                scheduled_operation_id: str | None = None) -> dict[str, Any]:
-        """Create a checkpoint of ``plan`` (a ``Plan.to_dict()``) and start protecting it.
+                scheduled_operation_id: str | None = None,
+                retention_lock_days: int | None = None) -> dict[str, Any]:
+        """Create a checkpoint of ``plan`` (a ``Plan.to_dict()``) and start protecting it; with
+        ``retention_lock_days`` (a scheduled operation's option), lock it in the bank for that long.
 
         Returns the catalogue record (``CheckpointRecord.to_dict()``) in status
         ``protecting``.
         """
         return dict(self._call(ctxt, "protect", plan=plan, provider_id=provider_id,
                                extra_info=extra_info or {},
-                               scheduled_operation_id=scheduled_operation_id))
+                               scheduled_operation_id=scheduled_operation_id,
+                               **({"retention_lock_days": retention_lock_days}
+                                  if retention_lock_days is not None else {})))
 
     def delete_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str) -> None:
         """Move the checkpoint to ``deleting`` and delete it in the background.

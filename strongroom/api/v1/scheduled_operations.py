@@ -22,6 +22,7 @@ from strongroom.api import common, schemas
 from strongroom.api.common import ApiRequest, Result
 from strongroom.api.errors import BadRequest
 from strongroom.db.scheduling import SchedulingStore
+from strongroom.objects.locks import LOCK_DAYS
 from strongroom.objects.records import _iso
 from strongroom.objects.scheduling import OperationType, ScheduledFire, ScheduledOperation
 from strongroom.operationengine import identity
@@ -80,6 +81,8 @@ def _check_definition(req: ApiRequest, operation_type: str, definition: dict[str
     if plan.provider_id != definition["provider_id"]:
         raise BadRequest(reason=f"{where}.provider_id: plan {plan.id} uses provider {plan.provider_id}, "
                                 f"not {definition['provider_id']}")
+    if definition.get(LOCK_DAYS) is not None:  # a lock the provider's bank cannot keep: 400 naming it
+        req.protection.check_retention_lock(req.ctx, plan.provider_id, definition[LOCK_DAYS], f"{where}.{LOCK_DAYS}")
 
 
 def create(req: ApiRequest) -> Result:
