@@ -156,6 +156,19 @@ def test_locked_checkpoint_survives_delete_retention_gc_and_raw_deletes(tmp_path
         bad = api.plan(PROVIDER_ID, "disk.img", {"retention_lock_days": 0})
         assert bad.status_code == 400 and "retention_lock_days" in bad.text
 
+        plain_plan = api.plan(FS_PROVIDER_ID, "disk.img", {})
+        assert plain_plan.status_code == 200, plain_plan.text
+        trigger = api.call("POST", "/triggers", json={"trigger_info": {
+            "name": "hourly", "type": "time", "properties": {"format": "crontab", "pattern": "0 * * * *"}}})
+        assert trigger.status_code == 200, trigger.text
+        op = api.call("POST", "/scheduled_operations", json={"scheduled_operation": {
+            "name": "locked", "operation_type": "protect", "trigger_id": trigger.json()["trigger_info"]["id"],
+            "operation_definition": {"provider_id": FS_PROVIDER_ID, "plan_id": plain_plan.json()["plan"]["id"],
+                                     "retention_lock_days": 1}}})
+        assert op.status_code == 400, op.text
+        message = op.json()["badRequest"]["message"]
+        assert "operation_definition.retention_lock_days" in message and FS_PROVIDER_ID in message, message
+
         created = api.plan(PROVIDER_ID, "disk.img", {"retention_lock_days": 1})
         assert created.status_code == 200, created.text
         plan_id = created.json()["plan"]["id"]

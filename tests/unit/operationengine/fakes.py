@@ -38,10 +38,15 @@ class FakeProtectionForSchedulingTests:
 
     def protect(self, ctxt: RequestContext, plan: dict[str, Any], provider_id: str,
                 extra_info: dict[str, Any] | None = None,
-                scheduled_operation_id: str | None = None) -> dict[str, Any]:
+                scheduled_operation_id: str | None = None,
+                retention_lock_days: int | None = None) -> dict[str, Any]:
         if self.fail_with is not None:
             raise self.fail_with
         the_plan = Plan.from_dict(plan)
+        if retention_lock_days is not None:  # what the real service's publish records (doc/immutability.md)
+            until = self.clock.now() + _dt.timedelta(days=retention_lock_days)
+            extra_info = {**(extra_info or {}), "retention_lock_days": retention_lock_days,
+                          "locked_until": until.isoformat()}
         record = CheckpointRecord(
             id=str(uuid.uuid4()), provider_id=provider_id, project_id=the_plan.project_id,
             status=self.finish or "protecting", plan_id=the_plan.id, owner_id="fake-protection",

@@ -97,3 +97,25 @@ def test_retention_logs_what_it_deleted_and_what_it_kept(tmp_path: Path) -> None
     available = s.db.list_checkpoints(None, None, filters={"status": "available"})
     assert {c.id for c in available} == {logs[2].checkpoint_id, logs[3].checkpoint_id}
     s.db.dispose()
+
+
+def test_retention_marks_locked_checkpoints_due_and_deletes_them_once_unlocked(tmp_path: Path) -> None:
+    s = Setup(tmp_path, max_backups=1, retention_lock_days=1)
+    logs = [s.run_hour() for _ in range(3)]
+    assert [log.state for log in logs] == [FireState.SUCCESS] * 3  # no error for a locked checkpoint
+    retained = logs[-1].extra_info["retention"]
+    assert retained["deleted"] == [] and "skipped" not in retained
+    assert sorted(retained["due_locked"]) == sorted([logs[0].checkpoint_id, logs[1].checkpoint_id])
+    assert s.protection.deletes == []  # no delete is even tried before the lock date
+    first = s.db.get_checkpoint(logs[0].checkpoint_id)
+    assert retained["due_locked"][first.id] == first.extra_info["locked_until"]
+    s.clock.advance(24 * 3600)  # the locks lapse (the fires missed meanwhile are dropped)
+    for _ in range(2):
+        s.run_hour()
+    later = [f for f in s.store.list_fires(s.op.id) if f.state == FireState.SUCCESS
+             and f.checkpoint_id not in {log.checkpoint_id for log in logs}]
+    assert later, s.store.list_fires(s.op.id)
+    deleted = {d for log in later for d in (log.extra_info.get("retention") or {}).get("deleted", [])}
+    assert {logs[0].checkpoint_id, logs[1].checkpoint_id, logs[2].checkpoint_id} <= deleted
+    assert set(s.protection.deletes) == deleted
+    s.db.dispose()
