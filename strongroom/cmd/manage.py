@@ -192,10 +192,12 @@ def bank_gc(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
                 if sweep.skipped:
                     print(f"  project {sweep.project_id}: sweep skipped: {sweep.skipped}")
                 elif sweep.unreferenced:
-                    count = sweep.unreferenced - sweep.kept_young if args.dry_run else sweep.removed
+                    count = (sweep.unreferenced - sweep.kept_young - sweep.kept_locked if args.dry_run
+                             else sweep.removed)
+                    locked = f", {sweep.kept_locked} kept (locked in the bank)" if sweep.kept_locked else ""
                     print(f"  project {sweep.project_id}: {count} of {sweep.chunks_seen} chunk(s) unreferenced "
                           f"{'to remove' if args.dry_run else 'removed'}, {sweep.kept_young} kept (younger than "
-                          f"the grace period)")
+                          f"the grace period){locked}")
             for error in report.errors:
                 print(f"  error: {error}", file=sys.stderr)
             failed += bool(report.errors)

@@ -43,7 +43,8 @@ T = TypeVar("T")
 
 #: The bank operations a rule can target.
 OPERATIONS = frozenset({"put_object", "put_expiring_object", "get_object", "open_object", "head_object",
-                        "object_exists", "delete_object", "list_objects", "server_time"})
+                        "object_exists", "delete_object", "list_objects", "server_time", "lock_object",
+                        "object_lock"})
 
 
 class Fault(enum.Enum):
@@ -121,6 +122,7 @@ class FaultyBank(BankPlugin):
         self.options = inner.options
         self.inner = inner
         self.supports_expiry = inner.supports_expiry
+        self.supports_object_lock = inner.supports_object_lock
         self.rules: list[Rule] = []
         self.calls: collections.Counter[str] = collections.Counter()
         self.injected: collections.Counter[Fault] = collections.Counter()
@@ -242,6 +244,12 @@ class FaultyBank(BankPlugin):
 
     def list_objects(self, prefix: str = "", marker: str | None = None, limit: int | None = None) -> list[str]:
         return self._run("list_objects", prefix, lambda: self.inner.list_objects(prefix, marker, limit))
+
+    def lock_object(self, key: str, until: _dt.datetime, mode: str | None = None) -> _dt.datetime:
+        return self._run("lock_object", key, lambda: self.inner.lock_object(key, until, mode))
+
+    def object_lock(self, key: str) -> _dt.datetime | None:
+        return self._run("object_lock", key, lambda: self.inner.object_lock(key))
 
     def server_time(self) -> _dt.datetime | None:
         return self._run("server_time", "", self.inner.server_time)
