@@ -1,7 +1,7 @@
 """Immutable retention on a real moto_server (issue 13, done-when 4; ``doc/immutability.md``).
 
 The service runs in this process (the real API on port 0, the real protection service, sqlite) with an s3
-bank whose bucket has Object Lock, and a clock that runs one day minus ``LOCK_SECONDS`` behind real time.
+bank whose bucket has Object Lock, and a clock that runs one day minus ``LOCK_SECONDS`` (40) behind real time.
 A plan with ``retention_lock_days = 1`` then locks each checkpoint until ``LOCK_SECONDS`` of *real* time
 after its creation: moto compares lock dates with its real clock (it has no API to move them), and a day
 is the unit of the option.  Once the locks have lapsed by moto's clock, the service's clock is set to real
@@ -41,7 +41,7 @@ PROJECT = "demo"
 VOLUME = "OS::Cinder::Volume"
 CHUNK = 65536
 #: Real seconds a checkpoint stays locked: long enough for the checks below, short enough to wait out.
-LOCK_SECONDS = 25
+LOCK_SECONDS = 40
 DAY = _dt.timedelta(days=1)
 
 
