@@ -172,6 +172,12 @@ def test_locked_checkpoint_survives_delete_retention_gc_and_raw_deletes(tmp_path
         created = api.plan(PROVIDER_ID, "disk.img", {"retention_lock_days": 1})
         assert created.status_code == 200, created.text
         plan_id = created.json()["plan"]["id"]
+        accepted = api.call("POST", "/scheduled_operations", json={"scheduled_operation": {
+            "name": "locked", "operation_type": "retention_protect",
+            "trigger_id": trigger.json()["trigger_info"]["id"],
+            "operation_definition": {"provider_id": PROVIDER_ID, "plan_id": plan_id, "max_backups": 1,
+                                     "retention_lock_days": 2}}})
+        assert accepted.status_code == 200, accepted.text
         first = api.protected(plan_id)
         assert first["status"] == "available", first
         until = _dt.datetime.fromisoformat(first["extra_info"]["locked_until"])
