@@ -236,7 +236,7 @@ class CheckpointCatalogue:
         in ``extra_info.lock_error``; the service still refuses to delete it before the date."""
         try:
             report = lock_checkpoint(self.store, record.id, record.project_id, until)
-        except exceptions.BankError as err:
+        except exceptions.StrongroomError as err:  # a bank error, or a manifest it cannot read back
             LOG.error("checkpoint %s is available but not locked in %s until %s: %s", record.id,
                       self.bank.name, until.isoformat(), err)
             record.extra_info = {**record.extra_info, LOCK_ERROR: str(err)}
