@@ -246,6 +246,22 @@ class TestS3BankMotoObjectLock(TestS3BankMoto):
         assert bank.list_objects() == ["k2"]
         bank.delete_object("k")  # idempotent
 
+    def test_a_key_with_many_versions_is_deleted_in_batches(self, bank: S3Bank) -> None:
+        from strongroom.bank_plugins.s3.plugin import BATCH_VERSIONS
+
+        for i in range(BATCH_VERSIONS + 5):  # a lease rewritten again and again
+            bank.put_object("leases/owner", f"renewal {i}".encode())
+        bank.delete_object("leases/owner")
+        assert self._raw_versions(bank, "leases/owner") == [] and not bank.object_exists("leases/owner")
+        bank.put_object("many", b"locked")
+        bank.lock_object("many", self._soon(60))
+        for i in range(BATCH_VERSIONS + 1):
+            bank.put_object("many", f"later {i}".encode())
+        with pytest.raises(exceptions.BankObjectLocked) as excinfo:
+            bank.delete_object("many")
+        assert "'many'" in str(excinfo.value)
+        assert bank.get_object("many") == b"locked"  # the locked value survives (the newer ones went)
+
     def test_locked_object_refuses_delete_naming_key_and_date(self, bank: S3Bank) -> None:
         bank.put_object("chunk", b"data")
         until = bank.lock_object("chunk", self._soon(60))

@@ -35,8 +35,10 @@ from strongroom.bank_plugins.s3.options import (
 LOG = logging.getLogger(__package__)
 T = TypeVar("T")
 
-#: One ListObjectsV2 page holds at most this many keys.
+#: One ListObjectsV2 page holds at most this many keys (and one DeleteObjects request).
 MAX_PAGE = 1000
+#: A key with more versions than this has them deleted in batches (``DeleteObjects``), not one by one.
+BATCH_VERSIONS = 8
 
 
 def _md5(data: bytes | bytearray) -> str:
@@ -321,31 +323,59 @@ class S3Bank(BankPlugin):
         return [version for _, _, version in found]
 
     def _delete_versions(self, key: str) -> None:
-        """Delete every version of ``key``, oldest first, so a locked version refuses before a newer one
-        goes (an older value never comes back as the current one).  A plain delete on a versioned bucket
-        would only add a delete marker over the value."""
+        """Delete every version of ``key`` (a plain delete on a versioned bucket would only add a delete
+        marker over the value): one ``DeleteObject`` per version, oldest first, so that a locked version
+        refuses before a newer one goes; more than a few versions (a lease rewritten all day long) go
+        ``MAX_PAGE`` at a time in ``DeleteObjects``.  A refused version raises ``BankObjectLocked``."""
         from botocore.exceptions import ClientError
 
         full = self.key_prefix + key
+        versions = self._versions(key)
+        if len(versions) > BATCH_VERSIONS:
+            for start in range(0, len(versions), MAX_PAGE):
+                batch = versions[start:start + MAX_PAGE]
+                request = {"Objects": [{"Key": full, "VersionId": v} for v in batch], "Quiet": True}
+                answer: dict[str, Any] = self._call(
+                    "delete", key, lambda c: c.delete_objects(Bucket=self.bucket, Delete=request))  # noqa: B023 - called at once
+                for error in answer.get("Errors") or ():
+                    if error.get("Code") in ("NoSuchKey", "NoSuchVersion"):
+                        continue
+                    # moto names no VersionId in its errors: then each version of the batch is a suspect.
+                    suspects = [error["VersionId"]] if error.get("VersionId") else batch
+                    for version in suspects[:-1]:
+                        self._refused(key, version, None, None, locked_only=True)
+                    self._refused(key, suspects[-1], error.get("Code"), error.get("Message"))
+            return
         client = self.client()
-        for version in self._versions(key):
+        for version in versions:
             try:
                 client.delete_object(Bucket=self.bucket, Key=full, VersionId=version)
             except ClientError as err:
                 if errors.status(err) == 404 or errors.code(err) in ("NoSuchKey", "NoSuchVersion"):
                     continue
                 if errors.status(err) == 403:
-                    until = self._version_lock(key, version)
-                    if until is not None:
-                        raise exceptions.BankObjectLocked(
-                            key=key, until=until.isoformat(),
-                            reason=f"{self.where} refused to delete version {version}") from err
+                    self._refused(key, version, errors.code(err), None, err)
                 self._raise(err, "delete", key)
             except errors.boto_errors() as err:
                 self._raise(err, "delete", key)
 
+    def _refused(self, key: str, version: str | None, code: str | None, message: str | None,
+                 cause: Exception | None = None, *, locked_only: bool = False) -> None:
+        """Raise ``BankObjectLocked`` if ``version`` of ``key`` is locked (the store's refusal of its delete),
+        else ``BankError`` (from a batch), or nothing (``locked_only``, or a single delete's ``cause``: its
+        caller raises the error it stands for)."""
+        until = self._version_lock(key, version) if version else None
+        if until is not None:
+            raise exceptions.BankObjectLocked(
+                key=key, until=until.isoformat(),
+                reason=f"{self.where} refused to delete version {version}") from cause
+        if cause is None and not locked_only:
+            raise exceptions.BankError(reason=errors.REDACTOR.redact(
+                f"{self.where}: cannot delete {key!r} (version {version}): {code}: {message or ''}"))
+
     def _version_lock(self, key: str, version: str | None) -> _dt.datetime | None:
-        """The lock date of one version of ``key`` (the current one for None), None without one."""
+        """The running lock date of one version of ``key`` (the current one for None): None without one, or
+        once it has passed by the bucket's clock (the answer's ``Date``)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key_prefix + key}
         if version is not None:
             kwargs["VersionId"] = version
@@ -353,7 +383,11 @@ class S3Bank(BankPlugin):
             answer = self._call("head", key, lambda c: c.head_object(**kwargs))
         except exceptions.BankObjectNotFound:
             return None
-        return _aware(answer.get("ObjectLockRetainUntilDate"))
+        until = _aware(answer.get("ObjectLockRetainUntilDate"))
+        server_now = parse_http_date((answer.get("ResponseMetadata", {}).get("HTTPHeaders") or {}).get("date"))
+        if until is not None and server_now is not None and until <= server_now:
+            return None
+        return until
 
     # -- object lock -----------------------------------------------------------
 
