@@ -196,10 +196,22 @@ class Keyring:
     def _write(self, keyset: Keyset, kek_id: str, kek: bytes) -> None:
         key = BankLayout.wrapped_key(keyset.project_id, keyset.key_id)
         nonce, wrapped = sealing.wrap(kek, keyset, key)
+        locked = self._lock_of(key)
         self.store.put(key, _json({"version": WRAPPED_VERSION, "project_id": keyset.project_id,
                                    "key_id": keyset.key_id, "algorithm": sealing.ALGORITHM, "kek_id": kek_id,
                                    "nonce": base64.b64encode(nonce).decode(),
                                    "wrapped": base64.b64encode(wrapped).decode()}))
+        if locked is not None:  # a locked checkpoint needs it (doc/immutability.md): the new version is locked too
+            self.store.lock(key, locked)  # type: ignore[attr-defined]
+
+    def _lock_of(self, key: str) -> Any:
+        """The object-lock date of ``key``'s current version in a bank that locks, else None."""
+        if not getattr(self.store, "supports_object_lock", False):
+            return None
+        try:
+            return self.store.object_lock(key)  # type: ignore[attr-defined]
+        except exceptions.BankObjectNotFound:
+            return None
 
     def current_kek_id(self) -> str:
         """The KEK new keysets are wrapped with (``keys/kek``), created in the key manager on first use."""

@@ -2,7 +2,8 @@
 
 Every object of the checkpoint is locked until its lock date: each chunk its manifests reference (a chunk
 shared with other checkpoints keeps the latest date of any of them: the bank's lock only ever extends),
-then every object under ``checkpoints/<cid>/`` but the index, then the index last.  The catalogue calls
+then every object under ``checkpoints/<cid>/`` but the index and the project's wrapped data keys
+(``keys/<project>/<key id>``: a sealed checkpoint is unreadable without them), then the index last.  The catalogue calls
 :func:`lock_checkpoint` (it owns the index and its writes); this module only asks the bank to lock.
 """
 
@@ -31,7 +32,8 @@ class LockReport:
 
 
 def checkpoint_objects(store: CheckpointStore, checkpoint_id: str, project_id: str) -> tuple[list[str], list[str]]:
-    """The chunk keys the checkpoint's manifests reference, and its own objects but the index (bank keys)."""
+    """The chunk keys the checkpoint's manifests reference, and its other objects but the index: its own and
+    its project's wrapped data keys (bank keys)."""
     layout = store.layout
     digests: set[str] = set()
     for section in store.data_sections(checkpoint_id):
@@ -40,6 +42,9 @@ def checkpoint_objects(store: CheckpointStore, checkpoint_id: str, project_id: s
     chunks = sorted(prefix + layout.chunk_key(digest) for digest in digests)
     index = layout.index_key(checkpoint_id)
     own = [key for key in store.bank.iter(layout.checkpoint_prefix(checkpoint_id)) if key != index]
+    # The project's wrapped data keys (``doc/encryption.md``): without them its sealed objects cannot be read.
+    own += [key for key in store.bank.iter(layout.keys_prefix(project_id))
+            if (parsed := layout.parse_wrapped_key(key)) is not None and parsed[0] == project_id]
     return chunks, own
 
 

@@ -196,7 +196,14 @@ def test_locked_checkpoint_survives_delete_retention_gc_and_raw_deletes(tmp_path
         index_key = BankLayout.index_key(first["id"])
         own = [k for k in bank.iter(BankLayout.checkpoint_prefix(first["id"]))]
         rounded = until.replace(microsecond=0) + _dt.timedelta(seconds=1 if until.microsecond else 0)
-        for key in chunk_keys + own:
+        data_keys = [k for k in bank.iter(BankLayout.keys_prefix(project))]
+        assert data_keys, "encryption at rest is on by default: the project has a wrapped data key"
+        for key in chunk_keys + own + data_keys:
+            assert bank.object_lock(key) == rounded, key
+        # A KEK rotation rewrites each wrapped data key: the new version keeps the lock.
+        assert bank.keyring is not None
+        bank.keyring.rotate(delete_old=False)
+        for key in data_keys:
             assert bank.object_lock(key) == rounded, key
 
         # A second checkpoint of the same volume shares every chunk: they take its later date.
@@ -232,6 +239,7 @@ def test_locked_checkpoint_survives_delete_retention_gc_and_raw_deletes(tmp_path
         # The service's own credentials cannot remove a locked chunk or index version behind its back.
         _refused_raw_delete(raw, bucket, chunk_keys[0])
         _refused_raw_delete(raw, bucket, index_key)
+        _refused_raw_delete(raw, bucket, data_keys[0])
         with pytest.raises(exceptions.BankObjectLocked) as excinfo:
             bank.delete(chunk_keys[0])
         assert chunk_keys[0] in str(excinfo.value)
