@@ -33,12 +33,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     state = os.path.abspath(conf.state_dir)
+    from strongroom import keys
+    from strongroom.keys.local import key_file
+
+    kek = (f"{key_file(conf)}  (BACK IT UP: without it no checkpoint can be read)"
+           if conf.key_manager.backend == keys.LOCAL_BACKEND else f"key manager {conf.key_manager.backend!r}")
     print(f"Strongroom all-in-one is running on {services.url}\n"
           f"  state directory : {state}\n"
           f"  metadata        : {services.db.url_for_display}\n"
           f"  providers from  : {resolve_providers_dir(conf)}\n"
           f"  loopback volumes: {os.path.join(state, 'volumes')}  (drop raw images here)\n"
           f"  fs bank         : {os.path.join(state, 'bank')}\n"
+          f"  encryption keys : {kek}\n"
           f"  admin token     : {services.admin_token_file or 'admin_token of the configuration'}"
           f"  (the strongroom CLI reads it)\n"
           f"Try: .venv/bin/strongroom --url {services.url} provider list\n"
