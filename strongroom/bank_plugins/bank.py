@@ -151,9 +151,7 @@ class Bank(_KeyValueOps):
     def put_deferred(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
         """A put that is durable only after the next :meth:`barrier` (``BankPlugin.put_object_deferred``)."""
         key = normalize_key(key)
-        sealed = self._sealed(key, data)
-        assert not hasattr(sealed, "read")
-        self.plugin.put_object_deferred(key, sealed, normalize_metadata(metadata))  # type: ignore[arg-type]
+        self.plugin.put_object_deferred(key, self._sealed_bytes(key, data), normalize_metadata(metadata))
 
     # -- sealing -------------------------------------------------------------------
 
@@ -197,7 +195,12 @@ class Bank(_KeyValueOps):
         id_key = self.keyring.get(checkpoint[0], checkpoint[1]).id_key
         return "r" + hmac.digest(id_key, b"resource\x00" + resource_key.encode(), "sha256").hex()[:32]
 
+    def _sealed_bytes(self, key: str, data: bytes) -> bytes:
+        sealed = self._sealed(key, data)
+        return sealed if isinstance(sealed, bytes) else data
+
     def _sealed(self, key: str, data: bytes | IO[bytes]) -> bytes | IO[bytes]:
+        """``data`` as stored under ``key``: sealed if its kind is sealed here (an IO is then read whole)."""
         if self.keyring is None:
             return data
         where = sealing.scope(key)

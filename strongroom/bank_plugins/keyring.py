@@ -73,6 +73,8 @@ class Rotation:
     rewrapped: int
 
     def describe(self) -> str:
+        if not self.new_kek_id:
+            return f"{self.bank}: nothing to rotate (no data key yet)"
         old = ", ".join(self.old_kek_ids) or "none"
         return (f"{self.bank}: rewrapped {self.rewrapped} data key(s) under key-encryption key "
                 f"{self.new_kek_id} (was: {old})")
@@ -235,9 +237,12 @@ class Keyring:
         under the new KEK is left as it is.
         """
         try:
-            old = {self.current_kek_id()}
-        except exceptions.BankError:
+            named = self._read(BankLayout.CURRENT_KEK).get("kek_id")
+            old = {str(named)} if named else set()
+        except exceptions.BankObjectNotFound:
             old = set()
+        if not old and not any(BankLayout.parse_wrapped_key(k) for k in self.store.iter(BankLayout.KEYS)):
+            return Rotation(self.name, "", (), 0)  # nothing encrypted yet: no KEK to replace
         new_id = self.kek.create()
         new = self._kek(new_id, f"key-encryption key {new_id}")
         self.store.put(BankLayout.CURRENT_KEK, _json({"kek_id": new_id}))

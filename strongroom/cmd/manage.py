@@ -274,8 +274,8 @@ def keys_rotate(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
                 print(f"{provider.bank_description}: {err}", file=sys.stderr)
                 failed += 1
                 continue
-            print(f"{provider.bank_description}: {rotation.describe()}"
-                  f"{'; old key-encryption keys kept' if args.keep_old else ''}")
+            print(rotation.describe() + ("; old key-encryption keys kept" if args.keep_old and rotation.rewrapped
+                                         else ""))
     finally:
         registry.close()
     if not failed:

@@ -183,3 +183,10 @@ def test_an_encrypted_checkpoint_names_its_resources_opaquely(kek: keys.Castella
     clear = _bank(kek, encrypt=False)
     _index(clear, "c3", "p1", encrypted=False)
     assert clear.resource_segment("c3", "OS::Cinder::Volume#payroll.img") == "OS::Cinder::Volume#payroll.img"
+
+
+def test_rotating_a_bank_with_nothing_encrypted_makes_no_kek(kek: keys.CastellanKek, tmp_path: Path) -> None:
+    bank = _bank(kek)
+    rotation = bank.keyring.rotate()  # type: ignore[union-attr]
+    assert rotation.rewrapped == 0 and "nothing to rotate" in rotation.describe()
+    assert not (tmp_path / "key-encryption-keys.json").exists() and not bank.list("keys/")
