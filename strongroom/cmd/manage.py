@@ -152,6 +152,23 @@ def _providers(conf: cfg.ConfigOpts, provider_id: str | None) -> tuple[Any, list
     return registry, [registry.get(provider_id)] if provider_id else registry.providers()
 
 
+def _each_bank(conf: cfg.ConfigOpts, provider_id: str | None, step: Callable[[Any], None]) -> int:
+    """``step(provider)`` for each provider's bank (or one's); a step's error is one line naming the bank, and
+    the next bank is still done.  Returns the exit code: 1 if any step failed."""
+    registry, providers = _providers(conf, provider_id)
+    failed = 0
+    try:
+        for provider in providers:
+            try:
+                step(provider)
+            except (exceptions.StrongroomError, ValueError) as err:
+                print(f"{provider.bank_description}: {err}", file=sys.stderr)
+                failed += 1
+    finally:
+        registry.close()
+    return 1 if failed else 0
+
+
 def bank_gc(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     """One garbage collection pass, as this command's own lease holder."""
     import socket
@@ -212,32 +229,24 @@ def bank_gc(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
 def bank_leases(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     """Every lease in each bank: owner, alive or expired, last renewal and expiry (bank's clock)."""
     from strongroom.bank_plugins.lease import BankLease
-    registry, providers = _providers(conf, args.provider)
-    failed = 0
-    try:
-        for provider in providers:
-            lease = BankLease(provider.bank.plugin, "manage", provider.lease_windows,
-                              bank_name=provider.bank_description)
-            try:
-                infos = lease.list_leases()
-                now = lease.bank_now()
-            except exceptions.StrongroomError as err:
-                print(f"{provider.bank_description}: {err}", file=sys.stderr)
-                failed += 1
-                continue
-            print(f"{provider.bank_description} (bank time {now:%Y-%m-%d %H:%M:%S}Z, windows "
-                  f"expire={provider.lease_windows.expire}s renew={provider.lease_windows.renew}s):")
-            if not infos:
-                print("  no leases")
-            for info in sorted(infos, key=lambda i: i.owner_id):
-                state = "alive" if info.alive else "expired"
-                renewed = f"{info.renewed_at:%Y-%m-%d %H:%M:%S}Z" if info.renewed_at else "-"
-                expires = f"{info.expires_at:%Y-%m-%d %H:%M:%S}Z" if info.expires_at else "-"
-                where = f"{info.host} pid {info.pid}" if info.host else ""
-                print(f"  {info.owner_id:<40} {state:<8} renewed {renewed}  expires {expires}  {where}".rstrip())
-    finally:
-        registry.close()
-    return 1 if failed else 0
+
+    def show(provider: Any) -> None:
+        lease = BankLease(provider.bank.plugin, "manage", provider.lease_windows,
+                          bank_name=provider.bank_description)
+        infos = lease.list_leases()
+        now = lease.bank_now()
+        print(f"{provider.bank_description} (bank time {now:%Y-%m-%d %H:%M:%S}Z, windows "
+              f"expire={provider.lease_windows.expire}s renew={provider.lease_windows.renew}s):")
+        if not infos:
+            print("  no leases")
+        for info in sorted(infos, key=lambda i: i.owner_id):
+            state = "alive" if info.alive else "expired"
+            renewed = f"{info.renewed_at:%Y-%m-%d %H:%M:%S}Z" if info.renewed_at else "-"
+            expires = f"{info.expires_at:%Y-%m-%d %H:%M:%S}Z" if info.expires_at else "-"
+            where = f"{info.host} pid {info.pid}" if info.host else ""
+            print(f"  {info.owner_id:<40} {state:<8} renewed {renewed}  expires {expires}  {where}".rstrip())
+
+    return _each_bank(conf, args.provider, show)
 
 
 def _add_bank_commands(categories: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -261,31 +270,21 @@ def _add_bank_commands(categories: argparse._SubParsersAction) -> None:  # type:
 
 def keys_rotate(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     """Rewrap each bank's data keys under a new key-encryption key (no chunk is rewritten)."""
-    registry, providers = _providers(conf, args.provider)
-    failed = 0
-    try:
-        for provider in providers:
-            keyring = provider.bank.keyring
-            if keyring is None:
-                continue
-            try:
-                rotation = keyring.rotate(delete_old=not args.keep_old)
-            except exceptions.StrongroomError as err:
-                print(f"{provider.bank_description}: {err}", file=sys.stderr)
-                failed += 1
-                continue
-            print(rotation.describe() + ("; old key-encryption keys kept" if args.keep_old and rotation.rewrapped
-                                         else ""))
-    finally:
-        registry.close()
-    if not failed:
-        from strongroom import keys
 
-        if conf.key_manager.backend == keys.LOCAL_BACKEND:
-            from strongroom.keys.local import key_file
+    def rotate(provider: Any) -> None:
+        if provider.bank.keyring is not None:
+            rotation = provider.bank.keyring.rotate(delete_old=not args.keep_old)
+            kept = "; old key-encryption keys kept" if args.keep_old and rotation.rewrapped else ""
+            print(rotation.describe() + kept)
 
-            print(f"Back up {key_file(conf)} again now: it holds the new key-encryption key.")
-    return 1 if failed else 0
+    code = _each_bank(conf, args.provider, rotate)
+    from strongroom import keys
+
+    if not code and conf.key_manager.backend == keys.LOCAL_BACKEND:
+        from strongroom.keys.local import key_file
+
+        print(f"Back up {key_file(conf)} again now: it holds the new key-encryption key.")
+    return code
 
 
 def keys_show(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
@@ -294,29 +293,20 @@ def keys_show(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
 
     from strongroom.bank_plugins.layout import BankLayout
 
-    registry, providers = _providers(conf, args.provider)
-    failed = 0
-    try:
-        for provider in providers:
-            bank = provider.bank
-            try:
-                try:
-                    current = json.loads(bank.get(BankLayout.CURRENT_KEK)).get("kek_id", "?")
-                except exceptions.BankObjectNotFound:
-                    current = "none yet (created on the first encrypted protect)"
-                print(f"{provider.bank_description}: encryption {provider.encryption}, "
-                      f"key-encryption key {current}")
-                for key in bank.iter(BankLayout.KEYS):
-                    parsed = BankLayout.parse_wrapped_key(key)
-                    if parsed is not None:
-                        wrapped = json.loads(bank.get(key))
-                        print(f"  project {parsed[0]}: data key {parsed[1]} wrapped by {wrapped.get('kek_id')}")
-            except (exceptions.StrongroomError, ValueError) as err:
-                print(f"{provider.bank_description}: {err}", file=sys.stderr)
-                failed += 1
-    finally:
-        registry.close()
-    return 1 if failed else 0
+    def show(provider: Any) -> None:
+        bank = provider.bank
+        try:
+            current = json.loads(bank.get(BankLayout.CURRENT_KEK)).get("kek_id", "?")
+        except exceptions.BankObjectNotFound:
+            current = "none yet (created on the first encrypted protect)"
+        print(f"{provider.bank_description}: encryption {provider.encryption}, key-encryption key {current}")
+        for key in bank.iter(BankLayout.KEYS):
+            parsed = BankLayout.parse_wrapped_key(key)
+            if parsed is not None:
+                wrapped = json.loads(bank.get(key))
+                print(f"  project {parsed[0]}: data key {parsed[1]} wrapped by {wrapped.get('kek_id')}")
+
+    return _each_bank(conf, args.provider, show)
 
 
 def _add_keys_commands(categories: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
