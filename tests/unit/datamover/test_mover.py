@@ -4,7 +4,6 @@ import hashlib
 import json
 import os
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
@@ -226,18 +225,17 @@ def test_backup_prefetches_what_it_reads_a_bounded_way_ahead(
     assert result.size == size
 
 
-def test_huge_sparse_volume_is_fast_and_memory_bounded(bank: Bank, store: ChunkStore) -> None:
+def test_huge_sparse_volume_reads_only_its_data_and_is_memory_bounded(bank: Bank, store: ChunkStore) -> None:
+    """64 GiB, of which 92 MiB hold data: only those slots are read (no timing here: its speed is the
+    benchmarks'; a hole read would show in ``read_slots``), with at most the pool's bound in flight."""
     mib, gib = 1 << 20, 1 << 30
     chunk = 4 * mib
     # 5 slots, 1 slot, 16 slots in a row, 1 short slot at the end
     extents = [Extent(0, 6 * mib), Extent(7 * mib, 12 * mib), Extent(10 * gib + 5, 3 * mib),
                Extent(40 * gib, 64 * mib), Extent(64 * gib - 100_000, 100_000)]
     reader = FakeSparseReader(64 * gib, extents, chunk)
-    started = time.monotonic()
     result = backup(reader, store, manifest_section(bank), chunk_size=chunk, workers=2,
                     progress=reader.progress)
-    elapsed = time.monotonic() - started
-    assert elapsed < 1.0
     assert reader.done_bytes == 64 * gib
     assert 0 < reader.max_in_flight <= max_in_flight(2)
     assert result.chunks == len(reader.read_slots) == 5 + 1 + 16 + 1
