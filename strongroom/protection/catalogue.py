@@ -56,6 +56,9 @@ RESET_REASON = "reset by an administrator"
 PROTECTED = "protected"
 #: The ``extra_info`` key of a checkpoint that shows its last verification (id, status, at, reason).
 LAST_VERIFICATION = "last_verification"
+#: The ``extra_info`` key of an encrypted checkpoint that shows how (``{"algorithm", "key_id"}``; the index's
+#: own ``encryption`` field says it in the clear for the bank).
+ENCRYPTION = "encryption"
 #: The ``extra_info`` key of a checkpoint that asked to be locked and could not be (why).
 LOCK_ERROR = "lock_error"
 
@@ -137,6 +140,8 @@ class CheckpointCatalogue:
         marked = indexed = False
         try:
             record.encryption = self.bank.encryption_of(record.project_id)
+            if record.encryption:
+                record.extra_info = {**record.extra_info, ENCRYPTION: dict(record.encryption)}
             if record.owner_id:
                 self._index.mark_active(record.owner_id, record.id, record.project_id, LoggedOperation.PROTECT)
                 marked = True

@@ -24,7 +24,7 @@ from strongroom.objects.records import CheckpointRecord, Plan, Resource
 from strongroom.objects.status import RESET_STATES, CheckpointStatus
 from strongroom.protection import admission, capacity
 from strongroom.protection import graph as graph_mod
-from strongroom.protection.catalogue import Catalogues
+from strongroom.protection.catalogue import ENCRYPTION, Catalogues
 from strongroom.protection.collection import GarbageCollection
 from strongroom.protection.job import Job
 from strongroom.protection.jobs import JobTracker
@@ -177,6 +177,9 @@ class ProtectionManager:
         """``extra_info`` with the days the checkpoint is to be locked for: the longer of the plan's parameter
         and the scheduled operation's option.  Checked again here (the bank's options may have changed since
         the plan was made); the lock keys are the service's, never a caller's."""
+        if ENCRYPTION in extra_info:
+            raise exceptions.InvalidInput(reason=f"extra_info.{ENCRYPTION}: set by the service (a provider's "
+                                                 f"[provider] encryption option says whether checkpoints are)")
         for key in (locks.LOCK_DAYS, locks.LOCKED_UNTIL):
             if key in extra_info:
                 raise exceptions.InvalidInput(

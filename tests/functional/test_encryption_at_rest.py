@@ -118,6 +118,7 @@ def test_no_object_holds_plaintext_or_is_named_by_it(request: pytest.FixtureRequ
         assert digest == hashlib.sha256(volume).hexdigest()
         shown = requests.get(f"{service.api()}/providers/{provider}/checkpoints/{cid}", timeout=10).json()
         assert shown["checkpoint"]["protection_plan"]["resources"][0]["id"] == "vol.img"
+        assert shown["checkpoint"]["extra_info"]["encryption"] == index["encryption"]  # the user sees how
     finally:
         service.stop()
 
@@ -285,6 +286,11 @@ def test_clear_checkpoints_of_before_stay_readable_beside_encrypted_ones(request
         shown = requests.get(f"{service.api()}/providers/{provider}/checkpoints/{sealed_cid}", timeout=10).json()
         protected = shown["checkpoint"]["extra_info"]["protected"]["OS::Cinder::Volume#vol.img"]
         assert protected["mode"] == "full", protected  # a clear parent's chunk ids are not this one's
+        listed = requests.get(f"{service.api()}/providers/{provider}/checkpoints", timeout=10).json()["checkpoints"]
+        assert {c["id"]: "encryption" in c["extra_info"] for c in listed} == {clear_cid: False, sealed_cid: True}
+        refused = requests.post(f"{service.api()}/providers/{provider}/checkpoints", json={"checkpoint": {
+            "plan_id": plan, "extra_info": {"encryption": "none please"}}}, timeout=30)
+        assert refused.status_code == 400 and "extra_info.encryption" in refused.text, refused.text
         for cid, want in ((clear_cid, volume), (sealed_cid, bytes(changed))):
             digest, body = restore_and_hash(service, provider, cid, f"mixed-{cid[:8]}.img")
             assert body["status"] == "success", body
