@@ -86,8 +86,16 @@ CHECKPOINT_CREATE: dict[str, Any] = _wrapped("checkpoint", _closed({
 CHECKPOINT_RESET_STATE: dict[str, Any] = _wrapped("os-resetState", _closed(
     {"state": {"type": "string", "enum": ["available", "error"]}}, required=["state"]))
 
+#: Karbor's copy action: ``plan_id`` and ``parameters``; which provider's bank the copies go to is a parameter.
+COPY_PARAMETERS: dict[str, Any] = {**_closed({
+    "target_provider_id": {**_id, "description": "The provider whose bank receives the copies (not the one in "
+                                                 "the URL)"},
+    "checkpoint_id": {**_id, "description": "Copy this available checkpoint of the plan only (default: every "
+                                            "available checkpoint of the plan the target does not hold yet)"},
+}, required=["target_provider_id"]), "description": "What to copy where (doc/copy.md)"}
+
 CHECKPOINT_ACTION: dict[str, Any] = _closed({
-    "copy": _closed({"plan_id": _id, "parameters": _free_object}, required=["plan_id"]),
+    "copy": _closed({"plan_id": _id, "parameters": COPY_PARAMETERS}, required=["plan_id", "parameters"]),
 }, minProperties=1, maxProperties=1)
 
 RESTORE_AUTH: dict[str, Any] = {**_closed({

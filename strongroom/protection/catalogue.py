@@ -43,7 +43,8 @@ LOG = logging.getLogger(__name__)
 RUNNING = frozenset({CheckpointStatus.PROTECTING, CheckpointStatus.DELETING, CheckpointStatus.COPYING})
 #: The status an operation log of an interrupted run ends in, by the status it was left in.
 _FINAL_OF: dict[str, str] = {CheckpointStatus.PROTECTING: CheckpointStatus.ERROR,
-                              CheckpointStatus.DELETING: CheckpointStatus.ERROR_DELETING}
+                              CheckpointStatus.DELETING: CheckpointStatus.ERROR_DELETING,
+                              CheckpointStatus.COPYING: CheckpointStatus.ERROR}
 #: Operation logs a reclaim closes if their run left them open.
 _WRITER_LOGS = frozenset({LoggedOperation.PROTECT, LoggedOperation.DELETE, LoggedOperation.COPY})
 RESET_REASON = "reset by an administrator"
@@ -52,6 +53,10 @@ RESET_REASON = "reset by an administrator"
 PROTECTED = "protected"
 #: The ``extra_info`` key of a checkpoint that shows its last verification (id, status, at, reason).
 LAST_VERIFICATION = "last_verification"
+#: The ``extra_info`` key of a copy that names where it was copied from (provider and bank).
+COPIED_FROM = "copied_from"
+#: The ``extra_info`` key of a copy that shows what its copy did (bytes written, chunks sent and present...).
+COPIED = "copied"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +121,7 @@ class CheckpointCatalogue:
         if self.db is None:
             return None
         try:
-            return self.db.update_checkpoint(checkpoint_id, changes, check=False)
+            return self.db.update_checkpoint(checkpoint_id, changes, check=False, provider_id=self.provider_id)
         except exceptions.NotFound:
             return None  # a writer died between its index and its row: the bank alone knows it
 
@@ -270,7 +275,8 @@ class CheckpointCatalogue:
         before = dataclasses.replace(record)
         if self.db is not None:
             record = self.db.update_checkpoint(record.id, {"status": CheckpointStatus.DELETING,
-                                                           "owner_id": owner_id}, expected_status=[before.status])
+                                                           "owner_id": owner_id}, expected_status=[before.status],
+                                               provider_id=self.provider_id)
         bank_before: CheckpointRecord | None = None
         try:
             bank_view = self.store.read(record.id)
@@ -363,7 +369,7 @@ class CheckpointCatalogue:
         partial data of a failed protect (useless; never an available checkpoint's)."""
         if remove_partial:
             self.store.remove_objects(marker.checkpoint_id)
-        if marker.operation == LoggedOperation.PROTECT:
+        if marker.operation in (LoggedOperation.PROTECT, LoggedOperation.COPY):
             record = self.store.read(marker.checkpoint_id)
             if record.status == CheckpointStatus.AVAILABLE:  # a publish the bank cut short: finish it
                 self._index.add_listings(record)
@@ -433,7 +439,7 @@ class CheckpointCatalogue:
             return 0
         fixed = 0
         for status in (CheckpointStatus.PROTECTING, CheckpointStatus.DELETING, CheckpointStatus.ERROR,
-                       CheckpointStatus.ERROR_DELETING):
+                       CheckpointStatus.ERROR_DELETING, CheckpointStatus.COPYING):
             for row in self.db.list_checkpoints(self.provider_id, None, filters={"status": status}):
                 if row.id in running:
                     continue
@@ -450,6 +456,84 @@ class CheckpointCatalogue:
                 LOG.info("catalogue of checkpoint %s set to %s from the bank", row.id, in_bank.status)
                 fixed += 1
         return fixed
+
+    # -- copy (this catalogue's bank is the target) -------------------------------------
+
+    def begin_copy(self, record: CheckpointRecord) -> CheckpointRecord:
+        """Start a copy of a checkpoint into this bank under its own id: the writer's active marker (operation
+        ``copy``), then the index ``copying``, then the catalogue row.  ``Conflict`` if this bank already
+        holds the id (a tombstone ``deleted`` excepted: a deleted copy may be made again).  If a step fails,
+        what the earlier ones wrote goes again, as :meth:`begin_protect` does."""
+        try:
+            existing: CheckpointRecord | None = self.store.read(record.id)
+        except exceptions.NotFound:
+            existing = None
+        if existing is not None and existing.status != CheckpointStatus.DELETED:
+            raise exceptions.Conflict(reason=f"copy.checkpoint_id: the bank of provider {self.provider_id} already "
+                                             f"holds checkpoint {record.id} ({existing.status})")
+        row_exists = False
+        if self.db is not None:
+            try:
+                row = self.db.get_checkpoint(record.id, provider_id=self.provider_id)
+            except exceptions.NotFound:
+                pass
+            else:
+                if row.status != CheckpointStatus.DELETED:
+                    raise exceptions.Conflict(reason=f"copy.checkpoint_id: provider {self.provider_id} already "
+                                                     f"catalogues checkpoint {record.id} ({row.status})")
+                row_exists = True
+        record.status = CheckpointStatus.COPYING
+        record.provider_id = self.provider_id
+        marked = indexed = False
+        try:
+            record.encryption = self.bank.encryption_of(record.project_id)
+            if record.owner_id:
+                self._index.mark_active(record.owner_id, record.id, record.project_id, LoggedOperation.COPY)
+                marked = True
+            self._index.write(record)
+            indexed = True
+            if existing is not None:  # a deleted copy made again: a reclaim of the old one must not withdraw it
+                self._index.unmark_reclaimed(record.id)
+            if self.db is None:
+                return record
+            if row_exists:
+                self.store.bank.note_checkpoint(record.id, record.project_id, bool(record.encryption))
+                return self.db.update_checkpoint(record.id, {
+                    "status": CheckpointStatus.COPYING, "status_reason": None, "owner_id": record.owner_id,
+                    "plan_id": record.plan_id, "protection_plan": record.protection_plan,
+                    "resource_graph": record.resource_graph, "extra_info": record.extra_info,
+                    "bytes_total": record.bytes_total, "bytes_done": 0}, check=False, provider_id=self.provider_id)
+            return self.db.create_checkpoint(record)
+        except BaseException:
+            try:
+                if indexed:
+                    if existing is not None:
+                        self._index.write(existing)
+                    else:
+                        self._index.remove(record.id)
+                if marked:
+                    self._index.clear_active(str(record.owner_id), record.id)
+            except exceptions.StrongroomError as err:  # its marker is left: garbage collection reclaims it
+                LOG.warning("could not withdraw the copy of checkpoint %s after a failed start: %s", record.id, err)
+            raise
+
+    def publish_copy(self, checkpoint_id: str, *, owner_id: str | None, bytes_done: int,
+                     copied: Mapping[str, Any]) -> str | None:
+        """Publish a verified copy: index ``available`` (after every manifest), listings, marker, catalogue,
+        as :meth:`publish` does; what the copy did goes into ``extra_info["copied"]``.  Returns None once
+        published, or why it was withdrawn (garbage collection judged its writer dead meanwhile)."""
+        record = self.store.read(checkpoint_id)
+        if record.status != CheckpointStatus.COPYING:
+            raise exceptions.Conflict(reason=f"checkpoint {checkpoint_id} is {record.status}, not copying")
+        record.extra_info = {**record.extra_info, COPIED: dict(copied)}
+        self._index.write(record)  # still copying: publish judges and commits
+        return self.publish(checkpoint_id, owner_id=owner_id, bytes_done=bytes_done)
+
+    def fail_copy(self, checkpoint_id: str, reason: str, owner_id: str, bytes_done: int,
+                  release: Callable[[], None] = _nothing) -> None:
+        """End a failed copy as :meth:`fail_protect` ends a protect: index ``error`` naming ``reason``, the
+        copied objects, ``release()`` of chunks only it wrote, the marker, the catalogue."""
+        self.fail_protect(checkpoint_id, reason, owner_id, bytes_done, release=release)
 
 
 class Catalogues:

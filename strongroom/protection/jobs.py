@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent import futures
 
 from taskflow.persistence import models
@@ -182,3 +183,20 @@ class JobTracker:
             except exceptions.StrongroomError:
                 return  # cannot tell for this bank now: keep them all
         self.active.taken_over(before - ours)
+
+    # -- copies -------------------------------------------------------------------------
+
+    def submit_copy(self, checkpoint_id: str, run: Callable[[], object]) -> None:
+        """Run a copy on this process's pool, in either mode: a copy is not posted on the jobboard (its
+        worker's death leaves a zombie that the target's garbage collection reclaims; ``doc/copy.md``).
+        ``checkpoint_id`` was claimed in :attr:`active` by the caller and is released when it ends."""
+
+        def go() -> None:
+            try:
+                run()
+            finally:
+                self.active.release(checkpoint_id)
+
+        future = self._pool.submit(go)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
