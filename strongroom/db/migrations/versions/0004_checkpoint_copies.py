@@ -25,7 +25,11 @@ PK_NAME = "pk_checkpoints"
 def _set_primary_key(columns: list[str]) -> None:
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":  # no ALTER of a primary key: the table is rebuilt
-        with op.batch_alter_table("checkpoints", recreate="always") as batch:
+        # Upgrading, the new key's columns are given as they will be (sqlalchemy warns when a reflected primary
+        # key is replaced by a wider one); downgrading, a column cannot be given as leaving it.
+        keyed = [sa.Column(name, sa.String(36), nullable=False, primary_key=True) for name in columns]
+        with op.batch_alter_table("checkpoints", recreate="always",
+                                  reflect_args=keyed if len(columns) > 1 else ()) as batch:
             batch.create_primary_key(PK_NAME, columns)
         return
     current = sa.inspect(bind).get_pk_constraint("checkpoints").get("name")
