@@ -27,7 +27,7 @@ def _set_primary_key(columns: list[str]) -> None:
     if bind.dialect.name == "sqlite":  # no ALTER of a primary key: the table is rebuilt
         # Upgrading, the new key's columns are given as they will be (sqlalchemy warns when a reflected primary
         # key is replaced by a wider one); downgrading, a column cannot be given as leaving it.
-        keyed = [sa.Column(name, sa.String(36), nullable=False, primary_key=True) for name in columns]
+        keyed = tuple(sa.Column(name, sa.String(36), nullable=False, primary_key=True) for name in columns)
         with op.batch_alter_table("checkpoints", recreate="always",
                                   reflect_args=keyed if len(columns) > 1 else ()) as batch:
             batch.create_primary_key(PK_NAME, columns)
