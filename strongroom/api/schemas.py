@@ -149,12 +149,14 @@ OPERATION_DEFINITION: dict[str, Any] = _closed({
     "retention_duration": _count,
     **{key: {"type": ["integer", "null"]} for key in (
         "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")},
+    "target_provider_id": {**_id, "description": "operation_type copy only: the provider whose bank receives "
+                                                 "the copies (retention options then apply to the copies there)"},
 }, required=["provider_id", "plan_id"])
 
 SCHEDULED_OPERATION_CREATE: dict[str, Any] = _wrapped("scheduled_operation", _closed({
     "name": _name,
     "description": _description,
-    "operation_type": {"type": "string", "enum": ["protect", "retention_protect"]},
+    "operation_type": {"type": "string", "enum": ["protect", "retention_protect", "copy"]},
     "trigger_id": _id,
     "operation_definition": OPERATION_DEFINITION,
 }, required=["name", "operation_type", "trigger_id", "operation_definition"]))

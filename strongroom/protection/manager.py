@@ -253,8 +253,8 @@ class ProtectionManager:
         try:
             target = self.registry.get(target_provider_id)
         except exceptions.NotFound:
-            raise exceptions.InvalidInput(reason=f"copy.parameters.target_provider_id: no provider "
-                                                 f"{target_provider_id}") from None
+            raise exceptions.InvalidInput(reason=f"copy.parameters.target_provider_id: provider "
+                                                 f"{target_provider_id} not found") from None
         record = self._checkpoint(ctxt, source, checkpoint_id)
         if not ctxt.is_admin and record.project_id != ctxt.project_id:
             raise exceptions.InvalidInput(reason=f"copy.checkpoint_id: checkpoint {checkpoint_id} belongs to "

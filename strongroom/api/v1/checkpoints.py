@@ -132,7 +132,7 @@ def _copy(req: ApiRequest, provider_id: str, copy: dict[str, Any]) -> Result:
     try:
         req.protection.show_provider(req.ctx, target)
     except exceptions.NotFound:
-        raise BadRequest(reason=f"copy.parameters.target_provider_id: no provider {target}") from None
+        raise BadRequest(reason=f"copy.parameters.target_provider_id: provider {target} not found") from None
     plan: Plan = req.db.get_plan(copy["plan_id"], req.owner_scope())
     if plan.project_id != req.project_id:
         raise BadRequest(reason=f"copy.plan_id: plan {plan.id} belongs to project {plan.project_id}, "

@@ -353,7 +353,7 @@ def test_checkpoint_copy_action_validates_and_copies_what_the_target_lacks(stack
     msg = _error(copy({"target_provider_id": PROVIDER_ID}), 400)
     assert msg.startswith("copy.parameters.target_provider_id") and "provider in the URL" in msg
     msg = _error(copy({"target_provider_id": str(uuid.uuid4())}), 400)
-    assert msg.startswith("copy.parameters.target_provider_id: no provider")
+    assert msg.startswith("copy.parameters.target_provider_id: provider ") and msg.endswith(" not found")
     _error(copy({"target_provider_id": OTHER_PROVIDER_ID}, plan_id=str(uuid.uuid4())), 404)
     assert "Plan" in _error(copy({"target_provider_id": OTHER_PROVIDER_ID}, project="proj-other"), 404)
     foreign = stack.add_checkpoint(project="proj-other", plan_id=plan.id)

@@ -155,7 +155,7 @@ def test_what_a_copy_refuses(engine: ProtectionManager) -> None:
         engine.copy_checkpoint(CTX, PROVIDER, cid, PROVIDER)
     with pytest.raises(exceptions.InvalidInput, match="copy.parameters.target_provider_id: .* would be copied clear"):
         engine.copy_checkpoint(CTX, PROVIDER, cid, CLEAR)
-    with pytest.raises(exceptions.InvalidInput, match="copy.parameters.target_provider_id: no provider"):
+    with pytest.raises(exceptions.InvalidInput, match="copy.parameters.target_provider_id: provider .* not found"):
         engine.copy_checkpoint(CTX, PROVIDER, cid, "00000000-0000-0000-0000-000000000000")
     with pytest.raises(exceptions.NotFound):
         engine.copy_checkpoint(get_context("someone-else"), PROVIDER, cid, TARGET)
