@@ -46,13 +46,14 @@ class CheckpointQueries(core.Core):
 
     def get_checkpoint(self, checkpoint_id: str, project_id: str | None = None,
                        provider_id: str | None = None) -> CheckpointRecord:
-        """The checkpoint in ``provider_id``'s bank; without a provider, the first catalogued of its rows
-        (the original: a copy in another provider's bank is catalogued after it, under the same id)."""
+        """The checkpoint in ``provider_id``'s bank.  Without a provider, the oldest of its rows: a copy in
+        another provider's bank has the same id (and ``created_at``), so a caller that may meet one names
+        the provider; only a checkpoint no copy can have yet (a protect's, just made) may be read without."""
         with self.session() as s:
             stmt = (sa.select(CheckpointModel)
                     .where(CheckpointModel.id == checkpoint_id, *core.project_scope(CheckpointModel, project_id),
                            *_provider_scope(provider_id))
-                    .order_by(CheckpointModel.created_at, CheckpointModel.updated_at).limit(1))
+                    .order_by(CheckpointModel.created_at, CheckpointModel.provider_id).limit(1))
             model = s.execute(stmt).scalar_one_or_none()
             if model is None:
                 raise exceptions.NotFound(kind="Checkpoint", id=checkpoint_id)
@@ -102,7 +103,7 @@ class CheckpointQueries(core.Core):
         def update(s: orm.Session) -> CheckpointRecord:
             found = s.execute(sa.select(CheckpointModel.status, CheckpointModel.provider_id).where(
                 CheckpointModel.id == checkpoint_id, *_provider_scope(provider_id))
-                .order_by(CheckpointModel.created_at).limit(1)).one_or_none()
+                .order_by(CheckpointModel.created_at, CheckpointModel.provider_id).limit(1)).one_or_none()
             if found is None:
                 raise exceptions.NotFound(kind="Checkpoint", id=checkpoint_id)
             current, provider = found

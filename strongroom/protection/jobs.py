@@ -142,7 +142,7 @@ class JobTracker:
         log = self.db.get_operation_log(spec.log_id)
         if log.ended_at is not None:
             return  # finished before its worker could consume the job
-        checkpoint = self.db.get_checkpoint(spec.checkpoint_id)
+        checkpoint = self.db.get_checkpoint(spec.checkpoint_id, provider_id=spec.provider_id)
         restore = self.db.get_restore(spec.restore_id) if spec.restore_id else None
         job = Job(kind, RequestContext.from_dict(spec.context), provider, checkpoint, log, restore=restore,
                   claim=claim)
