@@ -3,6 +3,7 @@ local KEK file), memory volumes, sqlite metadata; the catalogue's copy steps; wh
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,8 @@ from strongroom import config, datamover, exceptions, keys
 from strongroom.context import get_context
 from strongroom.datamover import hashing
 from strongroom.db.api import Database
-from strongroom.objects.kinds import LoggedOperation
-from strongroom.objects.records import Restore
+from strongroom.objects.kinds import LoggedOperation, RestoreKind
+from strongroom.objects.records import Resource, Restore
 from strongroom.objects.status import CheckpointStatus
 from strongroom.protection import copying
 from strongroom.protection.checkpoint import CheckpointStore
@@ -97,6 +98,14 @@ def test_a_copy_keeps_chunk_ids_sends_only_what_the_target_lacks_and_restores(en
     assert (log.status, log.provider_id, log.extra_info["copy"]["bytes_written"]) == (
         "success", TARGET, report["bytes_written"])
     assert restored(engine, first, "back1", len(data)) == bytes(data)
+    verification = engine.db.create_restore(Restore(id="v1", project_id="proj", provider_id=TARGET,
+                                                    checkpoint_id=first, kind=RestoreKind.VERIFICATION))
+    engine.verify(CTX, verification.id)
+    engine.wait_idle()
+    checked = engine.db.get_restore("v1", kind=RestoreKind.VERIFICATION)
+    assert checked.status == "success", checked
+    assert CheckpointStore(target).read(first).extra_info["last_verification"]["id"] == "v1"
+    assert "last_verification" not in CheckpointStore(source).read(first).extra_info
 
     data[65536:65536 + 5] = b"fresh"  # one chunk changes
     backend = engine.registry.get(PROVIDER).block_backend("memory")
@@ -207,3 +216,30 @@ def test_catalogue_copy_steps(engine: ProtectionManager) -> None:
     assert published.status == "available" and published.extra_info["copied"] == {"bytes_written": 0}
     assert engine.db.get_checkpoint(cid, provider_id=TARGET).status == "available"
     assert not list(target.store.active_markers())
+
+
+def test_a_clear_checkpoint_copied_into_an_encrypting_bank_is_sealed_and_named_with_its_keys(
+        engine: ProtectionManager) -> None:
+    data = os.urandom(300_000)
+    volume = engine.registry.get(CLEAR).block_backend("memory").create_volume(1 << 20, name="c1")
+    with engine.registry.get(CLEAR).block_backend("memory").writing_volume(volume.id) as writer:
+        writer.write(0, data)
+    plan = engine.db.create_plan(dataclasses.replace(plan_for(engine, "unused"), id="plan-clear",
+                                                     provider_id=CLEAR, resources=[
+                                                         Resource(id=volume.id, type="OS::Cinder::Volume",
+                                                                  name="c1")]))
+    record = engine.protect(CTX, plan.to_dict(), CLEAR, {})
+    engine.wait_idle()
+    cid = str(record["id"])
+    clear, target = engine.registry.get(CLEAR).bank, engine.registry.get(TARGET).bank
+    [header] = headers(clear, cid)
+    assert header.hash == "sha256" and CheckpointStore(clear).read(cid).encryption is None
+    engine.copy_checkpoint(CTX, CLEAR, cid, TARGET)
+    engine.wait_idle()
+    copied = CheckpointStore(target).read(cid)
+    assert copied.status == "available" and copied.encryption and copied.extra_info["copied"]["rehashed"]
+    [header] = headers(target, cid)
+    assert hashing.key_id_of(header.hash) is not None
+    assert set(target.list(CHUNKS)).isdisjoint(clear.list(CHUNKS))
+    assert restored(engine, cid, "from-clear", len(data)) == data
+
