@@ -144,7 +144,7 @@ class FireRun:
             checkpoint_id = self._protect(ctx, op)
         elif self.fire.checkpoint_id is None:
             self._update(checkpoint_id=checkpoint_id, started_at=env.clock.now())
-        checkpoint = self._wait(checkpoint_id)
+        checkpoint = self._wait(checkpoint_id, op.provider_id)
         if checkpoint.status != "available":
             reason = f": {checkpoint.status_reason}" if checkpoint.status_reason else ""
             self._finish(FireState.FAILED, f"checkpoint {checkpoint_id} ended {checkpoint.status}{reason}")
