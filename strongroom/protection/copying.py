@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Collection, Iterator
 from concurrent import futures
 from typing import Any
@@ -37,6 +38,7 @@ from strongroom.objects.kinds import LoggedOperation
 from strongroom.objects.records import CheckpointRecord, OperationLog
 from strongroom.objects.status import CheckpointStatus
 from strongroom.protection import gc
+from strongroom.protection import graph as graph_mod
 from strongroom.protection.catalogue import COPIED_FROM, CheckpointCatalogue
 from strongroom.protection.checkpoint import CheckpointStore
 from strongroom.protection.leases import Fence
@@ -83,8 +85,6 @@ def check_copyable(source: Provider, target: Provider, record: CheckpointRecord)
         raise exceptions.InvalidInput(
             reason=f"copy.parameters.target_provider_id: checkpoint {record.id} is encrypted and the bank of "
                    f"provider {target.id} ({target.bank_description}) does not encrypt: it would be copied clear")
-    from strongroom.protection import graph as graph_mod
-
     for node in graph_mod.iter_nodes(graph_mod.deserialize(record.resource_graph)):
         if node.resource.type not in target.plugin_for_type:
             raise exceptions.InvalidInput(
@@ -182,8 +182,6 @@ class CopyRun:
                   target: Provider, record: CheckpointRecord,
                   scheduled_operation_id: str | None = None) -> OperationLog:
         """The copy's operation log (in the target provider: the copy is the target's checkpoint)."""
-        import uuid
-
         return db.create_operation_log(OperationLog(
             id=str(uuid.uuid4()), project_id=record.project_id, operation_type=LoggedOperation.COPY,
             status=RUNNING, provider_id=target.id, checkpoint_id=record.id, plan_id=record.plan_id,
