@@ -47,6 +47,15 @@ CHECKPOINT = _closed({
     "resource_graph": {"type": "string", "description": "the resource graph as JSON text"},
     "created_at": _time, "extra_info": _object,
     "progress": _closed({"bytes_total": _count, "bytes_done": _count}),
+    "copies": {"type": "array", "description": "the checkpoint in other providers' banks (show only)",
+               "items": _closed({"provider_id": _string, "status": _enum(CheckpointStatus),
+                                 "status_reason": _maybe_string})},
+}, optional=("copies",))
+
+CHECKPOINT_COPY = _closed({
+    "project_id": _string, "provider_id": _string, "plan_id": _string, "parameters": _object,
+    "checkpoints": {"type": "array", "items": _string,
+                    "description": "the checkpoints whose copy started (copying in the target provider)"},
 })
 
 _RUN = {
@@ -121,6 +130,7 @@ ERROR: dict[str, Any] = {
 ALL: dict[str, dict[str, Any]] = {
     "Plan": PLAN,
     "Checkpoint": CHECKPOINT,
+    "CheckpointCopy": CHECKPOINT_COPY,
     "Restore": RESTORE,
     "Verification": VERIFICATION,
     "OperationLog": OPERATION_LOG,

@@ -89,8 +89,16 @@ CHECKPOINT_CREATE: dict[str, Any] = _wrapped("checkpoint", _closed({
 CHECKPOINT_RESET_STATE: dict[str, Any] = _wrapped("os-resetState", _closed(
     {"state": {"type": "string", "enum": ["available", "error"]}}, required=["state"]))
 
+#: Karbor's copy action: ``plan_id`` and ``parameters``; which provider's bank the copies go to is a parameter.
+COPY_PARAMETERS: dict[str, Any] = {**_closed({
+    "target_provider_id": {**_id, "description": "The provider whose bank receives the copies (not the one in "
+                                                 "the URL)"},
+    "checkpoint_id": {**_id, "description": "Copy this available checkpoint of the plan only (default: every "
+                                            "available checkpoint of the plan the target does not hold yet)"},
+}, required=["target_provider_id"]), "description": "What to copy where (doc/copy.md)"}
+
 CHECKPOINT_ACTION: dict[str, Any] = _closed({
-    "copy": _closed({"plan_id": _id, "parameters": _free_object}, required=["plan_id"]),
+    "copy": _closed({"plan_id": _id, "parameters": COPY_PARAMETERS}, required=["plan_id", "parameters"]),
 }, minProperties=1, maxProperties=1)
 
 RESTORE_AUTH: dict[str, Any] = {**_closed({
@@ -145,12 +153,14 @@ OPERATION_DEFINITION: dict[str, Any] = _closed({
     **{key: {"type": ["integer", "null"]} for key in (
         "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")},
     "retention_lock_days": {**_lock_days, "type": ["integer", "null"]},
+    "target_provider_id": {**_id, "description": "operation_type copy only: the provider whose bank receives "
+                                                 "the copies (retention options then apply to the copies there)"},
 }, required=["provider_id", "plan_id"])
 
 SCHEDULED_OPERATION_CREATE: dict[str, Any] = _wrapped("scheduled_operation", _closed({
     "name": _name,
     "description": _description,
-    "operation_type": {"type": "string", "enum": ["protect", "retention_protect"]},
+    "operation_type": {"type": "string", "enum": ["protect", "retention_protect", "copy"]},
     "trigger_id": _id,
     "operation_definition": OPERATION_DEFINITION,
 }, required=["name", "operation_type", "trigger_id", "operation_definition"]))

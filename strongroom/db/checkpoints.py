@@ -46,10 +46,25 @@ class CheckpointQueries(core.Core):
 
     def get_checkpoint(self, checkpoint_id: str, project_id: str | None = None,
                        provider_id: str | None = None) -> CheckpointRecord:
+        """The checkpoint in ``provider_id``'s bank.  Without a provider, the oldest of its rows: a copy in
+        another provider's bank has the same id (and ``created_at``), so a caller that may meet one names
+        the provider; only a checkpoint no copy can have yet (a protect's, just made) may be read without."""
         with self.session() as s:
-            model = core.load(s, CheckpointModel, checkpoint_id, kind="Checkpoint", project_id=project_id,
-                              scope=_provider_scope(provider_id))
+            stmt = (sa.select(CheckpointModel)
+                    .where(CheckpointModel.id == checkpoint_id, *core.project_scope(CheckpointModel, project_id),
+                           *_provider_scope(provider_id))
+                    .order_by(CheckpointModel.created_at, CheckpointModel.provider_id).limit(1))
+            model = s.execute(stmt).scalar_one_or_none()
+            if model is None:
+                raise exceptions.NotFound(kind="Checkpoint", id=checkpoint_id)
             return core.to_record(CheckpointRecord, model)
+
+    def list_checkpoint_copies(self, checkpoint_id: str) -> list[CheckpointRecord]:
+        """Every row of the checkpoint: the original and its copies in other providers' banks."""
+        with self.session() as s:
+            rows = s.execute(sa.select(CheckpointModel).where(CheckpointModel.id == checkpoint_id)
+                             .order_by(CheckpointModel.updated_at, CheckpointModel.provider_id)).scalars().all()
+            return [core.to_record(CheckpointRecord, m) for m in rows]
 
     def list_checkpoints(self, provider_id: str | None, project_id: str | None, *,
                          filters: Mapping[str, Any] | None = None, marker: str | None = None,
@@ -68,12 +83,13 @@ class CheckpointQueries(core.Core):
 
     def update_checkpoint(self, checkpoint_id: str, values: Mapping[str, Any], *,
                           expected_status: str | Sequence[str] | None = None,
-                          check: bool = True) -> CheckpointRecord:
+                          check: bool = True, provider_id: str | None = None) -> CheckpointRecord:
         """Update a catalogue entry.
 
         ``expected_status``: compare-and-set; Conflict unless the current status
         is one of these when the update is applied (atomic: one of two racing
-        callers wins).  ``check=False`` skips the transition table (admin reset).
+        callers wins).  ``check=False`` skips the transition table (admin reset).  ``provider_id``: the row
+        of the checkpoint in that provider's bank (a copy shares its id); without it, the first catalogued row.
         """
         core.check_keys("checkpoint", values, CHECKPOINT_UPDATABLE)
         updates = dict(values)
@@ -85,10 +101,13 @@ class CheckpointQueries(core.Core):
             expected = tuple(core.status_value("checkpoint", v, CheckpointStatus) for v in items)
 
         def update(s: orm.Session) -> CheckpointRecord:
-            current = s.execute(sa.select(CheckpointModel.status).where(
-                CheckpointModel.id == checkpoint_id)).scalar_one_or_none()
-            if current is None:
+            found = s.execute(sa.select(CheckpointModel.status, CheckpointModel.provider_id).where(
+                CheckpointModel.id == checkpoint_id, *_provider_scope(provider_id))
+                .order_by(CheckpointModel.created_at, CheckpointModel.provider_id).limit(1)).one_or_none()
+            if found is None:
                 raise exceptions.NotFound(kind="Checkpoint", id=checkpoint_id)
+            current, provider = found
+            where = [_TABLE.c.id == checkpoint_id, _TABLE.c.provider_id == provider]
             if expected is not None and current not in expected:
                 raise exceptions.Conflict(
                     reason=f"Checkpoint {checkpoint_id} is '{current}', expected "
@@ -97,12 +116,12 @@ class CheckpointQueries(core.Core):
                 check_transition("Checkpoint", checkpoint_id, current, updates["status"], CheckpointStatus)
             guard = expected if expected is not None else (current,)
             stmt = (sa.update(_TABLE)
-                    .where(_TABLE.c.id == checkpoint_id, _TABLE.c.status.in_(guard))
+                    .where(*where, _TABLE.c.status.in_(guard))
                     .values(**updates, updated_at=self.now()))
             if cast(sa.CursorResult[Any], s.execute(stmt)).rowcount != 1:
                 # The status changed between our read and our write: judge again on the new status.
                 raise core.TryAgain
-            model = s.execute(sa.select(CheckpointModel).where(CheckpointModel.id == checkpoint_id)
+            model = s.execute(sa.select(CheckpointModel).where(*where)
                               .execution_options(populate_existing=True)).scalar_one()
             return core.to_record(CheckpointRecord, model)
 

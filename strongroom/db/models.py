@@ -116,8 +116,9 @@ class CheckpointModel(TimestampMixin, Base):
         sa.Index("ix_checkpoints_status", "status"),
     )
 
+    # (id, provider_id) since 0004_checkpoint_copies: a copy in another provider's bank keeps the checkpoint's id.
     id: Mapped[str] = mapped_column(sa.String(ID_LEN), primary_key=True)
-    provider_id: Mapped[str] = mapped_column(sa.String(ID_LEN), nullable=False)
+    provider_id: Mapped[str] = mapped_column(sa.String(ID_LEN), primary_key=True)
     project_id: Mapped[str] = mapped_column(sa.String(PROJECT_LEN), nullable=False)
     status: Mapped[str] = mapped_column(sa.String(STATUS_LEN), nullable=False)
     plan_id: Mapped[str | None] = mapped_column(sa.String(ID_LEN), nullable=True)

@@ -33,6 +33,9 @@ LOG_STATES = frozenset(FireState) - {FireState.PLANNED}
 class OperationType(enum.StrEnum):
     PROTECT = "protect"
     RETENTION_PROTECT = "retention_protect"
+    #: Copy the plan's newest available checkpoint to ``target_provider_id``'s bank, then apply the
+    #: definition's retention options (if any) to the plan's copies there.
+    COPY = "copy"
 
 
 @dataclasses.dataclass

@@ -46,6 +46,9 @@ class ProtectionClient(Protocol):
 
     def delete_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str) -> None: ...
 
+    def copy_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
+                        target_provider_id: str, scheduled_operation_id: str | None = None) -> dict[str, Any]: ...
+
 
 class ClaimLost(Exception):
     """Another engine holds this fire now; this run stops without touching it."""
@@ -129,6 +132,9 @@ class FireRun:
         except exceptions.NotFound:
             return  # deleted with its fires meanwhile
         ctx = env.identity.context_for(op)
+        if op.operation_type == OperationType.COPY:
+            self._run_copy(ctx, op)
+            return
         checkpoint_id = self.fire.checkpoint_id
         if checkpoint_id is None and self.fire.attempts > 1:  # an earlier owner may have started it
             checkpoint_id = self._adopt(op)
@@ -140,7 +146,7 @@ class FireRun:
             checkpoint_id = self._protect(ctx, op)
         elif self.fire.checkpoint_id is None:
             self._update(checkpoint_id=checkpoint_id, started_at=env.clock.now())
-        checkpoint = self._wait(checkpoint_id)
+        checkpoint = self._wait(checkpoint_id, op.provider_id)
         if checkpoint.status != "available":
             reason = f": {checkpoint.status_reason}" if checkpoint.status_reason else ""
             self._finish(FireState.FAILED, f"checkpoint {checkpoint_id} ended {checkpoint.status}{reason}")
@@ -184,11 +190,11 @@ class FireRun:
         self._update(checkpoint_id=checkpoint_id, started_at=env.clock.now())
         return checkpoint_id
 
-    def _wait(self, checkpoint_id: str) -> CheckpointRecord:
+    def _wait(self, checkpoint_id: str, provider_id: str | None = None) -> CheckpointRecord:
         env = self.env
         deadline = env.clock.monotonic() + env.checkpoint_timeout
         while True:
-            checkpoint = env.db.get_checkpoint(checkpoint_id)
+            checkpoint = env.db.get_checkpoint(checkpoint_id, provider_id=provider_id)
             if checkpoint.status in CHECKPOINT_DONE:
                 return checkpoint
             if env.stopping.is_set():
@@ -199,16 +205,17 @@ class FireRun:
                            f"{env.checkpoint_timeout:g} seconds")
             env.clock.sleep(env.poll_interval)
 
-    def _retain(self, ctx: RequestContext, op: ScheduledOperation) -> dict[str, Any]:
+    def _retain(self, ctx: RequestContext, op: ScheduledOperation, provider_id: str | None = None) -> dict[str, Any]:
         env = self.env
+        provider_id = provider_id or op.provider_id
         policy = retention.Policy.from_definition(op.operation_definition)
-        checkpoints = env.db.list_checkpoints(op.provider_id, op.project_id, filters={"plan_id": op.plan_id})
+        checkpoints = env.db.list_checkpoints(provider_id, op.project_id, filters={"plan_id": op.plan_id})
         decision = retention.decide(policy, checkpoints, env.clock.now())
         deleted: list[str] = []
         skipped: dict[str, str] = {}
         for checkpoint_id in decision.delete:
             try:
-                env.protection.delete_checkpoint(ctx, op.provider_id, checkpoint_id)
+                env.protection.delete_checkpoint(ctx, provider_id, checkpoint_id)
                 deleted.append(checkpoint_id)
             except (exceptions.Conflict, exceptions.NotFound) as err:  # changed meanwhile: next run decides
                 skipped[checkpoint_id] = err.message
@@ -218,3 +225,54 @@ class FireRun:
         if decision.due:  # due, but locked: no delete is tried before the date; a later run deletes them
             out["due_locked"] = decision.due
         return out
+
+    # -- copy ---------------------------------------------------------------------
+
+    def _run_copy(self, ctx: RequestContext, op: ScheduledOperation) -> None:
+        """The plan's newest available checkpoint the target lacks, copied there; then retention of the plan's
+        copies in the target, when the definition has retention options.  Nothing new: a success saying so."""
+        env = self.env
+        target = str(op.operation_definition["target_provider_id"])
+        checkpoint_id = self.fire.checkpoint_id
+        if checkpoint_id is None:
+            if env.clock.now() > self.fire.window_end:
+                self._finish(FireState.DROPPED_OUT_OF_WINDOW, "its window closed before a run started")
+                return
+            checkpoint_id = self._start_copy(ctx, op, target)
+            if checkpoint_id is None:
+                self._finish(FireState.SUCCESS, None, extra_info={"copy": {
+                    "target_provider_id": target, "checkpoint_id": None,
+                    "reason": "the target holds every available checkpoint of the plan already"}})
+                return
+        checkpoint = self._wait(checkpoint_id, provider_id=target)
+        if checkpoint.status != "available":
+            reason = f": {checkpoint.status_reason}" if checkpoint.status_reason else ""
+            self._finish(FireState.FAILED, f"copy of checkpoint {checkpoint_id} to provider {target} ended "
+                                           f"{checkpoint.status}{reason}")
+            return
+        extra: dict[str, Any] = {"copy": {"target_provider_id": target, "checkpoint_id": checkpoint_id}}
+        if not retention.Policy.from_definition(op.operation_definition).empty:
+            self._confirm()
+            extra["retention"] = self._retain(ctx, op, provider_id=target)
+        self._finish(FireState.SUCCESS, None, extra_info=extra)
+
+    def _start_copy(self, ctx: RequestContext, op: ScheduledOperation, target: str) -> str | None:
+        env = self.env
+        held = {cp.id for cp in env.db.list_checkpoints(target, op.project_id, filters={"plan_id": op.plan_id})
+                if cp.status != "deleted"}
+        candidates = [cp for cp in env.db.list_checkpoints(op.provider_id, op.project_id, filters={
+            "plan_id": op.plan_id, "status": "available"}) if cp.id not in held]  # newest first
+        if not candidates:
+            return None
+        checkpoint_id = candidates[0].id
+        self._confirm()
+        try:
+            env.protection.copy_checkpoint(ctx, op.provider_id, checkpoint_id, target, scheduled_operation_id=op.id)
+        except exceptions.Conflict:
+            # Begun meanwhile (an earlier attempt of this fire whose answer was lost): follow that copy.
+            if not env.db.list_checkpoints(target, op.project_id, filters={"plan_id": op.plan_id,
+                                                                            "status": "copying"}):
+                raise
+        self._update(checkpoint_id=checkpoint_id, started_at=env.clock.now())
+        return checkpoint_id
+

@@ -35,7 +35,7 @@ from strongroom.objects import locks
 from strongroom.objects.kinds import LoggedOperation
 from strongroom.objects.records import CheckpointRecord, OperationLog
 from strongroom.objects.status import CheckpointStatus, check_transition
-from strongroom.protection.checkpoint import ActiveMarker, CheckpointStore
+from strongroom.protection.checkpoint import ActiveMarker, CheckpointStore, encryption_key_id
 from strongroom.protection.index import BankIndex
 from strongroom.protection.locking import lock_checkpoint, lock_index
 from strongroom.protection.providers import Provider
@@ -47,7 +47,8 @@ LOG = logging.getLogger(__name__)
 RUNNING = frozenset({CheckpointStatus.PROTECTING, CheckpointStatus.DELETING, CheckpointStatus.COPYING})
 #: The status an operation log of an interrupted run ends in, by the status it was left in.
 _FINAL_OF: dict[str, str] = {CheckpointStatus.PROTECTING: CheckpointStatus.ERROR,
-                              CheckpointStatus.DELETING: CheckpointStatus.ERROR_DELETING}
+                              CheckpointStatus.DELETING: CheckpointStatus.ERROR_DELETING,
+                              CheckpointStatus.COPYING: CheckpointStatus.ERROR}
 #: Operation logs a reclaim closes if their run left them open.
 _WRITER_LOGS = frozenset({LoggedOperation.PROTECT, LoggedOperation.DELETE, LoggedOperation.COPY})
 RESET_REASON = "reset by an administrator"
@@ -61,6 +62,10 @@ LAST_VERIFICATION = "last_verification"
 ENCRYPTION = "encryption"
 #: The ``extra_info`` key of a checkpoint that asked to be locked and could not be (why).
 LOCK_ERROR = "lock_error"
+#: The ``extra_info`` key of a copy that names where it was copied from (provider and bank).
+COPIED_FROM = "copied_from"
+#: The ``extra_info`` key of a copy that shows what its copy did (bytes written, chunks sent and present...).
+COPIED = "copied"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +130,7 @@ class CheckpointCatalogue:
         if self.db is None:
             return None
         try:
-            return self.db.update_checkpoint(checkpoint_id, changes, check=False)
+            return self.db.update_checkpoint(checkpoint_id, changes, check=False, provider_id=self.provider_id)
         except exceptions.NotFound:
             return None  # a writer died between its index and its row: the bank alone knows it
 
@@ -327,7 +332,8 @@ class CheckpointCatalogue:
         before = dataclasses.replace(record)
         if self.db is not None:
             record = self.db.update_checkpoint(record.id, {"status": CheckpointStatus.DELETING,
-                                                           "owner_id": owner_id}, expected_status=[before.status])
+                                                           "owner_id": owner_id}, expected_status=[before.status],
+                                               provider_id=self.provider_id)
         bank_before: CheckpointRecord | None = None
         try:
             bank_view = self.store.read(record.id)
@@ -422,7 +428,7 @@ class CheckpointCatalogue:
         partial data of a failed protect (useless; never an available checkpoint's)."""
         if remove_partial:
             self.store.remove_objects(marker.checkpoint_id)
-        if marker.operation == LoggedOperation.PROTECT:
+        if marker.operation in (LoggedOperation.PROTECT, LoggedOperation.COPY):
             record = self.store.read(marker.checkpoint_id)
             if record.status == CheckpointStatus.AVAILABLE:  # a publish the bank cut short: finish it
                 self._index.add_listings(record)
@@ -492,7 +498,7 @@ class CheckpointCatalogue:
             return 0
         fixed = 0
         for status in (CheckpointStatus.PROTECTING, CheckpointStatus.DELETING, CheckpointStatus.ERROR,
-                       CheckpointStatus.ERROR_DELETING):
+                       CheckpointStatus.ERROR_DELETING, CheckpointStatus.COPYING):
             for row in self.db.list_checkpoints(self.provider_id, None, filters={"status": status}):
                 if row.id in running:
                     continue
@@ -524,14 +530,12 @@ class CheckpointCatalogue:
         wanted: list[CheckpointRecord] = []
         for checkpoint_id in sorted(self.store.list_ids()):
             report.indices += 1
-            try:
-                row = self.db.get_checkpoint(checkpoint_id)
+            try:  # a copy of it in another provider's bank is a row of its own: only this provider's counts
+                row = self.db.get_checkpoint(checkpoint_id, provider_id=self.provider_id)
             except exceptions.NotFound:
                 row = None
             if row is not None:
-                same = row.provider_id == self.provider_id
-                report.skipped.append(Skipped(checkpoint_id, Skip.CATALOGUED if same else Skip.OTHER_PROVIDER,
-                                              row.status if same else f"catalogued under {row.provider_id}"))
+                report.skipped.append(Skipped(checkpoint_id, Skip.CATALOGUED, row.status))
                 continue
             try:
                 record = self.store.read(checkpoint_id)
@@ -586,6 +590,84 @@ class CheckpointCatalogue:
                 continue
             if plan is not None:
                 report.plans_added.append(plan_id)
+
+    # -- copy (this catalogue's bank is the target) -------------------------------------
+
+    def begin_copy(self, record: CheckpointRecord) -> CheckpointRecord:
+        """Start a copy of a checkpoint into this bank under its own id: the writer's active marker (operation
+        ``copy``), then the index ``copying``, then the catalogue row.  ``Conflict`` if this bank already
+        holds the id (a tombstone ``deleted`` excepted: a deleted copy may be made again).  If a step fails,
+        what the earlier ones wrote goes again, as :meth:`begin_protect` does."""
+        try:
+            existing: CheckpointRecord | None = self.store.read(record.id)
+        except exceptions.NotFound:
+            existing = None
+        if existing is not None and existing.status != CheckpointStatus.DELETED:
+            raise exceptions.Conflict(reason=f"copy.checkpoint_id: the bank of provider {self.provider_id} already "
+                                             f"holds checkpoint {record.id} ({existing.status})")
+        row_exists = False
+        if self.db is not None:
+            try:
+                row = self.db.get_checkpoint(record.id, provider_id=self.provider_id)
+            except exceptions.NotFound:
+                pass
+            else:
+                if row.status != CheckpointStatus.DELETED:
+                    raise exceptions.Conflict(reason=f"copy.checkpoint_id: provider {self.provider_id} already "
+                                                     f"catalogues checkpoint {record.id} ({row.status})")
+                row_exists = True
+        record.status = CheckpointStatus.COPYING
+        record.provider_id = self.provider_id
+        marked = indexed = False
+        try:
+            record.encryption = self.bank.encryption_of(record.project_id)
+            if record.owner_id:
+                self._index.mark_active(record.owner_id, record.id, record.project_id, LoggedOperation.COPY)
+                marked = True
+            self._index.write(record)
+            indexed = True
+            if existing is not None:  # a deleted copy made again: a reclaim of the old one must not withdraw it
+                self._index.unmark_reclaimed(record.id)
+            if self.db is None:
+                return record
+            if row_exists:
+                self.store.bank.note_checkpoint(record.id, record.project_id, encryption_key_id(record))
+                return self.db.update_checkpoint(record.id, {
+                    "status": CheckpointStatus.COPYING, "status_reason": None, "owner_id": record.owner_id,
+                    "plan_id": record.plan_id, "protection_plan": record.protection_plan,
+                    "resource_graph": record.resource_graph, "extra_info": record.extra_info,
+                    "bytes_total": record.bytes_total, "bytes_done": 0}, check=False, provider_id=self.provider_id)
+            return self.db.create_checkpoint(record)
+        except BaseException:
+            try:
+                if indexed:
+                    if existing is not None:
+                        self._index.write(existing)
+                    else:
+                        self._index.remove(record.id)
+                if marked:
+                    self._index.clear_active(str(record.owner_id), record.id)
+            except exceptions.StrongroomError as err:  # its marker is left: garbage collection reclaims it
+                LOG.warning("could not withdraw the copy of checkpoint %s after a failed start: %s", record.id, err)
+            raise
+
+    def publish_copy(self, checkpoint_id: str, *, owner_id: str | None, bytes_done: int,
+                     copied: Mapping[str, Any]) -> str | None:
+        """Publish a verified copy: index ``available`` (after every manifest), listings, marker, catalogue,
+        as :meth:`publish` does; what the copy did goes into ``extra_info["copied"]``.  Returns None once
+        published, or why it was withdrawn (garbage collection judged its writer dead meanwhile)."""
+        record = self.store.read(checkpoint_id)
+        if record.status != CheckpointStatus.COPYING:
+            raise exceptions.Conflict(reason=f"checkpoint {checkpoint_id} is {record.status}, not copying")
+        record.extra_info = {**record.extra_info, COPIED: dict(copied)}
+        self._index.write(record)  # still copying: publish judges and commits
+        return self.publish(checkpoint_id, owner_id=owner_id, bytes_done=bytes_done)
+
+    def fail_copy(self, checkpoint_id: str, reason: str, owner_id: str, bytes_done: int,
+                  release: Callable[[], None] = _nothing) -> None:
+        """End a failed copy as :meth:`fail_protect` ends a protect: index ``error`` naming ``reason``, the
+        copied objects, ``release()`` of chunks only it wrote, the marker, the catalogue."""
+        self.fail_protect(checkpoint_id, reason, owner_id, bytes_done, release=release)
 
 
 class Catalogues:

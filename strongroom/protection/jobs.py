@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent import futures
 
 from taskflow.persistence import models
@@ -141,7 +142,7 @@ class JobTracker:
         log = self.db.get_operation_log(spec.log_id)
         if log.ended_at is not None:
             return  # finished before its worker could consume the job
-        checkpoint = self.db.get_checkpoint(spec.checkpoint_id)
+        checkpoint = self.db.get_checkpoint(spec.checkpoint_id, provider_id=spec.provider_id)
         restore = self.db.get_restore(spec.restore_id) if spec.restore_id else None
         job = Job(kind, RequestContext.from_dict(spec.context), provider, checkpoint, log, restore=restore,
                   claim=claim)
@@ -182,3 +183,20 @@ class JobTracker:
             except exceptions.StrongroomError:
                 return  # cannot tell for this bank now: keep them all
         self.active.taken_over(before - ours)
+
+    # -- copies -------------------------------------------------------------------------
+
+    def submit_copy(self, checkpoint_id: str, run: Callable[[], object]) -> None:
+        """Run a copy on this process's pool, in either mode: a copy is not posted on the jobboard (its
+        worker's death leaves a zombie that the target's garbage collection reclaims; ``doc/copy.md``).
+        ``checkpoint_id`` was claimed in :attr:`active` by the caller and is released when it ends."""
+
+        def go() -> None:
+            try:
+                run()
+            finally:
+                self.active.release(checkpoint_id)
+
+        future = self._pool.submit(go)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)

@@ -22,7 +22,7 @@ from strongroom.objects import locks
 from strongroom.objects.kinds import FIRE_KEY, OperationKind, RestoreKind
 from strongroom.objects.records import CheckpointRecord, Plan, Resource
 from strongroom.objects.status import RESET_STATES, CheckpointStatus
-from strongroom.protection import admission, capacity
+from strongroom.protection import admission, capacity, copying
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.catalogue import ENCRYPTION, Catalogues
 from strongroom.protection.collection import GarbageCollection
@@ -268,3 +268,59 @@ class ProtectionManager:
                 lambda resource: store.resource_section(checkpoint.id, resource.key, read_only=True))
         log = self.jobs.runner.start_log(kind, ctxt, provider.id, checkpoint, restore_id=restore.id)
         self.jobs.submit(Job(kind, ctxt, provider, checkpoint, log, restore=restore))
+
+    # -- copy to a second bank ---------------------------------------------------
+
+    def copy_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
+                        target_provider_id: str, scheduled_operation_id: str | None = None) -> dict[str, Any]:
+        """Start copying an available checkpoint of ``provider_id`` into ``target_provider_id``'s bank, under
+        the same id; returns the target's catalogue record (``copying``).  ``InvalidInput`` naming the field
+        (same provider, an encrypted checkpoint to a clear bank, a resource type the target cannot restore),
+        ``NotFound`` (checkpoint, either provider), ``Conflict`` (not available, already in the target)."""
+        source = self.registry.get(provider_id)
+        try:
+            target = self.registry.get(target_provider_id)
+        except exceptions.NotFound:
+            raise exceptions.InvalidInput(reason=f"copy.parameters.target_provider_id: provider "
+                                                 f"{target_provider_id} not found") from None
+        record = self._checkpoint(ctxt, source, checkpoint_id)
+        if not ctxt.is_admin and record.project_id != ctxt.project_id:
+            raise exceptions.InvalidInput(reason=f"copy.checkpoint_id: checkpoint {checkpoint_id} belongs to "
+                                                 f"project {record.project_id}, not {ctxt.project_id}")
+        source_catalogue, target_catalogue = self.catalogues.of(source), self.catalogues.of(target)
+        try:
+            bank_view = source_catalogue.read(checkpoint_id)
+        except exceptions.BankError as err:
+            raise admission.bank_unavailable(source, err) from err
+        if bank_view.status != CheckpointStatus.AVAILABLE:
+            raise exceptions.Conflict(reason=f"copy.checkpoint_id: checkpoint {checkpoint_id} is "
+                                             f"{bank_view.status}, not available")
+        copying.check_copyable(source, target, bank_view)
+        fence = self.leases.fence(target)
+        copied = copying.target_record(bank_view, source, self.owner_id)
+        self.jobs.active.claim(checkpoint_id)
+        try:
+            copying.adopt_chunk_ids(source, target, checkpoint_id, bank_view.project_id)
+            copied = target_catalogue.begin_copy(copied)
+        except exceptions.Conflict:
+            self.jobs.active.release(checkpoint_id)
+            raise
+        except BaseException as err:
+            self.jobs.active.release(checkpoint_id)
+            raise admission.bank_unavailable(target, err) from err
+        try:
+            log = copying.CopyRun.start_log(self.db, self.clock, self.host, ctxt.request_id, source, target, copied,
+                                            scheduled_operation_id=scheduled_operation_id)
+        except BaseException as err:
+            try:
+                target_catalogue.fail_copy(checkpoint_id, f"could not be started: {err}", self.owner_id, 0)
+            finally:
+                self.jobs.active.release(checkpoint_id)
+            raise
+        run = copying.CopyRun(self.db, source=source, target=target, source_catalogue=source_catalogue,
+                              target_catalogue=target_catalogue, record=copied, log=log, fence=fence,
+                              clock=self.clock, owner_id=self.owner_id, sweeping=self.jobs.runner.sweeping,
+                              running=self.jobs.runner.running)
+        self.jobs.submit_copy(checkpoint_id, run.run)
+        return copied.to_dict()
+

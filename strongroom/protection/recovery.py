@@ -24,6 +24,7 @@ INTERRUPTED = "interrupted: the service stopped during the run"
 #: Operation logs left open in these statuses end in the paired one.
 _LOG_ENDS = ((CheckpointStatus.PROTECTING, CheckpointStatus.ERROR),
              (CheckpointStatus.DELETING, CheckpointStatus.ERROR_DELETING),
+             (CheckpointStatus.COPYING, CheckpointStatus.ERROR),
              (RestoreStatus.IN_PROGRESS, RestoreStatus.FAIL))
 _KINDS = {RestoreKind.RESTORE: OperationKind.RESTORE, RestoreKind.VERIFICATION: OperationKind.VERIFY}
 

@@ -109,3 +109,13 @@ class ProtectionAPI:
     def verify(self, ctxt: RequestContext, verification_id: str) -> None:
         """Run the verification whose record (``in_progress``) the caller created."""
         self._call(ctxt, "verify", verification_id=verification_id)
+
+    def copy_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
+                        target_provider_id: str, scheduled_operation_id: str | None = None) -> dict[str, Any]:
+        """Start copying an available checkpoint into ``target_provider_id``'s bank under the same id; returns
+        the target's record (``copying``).  Raises ``InvalidInput`` naming the field, ``NotFound``, or
+        ``Conflict`` (the checkpoint is not available, or the target already holds it)."""
+        return dict(self._call(ctxt, "copy_checkpoint", provider_id=provider_id, checkpoint_id=checkpoint_id,
+                               target_provider_id=target_provider_id,
+                               scheduled_operation_id=scheduled_operation_id))
+

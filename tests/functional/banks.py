@@ -211,3 +211,19 @@ def restore_and_hash(service: AllInOne, provider_id: str, checkpoint_id: str, na
     if body["status"] != "success":
         return "", body
     return sha256(service.volumes / name), body
+
+
+def add_provider(tmp_path: Path, bank: BankUnderTest, *, windows: LeaseWindows = WINDOWS,
+                 volume: dict[str, Any] | None = None) -> str:
+    """A second provider in the all-in-one :func:`configure` set up under ``tmp_path`` (call it after): its
+    volumes in the same loopback directory, its checkpoints in ``bank``.  Returns its id."""
+    state = tmp_path / "state"
+    bank.state_dir = state
+    provider_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"strongroom-test/second/{bank.kind}"))
+    (tmp_path / "providers.d" / f"second-{bank.kind}.conf").write_text(
+        f"[provider]\nname = Second {bank.kind}\nid = {provider_id}\nplugin = volume\nbank = {bank.kind}\n"
+        + "\n[volume]\nblock_backend = loopback\nworkers = 3\n"
+        + "".join(f"{k} = {v}\n" for k, v in (volume or {}).items())
+        + "\n[loopback]\npath = {state_dir}/volumes\n\n"
+        + bank.section(windows))
+    return provider_id

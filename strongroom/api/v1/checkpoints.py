@@ -92,7 +92,9 @@ def _get(req: ApiRequest, provider_id: str, checkpoint_id: str) -> CheckpointRec
 def show(req: ApiRequest, provider_id: str, checkpoint_id: str) -> Result:
     cp = _get(req, provider_id, checkpoint_id)
     req.authorize("checkpoint:get", {"project_id": cp.project_id})
-    return 200, {"checkpoint": view(cp)}
+    copies = [{"provider_id": row.provider_id, "status": row.status, "status_reason": row.status_reason}
+              for row in req.db.list_checkpoint_copies(checkpoint_id) if row.provider_id != provider_id]
+    return 200, {"checkpoint": {**view(cp), "copies": copies}}
 
 
 def delete(req: ApiRequest, provider_id: str, checkpoint_id: str) -> Result:
@@ -115,5 +117,42 @@ def action(req: ApiRequest, provider_id: str) -> Result:
     _check_provider(req, provider_id)
     if "copy" in body:
         req.authorize("checkpoint:copy")
-        raise BadRequest(reason="copy is not supported yet")
+        return _copy(req, provider_id, body["copy"])
     raise BadRequest(reason="body: no known action")  # unreachable: the schema admits only known actions
+
+
+def _copy(req: ApiRequest, provider_id: str, copy: dict[str, Any]) -> Result:
+    """Karbor's copy: the plan's available checkpoints (or the one named) go to the target provider's bank,
+    each under its own id; answers which copies started (each is ``copying`` in the target)."""
+    parameters = copy["parameters"]
+    target = parameters["target_provider_id"]
+    if target == provider_id:
+        raise BadRequest(reason=f"copy.parameters.target_provider_id: {target} is the provider in the URL; a copy "
+                                f"goes to another provider's bank")
+    try:
+        req.protection.show_provider(req.ctx, target)
+    except exceptions.NotFound:
+        raise BadRequest(reason=f"copy.parameters.target_provider_id: provider {target} not found") from None
+    plan: Plan = req.db.get_plan(copy["plan_id"], req.owner_scope())
+    if plan.project_id != req.project_id:
+        raise BadRequest(reason=f"copy.plan_id: plan {plan.id} belongs to project {plan.project_id}, "
+                                f"not {req.project_id}")
+    if plan.provider_id != provider_id:
+        raise BadRequest(reason=f"copy.plan_id: plan {plan.id} belongs to provider {plan.provider_id}, "
+                                f"not {provider_id}")
+    wanted = parameters.get("checkpoint_id")
+    if wanted is not None:
+        cp = _get(req, provider_id, wanted)
+        if cp.plan_id != plan.id:
+            raise BadRequest(reason=f"copy.parameters.checkpoint_id: checkpoint {wanted} is not of plan {plan.id}")
+        ids = [cp.id]
+    else:
+        held = {row.id for row in req.db.list_checkpoints(target, plan.project_id, filters={"plan_id": plan.id})
+                if row.status != "deleted"}
+        ids = [row.id for row in req.db.list_checkpoints(provider_id, plan.project_id,
+                                                         filters={"plan_id": plan.id, "status": "available"},
+                                                         sort=[("created_at", "asc")])
+               if row.id not in held]
+    started = [str(req.protection.copy_checkpoint(req.ctx, provider_id, cid, target)["id"]) for cid in ids]
+    return 200, {"copy": {"project_id": plan.project_id, "provider_id": provider_id, "plan_id": plan.id,
+                          "parameters": parameters, "checkpoints": started}}

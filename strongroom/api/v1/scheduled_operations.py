@@ -72,7 +72,8 @@ def _check_definition(req: ApiRequest, operation_type: str, definition: dict[str
         extra = sorted(k for k in definition if k in POLICY_KEYS)
         if extra:
             raise BadRequest(reason=f"{where}.{extra[0]}: retention applies to operation_type "
-                                    f"'retention_protect' only")
+                                    f"'retention_protect' or 'copy' only")
+    _check_copy_target(req, operation_type, definition, where)
     Policy.from_definition(definition, where)
     try:
         plan = req.db.get_plan(definition["plan_id"], req.project_id)
@@ -83,6 +84,24 @@ def _check_definition(req: ApiRequest, operation_type: str, definition: dict[str
                                 f"not {definition['provider_id']}")
     if definition.get(LOCK_DAYS) is not None:  # a lock the provider's bank cannot keep: 400 naming it
         req.protection.check_retention_lock(req.ctx, plan.provider_id, definition[LOCK_DAYS], f"{where}.{LOCK_DAYS}")
+
+
+def _check_copy_target(req: ApiRequest, operation_type: str, definition: dict[str, Any], where: str) -> None:
+    """``target_provider_id``: required by a copy (another provider, one that exists), refused otherwise."""
+    target = definition.get("target_provider_id")
+    if operation_type != OperationType.COPY:
+        if target is not None:
+            raise BadRequest(reason=f"{where}.target_provider_id: for operation_type 'copy' only")
+        return
+    if target is None:
+        raise BadRequest(reason=f"{where}.target_provider_id: operation_type 'copy' needs the provider to copy to")
+    if target == definition["provider_id"]:
+        raise BadRequest(reason=f"{where}.target_provider_id: {target} is the plan's own provider; a copy goes "
+                                f"to another provider's bank")
+    try:
+        req.protection.show_provider(req.ctx, target)
+    except exceptions.NotFound:
+        raise BadRequest(reason=f"{where}.target_provider_id: provider {target} not found") from None
 
 
 def create(req: ApiRequest) -> Result:

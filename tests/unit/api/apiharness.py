@@ -144,6 +144,21 @@ class FakeProtectionEndpoint:
         self.calls.append("verify")
         self.db.update_restore(verification_id, {"resources_status": {f"{VOLUME}#vol-01": "verifying"}})
 
+    def copy_checkpoint(self, ctxt: Any, provider_id: str, checkpoint_id: str, target_provider_id: str,
+                        scheduled_operation_id: str | None = None) -> dict[str, Any]:
+        """The catalogue side of a copy: a row of the checkpoint in the target, ``copying``."""
+        self.calls.append("copy_checkpoint")
+        source = self.db.get_checkpoint(checkpoint_id, provider_id=provider_id)
+        if source.status != "available":
+            raise exceptions.Conflict(reason=f"copy.checkpoint_id: checkpoint {checkpoint_id} is {source.status}, "
+                                             f"not available")
+        copied = dataclasses.replace(source, provider_id=target_provider_id, status="copying", updated_at=None)
+        try:
+            return self.db.create_checkpoint(copied).to_dict()  # type: ignore[no-any-return]
+        except exceptions.Conflict:
+            raise exceptions.Conflict(reason=f"copy.checkpoint_id: provider {target_provider_id} already holds "
+                                             f"checkpoint {checkpoint_id}") from None
+
 
 @dataclasses.dataclass
 class Stack:

@@ -149,7 +149,7 @@ def test_every_list_documents_and_enforces_a_non_negative_limit(stack: Stack, ro
     ("GET", "/any-checkpoint", None),
     ("DELETE", "/any-checkpoint", None),
     ("POST", "", {"checkpoint": {"plan_id": "any-plan"}}),
-    ("POST", "/action", {"copy": {"plan_id": "any-plan"}}),
+    ("POST", "/action", {"copy": {"plan_id": "any-plan", "parameters": {"target_provider_id": "any-provider"}}}),
 ])
 def test_every_checkpoint_route_under_an_unknown_provider_is_a_404_naming_it(
         stack: Stack, method: str, path: str, body: Any) -> None:

@@ -139,7 +139,7 @@ def test_scheduled_operation_errors_name_the_field(stack: Stack) -> None:
          "scheduled_operation.operation_definition.plan_id: plan no-such-plan not found"),
         (_operation(stack, trigger["id"], plan.id, project="proj-e", max_backups=3),
          "scheduled_operation.operation_definition.max_backups: retention applies to operation_type "
-         "'retention_protect' only"),
+         "'retention_protect' or 'copy' only"),
         (_operation(stack, trigger["id"], plan.id, project="proj-e", operation_type="retention_protect",
                     max_backups="lots"),
          "scheduled_operation.operation_definition.max_backups: must be an integer"),
@@ -147,12 +147,26 @@ def test_scheduled_operation_errors_name_the_field(stack: Stack) -> None:
                     keep_daily=0),
          "scheduled_operation.operation_definition.keep_daily: must be at least 1"),
         (_operation(stack, trigger["id"], plan.id, project="proj-e", operation_type="copy"),
-         "scheduled_operation.operation_type: 'copy' is not one of"),
+         "scheduled_operation.operation_definition.target_provider_id: operation_type 'copy' needs the provider"),
+        (_operation(stack, trigger["id"], plan.id, project="proj-e", operation_type="copy",
+                    target_provider_id=PROVIDER_ID),
+         "scheduled_operation.operation_definition.target_provider_id: " + PROVIDER_ID + " is the plan's own"),
+        (_operation(stack, trigger["id"], plan.id, project="proj-e", operation_type="copy",
+                    target_provider_id="no-such-provider"),
+         "scheduled_operation.operation_definition.target_provider_id: provider no-such-provider not found"),
+        (_operation(stack, trigger["id"], plan.id, project="proj-e", target_provider_id=OTHER_PROVIDER_ID),
+         "scheduled_operation.operation_definition.target_provider_id: for operation_type 'copy' only"),
+        (_operation(stack, trigger["id"], plan.id, project="proj-e", operation_type="snapshot"),
+         "scheduled_operation.operation_type: 'snapshot' is not one of"),
         (_operation(stack, trigger["id"], plan.id, project="proj-e", colour="red"),
          "scheduled_operation.operation_definition.colour: unknown field 'colour'"),
     ]
     for resp, expected in cases:
         assert expected in _error(resp, 400)
+    copies = _operation(stack, trigger["id"], plan.id, project="proj-e", operation_type="copy",
+                        target_provider_id=OTHER_PROVIDER_ID, max_backups=7)
+    assert copies.status_code == 200, copies.text
+    assert copies.json()["scheduled_operation"]["operation_definition"]["target_provider_id"] == OTHER_PROVIDER_ID
     wrong_provider = stack.call("POST", "/scheduled_operations", project="proj-e", body={"scheduled_operation": {
         "name": "n", "operation_type": "protect", "trigger_id": trigger["id"],
         "operation_definition": {"provider_id": OTHER_PROVIDER_ID, "plan_id": plan.id}}})

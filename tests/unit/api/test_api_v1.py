@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+import requests
 from apiharness import (
     ADMIN_TOKEN,
     MAX_BODY,
@@ -332,10 +333,58 @@ def test_checkpoint_delete_and_reset_state(stack: Stack) -> None:
                                                        body=bad), 400)
 
 
-def test_checkpoint_copy_action_not_supported(stack: Stack) -> None:
-    body = {"copy": {"plan_id": str(uuid.uuid4()), "parameters": {}}}
-    assert _error(stack.call("POST", f"{CP}/action", body=body), 400) == "copy is not supported yet"
+def test_checkpoint_copy_action_validates_and_copies_what_the_target_lacks(stack: Stack) -> None:
+    project = "proj-copy"
+    plan = stack.add_plan(project=project)
+    older = stack.add_checkpoint(project=project, plan_id=plan.id,
+                                 created_at=_dt.datetime(2026, 5, 1, tzinfo=_dt.UTC))
+    newer = stack.add_checkpoint(project=project, plan_id=plan.id,
+                                 created_at=_dt.datetime(2026, 5, 2, tzinfo=_dt.UTC))
+    stack.add_checkpoint(project=project, plan_id=plan.id, status="protecting")
+
+    def copy(parameters: dict[str, Any], plan_id: str = plan.id, **kwargs: Any) -> requests.Response:
+        body = {"copy": {"plan_id": plan_id, "parameters": parameters}}
+        return stack.call("POST", f"{CP}/action", body=body, project=kwargs.pop("project", project), **kwargs)
+
     assert "unknown field 'explode'" in _error(stack.call("POST", f"{CP}/action", body={"explode": {}}), 400)
+    assert _error(copy({}), 400).startswith("copy.parameters")
+    assert "target_provider_id" in _error(copy({}), 400)
+    assert "unknown field 'bogus'" in _error(copy({"target_provider_id": OTHER_PROVIDER_ID, "bogus": 1}), 400)
+    msg = _error(copy({"target_provider_id": PROVIDER_ID}), 400)
+    assert msg.startswith("copy.parameters.target_provider_id") and "provider in the URL" in msg
+    msg = _error(copy({"target_provider_id": str(uuid.uuid4())}), 400)
+    assert msg.startswith("copy.parameters.target_provider_id: provider ") and msg.endswith(" not found")
+    _error(copy({"target_provider_id": OTHER_PROVIDER_ID}, plan_id=str(uuid.uuid4())), 404)
+    assert "Plan" in _error(copy({"target_provider_id": OTHER_PROVIDER_ID}, project="proj-other"), 404)
+    foreign = stack.add_checkpoint(project="proj-other", plan_id=plan.id)
+    _error(copy({"target_provider_id": OTHER_PROVIDER_ID, "checkpoint_id": foreign.id}), 404)
+    other_plan = stack.add_plan(project=project, name="other")
+    stray = stack.add_checkpoint(project=project, plan_id=other_plan.id)
+    msg = _error(copy({"target_provider_id": OTHER_PROVIDER_ID, "checkpoint_id": stray.id}), 400)
+    assert msg.startswith("copy.parameters.checkpoint_id")
+
+    answer = copy({"target_provider_id": OTHER_PROVIDER_ID, "checkpoint_id": older.id})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["copy"] == {"project_id": project, "provider_id": PROVIDER_ID, "plan_id": plan.id,
+                                     "parameters": {"target_provider_id": OTHER_PROVIDER_ID,
+                                                    "checkpoint_id": older.id},
+                                     "checkpoints": [older.id]}
+    msg = _error(copy({"target_provider_id": OTHER_PROVIDER_ID, "checkpoint_id": older.id}), 409)
+    assert msg.startswith("copy.checkpoint_id")
+    # By plan: every available checkpoint the target does not hold yet, oldest first.
+    answer = copy({"target_provider_id": OTHER_PROVIDER_ID})
+    assert answer.json()["copy"]["checkpoints"] == [newer.id]
+    assert copy({"target_provider_id": OTHER_PROVIDER_ID}).json()["copy"]["checkpoints"] == []
+
+    # Each copy is a checkpoint of the target: listed there, shown with its copies at the source.
+    target_cp = f"/providers/{OTHER_PROVIDER_ID}/checkpoints"
+    listed = stack.call("GET", target_cp, project=project).json()["checkpoints"]
+    assert {c["id"]: c["status"] for c in listed} == {older.id: "copying", newer.id: "copying"}
+    shown = stack.call("GET", f"{CP}/{older.id}", project=project).json()["checkpoint"]
+    assert shown["copies"] == [{"provider_id": OTHER_PROVIDER_ID, "status": "copying", "status_reason": None}]
+    assert shown["status"] == "available"
+    there = stack.call("GET", f"{target_cp}/{older.id}", project=project).json()["checkpoint"]
+    assert there["copies"] == [{"provider_id": PROVIDER_ID, "status": "available", "status_reason": None}]
 
 
 # -- restores and verifications ----------------------------------------------

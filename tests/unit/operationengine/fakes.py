@@ -4,6 +4,7 @@ directly in the metadata store."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as _dt
 import threading
 import uuid
@@ -32,6 +33,7 @@ class FakeProtectionForSchedulingTests:
         self.finish = finish
         self.protects: dict[str, list[str]] = collections.defaultdict(list)  # fire id -> checkpoint ids
         self.deletes: list[str] = []
+        self.copies: list[tuple[str, str]] = []
         self.contexts: list[RequestContext] = []
         self.fail_with: Exception | None = None
         self._lock = threading.Lock()
@@ -60,10 +62,21 @@ class FakeProtectionForSchedulingTests:
         return record.to_dict()
 
     def delete_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str) -> None:
-        self.db.update_checkpoint(checkpoint_id, {"status": "deleting"})
-        self.db.update_checkpoint(checkpoint_id, {"status": "deleted"})
+        self.db.update_checkpoint(checkpoint_id, {"status": "deleting"}, provider_id=provider_id)
+        self.db.update_checkpoint(checkpoint_id, {"status": "deleted"}, provider_id=provider_id)
         with self._lock:
             self.deletes.append(checkpoint_id)
+
+    def copy_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
+                        target_provider_id: str, scheduled_operation_id: str | None = None) -> dict[str, Any]:
+        """A row of the checkpoint in the target, finished at once (``finish``)."""
+        source = self.db.get_checkpoint(checkpoint_id, provider_id=provider_id)
+        copied = dataclasses.replace(source, provider_id=target_provider_id, status=self.finish or "copying",
+                                     updated_at=None)
+        self.db.create_checkpoint(copied)
+        with self._lock:
+            self.copies.append((checkpoint_id, target_provider_id))
+        return copied.to_dict()
 
 
 def add_plan(db: Database, project: str = PROJECT) -> Plan:
