@@ -189,7 +189,9 @@ def test_logs_show_each_run_with_its_checkpoint(stack: Stack) -> None:
     first = min(f.fire_time for f in store.list_fires(op["id"], include_planned=True))
     later = OperationEngine(stack.db, protection, NoAuthIdentity(), owner="engine-x", settings=settings,
                             clock=FakeClock(first + _dt.timedelta(seconds=30)), executor=InlineExecutor())
-    assert later.tick().claimed == 1
+    # The module's database holds other tests' operations too: an hourly one of theirs may fall due at the
+    # same instant, so the tick claims this operation's fire and maybe theirs; this one has exactly one log.
+    assert later.tick().claimed >= 1
     [log] = stack.call("GET", url, project="proj-l").json()["scheduled_operation_logs"]
     [fire] = store.list_fires(op["id"])
     assert log["state"] == FireState.SUCCESS and log["checkpoint_id"] == fire.checkpoint_id
