@@ -152,8 +152,15 @@ def cors_factory(global_conf: Mapping[str, Any], **local_conf: str) -> Filter:
 
     res = _resources(global_conf)
     _register(res.conf, opts.list_opts_cors())
-    _set_defaults(res.conf, "cors", local_conf)
+    _set_defaults(res.conf, "cors", {**CORS_DEFAULTS, **local_conf})
     return lambda app: cors.CORS(app, res.conf)  # type: ignore[arg-type]
+
+
+#: What a browser client of this API sends and reads (oslo.middleware's own defaults allow no header).
+CORS_DEFAULTS = {
+    "allow_headers": ["X-Auth-Token", "X-User-Id", "X-OpenStack-Request-ID", "Content-Type"],
+    "expose_headers": ["X-OpenStack-Request-ID"],
+}
 
 
 def sizelimit_factory(global_conf: Mapping[str, Any], **local_conf: str) -> Filter:
