@@ -233,10 +233,3 @@ def make_app(conf: cfg.ConfigOpts, db: Any, protection: ProtectionAPI,
 
     return pipeline.load(conf, db, protection, admin_token, policy.get_enforcer(conf))
 
-
-def make_core_app(conf: cfg.ConfigOpts, db: Any, protection: ProtectionAPI,
-                  admin_token: str | None = None) -> WSGIApp:
-    """Our layers alone (RootApp, authentication, V1App), without the paste pipeline's middlewares."""
-    enforcer = policy.get_enforcer(conf)
-    v1 = V1App(conf, db, protection, enforcer)
-    return RootApp(conf, auth.wrap(v1, conf, admin_token))

@@ -169,3 +169,21 @@ def test_paste_file_option(tmp_path: Path, db: Database) -> None:
 def test_factories_refuse_to_build_outside_make_app() -> None:
     with pytest.raises(exceptions.ConfigError, match="make_app"):
         pipeline.app_factory({})
+
+
+def test_keystone_healthcheck_detail_needs_a_token_keystone_confirms(tmp_path: Path, db: Database) -> None:
+    """With keystone, the detailed view's token goes through auth_token: one it cannot confirm (here: no
+    Keystone is reachable) gets the plain view, never an error."""
+    from keystonemiddleware import auth_token
+
+    conf = _conf(tmp_path)
+    conf.set_override("auth_strategy", "keystone")
+    for group, opts in auth_token.list_opts():
+        conf.register_opts(opts, group=group)
+    conf.set_override("www_authenticate_uri", "http://127.0.0.1:9/v3", group="keystone_authtoken")
+    db.service_heartbeat("node-1", "strongroom-protection", "pipeline-topic")
+    app = make_app(conf, db, None)  # type: ignore[arg-type]
+    assert _call(app, "/healthcheck").text == "OK"
+    resp = _call(app, "/healthcheck", **{"X-Auth-Token": "unconfirmed", "Accept": "application/json"})
+    assert resp.status_int == 200 and json.loads(resp.text) == {"detailed": False, "reasons": ["OK", "OK"]}
+    assert _call(app, "/v1/p1/plans").status_int == 401  # the API itself still wants a token
