@@ -152,7 +152,9 @@ bench-fsimage: bench-packages
 
 sample-config: install
 	$(BIN)/oslo-config-generator --namespace strongroom --namespace strongroom.keys --namespace oslo.messaging \
-	  --namespace keystonemiddleware.auth_token --output-file etc/strongroom/strongroom.conf.sample
+	  --namespace keystonemiddleware.auth_token --namespace oslo.middleware.http_proxy_to_wsgi \
+	  --namespace oslo.middleware.cors --namespace oslo.middleware.healthcheck \
+	  --output-file etc/strongroom/strongroom.conf.sample
 	$(BIN)/oslopolicy-sample-generator --namespace strongroom --output-file etc/strongroom/policy.yaml.sample
 
 clean:

@@ -58,6 +58,11 @@ api_opts = [
                help="Largest accepted request line and headers, in bytes (larger: 431)."),
     cfg.IntOpt("max_request_body_size", default=1024 * 1024, min=1024,
                help="Largest accepted request body, in bytes."),
+    cfg.StrOpt("api_paste_config", default=None, sample_default="<the shipped etc/strongroom/api-paste.ini>",
+               help="The PasteDeploy file composing the API's middleware pipeline (request id, /healthcheck, "
+                    "proxy headers, CORS, body size, authentication).  Unset: the one shipped with Strongroom "
+                    "(a checkout's etc/strongroom/api-paste.ini, else <sys.prefix>/share/strongroom/etc/"
+                    "strongroom/api-paste.ini)."),
 ]
 
 database_opts = [

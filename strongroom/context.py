@@ -27,10 +27,13 @@ def get_admin_context(project_id: str | None = None) -> RequestContext:
 
 
 def get_context(project_id: str, user_id: str | None = None, is_admin: bool = False,
-                roles: list[str] | None = None, request_id: str | None = None) -> RequestContext:
+                roles: list[str] | None = None, request_id: str | None = None,
+                global_request_id: str | None = None) -> RequestContext:
     kwargs: dict[str, Any] = {}
     if request_id:
         kwargs["request_id"] = request_id
+    if global_request_id:
+        kwargs["global_request_id"] = global_request_id
     return RequestContext(project_id=project_id, user_id=user_id, is_admin=is_admin,
                           roles=roles or (["admin", "member"] if is_admin else ["member"]),
                           overwrite=False, **kwargs)

@@ -24,12 +24,15 @@ LOG = logging.getLogger(__name__)
 
 
 def resolve_providers_dir(conf: cfg.ConfigOpts) -> str:
-    """``providers_dir`` as given, else relative to the source tree (a checkout's ``providers.d``)."""
+    """``providers_dir`` as given, else relative to the source tree (a checkout's ``providers.d``), else the
+    installed samples (``<sys.prefix>/share/strongroom/providers.d``, :mod:`strongroom.paths`)."""
+    from strongroom import paths
+
     path = str(conf.providers_dir)
     if os.path.isabs(path) or os.path.isdir(path):
         return os.path.abspath(path)
-    beside_package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
-    return beside_package if os.path.isdir(beside_package) else os.path.abspath(path)
+    shipped = paths.data_path(path)
+    return shipped if os.path.isdir(shipped) else os.path.abspath(path)
 
 
 def embedded_owner_id(host: str, state_dir: str) -> str:

@@ -1,11 +1,15 @@
 """The WSGI application: request ids, versions, OpenAPI, authentication, routing, errors.
 
-Pipeline, outermost first::
+:func:`make_app` loads the pipeline of ``[api] api_paste_config`` (:mod:`strongroom.api.pipeline`); its
+last three layers are ours, outermost first::
 
-    RootApp            request id header on every response, body-size guard, "/" and /v1/openapi.json
+    RootApp            request id header on every response, body-size guard, "/", "/v1/", /v1/openapi.json
       auth middleware  noauth, or keystonemiddleware auth_token + KeystoneContextMiddleware
         V1App          Routes mapper over strongroom.api.routes -> controller -> JSON;
                        our exceptions -> HTTP (strongroom.api.errors)
+
+The request id is oslo.middleware RequestId's (``openstack.request_id``) when it runs in front, else one of
+ours; an incoming global request id (``openstack.global_request_id``) goes into the request context.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from strongroom.protection.rpcapi import ProtectionAPI
 LOG = logging.getLogger(__name__)
 
 ENV_REQUEST_ID = "strongroom.request_id"
+#: Where oslo.middleware's RequestId leaves the request id and a valid incoming global request id.
+ENV_OSLO_REQUEST_ID = "openstack.request_id"
+ENV_GLOBAL_REQUEST_ID = "openstack.global_request_id"
 REQUEST_ID_HEADER = "X-Openstack-Request-Id"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -102,8 +109,11 @@ class V1App:
             raise exceptions.Forbidden(reason="the request was not authenticated")
         if identity.user_id is not None:  # noauth takes it from X-User-Id; it is stored and logged
             schemas.check_parameter("X-User-Id", identity.user_id)
+        global_id = http.environ.get(ENV_GLOBAL_REQUEST_ID)
         ctx = get_context(project_id, user_id=identity.user_id, roles=list(identity.roles),
-                          request_id=request_id)
+                          request_id=request_id, global_request_id=global_id)
+        if global_id:
+            LOG.debug("request %s: %s %s, global request id %s", request_id, http.method, http.path, global_id)
         ctx.is_admin = rules.is_admin(self._enforcer, ctx)
         if identity.project_id is not None and identity.project_id != project_id and not ctx.is_admin:
             raise exceptions.Forbidden(reason=f"the token is not scoped to project {project_id}")
@@ -148,7 +158,7 @@ class RootApp:
         self._openapi: bytes | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        request_id = new_request_id()
+        request_id = environ.get(ENV_OSLO_REQUEST_ID) or new_request_id()
         environ[ENV_REQUEST_ID] = request_id
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -173,7 +183,11 @@ class RootApp:
         if path == "/":
             if http.method not in ("GET", "HEAD"):
                 raise errors.MethodNotAllowed(method=http.method, path="/", allow=["GET"])
-            return json_response(200, versions(http.host_url))
+            return json_response(200, versions(http.application_url))
+        if path == "/v1":
+            if http.method not in ("GET", "HEAD"):
+                raise errors.MethodNotAllowed(method=http.method, path=request_path(environ), allow=["GET"])
+            return json_response(200, {"version": v1_version(http.application_url)})
         if path == "/v1/openapi.json":
             if http.method not in ("GET", "HEAD"):
                 raise errors.MethodNotAllowed(method=http.method, path=path, allow=["GET"])
@@ -188,12 +202,21 @@ class RootApp:
         raise exceptions.NotFound(kind="Resource", id=request_path(environ))
 
 
-def versions(host_url: str) -> dict[str, Any]:
-    return {"versions": [{
+def v1_version(base_url: str) -> dict[str, Any]:
+    """The v1 entry of the version document.  ``version``/``min_version`` are empty: v1 has no
+    microversions (OpenStack's convention).  ``base_url``: scheme, host and script name of the request, as
+    the proxy headers made them (``http_proxy_to_wsgi``)."""
+    return {
         "id": "v1.0",
         "status": "CURRENT",
-        "links": [{"rel": "self", "href": f"{host_url}/v1/"}],
-    }]}
+        "version": "",
+        "min_version": "",
+        "links": [{"rel": "self", "href": f"{base_url}/v1/"}],
+    }
+
+
+def versions(base_url: str) -> dict[str, Any]:
+    return {"versions": [v1_version(base_url)]}
 
 
 def new_request_id() -> str:
@@ -206,6 +229,7 @@ def make_app(conf: cfg.ConfigOpts, db: Any, protection: ProtectionAPI,
 
     ``admin_token``: noauth's administrator token as :mod:`strongroom.admin_token` resolved it (default: the
     configured one)."""
-    enforcer = policy.get_enforcer(conf)
-    v1 = V1App(conf, db, protection, enforcer)
-    return RootApp(conf, auth.wrap(v1, conf, admin_token))
+    from strongroom.api import pipeline
+
+    return pipeline.load(conf, db, protection, admin_token, policy.get_enforcer(conf))
+

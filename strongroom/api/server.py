@@ -186,7 +186,10 @@ class APIServer:
             backlog=LISTEN_BACKLOG, connection_limit=limits.max_connections,
             channel_timeout=max(1, math.ceil(limits.keepalive_timeout)), cleanup_interval=SWEEP_INTERVAL,
             max_request_header_size=limits.max_header_size, max_request_body_size=limits.max_body_size,
-            asyncore_use_poll=True, asyncore_loop_timeout=SWEEP_INTERVAL, expose_tracebacks=False)
+            asyncore_use_poll=True, asyncore_loop_timeout=SWEEP_INTERVAL, expose_tracebacks=False,
+            # X-Forwarded-* reach the application, whose http_proxy_to_wsgi trusts them or not
+            # ([oslo_middleware] enable_proxy_headers_parsing), as under gunicorn; waitress applies none.
+            clear_untrusted_proxy_headers=False)
         server = _Server(self._app, limits, map={}, adj=adj)  # binds and listens: connections queue from here
         self._server = server
         self._thread = threading.Thread(target=server.run, name="strongroom-api", daemon=True)
