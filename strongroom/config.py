@@ -152,6 +152,15 @@ coordination_opts = [
                  help="Seconds between two looks at the jobboard for unclaimed jobs."),
 ]
 
+quota_opts: list[cfg.Opt] = [
+    cfg.IntOpt("plans", default=50, min=-1,
+               help="Plans a project may have, unless its own quota or the 'default' quota class says otherwise "
+                    "(PUT /v1/{project_id}/quotas/{project_id}, /quota_classes/default); -1: unlimited."),
+    cfg.IntOpt("checkpoints", default=-1, min=-1,
+               help="Checkpoints (not deleted) a project may have, unless its own quota or the 'default' quota "
+                    "class says otherwise; -1: unlimited."),
+]
+
 
 _GROUPS: dict[str | None, list[cfg.Opt]] = {
     None: default_opts,
@@ -161,6 +170,7 @@ _GROUPS: dict[str | None, list[cfg.Opt]] = {
     "coordination": coordination_opts,
     "operationengine": operationengine_opts,
     "trustee": trustee_opts,
+    "quota": quota_opts,
 }
 
 
@@ -214,3 +224,8 @@ def database_url(conf: cfg.ConfigOpts) -> str:
 def service_down_after(conf: cfg.ConfigOpts) -> float:
     """Seconds without a heartbeat after which a service counts as down."""
     return float(conf.heartbeat_interval) * int(conf.missed_heartbeats)
+
+
+def quota_defaults(conf: cfg.ConfigOpts) -> dict[str, int]:
+    """The ``[quota]`` options: every project's limits where neither its own nor the ``default`` class's are set."""
+    return {"plans": int(conf.quota.plans), "checkpoints": int(conf.quota.checkpoints)}

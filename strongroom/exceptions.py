@@ -70,6 +70,10 @@ class ServiceUnavailable(TransientError):
     """{what} is unavailable: {reason}"""
 
 
+class QuotaExceeded(StrongroomError):
+    """Quota exceeded for {resource}: limit {limit}, in use {in_use}"""
+
+
 # -- plugins ----------------------------------------------------------------
 
 

@@ -97,7 +97,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         os.makedirs(conf.state_dir, exist_ok=True)
         if self.embedded:
             self._state_lock = lock_state_dir(conf.state_dir)
-        self.db = Database(config.database_url(conf))
+        self.db = Database(config.database_url(conf), quota_defaults=config.quota_defaults(conf))
         if self.embedded:
             self.db.sync()
         else:

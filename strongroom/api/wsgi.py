@@ -116,7 +116,7 @@ def build(files: list[str] | None, owner: LazyApplication | None = None) -> WSGI
                             format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
         for noisy in ("oslo_messaging", "stevedore", "alembic", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    db = Database(config.database_url(conf))
+    db = Database(config.database_url(conf), quota_defaults=config.quota_defaults(conf))
     revision, head = db.version(), migration.head()
     if revision != head:
         db.dispose()

@@ -8,23 +8,34 @@ judged by :func:`strongroom.objects.status.check_transition`.
 :class:`Database` is the one facade callers use; each aggregate's queries live in
 a module of their own (:mod:`~strongroom.db.plans`, :mod:`~strongroom.db.checkpoints`,
 :mod:`~strongroom.db.runs`, :mod:`~strongroom.db.services`) over the engine and
-session helpers of :mod:`strongroom.db.core`.
+session helpers of :mod:`strongroom.db.core`; quotas (:mod:`~strongroom.db.quotas`) are enforced by
+the creates of plans and checkpoints in their own transactions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from strongroom.clock import Clock
 from strongroom.db.checkpoints import CheckpointQueries
 from strongroom.db.core import DEFAULT_SORT, DBDeadlock, mask_url
 from strongroom.db.plans import PlanQueries
+from strongroom.db.quotas import QuotaQueries
 from strongroom.db.runs import RESTORE_KINDS, RunQueries
 from strongroom.db.services import ServiceQueries
 
 __all__ = ["DEFAULT_SORT", "RESTORE_KINDS", "DBDeadlock", "Database", "mask_url"]
 
 
-class Database(PlanQueries, CheckpointQueries, RunQueries, ServiceQueries):
+class Database(PlanQueries, CheckpointQueries, RunQueries, ServiceQueries, QuotaQueries):
     """The metadata store behind one SQLAlchemy URL.
 
     No connection is made until the first call.  Thread-safe: every method
     runs in a session and transaction of its own.
     """
+
+    def __init__(self, url: str, *, echo: bool = False, clock: Clock | None = None,
+                 quota_defaults: Mapping[str, int] | None = None) -> None:
+        super().__init__(url, echo=echo, clock=clock)
+        if quota_defaults is not None:
+            self.quota_defaults = dict(quota_defaults)

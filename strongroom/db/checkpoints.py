@@ -10,7 +10,7 @@ from sqlalchemy import orm
 from sqlalchemy.sql.elements import ColumnElement
 
 from strongroom import exceptions
-from strongroom.db import core, pagination
+from strongroom.db import core, pagination, quotas
 from strongroom.db.models import CheckpointModel
 from strongroom.objects.records import CheckpointRecord
 from strongroom.objects.status import CheckpointStatus, check_transition
@@ -31,11 +31,17 @@ def _provider_scope(provider_id: str | None) -> list[ColumnElement[bool]]:
 class CheckpointQueries(core.Core):
     """Catalogue entries; status changes by compare-and-set, judged by the transition table."""
 
-    def create_checkpoint(self, cp: CheckpointRecord) -> CheckpointRecord:
-        """Insert a catalogue entry; ``created_at`` is kept when given (the bank's index has one)."""
+    def create_checkpoint(self, cp: CheckpointRecord, *, enforce_quota: bool = False) -> CheckpointRecord:
+        """Insert a catalogue entry; ``created_at`` is kept when given (the bank's index has one).
+
+        ``enforce_quota`` (a protect's new checkpoint, not a copy or a rebuilt entry): QuotaExceeded when the
+        project has its ``checkpoints`` limit in use, counted in the insert's transaction (:mod:`.quotas`)."""
         now = self.now()
         status = core.status_value("checkpoint", cp.status, CheckpointStatus)
-        with self.session(write=True) as s:
+
+        def insert(s: orm.Session) -> CheckpointRecord:
+            if enforce_quota:
+                quotas.reserve(self, s, cp.project_id, quotas.CHECKPOINTS)
             values = core.columns(CheckpointModel, cp, skip=("status", "created_at", "updated_at"))
             model = CheckpointModel(**values, status=status, created_at=core.utc(cp.created_at) or now,
                                     updated_at=core.utc(cp.updated_at) or core.utc(cp.created_at) or now)
@@ -43,6 +49,10 @@ class CheckpointQueries(core.Core):
             model.extra_info = dict(cp.extra_info or {})
             core.insert(s, model, "Checkpoint", cp.id)
             return core.to_record(CheckpointRecord, model)
+
+        if enforce_quota:
+            quotas.ensure_row(self, cp.project_id, quotas.CHECKPOINTS)
+        return self.write(insert)
 
     def get_checkpoint(self, checkpoint_id: str, project_id: str | None = None,
                        provider_id: str | None = None) -> CheckpointRecord:

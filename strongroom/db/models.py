@@ -262,8 +262,38 @@ class ScheduledFireModel(TimestampMixin, Base):
     extra_info: Mapped[dict[str, Any]] = mapped_column(_json(), nullable=False)
 
 
+class QuotaModel(TimestampMixin, Base):
+    """A project's limit for one resource (``plans``, ``checkpoints``).
+
+    ``hard_limit`` NULL: the project follows the ``default`` quota class (or the ``[quota]`` options).  The row
+    exists all the same once the project has created anything counted: creates lock it (``FOR UPDATE``) so
+    that counting and inserting is one step per project.
+    """
+
+    __tablename__ = "quotas"
+    __table_args__ = (sa.UniqueConstraint("project_id", "resource", name="uq_quotas_project_resource"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(sa.String(PROJECT_LEN), nullable=False)
+    resource: Mapped[str] = mapped_column(sa.String(NAME_LEN), nullable=False)
+    hard_limit: Mapped[int | None] = mapped_column(sa.Integer(), nullable=True)
+
+
+class QuotaClassModel(TimestampMixin, Base):
+    """A quota class's limit for one resource; the class ``default`` gives every project's defaults."""
+
+    __tablename__ = "quota_classes"
+    __table_args__ = (sa.UniqueConstraint("class_name", "resource", name="uq_quota_classes_class_resource"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
+    class_name: Mapped[str] = mapped_column(sa.String(NAME_LEN), nullable=False)
+    resource: Mapped[str] = mapped_column(sa.String(NAME_LEN), nullable=False)
+    hard_limit: Mapped[int] = mapped_column(sa.Integer(), nullable=False)
+
+
 #: Every table, children first (the order in which rows can be deleted).
 ALL_MODELS: tuple[type[Base], ...] = (
     ScheduledFireModel, ScheduledOperationModel, TriggerModel,
     ResourceModel, PlanModel, CheckpointModel, RestoreModel, OperationLogModel, ServiceModel,
+    QuotaModel, QuotaClassModel,
 )

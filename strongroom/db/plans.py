@@ -9,7 +9,7 @@ from sqlalchemy import orm
 from sqlalchemy.sql.elements import ColumnElement
 
 from strongroom import exceptions
-from strongroom.db import core
+from strongroom.db import core, quotas
 from strongroom.db.models import PlanModel, ResourceModel
 from strongroom.objects.records import Plan, Resource
 from strongroom.objects.status import PlanStatus, check_transition
@@ -50,11 +50,17 @@ def _load_plan(session: orm.Session, plan_id: str, project_id: str | None, *,
 class PlanQueries(core.Core):
     """Plans: created by id, soft-deleted, scoped to their project."""
 
-    def create_plan(self, plan: Plan) -> Plan:
-        """Insert ``plan`` (its id is chosen by the caller); Conflict if the id is taken."""
+    def create_plan(self, plan: Plan, *, enforce_quota: bool = False) -> Plan:
+        """Insert ``plan`` (its id is chosen by the caller); Conflict if the id is taken.
+
+        ``enforce_quota`` (a user's create, not a rebuilt plan): QuotaExceeded when the project has its ``plans``
+        limit in use, counted in the insert's transaction (:mod:`.quotas`)."""
         now = self.now()
         status = core.status_value("plan", plan.status, PlanStatus)
-        with self.session(write=True) as s:
+
+        def insert(s: orm.Session) -> Plan:
+            if enforce_quota:
+                quotas.reserve(self, s, plan.project_id, quotas.PLANS)
             model = PlanModel(**core.columns(PlanModel, plan, skip=("status", "created_at", "updated_at")),
                               status=status, created_at=core.utc(plan.created_at) or now,
                               updated_at=core.utc(plan.updated_at) or core.utc(plan.created_at) or now)
@@ -63,6 +69,10 @@ class PlanQueries(core.Core):
             model.resources = _resource_models(plan.id, plan.resources)
             core.insert(s, model, "Plan", plan.id)
             return _plan_record(model)
+
+        if enforce_quota:
+            quotas.ensure_row(self, plan.project_id, quotas.PLANS)
+        return self.write(insert)
 
     def get_plan(self, plan_id: str, project_id: str | None = None) -> Plan:
         with self.session() as s:

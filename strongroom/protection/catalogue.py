@@ -152,7 +152,8 @@ class CheckpointCatalogue:
                 marked = True
             self._index.write(record)
             indexed = True
-            return self.db.create_checkpoint(record) if self.db is not None else record
+            # The project's checkpoints quota is counted in the row's transaction: over it, the index goes again.
+            return self.db.create_checkpoint(record, enforce_quota=True) if self.db is not None else record
         except BaseException:
             try:
                 if indexed:

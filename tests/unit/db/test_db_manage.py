@@ -37,11 +37,11 @@ def test_db_sync_and_version_with_connection_option(tmp_path: Path) -> None:
     for _ in range(2):  # idempotent
         sync = _manage("--config-file", str(conf), "db", "sync", cwd=tmp_path)
         assert sync.returncode == 0, sync.stderr
-        assert "is at revision 0004_checkpoint_copies (head)" in sync.stdout
-    assert _version_in(db_file) == "0004_checkpoint_copies"
+        assert "is at revision 0005_quotas (head)" in sync.stdout
+    assert _version_in(db_file) == "0005_quotas"
 
     after = _manage("--config-file", str(conf), "db", "version", cwd=tmp_path)
-    assert (after.returncode, after.stdout.strip()) == (0, "0004_checkpoint_copies")
+    assert (after.returncode, after.stdout.strip()) == (0, "0005_quotas")
 
 
 def test_db_sync_defaults_to_sqlite_under_state_dir(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_db_sync_defaults_to_sqlite_under_state_dir(tmp_path: Path) -> None:
     conf.write_text(f"[DEFAULT]\nstate_dir = {state}\n")
     sync = _manage("--config-file", str(conf), "db", "sync", cwd=tmp_path)
     assert sync.returncode == 0, sync.stderr
-    assert _version_in(state / "strongroom.sqlite") == "0004_checkpoint_copies"
+    assert _version_in(state / "strongroom.sqlite") == "0005_quotas"
 
 
 def test_errors_are_one_line_without_the_password(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def test_0003_moves_progress_and_resume_state_out_of_extra_info_and_back(fresh_u
             empty = _old_restore(conn, {})
 
         db.sync()
-        assert db.version() == migration.head() == "0004_checkpoint_copies"
+        assert db.version() == migration.head() == "0005_quotas"
         got = db.get_restore(running)
         assert (got.progress, got.resume_state, got.extra_info) == (progress, resume, {"restored_resources": {"a": 1}})
         got = db.get_restore(finished)

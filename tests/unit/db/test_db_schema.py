@@ -24,7 +24,7 @@ def test_sync_twice_is_idempotent_and_reaches_head(fresh_url: str) -> None:
         assert db.version() is None
         db.sync()
         db.sync()
-        assert db.version() == migration.head() == "0004_checkpoint_copies"
+        assert db.version() == migration.head() == "0005_quotas"
         tables = set(sa.inspect(db.engine).get_table_names())
         assert {"plans", "resources", "checkpoints", "restores", "operation_logs", "services", "triggers",
                 "scheduled_operations", "scheduled_fires",
@@ -64,7 +64,7 @@ def test_sqlite_file_settings(tmp_path: str) -> None:
         db.dispose()
     with sqlite3.connect(path) as raw:
         row = raw.execute("SELECT version_num FROM strongroom_alembic_version").fetchone()
-    assert row == ("0004_checkpoint_copies",)
+    assert row == ("0005_quotas",)
 
 
 def test_no_connection_until_first_use() -> None:

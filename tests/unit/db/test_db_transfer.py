@@ -99,6 +99,8 @@ def _populate(stack: Stack) -> None:
     worker = stack.db.service_heartbeat("node-2", "strongroom-protection", "strongroom-protection")
     stack.db.update_service(worker.id, {"disabled": True, "disabled_reason": "new disks"})
     stack.db.update_service(api.id, {"last_heartbeat": base})  # down
+    _ok(stack.admin("PUT", "/quotas/proj-b", body={"quota": {"plans": 5, "checkpoints": 7}}))
+    _ok(stack.admin("PUT", "/quota_classes/default", body={"quota_class": {"checkpoints": 100}}))
 
 
 def _view(stack: Stack) -> dict[str, Any]:
@@ -129,6 +131,10 @@ def _view(stack: Stack) -> dict[str, Any]:
             get(f"/{kind}/{item['id']}")
     get("/operation_logs", limit=2, sort="created_at:asc")
     get("/os-services", admin=True)
+    for project in ("proj-a", "proj-b"):
+        get(f"/quotas/{project}", admin=True)
+        get(f"/quotas/{project}/detail", admin=True)
+    get("/quota_classes/default", admin=True)
     return out
 
 
@@ -229,7 +235,8 @@ def test_non_empty_target_is_refused_then_force_and_merge(db: Database, fresh_ur
 
         forced = transfer.import_(target, text.splitlines(True), mode=transfer.Mode.FORCE, name="f")
         assert forced.rows == {"plans": 2, "checkpoints": 0, "restores": 0, "operation_logs": 0, "services": 1,
-                               "resources": 4, "triggers": 0, "scheduled_operations": 0, "scheduled_fires": 0}
+                               "resources": 4, "triggers": 0, "scheduled_operations": 0, "scheduled_fires": 0,
+                               "quotas": 0, "quota_classes": 0}
         assert sorted(p.id for p in target.list_plans(None)) == ["plan-0", "plan-1"]
         assert target.get_plan("plan-0").name == "p0"
     finally:
