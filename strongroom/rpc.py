@@ -25,7 +25,7 @@ ALLOWED_EXMODS = [exceptions.__name__]
 #: server returns them to the caller and logs them at DEBUG, never at ERROR with a traceback.
 EXPECTED: tuple[type[BaseException], ...] = (
     exceptions.NotFound, exceptions.InvalidInput, exceptions.Conflict, exceptions.Forbidden,
-    exceptions.ServiceUnavailable,
+    exceptions.ServiceUnavailable, exceptions.QuotaExceeded,
 )
 
 LOG = logging.getLogger(__name__)

@@ -57,6 +57,7 @@ TITLES: dict[int, str] = {
 # Most specific classes first: the first isinstance match wins.
 _CODES: list[tuple[type[BaseException], int]] = [
     (RequestTooLarge, 413),
+    (exceptions.QuotaExceeded, 413),  # Karbor's (and Nova's, Cinder's) over-quota answer
     (MethodNotAllowed, 405),
     (UnsupportedMediaType, 415),
     (exceptions.Forbidden, 403),

@@ -119,6 +119,13 @@ SERVICE = _closed({
     "state": _enum(("up", "down")), "updated_at": _maybe_time, "disabled_reason": _maybe_string,
 })
 
+_limit: dict[str, Any] = {"type": "integer", "minimum": -1}
+#: Karbor's quota views: the limits (-1 unlimited) and the project's id or the class's name.
+QUOTA = _closed({"id": _string, "plans": _limit, "checkpoints": _limit})
+QUOTA_CLASS = QUOTA
+_USAGE = _closed({"limit": _limit, "in_use": _count, "reserved": _count})
+QUOTA_DETAIL = _closed({"id": _string, "plans": _USAGE, "checkpoints": _USAGE})
+
 #: An error answer: ``{"badRequest": {"code": 400, "title": "Bad Request", "message": "..."}}``.
 ERROR: dict[str, Any] = {
     "type": "object", "minProperties": 1, "maxProperties": 1,
@@ -143,4 +150,7 @@ ALL: dict[str, dict[str, Any]] = {
     "ScheduledOperation": SCHEDULED_OPERATION,
     "ScheduledOperationLog": SCHEDULED_OPERATION_LOG,
     "Service": SERVICE,
+    "Quota": QUOTA,
+    "QuotaDetail": QUOTA_DETAIL,
+    "QuotaClass": QUOTA_CLASS,
 }

@@ -19,6 +19,7 @@ from strongroom.api.v1 import (
     plans,
     protectables,
     providers,
+    quotas,
     restores,
     scheduled_operations,
     services,
@@ -68,6 +69,7 @@ class Route:
 
 _CP = "/providers/{provider_id}/checkpoints"
 _SO = "/scheduled_operations"
+_QUOTA = "/quotas/{quota_project_id}"
 
 #: What every paged list reads: ``marker`` and ``limit``, and the sort of a database listing.
 PAGE = ("marker", "limit")
@@ -167,4 +169,17 @@ ROUTES: tuple[Route, ...] = (
           response_key="services", response_schema="Service", listing=True, query=services.FILTERS),
     Route("PUT", "/os-services/{service_id}", services.update, Rule.SERVICE_UPDATE,
           "Enable or disable a service (admin)", "ServiceUpdate", "service", response_schema="Service"),
+    Route("GET", _QUOTA, quotas.show, Rule.QUOTA_GET, "Show a project's quotas", response_key="quota",
+          response_schema="Quota"),
+    Route("PUT", _QUOTA, quotas.update, Rule.QUOTA_UPDATE, "Set a project's quotas (admin; -1: unlimited)",
+          "QuotaUpdate", "quota", response_schema="Quota"),
+    Route("GET", _QUOTA + "/detail", quotas.detail, Rule.QUOTA_GET,
+          "Show a project's quotas with what is in use", response_key="quota", response_schema="QuotaDetail"),
+    Route("GET", _QUOTA + "/defaults", quotas.defaults, Rule.QUOTA_DEFAULTS, "Show the default quotas",
+          response_key="quota", response_schema="Quota"),
+    Route("GET", "/quota_classes/{quota_class_name}", quotas.class_show, Rule.QUOTA_CLASS_GET,
+          "Show a quota class (admin)", response_key="quota_class", response_schema="QuotaClass"),
+    Route("PUT", "/quota_classes/{quota_class_name}", quotas.class_update, Rule.QUOTA_CLASS_UPDATE,
+          "Set a quota class's limits (admin; the class 'default' gives every project's defaults)",
+          "QuotaClassUpdate", "quota_class", response_schema="QuotaClass"),
 )

@@ -77,6 +77,11 @@ class Rule(enum.Enum):
     ALL_TENANTS = ("all_tenants", "List objects of every project.", ADMIN_API)
     PROVIDER_BLOCK_BACKENDS = ("provider:block_backends",
                                "See a provider's block backends, their pools and capacity, on its show.", ADMIN_API)
+    QUOTA_GET = ("quota:get", "Show a project's quotas (with their use, in detail).")
+    QUOTA_UPDATE = ("quota:update", "Set a project's quotas.", ADMIN_API)
+    QUOTA_DEFAULTS = ("quota:defaults", "Show the default quotas.")
+    QUOTA_CLASS_GET = ("quota_class:get", "Show a quota class.", ADMIN_API)
+    QUOTA_CLASS_UPDATE = ("quota_class:update", "Set a quota class's limits.", ADMIN_API)
 
     def __init__(self, action: str, description: str, check_str: str = ADMIN_OR_OWNER) -> None:
         self.action = action

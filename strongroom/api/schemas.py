@@ -40,6 +40,8 @@ PARAMETERS: dict[str, Rule] = {
         "project_id", "provider_id", "checkpoint_id", "plan_id", "restore_id", "verification_id",
         "operation_log_id", "trigger_id", "scheduled_operation_id", "service_id", "protectable_type")},
     "instance_id": Rule.SEGMENT,
+    "quota_project_id": Rule.ID,
+    "quota_class_name": Rule.ID,
     "marker": Rule.SEGMENT,  # the id of an item of the list: an instance's may be a file name
 }
 
@@ -176,6 +178,12 @@ SERVICE_UPDATE: dict[str, Any] = _closed({
     "disabled_reason": string(Rule.NAME, min_length=0, nullable=True),
 }, required=["status"])
 
+# Karbor's quota bodies: {"quota": {"plans": 10}}, {"quota_class": {"checkpoints": -1}}; -1 is unlimited.
+_LIMITS: dict[str, Any] = _closed({key: {"type": "integer", "minimum": -1, "maximum": 2**31 - 1}
+                                   for key in ("plans", "checkpoints")}, minProperties=1)
+QUOTA_UPDATE: dict[str, Any] = _wrapped("quota", _LIMITS)
+QUOTA_CLASS_UPDATE: dict[str, Any] = _wrapped("quota_class", _LIMITS)
+
 ALL: dict[str, dict[str, Any]] = {
     "PlanCreate": PLAN_CREATE,
     "PlanUpdate": PLAN_UPDATE,
@@ -189,6 +197,8 @@ ALL: dict[str, dict[str, Any]] = {
     "ScheduledOperationCreate": SCHEDULED_OPERATION_CREATE,
     "ScheduledOperationAction": SCHEDULED_OPERATION_ACTION,
     "ServiceUpdate": SERVICE_UPDATE,
+    "QuotaUpdate": QUOTA_UPDATE,
+    "QuotaClassUpdate": QUOTA_CLASS_UPDATE,
 }
 
 

@@ -78,7 +78,7 @@ def create(req: ApiRequest) -> Result:
     plan = Plan(id=str(uuid.uuid4()), name=body["name"], provider_id=body["provider_id"],
                 project_id=req.project_id, status="suspended", description=body.get("description") or "",
                 parameters=parameters, resources=resources)
-    return 200, {"plan": view(req.db.create_plan(plan))}
+    return 200, {"plan": view(req.db.create_plan(plan, enforce_quota=True))}
 
 
 def index(req: ApiRequest) -> Result:

@@ -122,7 +122,7 @@ class FakeProtectionEndpoint:
             protection_plan={"id": p.id, "name": p.name, "provider_id": provider_id,
                              "resources": [r.to_dict() for r in p.resources]},
             resource_graph=json.dumps(graph), extra_info=extra_info, bytes_total=4 * 1024 * 1024)
-        return self.db.create_checkpoint(record).to_dict()  # type: ignore[no-any-return]
+        return self.db.create_checkpoint(record, enforce_quota=True).to_dict()  # type: ignore[no-any-return]
 
     def delete_checkpoint(self, ctxt: Any, provider_id: str, checkpoint_id: str) -> None:
         self.calls.append("delete_checkpoint")
