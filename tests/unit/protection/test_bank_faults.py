@@ -86,7 +86,7 @@ def test_a_protect_whose_row_cannot_be_written_leaves_no_index(stack: Embedded,
 
     plan = stack.plan(stack.volume("vol", b"x" * 5000))
 
-    def refuse(record):  # noqa: ANN001, ANN202
+    def refuse(record, **_kw):  # noqa: ANN001, ANN003, ANN202
         raise exceptions.ServiceUnavailable(what="the metadata store", reason="injected")
 
     monkeypatch.setattr(stack.db, "create_checkpoint", refuse)
