@@ -182,15 +182,18 @@ def topology(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Topolog
 def test_protect_restore_verify_delete_spread_over_two_workers(topology: Topology) -> None:
     volumes = topology.state / "volumes"
     digests = {}
-    for i in range(8):
+    for i in range(6):
         digests[f"disk{i}.img"] = write_random_image(volumes / f"disk{i}.img", 8 * MiB, seed=100 + i)
     plans = {name: topology.plan(name) for name in digests}
-    checkpoints = {name: topology.protect(plan) for name, plan in plans.items()}  # eight at once
+    checkpoints = {name: topology.protect(plan) for name, plan in plans.items()}  # six at once, on idle workers
     for cid in checkpoints.values():
         body = topology.wait(f"/providers/{PROVIDER}/checkpoints/{cid}", "checkpoint", {"available", "error"})
         assert body["status"] == "available", body
-    hosts = {topology.worker_of(cid, "protect") for cid in checkpoints.values()}
-    assert hosts == {"worker-1", "worker-2"}, "the eight protects were not spread over both workers"
+    hosts = [topology.worker_of(cid, "protect") for cid in checkpoints.values()]
+    split = {host: hosts.count(host) for host in ("worker-1", "worker-2")}
+    # Each conductor claims one job at a time and only while no other idle-enough worker runs fewer.
+    assert abs(split["worker-1"] - split["worker-2"]) <= 1, f"six protects on two idle workers split {split}"
+    print(f"six simultaneous protects on two idle workers: {split}")
 
     cid = checkpoints["disk0.img"]
     restore = topology.restore(cid, "disk0-restored.img")
