@@ -5,6 +5,9 @@ enforce_new_defaults = false`` the legacy ``admin_or_owner`` check is honoured a
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,3 +130,14 @@ def test_the_tools_entry_point_gives_our_enforcer(monkeypatch: pytest.MonkeyPatc
     enforcer = policy.enforcer_for_tools()
     enforcer.load_rules()
     assert "plan:create" in enforcer.rules and enforcer.rules["plan:create"] is not None
+
+
+def test_the_policy_tools_find_our_enforcer(tmp_path: Path) -> None:
+    """``oslopolicy-list-redundant`` loads the enforcer by the entry point, with the tool's configuration."""
+    (tmp_path / "policy.yaml").write_text('"plan:get": "rule:project_reader_or_admin"\n"plan:create": "role:x"\n')
+    (tmp_path / "strongroom.conf").write_text(f"[oslo_policy]\npolicy_file = {tmp_path / 'policy.yaml'}\n")
+    tool = Path(sys.executable).parent / "oslopolicy-list-redundant"
+    done = subprocess.run([str(tool), "--namespace", "strongroom", "--config-file", str(tmp_path / "strongroom.conf")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == '"plan:get": "rule:project_reader_or_admin"'
