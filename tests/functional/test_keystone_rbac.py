@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from strongroom.api.routes import ROUTES
 from tests.functional.harness import PROVIDER_ID, AllInOne, write_mixed_image
 from tests.servers.keystone import KeystoneServer
 
@@ -63,6 +64,13 @@ def rbac(keystone_server: KeystoneServer, tmp_path_factory: pytest.TempPathFacto
     finally:
         if service.process is not None and service.process.poll() is None:
             service.stop()
+
+
+class _Ids(dict[str, str]):
+    """A's ids by path parameter name; any other parameter a made-up id."""
+
+    def __missing__(self, key: str) -> str:
+        return "0b5c3e4a-1d2f-4a6b-8c9d-0e1f2a3b4c5d"
 
 
 def _wait(call: Caller, path: str, key: str, done: set[str], timeout: float = 120.0) -> dict[str, Any]:
@@ -157,6 +165,20 @@ def test_reader_member_admin_and_the_other_project(rbac: dict[str, Any], tmp_pat
     assert every.status_code == 200, every.text
     assert plan["id"] in [p["id"] for p in every.json()["plans"]]
     assert admin("GET", f"/plans/{plan['id']}", project_id=a_id).status_code == 200
+
+    # Every route, generated from the route table, with A's ids: a reader is refused every one that is not a
+    # GET (nothing changed: the plan and the checkpoint are still there), B's tokens every one by A's URL.
+    ids = {"provider_id": PROVIDER_ID, "plan_id": plan["id"], "checkpoint_id": cp["id"],
+           "protectable_type": VOLUME, "instance_id": "disk.img"}
+    for route in ROUTES:
+        path = route.path.format_map(_Ids(ids))
+        if route.method != "GET":
+            answer = reader(route.method, path, json={})
+            assert answer.status_code == 403, (route.method, route.path, answer.status_code, answer.text)
+        for name in ("b-reader", "b-member"):
+            answer = c[name](route.method, path, project_id=a_id, json={} if route.method != "GET" else None)
+            assert answer.status_code == 403, (name, route.method, route.path, answer.status_code, answer.text)
+    assert reader("GET", f"{cps}/{cp['id']}").json()["checkpoint"]["status"] == "available"
 
     # The member restores and deletes.
     restored = member("POST", "/restores", json={"restore": {**restore_body["restore"], "parameters": {
