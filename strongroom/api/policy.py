@@ -78,7 +78,7 @@ def get_enforcer(conf: cfg.ConfigOpts) -> policy.Enforcer:
 def enforcer_for_tools() -> policy.Enforcer:
     """The ``oslo.policy.enforcer`` entry point (``oslopolicy-policy-generator``, ``oslopolicy-checker``...):
     our enforcer on a fresh ``ConfigOpts`` given the tool's ``--config-file``/``--config-dir`` arguments only
-    (the tool's own arguments are not ours to parse)."""
+    (the tool's own arguments are not ours to parse), so it sees the deployment's ``[oslo_policy]``."""
     args: list[str] = []
     argv = sys.argv[1:]
     for i, arg in enumerate(argv):
@@ -87,5 +87,5 @@ def enforcer_for_tools() -> policy.Enforcer:
             if "=" not in arg and i + 1 < len(argv):
                 args.append(argv[i + 1])
     conf = cfg.ConfigOpts()
-    conf(args, project="strongroom", default_config_files=[] if not args else None)
+    conf(args, project="strongroom")  # no --config-file: oslo.config's default places, as the services
     return get_enforcer(conf)
