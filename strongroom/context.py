@@ -35,5 +35,5 @@ def get_context(project_id: str, user_id: str | None = None, is_admin: bool = Fa
     if global_request_id:
         kwargs["global_request_id"] = global_request_id
     return RequestContext(project_id=project_id, user_id=user_id, is_admin=is_admin,
-                          roles=roles or (["admin", "member"] if is_admin else ["member"]),
+                          roles=roles or (["admin", "member", "reader"] if is_admin else ["member", "reader"]),
                           overwrite=False, **kwargs)

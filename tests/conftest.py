@@ -6,7 +6,7 @@ backend.init()
 
 # Session fixtures that start real servers (only when a test asks for them).
 pytest_plugins = ["tests.servers.swift", "tests.servers.moto", "tests.servers.ceph", "tests.servers.cinder",
-                  "tests.servers.barbican"]
+                  "tests.servers.keystone", "tests.servers.barbican"]
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: ANN001, ANN201 - pytest's hook signature

@@ -117,6 +117,9 @@ class V1App:
         ctx.is_admin = rules.is_admin(self._enforcer, ctx)
         if identity.project_id is not None and identity.project_id != project_id and not ctx.is_admin:
             raise exceptions.Forbidden(reason=f"the token is not scoped to project {project_id}")
+        # The route's rule on the URL's project before the handler reads anything: a caller the policy refuses
+        # gets 403, never a 400 about a body it may not send (the handler checks it again on the object).
+        rules.authorize(self._enforcer, ctx, route.rule.action)
         req = ApiRequest(http=http, ctx=ctx, project_id=project_id, conf=self._conf, db=self._db,
                          protection=self._protection, enforcer=self._enforcer)
         status, body = route.handler(req, **args)

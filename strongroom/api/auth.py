@@ -5,7 +5,7 @@ into a :class:`strongroom.context.RequestContext` for the project named in the U
 (:mod:`strongroom.api.rules`).
 
 - ``noauth`` (embedded default, loopback only): any ``X-Auth-Token``; the user is ``X-User-Id`` or
-  ``noauth``; the caller is a member of the URL's project, and an admin when the token equals
+  ``noauth``; the caller is a member (and so a reader) of the URL's project, and an admin when the token equals
   ``admin_token`` (configured, or generated into the state directory: :mod:`strongroom.admin_token`).
 - ``keystone``: keystonemiddleware's ``auth_token`` (configured from ``[keystone_authtoken]``, whose options
   it registers on our ``ConfigOpts`` when the pipeline is built, never at import) validates the token, then
@@ -33,7 +33,7 @@ ENV_IDENTITY = "strongroom.identity"
 class Identity:
     user_id: str | None
     project_id: str | None  # the token's project; None when any project is accepted (noauth)
-    roles: tuple[str, ...] = ("member",)
+    roles: tuple[str, ...] = ("member", "reader")
 
     def __repr__(self) -> str:  # no token here by construction; keep it short
         return f"Identity(user_id={self.user_id!r}, project_id={self.project_id!r}, roles={self.roles!r})"
@@ -48,7 +48,7 @@ class NoAuthMiddleware:
         token = environ.get("HTTP_X_AUTH_TOKEN", "")
         admin = bool(self._admin_token) and hmac.compare_digest(token.encode(), self._admin_token.encode())
         user = environ.get("HTTP_X_USER_ID") or "noauth"
-        roles = ("admin", "member") if admin else ("member",)
+        roles = ("admin", "member", "reader") if admin else ("member", "reader")
         environ[ENV_IDENTITY] = Identity(user_id=user, project_id=None, roles=roles)
         return self._app(environ, start_response)
 

@@ -1,9 +1,14 @@
 """The policy rules of the API, each declared once, and the one function that decides.
 
-Rules are ``admin_or_owner`` by default; resetting a checkpoint's state, listing across projects
-(``all_tenants``) and ``os-services`` are admin only.  The same decisions are taken with ``noauth`` (whose
-contexts carry the ``member`` role, plus ``admin`` with the admin token) and with keystone, so one code path
-is tested.
+Defaults follow the secure-RBAC personas: a project ``reader`` may list and show what its project holds, a
+project ``member`` (or an ``admin``) may also create, change, delete, protect, restore, verify and copy;
+resetting a checkpoint's state, listing across projects (``all_tenants``) and ``os-services`` stay admin only.
+Which persona a rule asks for is not written here but derived from the HTTP methods of the routes naming it
+(:func:`strongroom.api.policy.persona`), so a rule added with its routes gets one by the same logic.  Every
+persona default carries the legacy ``admin_or_owner`` check as its deprecated rule, which oslo.policy still
+honours for operators who set ``[oslo_policy] enforce_new_defaults = false``.  The same decisions are taken
+with ``noauth`` (whose contexts carry ``member`` and ``reader``, plus ``admin`` with the admin token) and with
+keystone, so one code path is tested.
 
 A route names the :class:`Rule` its handler checks (:mod:`strongroom.api.routes`); the oslo.policy defaults
 are built from both (:mod:`strongroom.api.policy`).  This module imports neither, so the handlers below the
@@ -22,6 +27,8 @@ from strongroom.context import RequestContext
 
 ADMIN_OR_OWNER = "rule:admin_or_owner"
 ADMIN_API = "rule:admin_api"
+PROJECT_READER_OR_ADMIN = "rule:project_reader_or_admin"
+PROJECT_MEMBER_OR_ADMIN = "rule:project_member_or_admin"
 
 BASE = (
     policy.RuleDefault("context_is_admin", "role:admin", description="Decides who is an administrator."),
@@ -29,6 +36,14 @@ BASE = (
                        description="Administrators, or members of the object's project."),
     policy.RuleDefault("admin_api", "rule:context_is_admin",
                        description="Administrators only."),
+    # Keystone's tokens carry the roles ``member`` implies (``reader``); ``member`` is named as well so a
+    # deployment without that implied role (or a token made by hand) still lets its members read.
+    policy.RuleDefault("project_reader_or_admin",
+                       "rule:context_is_admin or ((role:reader or role:member) and project_id:%(project_id)s)",
+                       description="Administrators, or readers (and members) of the object's project."),
+    policy.RuleDefault("project_member_or_admin",
+                       "rule:context_is_admin or (role:member and project_id:%(project_id)s)",
+                       description="Administrators, or members of the object's project."),
 )
 
 
@@ -84,6 +99,8 @@ class Rule(enum.Enum):
     QUOTA_CLASS_UPDATE = ("quota_class:update", "Set a quota class's limits.", ADMIN_API)
 
     def __init__(self, action: str, description: str, check_str: str = ADMIN_OR_OWNER) -> None:
+        # ``check_str`` is the legacy check: ADMIN_OR_OWNER rules get a persona default (reader or member,
+        # from their routes' methods) with it as the deprecated rule; any other check is kept as it is.
         self.action = action
         self.description = description
         self.check_str = check_str

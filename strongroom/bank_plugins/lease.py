@@ -164,9 +164,11 @@ class BankLease(LeasePlugin):
 
     def __init__(self, plugin: BankPlugin, owner_id: str, windows: LeaseWindows, *,
                  bank_name: str = "",
-                 clock: Clock | None = None, takeover: bool = False) -> None:
+                 clock: Clock | None = None, takeover: bool = False, host: str = "") -> None:
         self.plugin = plugin
         self.owner_id = owner_id
+        #: The holder's host as the lease shows it: the service's configured ``host`` (else the OS's name).
+        self.host = host or socket.gethostname()
         self.windows = windows
         self._probe_key = BankLayout.clock_probe_key(owner_id)
         self.bank_name = bank_name or f"bank {type(plugin).__name__}"
@@ -239,6 +241,23 @@ class BankLease(LeasePlugin):
                 out.append(info)
         return out
 
+    def remove_expired(self, owner_id: str, now: _dt.datetime | None = None) -> bool:
+        """Delete another owner's lease object and clock probe if, by the bank's clock, the lease has
+        expired (or the bank already hides it); False, touching nothing, if it is alive.  For garbage
+        collection, once nothing of that owner is left to reclaim.  An owner that comes back after this
+        finds its lease gone: it loses it (``renew_lease``) and acquires a new epoch, as after an expiry."""
+        if owner_id == self.owner_id:
+            return False
+        info = self._head(owner_id)
+        if info is not None and self._alive(info, now):
+            return False
+        for key in (BankLayout.lease_key(owner_id), BankLayout.clock_probe_key(owner_id)):
+            try:
+                self.plugin.delete_object(key)
+            except exceptions.BankObjectNotFound:
+                pass
+        return True
+
     def owners(self) -> Iterator[str]:
         """Owner ids of every lease object listed (expired ones included until the bank removes them)."""
         for key in self.plugin.iter_objects(BankLayout.LEASES):
@@ -250,7 +269,7 @@ class BankLease(LeasePlugin):
 
     def _write(self) -> None:
         metadata = {"instance": self.instance, "expire-window": str(self.windows.expire),
-                    "host": socket.gethostname(), "pid": str(os.getpid())}
+                    "host": self.host, "pid": str(os.getpid())}
         body = json.dumps({"owner_id": self.owner_id, **metadata}, sort_keys=True).encode()
         key = BankLayout.lease_key(self.owner_id)
         if self.plugin.supports_expiry:

@@ -47,14 +47,15 @@ def _database(conf: cfg.ConfigOpts) -> Database:
 
 
 def db_sync(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
-    from strongroom.db import migration
+    from strongroom import config
+    from strongroom.db import drivers, migration
 
+    drivers.check_dbapi(config.database_url(conf))  # every driver the sync needs, before touching anything
     database = _database(conf)
     try:
         database.sync()
         revision = database.version()
         if conf.database.taskflow_persistence:
-            from strongroom import config
             from strongroom.protection.flows import FlowPersistence
 
             flows = FlowPersistence(config.database_url(conf))  # taskflow's own tables, for resumable jobs
@@ -183,9 +184,10 @@ def bank_gc(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
 
     registry, providers = _providers(conf, args.provider)
     database = Database(config.database_url(conf)) if not args.no_catalogue else None
-    owner = f"manage-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    leases = BankLeases(registry, owner, clock=Clock())
-    catalogues = Catalogues(database, Clock(), host=socket.gethostname())
+    host = conf.host or socket.gethostname()
+    owner = f"manage-{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    leases = BankLeases(registry, owner, clock=Clock(), host=host)
+    catalogues = Catalogues(database, Clock(), host=host)
     failed = 0
     try:
         for provider in providers:

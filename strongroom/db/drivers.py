@@ -280,3 +280,29 @@ def driver_class(scheme: str) -> type[PersistenceDriver]:
 def driver_for(url: str | URL) -> PersistenceDriver:
     parsed = parse_url(url)
     return driver_class(parsed.get_backend_name())(parsed)
+
+
+#: The extra of Strongroom that installs each DB-API module a shipped driver uses.
+_EXTRAS = {"psycopg2": "postgresql", "pymysql": "mysql"}
+
+
+def engine_url(url: str | URL) -> str:
+    """The URL as the metadata store connects with it (its driver's choices: ``postgresql://`` is
+    psycopg2's, ``mysql://`` PyMySQL's), as text with its password, for other SQLAlchemy users of the same
+    database (taskflow's persistence).  Never print it: ``Database.url_for_display`` is for that."""
+    return driver_for(url).sqlalchemy_url().render_as_string(hide_password=False)
+
+
+def check_dbapi(url: str | URL) -> None:
+    """``ConfigError`` naming the module and the extra that installs it if the URL's DB-API module does not
+    import; called before anything touches the database (a sync that dies half way leaves work behind)."""
+    final = driver_for(url).sqlalchemy_url()
+    try:
+        final.get_dialect().import_dbapi()
+    except ImportError as err:
+        module = getattr(err, "name", None) or str(err)
+        extra = _EXTRAS.get(str(module).split(".")[0])
+        how = f"pip install 'strongroom[{extra}]'" if extra else f"install the Python module {module!r}"
+        raise exceptions.ConfigError(
+            reason=f"[database] connection {final.drivername}://...: the database driver {module!r} is not "
+                   f"installed ({how}); nothing was changed") from None

@@ -94,11 +94,11 @@ class GarbageCollection:
             if not dry_run:
                 self.totals.update(passes=1, zombies_reclaimed=len(report.reclaimed),
                                    chunks_removed=report.chunks_removed, errors=len(report.errors),
-                                   snapshots_removed=len(report.snapshots))
+                                   snapshots_removed=len(report.snapshots), leases_removed=len(report.leases_removed))
             out.append({"provider_id": provider.id, "bank": provider.bank_description, "summary": report.summary(),
                         "reclaimed": [r.to_dict() for r in report.reclaimed], "errors": report.errors,
                         "snapshots_removed": report.snapshots, "leftovers_removed": report.leftovers,
-                        "chunks_removed": report.chunks_removed})
+                        "chunks_removed": report.chunks_removed, "leases_removed": report.leases_removed})
         return out
 
     def _periodic(self) -> None:

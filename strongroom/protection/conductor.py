@@ -99,6 +99,9 @@ class JobBoard:
     def __init__(self, url: str, namespace: str, persistence: FlowPersistence) -> None:
         self.persistence = persistence
         self.url_for_display = _redact(url)
+        self._url = url
+        self._load_prefix = f"{namespace}.strongroom-load."
+        self._redis: Any = None
         try:
             self.board = jobboard_backends.fetch(namespace, {"board": url, "namespace": namespace},
                                                  persistence=persistence.backend)
@@ -134,9 +137,41 @@ class JobBoard:
                 return book, detail
         return book, None
 
+    # -- the workers' loads (who runs how many jobs, with room for more) ---------------
+
+    def _client(self) -> Any:
+        if self._redis is None:
+            import redis
+
+            self._redis = redis.Redis.from_url(self._url, socket_timeout=10)
+        return self._redis
+
+    def publish_load(self, who: str, running: int, ttl: float) -> None:
+        """Say that ``who`` runs ``running`` jobs and may claim more, for ``ttl`` seconds (a worker that
+        stops saying so, dead or full, drops out of the others' view by itself)."""
+        self._client().set(self._load_prefix + who, str(running), px=max(int(ttl * 1000), 100))
+
+    def withdraw_load(self, who: str) -> None:
+        with contextlib.suppress(Exception):
+            self._client().delete(self._load_prefix + who)
+
+    def loads(self) -> dict[str, int]:
+        """The workers that may claim now, with how many jobs each runs."""
+        client = self._client()
+        keys = list(client.scan_iter(match=self._load_prefix + "*", count=100))
+        out: dict[str, int] = {}
+        for key, value in zip(keys, client.mget(keys) if keys else [], strict=True):
+            if value is not None:
+                name = key.decode() if isinstance(key, bytes) else str(key)
+                out[name[len(self._load_prefix):]] = int(value)
+        return out
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.board.close()
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                self._redis.close()
 
 
 Runner = Callable[[JobSpec, Claim, "models.LogBook | None", "models.FlowDetail | None"], None]
@@ -189,13 +224,21 @@ class Conductor:
             self._stop_claiming.wait(self.poll_interval)
 
     def claim_some(self) -> int:
-        """Claim unclaimed jobs up to this worker's room; returns how many were claimed."""
+        """Claim unclaimed jobs up to this worker's room, one at a time, each only while no other worker that
+        may claim runs fewer jobs (their loads on the board, refreshed every poll): simultaneous jobs spread
+        evenly over idle workers instead of filling the first one.  Returns how many were claimed."""
         if self.running() >= self.capacity or not self._may_claim():
+            self.board.withdraw_load(self.who)  # full or held back: the others do not wait for this worker
             return 0
+        ttl = max(3 * self.poll_interval, 1.0)
+        self.board.publish_load(self.who, self.running(), ttl)
         claimed = 0
         for job in self.board.board.iterjobs(only_unclaimed=True, ensure_fresh=True):
             if self._stop_claiming.is_set() or self.running() >= self.capacity:
                 break
+            mine = self.running()
+            if any(n < mine for who, n in self.board.loads().items() if who != self.who):
+                break  # a less-loaded worker takes it at its next poll
             try:
                 self.board.board.claim(job, self.who, expiry=self.claim_expiry)
             except (tf_exceptions.UnclaimableJob, tf_exceptions.NotFound):
@@ -203,9 +246,12 @@ class Conductor:
             claim = Claim(self.board, job, self.who)
             with self._lock:
                 self._claims[job.uuid] = claim
+            self.board.publish_load(self.who, self.running(), ttl)
             LOG.info("claimed job %s (%s)", job.uuid, job.name)
             self._pool.submit(self._dispatch, claim)
             claimed += 1
+        if self.running() >= self.capacity:
+            self.board.withdraw_load(self.who)
         return claimed
 
     def _dispatch(self, claim: Claim) -> None:
@@ -270,6 +316,7 @@ class Conductor:
         same time.  Their claims expire instead, and other workers resume them.
         """
         self._stop_claiming.set()
+        self.board.withdraw_load(self.who)
         self._pool.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + wait
         while self.running() and time.monotonic() < deadline:

@@ -156,7 +156,10 @@ def _sql_backend(url: str) -> Any:
                 self._shared = None
             super().close()
 
-    return SharedConnectionBackend({"connection": url})
+    from strongroom.db.drivers import engine_url
+
+    # The URL the metadata store's driver resolved (``postgresql://`` is psycopg2's), not taskflow's own guess.
+    return SharedConnectionBackend({"connection": engine_url(url) if "://" in url else url})
 
 
 class FlowPersistence:

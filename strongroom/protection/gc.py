@@ -84,6 +84,8 @@ class Report:
     #: Block snapshots of interrupted protects, and backend leftovers, removed (``protection.snapshots``).
     snapshots: list[str] = dataclasses.field(default_factory=list)
     leftovers: list[str] = dataclasses.field(default_factory=list)
+    #: Owners whose expired lease was removed: nothing of theirs was left to reclaim.
+    leases_removed: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def chunks_removed(self) -> int:
@@ -106,6 +108,8 @@ class Report:
             text += f"; {verb} {len(self.snapshots)} block snapshot(s) of interrupted protects"
             if self.leftovers:
                 text += f" and {len(self.leftovers)} leftover file(s)"
+        if self.leases_removed:
+            text += f"; {'would remove' if self.dry_run else 'removed'} {len(self.leases_removed)} expired lease(s)"
         if skipped:
             text += f"; sweep skipped for {', '.join(skipped)}"
         if self.errors:
@@ -167,6 +171,10 @@ class GarbageCollector:
     def collect(self, dry_run: bool = False, sweep: bool = True) -> Report:
         report = Report(bank=self.name, dry_run=dry_run)
         self.reclaim_zombies(report, dry_run)
+        try:
+            self.remove_expired_leases(report, dry_run)
+        except exceptions.StrongroomError as err:
+            report.errors.append(f"expired leases: {err}")
         if sweep:
             projects = list(self._projects())
             # A killed writer's project may hold only its unpublished chunks (temp files, never listed).
@@ -177,7 +185,8 @@ class GarbageCollector:
                 except exceptions.StrongroomError as err:
                     report.errors.append(f"sweep of project {project}: {err}")
                     LOG.warning("%s: sweep of project %s failed: %s", self.name, project, err)
-        if report.reclaimed or report.chunks_removed or report.temporaries_removed or report.errors:
+        if (report.reclaimed or report.chunks_removed or report.temporaries_removed or report.errors
+                or report.leases_removed):
             LOG.info("garbage collection of %s", report.summary())
         return report
 
@@ -249,6 +258,24 @@ class GarbageCollector:
             LOG.warning("%s: reclaimed zombie checkpoint %s (%s, %d objects removed): %s", self.name, cid,
                         reclaim.previous_status or "no index", reclaim.objects, why)
         return reclaim
+
+    # -- leases of owners that are gone -------------------------------------------
+
+    def remove_expired_leases(self, report: Report, dry_run: bool = False) -> None:
+        """Remove the expired lease of every other owner that has nothing left in the bank: no active marker
+        (its zombies are reclaimed first, in the same pass) and no chunk-sweep marker.  A lease whose owner
+        still has a marker stays, so that the marker keeps reading as a dead owner's."""
+        now = self._bank_now()
+        busy = {marker.owner_id for marker in self.store.active_markers()}
+        busy.update(key.rsplit("/", 1)[-1] for key in self.bank.iter(BankLayout.SWEEPS))
+        for owner in sorted(set(self.lease.owners()) - busy - {self.owner_id}):
+            if dry_run:
+                info = self.lease.lease_info(owner, now)
+                if info is None or not info.alive:
+                    report.leases_removed.append(owner)
+            elif self.lease.remove_expired(owner, now):
+                LOG.info("%s: removed the expired lease of %s (nothing of it left to reclaim)", self.name, owner)
+                report.leases_removed.append(owner)
 
     # -- chunk sweeps ------------------------------------------------------------
 

@@ -51,9 +51,10 @@ class BankLeases:
     """The leases of one protection service process, one per provider."""
 
     def __init__(self, registry: ProviderRegistry, owner_id: str, *, clock: Clock | None = None,
-                 takeover: bool = False) -> None:
+                 takeover: bool = False, host: str = "") -> None:
         self.registry = registry
         self.owner_id = owner_id
+        self.host = host
         self.clock = clock or Clock()
         self.takeover = takeover
         self._keepers: dict[str, LeaseKeeper] = {}
@@ -68,7 +69,8 @@ class BankLeases:
             if keeper is None:
                 bank = provider.bank
                 lease = BankLease(bank.plugin, self.owner_id, provider.lease_windows,
-                                  bank_name=provider.bank_description, clock=self.clock, takeover=self.takeover)
+                                  bank_name=provider.bank_description, clock=self.clock, takeover=self.takeover,
+                                  host=self.host)
                 keeper = LeaseKeeper(lease)
                 self._keepers[provider.id] = keeper
                 if self._started:

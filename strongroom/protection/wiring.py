@@ -40,7 +40,7 @@ def protection_manager(db: Database, registry: ProviderRegistry, *, host: str, o
     garbage collection; ``board`` hands runs to the workers' conductors instead of this process's pool."""
     clock = clock or Clock()
     owner_id = owner_id or default_owner_id(host)
-    leases = BankLeases(registry, owner_id, clock=clock, takeover=takeover)
+    leases = BankLeases(registry, owner_id, clock=clock, takeover=takeover, host=host)
     catalogues = Catalogues(db, clock, host)
     sweeping = Sweeping()
     active = ActiveCheckpoints()

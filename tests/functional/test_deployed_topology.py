@@ -182,15 +182,18 @@ def topology(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Topolog
 def test_protect_restore_verify_delete_spread_over_two_workers(topology: Topology) -> None:
     volumes = topology.state / "volumes"
     digests = {}
-    for i in range(8):
+    for i in range(6):
         digests[f"disk{i}.img"] = write_random_image(volumes / f"disk{i}.img", 8 * MiB, seed=100 + i)
     plans = {name: topology.plan(name) for name in digests}
-    checkpoints = {name: topology.protect(plan) for name, plan in plans.items()}  # eight at once
+    checkpoints = {name: topology.protect(plan) for name, plan in plans.items()}  # six at once, on idle workers
     for cid in checkpoints.values():
         body = topology.wait(f"/providers/{PROVIDER}/checkpoints/{cid}", "checkpoint", {"available", "error"})
         assert body["status"] == "available", body
-    hosts = {topology.worker_of(cid, "protect") for cid in checkpoints.values()}
-    assert hosts == {"worker-1", "worker-2"}, "the eight protects were not spread over both workers"
+    hosts = [topology.worker_of(cid, "protect") for cid in checkpoints.values()]
+    split = {host: hosts.count(host) for host in ("worker-1", "worker-2")}
+    # Each conductor claims one job at a time and only while no other idle-enough worker runs fewer.
+    assert abs(split["worker-1"] - split["worker-2"]) <= 1, f"six protects on two idle workers split {split}"
+    print(f"six simultaneous protects on two idle workers: {split}")
 
     cid = checkpoints["disk0.img"]
     restore = topology.restore(cid, "disk0-restored.img")
@@ -288,3 +291,17 @@ def test_the_surviving_worker_finishes_what_a_killed_one_started(topology: Topol
     assert not target.exists()
     [log] = [log for log in topology.get("/operation_logs", restore_id=restore)["operation_logs"]]
     assert log["host"] != victim and log["extra_info"]["resumed"] is True
+    # The killed workers' leases (three processes) go once expired and reclaimed: within one GC interval
+    # (1 s) after the 8 s expiry window, `bank leases` lists only the live workers, by their configured host.
+    deadline = time.monotonic() + 8 + 30
+    while True:
+        listed = subprocess.run([str(BIN / "strongroom-manage"), "--config-file", str(topology.conf("api")),
+                                 "bank", "leases"], capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        rows = [line for line in listed.stdout.splitlines() if line.startswith("  ")]
+        if rows and not any(" expired " in row for row in rows):
+            break
+        assert time.monotonic() < deadline, listed.stdout
+        time.sleep(1)
+    assert len(rows) == 2 and all(" alive " in row for row in rows), listed.stdout
+    assert {row.split()[-3] for row in rows} == {"worker-1", "worker-2"}, listed.stdout  # host, pid N

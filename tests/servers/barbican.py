@@ -23,7 +23,8 @@ What it runs, and why so:
   Its configuration file is ``~/.barbican/barbican.conf`` with HOME the run's ``home``: Barbican's crypto
   plugins each parse a configuration of their own from the default places, so no ``--config-file`` reaches
   them (``/etc/barbican`` would come after and is not read once the first place has the file).
-* Keystone: sqlite, fernet tokens (keys made by the fixture, as ``keystone-manage fernet_setup`` would),
+* Keystone (:class:`tests.servers.keystone.KeystoneServer`, in the same directory): sqlite, fernet tokens
+  (keys made by the fixture, as ``keystone-manage fernet_setup`` would),
   ``keystone-manage db_sync`` then ``bootstrap`` (admin, the catalogue's identity endpoint on its port); the
   fixture then makes a project ``strongroom`` with a user ``strongroom`` holding ``member`` (what Barbican's
   default policy asks of a creator of secrets and orders); ``account(name)`` makes another such pair on first
@@ -62,7 +63,6 @@ both answering, with the first user made: 4.5-5.8 s on two busy cores (Keystone'
 from __future__ import annotations
 
 import base64
-import concurrent.futures
 import contextlib
 import dataclasses
 import os
@@ -79,7 +79,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.servers import dying_with_parent, free_port, must_not_skip, stop_process, tail_log
+from tests.servers import dying_with_parent, must_not_skip, stop_process, tail_log
+from tests.servers.keystone import Account, KeystoneError, KeystoneServer, program
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_VENV = ROOT / ".cache" / "barbican-venv"
@@ -99,18 +100,6 @@ from paste import deploy
 application = deploy.loadapp("config:" + os.environ["STRONGROOM_BARBICAN_PASTE"])
 """
 
-#: Keystone's: its own, with gunicorn's command line out of oslo.config's sight (it would parse it).
-_KEYSTONE_WSGI = """\
-import sys
-
-sys.argv[1:] = []
-
-from keystone.server import wsgi  # noqa: E402
-
-application = wsgi.initialize_public_application()
-"""
-
-
 class BarbicanError(RuntimeError):
     """Barbican or its Keystone could not be started or asked."""
 
@@ -122,23 +111,12 @@ def venv_path() -> pathlib.Path:
 def missing() -> str | None:
     """Why Barbican cannot run here, or None."""
     venv = venv_path()
-    for program in ("gunicorn", "keystone-manage", "barbican-manage"):
-        if not (venv / "bin" / program).exists():
-            return f"{program} is not installed in {venv} (`make barbican-venv` builds it)"
+    for script in ("gunicorn", "keystone-manage", "barbican-manage"):
+        if not (venv / "bin" / script).exists():
+            return f"{script} is not installed in {venv} (`make barbican-venv` builds it)"
     if not (venv / "etc" / "barbican" / "barbican-api-paste.ini").exists():
         return f"Barbican's barbican-api-paste.ini is not in {venv}/etc/barbican (`make barbican-venv`)"
     return None
-
-
-@dataclasses.dataclass
-class Account:
-    """A Keystone user with ``member`` on one project, in the Default domain."""
-
-    project: str
-    username: str
-    password: str = dataclasses.field(repr=False)
-    project_id: str = ""
-    user_id: str = ""
 
 
 @dataclasses.dataclass
@@ -154,11 +132,17 @@ class BarbicanServer:
     admin_password: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(18), repr=False)
     accounts: dict[str, Account] = dataclasses.field(default_factory=dict)
     _processes: dict[str, subprocess.Popen[bytes]] = dataclasses.field(default_factory=dict, repr=False)
+    _keystone: KeystoneServer = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._keystone = KeystoneServer(self.directory, venv=self.venv, port=self.keystone_port,
+                                        admin_password=self.admin_password)
+        self.keystone_port = self._keystone.port
 
     @property
     def keystone_url(self) -> str:
         """Keystone's v3 endpoint (castellan's ``auth_url``)."""
-        return f"http://127.0.0.1:{self.keystone_port}/v3"
+        return self._keystone.url
 
     @property
     def barbican_url(self) -> str:
@@ -179,24 +163,16 @@ class BarbicanServer:
 
     def start(self) -> None:
         began = time.monotonic()
-        for sub in ("log", "state", "fernet-keys", "credential-keys", "home/.barbican"):
+        for sub in ("log", "state", "home/.barbican"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not self.keystone_port:
-            self.keystone_port = free_port()
         try:
             self._write_files()
             # Barbican needs nothing of Keystone until the first request: it starts while Keystone is made.
             self._spawn("barbican", "barbican_wsgi:application", HOME=str(self.directory / "home"),
                         STRONGROOM_BARBICAN_PASTE=str(self.venv / "etc" / "barbican" / "barbican-api-paste.ini"))
-            self._keystone_manage("db_sync")
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                bootstrap = pool.submit(self._bootstrap)
-                self._spawn("keystone", "keystone_wsgi:application",
-                            OS_KEYSTONE_CONFIG_FILES=str(self._keystone_conf), OS_KEYSTONE_CONFIG_DIR="")
-                bootstrap.result()
+            self._keystone.start(check_running=self._check_running)
             deadline = time.monotonic() + START_TIMEOUT
             self.barbican_port = self._wait_listening("barbican", deadline)
-            self._wait_answering("keystone", self.keystone_url, deadline)
             self._wait_answering("barbican", self.barbican_url + "/", deadline)
             self.account(PROJECT)
         except BaseException:
@@ -208,6 +184,7 @@ class BarbicanServer:
         """Stop both servers by PID.  Idempotent; the directory stays for the logs."""
         for name in list(self._processes):
             stop_process(self._processes.pop(name), group=True)
+        self._keystone.stop()
 
     # -- what tests use ----------------------------------------------------------------------------------
 
@@ -257,12 +234,12 @@ class BarbicanServer:
     def account(self, project: str = PROJECT) -> Account:
         """The user with ``member`` on ``project`` (both made in Keystone on first use)."""
         if project not in self.accounts:
-            self.accounts[project] = self._make_account(project)
+            self.accounts[project] = self._keystone.account(project, ROLE)
         return self.accounts[project]
 
     def admin_token(self) -> str:
         """A project-scoped token of Keystone's admin (for checks behind castellan's back)."""
-        return self._token("admin", self.admin_password, "admin")
+        return self._keystone.admin_token()
 
     def barbican_api(self, method: str, path: str, project: str = PROJECT, **kwargs: Any) -> requests.Response:
         """One request to Barbican's v1 API as ``project``'s user."""
@@ -274,10 +251,6 @@ class BarbicanServer:
     # -- internals ---------------------------------------------------------------------------------------
 
     @property
-    def _keystone_conf(self) -> pathlib.Path:
-        return self.directory / "keystone.conf"
-
-    @property
     def _barbican_conf(self) -> pathlib.Path:
         """Where every one of Barbican's configurations looks first: its plugins' modules each parse one of
         their own, from the default places, at import (``~/.barbican/barbican.conf``; HOME is the directory's
@@ -285,35 +258,7 @@ class BarbicanServer:
         return self.directory / "home" / ".barbican" / "barbican.conf"
 
     def _write_files(self) -> None:
-        from cryptography.fernet import Fernet
-
         d = self.directory
-        # What `keystone-manage fernet_setup` / `credential_setup` make: 0 staged, 1 primary (0600; no process).
-        for repository in ("fernet-keys", "credential-keys"):
-            for index in ("0", "1"):
-                key = d / repository / index
-                key.write_bytes(Fernet.generate_key())
-                key.chmod(0o600)
-        self._keystone_conf.write_text(f"""[DEFAULT]
-log_file = {self.log_path('keystone')}
-use_stderr = false
-[database]
-connection = sqlite:///{d}/state/keystone.sqlite
-[fernet_tokens]
-key_repository = {d}/fernet-keys
-[fernet_receipts]
-key_repository = {d}/fernet-keys
-[credential]
-key_repository = {d}/credential-keys
-[token]
-provider = fernet
-[cache]
-enabled = true
-backend = dogpile.cache.memory
-[identity]
-# bcrypt's least work factor: each password check (every castellan call gets a token) costs ms, not 0.25 s.
-password_hash_rounds = 4
-""")
         kek = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
         self._barbican_conf.write_text(f"""[DEFAULT]
 sql_connection = sqlite:///{d}/state/barbican.sqlite
@@ -340,31 +285,11 @@ project_domain_name = Default
 service_token_roles_required = true
 """)
         (d / "barbican_wsgi.py").write_text(_BARBICAN_WSGI)
-        (d / "keystone_wsgi.py").write_text(_KEYSTONE_WSGI)
-
-    def _bootstrap(self) -> None:
-        self._keystone_manage(
-            "bootstrap", "--bootstrap-username", "admin", "--bootstrap-project-name", "admin",
-            "--bootstrap-role-name", "admin", "--bootstrap-service-name", "keystone",
-            "--bootstrap-region-id", "RegionOne", "--bootstrap-public-url", self.keystone_url,
-            "--bootstrap-internal-url", self.keystone_url, "--bootstrap-admin-url", self.keystone_url,
-            env={"OS_BOOTSTRAP_PASSWORD": self.admin_password})
-
-    def _keystone_manage(self, *args: str, env: dict[str, str] | None = None) -> None:
-        argv = [str(self.venv / "bin" / "keystone-manage"), "--config-file", str(self._keystone_conf), *args]
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=START_TIMEOUT, check=False,
-                                  env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
-        except (OSError, subprocess.TimeoutExpired) as err:
-            raise BarbicanError(f"keystone-manage {args[0]} failed: {err}") from err
-        if done.returncode != 0:
-            raise BarbicanError(f"keystone-manage {args[0]} failed ({done.returncode}): "
-                                f"{(done.stderr or done.stdout).strip()[-2000:]} {tail_log(self.log_path('keystone'))}")
 
     def _spawn(self, name: str, app: str, **env: str) -> None:
-        port = self.keystone_port if name == "keystone" else 0  # Barbican's: the kernel's, read from the log
+        port = 0  # the kernel's, read from the log
         command = dying_with_parent([
-            str(self.venv / "bin" / "gunicorn"), "--chdir", str(self.directory), "--bind", f"127.0.0.1:{port}",
+            *program(self.venv, "gunicorn"), "--chdir", str(self.directory), "--bind", f"127.0.0.1:{port}",
             "--workers", "1", "--timeout", "120", "--graceful-timeout", "3", "--log-level", "info",
             "--no-control-socket", app])
         with open(self.log_path(f"{name}-gunicorn"), "ab") as out:
@@ -373,6 +298,7 @@ service_token_roles_required = true
                 env={**os.environ, "PYTHONWARNINGS": "ignore", **env}, start_new_session=True)
 
     def _check_running(self) -> None:
+        self._keystone.check_running()
         for name, process in self._processes.items():
             if process.poll() is not None:
                 raise BarbicanError(f"{name} exited with status {process.returncode}: "
@@ -402,35 +328,7 @@ service_token_roles_required = true
             time.sleep(0.1)
 
     def _token(self, username: str, password: str, project: str) -> str:
-        body = {"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": username, "domain": {"id": "default"}, "password": password}}},
-            "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
-        answer = requests.post(f"{self.keystone_url}/auth/tokens", json=body, timeout=30)
-        if answer.status_code != 201:
-            raise BarbicanError(f"Keystone refused a token to {username}: {answer.status_code} {answer.text[:300]}")
-        return answer.headers["X-Subject-Token"]
-
-    def _make_account(self, project: str) -> Account:
-        """Project ``project``, user ``project`` with ``member`` on it, through Keystone's API as admin."""
-        token = self.admin_token()
-
-        def call(method: str, path: str, body: Any = None) -> Any:
-            answer = requests.request(method, self.keystone_url + path, json=body, timeout=30,
-                                      headers={"X-Auth-Token": token})
-            if answer.status_code >= 300:
-                raise BarbicanError(f"Keystone {method} {path}: {answer.status_code} {answer.text[:300]}")
-            return answer.json() if answer.content else None
-
-        account = Account(project=project, username=project, password=secrets.token_urlsafe(18))
-        account.project_id = call("POST", "/projects", {"project": {"name": project, "domain_id": "default"}})[
-            "project"]["id"]
-        account.user_id = call("POST", "/users", {"user": {
-            "name": account.username, "password": account.password, "domain_id": "default",
-            "default_project_id": account.project_id}})["user"]["id"]
-        role_id = call("GET", f"/roles?name={ROLE}")["roles"][0]["id"]
-        call("PUT", f"/projects/{account.project_id}/users/{account.user_id}/roles/{role_id}")
-        return account
+        return self._keystone.password_token(username, password, project)
 
 
 def castellan_conf(options: dict[str, dict[str, str]]) -> Any:
@@ -493,7 +391,7 @@ def barbican_server() -> Iterator[BarbicanServer]:
     server = BarbicanServer(directory)
     try:
         server.start()
-    except BarbicanError as err:
+    except (BarbicanError, KeystoneError) as err:
         _unavailable(f"Barbican could not start: {err}")
     try:
         yield server

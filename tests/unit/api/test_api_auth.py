@@ -143,6 +143,6 @@ def test_noauth_identity(conf: Any) -> None:
 
     mw = auth.NoAuthMiddleware(app, ADMIN_TOKEN)
     webob.Request.blank("/", headers={"X-Auth-Token": "anything", "X-User-Id": "alice"}).get_response(mw)
-    assert seen["identity"].user_id == "alice" and seen["identity"].roles == ("member",)
+    assert seen["identity"].user_id == "alice" and seen["identity"].roles == ("member", "reader")
     webob.Request.blank("/", headers={"X-Auth-Token": ADMIN_TOKEN}).get_response(mw)
-    assert seen["identity"].user_id == "noauth" and "admin" in seen["identity"].roles
+    assert seen["identity"].user_id == "noauth" and seen["identity"].roles == ("admin", "member", "reader")

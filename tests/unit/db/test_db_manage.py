@@ -77,3 +77,37 @@ def test_missing_config_file_is_named(tmp_path: Path) -> None:
     out = _manage("--config-file", str(tmp_path / "absent.conf"), "db", "version", cwd=tmp_path)
     assert out.returncode == 1
     assert "absent.conf" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_db_sync_with_the_urls_the_docs_show(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``postgresql://`` and ``mysql://`` as doc/deployment.md writes them (no driver named): the metadata
+    schema and taskflow's tables both, with the drivers the Makefile's install brings (psycopg2, PyMySQL)."""
+    if server.backend == "sqlite":
+        pytest.skip("the bare-URL question is PostgreSQL's and MariaDB's")
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server.create_database())
+    bare = url.set(drivername=url.get_backend_name()).render_as_string(hide_password=False)
+    assert "+" not in bare.split("://")[0]
+    conf = tmp_path / "strongroom.conf"
+    conf.write_text(f"[database]\nconnection = {bare}\ntaskflow_persistence = true\n")
+    sync = _manage("--config-file", str(conf), "db", "sync", cwd=tmp_path)
+    assert sync.returncode == 0, sync.stderr
+    engine = sa.create_engine(url)
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"checkpoints", "plans", "logbooks", "flowdetails", "atomdetails"} <= tables, tables
+
+
+def test_a_sync_whose_driver_is_missing_changes_nothing(tmp_path: Path) -> None:
+    db_file = tmp_path / "strongroom.sqlite"
+    conf = tmp_path / "strongroom.conf"
+    conf.write_text("[database]\nconnection = postgresql+psycopg://strongroom:SECRET@127.0.0.1/none\n")
+    sync = _manage("--config-file", str(conf), "db", "sync", cwd=tmp_path)
+    assert sync.returncode != 0
+    assert "the database driver 'psycopg' is not installed" in sync.stderr and "nothing was changed" in sync.stderr
+    assert "SECRET" not in sync.stderr + sync.stdout and "Traceback" not in sync.stderr
+    assert not db_file.exists()

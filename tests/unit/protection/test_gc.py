@@ -248,13 +248,17 @@ def test_zombie_of_a_dead_writer_is_reclaimed_after_its_lease_expires(manager: P
     zombie, zombie_chunks = dead_writer(bank, clock)
     manager.db.create_checkpoint(CheckpointStore(bank).read(zombie))
 
-    assert manager.collection.collect()[0]["reclaimed"] == []  # its lease is still alive
+    first = manager.collection.collect()[0]
+    assert first["reclaimed"] == [] and first["leases_removed"] == []  # its lease is still alive
     assert CheckpointStore(bank).read(zombie).status == "protecting"
     clock.advance(WINDOWS.expire + 2)
     ClockedBank.deleted.clear()
     [result] = manager.collection.collect()
     [reclaim] = result["reclaimed"]
     assert (reclaim["checkpoint_id"], reclaim["owner_id"], reclaim["status"]) == (zombie, "dead-writer", "error")
+    # Nothing of the dead writer is left: its expired lease goes in the same pass; the survivor's stays.
+    assert result["leases_removed"] == ["dead-writer"] and "removed 1 expired lease(s)" in result["summary"]
+    assert bank.list(BankLayout.LEASES) == [BankLayout.lease_key("survivor")]
 
     index = CheckpointStore(bank).read(zombie)
     assert index.status == "error" and "dead-writer lost its lease" in (index.status_reason or "")
@@ -305,6 +309,32 @@ def test_live_writers_and_interrupted_deletes(manager: ProtectionManager, clock:
     assert store.read(alive).status == "protecting"
     assert store.read(deleting).status == "deleted"
     assert "sweep skipped" in result["summary"] and "busy-writer" in result["summary"]
+    assert result["leases_removed"] == ["dead-deleter"]  # the busy writer's live lease stays
+    assert BankLayout.lease_key("busy-writer") in bank.list(BankLayout.LEASES)
+
+
+def test_an_expired_lease_stays_while_its_owner_has_a_marker_left(manager: ProtectionManager,
+                                                                   clock: FakeClock) -> None:
+    bank = bank_of(manager)
+    dead_writer(bank, clock, owner="stuck-writer")
+    clock.advance(WINDOWS.expire + 2)
+    manager.leases.fence(manager.registry.get(PROVIDER))  # the collector's own lease, renewed
+    collector = gc.GarbageCollector(manager.catalogues.of(manager.registry.get(PROVIDER)),
+                                    manager.leases.fence(manager.registry.get(PROVIDER)).keeper.lease)
+    report = gc.Report(bank="b", dry_run=False)
+    collector.remove_expired_leases(report)  # its zombie not reclaimed yet: its marker still names it
+    assert report.leases_removed == [] and BankLayout.lease_key("stuck-writer") in bank.list(BankLayout.LEASES)
+    collector.reclaim_zombies(report)
+    collector.remove_expired_leases(report)
+    assert report.leases_removed == ["stuck-writer"]
+    assert not bank.list(BankLayout.lease_key("stuck-writer")) and not bank.list("clock/stuck-writer")
+
+
+def test_a_lease_names_the_configured_host(clock: FakeClock) -> None:
+    lease = BankLease(MemoryBank(), "svc-7", WINDOWS, clock=clock, host="worker-7")
+    lease.acquire_lease()
+    [info] = lease.list_leases()
+    assert info.host == "worker-7" and info.alive
 
 
 def test_own_orphans_are_reclaimed_at_once_but_not_running_work(db: Database, registry: ProviderRegistry,
