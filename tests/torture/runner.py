@@ -68,12 +68,13 @@ class Settings:
     report: Path | None = None
 
     @classmethod
-    def from_env(cls, trials: int, seed: int | None = None) -> Settings:
-        """``TORTURE_*`` settings; without ``TORTURE_SEED``, ``seed`` or else a random one."""
+    def from_env(cls, trials: int, seed: int | None = None, volume_mib: int | None = None) -> Settings:
+        """``TORTURE_*`` settings; without ``TORTURE_SEED``, ``seed`` or else a random one (likewise the
+        volume's size)."""
         env = os.environ
         return cls(trials=int(env.get("TORTURE_TRIALS", trials)),
                    seed=int(env.get("TORTURE_SEED", seed if seed is not None else random.randrange(100000))),
-                   volume_mib=int(env.get("TORTURE_VOLUME_MIB", cls.volume_mib)),
+                   volume_mib=int(env.get("TORTURE_VOLUME_MIB", volume_mib or cls.volume_mib)),
                    full_check_every=int(env.get("TORTURE_FULL_CHECK_EVERY", cls.full_check_every)),
                    bank=env.get("TORTURE_BANK", cls.bank),
                    report=Path(env.get("TORTURE_REPORT", ".torture/report.md")))

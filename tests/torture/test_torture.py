@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
 def test_random_kills_leave_every_invariant_true(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     short = "TORTURE_TRIALS" not in os.environ
-    settings = Settings.from_env(trials=5, seed=1 if short else None)
+    # The short run's volume is three times the long run's: its restores and verifies of 16 MiB took ~0.2 s,
+    # so on a loaded CI machine most kills landed after the run had ended (1 of 5 mid-run once).
+    settings = Settings.from_env(trials=5, seed=1 if short else None, volume_mib=48 if short else None)
     report = Torture(settings, bank_under_test(settings.bank, request, tmp_path), tmp_path).run()
     print("\n" + report.settings + "\n" + report.table())
     if settings.report is not None:
