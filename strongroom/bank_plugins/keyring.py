@@ -176,16 +176,16 @@ class Keyring:
         only the chunks the target lacks without reading the others).  Its data key is new."""
         with self._lock:
             if self._current.get(project_id) is None and not self._stored_ids(project_id):
-                generated = Keyset.generate(project_id)
-                keyset = Keyset(project_id, generated.key_id, generated.data_key, id_key)
-                kek_id = self.current_kek_id()
-                self._write(keyset, kek_id, self._kek(kek_id, f"key-encryption key {kek_id}"))
+                self._create(project_id, id_key)
         return self.current(project_id)
 
     # -- writing -------------------------------------------------------------------
 
-    def _create(self, project_id: str) -> Keyset:
+    def _create(self, project_id: str, id_key: bytes | None = None) -> Keyset:
+        """A new keyset of the project (with ``id_key`` as its chunk-id key if given), wrapped and stored."""
         keyset = Keyset.generate(project_id)
+        if id_key is not None:
+            keyset = Keyset(project_id, keyset.key_id, keyset.data_key, id_key)
         kek_id = self.current_kek_id()
         self._write(keyset, kek_id, self._kek(kek_id, f"key-encryption key {kek_id}"))
         again = self.current_kek_id()

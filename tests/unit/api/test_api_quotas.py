@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 from apiharness import ADMIN_TOKEN, PROVIDER_ID, VOLUME, Stack, running_stack
+
+from tests.race import race
 
 PG_ADMIN_URL = os.environ.get("STRONGROOM_TEST_POSTGRESQL_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
@@ -121,22 +122,9 @@ def test_a_protect_over_the_checkpoints_quota_answers_413_across_rpc(stack: Stac
 
 
 def _race_plans(stack: Stack, project: str, n: int = 20) -> list[requests.Response]:
-    barrier = threading.Barrier(n)
-    answers: list[requests.Response] = []
-    lock = threading.Lock()
-
-    def create(i: int) -> None:
-        barrier.wait(timeout=10)
-        resp = stack.call("POST", "/plans", project=project, body=_plan_body(f"racer {i}"))
-        with lock:
-            answers.append(resp)
-
-    threads = [threading.Thread(target=create, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads)
+    answers, errors = race(n, lambda i: stack.call("POST", "/plans", project=project,
+                                                   body=_plan_body(f"racer {i}")))
+    assert not errors, errors
     return answers
 
 

@@ -4,53 +4,25 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from strongroom import exceptions
 from strongroom.db.api import Database
 from strongroom.objects.records import CheckpointRecord
+from tests.race import race
 
 pytestmark = pytest.mark.db
 
 PROVIDER = "cf56bd3e-97a7-4078-b6d5-f36246333fd9"
 
 
-def _race(n: int, work: Callable[[int], Any]) -> tuple[list[Any], list[BaseException]]:
-    """Run ``work(i)`` in ``n`` threads released together; return results and errors."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run(i: int) -> None:
-        barrier.wait(timeout=10)
-        try:
-            out = work(i)
-        except BaseException as err:
-            with lock:
-                errors.append(err)
-        else:
-            with lock:
-                results.append(out)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads)
-    return results, errors
-
-
 def test_compare_and_set_has_exactly_one_winner(db: Database) -> None:
     for _round in range(5):
         cp = db.create_checkpoint(CheckpointRecord(id=str(uuid.uuid4()), provider_id=PROVIDER,
                                                    project_id="p1", status="available"))
-        results, errors = _race(2, lambda i, cp_id=cp.id: db.update_checkpoint(
+        results, errors = race(2, lambda i, cp_id=cp.id: db.update_checkpoint(
             cp_id, {"status": "deleting", "status_reason": f"thread {i}"}, expected_status="available"))
         assert len(results) == 1, errors
         assert len(errors) == 1 and isinstance(errors[0], exceptions.Conflict), errors
@@ -63,13 +35,13 @@ def test_racing_transitions_never_break_the_table(db: Database) -> None:
     cp = db.create_checkpoint(CheckpointRecord(id=str(uuid.uuid4()), provider_id=PROVIDER, project_id="p1",
                                                status="protecting"))
     targets = ["available", "error"]
-    results, errors = _race(2, lambda i: db.update_checkpoint(cp.id, {"status": targets[i]}))
+    results, errors = race(2, lambda i: db.update_checkpoint(cp.id, {"status": targets[i]}))
     assert len(results) == 1, errors
     assert len(errors) == 1 and isinstance(errors[0], exceptions.InvalidStatusTransition), errors
 
 
 def test_heartbeats_from_many_threads_make_one_row(db: Database) -> None:
-    results, errors = _race(6, lambda i: db.service_heartbeat("node-1", "strongroom-protection"))
+    results, errors = race(6, lambda i: db.service_heartbeat("node-1", "strongroom-protection"))
     assert errors == []
     assert len({s.id for s in results}) == 1
     assert len(db.list_services()) == 1
@@ -79,7 +51,7 @@ def test_memory_database_is_shared_by_threads() -> None:
     database = Database("memory://")
     database.sync()
     try:
-        results, errors = _race(4, lambda i: database.create_checkpoint(CheckpointRecord(
+        results, errors = race(4, lambda i: database.create_checkpoint(CheckpointRecord(
             id=str(uuid.uuid4()), provider_id=PROVIDER, project_id=f"p{i}", status="protecting")))
         assert errors == []
         seen: list[int] = []
@@ -104,7 +76,7 @@ def test_sqlite_writers_of_one_process_queue_for_the_file(tmp_path: Path) -> Non
     stores = [Database(url), Database(url)]
     stores[0].sync()
     try:
-        results, errors = _race(16, lambda i: stores[i % 2].create_checkpoint(CheckpointRecord(
+        results, errors = race(16, lambda i: stores[i % 2].create_checkpoint(CheckpointRecord(
             id=str(uuid.uuid4()), provider_id=PROVIDER, project_id=f"p{i}", status="protecting")))
         assert errors == [] and len(results) == 16
         assert len(stores[1].list_checkpoints(None, None)) == 16

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +10,7 @@ import pytest
 from strongroom import exceptions
 from strongroom.db.api import Database
 from strongroom.objects.records import CheckpointRecord, Plan, Resource
+from tests.race import race
 
 pytestmark = pytest.mark.db
 
@@ -25,32 +24,6 @@ def _plan(project: str = "p1") -> Plan:
 
 def _checkpoint(project: str = "p1", status: str = "protecting") -> CheckpointRecord:
     return CheckpointRecord(id=str(uuid.uuid4()), provider_id=PROVIDER, project_id=project, status=status)
-
-
-def _race(n: int, work: Callable[[int], Any]) -> tuple[list[Any], list[BaseException]]:
-    barrier = threading.Barrier(n)
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run(i: int) -> None:
-        barrier.wait(timeout=10)
-        try:
-            out = work(i)
-        except BaseException as err:
-            with lock:
-                errors.append(err)
-        else:
-            with lock:
-                results.append(out)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads)
-    return results, errors
 
 
 def test_defaults_come_from_the_options_then_the_default_class(db: Database) -> None:
@@ -118,7 +91,7 @@ def test_twenty_racing_creates_against_ten_make_exactly_ten(db: Database, kind: 
     else:
         def work(_i: int) -> Any:
             return db.create_checkpoint(_checkpoint(project), enforce_quota=True)
-    results, errors = _race(20, work)
+    results, errors = race(20, work)
     assert len(results) == 10, errors
     assert len(errors) == 10 and all(isinstance(e, exceptions.QuotaExceeded) for e in errors), errors
     assert {str(e) for e in errors} == {f"Quota exceeded for {kind}: limit 10, in use 10"}
