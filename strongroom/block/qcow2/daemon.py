@@ -37,6 +37,8 @@ LOG = logging.getLogger("strongroom.block.qcow2")
 BINARY = "qemu-storage-daemon"
 #: The Debian package that ships :data:`BINARY`.
 PACKAGE = "qemu-system-common"
+#: Seconds a new daemon has to answer on QMP, at least (the operations' timeout when that is longer).
+START_TIMEOUT = 30.0
 
 
 def process_start(pid: int) -> str | None:
@@ -151,24 +153,30 @@ class Daemon:
         if setpriv:
             argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
         self._process = _spawn_kept(argv, log_path)
-        deadline = time.monotonic() + self.timeout
+        # Starting is not an operation: a loaded machine may take seconds just to load the daemon's
+        # libraries, so it has at least START_TIMEOUT whatever the operations' timeout.
+        budget = max(self.timeout, START_TIMEOUT)
+        deadline = time.monotonic() + budget
+        seen = "its QMP socket never appeared"
         while True:
             if self._process.poll() is not None:
                 raise exceptions.BlockUnavailable(
                     backend=self.what, reason=f"qemu-storage-daemon exited with {self._process.returncode}: "
                     f"{_tail(log_path)}")
             start = process_start(self._process.pid)
-            if start is not None and os.path.exists(qmp_path):
+            left = deadline - time.monotonic()
+            if start is not None and os.path.exists(qmp_path) and left > 0:
                 try:
-                    self._qmp = QmpClient(qmp_path, self.timeout)
+                    self._qmp = QmpClient(qmp_path, self.timeout, greeting_timeout=min(self.timeout, left))
                     break
-                except QmpGone:
-                    pass
+                except QmpGone as err:
+                    seen = f"QMP: {err}"
             if time.monotonic() > deadline:
+                state = _process_state(self._process.pid)
                 self._kill()
                 raise exceptions.BlockUnavailable(
-                    backend=self.what, reason=f"qemu-storage-daemon did not answer on QMP within "
-                    f"{self.timeout:g} s: {_tail(log_path)}")
+                    backend=self.what, reason=f"qemu-storage-daemon (pid {self._process.pid}, {state}) did not "
+                    f"answer on QMP within {budget:g} s ({seen}): {_tail(log_path)}")
             time.sleep(0.005)
         self.instance = f"{self._process.pid}.{start}"
         _write_state(self._state_file(), {"pid": self._process.pid, "instance": self.instance,
@@ -239,6 +247,19 @@ class Daemon:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+
+def _process_state(pid: int) -> str:
+    """What ``/proc`` says process ``pid`` is doing (its state and the kernel function it waits in), for an
+    error message about a daemon that does not answer."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            state = next((line.split(":", 1)[1].strip() for line in f if line.startswith("State:")), "?")
+        with open(f"/proc/{pid}/wchan", encoding="ascii", errors="replace") as f:
+            wchan = f.read().strip() or "-"
+    except OSError:
+        return "gone"
+    return f"state {state}, waiting in {wchan}"
 
 
 def _spawn_kept(argv: list[str], log_path: str) -> subprocess.Popen[bytes]:

@@ -41,18 +41,21 @@ class QmpGone(Exception):
 class QmpClient:
     """One QMP connection, negotiated on construction."""
 
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, path: str, timeout: float, greeting_timeout: float | None = None) -> None:
+        """``timeout`` bounds every command; ``greeting_timeout`` (default ``timeout``) the connection and
+        the negotiation."""
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._buffer = b""
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout)
+        self._sock.settimeout(timeout if greeting_timeout is None else greeting_timeout)
         try:
             self._sock.connect(path)
             greeting = self._receive()
             if "QMP" not in greeting:
                 raise QmpGone(f"no QMP greeting on {path}: {str(greeting)[:200]}")
             self.execute("qmp_capabilities")
+            self._sock.settimeout(timeout)
         except (OSError, QmpGone) as err:
             self._sock.close()
             raise err if isinstance(err, QmpGone) else QmpGone(f"QMP socket {path}: {err}") from err

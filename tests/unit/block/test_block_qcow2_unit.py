@@ -42,3 +42,39 @@ def test_a_failing_qemu_img_says_why_and_the_name_stays_free(tmp_path: pathlib.P
         assert backend.reclaim_leftovers() == []
     finally:
         backend.close()
+
+
+def _script(tmp_path: pathlib.Path, body: str) -> str:
+    script = tmp_path / "qemu-storage-daemon"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_daemon_that_never_answers_is_reported_with_what_was_seen(tmp_path: pathlib.Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from strongroom.block.qcow2 import daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "START_TIMEOUT", 0.5)
+    mute = daemon_module.Daemon(str(tmp_path / "state"), "qcow2 block backend at x", 0.1,
+                                _script(tmp_path, "exec sleep 30"))
+    with pytest.raises(exceptions.BlockUnavailable,
+                       match=r"did not answer on QMP within 0.5 s \(its QMP socket never appeared\)"):
+        mute.ensure()
+    assert mute.pid is not None and daemon_module.process_start(mute.pid) is None  # killed, not left behind
+
+
+def test_a_daemon_slower_to_start_than_the_operations_timeout_is_waited_for(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a loaded machine a daemon may take longer to come up than one QMP command may take."""
+    from strongroom.block.qcow2 import daemon as daemon_module
+    from tests.servers.qemu import require_qemu
+
+    require_qemu()
+    monkeypatch.setattr(daemon_module, "START_TIMEOUT", 10.0)
+    slow = daemon_module.Daemon(str(tmp_path / "state"), "qcow2 block backend at x", 0.2,
+                                _script(tmp_path, 'sleep 1\nexec qemu-storage-daemon "$@"'))
+    try:
+        assert slow.execute("query-version")["qemu"]["major"] >= 6
+    finally:
+        slow.stop()
