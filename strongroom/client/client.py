@@ -170,6 +170,16 @@ class Client:
     def delete_checkpoint(self, provider_id: str, checkpoint_id: str) -> None:
         self.request("DELETE", f"/providers/{provider_id}/checkpoints/{checkpoint_id}")
 
+    def copy_checkpoints(self, provider_id: str, plan_id: str, target_provider_id: str,
+                         checkpoint_id: str | None = None) -> dict[str, Any]:
+        """Karbor's copy action: ``checkpoint_id`` to ``target_provider_id``'s bank, or without it every
+        available checkpoint of the plan the target lacks; the answer lists the ids whose copy started."""
+        parameters = {"target_provider_id": target_provider_id}
+        if checkpoint_id:
+            parameters["checkpoint_id"] = checkpoint_id
+        body = {"copy": {"plan_id": plan_id, "parameters": parameters}}
+        return dict(self.request("POST", f"/providers/{provider_id}/checkpoints/action", body)["copy"])
+
     def reset_checkpoint_state(self, provider_id: str, checkpoint_id: str, state: str) -> None:
         self.request("PUT", f"/providers/{provider_id}/checkpoints/{checkpoint_id}",
                      {"os-resetState": {"state": state}})

@@ -1,4 +1,5 @@
-"""``strongroom checkpoint``: checkpoints of a plan, taken, listed, deleted (``--wait`` follows them)."""
+"""``strongroom checkpoint``: checkpoints of a plan, taken, listed, copied to another provider's bank, deleted
+(``--wait`` follows them)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ def register(groups: SubParsers) -> None:
     p = g.add_parser("list")
     p.add_argument("provider_id")
     add_list_options(p, "plan_id", "status", "start_date", "end_date", "project_id")
+    p = g.add_parser("copy", help="Copy checkpoints of a plan to another provider's bank.")
+    p.add_argument("provider_id", help="The provider holding the checkpoints.")
+    p.add_argument("plan_id")
+    p.add_argument("--to", dest="target_provider_id", required=True, metavar="PROVIDER_ID",
+                   help="The provider whose bank receives the copies.")
+    p.add_argument("--checkpoint", dest="checkpoint_id", metavar="CHECKPOINT_ID",
+                   help="Copy this checkpoint only (default: every available one the target lacks).")
+    add_wait(p)
     for name in ("show", "delete", "reset-state"):
         p = g.add_parser(name)
         p.add_argument("provider_id")
@@ -40,6 +49,8 @@ def run(cli: Cli, a: argparse.Namespace) -> int:
     c = cli.client
     if a.action == "create":
         return _create(cli, a)
+    if a.action == "copy":
+        return _copy(cli, a)
     if a.action == "list":
         cli.emit_list(COLUMNS, c.list_checkpoints(
             a.provider_id, **list_params(a, "plan_id", "status", "start_date", "end_date", "project_id")))
@@ -61,6 +72,28 @@ def _create(cli: Cli, a: argparse.Namespace) -> int:
         code, final = cli.wait(lambda: c.show_checkpoint(a.provider_id, cp["id"]), DONE, FAILED, show_bytes=True)
         cp = final or cp
     cli.emit_one(cp)
+    return code
+
+
+def _copy(cli: Cli, a: argparse.Namespace) -> int:
+    c = cli.client
+    started = c.copy_checkpoints(a.provider_id, a.plan_id, a.target_provider_id, a.checkpoint_id)
+    ids = list(started.get("checkpoints") or [])
+    if not ids:
+        cli.err.write(f"Nothing to copy: provider {a.target_provider_id} holds every available checkpoint "
+                      f"of plan {a.plan_id}.\n")
+    code = EXIT_OK
+    copies = [{"id": cid, "provider_id": a.target_provider_id, "status": "copying", "status_reason": None}
+              for cid in ids]
+    if a.wait:
+        for i, cid in enumerate(ids):  # followed in turn (the service may run them side by side)
+            cli.err.write(f"{cid} ({i + 1}/{len(ids)})\n")
+            result, final = cli.wait(lambda cid=cid: c.show_checkpoint(a.target_provider_id, cid), DONE, FAILED,
+                                     show_bytes=True)
+            if final is not None:
+                copies[i].update(status=final.get("status"), status_reason=final.get("status_reason"))
+            code = max(code, result)
+    cli.emit_list(["id", "provider_id", "status", "status_reason"], copies)
     return code
 
 

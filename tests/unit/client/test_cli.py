@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from apiharness import ADMIN_TOKEN, PROVIDER_ID, VOLUME, Stack
+from apiharness import ADMIN_TOKEN, OTHER_PROVIDER_ID, PROVIDER_ID, VOLUME, Stack
 from cliharness import run, run_json
 
 from strongroom.client import Client, ClientError
@@ -133,6 +133,40 @@ def test_checkpoint_delete_reset_and_restore(stack: Stack, capsys: pytest.Captur
     code, _, err = run(stack, capsys, "--poll-interval", "0", "checkpoint", "delete", PROVIDER_ID, cp.id,
                        "--wait", sleep=finish_delete)
     assert code == 0 and "deleted" in err
+
+
+def test_checkpoint_copy_to_another_provider(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    project = "cli-copy"
+    plan = stack.add_plan(project=project, name="copy-plan")
+    first = stack.add_checkpoint(project=project, plan_id=plan.id)
+    second = stack.add_checkpoint(project=project, plan_id=plan.id)
+    with pytest.raises(SystemExit) as usage:  # the target is required
+        run(stack, capsys, "checkpoint", "copy", PROVIDER_ID, plan.id, project=project)
+    assert usage.value.code == 2 and "--to" in capsys.readouterr().err
+
+    def finish(_seconds: float) -> None:  # the fake service ends the copy of ``first`` well, the other not
+        for cp in stack.db.list_checkpoints(OTHER_PROVIDER_ID, project, filters={"status": "copying"}):
+            values = {"status": "available"} if cp.id == first.id else {"status": "error",
+                                                                        "status_reason": "target bank full"}
+            stack.db.update_checkpoint(cp.id, values, provider_id=OTHER_PROVIDER_ID)
+
+    code, out, err = run(stack, capsys, "-f", "json", "--poll-interval", "0", "checkpoint", "copy", PROVIDER_ID,
+                         plan.id, "--to", OTHER_PROVIDER_ID, "--checkpoint", first.id, "--wait", project=project,
+                         sleep=finish)
+    assert code == 0, err
+    copied = json.loads(out)
+    assert [(c["id"], c["provider_id"], c["status"]) for c in copied] == [(first.id, OTHER_PROVIDER_ID, "available")]
+    # By plan: what the target lacks; one copy failing fails the command.
+    code, out, err = run(stack, capsys, "-f", "json", "--poll-interval", "0", "checkpoint", "copy", PROVIDER_ID,
+                         plan.id, "--to", OTHER_PROVIDER_ID, "--wait", project=project, sleep=finish)
+    assert code == 1
+    assert [(c["id"], c["status"]) for c in json.loads(out)] == [(second.id, "error")]
+    code, out, err = run(stack, capsys, "checkpoint", "copy", PROVIDER_ID, plan.id, "--to", OTHER_PROVIDER_ID,
+                         project=project)
+    assert code == 0 and "Nothing to copy" in err
+    code, _, err = run(stack, capsys, "checkpoint", "copy", PROVIDER_ID, plan.id, "--to", PROVIDER_ID,
+                       project=project)
+    assert code == 1 and "copy.parameters.target_provider_id" in err
 
 
 def test_operationlog_commands(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ TREE = {
     "provider": ["list", "show"],
     "protectable": ["list", "show", "instances", "instance"],
     "plan": ["create", "list", "show", "update", "delete"],
-    "checkpoint": ["create", "list", "show", "delete", "reset-state"],
+    "checkpoint": ["create", "list", "copy", "show", "delete", "reset-state"],
     "restore": ["create", "list", "show"],
     "verification": ["create", "list", "show"],
     "operationlog": ["list", "show"],
