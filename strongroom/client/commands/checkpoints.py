@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import TYPE_CHECKING, Any
 
 from strongroom.client.client import ClientError
@@ -88,8 +89,8 @@ def _copy(cli: Cli, a: argparse.Namespace) -> int:
     if a.wait:
         for i, cid in enumerate(ids):  # followed in turn (the service may run them side by side)
             cli.err.write(f"{cid} ({i + 1}/{len(ids)})\n")
-            result, final = cli.wait(lambda cid=cid: c.show_checkpoint(a.target_provider_id, cid), DONE, FAILED,
-                                     show_bytes=True)
+            result, final = cli.wait(functools.partial(c.show_checkpoint, a.target_provider_id, cid), DONE,
+                                     FAILED, show_bytes=True)
             if final is not None:
                 copies[i].update(status=final.get("status"), status_reason=final.get("status_reason"))
             code = max(code, result)
