@@ -97,6 +97,9 @@ COPY_PARAMETERS: dict[str, Any] = {**_closed({
                                                  "the URL)"},
     "checkpoint_id": {**_id, "description": "Copy this available checkpoint of the plan only (default: every "
                                             "available checkpoint of the plan the target does not hold yet)"},
+    "retention_lock_days": {**_lock_days, "description": "Lock each copy in the target's bank until its "
+                                                         "checkpoint's creation plus this many days (the target's "
+                                                         "bank must have object lock; doc/immutability.md)"},
 }, required=["target_provider_id"]), "description": "What to copy where (doc/copy.md)"}
 
 CHECKPOINT_ACTION: dict[str, Any] = _closed({

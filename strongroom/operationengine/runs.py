@@ -47,7 +47,8 @@ class ProtectionClient(Protocol):
     def delete_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str) -> None: ...
 
     def copy_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
-                        target_provider_id: str, scheduled_operation_id: str | None = None) -> dict[str, Any]: ...
+                        target_provider_id: str, scheduled_operation_id: str | None = None,
+                        retention_lock_days: int | None = None) -> dict[str, Any]: ...
 
 
 class ClaimLost(Exception):
@@ -265,9 +266,11 @@ class FireRun:
         if not candidates:
             return None
         checkpoint_id = candidates[0].id
+        lock = op.operation_definition.get(LOCK_DAYS)
         self._confirm()
         try:
-            env.protection.copy_checkpoint(ctx, op.provider_id, checkpoint_id, target, scheduled_operation_id=op.id)
+            env.protection.copy_checkpoint(ctx, op.provider_id, checkpoint_id, target, scheduled_operation_id=op.id,
+                                           **({"retention_lock_days": lock} if lock is not None else {}))
         except exceptions.Conflict:
             # Begun meanwhile (an earlier attempt of this fire whose answer was lost): follow that copy.
             if not env.db.list_checkpoints(target, op.project_id, filters={"plan_id": op.plan_id,

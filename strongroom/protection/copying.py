@@ -34,12 +34,13 @@ from strongroom.clock import Clock
 from strongroom.datamover import hashing
 from strongroom.datamover.manifest import ManifestWriter, iter_entries
 from strongroom.db.api import Database
+from strongroom.objects import locks
 from strongroom.objects.kinds import LoggedOperation
 from strongroom.objects.records import CheckpointRecord, OperationLog
 from strongroom.objects.status import CheckpointStatus
 from strongroom.protection import gc
 from strongroom.protection import graph as graph_mod
-from strongroom.protection.catalogue import COPIED_FROM, CheckpointCatalogue
+from strongroom.protection.catalogue import COPIED_FROM, LOCK_ERROR, CheckpointCatalogue
 from strongroom.protection.checkpoint import CheckpointStore
 from strongroom.protection.leases import Fence
 from strongroom.protection.progress import Progress
@@ -107,14 +108,23 @@ def adopt_chunk_ids(source: Provider, target: Provider, checkpoint_id: str, proj
             return
 
 
-def target_record(source: CheckpointRecord, source_provider: Provider, owner_id: str) -> CheckpointRecord:
-    """The record a copy starts with in the target: the source's, copying, owned by ``owner_id``."""
+def target_record(source: CheckpointRecord, source_provider: Provider, owner_id: str,
+                  lock_days: int | None = None) -> CheckpointRecord:
+    """The record a copy starts with in the target: the source's, copying, owned by ``owner_id``.
+
+    What the source's bank said of its own lock (its date, or why it could not lock) is not the copy's: the
+    copy's publish locks it in the target for the longer of the source's ``retention_lock_days`` and
+    ``lock_days`` (both from the checkpoint's creation), if either is set."""
     copied = dataclasses.replace(source)
     copied.status = CheckpointStatus.COPYING
     copied.status_reason = None
     copied.owner_id = owner_id
     copied.bytes_done = 0
-    extra = {k: v for k, v in (source.extra_info or {}).items() if k not in ("last_verification", REPORT)}
+    dropped = ("last_verification", REPORT, locks.LOCKED_UNTIL, LOCK_ERROR)
+    extra = {k: v for k, v in (source.extra_info or {}).items() if k not in dropped}
+    days = max((d for d in (locks.lock_days(source.extra_info), lock_days) if d is not None), default=None)
+    if days is not None:
+        extra[locks.LOCK_DAYS] = days
     copied.extra_info = {**extra, COPIED_FROM: {"provider_id": source_provider.id,
                                                 "bank": source_provider.bank_description}}
     return copied

@@ -272,7 +272,8 @@ class ProtectionManager:
     # -- copy to a second bank ---------------------------------------------------
 
     def copy_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
-                        target_provider_id: str, scheduled_operation_id: str | None = None) -> dict[str, Any]:
+                        target_provider_id: str, scheduled_operation_id: str | None = None,
+                        retention_lock_days: int | None = None) -> dict[str, Any]:
         """Start copying an available checkpoint of ``provider_id`` into ``target_provider_id``'s bank, under
         the same id; returns the target's catalogue record (``copying``).  ``InvalidInput`` naming the field
         (same provider, an encrypted checkpoint to a clear bank, a resource type the target cannot restore),
@@ -283,6 +284,10 @@ class ProtectionManager:
         except exceptions.NotFound:
             raise exceptions.InvalidInput(reason=f"copy.parameters.target_provider_id: provider "
                                                  f"{target_provider_id} not found") from None
+        lock_days = None
+        if retention_lock_days is not None:
+            lock_days = admission.check_retention_lock(target, retention_lock_days,
+                                                       f"copy.parameters.{locks.LOCK_DAYS}")
         record = self._checkpoint(ctxt, source, checkpoint_id)
         if not ctxt.is_admin and record.project_id != ctxt.project_id:
             raise exceptions.InvalidInput(reason=f"copy.checkpoint_id: checkpoint {checkpoint_id} belongs to "
@@ -297,7 +302,7 @@ class ProtectionManager:
                                              f"{bank_view.status}, not available")
         copying.check_copyable(source, target, bank_view)
         fence = self.leases.fence(target)
-        copied = copying.target_record(bank_view, source, self.owner_id)
+        copied = copying.target_record(bank_view, source, self.owner_id, lock_days=lock_days)
         self.jobs.active.claim(checkpoint_id)
         try:
             copying.adopt_chunk_ids(source, target, checkpoint_id, bank_view.project_id)

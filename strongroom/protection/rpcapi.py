@@ -111,11 +111,15 @@ class ProtectionAPI:
         self._call(ctxt, "verify", verification_id=verification_id)
 
     def copy_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
-                        target_provider_id: str, scheduled_operation_id: str | None = None) -> dict[str, Any]:
+                        target_provider_id: str, scheduled_operation_id: str | None = None,
+                        retention_lock_days: int | None = None) -> dict[str, Any]:
         """Start copying an available checkpoint into ``target_provider_id``'s bank under the same id; returns
-        the target's record (``copying``).  Raises ``InvalidInput`` naming the field, ``NotFound``, or
+        the target's record (``copying``); with ``retention_lock_days``, the copy is locked there that long
+        after the checkpoint's creation.  Raises ``InvalidInput`` naming the field, ``NotFound``, or
         ``Conflict`` (the checkpoint is not available, or the target already holds it)."""
         return dict(self._call(ctxt, "copy_checkpoint", provider_id=provider_id, checkpoint_id=checkpoint_id,
                                target_provider_id=target_provider_id,
-                               scheduled_operation_id=scheduled_operation_id))
+                               scheduled_operation_id=scheduled_operation_id,
+                               **({"retention_lock_days": retention_lock_days}
+                                  if retention_lock_days is not None else {})))
 

@@ -268,3 +268,81 @@ def test_locked_checkpoint_survives_delete_retention_gc_and_raw_deletes(tmp_path
         for key in [*chunk_keys, orphan]:
             assert not bank.exists(key) and _raw_versions(raw, bucket, key) == [], key
     raw.close()
+
+
+def test_a_copy_to_a_locked_bank_is_locked_there(tmp_path: Path, moto_server: MotoServer) -> None:
+    """The offsite immutable copy: checkpoints taken on a filesystem bank (no lock), copied to an S3 bank with
+    Object Lock with ``retention_lock_days``: the copy is locked there (API delete 409, raw deletes refused),
+    the source stays deletable; a lock asked of a bank that cannot keep it is refused, naming the field."""
+    bucket = moto_server.new_bucket("offsite")
+    raw = moto_server.client()
+    with service(tmp_path, moto_server.bank_options(bucket, object_lock=True), OffsetClock(_dt.timedelta(0))) as svc:
+        api = Client(svc)
+        (tmp_path / "state" / "volumes" / "disk.img").write_bytes(bytes(range(256)) * (4 * CHUNK // 256))
+        created = api.plan(FS_PROVIDER_ID, "disk.img", {})
+        assert created.status_code == 200, created.text
+        plan_id = created.json()["plan"]["id"]
+        fs_cps = f"/providers/{FS_PROVIDER_ID}/checkpoints"
+        taken = api.call("POST", fs_cps, json={"checkpoint": {"plan_id": plan_id}})
+        assert taken.status_code == 200, taken.text
+        svc.manager.wait_idle(120)
+        cp_id = taken.json()["checkpoint"]["id"]
+
+        def copy(target: str, parameters: dict[str, Any], source: str = FS_PROVIDER_ID) -> requests.Response:
+            return api.call("POST", f"/providers/{source}/checkpoints/action", json={"copy": {
+                "plan_id": plan_id, "parameters": {"target_provider_id": target, **parameters}}})
+
+        # A copy locked in a bank that cannot lock is refused, naming the field and that bank; the lock of a
+        # scheduled copy is checked against its target's bank, not its plan's.
+        s3_plan = api.plan(PROVIDER_ID, "disk.img", {})
+        assert s3_plan.status_code == 200, s3_plan.text
+        s3_plan_id = s3_plan.json()["plan"]["id"]
+        refused = api.call("POST", f"/providers/{PROVIDER_ID}/checkpoints/action", json={"copy": {
+            "plan_id": s3_plan_id, "parameters": {"target_provider_id": FS_PROVIDER_ID, "retention_lock_days": 1}}})
+        assert refused.status_code == 400, refused.text
+        message = refused.json()["badRequest"]["message"]
+        assert "copy.parameters.retention_lock_days: bank 'fs'" in message, message
+        bad = copy(PROVIDER_ID, {"retention_lock_days": 0})
+        assert bad.status_code == 400 and "retention_lock_days" in bad.text, bad.text
+        trigger = api.call("POST", "/triggers", json={"trigger_info": {
+            "name": "hourly", "type": "time", "properties": {"format": "crontab", "pattern": "0 * * * *"}}})
+        assert trigger.status_code == 200, trigger.text
+        trigger_id = trigger.json()["trigger_info"]["id"]
+
+        def scheduled(plan: str, provider: str, target: str) -> requests.Response:
+            return api.call("POST", "/scheduled_operations", json={"scheduled_operation": {
+                "name": "offsite", "operation_type": "copy", "trigger_id": trigger_id,
+                "operation_definition": {"provider_id": provider, "plan_id": plan, "target_provider_id": target,
+                                         "retention_lock_days": 3}}})
+
+        answer = scheduled(s3_plan_id, PROVIDER_ID, FS_PROVIDER_ID)
+        assert answer.status_code == 400 and FS_PROVIDER_ID in answer.text, answer.text
+        answer = scheduled(plan_id, FS_PROVIDER_ID, PROVIDER_ID)
+        assert answer.status_code == 200, answer.text
+
+        started = copy(PROVIDER_ID, {"retention_lock_days": 2})
+        assert started.status_code == 200, started.text
+        assert started.json()["copy"]["checkpoints"] == [cp_id]
+        svc.manager.wait_idle(120)
+        there = api.call("GET", f"/providers/{PROVIDER_ID}/checkpoints/{cp_id}").json()["checkpoint"]
+        assert there["status"] == "available", there
+        source = api.call("GET", f"{fs_cps}/{cp_id}").json()["checkpoint"]
+        until = _dt.datetime.fromisoformat(there["extra_info"]["locked_until"])
+        assert until == _dt.datetime.fromisoformat(source["created_at"]).astimezone(_dt.UTC) + 2 * DAY
+        assert "lock_error" not in there["extra_info"] and "locked_until" not in source["extra_info"]
+
+        bank: Bank = svc.registry.get(PROVIDER_ID).bank
+        chunk_prefix = bank.section(BankLayout.chunks_prefix(CheckpointStore(bank).read(cp_id).project_id)).prefix
+        chunk_keys = [chunk_prefix + BankLayout.chunk_key(d) for d in sorted(referenced_chunks(bank, cp_id))]
+        assert chunk_keys
+        _refused_raw_delete(raw, bucket, chunk_keys[0])
+        _refused_raw_delete(raw, bucket, BankLayout.index_key(cp_id))
+        refused = api.call("DELETE", f"/providers/{PROVIDER_ID}/checkpoints/{cp_id}")
+        assert refused.status_code == 409 and until.isoformat() in refused.text, refused.text
+        # The source, in a bank without lock, is not held by its copy's lock.
+        assert api.call("DELETE", f"{fs_cps}/{cp_id}").status_code == 202
+        svc.manager.wait_idle(120)
+        assert api.call("GET", f"{fs_cps}/{cp_id}").json()["checkpoint"]["status"] == "deleted"
+        assert api.call("GET", f"/providers/{PROVIDER_ID}/checkpoints/{cp_id}").json()["checkpoint"][
+            "status"] == "available"
+    raw.close()

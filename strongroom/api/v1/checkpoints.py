@@ -16,6 +16,7 @@ from strongroom import exceptions
 from strongroom.api import common, schemas
 from strongroom.api.common import ApiRequest, Result
 from strongroom.api.errors import BadRequest
+from strongroom.objects.locks import LOCK_DAYS
 from strongroom.objects.records import CheckpointRecord, Plan
 
 SORT_KEYS = ("created_at", "updated_at", "status", "id")
@@ -153,6 +154,11 @@ def _copy(req: ApiRequest, provider_id: str, copy: dict[str, Any]) -> Result:
                                                          filters={"plan_id": plan.id, "status": "available"},
                                                          sort=[("created_at", "asc")])
                if row.id not in held]
-    started = [str(req.protection.copy_checkpoint(req.ctx, provider_id, cid, target)["id"]) for cid in ids]
+    lock = parameters.get(LOCK_DAYS)
+    if lock is not None:  # a lock the target's bank cannot keep: 400 naming it, before any copy starts
+        req.protection.check_retention_lock(req.ctx, target, lock, f"copy.parameters.{LOCK_DAYS}")
+    started = [str(req.protection.copy_checkpoint(req.ctx, provider_id, cid, target,
+                                                  **({"retention_lock_days": lock} if lock is not None else {}))["id"])
+               for cid in ids]
     return 200, {"copy": {"project_id": plan.project_id, "provider_id": provider_id, "plan_id": plan.id,
                           "parameters": parameters, "checkpoints": started}}

@@ -82,8 +82,9 @@ def _check_definition(req: ApiRequest, operation_type: str, definition: dict[str
     if plan.provider_id != definition["provider_id"]:
         raise BadRequest(reason=f"{where}.provider_id: plan {plan.id} uses provider {plan.provider_id}, "
                                 f"not {definition['provider_id']}")
-    if definition.get(LOCK_DAYS) is not None:  # a lock the provider's bank cannot keep: 400 naming it
-        req.protection.check_retention_lock(req.ctx, plan.provider_id, definition[LOCK_DAYS], f"{where}.{LOCK_DAYS}")
+    if definition.get(LOCK_DAYS) is not None:  # a lock the bank cannot keep (a copy's: the target's): 400 naming it
+        locked = definition["target_provider_id"] if operation_type == OperationType.COPY else plan.provider_id
+        req.protection.check_retention_lock(req.ctx, locked, definition[LOCK_DAYS], f"{where}.{LOCK_DAYS}")
 
 
 def _check_copy_target(req: ApiRequest, operation_type: str, definition: dict[str, Any], where: str) -> None:

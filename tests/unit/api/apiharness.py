@@ -145,7 +145,8 @@ class FakeProtectionEndpoint:
         self.db.update_restore(verification_id, {"resources_status": {f"{VOLUME}#vol-01": "verifying"}})
 
     def copy_checkpoint(self, ctxt: Any, provider_id: str, checkpoint_id: str, target_provider_id: str,
-                        scheduled_operation_id: str | None = None) -> dict[str, Any]:
+                        scheduled_operation_id: str | None = None,
+                        retention_lock_days: int | None = None) -> dict[str, Any]:
         """The catalogue side of a copy: a row of the checkpoint in the target, ``copying``."""
         self.calls.append("copy_checkpoint")
         source = self.db.get_checkpoint(checkpoint_id, provider_id=provider_id)

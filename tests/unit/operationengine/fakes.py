@@ -34,6 +34,8 @@ class FakeProtectionForSchedulingTests:
         self.protects: dict[str, list[str]] = collections.defaultdict(list)  # fire id -> checkpoint ids
         self.deletes: list[str] = []
         self.copies: list[tuple[str, str]] = []
+        #: ``retention_lock_days`` of each copy asked for, in order (None: not given).
+        self.copy_locks: list[int | None] = []
         self.contexts: list[RequestContext] = []
         self.fail_with: Exception | None = None
         self._lock = threading.Lock()
@@ -68,7 +70,8 @@ class FakeProtectionForSchedulingTests:
             self.deletes.append(checkpoint_id)
 
     def copy_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
-                        target_provider_id: str, scheduled_operation_id: str | None = None) -> dict[str, Any]:
+                        target_provider_id: str, scheduled_operation_id: str | None = None,
+                        retention_lock_days: int | None = None) -> dict[str, Any]:
         """A row of the checkpoint in the target, finished at once (``finish``)."""
         source = self.db.get_checkpoint(checkpoint_id, provider_id=provider_id)
         copied = dataclasses.replace(source, provider_id=target_provider_id, status=self.finish or "copying",
@@ -76,6 +79,7 @@ class FakeProtectionForSchedulingTests:
         self.db.create_checkpoint(copied)
         with self._lock:
             self.copies.append((checkpoint_id, target_provider_id))
+            self.copy_locks.append(retention_lock_days)
         return copied.to_dict()
 
 

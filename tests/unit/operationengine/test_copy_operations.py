@@ -28,7 +28,7 @@ TARGET = "e4008868-be97-492c-be41-44e50ef2e16f"
 
 
 class Setup:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, **definition: object) -> None:
         self.clock = FakeClock(_dt.datetime(2026, 8, 3, 6, 0, 30, tzinfo=_dt.UTC))
         self.db = Database(f"sqlite:///{tmp / 'copies.sqlite'}", clock=self.clock)
         self.db.sync()
@@ -37,7 +37,7 @@ class Setup:
         self.plan = add_plan(self.db)
         trigger = add_trigger(self.store, {"pattern": "0 * * * *", "window": 600}, self.clock.now())
         self.op = add_operation(self.store, trigger, self.plan, kind="copy",
-                                definition={"target_provider_id": TARGET, "max_backups": 2})
+                                definition={"target_provider_id": TARGET, "max_backups": 2, **definition})
         self.engine = OperationEngine(self.db, self.protection, NoAuthIdentity(), owner="e", clock=self.clock,
                                       executor=InlineExecutor(),
                                       settings=EngineSettings(plan_ahead=3600, checkpoint_timeout=30))
@@ -96,3 +96,16 @@ def test_a_copy_ending_in_error_fails_the_run(setup: Setup) -> None:
     setup.protection.finish = "error"
     run = setup.run_hour()
     assert run["state"] == FireState.FAILED and "ended error" in str(run["error"])
+
+
+def test_a_scheduled_copy_asks_for_its_lock_in_the_target(setup: Setup, tmp_path: Path) -> None:
+    first = setup.checkpoint()
+    setup.run_hour()
+    assert setup.protection.copy_locks == [None]  # none asked, none given
+    locked = Setup(tmp_path / "locked", retention_lock_days=7)
+    try:
+        first = locked.checkpoint()
+        assert locked.run_hour()["checkpoint_id"] == first
+        assert locked.protection.copies == [(first, TARGET)] and locked.protection.copy_locks == [7]
+    finally:
+        locked.db.dispose()
