@@ -171,12 +171,15 @@ class Client:
         self.request("DELETE", f"/providers/{provider_id}/checkpoints/{checkpoint_id}")
 
     def copy_checkpoints(self, provider_id: str, plan_id: str, target_provider_id: str,
-                         checkpoint_id: str | None = None) -> dict[str, Any]:
+                         checkpoint_id: str | None = None, retention_lock_days: int | None = None) -> dict[str, Any]:
         """Karbor's copy action: ``checkpoint_id`` to ``target_provider_id``'s bank, or without it every
-        available checkpoint of the plan the target lacks; the answer lists the ids whose copy started."""
-        parameters = {"target_provider_id": target_provider_id}
+        available checkpoint of the plan the target lacks (locked there for ``retention_lock_days``); the
+        answer lists the ids whose copy started."""
+        parameters: dict[str, Any] = {"target_provider_id": target_provider_id}
         if checkpoint_id:
             parameters["checkpoint_id"] = checkpoint_id
+        if retention_lock_days is not None:
+            parameters["retention_lock_days"] = retention_lock_days
         body = {"copy": {"plan_id": plan_id, "parameters": parameters}}
         return dict(self.request("POST", f"/providers/{provider_id}/checkpoints/action", body)["copy"])
 

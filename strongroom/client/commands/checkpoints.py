@@ -35,6 +35,8 @@ def register(groups: SubParsers) -> None:
                    help="The provider whose bank receives the copies.")
     p.add_argument("--checkpoint", dest="checkpoint_id", metavar="CHECKPOINT_ID",
                    help="Copy this checkpoint only (default: every available one the target lacks).")
+    p.add_argument("--retention-lock-days", type=int, metavar="DAYS",
+                   help="Lock the copies in the target's bank this many days after each checkpoint's creation.")
     add_wait(p)
     for name in ("show", "delete", "reset-state"):
         p = g.add_parser(name)
@@ -78,7 +80,8 @@ def _create(cli: Cli, a: argparse.Namespace) -> int:
 
 def _copy(cli: Cli, a: argparse.Namespace) -> int:
     c = cli.client
-    started = c.copy_checkpoints(a.provider_id, a.plan_id, a.target_provider_id, a.checkpoint_id)
+    started = c.copy_checkpoints(a.provider_id, a.plan_id, a.target_provider_id, a.checkpoint_id,
+                                 a.retention_lock_days)
     ids = list(started.get("checkpoints") or [])
     if not ids:
         cli.err.write(f"Nothing to copy: provider {a.target_provider_id} holds every available checkpoint "

@@ -167,6 +167,9 @@ def test_checkpoint_copy_to_another_provider(stack: Stack, capsys: pytest.Captur
     code, _, err = run(stack, capsys, "checkpoint", "copy", PROVIDER_ID, plan.id, "--to", PROVIDER_ID,
                        project=project)
     assert code == 1 and "copy.parameters.target_provider_id" in err
+    code, _, err = run(stack, capsys, "checkpoint", "copy", PROVIDER_ID, plan.id, "--to", OTHER_PROVIDER_ID,
+                       "--retention-lock-days", "0", project=project)
+    assert code == 1 and "copy.parameters.retention_lock_days" in err  # the server's check, passed on
 
 
 def test_operationlog_commands(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
