@@ -64,6 +64,7 @@ def _copied(api: str, target: str, cid: str) -> dict[str, Any]:
     return dict(body)
 
 
+@pytest.mark.timeout(600)  # a 256 MiB volume protected, copied twice and restored: minutes on a loaded machine
 @pytest.mark.parametrize("source_kind,target_kind", [("fs", "s3"), ("s3", "swift")])
 def test_copy_sends_only_new_chunks_and_restores_from_the_target(
         source_kind: str, target_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
