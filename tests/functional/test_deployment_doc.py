@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 from packaging.requirements import Requirement
@@ -187,10 +188,11 @@ class Shell:
             return 0, ""
         # `set -a`: every variable a command sets is exported, then saved for the next command.
         script = f"set -a\n{command}\n__rc=$?\nenv -0 > {shlex.quote(str(self.state))}\nexit $__rc\n"
+        began = time.monotonic()
         done = subprocess.run(["bash", "-c", script], cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
         output = done.stdout.decode("utf-8", "replace")
-        self.transcript.append(f"$ {command}\n{output}(exit {done.returncode})")
+        self.transcript.append(f"$ {command}\n{output}(exit {done.returncode}, {time.monotonic() - began:.1f} s)")
         if self.state.exists():
             saved = dict(item.split("=", 1) for item in self.state.read_text().split("\0") if "=" in item)
             self.state.unlink()
@@ -198,27 +200,41 @@ class Shell:
             self.cwd = Path(self.env.get("PWD", str(self.cwd)))
         return done.returncode, output
 
-    def stop(self, number: int, timeout: float = 40) -> bool:
-        """``kill %number``: SIGTERM to the job (its process group: gunicorn's workers too); True if it
-        exited within ``timeout``, else it is killed."""
-        job = self.jobs[number - 1]
-        if job.poll() is not None:
-            return False
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(job.pid, signal.SIGTERM)
-        try:
-            job.wait(timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            self.kill_all()
-            return False
+    def stop(self, numbers: list[int], timeout: float = 40) -> list[int]:
+        """``kill %1 %2 ...``, as bash's job control does it: SIGTERM to each job's process group (the
+        program, gunicorn's workers too, and the bash that started it); the jobs some process of which is
+        still there after ``timeout`` (then killed)."""
+        began = time.monotonic()
+        for number in numbers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.jobs[number - 1].pid, signal.SIGTERM)
+        left = list(numbers)
+        while left and time.monotonic() - began < timeout:
+            for number in list(left):
+                if not _group(self.jobs[number - 1].pid):
+                    left.remove(number)
+                    self.transcript.append(f"(job {number} stopped in {time.monotonic() - began:.1f} s)")
+            time.sleep(0.1)
+        self.kill_all()
+        return left
 
     def kill_all(self) -> None:
         for job in self.jobs:
-            if job.poll() is None:
+            if _group(job.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(job.pid, signal.SIGKILL)
+            if job.poll() is None:
                 job.wait(10)
+
+
+def _group(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    alive = []
+    for process in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(process.pid)
+    return alive
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
@@ -311,7 +327,8 @@ def test_section_10_followed_from_an_empty_directory(engines: None, tmp_path: Pa
                 assert sorted(numbers) == list(range(1, len(shell.jobs) + 1)), f"{where}: not every job"
                 for number in numbers:
                     assert shell.jobs[number - 1].poll() is None, f"job {number} died early:\n{shell.logs()}"
-                    assert shell.stop(number), f"{where}: job {number} did not stop on SIGTERM:\n{shell.logs()}"
+                left = shell.stop(numbers)
+                assert not left, f"{where}: job(s) {left} did not stop on SIGTERM:\n{shell.logs()}"
             else:
                 raise AssertionError(f"{where}: unknown walk block {block.kind!r}")
         assert not substitute.unused(), f"the section no longer shows {substitute.unused()}"
@@ -374,3 +391,123 @@ def _clean(name: str) -> None:
     for key in client.scan_iter(f"{name}*"):
         client.delete(key)
     client.close()
+
+
+def _sample_options() -> dict[str, set[str]]:
+    """Every option of etc/strongroom/strongroom.conf.sample (generated from the code), by group."""
+    options: dict[str, set[str]] = {}
+    group = "DEFAULT"
+    for line in (ROOT / "etc" / "strongroom" / "strongroom.conf.sample").read_text().splitlines():
+        if found := re.fullmatch(r"\[(\w+)\]", line):
+            group = found.group(1)
+        elif found := re.match(r"#?(\w+) =( |$)", line):
+            options.setdefault(group, set()).add(found.group(1))
+    return options
+
+
+def test_section_2_names_only_options_that_exist() -> None:
+    """Every option the node's file of section 2 sets (or shows commented out) is one a program reads: in the
+    generated sample, or registered by castellan or by the keystoneauth plugin its ``auth_type`` names."""
+    from castellan import options as castellan_options
+    from keystoneauth1 import loading
+
+    text = DOC.read_text()
+    start = text.index("## 2. A deployed node's `strongroom.conf`")
+    block = re.search(r"```ini\n(.*?)^```$", text[start:], re.DOTALL | re.MULTILINE)
+    assert block, "section 2 shows no strongroom.conf"
+    known = _sample_options()
+    for group, opts in castellan_options.list_opts():
+        known.setdefault(group, set()).update(o.dest for o in opts)
+    group, named = "DEFAULT", []
+    for line in block.group(1).splitlines():
+        if found := re.fullmatch(r"\[(\w+)\]", line):
+            group = found.group(1)
+        elif found := re.match(r"(?:# )?(\w+) = (.*)", line):
+            named.append((group, found.group(1), found.group(2)))
+    for group, key, value in named:
+        if key == "auth_type" and group == "keystone_authtoken":
+            known[group].update(o.dest for o in loading.get_plugin_loader(value).get_options())
+    unknown = [f"[{group}] {key}" for group, key, _ in named if key not in known.get(group, set())]
+    assert len(named) > 40 and not unknown, f"section 2 names options no program reads: {unknown}"
+
+
+def test_section_3_says_what_is_per_node() -> None:
+    """Issue 17, item 5: what an operator was left guessing is said (the walk and the test below show it)."""
+    text = DOC.read_text()
+    start = text.index("### Paths, state directories and retries: what is per node")
+    part = " ".join(text[start:text.index("\n## ", start)].split())
+    for claim in (
+        "**`{state_dir}` is per node.** In a provider file, `{state_dir}` expands to the state directory of the "
+        "node that reads it. A bank or loopback volumes that several nodes share need absolute paths",
+        "**Two workers may share a state directory** (a shared mount): each runs as its own owner (the default "
+        "`owner_id`), the local key-encryption-key file is then shared too",
+        "**A fixed `owner_id`** makes a restarted worker wait out its predecessor's lease (`lease_expire_window`) "
+        "before it writes",
+        "**A POST that failed on the network may still have created its checkpoint** (or restore)",
+    ):
+        assert claim in part, f"no longer said: {claim}"
+
+
+def test_a_restarted_worker_with_a_fixed_owner_id_waits_out_its_predecessors_lease(tmp_path: Path) -> None:
+    """Section 3 (and doc/lease-and-gc.md, "What a fixed owner id costs"), with a real strongroom-protection
+    killed and started again under the same ``[protection] owner_id``; its provider's ``{state_dir}`` is the
+    state directory of the node's own file."""
+    require_port("127.0.0.1", 5672, "RabbitMQ")
+    run = uuid.uuid4().hex[:8]
+    owner = f"fixed-{run}"
+    state, providers = tmp_path / "state", tmp_path / "providers.d"
+    (state / "volumes").mkdir(parents=True)
+    providers.mkdir()
+    (providers / "local.conf").write_text(
+        "[provider]\nname = Local\nid = 6e1f0b2c-93a4-4d5e-8f67-1a2b3c4d5e6f\nplugin = volume\nbank = fs\n"
+        "[fs]\npath = {state_dir}/bank\nlease_expire_window = 8\nlease_renew_window = 2\nlease_validity_window = 2\n"
+        "[volume]\nblock_backend = loopback\n[loopback]\npath = {state_dir}/volumes\n")
+    conf = tmp_path / "strongroom.conf"
+    conf.write_text(
+        f"[DEFAULT]\nhost = fixed-node\nstate_dir = {state}\nproviders_dir = {providers}\n"
+        f"transport_url = rabbit://guest:guest@127.0.0.1:5672/\nprotection_topic = strongroom-protection-{run}\n"
+        f"[database]\nconnection = sqlite:///{tmp_path / 'strongroom.sqlite'}\n[protection]\nowner_id = {owner}\n")
+    sync = subprocess.run([str(BIN / "strongroom-manage"), "--config-file", str(conf), "db", "sync"],
+                          capture_output=True, text=True, timeout=120)
+    assert sync.returncode == 0, sync.stdout + sync.stderr
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def start(log: Path) -> subprocess.Popen[bytes]:
+        with open(log, "wb") as out:
+            worker = subprocess.Popen([str(BIN / "strongroom-protection"), "--config-file", str(conf)], stdout=out,
+                                      stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                      start_new_session=True)
+        workers.append(worker)
+        return worker
+
+    def until(log: Path, text: str, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while text not in log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, f"{log.name} never said {text!r}:\n{log.read_text()[-3000:]}"
+            time.sleep(0.1)
+        return time.monotonic()
+
+    acquired = f"lease of {owner} acquired in bank 'fs' of provider 'Local'"
+    try:
+        first, second = tmp_path / "first.log", tmp_path / "second.log"
+        predecessor = start(first)
+        until(first, acquired, 60)
+        # {state_dir} in the provider file is this node's state directory: the bank and its lease are there.
+        assert [p for p in (state / "bank").rglob(f"*{owner}*")], sorted((state / "bank").rglob("*"))
+        os.killpg(predecessor.pid, signal.SIGKILL)
+        predecessor.wait(10)
+        killed = time.monotonic()
+        start(second)
+        refused = until(second, f"cannot acquire the lease of {owner}", 60)
+        assert f"(pid {predecessor.pid})" in second.read_text(), second.read_text()[-3000:]
+        waited = until(second, acquired, 30) - killed
+        # The predecessor renewed at most 2 s (lease_renew_window) before it died; its lease lasts 8 s
+        # (lease_expire_window) from that renewal, and the successor retries every second.
+        assert refused - killed < waited and 8 - 2 - 1 <= waited <= 8 + 1 + 10, f"acquired {waited:.1f} s after"
+        print(f"fixed owner id: the restarted worker acquired its lease {waited:.1f} s after the kill")
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(10)
