@@ -226,6 +226,10 @@ class Shell:
             if job.poll() is None:
                 job.wait(10)
 
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                         for p in sorted(self.cwd.glob("*.log")))
+
 
 def _group(pgid: int) -> list[int]:
     """The live (not zombie) processes of process group ``pgid``."""
@@ -235,10 +239,6 @@ def _group(pgid: int) -> list[int]:
             if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
                 alive.append(process.pid)
     return alive
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                         for p in sorted(self.cwd.glob("*.log")))
 
 
 def _check_install(block: Block) -> None:
