@@ -277,8 +277,7 @@ def engines() -> Iterator[None]:
 
 def test_section_10_followed_from_an_empty_directory(engines: None, tmp_path: Path) -> None:
     walk = blocks(DOC.read_text())
-    root = tmp_path / "srv"
-    root.mkdir()
+    root = tmp_path / "srv"  # made by the section's own mkdir
     run = uuid.uuid4().hex[:8]
     name = f"strongroom_walk_{run}"
     port = free_port()
@@ -295,7 +294,7 @@ def test_section_10_followed_from_an_empty_directory(engines: None, tmp_path: Pa
         ("-p strongroom strongroom", f"-p {name} {name}"),
         ("jobboard_namespace = strongroom", f"jobboard_namespace = {name}"),
         ("DB_PASSWORD", uuid.uuid4().hex), ("RABBIT_PASSWORD", uuid.uuid4().hex),
-        ("ADMIN_TOKEN_CHANGE_ME", admin), ("/srv/strongroom", str(root)), ("8799", str(port)),
+        ("ADMIN_TOKEN_CHANGE_ME", admin), ("/srv/strongroom", str(root)), (":8799", f":{port}"),
     ])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRONGROOM_", "OS_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
