@@ -55,6 +55,7 @@ class Cli:
         first_bytes: int | None = None
         waited = 0.0
         obj: dict[str, Any] | None = None
+        drawn = 0
         while True:
             obj = fetch()
             if obj is None:  # gone (e.g. a deleted checkpoint no longer listed)
@@ -65,9 +66,12 @@ class Cli:
             done_bytes = int(progress.get("bytes_done") or 0)
             if first_bytes is None:
                 first_bytes = done_bytes
-            self.err.write("\r" + output.progress_line(status, done_bytes, int(progress.get("bytes_total") or 0),
-                                                       done_bytes - first_bytes, self.clock() - started,
-                                                       show_bytes))
+            line = output.progress_line(status, done_bytes, int(progress.get("bytes_total") or 0),
+                                        done_bytes - first_bytes, self.clock() - started, show_bytes)
+            # Padded to the longest line drawn: a terminal overwrites "in_progress" with "success    ",
+            # never shows "successgress".
+            self.err.write("\r" + line.ljust(drawn))
+            drawn = max(drawn, len(line))
             self.err.flush()
             if status in done:
                 self.err.write("\n")

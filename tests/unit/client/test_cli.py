@@ -116,9 +116,12 @@ def test_checkpoint_delete_reset_and_restore(stack: Stack, capsys: pytest.Captur
             if run_.status == "in_progress":
                 stack.db.update_restore(run_.id, {"status": "success"})
 
-    restore = run_json(stack, capsys, "--poll-interval", "0", "restore", "create", PROVIDER_ID, cp.id,
-                       "--restore-name", "restored", "--wait", sleep=finish_restore)
+    code, out, err = run(stack, capsys, "-f", "json", "--poll-interval", "0", "restore", "create", PROVIDER_ID,
+                         cp.id, "--restore-name", "restored", "--wait", sleep=finish_restore)
+    assert code == 0, err
+    restore = json.loads(out)
     assert restore["status"] == "success"
+    assert err.count("\r") >= 2 and terminal(err) == ["success"]  # not "successgress"
     assert restore["parameters"] == {VOLUME: {"restore_name": "restored"}}
     assert [r["id"] for r in run_json(stack, capsys, "restore", "list")] == [restore["id"]]
     assert run_json(stack, capsys, "restore", "show", restore["id"])["id"] == restore["id"]
@@ -170,6 +173,17 @@ def test_checkpoint_copy_to_another_provider(stack: Stack, capsys: pytest.Captur
     code, _, err = run(stack, capsys, "checkpoint", "copy", PROVIDER_ID, plan.id, "--to", OTHER_PROVIDER_ID,
                        "--retention-lock-days", "0", project=project)
     assert code == 1 and "copy.parameters.retention_lock_days" in err  # the server's check, passed on
+
+
+def terminal(text: str) -> list[str]:
+    """What a terminal shows of ``text``: each carriage return goes back to the line's start, overwriting."""
+    shown = []
+    for line in text.removesuffix("\n").split("\n"):
+        screen = ""
+        for part in line.split("\r"):
+            screen = part + screen[len(part):]
+        shown.append(screen.rstrip())
+    return shown
 
 
 def test_operationlog_commands(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
