@@ -11,7 +11,7 @@ does (a token for a revoked trust: a bare 401).
     POST   /v3/auth/tokens               password auth; ``scope: {"OS-TRUST:trust": {"id"}}`` for trusts
     POST   /v3/OS-TRUST/trusts           with the trustor's token
     GET    /v3/OS-TRUST/trusts/{id}      with the trustor's or the trustee's token
-    DELETE /v3/OS-TRUST/trusts/{id}      with the trustor's (or trustee's) token
+    DELETE /v3/OS-TRUST/trusts/{id}      with the trustor's token (Keystone: or an administrator's)
 """
 
 from __future__ import annotations
@@ -127,9 +127,17 @@ class FakeKeystone:
                 if not self.path.startswith(prefix) or caller is None:
                     self._error(401, "unauthorized")
                     return
+                trust_id = self.path[len(prefix):]
                 with keystone._lock:
-                    trust = keystone.trusts.pop(self.path[len(prefix):], None)
-                self._send(204) if trust is not None else self._error(404, "trust not found")
+                    trust = keystone.trusts.get(trust_id)
+                    if trust is not None and trust["trustor_user_id"] == caller["user"].id:
+                        del keystone.trusts[trust_id]
+                if trust is None:
+                    self._error(404, "Could not find trust.")
+                elif trust_id in keystone.trusts:  # Keystone 30: only the trustor (or an administrator)
+                    self._error(403, "You are not authorized to perform the requested action.")
+                else:
+                    self._send(204)
 
             def _tokens(self) -> None:
                 auth = self._body().get("auth", {})
