@@ -115,10 +115,23 @@ class KeystoneTrusts(RunIdentity):
             return self._trustee
 
     def trustee_user_id(self) -> str:
+        """The trustee's user id (asked once); :class:`~strongroom.exceptions.ServiceUnavailable` when Keystone
+        refuses the ``[trustee]`` credentials or cannot be reached: the deployment's fault, not the caller's."""
+        from keystoneauth1 import exceptions as ks_exc
+
         sess = self._trustee_session()
         with self._lock:
             if self._trustee_user_id is None:
-                self._trustee_user_id = str(sess.get_user_id())
+                try:
+                    self._trustee_user_id = str(sess.get_user_id())
+                except ks_exc.HttpError as err:
+                    raise exceptions.ServiceUnavailable(
+                        what="scheduling", reason=f"Keystone refuses the [trustee] user {self._username} "
+                                                  f"({_keystone_says(err)})") from None
+                except ks_exc.ClientException as err:
+                    raise exceptions.ServiceUnavailable(
+                        what="scheduling", reason=f"Keystone could not be asked for the [trustee] user "
+                                                  f"{self._username}: {type(err).__name__}: {err}") from None
             return self._trustee_user_id
 
     def create_delegation(self, ctx: RequestContext, user_token: str | None) -> str | None:
@@ -134,9 +147,13 @@ class KeystoneTrusts(RunIdentity):
         try:
             resp = self._session().post(f"{self.auth_url}/OS-TRUST/trusts", json=body,
                                         headers={"X-Auth-Token": user_token}, authenticated=False)
-        except ks_exc.ClientException as err:
+        except ks_exc.HttpError as err:
             raise IdentityError(reason=f"Keystone refused a trust for user {ctx.user_id} in project "
-                                       f"{ctx.project_id}: {err}") from err
+                                       f"{ctx.project_id}: {err}") from None
+        except ks_exc.ClientException as err:
+            raise exceptions.ServiceUnavailable(
+                what="scheduling", reason=f"Keystone could not be asked for a trust: {type(err).__name__}: {err}") \
+                from None
         return str(resp.json()["trust"]["id"])
 
     def delete_delegation(self, trust_id: str | None, user_token: str | None) -> None:
