@@ -51,6 +51,11 @@ function configure_strongroom {
         iniset $STRONGROOM_CONF DEFAULT auth_strategy keystone
         sudo install -d -o $STACK_USER $STRONGROOM_AUTH_CACHE_DIR
         configure_keystone_authtoken_middleware $STRONGROOM_CONF $STRONGROOM_SERVICE_NAME
+        # Scheduled runs act through Keystone trusts to the service user (doc/scheduling.md).
+        iniset $STRONGROOM_CONF trustee auth_url $KEYSTONE_SERVICE_URI/v3
+        iniset $STRONGROOM_CONF trustee username $STRONGROOM_SERVICE_NAME
+        iniset $STRONGROOM_CONF trustee password $SERVICE_PASSWORD
+        iniset $STRONGROOM_CONF trustee user_domain_id default
     else
         iniset $STRONGROOM_CONF DEFAULT auth_strategy noauth
     fi

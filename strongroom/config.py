@@ -120,6 +120,10 @@ operationengine_opts: list[cfg.Opt] = [
                help="Seconds a run waits for its checkpoint to become available before it fails."),
     cfg.IntOpt("log_retention_days", default=90, min=0,
                help="Finished scheduled-operation logs older than this many days are deleted (0: never)."),
+    cfg.IntOpt("suspend_after_identity_failures", default=3, min=0,
+               help="Suspend a scheduled operation after this many fires in a row failed because Keystone "
+                    "refused its trust (revoked, the owner's role removed, the owner deleted); 0: never. "
+                    "Keystone being unreachable does not count."),
 ]
 
 trustee_opts: list[cfg.Opt] = [

@@ -248,6 +248,20 @@ class SchedulingStore:
 
         return self.db.write(change)
 
+    def set_delegation(self, op_id: str, user_id: str | None, trust_id: str | None,
+                       project_id: str | None = None) -> ScheduledOperation:
+        """Who the operation's runs act as from now on (a new owner and Keystone trust); returns the operation
+        as it was, so that the caller can delete the trust it replaced."""
+
+        def change(s: orm.Session) -> ScheduledOperation:
+            model = load(s, ScheduledOperationModel, op_id, kind="ScheduledOperation", project_id=project_id,
+                         for_update=True)
+            before = to_record(ScheduledOperation, model)
+            model.user_id, model.trust_id, model.updated_at = user_id, trust_id, self.db.now()
+            return before
+
+        return self.db.write(change)
+
     def delete_operation(self, op_id: str, project_id: str | None = None) -> ScheduledOperation:
         """Delete the operation with its fires and logs; returns what was deleted."""
 

@@ -53,13 +53,15 @@ class EngineSettings:
     max_concurrent_runs: int = 4
     checkpoint_timeout: float = 24 * 3600.0
     log_retention_days: int = 90
+    suspend_after_identity_failures: int = 3
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> EngineSettings:
         g = conf.operationengine
         return cls(poll_interval=float(g.poll_interval), plan_ahead=float(g.plan_ahead),
                    claim_timeout=float(g.claim_timeout), max_concurrent_runs=int(g.max_concurrent_runs),
-                   checkpoint_timeout=float(g.checkpoint_timeout), log_retention_days=int(g.log_retention_days))
+                   checkpoint_timeout=float(g.checkpoint_timeout), log_retention_days=int(g.log_retention_days),
+                   suspend_after_identity_failures=int(g.suspend_after_identity_failures))
 
 
 @dataclasses.dataclass
@@ -100,7 +102,8 @@ class OperationEngine:
         self._env = RunContext(store=self.store, db=db, protection=protection, identity=identity,
                                clock=self.clock, owner=self.owner, claim_timeout=self.settings.claim_timeout,
                                poll_interval=min(self.settings.poll_interval, 1.0),
-                               checkpoint_timeout=self.settings.checkpoint_timeout)
+                               checkpoint_timeout=self.settings.checkpoint_timeout,
+                               suspend_after=self.settings.suspend_after_identity_failures)
         self._running: dict[str, str] = {}  # fire id -> claim token
         self._lock = threading.Lock()
         self._stop = threading.Event()

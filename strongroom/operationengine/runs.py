@@ -28,12 +28,14 @@ from strongroom.objects.locks import LOCK_DAYS
 from strongroom.objects.records import CheckpointRecord
 from strongroom.objects.scheduling import FireState, OperationType, ScheduledFire, ScheduledOperation
 from strongroom.operationengine import retention
-from strongroom.operationengine.identity import RunIdentity
+from strongroom.operationengine.identity import RunIdentity, TrustRefused
 
 LOG = logging.getLogger(__name__)
 
 CREATED_BY = "operation-engine"
 CHECKPOINT_DONE = frozenset({"available", "error", "deleting", "deleted", "error-deleting"})
+#: ``extra_info`` key of a fire that failed because Keystone refused the operation's trust.
+TRUST_REFUSED = "trust_refused"
 
 
 class ProtectionClient(Protocol):
@@ -73,6 +75,8 @@ class RunContext:
     claim_timeout: float
     poll_interval: float
     checkpoint_timeout: float
+    #: Suspend an operation after this many fires in a row whose trust Keystone refused (0: never).
+    suspend_after: int = 0
     stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
@@ -132,7 +136,11 @@ class FireRun:
             op = env.store.get_operation(self.fire.operation_id)
         except exceptions.NotFound:
             return  # deleted with its fires meanwhile
-        ctx = env.identity.context_for(op)
+        try:
+            ctx = env.identity.context_for(op)
+        except TrustRefused as err:
+            self._trust_refused(op, err)
+            return
         if op.operation_type == OperationType.COPY:
             self._run_copy(ctx, op)
             return
@@ -157,6 +165,33 @@ class FireRun:
             self._confirm()
             extra["retention"] = self._retain(ctx, op)
         self._finish(FireState.SUCCESS, None, extra_info=extra)
+
+    def _trust_refused(self, op: ScheduledOperation, err: TrustRefused) -> None:
+        """This fire fails once (no retry: Keystone would refuse again); after ``suspend_after`` such fires
+        in a row the operation is suspended, so that nobody's Keystone is asked again until it is resumed."""
+        env = self.env
+        message = err.message
+        refused = 1 + self._refused_before(op)
+        if env.suspend_after and refused >= env.suspend_after:
+            try:
+                env.store.set_enabled(op.id, False, op.project_id)
+            except exceptions.NotFound:
+                pass  # deleted meanwhile
+            message = (f"{message}; scheduled operation {op.id} suspended after {refused} fires in a row "
+                       f"refused by Keystone (resume it once it may act again)")
+            LOG.warning("scheduled operation %s suspended: %d fires in a row refused by Keystone", op.id, refused)
+        self._finish(FireState.FAILED, message, extra_info={TRUST_REFUSED: True})
+
+    def _refused_before(self, op: ScheduledOperation) -> int:
+        """How many of the operation's fires just before this one failed on a refused trust, in a row."""
+        count = 0
+        for fire in self.env.store.list_fires(op.id, limit=max(self.env.suspend_after, 1) + 3):
+            if fire.id == self.fire.id or fire.fire_time >= self.fire.fire_time:
+                continue
+            if not (fire.extra_info or {}).get(TRUST_REFUSED):
+                break
+            count += 1
+        return count
 
     def _adopt(self, op: ScheduledOperation) -> str | None:
         """A checkpoint a previous owner of this fire already started, if any."""

@@ -64,7 +64,9 @@ class Runner:
             id=str(uuid.uuid4()), project_id=checkpoint.project_id, operation_type=str(kind),
             status=RUNS[kind].running, provider_id=provider_id, checkpoint_id=checkpoint.id,
             plan_id=checkpoint.plan_id, restore_id=restore_id, scheduled_operation_id=scheduled_operation_id,
-            host=self.host, started_at=now, extra_info={"request_id": context.request_id}))
+            host=self.host, started_at=now,
+            # Who asked: the caller, or the owner a scheduled run acts as (through its trust).
+            extra_info={"request_id": context.request_id, "user_id": context.user_id}))
 
     # -- the one run ---------------------------------------------------------
 

@@ -1,14 +1,17 @@
-"""FakeKeystone: a FAKE Keystone v3 HTTP server with just enough of the API for trusts.
+"""FakeKeystone: a FAKE Keystone v3 HTTP server with just enough of the API for trusts, for unit tests.
 
-No Keystone runs on a test machine.  This server answers the calls keystoneauth1 makes for
-``v3.Password`` (unscoped, or scoped to a trust) and the trust calls of
+The functional tests run a real Keystone (:mod:`tests.servers.keystone`,
+``tests/functional/test_keystone_trusts.py``); this server is for the fast unit tests.  It answers the calls
+keystoneauth1 makes for ``v3.Password`` (unscoped, or scoped to a trust) and the trust calls of
 :class:`strongroom.operationengine.identity.KeystoneTrusts`, on 127.0.0.1 with a real HTTP stack, so the
 code under test is the real keystoneauth1 code path.  It checks what Keystone would refuse: a trust created
-with another user's token, a trust for roles the trustor lacks, a revoked trust.
+with another user's token, a trust for roles the trustor lacks, a revoked trust, and answers as Keystone 30
+does (a token for a revoked trust: a bare 401).
 
     POST   /v3/auth/tokens               password auth; ``scope: {"OS-TRUST:trust": {"id"}}`` for trusts
     POST   /v3/OS-TRUST/trusts           with the trustor's token
-    DELETE /v3/OS-TRUST/trusts/{id}      with the trustor's (or trustee's) token
+    GET    /v3/OS-TRUST/trusts/{id}      with the trustor's or the trustee's token
+    DELETE /v3/OS-TRUST/trusts/{id}      with the trustor's token (Keystone: or an administrator's)
 """
 
 from __future__ import annotations
@@ -101,6 +104,22 @@ class FakeKeystone:
                 else:
                     self._error(404, "not found")
 
+            def do_GET(self) -> None:  # noqa: N802
+                keystone.calls.append(f"GET {self.path}")
+                prefix = "/v3/OS-TRUST/trusts/"
+                caller = keystone.tokens.get(self.headers.get("X-Auth-Token", ""))
+                if not self.path.startswith(prefix) or caller is None:
+                    self._error(401, "The request you have made requires authentication.")
+                    return
+                with keystone._lock:
+                    trust = keystone.trusts.get(self.path[len(prefix):])
+                if trust is None:
+                    self._error(404, "Could not find trust.")
+                elif caller["user"].id not in (trust["trustor_user_id"], trust["trustee_user_id"]):
+                    self._error(403, "You are not authorized to perform the requested action.")
+                else:
+                    self._send(200, {"trust": {**trust, "roles": [{"name": n} for n in trust["roles"]]}})
+
             def do_DELETE(self) -> None:  # noqa: N802
                 keystone.calls.append(f"DELETE {self.path}")
                 prefix = "/v3/OS-TRUST/trusts/"
@@ -108,9 +127,17 @@ class FakeKeystone:
                 if not self.path.startswith(prefix) or caller is None:
                     self._error(401, "unauthorized")
                     return
+                trust_id = self.path[len(prefix):]
                 with keystone._lock:
-                    trust = keystone.trusts.pop(self.path[len(prefix):], None)
-                self._send(204) if trust is not None else self._error(404, "trust not found")
+                    trust = keystone.trusts.get(trust_id)
+                    if trust is not None and trust["trustor_user_id"] == caller["user"].id:
+                        del keystone.trusts[trust_id]
+                if trust is None:
+                    self._error(404, "Could not find trust.")
+                elif trust_id in keystone.trusts:  # Keystone 30: only the trustor (or an administrator)
+                    self._error(403, "You are not authorized to perform the requested action.")
+                else:
+                    self._send(204)
 
             def _tokens(self) -> None:
                 auth = self._body().get("auth", {})
@@ -131,8 +158,8 @@ class FakeKeystone:
                 if trust_id:
                     with keystone._lock:
                         trust = keystone.trusts.get(trust_id)
-                    if trust is None or trust["trustee_user_id"] != user.id:
-                        self._error(404, f"Could not find trust: {trust_id}.")
+                    if trust is None or trust["trustee_user_id"] != user.id:  # Keystone 30: a bare 401
+                        self._error(401, "The request you have made requires authentication.")
                         return
                     trustor = keystone.users[trust["trustor_user_id"]]
                     body["user"] = {"id": trustor.id, "name": trustor.name, "domain": {"id": "default"}}

@@ -211,6 +211,56 @@ class KeystoneServer:
                 "username": "admin", "password": self.admin_password, "project_name": "admin",
                 "user_domain_name": "Default", "project_domain_name": "Default"}
 
+    def service_account(self, username: str = "strongroom", project: str = "service",
+                        roles: tuple[str, ...] = ("service",)) -> Account:
+        """A service user as a deployment makes one (made on first use): ``username`` in the Default domain
+        with ``roles`` on project ``project`` (``service`` by default; roles bootstrap lacks are created).
+        With the ``service`` role it may validate tokens (``[keystone_authtoken]``) and be a trustee."""
+        key = (project, f"service:{username}")
+        if key in self.accounts:
+            return self.accounts[key]
+        if project not in self._project_ids:
+            found = self.admin_call("GET", f"/projects?name={project}")["projects"]
+            self._project_ids[project] = found[0]["id"] if found else self.admin_call("POST", "/projects", {
+                "project": {"name": project, "domain_id": "default"}})["project"]["id"]
+        account = Account(project=project, username=username, password=secrets.token_urlsafe(18),
+                          project_id=self._project_ids[project], role=roles[0] if roles else "")
+        account.user_id = self.admin_call("POST", "/users", {"user": {
+            "name": username, "password": account.password, "domain_id": "default",
+            "default_project_id": account.project_id}})["user"]["id"]
+        for role in roles:
+            self.grant(account, role)
+        self.accounts[key] = account
+        return account
+
+    def role_id(self, role: str) -> str:
+        """The id of global role ``role``, created if Keystone has none of that name."""
+        found = self.admin_call("GET", f"/roles?name={role}")["roles"]
+        if found:
+            return str(found[0]["id"])
+        return str(self.admin_call("POST", "/roles", {"role": {"name": role}})["role"]["id"])
+
+    def grant(self, account: Account, role: str | None = None) -> None:
+        """Give ``account`` ``role`` (default: its own) on its project."""
+        self.admin_call("PUT", f"/projects/{account.project_id}/users/{account.user_id}/roles/"
+                               f"{self.role_id(role or account.role)}")
+
+    def revoke_role(self, account: Account, role: str | None = None) -> None:
+        """Take ``role`` (default: its own) on its project away from ``account``."""
+        self.admin_call("DELETE", f"/projects/{account.project_id}/users/{account.user_id}/roles/"
+                                  f"{self.role_id(role or account.role)}")
+
+    def admin_call(self, method: str, path: str, body: Any = None, expect: int | None = None) -> Any:
+        """Keystone's API (``path`` under ``/v3``) as its admin; the JSON answer (None if empty).  Any answer
+        of 300 or more raises :class:`KeystoneError`, unless it is ``expect`` (then None is returned)."""
+        answer = requests.request(method, self.url + path, json=body, timeout=30,
+                                  headers={"X-Auth-Token": self.admin_token()})
+        if expect is not None and answer.status_code == expect:
+            return None if not answer.content else answer.json()
+        if answer.status_code >= 300:
+            raise KeystoneError(f"Keystone {method} {path}: {answer.status_code} {answer.text[:300]}")
+        return answer.json() if answer.content else None
+
     def manage(self, *args: str, env: dict[str, str] | None = None) -> None:
         """``keystone-manage`` on this Keystone's configuration."""
         argv = [*self.program("keystone-manage"), "--config-file", str(self.conf_path), *args]

@@ -103,6 +103,7 @@ def _run_phases(tmp_path: Path, *, operationengine: bool = False,
         "PATH": os.environ["PATH"], "HOME": str(work),
         "DEST": str(work / "opt"), "DATA_DIR": str(work / "data"), "STACK_USER": os.environ.get("USER", "root"),
         "SERVICE_HOST": "192.0.2.10", "SERVICE_PROTOCOL": "http", "REGION_NAME": "RegionOne",
+        "KEYSTONE_SERVICE_URI": "http://192.0.2.10/identity", "SERVICE_PASSWORD": "service-secret",
         "SERVICE_TIMEOUT": "60", "ENABLE_DEBUG_LOG_LEVEL": "True", "DATABASE_BACKENDS": "mysql postgresql",
         "DATABASE_TYPE": "mysql", "DATABASE_USER": "root", "DATABASE_PASSWORD": "secret", "MYSQL_HOST": "127.0.0.1",
         "ENABLED_SERVICES": "key,mysql,rabbit,keystone", "DISABLED_SERVICES": "",
@@ -173,6 +174,8 @@ def test_phases_against_stubbed_devstack_with_keystone_mysql_and_gunicorn(tmp_pa
     assert conf.transport_url == "rabbit://stackrabbit:secret@127.0.0.1:5672/"
     assert conf.database.connection == "mysql+pymysql://root:secret@127.0.0.1/strongroom?charset=utf8mb4"
     assert conf.auth_strategy == "keystone"
+    assert (conf.trustee.auth_url, conf.trustee.username, conf.trustee.password) == (
+        "http://192.0.2.10/identity/v3", "strongroom", "service-secret")  # scheduled runs' trusts
     assert (conf.api.bind_host, conf.api.bind_port) == ("0.0.0.0", 8799)
     assert (conf.heartbeat_interval, conf.missed_heartbeats) == (10.0, 6)
     assert conf.state_dir == str(work / "data" / "strongroom")

@@ -9,6 +9,8 @@ Karbor's shapes (``scheduled_operation`` in, ``operations`` for lists), plus wha
 
 With ``auth_strategy = keystone`` creating an operation creates a Keystone trust from the caller to
 Strongroom's service user, through which every run acts as the caller; deleting it deletes the trust.
+Resuming a suspended operation replaces its trust by a new one from the caller (the engine suspends an
+operation whose trust Keystone kept refusing, ``doc/scheduling.md``).
 """
 
 from __future__ import annotations
@@ -149,8 +151,26 @@ def action(req: ApiRequest, scheduled_operation_id: str) -> Result:
     body = req.validated_body(schemas.SCHEDULED_OPERATION_ACTION)
     op = _get(req, scheduled_operation_id)
     req.authorize("scheduled_operation:update", {"project_id": op.project_id})
-    changed = store(req).set_enabled(op.id, "resume" in body, op.project_id)
+    resume = "resume" in body
+    if resume and not op.enabled and op.trust_id:
+        _renew_delegation(req, op)
+    changed = store(req).set_enabled(op.id, resume, op.project_id)
     return 200, {FIELD: view(changed)}
+
+
+def _renew_delegation(req: ApiRequest, op: ScheduledOperation) -> None:
+    """Resuming a suspended operation under keystone makes a new trust from the caller, through which the
+    runs act from then on (the old one may be what got it suspended: revoked, or its user lost a role); the
+    old trust is deleted (best effort)."""
+    runs_as = _identity(req)
+    trust_id = runs_as.create_delegation(req.ctx, _token(req))
+    try:
+        before = store(req).set_delegation(op.id, req.ctx.user_id, trust_id, op.project_id)
+    except Exception:
+        runs_as.delete_delegation(trust_id, _token(req))
+        raise
+    if before.trust_id and before.trust_id != trust_id:
+        runs_as.delete_delegation(before.trust_id, _token(req))
 
 
 def delete(req: ApiRequest, scheduled_operation_id: str) -> Result:

@@ -91,3 +91,27 @@ def test_a_missing_trustee_section_is_a_clear_503(db: Database) -> None:
     resp = create_operation(app, db, "some-token", "u1")
     assert resp.status_int == 503
     assert "[trustee] auth_url, username and password" in resp.json["serviceUnavailable"]["message"]
+
+
+def test_resuming_a_suspended_operation_renews_its_trust(db: Database, fake_keystone: FakeKeystone) -> None:  # noqa: F811
+    alice = fake_keystone.add_user("alice", "pw", roles={"proj-a": ["member"]})
+    bob = fake_keystone.add_user("bob", "pw", roles={"proj-a": ["member"]})
+    app = app_for(db, {"auth_url": fake_keystone.url, "username": "strongroom", "password": "service-secret"})
+    alice_token = fake_keystone.issue_token(alice, "proj-a")
+    op_id = create_operation(app, db, alice_token, alice.id).json["scheduled_operation"]["id"]
+    store = SchedulingStore(db)
+    first = store.get_operation(op_id).trust_id
+    action = f"/scheduled_operations/{op_id}/action"
+    # Resuming an operation that runs already changes nothing.
+    assert call(app, "POST", action, alice_token, alice.id, {"resume": {}}).status_int == 200
+    assert store.get_operation(op_id).trust_id == first
+    # Suspended (as the engine does after refused trusts), then resumed by bob: runs act as bob from then on.
+    assert call(app, "POST", action, alice_token, alice.id, {"suspend": {}}).json["scheduled_operation"][
+        "enabled"] is False
+    resumed = call(app, "POST", action, fake_keystone.issue_token(bob, "proj-a"), bob.id, {"resume": {}})
+    assert resumed.status_int == 200 and resumed.json["scheduled_operation"]["enabled"] is True
+    op = store.get_operation(op_id)
+    assert op.user_id == bob.id and op.trust_id != first
+    assert fake_keystone.trusts[op.trust_id]["trustor_user_id"] == bob.id  # type: ignore[index]
+    # bob's token may not delete alice's trust (nor may it in Keystone): it stays, and a warning names it.
+    assert first in fake_keystone.trusts

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from strongroom.clock import FakeClock
-from strongroom.context import get_context
+from strongroom.context import RequestContext, get_context
 from strongroom.db.api import Database
 from strongroom.db.models import ScheduledOperationModel
 from strongroom.db.scheduling import SchedulingStore
+from strongroom.exceptions import ServiceUnavailable
 from strongroom.objects.scheduling import FireState, ScheduledOperation
 from strongroom.operationengine.engine import EngineSettings, InlineExecutor, OperationEngine
-from strongroom.operationengine.identity import IdentityError, KeystoneTrusts, NoAuthIdentity
+from strongroom.operationengine.identity import IdentityError, KeystoneTrusts, NoAuthIdentity, TrustRefused
 from tests.servers.fake_keystone import FakeKeystone
 from tests.unit.operationengine.fakes import FakeProtectionForSchedulingTests, add_operation, add_plan, add_trigger
 
@@ -63,7 +65,7 @@ def test_keystone_refusals_are_reported(fake_keystone: FakeKeystone) -> None:
     with pytest.raises(IdentityError, match="has no Keystone trust"):
         identity.context_for(operation("proj-a", alice.id, None))
     wrong = KeystoneTrusts(fake_keystone.url, "strongroom", "wrong-password")
-    with pytest.raises(Exception, match="(?i)authenticat"):
+    with pytest.raises(ServiceUnavailable, match=r"Keystone refuses the \[trustee\] user strongroom"):
         wrong.create_delegation(get_context("proj-a", user_id=alice.id, roles=["member"]),
                                 fake_keystone.issue_token(alice, "proj-a"))
 
@@ -101,5 +103,83 @@ def test_a_run_uses_the_trust_and_fails_clearly_once_it_is_revoked(fake_keystone
     newest, first = store.list_fires(op.id)
     assert first.state == FireState.SUCCESS
     assert newest.state == FireState.FAILED and "trust" in (newest.error_info or "")
+    assert "revoked or deleted" in (newest.error_info or "") and op.id in (newest.error_info or "")
     assert len(protection.contexts) == 1
     db.dispose()
+
+
+class _Refusing(NoAuthIdentity):
+    """A RunIdentity whose Keystone refuses every trust (``refused``) or cannot be reached (not ``refused``)."""
+
+    def __init__(self) -> None:
+        self.refused = True
+        self.asked = 0
+
+    def context_for(self, op: ScheduledOperation) -> RequestContext:
+        self.asked += 1
+        if self.refused:
+            raise TrustRefused(reason=f"the Keystone trust of scheduled operation {op.id} no longer works")
+        raise IdentityError(reason=f"Keystone could not be asked for the trust of scheduled operation {op.id}")
+
+
+def _hourly(tmp_path: Path, identity: NoAuthIdentity, suspend_after: int) -> tuple[Any, ...]:
+    clock = FakeClock(_dt.datetime(2026, 7, 1, 8, 0, 30, tzinfo=_dt.UTC))
+    db = Database(f"sqlite:///{tmp_path / 'refused.sqlite'}", clock=clock)
+    db.sync()
+    store = SchedulingStore(db)
+    plan = add_plan(db, project="proj-a")
+    trigger = add_trigger(store, {"pattern": "0 * * * *", "window": 300}, clock.now(), project="proj-a")
+    op = add_operation(store, trigger, plan)
+    engine = OperationEngine(db, FakeProtectionForSchedulingTests(db, clock), identity, owner="e", clock=clock,
+                             executor=InlineExecutor(),
+                             settings=EngineSettings(plan_ahead=3600, suspend_after_identity_failures=suspend_after))
+    return clock, db, store, op, engine
+
+
+def test_refused_trusts_fail_once_per_fire_then_suspend_the_operation(tmp_path: Path) -> None:
+    identity = _Refusing()
+    clock, db, store, op, engine = _hourly(tmp_path, identity, suspend_after=3)
+    engine.tick()
+    for _ in range(6):  # six hours
+        clock.advance(3600)
+        engine.tick()
+    fires = list(reversed(store.list_fires(op.id)))
+    assert [f.state for f in fires] == [FireState.FAILED] * 3  # then suspended: no more fires
+    assert identity.asked == 3 and all(f.attempts == 1 for f in fires)
+    assert "suspended after 3 fires in a row" in (fires[-1].error_info or "")
+    assert "suspended" not in (fires[0].error_info or "")
+    assert store.get_operation(op.id).enabled is False
+    # Resumed: it fires again (and counts from zero only after a fire Keystone did not refuse).
+    identity.refused = False
+    store.set_enabled(op.id, True)
+    for _ in range(5):
+        clock.advance(3600)
+        engine.tick()
+    assert store.get_operation(op.id).enabled is True  # Keystone away is no reason to suspend
+    later = list(reversed(store.list_fires(op.id)))[3:]
+    assert len(later) >= 4 and all(f.state == FireState.FAILED for f in later)
+    assert all("could not be asked" in (f.error_info or "") for f in later)
+    db.dispose()
+
+
+def test_suspending_can_be_turned_off(tmp_path: Path) -> None:
+    identity = _Refusing()
+    clock, db, store, op, engine = _hourly(tmp_path, identity, suspend_after=0)
+    engine.tick()
+    for _ in range(5):
+        clock.advance(3600)
+        engine.tick()
+    assert store.get_operation(op.id).enabled is True
+    assert identity.asked == 5 == len(store.list_fires(op.id))
+    db.dispose()
+
+
+def test_a_wrong_trustee_password_is_the_deployments_fault_not_the_trusts(fake_keystone: FakeKeystone) -> None:
+    alice = fake_keystone.add_user("alice", "pw", roles={"proj-a": ["member"]})
+    trust_id = trusts(fake_keystone).create_delegation(get_context("proj-a", user_id=alice.id, roles=["member"]),
+                                                       fake_keystone.issue_token(alice, "proj-a"))
+    wrong = KeystoneTrusts(fake_keystone.url, "strongroom", "wrong-password")
+    with pytest.raises(IdentityError, match=r"refuses the \[trustee\] user strongroom") as caught:
+        wrong.context_for(operation("proj-a", alice.id, trust_id))
+    assert not isinstance(caught.value, TrustRefused)  # so no operation is suspended for it
+    assert "wrong-password" not in caught.value.message
