@@ -205,11 +205,37 @@ class KeystoneServer:
             raise KeystoneError(f"Keystone did not validate a token: {answer.status_code} {answer.text[:300]}")
         return sorted(role["name"] for role in answer.json()["token"]["roles"])
 
-    def authtoken_options(self) -> dict[str, str]:
-        """keystonemiddleware's ``[keystone_authtoken]`` for a service validating tokens as Keystone's admin."""
+    def authtoken_options(self, account: Account | None = None) -> dict[str, str]:
+        """keystonemiddleware's ``[keystone_authtoken]`` for a service validating tokens as Keystone's admin,
+        or as ``account`` (a service user: :meth:`service_user`)."""
+        if account is None:
+            return {"auth_type": "password", "auth_url": self.url, "www_authenticate_uri": self.url,
+                    "username": "admin", "password": self.admin_password, "project_name": "admin",
+                    "user_domain_name": "Default", "project_domain_name": "Default"}
         return {"auth_type": "password", "auth_url": self.url, "www_authenticate_uri": self.url,
-                "username": "admin", "password": self.admin_password, "project_name": "admin",
+                "username": account.username, "password": account.password, "project_name": account.project,
                 "user_domain_name": "Default", "project_domain_name": "Default"}
+
+    def service_user(self, name: str, project: str = "service", role: str = "admin") -> Account:
+        """A service's own user ``name`` (``cinder``, ``strongroom``...) holding ``role`` on ``project`` (both
+        made on first use), as a deployment gives each service: what its ``[keystone_authtoken]`` validates
+        tokens with.  Admin by default: Keystone 30's policy lets an admin (or the ``service`` role) validate
+        another user's token."""
+        key = (project, f"user:{name}:{role}")
+        if key not in self.accounts:
+            self.accounts[key] = self._make_account(project, role, username=name)
+        return self.accounts[key]
+
+    def register_endpoint(self, service_type: str, name: str, url: str, region: str = "RegionOne") -> str:
+        """A service of ``service_type`` named ``name`` in Keystone's catalogue, with ``url`` as its public,
+        internal and admin endpoints (what ``openstack endpoint create`` does); its id."""
+        call = self._admin_call()
+        service_id = call("POST", "/services", {"service": {"type": service_type, "name": name,
+                                                            "enabled": True}})["service"]["id"]
+        for interface in ("public", "internal", "admin"):
+            call("POST", "/endpoints", {"endpoint": {"service_id": service_id, "interface": interface,
+                                                     "url": url, "region_id": region, "enabled": True}})
+        return str(service_id)
 
     def manage(self, *args: str, env: dict[str, str] | None = None) -> None:
         """``keystone-manage`` on this Keystone's configuration."""
@@ -285,8 +311,8 @@ password_hash_rounds = 4
                 env={**os.environ, "PYTHONWARNINGS": "ignore", "OS_KEYSTONE_CONFIG_FILES": str(self.conf_path),
                      "OS_KEYSTONE_CONFIG_DIR": ""}, start_new_session=True)
 
-    def _make_account(self, project: str, role: str) -> Account:
-        """Project ``project`` (once), a user with ``role`` on it, through Keystone's API as admin."""
+    def _admin_call(self) -> Callable[..., Any]:
+        """A caller of Keystone's API as its admin (one token): ``call(method, path, body)``."""
         token = self.admin_token()
 
         def call(method: str, path: str, body: Any = None) -> Any:
@@ -296,7 +322,12 @@ password_hash_rounds = 4
                 raise KeystoneError(f"Keystone {method} {path}: {answer.status_code} {answer.text[:300]}")
             return answer.json() if answer.content else None
 
-        username = project if role == ROLE else f"{project}-{role}"
+        return call
+
+    def _make_account(self, project: str, role: str, username: str | None = None) -> Account:
+        """Project ``project`` (once), a user with ``role`` on it, through Keystone's API as admin."""
+        call = self._admin_call()
+        username = username or (project if role == ROLE else f"{project}-{role}")
         account = Account(project=project, username=username, password=secrets.token_urlsafe(18), role=role)
         if project not in self._project_ids:
             self._project_ids[project] = call("POST", "/projects", {"project": {

@@ -47,14 +47,40 @@ class CinderApi:
 
     def __init__(self, config: CinderConfig, project_id: str | None = None) -> None:
         self.config = config
-        self.project_id = project_id or config.project_id
+        self._project_id = project_id or config.project_id
         self._session, self._auth = _session_pieces(config)
         self._lock = threading.Lock()
         self._version: tuple[int, int] | None = None
         self._secrets = [str(config.auth.get(k) or "") for k in ("password", "application_credential_secret")]
 
     def __repr__(self) -> str:
-        return f"CinderApi(where={self.config.where!r}, project={self.project_id!r})"
+        return f"CinderApi(where={self.config.where!r}, project={self._project_id!r})"
+
+    @property
+    def project_id(self) -> str | None:
+        """The project requests act in: noauth's ``project_id``; with Keystone the configured one, else the
+        one Keystone scoped the token to (asked once; a refused password is ``BlockError`` naming Cinder)."""
+        if self._project_id is None and self._auth is not None:
+            with self._guard("authenticating with Keystone"):
+                found = self._auth.get_project_id(self._session)
+            with self._lock:
+                self._project_id = str(found) if found else None
+        return self._project_id
+
+    @property
+    def identity(self) -> str:
+        """Who the configured credentials say we are, for messages (never a secret)."""
+        auth = self.config.auth
+        if self.config.auth_type == "v3applicationcredential":
+            return f"application credential {auth.get('application_credential_id')}"
+        user = auth.get("username") or auth.get("user_id")
+        project = auth.get("project_name") or auth.get("project_id")
+        return f"user {user}" + (f", project {project}" if project else "")
+
+    @property
+    def known_project_id(self) -> str | None:
+        """:attr:`project_id` if already known, without asking Keystone (for descriptions)."""
+        return self._project_id
 
     @property
     def what(self) -> str:
@@ -156,9 +182,12 @@ class _Guard:
             raise exceptions.BlockUnavailable(
                 backend=self.api.what,
                 reason=f"{self.doing}: Cinder did not answer ({type(err).__name__})") from None
-        if isinstance(err, ksa.Unauthorized):
-            raise exceptions.BlockError(
-                reason=f"{self.api.what}: {self.doing}: Keystone refused the credentials") from None
+        if isinstance(err, ksa.Unauthorized):  # the operator's to mend: 503 naming the backend, no secret
+            raise exceptions.BlockUnavailable(
+                backend=self.api.what,
+                reason=f"{self.doing}: Keystone at {self.api.config.auth.get('auth_url')} refused the cinder "
+                f"block backend's credentials ({self.api.identity}; auth_type {self.api.config.auth_type})"
+                ) from None
         if isinstance(err, ksa.ClientException):
             raise exceptions.BlockError(
                 reason=f"{self.api.what}: {self.doing}: {self.api.scrub(str(err))}") from None

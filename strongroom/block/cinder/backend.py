@@ -75,7 +75,7 @@ class CinderBackend(CinderGrowth):
 
     def describe(self) -> dict[str, Any]:
         """Where the volumes are (never includes credentials)."""
-        return {"backend": "cinder", "endpoint": self.config.where, "project": self.api.project_id,
+        return {"backend": "cinder", "endpoint": self.config.where, "project": self.api.known_project_id,
                 "auth_type": self.config.auth_type}
 
     def for_project(self, project_id: str | None) -> CinderBackend:
@@ -100,6 +100,7 @@ class CinderBackend(CinderGrowth):
                       placement: Mapping[str, str] | None = None) -> Volume:
         check_size(size)
         where = check_placement(self, placement)
+        self._check_writable("creating a volume")
         if name is not None:
             check_name(name)
             if name.startswith(".") or len(name) > MAX_METADATA - len(STAGED_PREFIX):
@@ -196,6 +197,7 @@ class CinderBackend(CinderGrowth):
                 raise exceptions.InvalidInput(
                     reason=f"snapshot tag {key!r}: at most {MAX_METADATA - len(TAG_PREFIX)} characters with Cinder")
         volume = self.get_volume(volume_id)
+        self._check_writable(f"taking a snapshot of volume {volume.id}")
         metadata = {SNAPSHOT_MARK: self._maker, SIZE_KEY: str(volume.size),
                     **{TAG_PREFIX + k: v for k, v in kept.items()}}
         body = {"volume_id": volume.id, "force": True, "name": f"strongroom-{uuid.uuid4().hex[:12]}",
