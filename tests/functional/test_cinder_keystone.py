@@ -232,3 +232,62 @@ def test_an_identity_without_admin_sees_nothing_of_another_project_and_makes_not
         assert [v["name"] for v in cinder.api("GET", "/volumes", a.project).json()["volumes"]] == ["database"]
     finally:
         backend.close()
+
+
+def test_act_as_user_acts_with_the_users_token_and_a_scheduled_runs_trust_token_in_their_project(
+        cinder_keystone_service: CinderService, projects: dict[str, Any]) -> None:
+    """``act_as_user``: a request that carries the user's token lists, snapshots and makes volumes in that
+    user's project, whatever project the configured identity (a member of A, no admin) is in; so does the
+    token a scheduled run gets through its Keystone trust (``strongroom.operationengine.identity``)."""
+    from strongroom.context import get_context
+    from strongroom.objects.scheduling import ScheduledOperation
+    from strongroom.operationengine.identity import KeystoneTrusts
+
+    cinder, ks, a, b = cinder_keystone_service, projects["keystone"], projects["a"], projects["b"]
+    theirs = projects["volume_b"]
+    backend = CinderBackend(cinder.keystone_backend_options(a, act_as_user=True))
+    try:
+        token_b = ks.token(b)
+        as_b = backend.for_project(b.project_id, token_b)
+        assert as_b is backend.for_project(b.project_id, token_b), "the user's backend is not kept"
+        assert [(v.id, v.name) for v in as_b.list_volumes()] == [(theirs["id"], "theirs")]
+        with pytest.raises(exceptions.VolumeNotFound):
+            as_b.get_volume(projects["volume_a"]["id"])  # A's volume is not B's user's to read
+        snapshot = as_b.create_snapshot(theirs["id"], tags={"why": "act-as-user"})
+        assert [s.id for s in as_b.list_snapshots(theirs["id"])] == [snapshot.id]
+        made = as_b.create_volume(GiB, "made-for-b")
+        names = sorted(v["name"] for v in cinder.api("GET", "/volumes", b.project).json()["volumes"])
+        assert names == ["made-for-b", "theirs"], "the volume was not made in the user's project"
+        assert [v["name"] for v in cinder.api("GET", "/volumes", a.project).json()["volumes"]] == ["database"]
+        as_b.delete_snapshot(snapshot.id)
+        as_b.destroy_volume(made.id)
+        assert token_b not in repr(as_b) and token_b not in repr(as_b.api)
+
+        # A scheduled run: B's member trusts Strongroom's trustee; the run's context carries a trust token.
+        trustee = ks.service_user(f"trustee-{uuid.uuid4().hex[:6]}")
+        trusts = KeystoneTrusts(ks.url, trustee.username, trustee.password)
+        owner = get_context(b.project_id, user_id=b.user_id, roles=["member", "reader"])
+        trust_id = trusts.create_delegation(owner, token_b)
+        assert trust_id is not None
+        try:
+            op = ScheduledOperation(id=str(uuid.uuid4()), project_id=b.project_id, name="nightly",
+                                    operation_type="protect", trigger_id=str(uuid.uuid4()),
+                                    plan_id=str(uuid.uuid4()), provider_id=str(uuid.uuid4()),
+                                    user_id=b.user_id, trust_id=trust_id)
+            run = trusts.context_for(op)
+            assert run.auth_token and run.auth_token != token_b
+            as_run = backend.for_project(run.project_id, run.auth_token)
+            assert [v.id for v in as_run.list_volumes()] == [theirs["id"]]
+            snapshot = as_run.create_snapshot(theirs["id"])
+            as_run.delete_snapshot(snapshot.id)
+        finally:
+            trusts.delete_delegation(trust_id, token_b)
+
+        # A token Cinder does not accept: refused as the user's (403 through the API), naming neither token.
+        with pytest.raises(exceptions.Forbidden) as refused:
+            backend.for_project(b.project_id, "gAAAA-not-a-token").list_volumes()
+        assert "token" in str(refused.value) and "gAAAA-not-a-token" not in str(refused.value)
+        # Without a token, the configured identity acts as before (A's own volumes).
+        assert [v.id for v in backend.for_project(a.project_id).list_volumes()] == [projects["volume_a"]["id"]]
+    finally:
+        backend.close()
