@@ -291,3 +291,63 @@ def test_act_as_user_acts_with_the_users_token_and_a_scheduled_runs_trust_token_
         assert [v.id for v in backend.for_project(a.project_id).list_volumes()] == [projects["volume_a"]["id"]]
     finally:
         backend.close()
+
+
+def test_act_as_user_through_the_api_each_member_protects_and_restores_in_their_own_project(
+        cinder_keystone_service: CinderService, projects: dict[str, Any], request: pytest.FixtureRequest,
+        tmp_path: Path) -> None:
+    """The provider's identity is a plain member of project A; with ``act_as_user`` the API's context
+    carries each caller's token to the protection service (RPC), so B's member lists B's volumes, protects
+    one and restores it as a new volume in B: none of which A's identity could do (it has no admin role)."""
+    import rbd
+
+    cinder, ks = cinder_keystone_service, projects["keystone"]
+    a, b, mine, theirs = projects["a"], projects["b"], projects["volume_a"], projects["volume_b"]
+    ioctx = cinder.ceph.admin().open_ioctx(cinder.pool)
+    try:
+        with rbd.Image(ioctx, f"volume-{theirs['id']}") as image:
+            image.write(random.Random(3).randbytes(2 * MiB), 7 * MiB + 123)
+            image.flush()
+            original = digest(image)
+        bank = bank_under_test("fs", request, tmp_path)
+        section = cinder_section(cinder, a) + "act_as_user = true\n"
+        service, provider_id = write_config(tmp_path, ks, section, bank.section())
+        service.start()
+        try:
+            token_b = ks.token(b)
+            member_a, member_b = Caller(service.url, a, ks.token(a)), Caller(service.url, b, token_b)
+            for caller, volume in ((member_a, mine), (member_b, theirs)):
+                listed = caller("GET", f"/protectables/{VOLUME}/instances")
+                assert listed.status_code == 200, listed.text
+                assert [i["id"] for i in listed.json()["instances"]] == [volume["id"]]
+            assert member_b("GET", f"/protectables/{VOLUME}/instances/{mine['id']}").status_code == 404
+            plan = member_b("POST", "/plans", json={"plan": {
+                "name": "as-b", "provider_id": provider_id, "parameters": {},
+                "resources": [{"id": theirs["id"], "type": VOLUME, "name": "theirs"}]}})
+            assert plan.status_code == 200, plan.text
+            cps = f"/providers/{provider_id}/checkpoints"
+            made = member_b("POST", cps, json={"checkpoint": {"plan_id": plan.json()["plan"]["id"]}})
+            assert made.status_code == 200, made.text
+            cp = member_b.wait(f"{cps}/{made.json()['checkpoint']['id']}", "checkpoint", {"available", "error"})
+            assert cp["status"] == "available", cp
+            restore = member_b("POST", "/restores", json={"restore": {
+                "provider_id": provider_id, "checkpoint_id": cp["id"], "restore_target": None,
+                "parameters": {VOLUME: {"restore_name": "theirs-restored"}}}})
+            assert restore.status_code == 200, restore.text
+            done = member_b.wait(f"/restores/{restore.json()['restore']['id']}", "restore", {"success", "fail"})
+            assert done["status"] == "success", done
+        finally:
+            service.stop()
+        in_b = {v["name"]: v for v in cinder.api("GET", "/volumes/detail", b.project).json()["volumes"]}
+        assert sorted(in_b) == ["theirs", "theirs-restored"], sorted(in_b)
+        assert [v["name"] for v in cinder.api("GET", "/volumes", a.project).json()["volumes"]] == ["database"]
+        with rbd.Image(ioctx, f"volume-{in_b['theirs-restored']['id']}", read_only=True) as image:
+            assert digest(image) == original, "the restored volume is not B's volume at its protect"
+        output = "".join(service.output)
+        for secret in (token_b, a.password):
+            assert secret not in output
+        kept = [path for root in (tmp_path / "fs-bank", tmp_path / "state") for path in root.rglob("*")
+                if path.is_file() and token_b.encode() in path.read_bytes()]
+        assert kept == [], f"the user's token was written to {kept}"
+    finally:
+        ioctx.close()
