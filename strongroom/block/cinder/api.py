@@ -92,6 +92,11 @@ class CinderApi:
         return f"user {user}" + (f", project {project}" if project else "")
 
     @property
+    def known_version(self) -> tuple[int, int] | None:
+        """The negotiated microversion if already read (:meth:`microversion`), else None."""
+        return self._version
+
+    @property
     def known_project_id(self) -> str | None:
         """:attr:`project_id` if already known, without asking Keystone (for descriptions)."""
         return self._project_id

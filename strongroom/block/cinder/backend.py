@@ -114,7 +114,7 @@ class CinderBackend(CinderGrowth):
             if known is not None:
                 self._users.move_to_end(key)
                 return known
-        endpoint, version = self.api.endpoint(), self.api.microversion()
+        endpoint, version = self.api.endpoint(), self.api.known_version  # else read with the user's token
         view = CinderBackend(self.options, clock=self._clock, sleep=self._sleep)
         view.api = CinderApi(self.config, project_id, token=token, endpoint=endpoint, version=version)
         view._maker, view._lock = self._maker, self._lock
