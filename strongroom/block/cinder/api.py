@@ -71,7 +71,8 @@ class CinderApi:
     @property
     def project_id(self) -> str | None:
         """The project requests act in: noauth's ``project_id``; with Keystone the configured one, else the
-        one Keystone scoped the token to (asked once; a refused password is ``BlockError`` naming Cinder)."""
+        one Keystone scoped the token to (asked once; a refused password is ``BlockUnavailable`` naming the
+        cinder block backend, the user and Keystone)."""
         if self._project_id is None and self._auth is not None:
             with self._guard("authenticating with Keystone"):
                 found = self._auth.get_project_id(self._session)

@@ -179,3 +179,9 @@ def test_the_callers_keystone_token_is_in_the_context_only_under_keystone(conf: 
     assert [c.auth_token for c in protection.contexts] == (
         ["gAAAAB-users-token"] if strategy == "keystone" else [None])
     assert "auth_token" not in protection.contexts[0].to_dict()
+    if strategy == "keystone":  # an admin's token of another project: not passed on (its project is not p2)
+        admin = _get(app, "/v1/p2/protectables/OS::Cinder::Volume/instances",
+                     **{"X-Auth-Token": "gAAAAB-admins-token", "X-Identity-Status": "Confirmed",
+                        "X-Project-Id": "p1", "X-User-Id": "root", "X-Roles": "admin,member,reader"})
+        assert admin.status_int == 200, admin.text
+        assert protection.contexts[-1].project_id == "p2" and protection.contexts[-1].auth_token is None
