@@ -16,7 +16,11 @@ What a user would notice, and so what is asserted:
   is in neither the answer nor the service's output;
 * a backend whose identity holds no admin role is refused another project's listing (``Forbidden`` naming
   both projects and the role, where Cinder answers 400 to the ``project_id`` filter) and making a volume there,
-  and does not read that project's volume by its id.
+  and does not read that project's volume by its id;
+* with ``act_as_user``, the backend acts with a user's token, and with a scheduled run's trust token, in that
+  user's project; and through the API (the token carried to the protection service over RPC) B's member
+  protects and restores B's volume through a provider whose identity is a plain member of A, the token in no
+  file and none of the output.
 """
 
 from __future__ import annotations
