@@ -43,7 +43,8 @@ from tests.functional.harness import AllInOne, MiB
 from tests.servers.cinder import CinderService
 from tests.servers.keystone import Account, KeystoneServer
 
-pytestmark = [pytest.mark.functional, pytest.mark.slow]
+# The first test also starts Ceph, Keystone and this Cinder (about 65 s at load 12; more under make test's workers).
+pytestmark = [pytest.mark.functional, pytest.mark.slow, pytest.mark.timeout(600)]
 
 GiB = 1 << 30
 VOLUME = "OS::Cinder::Volume"
