@@ -211,6 +211,42 @@ class KeystoneServer:
                 "username": "admin", "password": self.admin_password, "project_name": "admin",
                 "user_domain_name": "Default", "project_domain_name": "Default"}
 
+    def service_account(self, name: str, role: str = "admin", project: str = "service") -> Account:
+        """The service user ``name`` with ``role`` on project ``service`` (made on first use): who a service's
+        keystonemiddleware validates tokens as (``admin``, as :meth:`authtoken_options` does with Keystone's)."""
+        key = (f"service-user:{name}", role)
+        if key not in self.accounts:
+            self.accounts[key] = self._make_account(project, role, username=name)
+        return self.accounts[key]
+
+    def register_endpoint(self, service_type: str, url: str, name: str | None = None,
+                          region: str = "RegionOne",
+                          interfaces: tuple[str, ...] = ("public", "internal", "admin")) -> str:
+        """Put ``url`` in the catalogue as the ``service_type`` service's endpoint for ``interfaces`` in
+        ``region`` (the service made on first use; endpoints it had before are removed, so that a server
+        started again replaces its entry).  ``url`` may hold Keystone's ``$(project_id)s``.  Returns the
+        service's id; tokens issued from now on carry it."""
+        call = self._admin_caller()
+        found = call("GET", f"/services?type={service_type}")["services"]
+        if found:
+            service_id = str(found[0]["id"])
+            for endpoint in call("GET", f"/endpoints?service_id={service_id}")["endpoints"]:
+                call("DELETE", f"/endpoints/{endpoint['id']}")
+        else:
+            service_id = str(call("POST", "/services", {"service": {
+                "type": service_type, "name": name or service_type, "enabled": True}})["service"]["id"])
+        for interface in interfaces:
+            call("POST", "/endpoints", {"endpoint": {"service_id": service_id, "interface": interface,
+                                                     "region_id": region, "url": url, "enabled": True}})
+        return service_id
+
+    def revoke_token(self, token: str) -> None:
+        """Revoke ``token`` (``DELETE /v3/auth/tokens`` as Keystone's admin): Keystone refuses it from now on."""
+        answer = requests.delete(f"{self.url}/auth/tokens", timeout=30,
+                                 headers={"X-Auth-Token": self.admin_token(), "X-Subject-Token": token})
+        if answer.status_code != 204:
+            raise KeystoneError(f"Keystone did not revoke a token: {answer.status_code} {answer.text[:300]}")
+
     def manage(self, *args: str, env: dict[str, str] | None = None) -> None:
         """``keystone-manage`` on this Keystone's configuration."""
         argv = [*self.program("keystone-manage"), "--config-file", str(self.conf_path), *args]
@@ -285,7 +321,20 @@ password_hash_rounds = 4
                 env={**os.environ, "PYTHONWARNINGS": "ignore", "OS_KEYSTONE_CONFIG_FILES": str(self.conf_path),
                      "OS_KEYSTONE_CONFIG_DIR": ""}, start_new_session=True)
 
-    def _make_account(self, project: str, role: str) -> Account:
+    def _admin_caller(self) -> Callable[..., Any]:
+        """``call(method, path, body=None)``: Keystone's API as its admin (one token), the answer's JSON."""
+        token = self.admin_token()
+
+        def call(method: str, path: str, body: Any = None) -> Any:
+            answer = requests.request(method, self.url + path, json=body, timeout=30,
+                                      headers={"X-Auth-Token": token})
+            if answer.status_code >= 300:
+                raise KeystoneError(f"Keystone {method} {path}: {answer.status_code} {answer.text[:300]}")
+            return answer.json() if answer.content else None
+
+        return call
+
+    def _make_account(self, project: str, role: str, username: str | None = None) -> Account:
         """Project ``project`` (once), a user with ``role`` on it, through Keystone's API as admin."""
         token = self.admin_token()
 
@@ -296,7 +345,7 @@ password_hash_rounds = 4
                 raise KeystoneError(f"Keystone {method} {path}: {answer.status_code} {answer.text[:300]}")
             return answer.json() if answer.content else None
 
-        username = project if role == ROLE else f"{project}-{role}"
+        username = username or (project if role == ROLE else f"{project}-{role}")
         account = Account(project=project, username=username, password=secrets.token_urlsafe(18), role=role)
         if project not in self._project_ids:
             self._project_ids[project] = call("POST", "/projects", {"project": {
