@@ -1,13 +1,14 @@
 """The swift bank with Keystone v3 against a real Keystone, through a Swift whose proxy runs keystonemiddleware's
 ``authtoken`` and Swift's ``keystoneauth`` (``swift_keystone_server`` of :mod:`tests.servers.swift`).
 
-- A provider whose ``[swift]`` section is the Keystone v3 example of ``doc/bank-swift.md`` protects a
-  volume through the real all-in-one and restores it byte-identical; the checkpoint is in the project's own
-  account, found through Keystone's catalogue.
+- A provider whose ``[swift]`` section is the Keystone v3 example of ``doc/bank-swift.md`` (read from it)
+  protects a volume through the real all-in-one and restores it byte-identical; the checkpoint is in the
+  project's own account, found through Keystone's catalogue.
 - A wrong password makes that provider unavailable with a reason naming its bank and Keystone's refusal;
   the password shows in no answer, no log of the service, of Swift or of Keystone.
 - A member of project B is refused (403) project A's container, until A's container ACL lets B's project
-  read it (then B reads but still cannot write).
+  read it (then B reads but still cannot write, and a refused preauth token keeps B on A's account).
+- A region without an object-store endpoint is a permanent error naming Keystone's ``EndpointNotFound``.
 - The bank's token revoked in Keystone (``DELETE /v3/auth/tokens``): once Swift refuses it, the next bank
   calls authenticate again and succeed.
 """
@@ -36,6 +37,20 @@ from tests.servers.swift import SwiftServer
 pytestmark = [pytest.mark.functional]
 
 
+DOC = Path(__file__).resolve().parents[2] / "doc" / "bank-swift.md"
+#: What the doc's example leaves to the deployment: replaced by this test's Keystone, user and container.
+DEPLOYMENT_VALUES = ("auth_url", "user", "key", "project_name", "container")
+
+
+def doc_keystone_example() -> dict[str, str]:
+    """The ``[swift]`` section of the "Keystone v3" example in ``doc/bank-swift.md``."""
+    text = DOC.read_text()
+    start = text.index("```ini\n", text.index("### Keystone v3")) + len("```ini\n")
+    block = text[start:text.index("```", start)]
+    assert block.startswith("[swift]\n"), block
+    return dict(line.split(" = ", 1) for line in block.splitlines()[1:] if line)
+
+
 def _swift_bank(server: SwiftServer, container: str) -> BankUnderTest:
     return BankUnderTest("swift", server.bank_options_v3(container), lambda o: SwiftBank(o))
 
@@ -53,8 +68,13 @@ def test_checkpoint_protected_and_restored_with_keystone_v3(swift_keystone_serve
                                                             tmp_path: Path) -> None:
     server = swift_keystone_server
     container = server.new_container("aio-keystone")
-    bank = _swift_bank(server, container)
-    assert bank.options["auth_version"] == "3" and "preauth_url" not in bank.options
+    # The provider's [swift] section is the doc's example, with this Keystone, user, password and container.
+    example = doc_keystone_example()
+    ours = server.bank_options_v3(container)
+    assert set(example) == set(ours), "doc/bank-swift.md's Keystone v3 example and the test's options differ"
+    assert example["auth_version"] == "3"
+    bank = BankUnderTest("swift", {**example, **{name: ours[name] for name in DEPLOYMENT_VALUES}},
+                         lambda o: SwiftBank(o))
     service, provider = configure(tmp_path, bank, "aio-swift-keystone")
     data = random.Random(5).randbytes(6 * MiB)
     (service.volumes / "vol.img").write_bytes(data)
@@ -158,6 +178,10 @@ def test_project_b_cannot_read_project_a_unless_a_container_acl_lets_it(swift_ke
     assert b_on_a.get_object("secret") == b"A's data"
     with pytest.raises(exceptions.BankError, match="403"):
         b_on_a.put_object("planted", b"B's data")
+    # A preauth token Swift refuses (expired): B authenticates again and stays on A's account.
+    stale = SwiftBank(server.bank_options_v3(container, b, preauth_url=server.account_url(a),
+                                             preauth_token="gAAAAAB-expired-token"))
+    assert stale.get_object("secret") == b"A's data"
     assert _objects(server, container, a) == ["secret"]
 
 

@@ -11,7 +11,11 @@ account ``AUTH_test``) and the ``s3api`` middleware (access key ``test:tester``,
 secret ``testing``, region ``us-east-1``, path-style addressing), plus
 ``slo``/``dlo``/``copy``/``versioned_writes``.  A second admin, ``test2:tester2``
 (key ``testing2``, account ``AUTH_test2``), is there for tests that need another
-account.
+account.  ``start_swift(keystone=...)`` (fixture ``swift_keystone_server``) puts
+keystonemiddleware's ``authtoken`` and Swift's ``keystoneauth`` in place of
+tempauth and s3api, against a real Keystone (:mod:`tests.servers.keystone`),
+and registers the proxy as its ``object-store`` endpoint (see
+:func:`_keystone_settings`).
 
 Everything lives in one temporary directory: ``etc/`` (``swift.conf``, the four
 server configs and the 1-replica rings, written by the child once it has bound
