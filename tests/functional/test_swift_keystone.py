@@ -230,3 +230,5 @@ def test_revoked_token_makes_the_bank_authenticate_again(swift_keystone_server: 
     renewed = sessions[0].get_token()
     assert renewed != token and len(sessions) == 1
     assert _status_with_token(server.account_url(), renewed) == 204
+    log = server.log_path.read_text(errors="replace")
+    assert token not in log and renewed not in log  # Swift's authtoken logged refusals, never the tokens
