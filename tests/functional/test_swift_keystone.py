@@ -159,6 +159,9 @@ def test_project_b_cannot_read_project_a_unless_a_container_acl_lets_it(swift_ke
     b = server.keystone_account("swift-acl-b")
     container = server.new_container("acl")
     SwiftBank(server.bank_options_v3(container, a)).put_object("secret", b"A's data")
+    # A reader of A is no operator of A's account (operator_roles = admin, member): refused.
+    with pytest.raises(exceptions.BankError, match="403"):
+        SwiftBank(server.bank_options_v3(container, server.keystone_account("swift-acl-a", "reader"))).list_objects()
     # B's own bank on that container name is B's own account: empty.
     assert SwiftBank(server.bank_options_v3(container, b)).list_objects() == []
     # B's token on A's account and container: refused by keystoneauth.
