@@ -211,41 +211,55 @@ class KeystoneServer:
                 "username": "admin", "password": self.admin_password, "project_name": "admin",
                 "user_domain_name": "Default", "project_domain_name": "Default"}
 
-    def service_account(self, name: str, role: str = "admin", project: str = "service") -> Account:
-        """The service user ``name`` with ``role`` on project ``service`` (made on first use): who a service's
-        keystonemiddleware validates tokens as (``admin``, as :meth:`authtoken_options` does with Keystone's)."""
-        key = (f"service-user:{name}", role)
-        if key not in self.accounts:
-            self.accounts[key] = self._make_account(project, role, username=name)
-        return self.accounts[key]
+    def service_account(self, username: str = "strongroom", project: str = "service",
+                        roles: tuple[str, ...] = ("service",)) -> Account:
+        """A service user as a deployment makes one (made on first use): ``username`` in the Default domain
+        with ``roles`` on project ``project`` (``service`` by default; roles bootstrap lacks are created).
+        With the ``service`` role it may validate tokens (``[keystone_authtoken]``) and be a trustee."""
+        key = (project, f"service:{username}")
+        if key in self.accounts:
+            return self.accounts[key]
+        if project not in self._project_ids:
+            found = self.admin_call("GET", f"/projects?name={project}")["projects"]
+            self._project_ids[project] = found[0]["id"] if found else self.admin_call("POST", "/projects", {
+                "project": {"name": project, "domain_id": "default"}})["project"]["id"]
+        account = Account(project=project, username=username, password=secrets.token_urlsafe(18),
+                          project_id=self._project_ids[project], role=roles[0] if roles else "")
+        account.user_id = self.admin_call("POST", "/users", {"user": {
+            "name": username, "password": account.password, "domain_id": "default",
+            "default_project_id": account.project_id}})["user"]["id"]
+        for role in roles:
+            self.grant(account, role)
+        self.accounts[key] = account
+        return account
 
-    def register_endpoint(self, service_type: str, url: str, name: str | None = None,
-                          region: str = "RegionOne",
-                          interfaces: tuple[str, ...] = ("public", "internal", "admin")) -> str:
-        """Put ``url`` in the catalogue as the ``service_type`` service's endpoint for ``interfaces`` in
-        ``region`` (the service made on first use; endpoints it had before are removed, so that a server
-        started again replaces its entry).  ``url`` may hold Keystone's ``$(project_id)s``.  Returns the
-        service's id; tokens issued from now on carry it."""
-        call = self._admin_caller()
-        found = call("GET", f"/services?type={service_type}")["services"]
+    def role_id(self, role: str) -> str:
+        """The id of global role ``role``, created if Keystone has none of that name."""
+        found = self.admin_call("GET", f"/roles?name={role}")["roles"]
         if found:
-            service_id = str(found[0]["id"])
-            for endpoint in call("GET", f"/endpoints?service_id={service_id}")["endpoints"]:
-                call("DELETE", f"/endpoints/{endpoint['id']}")
-        else:
-            service_id = str(call("POST", "/services", {"service": {
-                "type": service_type, "name": name or service_type, "enabled": True}})["service"]["id"])
-        for interface in interfaces:
-            call("POST", "/endpoints", {"endpoint": {"service_id": service_id, "interface": interface,
-                                                     "region_id": region, "url": url, "enabled": True}})
-        return service_id
+            return str(found[0]["id"])
+        return str(self.admin_call("POST", "/roles", {"role": {"name": role}})["role"]["id"])
 
-    def revoke_token(self, token: str) -> None:
-        """Revoke ``token`` (``DELETE /v3/auth/tokens`` as Keystone's admin): Keystone refuses it from now on."""
-        answer = requests.delete(f"{self.url}/auth/tokens", timeout=30,
-                                 headers={"X-Auth-Token": self.admin_token(), "X-Subject-Token": token})
-        if answer.status_code != 204:
-            raise KeystoneError(f"Keystone did not revoke a token: {answer.status_code} {answer.text[:300]}")
+    def grant(self, account: Account, role: str | None = None) -> None:
+        """Give ``account`` ``role`` (default: its own) on its project."""
+        self.admin_call("PUT", f"/projects/{account.project_id}/users/{account.user_id}/roles/"
+                               f"{self.role_id(role or account.role)}")
+
+    def revoke_role(self, account: Account, role: str | None = None) -> None:
+        """Take ``role`` (default: its own) on its project away from ``account``."""
+        self.admin_call("DELETE", f"/projects/{account.project_id}/users/{account.user_id}/roles/"
+                                  f"{self.role_id(role or account.role)}")
+
+    def admin_call(self, method: str, path: str, body: Any = None, expect: int | None = None) -> Any:
+        """Keystone's API (``path`` under ``/v3``) as its admin; the JSON answer (None if empty).  Any answer
+        of 300 or more raises :class:`KeystoneError`, unless it is ``expect`` (then None is returned)."""
+        answer = requests.request(method, self.url + path, json=body, timeout=30,
+                                  headers={"X-Auth-Token": self.admin_token()})
+        if expect is not None and answer.status_code == expect:
+            return None if not answer.content else answer.json()
+        if answer.status_code >= 300:
+            raise KeystoneError(f"Keystone {method} {path}: {answer.status_code} {answer.text[:300]}")
+        return answer.json() if answer.content else None
 
     def manage(self, *args: str, env: dict[str, str] | None = None) -> None:
         """``keystone-manage`` on this Keystone's configuration."""
@@ -263,6 +277,34 @@ class KeystoneServer:
         """The command running the venv's script ``name`` by the venv's interpreter: the scripts' own ``#!``
         lines name the directory the venv was built in, which may be gone (a venv shared by worktrees)."""
         return program(self.venv, name)
+
+    def register_endpoint(self, service_type: str, url: str, name: str | None = None,
+                          region: str = "RegionOne",
+                          interfaces: tuple[str, ...] = ("public", "internal", "admin")) -> str:
+        """Put ``url`` in the catalogue as the ``service_type`` service's endpoint for ``interfaces`` in
+        ``region`` (the service made on first use; endpoints it had before are removed, so that a server
+        started again replaces its entry).  ``url`` may hold Keystone's ``$(project_id)s``.  Returns the
+        service's id; tokens issued from now on carry it."""
+        found = self.admin_call("GET", f"/services?type={service_type}")["services"]
+        if found:
+            service_id = str(found[0]["id"])
+            for endpoint in self.admin_call("GET", f"/endpoints?service_id={service_id}")["endpoints"]:
+                self.admin_call("DELETE", f"/endpoints/{endpoint['id']}")
+        else:
+            service_id = str(self.admin_call("POST", "/services", {"service": {
+                "type": service_type, "name": name or service_type, "enabled": True}})["service"]["id"])
+        for interface in interfaces:
+            self.admin_call("POST", "/endpoints", {"endpoint": {
+                "service_id": service_id, "interface": interface, "region_id": region, "url": url,
+                "enabled": True}})
+        return service_id
+
+    def revoke_token(self, token: str) -> None:
+        """Revoke ``token`` (``DELETE /v3/auth/tokens`` as Keystone's admin): Keystone refuses it from now on."""
+        answer = requests.delete(f"{self.url}/auth/tokens", timeout=30,
+                                 headers={"X-Auth-Token": self.admin_token(), "X-Subject-Token": token})
+        if answer.status_code != 204:
+            raise KeystoneError(f"Keystone did not revoke a token: {answer.status_code} {answer.text[:300]}")
 
     # -- internals ---------------------------------------------------------------------------------------
 
@@ -321,20 +363,7 @@ password_hash_rounds = 4
                 env={**os.environ, "PYTHONWARNINGS": "ignore", "OS_KEYSTONE_CONFIG_FILES": str(self.conf_path),
                      "OS_KEYSTONE_CONFIG_DIR": ""}, start_new_session=True)
 
-    def _admin_caller(self) -> Callable[..., Any]:
-        """``call(method, path, body=None)``: Keystone's API as its admin (one token), the answer's JSON."""
-        token = self.admin_token()
-
-        def call(method: str, path: str, body: Any = None) -> Any:
-            answer = requests.request(method, self.url + path, json=body, timeout=30,
-                                      headers={"X-Auth-Token": token})
-            if answer.status_code >= 300:
-                raise KeystoneError(f"Keystone {method} {path}: {answer.status_code} {answer.text[:300]}")
-            return answer.json() if answer.content else None
-
-        return call
-
-    def _make_account(self, project: str, role: str, username: str | None = None) -> Account:
+    def _make_account(self, project: str, role: str) -> Account:
         """Project ``project`` (once), a user with ``role`` on it, through Keystone's API as admin."""
         token = self.admin_token()
 
@@ -345,7 +374,7 @@ password_hash_rounds = 4
                 raise KeystoneError(f"Keystone {method} {path}: {answer.status_code} {answer.text[:300]}")
             return answer.json() if answer.content else None
 
-        username = username or (project if role == ROLE else f"{project}-{role}")
+        username = project if role == ROLE else f"{project}-{role}"
         account = Account(project=project, username=username, password=secrets.token_urlsafe(18), role=role)
         if project not in self._project_ids:
             self._project_ids[project] = call("POST", "/projects", {"project": {

@@ -288,7 +288,7 @@ def start_swift(root: str | os.PathLike[str] | None = None, timeout: float = STA
 def _keystone_settings(keystone: KeystoneServer, token_cache_time: int) -> dict[str, dict[str, str]]:
     """The proxy's ``authtoken`` and ``keystoneauth`` filter settings in Keystone mode.
 
-    ``authtoken`` validates tokens as the service user ``swift`` (``admin`` on project ``service``) with
+    ``authtoken`` validates tokens as the service user ``swift`` (role ``service`` on project ``service``) with
     ``delay_auth_decision`` (``keystoneauth`` decides, so that container ACLs can let other projects in)
     and no service catalogue in the request; ``keystoneauth`` makes ``admin`` and ``member`` of a project
     the owners of account ``AUTH_<project id>``.
