@@ -148,7 +148,7 @@ class CinderService:
         try:
             if self.keystone is not None and self.service_account is None:
                 self.service_account = self.keystone.service_user("cinder")
-                self.keystone.register_endpoint("block-storage", "cinder", self.endpoint)
+                self.keystone.register_endpoint("block-storage", self.endpoint, name="cinder")
             self.vhost = self._make_vhost()
             self.database = _make_database(self.run_id)
             self.conf_path.write_text(self._conf())

@@ -279,17 +279,6 @@ class KeystoneServer:
             self.accounts[key] = self._make_account(project, role, username=name)
         return self.accounts[key]
 
-    def register_endpoint(self, service_type: str, name: str, url: str, region: str = "RegionOne") -> str:
-        """A service of ``service_type`` named ``name`` in Keystone's catalogue, with ``url`` as its public,
-        internal and admin endpoints (what ``openstack endpoint create`` does); its id."""
-        call = self._admin_call()
-        service_id = call("POST", "/services", {"service": {"type": service_type, "name": name,
-                                                            "enabled": True}})["service"]["id"]
-        for interface in ("public", "internal", "admin"):
-            call("POST", "/endpoints", {"endpoint": {"service_id": service_id, "interface": interface,
-                                                     "url": url, "region_id": region, "enabled": True}})
-        return str(service_id)
-
     def manage(self, *args: str, env: dict[str, str] | None = None) -> None:
         """``keystone-manage`` on this Keystone's configuration."""
         argv = [*self.program("keystone-manage"), "--config-file", str(self.conf_path), *args]
@@ -306,6 +295,34 @@ class KeystoneServer:
         """The command running the venv's script ``name`` by the venv's interpreter: the scripts' own ``#!``
         lines name the directory the venv was built in, which may be gone (a venv shared by worktrees)."""
         return program(self.venv, name)
+
+    def register_endpoint(self, service_type: str, url: str, name: str | None = None,
+                          region: str = "RegionOne",
+                          interfaces: tuple[str, ...] = ("public", "internal", "admin")) -> str:
+        """Put ``url`` in the catalogue as the ``service_type`` service's endpoint for ``interfaces`` in
+        ``region`` (the service made on first use; endpoints it had before are removed, so that a server
+        started again replaces its entry).  ``url`` may hold Keystone's ``$(project_id)s``.  Returns the
+        service's id; tokens issued from now on carry it."""
+        found = self.admin_call("GET", f"/services?type={service_type}")["services"]
+        if found:
+            service_id = str(found[0]["id"])
+            for endpoint in self.admin_call("GET", f"/endpoints?service_id={service_id}")["endpoints"]:
+                self.admin_call("DELETE", f"/endpoints/{endpoint['id']}")
+        else:
+            service_id = str(self.admin_call("POST", "/services", {"service": {
+                "type": service_type, "name": name or service_type, "enabled": True}})["service"]["id"])
+        for interface in interfaces:
+            self.admin_call("POST", "/endpoints", {"endpoint": {
+                "service_id": service_id, "interface": interface, "region_id": region, "url": url,
+                "enabled": True}})
+        return service_id
+
+    def revoke_token(self, token: str) -> None:
+        """Revoke ``token`` (``DELETE /v3/auth/tokens`` as Keystone's admin): Keystone refuses it from now on."""
+        answer = requests.delete(f"{self.url}/auth/tokens", timeout=30,
+                                 headers={"X-Auth-Token": self.admin_token(), "X-Subject-Token": token})
+        if answer.status_code != 204:
+            raise KeystoneError(f"Keystone did not revoke a token: {answer.status_code} {answer.text[:300]}")
 
     # -- internals ---------------------------------------------------------------------------------------
 
