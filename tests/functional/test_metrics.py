@@ -1,12 +1,19 @@
 """Done-when 2 (metrics): the real all-in-one's ``/metrics``, scraped during a protect, shows its bytes
 growing; once it ends, the duration histogram has one more protect and the catalogue's figures match the API.
+Deployed: a ``strongroom-protection`` on its own metrics port, the API under gunicorn in multiprocess mode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,7 +21,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.functional.banks import bank_under_test, configure, write_random_image
-from tests.functional.harness import AllInOne, MiB, wait_for
+from tests.functional.harness import PROVIDER_ID, AllInOne, MiB, wait_for
+from tests.servers import require_port
 
 pytestmark = pytest.mark.functional
 
@@ -43,6 +51,10 @@ def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     assert resp.status_code == 200, resp.text
     assert resp.headers["Content-Type"].startswith("text/plain")
     return samples(resp.text)
+
+
+def value_of(url: str, name: str, **labels: str) -> float:
+    return value(samples(requests.get(url, timeout=10).text), name, **labels)
 
 
 def free_port() -> int:
@@ -142,3 +154,69 @@ def test_metrics_refuse_scrapers_outside_the_allowed_ranges(tmp_path: Path, requ
         assert "127.0.0.2" in body and "allowed_source_ranges" in body and "strongroom_" not in body
     finally:
         service.stop()
+
+
+def test_deployed_protection_port_and_gunicorn_multiprocess_metrics(tmp_path: Path) -> None:
+    """strongroom-protection counts on its [metrics] port what it did for a protect asked through the API under
+    gunicorn (2 workers, PROMETHEUS_MULTIPROC_DIR), whose /metrics shows the catalogue whichever worker answers."""
+    require_port("127.0.0.1", 5672, "RabbitMQ")
+    root = Path(__file__).resolve().parents[2]
+    state = tmp_path / "state"
+    (state / "volumes").mkdir(parents=True)
+    write_random_image(state / "volumes" / "disk.img", 8 * MiB, seed=9)
+    host = f"metrics-{uuid.uuid4().hex[:8]}"
+    protection_port, api_port = free_port(), free_port()
+    conf = tmp_path / "strongroom.conf"
+    conf.write_text(
+        f"[DEFAULT]\nstate_dir = {state}\nproviders_dir = {root / 'providers.d'}\n"
+        f"transport_url = rabbit://guest:guest@127.0.0.1:5672/\nprotection_topic = strongroom-protection-{host}\n"
+        f"host = {host}\n[database]\nconnection = sqlite:///{state / 'strongroom.sqlite'}\n"
+        f"[metrics]\nbind_port = {protection_port}\n")
+    bin_dir = Path(sys.executable).parent
+    sync = subprocess.run([str(bin_dir / "strongroom-manage"), "--config-file", str(conf), "db", "sync"],
+                          capture_output=True, text=True, timeout=120)
+    assert sync.returncode == 0, sync.stderr
+    multiproc = tmp_path / "prometheus"
+    multiproc.mkdir()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "STRONGROOM_CONFIG_FILE": str(conf),
+           "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+    processes: list[subprocess.Popen[bytes]] = []
+    log = open(tmp_path / "processes.log", "wb")  # noqa: SIM115 - closed below
+    try:
+        for argv in ([str(bin_dir / "strongroom-protection"), "--config-file", str(conf)],
+                     [str(bin_dir / "gunicorn"), "--workers", "2", "--worker-class", "gthread", "--threads", "4",
+                      "--bind", f"127.0.0.1:{api_port}", "--no-control-socket", "strongroom.api.wsgi:application"]):
+            processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                              cwd=tmp_path, start_new_session=True))
+        api = f"http://127.0.0.1:{api_port}/v1/demo"
+        deadline = time.monotonic() + 90
+        while True:
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"{api}/providers", timeout=10).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, (tmp_path / "processes.log").read_text()[-3000:]
+            time.sleep(0.2)
+        plan = requests.post(f"{api}/plans", timeout=30, json={"plan": {
+            "name": "deployed", "provider_id": PROVIDER_ID,
+            "resources": [{"id": "disk.img", "type": "OS::Cinder::Volume"}]}})
+        assert plan.status_code == 200, plan.text
+        created = requests.post(f"{api}/providers/{PROVIDER_ID}/checkpoints", timeout=30,
+                                json={"checkpoint": {"plan_id": plan.json()["plan"]["id"]}})
+        assert created.status_code == 200, created.text
+        cp = wait_for(f"{api}/providers/{PROVIDER_ID}/checkpoints/{created.json()['checkpoint']['id']}",
+                      "checkpoint", {"available", "error"}, timeout=120)
+        assert cp["status"] == "available", cp
+
+        own = f"http://127.0.0.1:{protection_port}/metrics"
+        assert value_of(own, "strongroom_protect_bytes_read_total", provider=PROVIDER_ID) == 8 * MiB
+        assert value_of(own, "strongroom_operation_duration_seconds_count", operation="protect",
+                        outcome="success") == 1
+        for _ in range(6):  # new connections: both workers answer some of them
+            scraped = f"http://127.0.0.1:{api_port}/metrics"
+            assert value_of(scraped, "strongroom_checkpoints", provider=PROVIDER_ID, status="available") == 1
+    finally:
+        for proc in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
