@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -80,6 +80,11 @@ class Metrics:
         self.bank_errors = Counter(
             "bank_errors", "Bank calls that failed after their retries (a missing object is an answer, not an "
             "error), by bank and operation.", ["bank", "operation"], namespace=NAMESPACE, registry=reg)
+        # The process's CPU, memory, open files and Python's garbage collector, as any Python exporter shows
+        # them (prometheus_client's multiprocess mode cannot add them up: they are not shown there).
+        ProcessCollector(registry=reg)
+        PlatformCollector(registry=reg)
+        GCCollector(registry=reg)
         self._collectors: list[Any] = []
         self._lock = threading.Lock()
 
