@@ -1,6 +1,7 @@
 """Done-when 2 (notifications): the real all-in-one notifies on the real RabbitMQ (127.0.0.1:5672) what a
 billing or audit consumer reads: a protect's checkpoint.create.start and .end with its sizes, a failing
-one's .error with its reason, a restore's restore.start and .end.  Each test listens on a topic of its own.
+one's .error with its reason, a restore's restore.start and .end, a verification's and a delete's .end.
+Each test listens on a topic of its own.
 """
 
 from __future__ import annotations
@@ -156,6 +157,19 @@ def test_protect_and_restore_notify_with_sizes(tmp_path: Path, request: pytest.F
         assert restored["payload"]["restore_id"] == restore_id
         assert restored["payload"]["status"] == "success"
         assert restored["payload"]["bytes_done"] == restored["payload"]["bytes_total"] > 0
+
+        verification = requests.post(f"{api}/verifications", json={"verification": {
+            "provider_id": provider_id, "checkpoint_id": cp["id"], "parameters": {}}}, timeout=10)
+        assert verification.status_code == 200, verification.text
+        verified = received.wait_for("verification.end", cp["id"])
+        assert verified["payload"]["verification_id"] == verification.json()["verification"]["id"]
+        assert verified["payload"]["status"] == "success"
+
+        deleted = requests.delete(f"{api}/providers/{provider_id}/checkpoints/{cp['id']}", timeout=10)
+        assert deleted.status_code == 202, deleted.text
+        received.wait_for("checkpoint.delete.start", cp["id"])
+        gone = received.wait_for("checkpoint.delete.end", cp["id"])
+        assert gone["payload"]["status"] == "deleted"
         everything = repr(received.seen)
         assert "hunter2-secret" not in everything and "admin_token" not in everything
     finally:
