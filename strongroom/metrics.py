@@ -307,11 +307,19 @@ class Server:
 
 
 def serve(conf: cfg.ConfigOpts) -> Server | None:
-    """Start the metrics port if ``[metrics] bind_port`` asks for one (None: it does not)."""
+    """Start the metrics port if ``[metrics] bind_port`` asks for one (None: it does not); ``ConfigError``
+    naming the options if it cannot listen there (the port is taken: give each program its own)."""
     port = int(conf.metrics.bind_port)
     if not port:
         return None
-    server = Server(str(conf.metrics.bind_host), port)
+    from strongroom import exceptions
+
+    try:
+        server = Server(str(conf.metrics.bind_host), port)
+    except OSError as err:
+        raise exceptions.ConfigError(
+            reason=f"[metrics] bind_host {conf.metrics.bind_host}, bind_port {port}: cannot listen there: "
+                   f"{err.strerror or err}") from err
     LOG.info("metrics on http://%s:%d/metrics", conf.metrics.bind_host, server.port)
     return server
 

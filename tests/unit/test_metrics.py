@@ -158,3 +158,30 @@ def test_multiprocess_mode_adds_up_every_worker(tmp_path: Any) -> None:
               for family in text_string_to_metric_families(shown) for s in family.samples}
     assert scrape[("strongroom_protect_bytes_read_total", (("provider", "unit-mp"),))] == 10
     assert scrape[("strongroom_protect_bytes_stored_total", (("provider", "unit-mp"),))] == 2
+
+
+def test_a_metrics_port_that_is_taken_is_a_clear_configuration_error() -> None:
+    import socket
+
+    from strongroom import config
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        conf = config.new_conf(overrides={"metrics": {"bind_port": port}})
+        with pytest.raises(exceptions.ConfigError, match=rf"\[metrics\] bind_host 127.0.0.1, bind_port {port}"):
+            metrics.serve(conf)
+    assert metrics.serve(config.new_conf()) is None  # 0, the default: no port
+
+
+def test_the_metrics_port_serves_this_process_counters() -> None:
+    import requests
+
+    metrics.gc_pass("unit-port", ok=True, zombies=2)
+    server = metrics.Server("127.0.0.1", 0)  # any free port
+    try:
+        text = requests.get(f"http://127.0.0.1:{server.port}/metrics", timeout=10).text
+    finally:
+        server.stop()
+    assert 'strongroom_gc_zombies_reclaimed_total{provider="unit-port"}' in text
