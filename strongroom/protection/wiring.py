@@ -14,6 +14,7 @@ from concurrent import futures
 
 from strongroom.clock import Clock
 from strongroom.db.api import Database
+from strongroom.notifications import DISABLED, Notifications
 from strongroom.protection.catalogue import Catalogues
 from strongroom.protection.collection import GarbageCollection
 from strongroom.protection.conductor import JobBoard
@@ -34,10 +35,12 @@ def default_owner_id(host: str) -> str:
 def protection_manager(db: Database, registry: ProviderRegistry, *, host: str, owner_id: str | None = None,
                        max_concurrent: int = 4, flow_workers: int = 4, persistence: FlowPersistence | None = None,
                        clock: Clock | None = None, gc_interval: float = 0, chunk_grace: float = 600.0,
-                       takeover: bool = False, board: JobBoard | None = None) -> ProtectionManager:
+                       takeover: bool = False, board: JobBoard | None = None,
+                       notifications: Notifications = DISABLED) -> ProtectionManager:
     """A manager and its parts.  ``takeover`` lets it take over a live lease of the same owner id (only
     when a lock proves the holder is dead); ``gc_interval`` (0: never) and ``chunk_grace`` drive periodic
-    garbage collection; ``board`` hands runs to the workers' conductors instead of this process's pool."""
+    garbage collection; ``board`` hands runs to the workers' conductors instead of this process's pool;
+    ``notifications`` says when each run starts and ends."""
     clock = clock or Clock()
     owner_id = owner_id or default_owner_id(host)
     leases = BankLeases(registry, owner_id, clock=clock, takeover=takeover, host=host)
@@ -46,7 +49,7 @@ def protection_manager(db: Database, registry: ProviderRegistry, *, host: str, o
     active = ActiveCheckpoints()
     flow_pool = futures.ThreadPoolExecutor(flow_workers, thread_name_prefix="sr-flow")
     runner = Runner(db, host, owner_id, flow_pool, persistence, clock, catalogues=catalogues, sweeping=sweeping,
-                    running=active)
+                    running=active, notifications=notifications)
     jobs = JobTracker(db, registry, runner, leases, catalogues, active, owner_id=owner_id, host=host,
                       max_concurrent=max_concurrent, board=board)
     collection = GarbageCollection(registry, leases, catalogues, running=active, sweeping=sweeping,

@@ -294,7 +294,8 @@ class ProtectOperation(_VolumeOperation):
             with backend.reading_snapshot(snapshot.id) as reader:
                 result = datamover.backup(reader, store, ctx.section.section(MANIFEST_DIR),
                                           chunk_size=plugin.chunk_size, workers=plugin.workers,
-                                          progress=ctx.progress, should_stop=ctx.should_stop, parent=parent)
+                                          progress=ctx.progress, should_stop=ctx.should_stop, parent=parent,
+                                          transferred=ctx.transferred)
             keep = retain
         finally:
             if not keep:
