@@ -24,6 +24,7 @@ from taskflow import exceptions as tf_exceptions
 from taskflow.patterns import graph_flow
 from taskflow.persistence import models
 
+from strongroom import context as sr_context
 from strongroom import exceptions
 from strongroom.objects.records import Resource
 from strongroom.objects.status import ResourceStatus
@@ -88,6 +89,10 @@ class HookTask(task.Task):  # type: ignore[misc]
     def execute(self) -> dict[str, Any]:
         """Run the hook; the result is what it put in ``ctx.result`` (saved with the flow, so that a
         resumed run still knows what an earlier attempt's finished hooks produced)."""
+        with sr_context.current(self._ctx.context):  # the flow's thread logs under the run's request
+            return self._execute()
+
+    def _execute(self) -> dict[str, Any]:
         key = self._ctx.resource.key
         if self._phase == PHASES[0]:
             self._tracker.set(key, self._spec.running)
