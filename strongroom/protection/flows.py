@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -32,6 +33,8 @@ from strongroom.protection.graph import GraphNode, iter_nodes
 from strongroom.protection.plugin import Operation, OperationContext, OperationKind
 
 PHASES = ("on_prepare_begin", "on_prepare_finish", "on_main", "on_complete")
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +99,7 @@ class HookTask(task.Task):  # type: ignore[misc]
         key = self._ctx.resource.key
         if self._phase == PHASES[0]:
             self._tracker.set(key, self._spec.running)
+        LOG.debug("%s of %s %s: %s", self._spec.kind, self._ctx.checkpoint_id, key, self._phase)
         try:
             getattr(self._operation, self._phase)(self._ctx)
         except Exception as err:
