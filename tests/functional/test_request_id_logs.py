@@ -24,7 +24,7 @@ import pytest
 
 from tests.functional.banks import write_random_image
 from tests.functional.harness import MiB
-from tests.functional.test_deployed_topology import ADMIN, BIN, PROVIDER, Topology, deployed
+from tests.functional.test_deployed_topology import ADMIN, BIN, PROVIDER, Topology, _progress, deployed
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
@@ -125,3 +125,35 @@ def test_one_request_id_finds_a_protect_in_every_services_log(tmp_path: Path) ->
         assert " ERROR " not in text, f"{host}:\n{text[-4000:]}"
     print(f"protect {protect_id}: {len(mine)} API records, {len(protect_lines)} worker lines; "
           f"404 {missing_id}, 409 {conflict_id}")
+
+
+@pytest.mark.timeout(480)  # a takeover waits out the dead worker's lease, then redoes part of the run
+def test_a_protect_taken_over_by_another_worker_logs_there_under_its_request_id(tmp_path: Path) -> None:
+    logs = tmp_path / "service-logs"
+    logs.mkdir()
+    with deployed("postgresql", tmp_path, lambda host: f"log_file = {logs / (host + '.log')}\nuse_stderr = true\n"
+                  ) as topo:
+        write_random_image(topo.state / "volumes" / "big.img", 64 * MiB, seed=47)
+        plan = topo.plan("big.img")
+        code, out, err = _cli(topo, "-f", "json", "checkpoint", "create", PROVIDER, plan)
+        assert code == 0, err
+        protect_id = _request_id(err, "POST", 200)
+        cid = json.loads(out)["id"]
+        path = f"/providers/{PROVIDER}/checkpoints/{cid}"
+        victim = topo.worker_of(cid, "protect")
+        _progress(topo, path, "checkpoint", 0.1)
+        topo.kill(victim)  # SIGKILL: its job stays on the jobboard with the request's context
+        survivor = next(host for host in ("worker-1", "worker-2") if host != victim)
+        body = topo.wait(path, "checkpoint", {"available", "error"}, timeout=240)
+        deadline = time.monotonic() + 30
+        while f"protect of checkpoint {cid} ended" not in (logs / f"{survivor}.log").read_text():
+            assert time.monotonic() < deadline, (logs / f"{survivor}.log").read_text()[-4000:]
+            time.sleep(0.1)
+        text = (logs / f"{survivor}.log").read_text()
+
+    [ended] = [line for line in text.splitlines() if f"protect of checkpoint {cid} ended: " in line]
+    assert re.search(rf" \[None {protect_id} \S+ demo\] ", ended) and ended.endswith(f"ended: {body['status']}"), ended
+    if body["status"] == "available":  # resumed from its saved flow (else reverted: it ends failed there)
+        started = [line for line in text.splitlines() if f"protect of checkpoint {cid} started (resumed)" in line]
+        assert len(started) == 1 and protect_id in started[0], text[-4000:]
+    print(f"protect {protect_id} killed on {victim} at 10 %, ended {body['status']} on {survivor}")
