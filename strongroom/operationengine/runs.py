@@ -18,6 +18,7 @@ import logging
 import threading
 from typing import Any, Protocol
 
+from strongroom import context as sr_context
 from strongroom import exceptions
 from strongroom.clock import Clock
 from strongroom.context import RequestContext
@@ -107,6 +108,10 @@ class FireRun:
     # -- the run ------------------------------------------------------------------
 
     def run(self) -> None:
+        with sr_context.scope():  # the fire's context (made current in _run) ends with it
+            self._run_logged()
+
+    def _run_logged(self) -> None:
         try:
             self._run()
         except ClaimLost:
@@ -132,6 +137,7 @@ class FireRun:
         except exceptions.NotFound:
             return  # deleted with its fires meanwhile
         ctx = env.identity.context_for(op)
+        ctx.update_store()  # the fire's lines, here and (over RPC) in the protection service, under its request id
         if op.operation_type == OperationType.COPY:
             self._run_copy(ctx, op)
             return
