@@ -50,6 +50,7 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]  # every line a JSON record
 
 
+@pytest.mark.timeout(480)  # the protect is made slow; CI runs three modules at once
 def test_one_request_id_finds_a_protect_in_every_services_log(tmp_path: Path) -> None:
     logs = tmp_path / "service-logs"
     logs.mkdir()
@@ -59,8 +60,8 @@ def test_one_request_id_finds_a_protect_in_every_services_log(tmp_path: Path) ->
                 + ("use_json = true\n" if host == "api" else "debug = true\n"))
 
     with deployed("postgresql", tmp_path, log_options) as topo:
-        # 48 MiB at about 28 MiB/s at best (one zstd-15 worker): still protecting when the delete comes.
-        write_random_image(topo.state / "volumes" / "disk.img", 48 * MiB, seed=31)
+        # 96 MiB at about 28 MiB/s at best (one zstd-15 worker): still protecting when the delete comes.
+        write_random_image(topo.state / "volumes" / "disk.img", 96 * MiB, seed=31)
         plan = topo.plan("disk.img")
         global_id = f"req-{uuid.uuid4()}"
         code, out, err = _cli(topo, "-f", "json", "checkpoint", "create", PROVIDER, plan, global_id=global_id)
