@@ -137,10 +137,10 @@ class FireRun:
         except exceptions.NotFound:
             return  # deleted with its fires meanwhile
         ctx = env.identity.context_for(op)
-        ctx.update_store()  # the fire's lines, here and (over RPC) in the protection service, under its request id
         if op.operation_type == OperationType.COPY:
             self._run_copy(ctx, op)
             return
+        ctx.update_store()  # the fire's lines, here and (over RPC) in the protection service, under its request id
         checkpoint_id = self.fire.checkpoint_id
         if checkpoint_id is None and self.fire.attempts > 1:  # an earlier owner may have started it
             checkpoint_id = self._adopt(op)
@@ -237,6 +237,7 @@ class FireRun:
     def _run_copy(self, ctx: RequestContext, op: ScheduledOperation) -> None:
         """The plan's newest available checkpoint the target lacks, copied there; then retention of the plan's
         copies in the target, when the definition has retention options.  Nothing new: a success saying so."""
+        ctx.update_store()  # as a protect's fire: its lines under its request id
         env = self.env
         target = str(op.operation_definition["target_provider_id"])
         checkpoint_id = self.fire.checkpoint_id
