@@ -151,7 +151,7 @@ bench-fsimage: bench-packages
 	$(BIN)/python benchmarks/bench_fsimage.py $(FSIMAGE_ARGS)
 
 sample-config: install
-	$(BIN)/oslo-config-generator --namespace strongroom --namespace strongroom.keys --namespace oslo.messaging \
+	$(BIN)/oslo-config-generator --namespace strongroom --namespace strongroom.keys --namespace strongroom.log --namespace oslo.messaging \
 	  --namespace keystonemiddleware.auth_token --namespace oslo.middleware.http_proxy_to_wsgi \
 	  --namespace oslo.middleware.cors --namespace oslo.middleware.healthcheck \
 	  --output-file etc/strongroom/strongroom.conf.sample

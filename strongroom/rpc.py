@@ -22,7 +22,8 @@ from strongroom import exceptions
 ALLOWED_EXMODS = [exceptions.__name__]
 
 #: What an endpoint raises as an answer, not as a failure (the API turns them into 4xx and 503): the
-#: server returns them to the caller and logs them at DEBUG, never at ERROR with a traceback.
+#: server returns them to the caller and logs one INFO line (under the caller's request id), never an ERROR
+#: with a traceback.
 EXPECTED: tuple[type[BaseException], ...] = (
     exceptions.NotFound, exceptions.InvalidInput, exceptions.Conflict, exceptions.Forbidden,
     exceptions.ServiceUnavailable, exceptions.QuotaExceeded,
@@ -117,7 +118,7 @@ class ExpectedErrors:
             try:
                 return value(*args, **kwargs)
             except EXPECTED as err:
-                LOG.debug("RPC %s answered %s: %s", name, type(err).__name__, err)
+                LOG.info("RPC %s answered %s: %s", name, type(err).__name__, err)
                 raise dispatcher.ExpectedException() from err
             except exceptions.KeyUnavailable as err:  # the operator's to mend: said once, without a traceback
                 LOG.warning("RPC %s: %s", name, err)

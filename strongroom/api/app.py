@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
@@ -27,6 +28,7 @@ import webob
 from oslo_config import cfg
 from oslo_policy import policy as oslo_policy
 
+from strongroom import context as sr_context
 from strongroom import exceptions
 from strongroom.api import auth, errors, openapi, policy, rules, schemas
 from strongroom.api.common import ApiRequest
@@ -115,6 +117,7 @@ class V1App:
         if global_id:
             LOG.debug("request %s: %s %s, global request id %s", request_id, http.method, http.path, global_id)
         ctx.is_admin = rules.is_admin(self._enforcer, ctx)
+        ctx.update_store()  # the request's lines from here on carry its user and project (RootApp restores)
         if identity.project_id is not None and identity.project_id != project_id and not ctx.is_admin:
             raise exceptions.Forbidden(reason=f"the token is not scoped to project {project_id}")
         if identity.project_id == project_id:  # keystone: a token keystonemiddleware confirmed for the URL's
@@ -168,12 +171,26 @@ class RootApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request_id = environ.get(ENV_OSLO_REQUEST_ID) or new_request_id()
         environ[ENV_REQUEST_ID] = request_id
+        # The request's context is the thread's current one while it is served (every line logged meanwhile
+        # carries its request id); V1App replaces it with the authenticated one (user, project).
+        with sr_context.scope():
+            sr_context.RequestContext(request_id=request_id, global_request_id=environ.get(ENV_GLOBAL_REQUEST_ID),
+                                      overwrite=True)  # current from here
+            started = time.monotonic()
+            answered: list[str] = []
 
-        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            headers = [(k, v) for k, v in headers if k.lower() != REQUEST_ID_HEADER.lower()]
-            headers.append((REQUEST_ID_HEADER, request_id))
-            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+            def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                headers = [(k, v) for k, v in headers if k.lower() != REQUEST_ID_HEADER.lower()]
+                headers.append((REQUEST_ID_HEADER, request_id))
+                answered.append(status)
+                return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
+            try:
+                return self._answer(environ, start, request_id)
+            finally:
+                access_log(environ, answered[-1] if answered else "-", time.monotonic() - started)
+
+    def _answer(self, environ: dict[str, Any], start: Callable[..., Any], request_id: str) -> Iterable[bytes]:
         try:
             resp = self._route(environ, request_id)
             if resp is None:
@@ -225,6 +242,13 @@ def v1_version(base_url: str) -> dict[str, Any]:
 
 def versions(base_url: str) -> dict[str, Any]:
     return {"versions": [v1_version(base_url)]}
+
+
+def access_log(environ: dict[str, Any], status: str, seconds: float) -> None:
+    """One INFO line per request, under its context: method, path, status and time (never the query, which
+    may hold names the caller chose)."""
+    LOG.info('"%s %s" status: %s time: %.3f', environ.get("REQUEST_METHOD", "-"),
+             request_path(environ).encode("unicode_escape").decode("ascii"), status.split(" ", 1)[0], seconds)
 
 
 def new_request_id() -> str:

@@ -123,5 +123,7 @@ def response_for(err: BaseException, request_id: str) -> webob.Response:
         message = message_for(err)
         if code == 503:
             LOG.warning("Request %s: service unavailable: %s", request_id, message)
+        else:  # the caller's mistake (or a conflict): said once, without a traceback
+            LOG.info("Request %s answered %d: %s", request_id, code, message)
     headers = {"Allow": ", ".join(err.kwargs.get("allow", []))} if isinstance(err, MethodNotAllowed) else {}
     return error_response(code, message, {k: v for k, v in headers.items() if v})

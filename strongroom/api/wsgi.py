@@ -93,29 +93,30 @@ class LazyApplication:
 
 
 def build(files: list[str] | None, owner: LazyApplication | None = None) -> WSGIApp:
-    """The configured application: options, logging, metadata store, RPC transport, heartbeat."""
+    """The configured application: options, logging (oslo.log), metadata store, RPC transport, heartbeat."""
     backend.init()  # before oslo.messaging is imported (a no-op when the module's import did it)
     from oslo_config import cfg
 
     from strongroom import config, exceptions, heartbeat, rpc
     from strongroom.api.app import make_app
+    from strongroom.cmd import common
     from strongroom.db import migration
     from strongroom.db.api import Database
     from strongroom.protection.rpcapi import ProtectionAPI
 
     conf = config.register_opts(cfg.ConfigOpts())
-    conf.register_opt(cfg.BoolOpt("debug", default=False, help="Log at DEBUG level."))
+    configured = bool(logging.getLogger().handlers)  # the WSGI server may have configured logging already
+    common.register_logging_opts(conf)
     rpc._register_messaging_opts(conf)
     defaults = files if files is not None else cfg.find_config_files(project="strongroom")
     try:
         conf([], project="strongroom", prog="strongroom-api", default_config_files=defaults)
     except (cfg.Error, OSError) as err:
         raise exceptions.ConfigError(reason=str(err)) from err
-    if not logging.getLogger().handlers:  # the WSGI server may have configured logging already
-        logging.basicConfig(level=logging.DEBUG if conf.debug else logging.INFO,
-                            format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-        for noisy in ("oslo_messaging", "stevedore", "alembic", "urllib3"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    # oslo.log's, as every program's; a root logger the WSGI server configured is kept unless the
+    # configuration says where the lines go.
+    if not configured or conf.log_file or conf.use_journal or conf.use_json or conf.log_config_append:
+        common.setup_logging(conf)
     db = Database(config.database_url(conf), quota_defaults=config.quota_defaults(conf))
     revision, head = db.version(), migration.head()
     if revision != head:

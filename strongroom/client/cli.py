@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "service's administrator token, read from $STRONGROOM_STATE_DIR/admin-token "
                              "(default .strongroom/admin-token).")
     parser.add_argument("-f", "--format", choices=["table", "json"], default="table")
+    parser.add_argument("--debug", action="store_true",
+                        help="Print each API call on stderr: method, URL, status and the request id the API "
+                             "answered with (it finds the call's lines in the services' logs).")
+    parser.add_argument("--request-id", default=os.environ.get("STRONGROOM_REQUEST_ID"), metavar="req-UUID",
+                        help="Send this id (req-<uuid>) as X-OpenStack-Request-ID with every call: the services "
+                             "log it as the global request id of each call (env STRONGROOM_REQUEST_ID).")
     parser.add_argument("--http-timeout", type=float, default=30.0, help=argparse.SUPPRESS)
     parser.add_argument("--poll-interval", type=float, default=2.0, help="Seconds between --wait polls.")
     parser.add_argument("--timeout", type=float, default=24 * 3600.0, help="Give up --wait after this long.")
@@ -68,7 +74,11 @@ def main(argv: Sequence[str] | None = None, *, sleep: Callable[[float], None] = 
     if not args.token:
         args.token = default_token(args.url)
     handler: Handler = args.handler  # set by the command group's parser
-    cli = Cli(args, out, err, sleep, clock)
+    try:
+        cli = Cli(args, out, err, sleep, clock)
+    except ValueError as exc:  # --request-id not of the form req-<uuid>
+        err.write(f"strongroom: error: --request-id: {exc}\n")
+        return EXIT_USAGE
     try:
         return handler(cli, args)
     except UsageError as exc:

@@ -1,7 +1,11 @@
 """A small Python client of the Strongroom (Karbor v1) REST API, over the standard library's ``urllib``.
 
 Every method returns the decoded JSON payload inside the wrapper key (a dict, or a list for listings);
-an HTTP error raises :class:`ClientError` carrying the status code and the server's message.
+an HTTP error raises :class:`ClientError` carrying the status code, the server's message and the request id
+the API answered with (``X-OpenStack-Request-ID``, which finds the request's lines in every service's log).
+``global_request_id`` (``req-<uuid>``) is sent as ``X-OpenStack-Request-ID`` on every call: the API keeps it
+as the global request id of its context, logged beside its own request id; ``on_answer`` sees each call's
+method, URL, status and request id (the CLI's ``--debug``).
 
 ``urllib.request`` rather than ``requests``: every ``strongroom`` command is a new process, and importing
 ``requests`` (urllib3, charset detection, certifi, idna) cost that process a few times more than the
@@ -14,10 +18,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from strongroom import exceptions
@@ -33,14 +38,28 @@ class ClientError(exceptions.StrongroomError):
         self.request_id = request_id
 
 
+#: What oslo.middleware's RequestId accepts as an incoming (global) request id.
+REQUEST_ID_FORMAT = re.compile(r"^req-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
+REQUEST_ID_HEADER = "X-OpenStack-Request-ID"
+
+#: ``on_answer(method, url, status, request_id)``: called after every call (status 0: no answer).
+OnAnswer = Callable[[str, str, int, "str | None"], None]
+
+
 class Client:
-    def __init__(self, base_url: str, project_id: str, token: str | None = None, timeout: float = 30) -> None:
+    def __init__(self, base_url: str, project_id: str, token: str | None = None, timeout: float = 30,
+                 global_request_id: str | None = None, on_answer: OnAnswer | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.project_id = project_id
         self.timeout = timeout
         self._headers = {"Accept": "application/json"}
         if token:
             self._headers["X-Auth-Token"] = token
+        if global_request_id is not None:
+            if not REQUEST_ID_FORMAT.match(global_request_id):
+                raise ValueError(f"request id {global_request_id!r} is not of the form req-<uuid>")
+            self._headers[REQUEST_ID_HEADER] = global_request_id
+        self._on_answer = on_answer
         self._opener = urllib.request.build_opener()  # the environment's proxies, the system's CAs
 
     def __repr__(self) -> str:  # never the token
@@ -70,20 +89,27 @@ class Client:
         req = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
-                status, request_id, content = resp.status, resp.headers.get("X-Openstack-Request-Id"), resp.read()
+                status, request_id, content = resp.status, resp.headers.get(REQUEST_ID_HEADER), resp.read()
         except urllib.error.HTTPError as err:
             with err:
-                raise ClientError(err.code, _error_message(err.read(), err.reason),
-                                  err.headers.get("X-Openstack-Request-Id")) from None
+                request_id = err.headers.get(REQUEST_ID_HEADER)
+                self._answered(method, url, err.code, request_id)
+                raise ClientError(err.code, _error_message(err.read(), err.reason), request_id) from None
         except (OSError, http.client.HTTPException, ValueError) as err:  # refused, reset, timed out, bad URL
+            self._answered(method, url, 0, None)
             reason = err.reason if isinstance(err, urllib.error.URLError) else err
             raise ClientError(0, f"cannot reach {self.base_url}: {reason}") from err
+        self._answered(method, url, status, request_id)
         if not content:
             return None
         try:
             return json.loads(content)
         except ValueError as err:
             raise ClientError(status, "the server answered with something that is not JSON", request_id) from err
+
+    def _answered(self, method: str, url: str, status: int, request_id: str | None) -> None:
+        if self._on_answer is not None:
+            self._on_answer(method, url, status, request_id)
 
     def _list(self, path: str, key: str, params: Mapping[str, Any] | None = None,
               follow: bool = False) -> list[dict[str, Any]]:

@@ -398,8 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_conf(args: argparse.Namespace) -> cfg.ConfigOpts:
-    """The configuration named by ``--config-file``/``--config-dir`` (or oslo.config's defaults)."""
+    """The configuration named by ``--config-file``/``--config-dir`` (or oslo.config's defaults).
+
+    Its oslo.log options are read too: when it names where the lines go (``log_file``, ``log_dir``,
+    ``use_journal``, ``use_syslog``), the command logs there as the services do; otherwise its warnings go to
+    stderr, its output being what it prints."""
     from strongroom import config
+    from strongroom.cmd import common
 
     oslo_args: list[str] = []
     for path in args.config_file:
@@ -407,10 +412,15 @@ def load_conf(args: argparse.Namespace) -> cfg.ConfigOpts:
     for path in args.config_dir:
         oslo_args += ["--config-dir", path]
     defaults = None if args.config_file else cfg.find_config_files(project="strongroom")
+    conf = config.register_opts(cfg.ConfigOpts())
+    common.register_logging_opts(conf)
     try:
-        return config.new_conf(oslo_args, default_config_files=defaults)
+        conf(oslo_args, project="strongroom", prog=PROG, default_config_files=defaults or [])
     except (cfg.Error, OSError) as err:
         raise exceptions.ConfigError(reason=str(err)) from err
+    if conf.log_file or conf.log_dir or conf.use_journal or conf.use_syslog:
+        common.setup_logging(conf)
+    return conf
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 
+from strongroom import context as sr_context
 from strongroom import exceptions
 from strongroom.bank_plugins.bank import BankSection
 from strongroom.block.base import BlockReader, BlockWriter
@@ -217,7 +218,8 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
             check_stop()
             while in_flight >= limit:
                 drain_one()
-            pending.append((segment, executor.submit(_backup_slot, reader, store, segment.slot, zeros, stop)))
+            pending.append((segment, executor.submit(sr_context.carrying(_backup_slot),  # under the run's request
+                                                     reader, store, segment.slot, zeros, stop)))
             in_flight += 1
         while pending:
             check_stop()

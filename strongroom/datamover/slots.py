@@ -7,6 +7,7 @@ import concurrent.futures as cf
 from collections.abc import Callable
 from typing import Any
 
+from strongroom import context as sr_context
 from strongroom import exceptions
 from strongroom.block.base import BlockReader
 from strongroom.datamover import plan
@@ -65,7 +66,7 @@ class Bounded:
     def submit(self, fn: Callable[..., Any], *args: Any, on_done: Callable[[Any], None]) -> None:
         while len(self.pending) >= self.limit:
             self._wait(on_done, cf.FIRST_COMPLETED)
-        self.pending.add(self.executor.submit(fn, *args))
+        self.pending.add(self.executor.submit(sr_context.carrying(fn), *args))  # logs under the run's request
 
     def finish(self, on_done: Callable[[Any], None]) -> None:
         while self.pending:

@@ -22,6 +22,7 @@ import logging
 import threading
 from typing import Any, Protocol
 
+from strongroom import context as sr_context
 from strongroom import exceptions, metrics
 from strongroom.clock import Clock
 from strongroom.context import RequestContext
@@ -146,6 +147,10 @@ class FireRun:
     # -- the run ------------------------------------------------------------------
 
     def run(self) -> None:
+        with sr_context.scope():  # the fire's context (made current in _run) ends with it
+            self._run_logged()
+
+    def _run_logged(self) -> None:
         try:
             self._run()
         except ClaimLost:
@@ -181,6 +186,7 @@ class FireRun:
         if op.operation_type == OperationType.COPY:
             self._run_copy(ctx, op)
             return
+        ctx.update_store()  # the fire's lines, here and (over RPC) in the protection service, under its request id
         checkpoint_id = self.fire.checkpoint_id
         if checkpoint_id is None and self.fire.attempts > 1:  # an earlier owner may have started it
             checkpoint_id = self._adopt(op)
@@ -305,6 +311,7 @@ class FireRun:
     def _run_copy(self, ctx: RequestContext, op: ScheduledOperation) -> None:
         """The plan's newest available checkpoint the target lacks, copied there; then retention of the plan's
         copies in the target, when the definition has retention options.  Nothing new: a success saying so."""
+        ctx.update_store()  # as a protect's fire: its lines under its request id
         env = self.env
         target = str(op.operation_definition["target_provider_id"])
         checkpoint_id = self.fire.checkpoint_id

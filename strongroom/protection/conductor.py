@@ -34,6 +34,7 @@ from taskflow import exceptions as tf_exceptions
 from taskflow.jobs import backends as jobboard_backends
 from taskflow.persistence import models
 
+from strongroom import context as sr_context
 from strongroom import exceptions
 from strongroom.objects.kinds import OperationKind
 from strongroom.protection.flows import FlowPersistence
@@ -265,6 +266,10 @@ class Conductor:
         return claimed
 
     def _dispatch(self, claim: Claim) -> None:
+        with sr_context.scope():  # the job's context (JobTracker.run_claimed makes it current) ends with it
+            self._dispatch_in_scope(claim)
+
+    def _dispatch_in_scope(self, claim: Claim) -> None:
         job = claim.job
         consume = True
         try:

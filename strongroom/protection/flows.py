@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -24,6 +25,7 @@ from taskflow import exceptions as tf_exceptions
 from taskflow.patterns import graph_flow
 from taskflow.persistence import models
 
+from strongroom import context as sr_context
 from strongroom import exceptions
 from strongroom.objects.records import Resource
 from strongroom.objects.status import ResourceStatus
@@ -31,6 +33,8 @@ from strongroom.protection.graph import GraphNode, iter_nodes
 from strongroom.protection.plugin import Operation, OperationContext, OperationKind
 
 PHASES = ("on_prepare_begin", "on_prepare_finish", "on_main", "on_complete")
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,9 +92,14 @@ class HookTask(task.Task):  # type: ignore[misc]
     def execute(self) -> dict[str, Any]:
         """Run the hook; the result is what it put in ``ctx.result`` (saved with the flow, so that a
         resumed run still knows what an earlier attempt's finished hooks produced)."""
+        with sr_context.current(self._ctx.context):  # the flow's thread logs under the run's request
+            return self._execute()
+
+    def _execute(self) -> dict[str, Any]:
         key = self._ctx.resource.key
         if self._phase == PHASES[0]:
             self._tracker.set(key, self._spec.running)
+        LOG.debug("%s of %s %s: %s", self._spec.kind, self._ctx.checkpoint_id, key, self._phase)
         try:
             getattr(self._operation, self._phase)(self._ctx)
         except Exception as err:

@@ -17,6 +17,7 @@ from concurrent import futures
 
 from taskflow.persistence import models
 
+from strongroom import context as sr_context
 from strongroom import exceptions
 from strongroom.context import RequestContext
 from strongroom.db.api import Database
@@ -191,6 +192,7 @@ class JobTracker:
         worker's death leaves a zombie that the target's garbage collection reclaims; ``doc/copy.md``).
         ``checkpoint_id`` was claimed in :attr:`active` by the caller and is released when it ends."""
 
+        @sr_context.carrying  # under the context of the copy's request
         def go() -> None:
             try:
                 run()

@@ -169,6 +169,7 @@ class ProtectionManager:
                 self.jobs.active.release(record.id)
             raise
         self.jobs.submit(Job(OperationKind.PROTECT, ctxt, provider, record, log, fence=fence))
+        LOG.info("protect of plan %s accepted: checkpoint %s of provider %s", the_plan.id, record.id, provider.id)
         return record.to_dict()
 
     @staticmethod

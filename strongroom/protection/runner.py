@@ -19,6 +19,7 @@ from typing import Any
 
 from taskflow.persistence import models
 
+from strongroom import context as sr_context
 from strongroom import exceptions, metrics
 from strongroom.clock import Clock
 from strongroom.context import RequestContext
@@ -77,7 +78,13 @@ class Runner:
     # -- the one run ---------------------------------------------------------
 
     def run(self, job: Job, book: models.LogBook | None = None, flow_detail: models.FlowDetail | None = None) -> None:
-        """Run ``job`` to its end (``book``/``flow_detail``: the saved flow of a claimed job, to resume)."""
+        """Run ``job`` to its end (``book``/``flow_detail``: the saved flow of a claimed job, to resume), its
+        lines under the context of the request that started it."""
+        with sr_context.current(job.context):
+            self._run(job, book, flow_detail)
+
+    def _run(self, job: Job, book: models.LogBook | None, flow_detail: models.FlowDetail | None) -> None:
+        LOG.info("%s of checkpoint %s started%s", job.kind, job.checkpoint.id, " (resumed)" if job.resumed else "")
         run = self._run_of(job)
         tracker = ResourceTracker(run.on_resource_change)
         results: dict[str, dict[str, Any]] = {}
@@ -127,6 +134,10 @@ class Runner:
 
     def fail_unstarted(self, job: Job, reason: str) -> None:
         """End a run that could not start (its job could not be posted, or was reclaimed meanwhile)."""
+        with sr_context.current(job.context):
+            self._fail_unstarted(job, reason)
+
+    def _fail_unstarted(self, job: Job, reason: str) -> None:
         LOG.warning("%s of checkpoint %s failed before it started: %s", job.kind, job.checkpoint.id, reason)
         run = self._run_of(job)
         recorded, error = self._finish(run, ResourceTracker(), {}, Progress(0, lambda n: None, self.clock), reason)
@@ -179,6 +190,8 @@ class Runner:
             "status": run.success if error is None else run.failure, "ended_at": self.clock.now(),
             "error_info": error, "extra_info": {**job.log.extra_info, "resources": dict(tracker.status),
                                                 "reasons": dict(tracker.reason)}})
+        LOG.info("%s of checkpoint %s ended: %s", job.kind, job.checkpoint.id,
+                 run.success if error is None else run.failure)
         return True, error
 
 

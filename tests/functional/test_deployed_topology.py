@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +116,21 @@ class Topology:
 
 @pytest.fixture(params=["postgresql", "mysql"])
 def topology(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Topology]:
+    with deployed(request.param, tmp_path) as topo:
+        yield topo
+
+
+@contextlib.contextmanager
+def deployed(kind: str, tmp_path: Path, extra_conf: Callable[[str], str] = lambda host: "") -> Iterator[Topology]:
+    """The topology on a ``kind`` (postgresql, mysql) metadata store; ``extra_conf(host)``: more ``[DEFAULT]``
+    lines of that host's configuration."""
     require_port("127.0.0.1", 5672, "RabbitMQ")
     require_port("127.0.0.1", 6379, "Redis")
-    server = Server(request.param, str(tmp_path))
+    server = Server(kind, str(tmp_path))
     try:
         server.connect()
     except ConnectionError as err:
-        unavailable(f"{request.param} server unreachable: {err}")
+        unavailable(f"{kind} server unreachable: {err}")
     url = server.create_database()
     run = uuid.uuid4().hex[:8]
     state = tmp_path / "state"
@@ -142,6 +150,7 @@ def topology(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Topolog
             f"[DEFAULT]\nstate_dir = {state}\nproviders_dir = {providers}\nhost = {host}\n"
             "transport_url = rabbit://guest:guest@127.0.0.1:5672/\n"
             f"protection_topic = strongroom-protection-{run}\nadmin_token = {ADMIN}\nheartbeat_interval = 0.5\n"
+            f"{extra_conf(host)}"
             "[api]\nbind_port = 0\n"
             f"[database]\nconnection = {url}\n"
             f"[coordination]\njobboard_url = redis://127.0.0.1:6379?db=0\njobboard_namespace = sr-{run}\n"
@@ -157,7 +166,8 @@ def topology(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Topolog
         api = topo.start("api", "strongroom-api")
         deadline = time.monotonic() + 60
         while not topo.url:
-            found = re.search(r"strongroom-api running: (http://127\.0\.0\.1:\d+)", topo.logs())
+            found = re.search(r"strongroom-api running: (http://127\.0\.0\.1:\d+)",
+                              (tmp_path / "api.log").read_text())
             topo.url = found.group(1) if found else ""
             assert api.poll() is None and time.monotonic() < deadline, topo.logs()
             time.sleep(0.1)

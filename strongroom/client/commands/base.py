@@ -36,7 +36,13 @@ class Cli:
         self.err = stderr
         self.sleep = sleep
         self.clock = clock
-        self.client = Client(args.url, args.project, token=args.token, timeout=args.http_timeout)
+        self.client = Client(args.url, args.project, token=args.token, timeout=args.http_timeout,
+                             global_request_id=getattr(args, "request_id", None),
+                             on_answer=self._debug if getattr(args, "debug", False) else None)
+
+    def _debug(self, method: str, url: str, status: int, request_id: str | None) -> None:
+        self.err.write(f"DEBUG: {method} {url} -> {status or 'no answer'} request id {request_id or '-'}\n")
+        self.err.flush()
 
     # -- output ----------------------------------------------------------------
 

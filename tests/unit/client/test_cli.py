@@ -225,3 +225,21 @@ def test_table_and_progress_rendering() -> None:
     assert "| yyyy | multi       |" in table and "|      | line        |" in table
     line = progress_line("protecting", 50 * 2**20, 200 * 2**20, 10 * 2**20, 2.0, True)
     assert "50.0/200.0 MiB" in line and "25.0%" in line and "5.0 MiB/s" in line and "protecting" in line
+
+
+def test_debug_shows_each_calls_request_id_and_request_id_is_checked(stack: Stack,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    code, _, err = run(stack, capsys, "--debug", "provider", "show", PROVIDER_ID)
+    assert code == 0
+    [line] = [line for line in err.splitlines() if line.startswith("DEBUG: ")]
+    assert re.fullmatch(rf"DEBUG: GET {stack.url}/v1/cli-proj/providers/{PROVIDER_ID} -> 200 request id "
+                        r"req-[0-9a-f-]{36}", line), line
+    code, _, err = run(stack, capsys, "--debug", "plan", "show", "missing")
+    found = re.search(r"-> 404 request id (req-[0-9a-f-]{36})", err)
+    assert code == 1 and found and f"(request {found.group(1)})" in err  # the same id in the error line
+    code, _, err = run(stack, capsys, "--request-id", "my-own-id", "provider", "list")
+    assert code == 2 and "--request-id" in err and "req-<uuid>" in err
+    code, _, _ = run(stack, capsys, "--request-id", "req-7b1c6a4e-2f0d-4c8e-9a51-3e2d8f6b0c11", "provider", "list")
+    assert code == 0

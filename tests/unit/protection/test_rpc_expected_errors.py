@@ -63,7 +63,7 @@ def test_expected_errors_of_the_manager_are_not_logged_as_errors(protection: Pro
         with pytest.raises(exceptions.NotFound):
             protection.restore(ctx, str(uuid.uuid4()))
     assert _noisy(caplog) == []
-    assert any("answered NotFound" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+    assert any("answered NotFound" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
 
 
 class _Endpoint:
