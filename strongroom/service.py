@@ -141,6 +141,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         return token
 
     def _start_protection(self) -> None:
+        from strongroom.alerts.model import Settings as AlertSettings
         from strongroom.protection.flows import FlowPersistence
         from strongroom.protection.providers import ProviderRegistry
         from strongroom.protection.wiring import protection_manager
@@ -170,7 +171,8 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             max_concurrent=conf.protection.max_concurrent_operations,
             flow_workers=conf.protection.flow_workers, persistence=self._persistence, clock=self.clock,
             gc_interval=conf.protection.gc_interval, chunk_grace=conf.protection.gc_chunk_grace_period,
-            takeover=self.embedded, board=board)
+            takeover=self.embedded, board=board, alert_settings=AlertSettings.from_conf(conf),
+            alert_interval=conf.alerts.evaluation_interval)
         self.manager.start()
         if self.embedded:
             self.manager.recovery.recover_interrupted()
