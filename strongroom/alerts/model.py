@@ -78,7 +78,10 @@ class Condition:
     def render(self, resource: Resource, settings: Settings) -> str:
         fields: dict[str, Any] = {**dataclasses.asdict(settings), **resource.attributes, **resource.statistics,
                                   "name": resource.name, "id": resource.id}
-        return string.Formatter().vformat(self.message, (), _Missing(fields))
+        try:
+            return string.Formatter().vformat(self.message, (), _Missing(fields))
+        except (ValueError, TypeError, IndexError, AttributeError):  # a field of another type than the template's
+            return f"{self.name} on {resource.name}"
 
 
 class _Missing(dict[str, Any]):

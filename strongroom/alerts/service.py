@@ -54,13 +54,11 @@ class AlertService:
         self._thread.start()
 
     def _run(self) -> None:
-        while True:
+        while not self._stop.wait(self.interval):  # the first one an interval after start: not amid start-up
             try:
                 self.evaluate()
             except Exception:  # noqa: BLE001 - one failed evaluation must not end evaluating
                 LOG.exception("alert evaluation failed")
-            if self._stop.wait(self.interval):
-                return
 
     def stop(self) -> None:
         self._stop.set()

@@ -114,3 +114,14 @@ def test_a_project_sees_its_plans_alerts_and_their_cause_never_another_projects(
     assert not any("payroll" in a.message or a.project_id == "p2" for a in seen)
     assert visible_to(alerts, "p3") == []
     assert len(visible_to(alerts, None)) == len(alerts) == 4
+
+
+def test_a_message_whose_field_is_missing_or_of_another_type_never_breaks_the_evaluation() -> None:
+    class Gauge(ResourceClass):
+        kind = "gauge"
+
+    condition(Gauge, "odd", Severity.INFO, "{name} at {level:.1f} of {unknown}")(lambda r, s: True)
+    [missing] = Evaluator().evaluate([Gauge.resource("g", "gauge 'g'", statistics={"level": 2})], at(0))
+    assert missing.message == "gauge 'g' at 2.0 of ?"
+    [wrong] = Evaluator().evaluate([Gauge.resource("g", "gauge 'g'", statistics={"level": "high"})], at(0))
+    assert wrong.message == "odd on gauge 'g'"
