@@ -169,7 +169,7 @@ class Collector:
                         statistics={"total_bytes": total, "free_bytes": free,
                                     "allocated_bytes": int(pool.allocated_capacity), "free_percent": percent},
                         affects=volumes_of_backend.get(key, [])))
-            out.append(rc.BlockBackend.resource(key, repr(key), statistics={"error": error},
+            out.append(rc.BlockBackend.resource(key, f"block backend {key!r}", statistics={"error": error},
                                                 affects=[("pool", p.id) for p in pools]))
             out += pools
         return out
@@ -213,7 +213,7 @@ class Collector:
                 deadline, due, gap = deadlines[plan.id]
                 stats.update(deadline=deadline, due_at=due.isoformat(),
                              interval=int(gap) if gap is not None else "?")
-            out.append(rc.Plan.resource(plan.id, repr(plan.name), project_id=plan.project_id,
+            out.append(rc.Plan.resource(plan.id, f"plan {plan.name!r}", project_id=plan.project_id,
                                         attributes={"provider_id": plan.provider_id}, statistics=stats))
         return out
 
@@ -234,7 +234,7 @@ class Collector:
             last = fires[0]
             stats = {"state": last.state, "fire_time": last.fire_time.isoformat(),
                      "error_info": last.error_info or "no reason recorded"}
-        return rc.ScheduledOperation.resource(op.id, repr(op.name), project_id=op.project_id,
+        return rc.ScheduledOperation.resource(op.id, f"scheduled operation {op.name!r}", project_id=op.project_id,
                                               attributes={"plan_id": op.plan_id}, statistics=stats,
                                               affects=[("plan", op.plan_id)])
 

@@ -103,7 +103,7 @@ class Evaluator:
                     visited.add(target_key)
                     aid = alert_id(AT_RISK, target_key, cause.id)
                     carried.add(aid)
-                    message = f"{target.cls.kind} {target.name} is at risk: {cause.message}"
+                    message = f"{target.name} is at risk: {cause.message}"
                     alert = self._alerts.get(aid)
                     if alert is None or not alert.active:
                         alert = Alert(id=aid, condition=AT_RISK, severity=cause.severity,

@@ -71,7 +71,7 @@ def _lease_failing(bank: Resource, s: Settings) -> bool:
 # -- block storage ----------------------------------------------------------------------------------------
 
 @condition(BlockBackend, "block_backend_unreachable", Severity.ERROR,
-           "block backend {name} cannot report its capacity: {error}")
+           "{name} cannot report its capacity: {error}")
 def _backend_unreachable(backend: Resource, s: Settings) -> bool:
     return backend.statistics.get("error") is not None
 
@@ -86,7 +86,7 @@ def _pool_low(pool: Resource, s: Settings) -> bool:
 # -- plans, their runs and checkpoints ------------------------------------------------------------------
 
 @condition(Plan, "recovery_point_missed", Severity.ERROR,
-           "plan {name} has no available checkpoint since {last_available_at}: a scheduled run was due at "
+           "{name} has no available checkpoint since {last_available_at}: a scheduled run was due at "
            "{due_at} (every {interval}s), and the {recovery_point_grace:.0f}s grace is over")
 def _recovery_point(plan: Resource, s: Settings) -> bool:
     deadline = plan.statistics.get("deadline")
@@ -95,7 +95,7 @@ def _recovery_point(plan: Resource, s: Settings) -> bool:
 
 
 @condition(ScheduledOperation, "last_run_failed", Severity.ERROR,
-           "the last run of scheduled operation {name} (due {fire_time}) ended {state}: {error_info}")
+           "the last run of {name} (due {fire_time}) ended {state}: {error_info}")
 def _last_run_failed(op: Resource, s: Settings) -> bool:
     return op.statistics.get("state") in ("failed", "dropped_out_of_window")
 

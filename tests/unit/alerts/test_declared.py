@@ -85,8 +85,8 @@ def world(bank_error: str | None) -> list[Resource]:
         rc.Bank.resource("P/bank", "bank 'swift' of provider 'P'", statistics={"error": bank_error},
                          affects=[("provider", "P")]),
         rc.Provider.resource("P", "provider 'P'", affects=[("plan", "mine"), ("plan", "theirs")]),
-        rc.Plan.resource("mine", "'nightly'", project_id="p1"),
-        rc.Plan.resource("theirs", "'secret-payroll'", project_id="p2"),
+        rc.Plan.resource("mine", "plan 'nightly'", project_id="p1"),
+        rc.Plan.resource("theirs", "plan 'secret-payroll'", project_id="p2"),
     ]
 
 

@@ -99,7 +99,8 @@ def test_stopping_the_bank_raises_bank_unreachable_and_marks_the_plans_that_use_
             in renewals["message"]
         at_risk = {(a["resource_type"], a["resource_name"]) for a in by(everything, AT_RISK)
                    if a["cause_id"] == down["id"]}
-        assert at_risk == {("provider", "provider 'Cloud'"), ("plan", "'nightly'"), ("plan", "'payroll-of-p2'")}
+        assert at_risk == {("provider", "provider 'Cloud'"), ("plan", "plan 'nightly'"),
+                           ("plan", "plan 'payroll-of-p2'")}
         assert not any(a["resource_id"] == elsewhere.id for a in by(everything, AT_RISK))
 
         seen = manager.list_alerts(get_context("p1"))

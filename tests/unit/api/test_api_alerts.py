@@ -25,8 +25,8 @@ def bank_down(stack: Stack) -> Iterator[None]:
         rc.Bank.resource("P/bank", "bank 'swift' of provider 'Cloud'", statistics={"error": "connection refused"},
                          affects=[("provider", "P")]),
         rc.Provider.resource("P", "provider 'Cloud'", affects=[("plan", "plan-a"), ("plan", "plan-b")]),
-        rc.Plan.resource("plan-a", "'nightly'", project_id="proj-a"),
-        rc.Plan.resource("plan-b", "'payroll'", project_id="proj-b"),
+        rc.Plan.resource("plan-a", "plan 'nightly'", project_id="proj-a"),
+        rc.Plan.resource("plan-b", "plan 'payroll'", project_id="proj-b"),
     ]
     stack.endpoint.alerts = Evaluator().evaluate(world, NOW)
     yield

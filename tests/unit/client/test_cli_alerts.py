@@ -19,7 +19,7 @@ def test_alert_list_shows_the_pool_alert_and_the_plan_it_puts_at_risk(
                          statistics={"free_percent": 4.0, "free_bytes": 4, "total_bytes": 100},
                          affects=[("volume", "mem/vol-1")]),
         rc.Volume.resource("mem/vol-1", "volume 'vol-1'", project_id="cli-proj", affects=[("plan", "p")]),
-        rc.Plan.resource("p", "'nightly'", project_id="cli-proj"),
+        rc.Plan.resource("p", "plan 'nightly'", project_id="cli-proj"),
     ]
     stack.endpoint.alerts = Evaluator().evaluate(world, _dt.datetime(2026, 5, 4, tzinfo=_dt.UTC))
     try:
