@@ -156,6 +156,26 @@ coordination_opts = [
                  help="Seconds between two looks at the jobboard for unclaimed jobs."),
 ]
 
+metrics_opts = [
+    cfg.HostAddressOpt("bind_host", default="127.0.0.1",
+                       help="Address of this program's own metrics port (bind_port)."),
+    cfg.PortOpt("bind_port", default=0,
+                help="Port on which this program (each protection service, operation engine or API process) "
+                     "serves its Prometheus metrics at /metrics; 0: no port of its own (the API still answers "
+                     "GET /metrics on its own port).  Give each program on a host its own port."),
+    cfg.ListOpt("allowed_source_ranges", default=["127.0.0.0/8", "::1/128"],
+                help="Addresses and networks (CIDR) that may scrape the API's GET /metrics, which shows plan, "
+                     "project and provider ids without authentication; others get 403.  Empty: everyone.  "
+                     "Behind a proxy, the proxy's address is what counts."),
+]
+
+notification_opts: list[cfg.Opt] = [
+    cfg.IntOpt("send_retries", default=2, min=0,
+               help="Attempts to send a notification again when the transport fails ([oslo_messaging_"
+                    "notifications] retry of -1, its default, would retry forever and hold up the run that "
+                    "sends it); a notification that still cannot be sent is logged and dropped."),
+]
+
 quota_opts: list[cfg.Opt] = [
     cfg.IntOpt("plans", default=50, min=-1,
                help="Plans a project may have, unless its own quota or the 'default' quota class says otherwise "
@@ -195,6 +215,8 @@ _GROUPS: dict[str | None, list[cfg.Opt]] = {
     "operationengine": operationengine_opts,
     "trustee": trustee_opts,
     "quota": quota_opts,
+    "metrics": metrics_opts,
+    "notifications": notification_opts,
     "alerts": alerts_opts,
 }
 

@@ -69,7 +69,10 @@ def get_transport(conf: cfg.ConfigOpts, url: str | None = None) -> messaging.Tra
 
 
 class ContextSerializer(messaging.Serializer):
-    """Carries :class:`strongroom.context.RequestContext` across RPC (never the token)."""
+    """Carries :class:`strongroom.context.RequestContext` across RPC, with the caller's Keystone token when
+    it has one (``auth_token``: the API's under keystonemiddleware, a scheduled run's trust token), so that a
+    block backend can act as that user (Cinder's ``act_as_user``).  The token is added here only:
+    ``RequestContext.to_dict`` (logs, job boards, the database) never holds it."""
 
     def serialize_entity(self, ctxt: Any, entity: Any) -> Any:
         return entity
@@ -78,7 +81,11 @@ class ContextSerializer(messaging.Serializer):
         return entity
 
     def serialize_context(self, ctxt: Any) -> dict[str, Any]:
-        return dict(ctxt.to_dict())
+        values = dict(ctxt.to_dict())
+        token = getattr(ctxt, "auth_token", None)
+        if token:
+            values["auth_token"] = token
+        return values
 
     def deserialize_context(self, ctxt: dict[str, Any]) -> sr_context.RequestContext:
         return sr_context.RequestContext.from_dict(ctxt)

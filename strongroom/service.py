@@ -17,7 +17,7 @@ from typing import IO, Any
 from oslo_config import cfg
 from oslo_service import service as oslo_service
 
-from strongroom import config, exceptions, heartbeat, keys, rpc
+from strongroom import config, exceptions, heartbeat, keys, metrics, notifications, rpc
 from strongroom.clock import Clock
 
 LOG = logging.getLogger(__name__)
@@ -87,6 +87,9 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         self._state_lock: IO[bytes] | None = None
         self._board: Any = None
         self._conductor: Any = None
+        self._metrics_server: metrics.Server | None = None
+        self._board_metrics: metrics.JobBoardCollector | None = None
+        self._notifications: list[notifications.Notifications] = []
 
     # -- oslo.service ServiceBase ----------------------------------------------
 
@@ -110,6 +113,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
                     reason=f"metadata store {self.db.url_for_display} is at schema revision {current or 'none'}, "
                            f"not {head}: run 'strongroom-manage db sync'")
         self._transport = rpc.get_transport(conf, url=self.transport_url)
+        self._metrics_server = metrics.serve(conf)
         if self.run_protection:
             self._start_protection()
         if self.run_api:
@@ -130,6 +134,12 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         self._heartbeat = heartbeat.Heartbeat(self.db, self.conf.host, binaries, self.conf.protection_topic,
                                               float(self.conf.heartbeat_interval))
         self._heartbeat.start()
+
+    def _notifier(self, program: str) -> notifications.Notifications:
+        """``program``'s notifications (publisher ``<program>.<host>``), closed by :meth:`stop`."""
+        notifier = notifications.Notifications.from_conf(self.conf, program, self.conf.host)
+        self._notifications.append(notifier)
+        return notifier
 
     def _admin_token(self) -> str | None:
         """noauth's administrator token: configured, or generated once into the state directory."""
@@ -166,13 +176,15 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             board = JobBoard(conf.coordination.jobboard_url, conf.coordination.jobboard_namespace,
                              self._persistence)
             self._board = board
+            self._board_metrics = metrics.JobBoardCollector(board.backlog)
+            metrics.get().add_collector(self._board_metrics)
         self.manager = protection_manager(
             self.db, self.registry, host=conf.host, owner_id=owner_id,
             max_concurrent=conf.protection.max_concurrent_operations,
             flow_workers=conf.protection.flow_workers, persistence=self._persistence, clock=self.clock,
             gc_interval=conf.protection.gc_interval, chunk_grace=conf.protection.gc_chunk_grace_period,
-            takeover=self.embedded, board=board, alert_settings=AlertSettings.from_conf(conf),
-            alert_interval=conf.alerts.evaluation_interval)
+            takeover=self.embedded, board=board, notifications=self._notifier("strongroom-protection"),
+            alert_settings=AlertSettings.from_conf(conf), alert_interval=conf.alerts.evaluation_interval)
         self.manager.start()
         if self.embedded:
             self.manager.recovery.recover_interrupted()
@@ -211,7 +223,8 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         # Claims are renewed by the engine's own thread, not by the run waiting for this answer.
         protection = ProtectionAPI(self._transport, self.conf.protection_topic)
         self.operationengine = OperationEngine(self.db, protection, identity.from_conf(self.conf),
-                                               host=self.conf.host, settings=settings, clock=self.clock)
+                                               host=self.conf.host, settings=settings, clock=self.clock,
+                                               notifications=self._notifier("strongroom-operationengine"))
         if self.embedded:
             self.operationengine.release_stale_claims()
         self.operationengine.start()
@@ -248,6 +261,15 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             if graceful:
                 step("the protection runs", self.manager.wait_idle, timeout)
             step("the protection manager", self.manager.stop, wait=False)
+        if self._board_metrics is not None:
+            metrics.get().remove_collector(self._board_metrics)
+            self._board_metrics = None
+        if self._metrics_server is not None:
+            step("the metrics port", self._metrics_server.stop)
+            self._metrics_server = None
+        for notifier in self._notifications:
+            step("the notifications", notifier.close)
+        self._notifications = []
         for what, part in (("the jobboard", self._board), ("the flow persistence", self._persistence),
                            ("the providers", self.registry), ("the RPC transport", self._transport)):
             if part is not None:
@@ -262,6 +284,11 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
 
     def reset(self) -> None:
         """Nothing to reload."""
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port of ``[metrics] bind_port`` (the actual one when it asked for any free port), or None."""
+        return self._metrics_server.port if self._metrics_server is not None else None
 
     @property
     def url(self) -> str:

@@ -117,6 +117,11 @@ class V1App:
         ctx.is_admin = rules.is_admin(self._enforcer, ctx)
         if identity.project_id is not None and identity.project_id != project_id and not ctx.is_admin:
             raise exceptions.Forbidden(reason=f"the token is not scoped to project {project_id}")
+        if identity.project_id == project_id:  # keystone: a token keystonemiddleware confirmed for the URL's
+            # project, which a block backend may act with as the user there (Cinder's act_as_user; an admin's
+            # token of another project is not passed on); never logged, stored or put on a job board
+            # (RequestContext.to_dict drops it)
+            ctx.auth_token = http.environ.get("HTTP_X_AUTH_TOKEN") or None
         # The route's rule on the URL's project before the handler reads anything: a caller the policy refuses
         # gets 403, never a 400 about a body it may not send (the handler checks it again on the object).
         rules.authorize(self._enforcer, ctx, route.rule.action)

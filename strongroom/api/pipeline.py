@@ -3,6 +3,7 @@
 The shipped file (``etc/strongroom/api-paste.ini``) is, outermost first::
 
     request_id           oslo.middleware RequestId: the request id; an incoming req-<uuid> is the global id
+    metrics              GET /metrics: Prometheus metrics, to [metrics] allowed_source_ranges (strongroom.metrics)
     healthcheck          GET /healthcheck (oslo.middleware Healthcheck; our database and RPC checks)
     http_proxy_to_wsgi   X-Forwarded-Proto/-Host/-Prefix -> the WSGI environ, so links name the proxy
     cors                 oslo.middleware CORS, from [cors]
@@ -181,6 +182,12 @@ def healthcheck_factory(global_conf: Mapping[str, Any], path: str = "/healthchec
     return lambda app: HealthcheckFilter(app, res, path)
 
 
+def metrics_factory(global_conf: Mapping[str, Any], path: str = "/metrics", **local_conf: str) -> Filter:
+    res = _resources(global_conf)
+    _set_defaults(res.conf, "metrics", local_conf)
+    return lambda app: MetricsFilter(app, res, path)
+
+
 # -- our middlewares --------------------------------------------------------------------------------------
 
 
@@ -275,6 +282,43 @@ class HealthcheckFilter:
                         type(err).__name__)
             return False
         return answer.status_int == 204
+
+
+class MetricsFilter:
+    """``path`` (GET or HEAD) answers Prometheus' text exposition: this process's metrics (every worker's under
+    gunicorn's multiprocess mode) and the catalogue's figures, read from the metadata store at each scrape.
+    Only the addresses of ``[metrics] allowed_source_ranges`` may scrape (403 naming the option otherwise):
+    the figures carry plan, project and provider ids, and no token is asked for (a scraper has none)."""
+
+    def __init__(self, app: WSGIApp, res: Resources, path: str) -> None:
+        from strongroom import metrics
+
+        self._app = app
+        self._path = path.rstrip("/") or "/"
+        try:
+            self._networks = metrics.parse_networks(res.conf.metrics.allowed_source_ranges)
+        except ValueError as err:
+            raise exceptions.ConfigError(reason=str(err)) from err
+        self._catalogue = metrics.CatalogueCollector(res.db)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        from strongroom import metrics
+
+        path = environ.get("PATH_INFO", "").rstrip("/") or "/"
+        if path != self._path:
+            return self._app(environ, start_response)
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            response = errors.error_response(405, f"{self._path} answers GET and HEAD, not {method}")
+            return response(environ, start_response)  # type: ignore[no-any-return]
+        remote = environ.get("REMOTE_ADDR")
+        if not metrics.allowed(remote, self._networks):
+            message = (f"{self._path} may not be scraped from {remote or 'an unknown address'}: it is not in "
+                       f"[metrics] allowed_source_ranges")
+            return errors.error_response(403, message)(environ, start_response)  # type: ignore[no-any-return]
+        body, content_type = metrics.render([self._catalogue])
+        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+        return [b""] if method == "HEAD" else [body]
 
 
 class _AdminProbe:

@@ -49,7 +49,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from strongroom import exceptions
+from strongroom import exceptions, metrics
 from strongroom.bank_plugins.base import BankPlugin, ObjectInfo
 from strongroom.bank_plugins.layout import BankLayout
 from strongroom.clock import Clock
@@ -385,10 +385,12 @@ class LeaseKeeper:
             delay = float(self.lease.windows.renew)
         except exceptions.LeaseLost as err:
             LOG.error("%s", err)
+            metrics.lease_renewal_failed(self.lease.bank_name)
             self.held, self.last_error = False, str(err)
             delay = 0.0
         except exceptions.StrongroomError as err:
             if self.held:
+                metrics.lease_renewal_failed(self.lease.bank_name)
                 LOG.warning("renewal of the lease of %s in %s failed (%.0f s of validity left): %s",
                             self.lease.owner_id, self.lease.bank_name, self.lease.valid_for(), err)
             else:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, TypeVar
 
-from strongroom import exceptions
+from strongroom import exceptions, metrics
 from strongroom.bank_plugins.base import BankPlugin, ObjectInfo
 
 LOG = logging.getLogger(__name__)
@@ -31,12 +31,12 @@ class RetryingBank(BankPlugin):
 
     The n-th retry waits ``initial_delay * multiplier ** (n - 1)`` seconds, at
     most ``max_delay``; after ``max_attempts`` attempts the last error is raised.
-    ``sleep`` is injectable so that tests never wait.
+    ``sleep`` is injectable so that tests never wait; ``name`` labels its errors in the metrics.
     """
 
     def __init__(self, inner: BankPlugin, *, max_attempts: int = 5, initial_delay: float = 0.5,
                  max_delay: float = 30.0, multiplier: float = 2.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, name: str = "") -> None:
         if max_attempts < 1:
             raise exceptions.ConfigError(reason=f"max_attempts must be at least 1, not {max_attempts}")
         if initial_delay < 0 or max_delay < 0 or multiplier < 1:
@@ -52,6 +52,7 @@ class RetryingBank(BankPlugin):
         self.max_delay = max_delay
         self.multiplier = multiplier
         self._sleep = sleep
+        self.name = name  # how the bank errors metric names this bank
 
     def __repr__(self) -> str:
         return f"RetryingBank({self.inner!r}, max_attempts={self.max_attempts})"
@@ -61,13 +62,26 @@ class RetryingBank(BankPlugin):
         return [min(self.initial_delay * self.multiplier ** n, self.max_delay)
                 for n in range(self.max_attempts - 1)]
 
-    def _call(self, what: str, func: Callable[[], T], before_retry: Callable[[], None] | None = None) -> T:
+    def _call(self, operation: str, what: str, func: Callable[[], T],
+              before_retry: Callable[[], None] | None = None, *, attempts: int | None = None) -> T:
+        """``func()``, retried while it raises ``BankTransientError``; a bank error it ends with (a missing
+        object is an answer, not an error) is counted by bank and ``operation`` (:mod:`strongroom.metrics`)."""
+        try:
+            return self._attempts(what, func, before_retry, attempts or self.max_attempts)
+        except exceptions.BankObjectNotFound:
+            raise
+        except exceptions.BankError:
+            metrics.bank_error(self.name, operation)
+            raise
+
+    def _attempts(self, what: str, func: Callable[[], T], before_retry: Callable[[], None] | None,
+                  attempts: int) -> T:
         waits = self.delays()
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, attempts + 1):
             try:
                 return func()
             except exceptions.BankTransientError as err:
-                if attempt == self.max_attempts:
+                if attempt == attempts:
                     raise
                 delay = waits[attempt - 1]
                 LOG.warning("%s failed (attempt %d of %d), retrying in %.2fs: %s",
@@ -84,56 +98,60 @@ class RetryingBank(BankPlugin):
             rewind = _rewinder(data)
             if rewind is None:
                 # A stream we cannot rewind: one attempt only.
-                self.inner.put_object(key, data, metadata)
+                self._call("put_object", f"put {key!r}", lambda: self.inner.put_object(key, data, metadata),
+                           attempts=1)
                 return
-        self._call(f"put {key!r}", lambda: self.inner.put_object(key, data, metadata), rewind)
+        self._call("put_object", f"put {key!r}", lambda: self.inner.put_object(key, data, metadata), rewind)
 
     def put_object_deferred(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
-        self._call(f"put {key!r}", lambda: self.inner.put_object_deferred(key, data, metadata))
+        self._call("put_object_deferred", f"put {key!r}",
+                   lambda: self.inner.put_object_deferred(key, data, metadata))
 
     def barrier(self) -> None:
-        self._call("make the bank's recent writes durable", self.inner.barrier)
+        self._call("barrier", "make the bank's recent writes durable", self.inner.barrier)
 
     def reclaim_temporaries(self, prefix: str, dry_run: bool = False) -> list[str]:
-        return self._call(f"remove unfinished writes under {prefix!r}",
+        return self._call("reclaim_temporaries", f"remove unfinished writes under {prefix!r}",
                           lambda: self.inner.reclaim_temporaries(prefix, dry_run=dry_run))
 
     def get_object(self, key: str) -> bytes:
-        return self._call(f"get {key!r}", lambda: self.inner.get_object(key))
+        return self._call("get_object", f"get {key!r}", lambda: self.inner.get_object(key))
 
     def open_object(self, key: str) -> IO[bytes]:
-        return self._call(f"open {key!r}", lambda: self.inner.open_object(key))
+        return self._call("open_object", f"open {key!r}", lambda: self.inner.open_object(key))
 
     def head_object(self, key: str) -> ObjectInfo:
-        return self._call(f"head {key!r}", lambda: self.inner.head_object(key))
+        return self._call("head_object", f"head {key!r}", lambda: self.inner.head_object(key))
 
     def object_exists(self, key: str) -> bool:
-        return self._call(f"exists {key!r}", lambda: self.inner.object_exists(key))
+        return self._call("object_exists", f"exists {key!r}", lambda: self.inner.object_exists(key))
 
     def objects_exist(self, keys: Sequence[str]) -> list[bool]:
         if type(self.inner).objects_exist is BankPlugin.objects_exist:
             return BankPlugin.objects_exist(self, keys)  # concurrent questions, each retried on its own
-        return self._call(f"exists ({len(keys)} keys)", lambda: self.inner.objects_exist(keys))
+        return self._call("objects_exist", f"exists ({len(keys)} keys)", lambda: self.inner.objects_exist(keys))
 
     def delete_object(self, key: str) -> None:
-        self._call(f"delete {key!r}", lambda: self.inner.delete_object(key))
+        self._call("delete_object", f"delete {key!r}", lambda: self.inner.delete_object(key))
 
     def list_objects(self, prefix: str = "", marker: str | None = None,
                      limit: int | None = None) -> list[str]:
-        return self._call(f"list {prefix!r}", lambda: self.inner.list_objects(prefix, marker, limit))
+        return self._call("list_objects", f"list {prefix!r}",
+                          lambda: self.inner.list_objects(prefix, marker, limit))
 
     def put_expiring_object(self, key: str, data: bytes, metadata: Mapping[str, str] | None,
                             delete_after: int) -> None:
-        self._call(f"put {key!r}", lambda: self.inner.put_expiring_object(key, data, metadata, delete_after))
+        self._call("put_expiring_object", f"put {key!r}",
+                   lambda: self.inner.put_expiring_object(key, data, metadata, delete_after))
 
     def server_time(self) -> _dt.datetime | None:
-        return self._call("read the bank's clock", self.inner.server_time)
+        return self._call("server_time", "read the bank's clock", self.inner.server_time)
 
     def lock_object(self, key: str, until: _dt.datetime, mode: str | None = None) -> _dt.datetime:
-        return self._call(f"lock {key!r}", lambda: self.inner.lock_object(key, until, mode))
+        return self._call("lock_object", f"lock {key!r}", lambda: self.inner.lock_object(key, until, mode))
 
     def object_lock(self, key: str) -> _dt.datetime | None:
-        return self._call(f"read the lock of {key!r}", lambda: self.inner.object_lock(key))
+        return self._call("object_lock", f"read the lock of {key!r}", lambda: self.inner.object_lock(key))
 
     def close(self) -> None:
         self.inner.close()

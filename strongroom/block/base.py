@@ -324,9 +324,12 @@ class BlockBackend(abc.ABC):
         shown = {k: ("***" if k in self.secret_options else v) for k, v in self.options.items()}
         return f"{type(self).__name__}({shown})"
 
-    def for_project(self, project_id: str | None) -> BlockBackend:
+    def for_project(self, project_id: str | None, auth_token: str | None = None) -> BlockBackend:
         """This backend as the project ``project_id`` sees it: a backend whose storage has projects (Cinder)
-        lists only that project's volumes.  Backends without projects (loopback, rbd) keep this default."""
+        lists only that project's volumes.  Backends without projects (loopback, rbd) keep this default.
+
+        ``auth_token`` is the request's Keystone token when its context carries one; a backend may act with
+        it as that user (Cinder's ``act_as_user``).  It is a credential: never logged, kept or shown."""
         return self
 
     # -- volumes -----------------------------------------------------------

@@ -130,7 +130,8 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
            progress: Progress | None = None,
            should_stop: Callable[[], bool] | None = None,
            entries_per_part: int = _manifest.DEFAULT_ENTRIES_PER_PART,
-           parent: incremental.Parent | None = None) -> BackupResult:
+           parent: incremental.Parent | None = None,
+           transferred: Callable[[int, int], None] | None = None) -> BackupResult:
     """Back ``reader`` up into ``store`` and write its manifest in ``manifest_section``.
 
     With ``parent`` (``strongroom.datamover.incremental``) only the slots its changed extents touch are read;
@@ -138,7 +139,8 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
     ``full_reason`` says why.  ``progress(n)`` is called with bytes newly processed (zero runs and reused slots
     included; the calls add up to the volume size).  ``should_stop()`` is polled before each slot; when it
     returns True the backup stops promptly, writes no header and raises ``ProtectionError``.  Bank errors
-    propagate unchanged.
+    propagate unchanged.  ``transferred(read, stored)`` is called as each data slot is done with the bytes it
+    read from the device and wrote to the bank (0 when the store had its chunk).
     """
     slots.check_workers(workers)
     allocator.tune()
@@ -182,6 +184,8 @@ def backup(reader: BlockReader, store: ChunkStore, manifest_section: BankSection
             in_flight -= 1
             done = future.result()
             totals["bytes_read"] += done.bytes_read
+            if transferred is not None:
+                transferred(done.bytes_read, done.stored)
             digest = done.digest
             if digest is not None:
                 totals["new_chunks"] += int(done.new)

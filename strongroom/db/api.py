@@ -9,7 +9,8 @@ judged by :func:`strongroom.objects.status.check_transition`.
 a module of their own (:mod:`~strongroom.db.plans`, :mod:`~strongroom.db.checkpoints`,
 :mod:`~strongroom.db.runs`, :mod:`~strongroom.db.services`) over the engine and
 session helpers of :mod:`strongroom.db.core`; quotas (:mod:`~strongroom.db.quotas`) are enforced by
-the creates of plans and checkpoints in their own transactions.
+the creates of plans and checkpoints in their own transactions; :mod:`~strongroom.db.stats` reads the
+figures the metrics show.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from strongroom.db.plans import PlanQueries
 from strongroom.db.quotas import QuotaQueries
 from strongroom.db.runs import RESTORE_KINDS, RunQueries
 from strongroom.db.services import ServiceQueries
+from strongroom.db.stats import StatsQueries
 
 __all__ = ["DEFAULT_SORT", "RESTORE_KINDS", "DBDeadlock", "Database", "mask_url"]
 
 
-class Database(PlanQueries, CheckpointQueries, RunQueries, ServiceQueries, QuotaQueries):
+class Database(PlanQueries, CheckpointQueries, RunQueries, ServiceQueries, QuotaQueries, StatsQueries):
     """The metadata store behind one SQLAlchemy URL.
 
     No connection is made until the first call.  Thread-safe: every method

@@ -29,10 +29,11 @@ from typing import Any
 
 from oslo_config import cfg
 
-from strongroom import exceptions
+from strongroom import exceptions, metrics
 from strongroom.clock import Clock
 from strongroom.db.api import Database
 from strongroom.db.scheduling import NEVER, SchedulingStore
+from strongroom.notifications import DISABLED, Notifications
 from strongroom.objects.scheduling import FireState, ScheduledFire, ScheduledOperation, Trigger
 from strongroom.operationengine.identity import RunIdentity
 from strongroom.operationengine.runs import FireRun, ProtectionClient, RunContext
@@ -90,7 +91,8 @@ def new_owner_id(host: str) -> str:
 class OperationEngine:
     def __init__(self, db: Database, protection: ProtectionClient, identity: RunIdentity, *,
                  host: str = "localhost", owner: str | None = None, settings: EngineSettings | None = None,
-                 clock: Clock | None = None, executor: futures.Executor | None = None) -> None:
+                 clock: Clock | None = None, executor: futures.Executor | None = None,
+                 notifications: Notifications = DISABLED) -> None:
         self.db = db
         self.store = SchedulingStore(db)
         self.settings = settings or EngineSettings()
@@ -103,7 +105,8 @@ class OperationEngine:
                                clock=self.clock, owner=self.owner, claim_timeout=self.settings.claim_timeout,
                                poll_interval=min(self.settings.poll_interval, 1.0),
                                checkpoint_timeout=self.settings.checkpoint_timeout,
-                               suspend_after=self.settings.suspend_after_identity_failures)
+                               suspend_after=self.settings.suspend_after_identity_failures,
+                               notifications=notifications)
         self._running: dict[str, str] = {}  # fire id -> claim token
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -226,6 +229,7 @@ class OperationEngine:
         for fire in due:
             if fire.state == FireState.PLANNED and now > fire.window_end:
                 if self.store.drop(fire, MISSED) is not None:
+                    metrics.scheduled_fire(FireState.DROPPED_OUT_OF_WINDOW.value)
                     dropped += 1
                 continue
             if free <= 0:

@@ -8,6 +8,10 @@ engine that took the fire over resumes from what the row says:
   previous owner may have died between protection accepting the run and recording it); if none, protect
   (only while the window is open, else the fire is ``dropped_out_of_window``);
 - a ``checkpoint_id``: wait for it, then retention, then ``success`` or ``failed``.
+
+Each run that reaches its operation sends ``scheduled_operation.run.start``, and every recorded end
+``.end`` (success) or ``.error`` with the checkpoint's sizes and the run's duration
+(:mod:`strongroom.notifications`), and counts the fire by outcome (:mod:`strongroom.metrics`).
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import logging
 import threading
 from typing import Any, Protocol
 
-from strongroom import exceptions
+from strongroom import exceptions, metrics
 from strongroom.clock import Clock
 from strongroom.context import RequestContext
 from strongroom.db.api import Database
 from strongroom.db.scheduling import SchedulingStore
+from strongroom.notifications import DISABLED, END, ERROR, START, Notifications
 from strongroom.objects.kinds import FIRE_KEY
 from strongroom.objects.locks import LOCK_DAYS
 from strongroom.objects.records import CheckpointRecord
@@ -36,6 +41,8 @@ CREATED_BY = "operation-engine"
 CHECKPOINT_DONE = frozenset({"available", "error", "deleting", "deleted", "error-deleting"})
 #: ``extra_info`` key of a fire that failed because Keystone refused the operation's trust.
 TRUST_REFUSED = "trust_refused"
+#: The event type of a run's notifications.
+EVENT = "scheduled_operation.run"
 
 
 class ProtectionClient(Protocol):
@@ -78,6 +85,7 @@ class RunContext:
     #: Suspend an operation after this many fires in a row whose trust Keystone refused (0: never).
     suspend_after: int = 0
     stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
+    notifications: Notifications = DISABLED
 
 
 class FireRun:
@@ -85,6 +93,10 @@ class FireRun:
         assert fire.claim_token is not None
         self.env = env
         self.fire = fire
+        self._started = env.clock.monotonic()
+        self._op: ScheduledOperation | None = None
+        self._ctx: RequestContext | None = None
+        self._checkpoint: CheckpointRecord | None = None
 
     # -- guarded writes -------------------------------------------------------------
 
@@ -108,6 +120,28 @@ class FireRun:
         self._update(state=state.value, ended_at=self.env.clock.now(), error_info=error, **values)
         LOG.info("scheduled fire %s of operation %s at %s: %s%s", self.fire.id, self.fire.operation_id,
                  self.fire.fire_time.isoformat(), state.value, f" ({error})" if error else "")
+        metrics.scheduled_fire(state.value)
+        payload = self._payload()
+        payload.update(state=state.value, reason=error,
+                       duration_seconds=round(self.env.clock.monotonic() - self._started, 3))
+        self.env.notifications.send(self._ctx, EVENT, END if state is FireState.SUCCESS else ERROR, payload)
+
+    def _payload(self) -> dict[str, Any]:
+        """Ids and, once its checkpoint ended, its sizes (never the operation's trust or definition)."""
+        fire, op, cp = self.fire, self._op, self._checkpoint
+        payload: dict[str, Any] = {
+            "scheduled_operation_id": fire.operation_id, "fire_id": fire.id, "project_id": fire.project_id,
+            "fire_time": fire.fire_time.isoformat(), "attempt": fire.attempts, "engine": self.env.owner,
+            "operation_type": op.operation_type if op is not None else None,
+            "plan_id": op.plan_id if op is not None else None,
+            "provider_id": op.provider_id if op is not None else None,
+            "checkpoint_id": fire.checkpoint_id,
+        }
+        if cp is not None:
+            read, stored = metrics.protected_sizes(cp.extra_info or {})
+            payload.update(checkpoint_status=cp.status, logical_size=cp.bytes_total, bytes_read=read,
+                           bytes_stored=stored)
+        return payload
 
     # -- the run ------------------------------------------------------------------
 
@@ -136,11 +170,14 @@ class FireRun:
             op = env.store.get_operation(self.fire.operation_id)
         except exceptions.NotFound:
             return  # deleted with its fires meanwhile
+        self._op = op
         try:
             ctx = env.identity.context_for(op)
         except TrustRefused as err:
-            self._trust_refused(op, err)
+            self._trust_refused(op, err)  # its .error notification, without the context it could not have
             return
+        self._ctx = ctx
+        env.notifications.send(ctx, EVENT, START, self._payload())
         if op.operation_type == OperationType.COPY:
             self._run_copy(ctx, op)
             return
@@ -232,6 +269,7 @@ class FireRun:
         while True:
             checkpoint = env.db.get_checkpoint(checkpoint_id, provider_id=provider_id)
             if checkpoint.status in CHECKPOINT_DONE:
+                self._checkpoint = checkpoint
                 return checkpoint
             if env.stopping.is_set():
                 raise Stopping(self.fire.id)

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Collection
 from typing import Any
 
-from strongroom import exceptions
+from strongroom import exceptions, metrics
 from strongroom.bank_plugins.lease import BankLease
 from strongroom.protection.bases import bank_status
 from strongroom.protection.catalogue import Catalogues, CheckpointCatalogue
@@ -87,11 +87,14 @@ class GarbageCollection:
             try:
                 fence = self.leases.fence(provider)
             except exceptions.StrongroomError as err:
+                if not dry_run:
+                    metrics.gc_pass(provider.id, ok=False)
                 out.append({"provider_id": provider.id, "bank": provider.bank_description, "error": str(err)})
                 continue
             report = collect(self.catalogues.of(provider), provider, fence.keeper.lease, running=self.running,
                              sweeping=self.sweeping, chunk_grace=self.chunk_grace, dry_run=dry_run, sweep=sweep)
             if not dry_run:
+                metrics.gc_pass(provider.id, ok=not report.errors, zombies=len(report.reclaimed))
                 self.totals.update(passes=1, zombies_reclaimed=len(report.reclaimed),
                                    chunks_removed=report.chunks_removed, errors=len(report.errors),
                                    snapshots_removed=len(report.snapshots), leases_removed=len(report.leases_removed))

@@ -137,6 +137,16 @@ class JobBoard:
                 return book, detail
         return book, None
 
+    def backlog(self) -> tuple[int, int]:
+        """(unclaimed, claimed) jobs on the board now (the metrics' ``strongroom_jobboard_jobs``)."""
+        unclaimed = claimed = 0
+        for job in self.board.iterjobs(ensure_fresh=True):
+            if self.owner(job) is None:
+                unclaimed += 1
+            else:
+                claimed += 1
+        return unclaimed, claimed
+
     # -- the workers' loads (who runs how many jobs, with room for more) ---------------
 
     def _client(self) -> Any:

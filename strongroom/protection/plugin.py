@@ -50,6 +50,8 @@ class OperationContext:
     bank: Bank
     section: BankSection  # checkpoints/<id>/resources/<type#id>/
     progress: Callable[[int], None] = lambda n: None
+    #: A protect's ``(bytes read, bytes stored)`` of each piece of work as it is done (metrics, notifications).
+    transferred: Callable[[int, int], None] = lambda read, stored: None
     should_stop: Callable[[], bool] = lambda: False
     #: What an earlier, interrupted attempt of this hook saved with ``save_resume_state`` (a run resumed by
     #: another worker reruns the hook that was running): e.g. a snapshot or a half-written volume to clean up.

@@ -249,7 +249,8 @@ class Provider:
         with self._lock:
             if self._bank is None:
                 try:
-                    plugin = RetryingBank(self.bank_class(self.bank_options), **self.bank_retry)
+                    plugin = RetryingBank(self.bank_class(self.bank_options), **self.bank_retry,
+                                          name=self.bank_description)
                 except (exceptions.StrongroomError, OSError) as err:
                     raise exceptions.ServiceUnavailable(what=self.bank_description, reason=str(err)) from err
                 self._bank = Bank(plugin, name=self.bank_name)

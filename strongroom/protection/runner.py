@@ -3,7 +3,10 @@
 For each job the driver takes the :class:`~strongroom.protection.runs.Run` of
 its kind, lets it prepare the bank, builds the resource graph's flow, runs it,
 then has the run record the outcome (the bank first, through the checkpoint
-catalogue, then the database) before the operation log is closed.
+catalogue, then the database) before the operation log is closed.  Each run is
+timed into the duration histogram, a protect's bytes read and stored are counted
+as it goes (:mod:`strongroom.metrics`), and its start and end are notified
+(:mod:`strongroom.notifications`).
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from typing import Any
 
 from taskflow.persistence import models
 
-from strongroom import exceptions
+from strongroom import exceptions, metrics
 from strongroom.clock import Clock
 from strongroom.context import RequestContext
 from strongroom.db.api import Database
+from strongroom.notifications import DISABLED, END, ERROR, START, Notifications
 from strongroom.objects.kinds import OperationKind
 from strongroom.objects.records import CheckpointRecord, OperationLog, Resource
 from strongroom.protection import admission
@@ -38,7 +42,8 @@ LOG = logging.getLogger(__name__)
 class Runner:
     def __init__(self, db: Database, host: str, owner_id: str, flow_executor: futures.Executor,
                  persistence: FlowPersistence | None, clock: Clock, *, catalogues: Catalogues,
-                 sweeping: Sweeping, running: Callable[[], Collection[str]] = frozenset) -> None:
+                 sweeping: Sweeping, running: Callable[[], Collection[str]] = frozenset,
+                 notifications: Notifications = DISABLED) -> None:
         self.db = db
         self.host = host
         self.owner_id = owner_id
@@ -48,6 +53,7 @@ class Runner:
         self.catalogues = catalogues
         self.sweeping = sweeping
         self.running = running
+        self.notifications = notifications
 
     def _run_of(self, job: Job) -> Run:
         env = RunEnv(self.db, self.catalogues.of(job.provider), self.clock, self.owner_id,
@@ -77,12 +83,16 @@ class Runner:
         results: dict[str, dict[str, Any]] = {}
         prepared: list[tuple[Operation, OperationContext]] = []
         progress = Progress(0, lambda n: None, self.clock)
+        transfer = metrics.Transfer(job.provider.id)
+        started = self.clock.monotonic()
+        self.notifications.send(job.context, run.event, START, _payload(run))
         error: str | None = None
         try:
             progress = run.progress()
             run.before_flow()
             roots = graph_mod.deserialize(job.checkpoint.resource_graph)
-            flow = build_flow(SPECS[job.kind], roots, self._preparer(run, progress, results, prepared), tracker)
+            flow = build_flow(SPECS[job.kind], roots, self._preparer(run, progress, results, prepared, transfer),
+                              tracker)
             stored = run_flow(flow, self.flow_executor, self._persistence_for(job), f"{job.kind}-{job.log.id}",
                               describe=lambda: f"checkpoint {job.checkpoint.id}", book=book,
                               flow_detail=flow_detail, keep_book=job.lost_claim)
@@ -99,8 +109,14 @@ class Runner:
             if job.fence is not None and not job.fence.valid():
                 error = f"{job.fence.lost('go on')} (stopped: {error})"
             LOG.warning("%s of checkpoint %s failed: %s", job.kind, job.checkpoint.id, error)
-        if self._finish(run, tracker, results, progress, error) and job.kind is OperationKind.PROTECT:
+        recorded, error = self._finish(run, tracker, results, progress, error)
+        if recorded and error is None and job.kind is OperationKind.PROTECT:
             _published(job.checkpoint.id, prepared)
+        if recorded:  # else the worker that took the job over says how it ended
+            seconds = self.clock.monotonic() - started
+            metrics.observe_run(str(job.kind), job.provider.id, seconds, ok=error is None)
+            self.notifications.send(job.context, run.event, END if error is None else ERROR, _payload(
+                run, error=error, seconds=seconds, progress=progress, transfer=transfer))
 
     def _persistence_for(self, job: Job) -> FlowPersistence | None:
         """Where ``job``'s flow is saved as it runs: only a job a jobboard handed out, which another worker
@@ -113,10 +129,12 @@ class Runner:
         """End a run that could not start (its job could not be posted, or was reclaimed meanwhile)."""
         LOG.warning("%s of checkpoint %s failed before it started: %s", job.kind, job.checkpoint.id, reason)
         run = self._run_of(job)
-        self._finish(run, ResourceTracker(), {}, Progress(0, lambda n: None, self.clock), reason)
+        recorded, error = self._finish(run, ResourceTracker(), {}, Progress(0, lambda n: None, self.clock), reason)
+        if recorded:
+            self.notifications.send(job.context, run.event, ERROR, _payload(run, error=error or reason, seconds=0.0))
 
     def _preparer(self, run: Run, progress: Progress, results: dict[str, dict[str, Any]],
-                  prepared: list[tuple[Operation, OperationContext]]
+                  prepared: list[tuple[Operation, OperationContext]], transfer: metrics.Transfer
                   ) -> Callable[[Resource], tuple[Operation, OperationContext]]:
         job = run.job
         params = run.parameters()
@@ -128,7 +146,8 @@ class Runner:
                 context=job.context, kind=job.kind, checkpoint_id=job.checkpoint.id,
                 project_id=job.checkpoint.project_id, resource=resource,
                 parameters=resource_parameters(params, resource), bank=job.provider.bank,
-                section=run.section(resource), progress=progress.add, should_stop=lambda: not job.may_write(),
+                section=run.section(resource), progress=progress.add, transferred=transfer.add,
+                should_stop=lambda: not job.may_write(),
                 resume_state=load(), save_resume_state=save)
             results[resource.key] = ctx.result
             operation = plugin.get_operation(job.kind, resource)
@@ -138,18 +157,19 @@ class Runner:
         return prepare
 
     def _finish(self, run: Run, tracker: ResourceTracker, results: dict[str, dict[str, Any]],
-                progress: Progress, error: str | None) -> bool:
-        """Record the run's end; True if it succeeded (a protect: its checkpoint is published)."""
+                progress: Progress, error: str | None) -> tuple[bool, str | None]:
+        """Record the run's end; returns whether this run recorded it (not when another worker took its job
+        over) and its final error (None: it succeeded; a protect: its checkpoint is published)."""
         job = run.job
         if job.lost_claim():
             LOG.warning("%s of checkpoint %s stopped: its job was taken over by another worker", job.kind,
                         job.checkpoint.id)
-            return False
+            return False, error
         try:
             error = run.record(tracker, results, progress, error)
         except LostClaim as err:
             LOG.warning("%s of checkpoint %s will not publish: %s", job.kind, job.checkpoint.id, err)
-            return False
+            return False, str(err)
         except Exception as err:  # noqa: BLE001 - the bank may be gone: record it, never leave it running
             LOG.warning("could not record the end of %s %s: %s", job.kind, job.checkpoint.id, err)
             error = (f"{error}; then could not record the failure in the bank: {err}" if error
@@ -159,7 +179,35 @@ class Runner:
             "status": run.success if error is None else run.failure, "ended_at": self.clock.now(),
             "error_info": error, "extra_info": {**job.log.extra_info, "resources": dict(tracker.status),
                                                 "reasons": dict(tracker.reason)}})
-        return error is None
+        return True, error
+
+
+def _payload(run: Run, *, error: str | None = None, seconds: float | None = None, progress: Progress | None = None,
+             transfer: metrics.Transfer | None = None) -> dict[str, Any]:
+    """A run's notification payload: ids, then at its end status, duration, sizes and the reason of a
+    failure (never a credential: no plan parameters, no provider options)."""
+    job = run.job
+    cp = job.checkpoint
+    payload: dict[str, Any] = {
+        "checkpoint_id": cp.id, "provider_id": job.provider.id, "project_id": cp.project_id,
+        "plan_id": cp.plan_id, "owner_id": run.env.owner_id, "operation": str(job.kind),
+        "scheduled_operation_id": job.log.scheduled_operation_id,
+        "request_id": job.log.extra_info.get("request_id"),
+    }
+    if job.restore is not None:
+        payload[f"{'verification' if job.kind is OperationKind.VERIFY else 'restore'}_id"] = job.restore.id
+    if job.kind is OperationKind.PROTECT:
+        payload["logical_size"] = cp.bytes_total
+    if seconds is None:
+        payload["status"] = run.running
+        return payload
+    payload.update(status=run.success if error is None else run.failure, duration_seconds=round(seconds, 3),
+                   reason=error)
+    if progress is not None:
+        payload.update(bytes_total=progress.total, bytes_done=progress.total if error is None else progress.done)
+    if transfer is not None and job.kind is OperationKind.PROTECT:
+        payload.update(bytes_read=transfer.bytes_read, bytes_stored=transfer.bytes_stored)
+    return payload
 
 
 def _published(checkpoint_id: str, prepared: list[tuple[Operation, OperationContext]]) -> None:

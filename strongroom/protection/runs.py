@@ -57,6 +57,8 @@ class Run(abc.ABC):
     """One kind of run.  ``running``/``success``/``failure``: the statuses its record and log move through."""
 
     kind: ClassVar[OperationKind]
+    #: Its notifications' event type (``<event>.start``, ``.end``, ``.error``; :mod:`strongroom.notifications`).
+    event: ClassVar[str]
     running: ClassVar[str]
     success: ClassVar[str]
     failure: ClassVar[str]
@@ -151,6 +153,7 @@ class _CheckpointRun(Run):
 
 class ProtectRun(_CheckpointRun):
     kind = OperationKind.PROTECT
+    event = "checkpoint.create"
     running = CheckpointStatus.PROTECTING
     success = CheckpointStatus.AVAILABLE
     failure = CheckpointStatus.ERROR
@@ -197,6 +200,7 @@ class ProtectRun(_CheckpointRun):
 
 class DeleteRun(_CheckpointRun):
     kind = OperationKind.DELETE
+    event = "checkpoint.delete"
     running = CheckpointStatus.DELETING
     success = CheckpointStatus.DELETED
     failure = CheckpointStatus.ERROR_DELETING
@@ -305,6 +309,7 @@ class _RestoreRecordRun(Run):
 
 class RestoreRun(_RestoreRecordRun):
     kind = OperationKind.RESTORE
+    event = "restore"
     results_key = "restored_resources"
 
     def kept_results(self, results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -313,6 +318,7 @@ class RestoreRun(_RestoreRecordRun):
 
 class VerifyRun(_RestoreRecordRun):
     kind = OperationKind.VERIFY
+    event = "verification"
     results_key = "verified_resources"
 
     def kept_results(self, results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -17,6 +17,7 @@ from strongroom.alerts.model import Settings as AlertSettings
 from strongroom.alerts.service import AlertService
 from strongroom.clock import Clock
 from strongroom.db.api import Database
+from strongroom.notifications import DISABLED, Notifications
 from strongroom.protection.catalogue import Catalogues
 from strongroom.protection.collection import GarbageCollection
 from strongroom.protection.conductor import JobBoard
@@ -38,11 +39,13 @@ def protection_manager(db: Database, registry: ProviderRegistry, *, host: str, o
                        max_concurrent: int = 4, flow_workers: int = 4, persistence: FlowPersistence | None = None,
                        clock: Clock | None = None, gc_interval: float = 0, chunk_grace: float = 600.0,
                        takeover: bool = False, board: JobBoard | None = None,
-                       alert_settings: AlertSettings | None = None, alert_interval: float = 0) -> ProtectionManager:
+                       notifications: Notifications = DISABLED, alert_settings: AlertSettings | None = None,
+                       alert_interval: float = 0) -> ProtectionManager:
     """A manager and its parts.  ``takeover`` lets it take over a live lease of the same owner id (only
     when a lock proves the holder is dead); ``gc_interval`` (0: never) and ``chunk_grace`` drive periodic
     garbage collection; ``board`` hands runs to the workers' conductors instead of this process's pool;
-    ``alert_settings`` and ``alert_interval`` (0: on demand only) drive the alert evaluation (``doc/alerts.md``)."""
+    ``notifications`` says when each run starts and ends; ``alert_settings`` and ``alert_interval`` (0: on
+    demand only) drive the alert evaluation (``doc/alerts.md``)."""
     clock = clock or Clock()
     owner_id = owner_id or default_owner_id(host)
     leases = BankLeases(registry, owner_id, clock=clock, takeover=takeover, host=host)
@@ -51,7 +54,7 @@ def protection_manager(db: Database, registry: ProviderRegistry, *, host: str, o
     active = ActiveCheckpoints()
     flow_pool = futures.ThreadPoolExecutor(flow_workers, thread_name_prefix="sr-flow")
     runner = Runner(db, host, owner_id, flow_pool, persistence, clock, catalogues=catalogues, sweeping=sweeping,
-                    running=active)
+                    running=active, notifications=notifications)
     jobs = JobTracker(db, registry, runner, leases, catalogues, active, owner_id=owner_id, host=host,
                       max_concurrent=max_concurrent, board=board)
     collection = GarbageCollection(registry, leases, catalogues, running=active, sweeping=sweeping,

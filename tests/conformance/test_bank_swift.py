@@ -4,7 +4,10 @@
 16 MiB are single objects); ``TestSwiftBankSegmented`` runs it again with a
 1 MiB threshold and 1 MiB segments, so that every big value of the suite is a
 Static Large Object (except the tests that only write small values), and checks
-that no segment outlives its value.
+that no segment outlives its value.  ``TestSwiftKeystoneBank`` runs it once more
+on a second all-in-one whose proxy authenticates with keystonemiddleware's
+``authtoken`` and ``keystoneauth`` against a real Keystone, the bank using
+``auth_version = 3`` and finding its storage URL in Keystone's catalogue.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import pathlib
 from typing import ClassVar
 
 import pytest
-from swiftclient.client import Connection
 
 from strongroom.bank_plugins.base import BankPlugin
 from strongroom.bank_plugins.swift import SwiftBank
@@ -51,7 +53,7 @@ class TestSwiftBankSegmented(TestSwiftBank):
     def segments(self, bank: BankPlugin) -> list[str]:
         """The names in the bank's segment container (behind the bank's back)."""
         assert isinstance(bank, SwiftBank)
-        conn = Connection(self.server.auth_url, self.server.user, self.server.key, retries=0)
+        conn = self.server.connection()
         try:
             _, listing = conn.get_container(bank.segment_container, full_listing=True)
         except Exception as err:  # a bank that never segmented has no segment container
@@ -63,7 +65,7 @@ class TestSwiftBankSegmented(TestSwiftBank):
         return [item["name"] for item in listing]
 
     def manifest_header(self, bank: SwiftBank, key: str) -> str | None:
-        conn = Connection(self.server.auth_url, self.server.user, self.server.key, retries=0)
+        conn = self.server.connection()
         try:
             return conn.head_object(bank.container, key).get("x-static-large-object")
         finally:
@@ -121,10 +123,36 @@ class TestSwiftBankSegmented(TestSwiftBank):
         assert isinstance(bank, SwiftBank)
         bank.put_object("a", pattern(MiB + 10))
         bank.delete_object("a")
-        conn = Connection(self.server.auth_url, self.server.user, self.server.key, retries=0)
+        conn = self.server.connection()
         try:
             conn.delete_container(bank.segment_container)
         finally:
             conn.close()
         bank.put_object("b", pattern(MiB + 10))
         assert bank.get_object("b") == pattern(MiB + 10)
+
+
+class TestSwiftKeystoneBank(TestSwiftBankSegmented):
+    """The suite, and the segmented tests, with Keystone v3: every value above 1 MiB is a Static Large Object
+    (the manifest and its segments checked behind the bank's back as the same Keystone user)."""
+
+    # Leases (X-Delete-After) and concurrent connections sharing one Keystone session: run here too.
+    test_lease_expires_by_the_bank_clock = BankConformance.test_lease_expires_by_the_bank_clock
+    test_concurrent_writers_on_distinct_keys = BankConformance.test_concurrent_writers_on_distinct_keys
+
+    @pytest.fixture(autouse=True)
+    def _server(self, swift_keystone_server: SwiftServer) -> None:
+        type(self).server = swift_keystone_server
+
+    def test_the_bank_authenticates_with_keystone_v3(self, bank: BankPlugin) -> None:
+        assert isinstance(bank, SwiftBank)
+        assert bank.options["auth_version"] == "3" and bank.options["auth_url"] == self.server.keystone.url
+        bank.put_object("k", b"v")
+        # Through the catalogue, into the project's own account.
+        conn = self.server.connection()
+        try:
+            url, _ = conn.get_auth()
+            assert url == self.server.account_url()
+            assert conn.get_object(bank.container, "k")[1] == b"v"
+        finally:
+            conn.close()

@@ -9,8 +9,14 @@ What it runs, and why so (measured facts in the project's notes on real backends
 
 * Cinder from PyPI (``cinder==29.*``) in its own virtualenv, built once by ``make cinder-venv`` under
   ``.cache/cinder-venv`` (its pins are not the project's; ``STRONGROOM_CINDER_VENV`` names another one);
-* ``auth_strategy = noauth``: REST paths carry no project id and the ``X-Auth-Token: user:project`` header
-  is the whole identity, so two projects are two header values;
+* ``auth_strategy = noauth`` by default: REST paths carry no project id and the ``X-Auth-Token:
+  user:project`` header is the whole identity, so two projects are two header values;
+* or, given a real Keystone (``keystone=`` a :class:`tests.servers.keystone.KeystoneServer`; the session
+  fixture ``cinder_keystone_service``), ``auth_strategy = keystone``: keystonemiddleware's ``authtoken``
+  validates every token as the service user ``cinder`` (role admin on project ``service``), and Cinder is
+  registered in Keystone's catalogue as service type ``block-storage`` at ``http://127.0.0.1:PORT/v3``
+  (no project id in the URL: Cinder takes the project from the token).  :meth:`CinderService.api` then
+  sends a real token of the project named (its member; Keystone's admin for ``admin``);
 * a database of the run's own on the machine's MariaDB (root on 127.0.0.1:3306, or
   ``STRONGROOM_TEST_MYSQL_URL``), made before ``cinder-manage db sync`` and dropped by ``stop()``: on sqlite,
   concurrent creates and snapshots made cinder-api answer 500 "database is locked" now and then, whatever
@@ -43,13 +49,16 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
 from tests.servers import dying_with_parent, must_not_skip, stop_process, tail_log
 from tests.servers.ceph import CLIENT, CephCluster, free_port
+
+if TYPE_CHECKING:  # imported by pytest as a plugin of its own (tests/conftest.py), after this module
+    from tests.servers.keystone import Account, KeystoneServer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_VENV = ROOT / ".cache" / "cinder-venv"
@@ -101,6 +110,11 @@ class CinderService:
     vhost: str | None = None
     #: The MariaDB database of the run (None: sqlite under the directory).
     database: str | None = None
+    #: The Keystone that authenticates requests (None: noauth).
+    keystone: KeystoneServer | None = None
+    #: The Keystone user cinder-api validates tokens as (keystone mode).
+    service_account: Account | None = dataclasses.field(default=None, repr=False)
+    _tokens: dict[str, tuple[float, str]] = dataclasses.field(default_factory=dict, repr=False)
     _processes: dict[str, subprocess.Popen[bytes]] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -109,7 +123,8 @@ class CinderService:
 
     @property
     def endpoint(self) -> str:
-        """The v3 endpoint, as the cinder backend's ``endpoint`` option takes it (no project id: noauth)."""
+        """The v3 endpoint, as the cinder backend's ``endpoint`` option takes it and, in keystone mode, as
+        the catalogue holds it (no project id: noauth, or the token's)."""
         return f"http://127.0.0.1:{self.port}/v3"
 
     def log_path(self, daemon: str) -> pathlib.Path:
@@ -131,6 +146,9 @@ class CinderService:
         for sub in ("log", "lock", "state"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         try:
+            if self.keystone is not None and self.service_account is None:
+                self.service_account = self.keystone.service_user("cinder")
+                self.keystone.register_endpoint("block-storage", self.endpoint, name="cinder")
             self.vhost = self._make_vhost()
             self.database = _make_database(self.run_id)
             self.conf_path.write_text(self._conf())
@@ -179,9 +197,35 @@ class CinderService:
         }
         return {**options, **extra}
 
+    def keystone_backend_options(self, account: Account, **extra: Any) -> dict[str, Any]:
+        """Options for :class:`strongroom.block.cinder.CinderBackend` in keystone mode: ``account``'s
+        password, Cinder found in the catalogue (no ``endpoint``), the data path as in
+        :meth:`backend_options`."""
+        assert self.keystone is not None, "keystone_backend_options needs a Cinder in keystone mode"
+        options: dict[str, Any] = {
+            "auth_type": "password", "auth_url": self.keystone.url, "username": account.username,
+            "password": account.password, "user_domain_name": "Default", "project_name": account.project,
+            "project_domain_name": "Default",
+            "rbd_mon_host": self.ceph.mon_host, "rbd_client_name": CLIENT,
+            "rbd_keyring": str(self.ceph.client_keyring), "timeout": 30, "status_timeout": 60,
+        }
+        return {**options, **extra}
+
+    def token(self, project: str) -> str:
+        """The ``X-Auth-Token`` of a request as ``project``: noauth's ``project:project``; in keystone mode a
+        real token of its member (Keystone's admin for ``admin``), kept for 10 minutes."""
+        if self.keystone is None:
+            return f"{project}:{project}"
+        kept = self._tokens.get(project)
+        if kept is None or time.monotonic() - kept[0] > 600:
+            token = (self.keystone.admin_token() if project == "admin"
+                     else self.keystone.token(self.keystone.account(project)))
+            kept = self._tokens[project] = (time.monotonic(), token)
+        return kept[1]
+
     def api(self, method: str, path: str, project: str = "admin", **kwargs: Any) -> requests.Response:
-        """One request to Cinder's v3 API as ``project`` (noauth), behind any backend's back."""
-        headers = {"X-Auth-Token": f"{project}:{project}", "OpenStack-API-Version": f"volume {MICROVERSION}",
+        """One request to Cinder's v3 API as ``project`` (see :meth:`token`), behind any backend's back."""
+        headers = {"X-Auth-Token": self.token(project), "OpenStack-API-Version": f"volume {MICROVERSION}",
                    **kwargs.pop("headers", {})}
         return requests.request(method, self.endpoint + path, headers=headers, timeout=30, **kwargs)
 
@@ -237,7 +281,7 @@ class CinderService:
         vhost = self.vhost or ""
         exchange = "cinder" if self.vhost else f"cinder-{self.run_id}"
         return f"""[DEFAULT]
-auth_strategy = noauth
+auth_strategy = {"noauth" if self.keystone is None else "keystone"}
 transport_url = rabbit://guest:guest@{AMQP[0]}:{AMQP[1]}/{vhost}
 control_exchange = {exchange}
 state_path = {d}/state
@@ -275,7 +319,15 @@ rbd_flatten_volume_from_snapshot = false
 rados_connect_timeout = 10
 rbd_exclusive_cinder_pool = true
 report_discard_supported = true
-"""
+""" + self._authtoken_conf()
+
+    def _authtoken_conf(self) -> str:
+        """keystonemiddleware's section (keystone mode): tokens validated as the ``cinder`` service user, kept
+        in the process's memory."""
+        if self.keystone is None or self.service_account is None:
+            return ""
+        lines = "".join(f"{k} = {v}\n" for k, v in self.keystone.authtoken_options(self.service_account).items())
+        return f"[keystone_authtoken]\n{lines}service_token_roles_required = false\n"
 
     def _database_url(self) -> str:
         if self.database is None:
@@ -397,6 +449,29 @@ def cinder_service(ceph_cluster: CephCluster) -> Iterator[CinderService]:
         service.start()
     except CinderError as err:
         _unavailable(f"Cinder could not start: {err}")
+    try:
+        yield service
+    finally:
+        service.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            ceph_cluster.delete_pool(pool)
+
+
+@pytest.fixture(scope="session")
+def cinder_keystone_service(ceph_cluster: CephCluster, keystone_server: KeystoneServer) -> Iterator[CinderService]:
+    """One Cinder behind the session's real Keystone (``auth_strategy = keystone``, in its catalogue as
+    ``block-storage``), its RBD driver on a pool of its own of the session's Ceph."""
+    reason = missing()
+    if reason:
+        _unavailable(reason)
+    pool = ceph_cluster.new_pool("cinderks")
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="strongroom-cinder-keystone-"))
+    service = CinderService(directory, ceph_cluster, pool, keystone=keystone_server)
+    try:
+        service.start()
+    except CinderError as err:
+        _unavailable(f"Cinder (keystone mode) could not start: {err}")
     try:
         yield service
     finally:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import os
 import pathlib
 import secrets
@@ -205,10 +206,15 @@ class KeystoneServer:
             raise KeystoneError(f"Keystone did not validate a token: {answer.status_code} {answer.text[:300]}")
         return sorted(role["name"] for role in answer.json()["token"]["roles"])
 
-    def authtoken_options(self) -> dict[str, str]:
-        """keystonemiddleware's ``[keystone_authtoken]`` for a service validating tokens as Keystone's admin."""
+    def authtoken_options(self, account: Account | None = None) -> dict[str, str]:
+        """keystonemiddleware's ``[keystone_authtoken]`` for a service validating tokens as Keystone's admin,
+        or as ``account`` (a service user: :meth:`service_user`)."""
+        if account is None:
+            return {"auth_type": "password", "auth_url": self.url, "www_authenticate_uri": self.url,
+                    "username": "admin", "password": self.admin_password, "project_name": "admin",
+                    "user_domain_name": "Default", "project_domain_name": "Default"}
         return {"auth_type": "password", "auth_url": self.url, "www_authenticate_uri": self.url,
-                "username": "admin", "password": self.admin_password, "project_name": "admin",
+                "username": account.username, "password": account.password, "project_name": account.project,
                 "user_domain_name": "Default", "project_domain_name": "Default"}
 
     def service_account(self, username: str = "strongroom", project: str = "service",
@@ -250,16 +256,28 @@ class KeystoneServer:
         self.admin_call("DELETE", f"/projects/{account.project_id}/users/{account.user_id}/roles/"
                                   f"{self.role_id(role or account.role)}")
 
-    def admin_call(self, method: str, path: str, body: Any = None, expect: int | None = None) -> Any:
-        """Keystone's API (``path`` under ``/v3``) as its admin; the JSON answer (None if empty).  Any answer
-        of 300 or more raises :class:`KeystoneError`, unless it is ``expect`` (then None is returned)."""
+    def admin_call(self, method: str, path: str, body: Any = None, expect: int | None = None,
+                   token: str | None = None) -> Any:
+        """Keystone's API (``path`` under ``/v3``) as its admin (``token``: one of its tokens, else a new one);
+        the JSON answer (None if empty).  Any answer of 300 or more raises :class:`KeystoneError`, unless it
+        is ``expect`` (then None is returned)."""
         answer = requests.request(method, self.url + path, json=body, timeout=30,
-                                  headers={"X-Auth-Token": self.admin_token()})
+                                  headers={"X-Auth-Token": token or self.admin_token()})
         if expect is not None and answer.status_code == expect:
             return None if not answer.content else answer.json()
         if answer.status_code >= 300:
             raise KeystoneError(f"Keystone {method} {path}: {answer.status_code} {answer.text[:300]}")
         return answer.json() if answer.content else None
+
+    def service_user(self, name: str, project: str = "service", role: str = "admin") -> Account:
+        """A service's own user ``name`` (``cinder``, ``strongroom``...) holding ``role`` on ``project`` (both
+        made on first use), as a deployment gives each service: what its ``[keystone_authtoken]`` validates
+        tokens with.  Admin by default: Keystone 30's policy lets an admin (or the ``service`` role) validate
+        another user's token."""
+        key = (project, f"user:{name}:{role}")
+        if key not in self.accounts:
+            self.accounts[key] = self._make_account(project, role, username=name)
+        return self.accounts[key]
 
     def manage(self, *args: str, env: dict[str, str] | None = None) -> None:
         """``keystone-manage`` on this Keystone's configuration."""
@@ -277,6 +295,34 @@ class KeystoneServer:
         """The command running the venv's script ``name`` by the venv's interpreter: the scripts' own ``#!``
         lines name the directory the venv was built in, which may be gone (a venv shared by worktrees)."""
         return program(self.venv, name)
+
+    def register_endpoint(self, service_type: str, url: str, name: str | None = None,
+                          region: str = "RegionOne",
+                          interfaces: tuple[str, ...] = ("public", "internal", "admin")) -> str:
+        """Put ``url`` in the catalogue as the ``service_type`` service's endpoint for ``interfaces`` in
+        ``region`` (the service made on first use; endpoints it had before are removed, so that a server
+        started again replaces its entry).  ``url`` may hold Keystone's ``$(project_id)s``.  Returns the
+        service's id; tokens issued from now on carry it."""
+        found = self.admin_call("GET", f"/services?type={service_type}")["services"]
+        if found:
+            service_id = str(found[0]["id"])
+            for endpoint in self.admin_call("GET", f"/endpoints?service_id={service_id}")["endpoints"]:
+                self.admin_call("DELETE", f"/endpoints/{endpoint['id']}")
+        else:
+            service_id = str(self.admin_call("POST", "/services", {"service": {
+                "type": service_type, "name": name or service_type, "enabled": True}})["service"]["id"])
+        for interface in interfaces:
+            self.admin_call("POST", "/endpoints", {"endpoint": {
+                "service_id": service_id, "interface": interface, "region_id": region, "url": url,
+                "enabled": True}})
+        return service_id
+
+    def revoke_token(self, token: str) -> None:
+        """Revoke ``token`` (``DELETE /v3/auth/tokens`` as Keystone's admin): Keystone refuses it from now on."""
+        answer = requests.delete(f"{self.url}/auth/tokens", timeout=30,
+                                 headers={"X-Auth-Token": self.admin_token(), "X-Subject-Token": token})
+        if answer.status_code != 204:
+            raise KeystoneError(f"Keystone did not revoke a token: {answer.status_code} {answer.text[:300]}")
 
     # -- internals ---------------------------------------------------------------------------------------
 
@@ -335,18 +381,14 @@ password_hash_rounds = 4
                 env={**os.environ, "PYTHONWARNINGS": "ignore", "OS_KEYSTONE_CONFIG_FILES": str(self.conf_path),
                      "OS_KEYSTONE_CONFIG_DIR": ""}, start_new_session=True)
 
-    def _make_account(self, project: str, role: str) -> Account:
+    def _admin_call(self) -> Callable[..., Any]:
+        """A caller of Keystone's API as its admin with one token: ``call(method, path, body)``."""
+        return functools.partial(self.admin_call, token=self.admin_token())
+
+    def _make_account(self, project: str, role: str, username: str | None = None) -> Account:
         """Project ``project`` (once), a user with ``role`` on it, through Keystone's API as admin."""
-        token = self.admin_token()
-
-        def call(method: str, path: str, body: Any = None) -> Any:
-            answer = requests.request(method, self.url + path, json=body, timeout=30,
-                                      headers={"X-Auth-Token": token})
-            if answer.status_code >= 300:
-                raise KeystoneError(f"Keystone {method} {path}: {answer.status_code} {answer.text[:300]}")
-            return answer.json() if answer.content else None
-
-        username = project if role == ROLE else f"{project}-{role}"
+        call = self._admin_call()
+        username = username or (project if role == ROLE else f"{project}-{role}")
         account = Account(project=project, username=username, password=secrets.token_urlsafe(18), role=role)
         if project not in self._project_ids:
             self._project_ids[project] = call("POST", "/projects", {"project": {

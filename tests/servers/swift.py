@@ -11,7 +11,11 @@ account ``AUTH_test``) and the ``s3api`` middleware (access key ``test:tester``,
 secret ``testing``, region ``us-east-1``, path-style addressing), plus
 ``slo``/``dlo``/``copy``/``versioned_writes``.  A second admin, ``test2:tester2``
 (key ``testing2``, account ``AUTH_test2``), is there for tests that need another
-account.
+account.  ``start_swift(keystone=...)`` (fixture ``swift_keystone_server``) puts
+keystonemiddleware's ``authtoken`` and Swift's ``keystoneauth`` in place of
+tempauth and s3api, against a real Keystone (:mod:`tests.servers.keystone`),
+and registers the proxy as its ``object-store`` endpoint (see
+:func:`_keystone_settings`).
 
 Everything lives in one temporary directory: ``etc/`` (``swift.conf``, the four
 server configs and the 1-replica rings, written by the child once it has bound
@@ -70,11 +74,16 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.servers import must_not_skip, stop_process, tail_log
+
+if TYPE_CHECKING:
+    from swiftclient.client import Connection
+
+    from tests.servers.keystone import Account, KeystoneServer
 
 #: How long the servers may take to answer after the child is spawned.
 START_TIMEOUT = 60.0
@@ -96,6 +105,18 @@ _GROUPS: dict[int, list[tuple[str, ...]]] = {
 #: Processes the servers run in by default (overridable by ``STRONGROOM_SWIFT_PROCESSES``).
 DEFAULT_PROCESSES = 1
 PROCESSES_ENV = "STRONGROOM_SWIFT_PROCESSES"
+#: Keystone mode: the service user the proxy's ``authtoken`` validates tokens as, and the roles
+#: ``keystoneauth`` makes owners of their project's account.
+KEYSTONE_SERVICE_USER = "swift"
+OPERATOR_ROLES = ("admin", "member")
+RESELLER_PREFIX = "AUTH_"
+#: Keystone mode: the project whose ``member`` the server's own checks (and :meth:`SwiftServer.bank_options`) use.
+KEYSTONE_DEFAULT_PROJECT = "swift-tests"
+#: Keystone mode: how long the proxy's ``authtoken`` trusts a token it validated (keystonemiddleware's
+#: ``token_cache_time``, 300 s by default); a revoked token is refused at most this long after.
+DEFAULT_TOKEN_CACHE_TIME = 2
+#: Written by the parent for the child in Keystone mode (mode 0600: it holds the service user's password).
+_KEYSTONE_SETTINGS = "keystone.json"
 
 
 class SwiftServerError(RuntimeError):
@@ -126,6 +147,10 @@ class SwiftServer:
     process: subprocess.Popen[bytes] | None = dataclasses.field(default=None, repr=False)
     #: Remove ``root`` on stop (it was created by :func:`start_swift`).
     remove_root: bool = dataclasses.field(default=False, repr=False)
+    #: Keystone mode: the Keystone the proxy's ``authtoken`` asks (None: tempauth and s3api).
+    keystone: KeystoneServer | None = dataclasses.field(default=None, repr=False)
+    #: Keystone mode: seconds the proxy trusts a validated token (see :data:`DEFAULT_TOKEN_CACHE_TIME`).
+    token_cache_time: int = 0
 
     @property
     def proxy_port(self) -> int:
@@ -141,9 +166,54 @@ class SwiftServer:
         return f"{cleaned}-{uuid.uuid4().hex[:16]}"
 
     def bank_options(self, container: str, **extra: Any) -> dict[str, Any]:
-        """Options for :class:`strongroom.bank_plugins.swift.SwiftBank` on ``container`` of this server."""
+        """Options for :class:`strongroom.bank_plugins.swift.SwiftBank` on ``container`` of this server
+        (Keystone mode: :meth:`bank_options_v3` of the default project's member)."""
+        if self.keystone is not None:
+            return self.bank_options_v3(container, **extra)
         return {"auth_url": self.auth_url, "auth_version": "1", "user": self.user, "key": self.key,
                 "container": container, **extra}
+
+    def keystone_account(self, project: str = KEYSTONE_DEFAULT_PROJECT, role: str = "member") -> Account:
+        """Keystone mode: the user holding ``role`` on ``project`` (made on first use)."""
+        if self.keystone is None:
+            raise SwiftServerError("this Swift server authenticates with tempauth, not Keystone")
+        return self.keystone.account(project, role)
+
+    def bank_options_v3(self, container: str, account: Account | None = None, **extra: Any) -> dict[str, Any]:
+        """Keystone mode: the swift bank's options on ``container`` of ``account``'s project (default: the
+        member of :data:`KEYSTONE_DEFAULT_PROJECT`), authenticating with Keystone v3; the storage URL comes
+        from the catalogue."""
+        account = account or self.keystone_account()
+        assert self.keystone is not None
+        return {"auth_url": self.keystone.url, "auth_version": "3", "user": account.username,
+                "key": account.password, "project_name": account.project, "project_domain_name": "Default",
+                "user_domain_name": "Default", "region_name": "RegionOne", "interface": "public",
+                "container": container, **extra}
+
+    def account_url(self, account: Account | None = None) -> str:
+        """The storage URL of an account: tempauth's ``AUTH_test``, or (Keystone mode) ``AUTH_<project id>``
+        of ``account``'s project."""
+        if self.keystone is None:
+            return self.storage_url
+        account = account or self.keystone_account()
+        return f"http://127.0.0.1:{self.proxy_port}/v1/{RESELLER_PREFIX}{account.project_id}"
+
+    def connection(self, account: Account | None = None) -> Connection:
+        """A swiftclient connection (no retries) behind the bank's back: tempauth's test user, or (Keystone
+        mode) ``account``'s, default the default project's member.  The caller closes it."""
+        from swiftclient.client import Connection
+
+        if self.keystone is None:
+            return Connection(self.auth_url, self.user, self.key, retries=0)
+        from keystoneauth1 import session
+        from keystoneauth1.identity import v3
+
+        account = account or self.keystone_account()
+        auth = v3.Password(auth_url=self.keystone.url, username=account.username, password=account.password,
+                           project_name=account.project, project_domain_name="Default", user_domain_name="Default")
+        return Connection(session=session.Session(auth=auth), retries=0, auth_version="3",
+                          os_options={"service_type": "object-store", "endpoint_type": "public",
+                                      "region_name": "RegionOne"})
 
     def stop(self) -> None:
         """Stop the servers (SIGTERM, then SIGKILL after 10 s).  Idempotent."""
@@ -166,16 +236,25 @@ def _default_processes() -> int:
 
 
 def start_swift(root: str | os.PathLike[str] | None = None, timeout: float = START_TIMEOUT,
-                processes: int | None = None) -> SwiftServer:
+                processes: int | None = None, keystone: KeystoneServer | None = None,
+                token_cache_time: int = DEFAULT_TOKEN_CACHE_TIME) -> SwiftServer:
     """Start a Swift all-in-one with its state under ``root`` and return once it authenticates a user.
 
     ``root`` must be empty or missing; without it a temporary directory is made
-    (and removed by :meth:`SwiftServer.stop`).  Raises :class:`SwiftServerError`
-    with the reason (and the tail of the servers' log).
+    (and removed by :meth:`SwiftServer.stop`).  With ``keystone`` (a running
+    :class:`~tests.servers.keystone.KeystoneServer`) the proxy authenticates
+    with keystonemiddleware's ``authtoken`` and Swift's ``keystoneauth`` instead
+    of tempauth and s3api (see :func:`_keystone_settings`), and the proxy is
+    registered as Keystone's ``object-store`` endpoint.  Raises
+    :class:`SwiftServerError` with the reason (and the tail of the servers' log).
     """
     remove_root = root is None
     base = pathlib.Path(tempfile.mkdtemp(prefix="strongroom-swift-") if root is None else root)
     base.mkdir(parents=True, exist_ok=True)
+    if keystone is not None:
+        settings = base / _KEYSTONE_SETTINGS
+        settings.touch(mode=0o600)
+        settings.write_text(json.dumps(_keystone_settings(keystone, token_cache_time)))
     ready = base / "ready.json"
     log_path = base / "swift.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
@@ -191,6 +270,9 @@ def start_swift(root: str | os.PathLike[str] | None = None, timeout: float = STA
     try:
         ports = _wait_until_ready(process, ready, log_path, began + timeout)
         proxy = f"http://127.0.0.1:{ports['proxy']}"
+        if keystone is not None:
+            return _keystone_server(keystone, process, ports, base, log_path, began, timeout, remove_root,
+                                    token_cache_time)
         storage_url = _wait_until_authenticating(process, proxy + "/auth/v1.0", log_path, began + timeout)
     except BaseException:
         stop_process(process, group=True)
@@ -201,6 +283,64 @@ def start_swift(root: str | os.PathLike[str] | None = None, timeout: float = STA
                        s3_endpoint=proxy, s3_access_key=USER, s3_secret_key=KEY, region=REGION, ports=ports,
                        root=base, pid=process.pid, start_seconds=time.monotonic() - began, process=process,
                        remove_root=remove_root)
+
+
+def _keystone_settings(keystone: KeystoneServer, token_cache_time: int) -> dict[str, dict[str, str]]:
+    """The proxy's ``authtoken`` and ``keystoneauth`` filter settings in Keystone mode.
+
+    ``authtoken`` validates tokens as the service user ``swift`` (role ``service`` on project ``service``) with
+    ``delay_auth_decision`` (``keystoneauth`` decides, so that container ACLs can let other projects in)
+    and no service catalogue in the request; ``keystoneauth`` makes ``admin`` and ``member`` of a project
+    the owners of account ``AUTH_<project id>``.
+    """
+    service = keystone.service_account(KEYSTONE_SERVICE_USER)
+    return {
+        "authtoken": {
+            "paste.filter_factory": "keystonemiddleware.auth_token:filter_factory",
+            "auth_type": "password", "auth_url": keystone.url, "www_authenticate_uri": keystone.url,
+            "username": service.username, "password": service.password, "project_name": service.project,
+            "user_domain_name": "Default", "project_domain_name": "Default",
+            "delay_auth_decision": "true", "include_service_catalog": "false",
+            "token_cache_time": str(token_cache_time), "http_request_max_retries": "1",
+        },
+        "keystoneauth": {
+            "use": "egg:swift#keystoneauth", "operator_roles": ", ".join(OPERATOR_ROLES),
+            "reseller_prefix": RESELLER_PREFIX, "reseller_admin_role": "ResellerAdmin",
+        },
+    }
+
+
+def _keystone_server(keystone: KeystoneServer, process: subprocess.Popen[bytes], ports: dict[str, int],
+                     base: pathlib.Path, log_path: pathlib.Path, began: float, timeout: float,
+                     remove_root: bool, token_cache_time: int) -> SwiftServer:
+    """Register the proxy in Keystone's catalogue, then wait until a project member's token opens its account."""
+    proxy = f"http://127.0.0.1:{ports['proxy']}"
+    keystone.register_endpoint("object-store", f"{proxy}/v1/{RESELLER_PREFIX}$(project_id)s", name="swift")
+    account = keystone.account(KEYSTONE_DEFAULT_PROJECT)
+    storage_url = f"{proxy}/v1/{RESELLER_PREFIX}{account.project_id}"
+    token = keystone.token(account)
+    last = "no answer"
+    while True:
+        request = urllib.request.Request(storage_url, method="HEAD", headers={"X-Auth-Token": token})
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                break
+        except urllib.error.HTTPError as err:
+            last = f"HTTP {err.code}"
+        except OSError as err:
+            last = str(err)
+        if process.poll() is not None:
+            raise SwiftServerError(f"the Swift servers exited with status {process.returncode}: "
+                                   f"{tail_log(log_path)}")
+        if time.monotonic() > began + timeout:
+            raise SwiftServerError(f"the proxy did not accept a Keystone token of {account.username} ({last}): "
+                                   f"{tail_log(log_path)}")
+        time.sleep(0.05)
+    return SwiftServer(auth_url=keystone.url, user=account.username, key=account.password,
+                       storage_url=storage_url, s3_endpoint="", s3_access_key="", s3_secret_key="",
+                       region="RegionOne", ports=ports, root=base, pid=process.pid,
+                       start_seconds=time.monotonic() - began, process=process, remove_root=remove_root,
+                       keystone=keystone, token_cache_time=token_cache_time)
 
 
 def _wait_until_ready(process: subprocess.Popen[bytes], ready: pathlib.Path, log_path: pathlib.Path,
@@ -264,6 +404,24 @@ def swift_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwiftServ
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def swift_keystone_server(tmp_path_factory: pytest.TempPathFactory,
+                          keystone_server: KeystoneServer) -> Iterator[SwiftServer]:
+    """A second Swift all-in-one for the session, authenticating with the session's real Keystone
+    (``authtoken`` + ``keystoneauth``; registered as its ``object-store`` endpoint)."""
+    try:
+        server = start_swift(tmp_path_factory.mktemp("swift-keystone"), keystone=keystone_server)
+    except (SwiftServerError, OSError) as err:
+        if must_not_skip():
+            pytest.fail(f"the Keystone-authenticated Swift could not start (CI=true: not skipping): {err}",
+                        pytrace=False)
+        pytest.skip(f"the Keystone-authenticated Swift could not start: {err}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 # -- the servers (the child side) ---------------------------------------------
 
 
@@ -293,7 +451,10 @@ def _write_configs(root: pathlib.Path, ports: dict[str, int], log_level: str) ->
             f"{common}bind_port = {ports[name]}\nlog_name = {name}-server\n\n"
             f"[pipeline:main]\npipeline = {name}-server\n\n"
             f"[app:{name}-server]\nuse = egg:swift#{name}\n")
-    filters = ["catch_errors", "gatekeeper", "healthcheck", "listing_formats", "s3api", "tempauth", "copy",
+    keystone_file = root / _KEYSTONE_SETTINGS
+    keystone: dict[str, dict[str, str]] = json.loads(keystone_file.read_text()) if keystone_file.exists() else {}
+    auth = ["authtoken", "keystoneauth"] if keystone else ["s3api", "tempauth"]
+    filters = ["catch_errors", "gatekeeper", "healthcheck", "listing_formats", *auth, "copy",
                "slo", "dlo", "versioned_writes"]
     proxy = [common + f"bind_port = {ports['proxy']}\nlog_name = proxy-server\n",
              "[pipeline:main]\npipeline = " + " ".join(filters) + " proxy-server\n",
@@ -304,8 +465,11 @@ def _write_configs(root: pathlib.Path, ports: dict[str, int], log_level: str) ->
         "tempauth": f"user_test_tester = {KEY} .admin\nuser_test2_tester2 = testing2 .admin\n",
         "versioned_writes": "allow_versioned_writes = true\n",
     }
+    for name, values in keystone.items():
+        settings[name] = "".join(f"{key} = {value}\n" for key, value in values.items())
     for name in filters:
-        proxy.append(f"[filter:{name}]\nuse = egg:swift#{name}\n{settings.get(name, '')}")
+        use = "" if "use" in keystone.get(name, {}) or name == "authtoken" else f"use = egg:swift#{name}\n"
+        proxy.append(f"[filter:{name}]\n{use}{settings.get(name, '')}")
     (etc / "proxy-server.conf").write_text("\n".join(proxy))
     return etc
 

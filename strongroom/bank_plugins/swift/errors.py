@@ -14,8 +14,18 @@ from strongroom import exceptions
 _TRANSIENT_STATUSES = frozenset({408, 409, 422, 429, 498, 499})
 
 
+def _from_keystone(err: BaseException) -> bool:
+    return type(err).__module__.startswith("keystoneauth1")
+
+
 def status(err: BaseException) -> int | None:
-    """The HTTP status of a swiftclient ``ClientException`` (None: not an HTTP answer)."""
+    """The HTTP status of a swiftclient ``ClientException`` (None: not an HTTP answer of Swift's).
+
+    keystoneauth's HTTP errors carry ``http_status`` too, but they are Keystone's answers: a 401 from
+    Keystone is refused credentials, a 404 no missing object.
+    """
+    if _from_keystone(err):
+        return None
     value = getattr(err, "http_status", None)
     return value if isinstance(value, int) else None
 
@@ -27,6 +37,8 @@ def is_http_error(err: BaseException) -> bool:
 
 def describe(err: BaseException) -> tuple[str, bool] | None:
     """(what went wrong, is it transient) for a storage failure; None for anything else."""
+    if _from_keystone(err):
+        return _describe_keystone(err)
     name = type(err).__name__
     code = status(err)
     if name == "ClientException" or code is not None:
@@ -45,9 +57,6 @@ def describe(err: BaseException) -> tuple[str, bool] | None:
         if text and "<html" not in text.lower():
             detail += f": {text}"
         return detail, code >= 500 or code in _TRANSIENT_STATUSES
-    module = type(err).__module__
-    if module.startswith("keystoneauth1"):
-        return _describe_keystone(err)
     try:
         import requests
         import urllib3
@@ -72,5 +81,9 @@ def describe(err: BaseException) -> tuple[str, bool] | None:
 def _describe_keystone(err: BaseException) -> tuple[str, bool]:
     from keystoneauth1 import exceptions as ks
 
-    transient = isinstance(err, ks.ConnectionError | ks.HttpServerError | ks.RequestTimeout)
+    transient = (isinstance(err, ks.ConnectionError | ks.HttpServerError | ks.RequestTimeout)
+                 or getattr(err, "http_status", None) in _TRANSIENT_STATUSES)
+    if isinstance(err, ks.Unauthorized):
+        return (f"Keystone refused the credentials (check user, key, the project and the domains): "
+                f"{type(err).__name__}: {err}"), False
     return f"Keystone: {type(err).__name__}: {err}", transient

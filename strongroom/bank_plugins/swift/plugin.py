@@ -96,7 +96,11 @@ class SwiftBank(BankPlugin):
     # -- errors -------------------------------------------------------------
 
     def _where(self) -> str:
-        host = self._pool.storage_host or host_of(self.options.get("auth_url") or self.options.get("preauth_url"))
+        host = self._pool.storage_host
+        if host is None and str(self.options.get("auth_version", "1")) == "3" and not self.options.get("preauth_url"):
+            # No storage URL yet: it comes from Keystone's catalogue, which is where this one failed.
+            return f"swift container {self.container!r} (Keystone at {host_of(self.options.get('auth_url'))})"
+        host = host or host_of(self.options.get("auth_url") or self.options.get("preauth_url"))
         return f"swift container {self.container!r} at {host}"
 
     def _scrub(self, text: str) -> str:

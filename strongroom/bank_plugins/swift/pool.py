@@ -4,6 +4,14 @@ Every connection of a bank shares one Keystone session (``auth_version`` 3),
 whose token is renewed before it expires; the pool remembers the tokens and the
 storage host its connections used, so that error messages can name the host
 and never show a token.
+
+Each connection sees the shared session through a :class:`ConnectionSession`:
+swiftclient answers a ``401`` by invalidating its session and authenticating
+again only if ``invalidate()`` says it did something, which keystoneauth's
+plugin says only to the first of several connections refused the same revoked
+or expired token at once (the others then failed for good).  The view drops the
+shared token only if it is still the one this connection was refused, and
+always lets swiftclient try once more.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ class ConnectionPool:
         self._closed = False
         self._storage_host: str | None = None
         self._tokens: deque[str] = deque(maxlen=REMEMBERED_TOKENS)
+        self._auth_lock = threading.Lock()
 
     @property
     def storage_host(self) -> str | None:
@@ -58,7 +67,7 @@ class ConnectionPool:
             with self._lock:
                 if self._session is None:
                     self._session = self._session_factory(self._options)
-                session = self._session
+                session = ConnectionSession(self._session, self._auth_lock)
         return self._connection_factory(**connection_kwargs(self._options, session))
 
     def acquire(self) -> Any:
@@ -72,7 +81,8 @@ class ConnectionPool:
         if self._session is not None and getattr(conn, "url", None):
             # swiftclient keeps the token it first got until Swift refuses it; the
             # session's is renewed before it expires, so an upload never meets a 401.
-            conn.token = self._session.get_token()
+            view = getattr(conn, "session", None)
+            conn.token = (view if isinstance(view, ConnectionSession) else self._session).get_token()
         return conn
 
     def release(self, conn: Any, broken: bool) -> None:
@@ -110,6 +120,39 @@ class ConnectionPool:
             idle, self._idle = self._idle, []
         for conn in idle:
             close_quietly(conn)
+
+
+class ConnectionSession:
+    """One connection's view of the bank's shared keystoneauth session (see the module docstring)."""
+
+    def __init__(self, shared: Any, lock: threading.Lock) -> None:
+        self.shared = shared
+        self._lock = lock
+        self._token: str | None = None
+
+    def get_token(self) -> Any:
+        """The shared session's token (fetched or renewed if need be), remembered as this connection's."""
+        token = self.shared.get_token()
+        self._token = token
+        return token
+
+    def get_endpoint(self, **kwargs: Any) -> Any:
+        return self.shared.get_endpoint(**kwargs)
+
+    def invalidate(self) -> bool:
+        """Swift refused this connection's token: drop it from the shared session unless another connection
+        already did (its replacement is then kept), and have swiftclient authenticate again (it does so
+        once per call: a second 401 is final)."""
+        with self._lock:
+            auth_ref = getattr(getattr(self.shared, "auth", None), "auth_ref", None)
+            current = getattr(auth_ref, "auth_token", None)
+            if current is not None and current == self._token:
+                self.shared.invalidate()
+            self._token = None
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.shared, name)
 
 
 def close_quietly(conn: Any) -> None:

@@ -26,12 +26,16 @@ LOG = logging.getLogger("strongroom.block.cinder")
 BACKEND = "cinder"
 
 
-def _session_pieces(config: CinderConfig) -> tuple[Any, Any]:
-    """A keystoneauth ``Session`` and the auth plugin it uses (None for noauth)."""
-    from keystoneauth1 import loading, session
+def _session_pieces(config: CinderConfig, token: str | None = None, endpoint: str | None = None
+                    ) -> tuple[Any, Any]:
+    """A keystoneauth ``Session`` and the auth plugin it uses (None for noauth): the configured identity's,
+    or, given a user's ``token``, one that sends that token to Cinder at ``endpoint``."""
+    from keystoneauth1 import loading, session, token_endpoint
 
-    auth = None
-    if config.auth_type != "noauth":
+    auth: Any = None
+    if token is not None:
+        auth = token_endpoint.Token(endpoint, token)
+    elif config.auth_type != "noauth":
         wanted = {"password": ("auth_url", "username", "user_id", "password", "user_domain_name", "project_id",
                                "project_name", "project_domain_name"),
                   "v3applicationcredential": ("auth_url", "application_credential_id",
@@ -43,18 +47,60 @@ def _session_pieces(config: CinderConfig) -> tuple[Any, Any]:
 
 
 class CinderApi:
-    """Requests to one Cinder as one project.  Thread-safe (a requests session per keystoneauth session)."""
+    """Requests to one Cinder as one project.  Thread-safe (a requests session per keystoneauth session).
 
-    def __init__(self, config: CinderConfig, project_id: str | None = None) -> None:
+    Given a user's ``token`` (and the ``endpoint`` the configured identity found), requests carry that token
+    and act in its project, ``project_id``; the token is never shown (``repr``, messages)."""
+
+    def __init__(self, config: CinderConfig, project_id: str | None = None, *, token: str | None = None,
+                 endpoint: str | None = None, version: tuple[int, int] | None = None) -> None:
         self.config = config
-        self.project_id = project_id or config.project_id
-        self._session, self._auth = _session_pieces(config)
+        self._project_id = project_id or config.project_id
+        self._user_token = token is not None
+        self._fixed_endpoint = endpoint
+        self._session, self._auth = _session_pieces(config, token, endpoint)
         self._lock = threading.Lock()
-        self._version: tuple[int, int] | None = None
+        self._version: tuple[int, int] | None = version
         self._secrets = [str(config.auth.get(k) or "") for k in ("password", "application_credential_secret")]
+        if token:
+            self._secrets.append(token)
 
     def __repr__(self) -> str:
-        return f"CinderApi(where={self.config.where!r}, project={self.project_id!r})"
+        return f"CinderApi(where={self.config.where!r}, project={self._project_id!r})"
+
+    @property
+    def project_id(self) -> str | None:
+        """The project requests act in: noauth's ``project_id``; with Keystone the configured one, else the
+        one Keystone scoped the token to (asked once; a refused password is ``BlockUnavailable`` naming the
+        cinder block backend, the user and Keystone)."""
+        if self._project_id is None and self._auth is not None:
+            with self._guard("authenticating with Keystone"):
+                found = self._auth.get_project_id(self._session)
+            with self._lock:
+                self._project_id = str(found) if found else None
+        return self._project_id
+
+    @property
+    def identity(self) -> str:
+        """Who the configured credentials say we are, for messages (never a secret)."""
+        if self._user_token:
+            return f"the requesting user's token, project {self._project_id}"
+        auth = self.config.auth
+        if self.config.auth_type == "v3applicationcredential":
+            return f"application credential {auth.get('application_credential_id')}"
+        user = auth.get("username") or auth.get("user_id")
+        project = auth.get("project_name") or auth.get("project_id")
+        return f"user {user}" + (f", project {project}" if project else "")
+
+    @property
+    def known_version(self) -> tuple[int, int] | None:
+        """The negotiated microversion if already read (:meth:`microversion`), else None."""
+        return self._version
+
+    @property
+    def known_project_id(self) -> str | None:
+        """:attr:`project_id` if already known, without asking Keystone (for descriptions)."""
+        return self._project_id
 
     @property
     def what(self) -> str:
@@ -70,6 +116,8 @@ class CinderApi:
         return headers
 
     def _endpoint(self) -> str:
+        if self._fixed_endpoint:
+            return self._fixed_endpoint.rstrip("/")
         if self.config.endpoint:
             return self.config.endpoint.rstrip("/")
         with self._guard("finding Cinder in the catalogue"):
@@ -78,6 +126,10 @@ class CinderApi:
         if not found:
             raise exceptions.ConfigError(reason="cinder block backend: no block-storage endpoint in the catalogue")
         return str(found).rstrip("/")
+
+    def endpoint(self) -> str:
+        """Cinder's v3 endpoint: ``endpoint``, else the catalogue's (asked of Keystone)."""
+        return self._endpoint()
 
     def microversion(self) -> tuple[int, int]:
         """The microversion every request names: the server's newest, capped at what we know."""
@@ -118,6 +170,10 @@ class CinderApi:
     def _refusal(self, code: int, doing: str, message: str) -> exceptions.StrongroomError:
         if code in (502, 503, 504):
             return exceptions.BlockUnavailable(backend=self.what, reason=f"{doing}: HTTP {code} {message}")
+        if code == 401 and self._user_token:
+            return exceptions.Forbidden(
+                reason=f"cinder block backend: {self.what}: {doing} was refused (HTTP 401): the user's token is "
+                "not valid for Cinder (expired or revoked)")
         if code in (401, 403):
             return exceptions.BlockError(
                 reason=f"{self.what}: {doing} was refused (HTTP {code}): the user needs the member role of "
@@ -156,9 +212,12 @@ class _Guard:
             raise exceptions.BlockUnavailable(
                 backend=self.api.what,
                 reason=f"{self.doing}: Cinder did not answer ({type(err).__name__})") from None
-        if isinstance(err, ksa.Unauthorized):
-            raise exceptions.BlockError(
-                reason=f"{self.api.what}: {self.doing}: Keystone refused the credentials") from None
+        if isinstance(err, ksa.Unauthorized):  # the operator's to mend: 503 naming the backend, no secret
+            raise exceptions.BlockUnavailable(
+                backend=self.api.what,
+                reason=f"{self.doing}: Keystone at {self.api.config.auth.get('auth_url')} refused the cinder "
+                f"block backend's credentials ({self.api.identity}; auth_type {self.api.config.auth_type})"
+                ) from None
         if isinstance(err, ksa.ClientException):
             raise exceptions.BlockError(
                 reason=f"{self.api.what}: {self.doing}: {self.api.scrub(str(err))}") from None

@@ -14,9 +14,11 @@ their ``strongroom.*`` metadata), :mod:`.data` (the data path through librbd, ch
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as _dt
 import functools
+import hashlib
 import logging
 import threading
 import time
@@ -51,6 +53,8 @@ from strongroom.block.cinder.records import (
 )
 
 LOG = logging.getLogger("strongroom.block.cinder")
+#: How many user-token backends (:meth:`CinderBackend._as_user`) are kept.
+USER_VIEWS = 32
 
 
 class CinderBackend(CinderGrowth):
@@ -72,16 +76,21 @@ class CinderBackend(CinderGrowth):
         self._maker = str(uuid.uuid4())
         self._connections, self._locations = {}, {}  # the data path's (:mod:`.data`)
         self._projects: dict[str, CinderBackend] = {}
+        #: (project, the token's SHA-256) -> the backend acting with that user's token (``act_as_user``).
+        self._users: collections.OrderedDict[tuple[str, str], CinderBackend] = collections.OrderedDict()
 
     def describe(self) -> dict[str, Any]:
         """Where the volumes are (never includes credentials)."""
-        return {"backend": "cinder", "endpoint": self.config.where, "project": self.api.project_id,
+        return {"backend": "cinder", "endpoint": self.config.where, "project": self.api.known_project_id,
                 "auth_type": self.config.auth_type}
 
-    def for_project(self, project_id: str | None) -> CinderBackend:
+    def for_project(self, project_id: str | None, auth_token: str | None = None) -> CinderBackend:
         """This backend as ``project_id`` sees it: with noauth the token names the project; with Keystone the
         configured user's token is scoped to its own project, and another project's volumes are asked for
-        with ``all_tenants`` (which takes an admin role)."""
+        with ``all_tenants`` (which takes an admin role).  With ``act_as_user`` and the request's user token
+        (``auth_token``), a backend acting as that user in ``project_id`` (:meth:`_as_user`)."""
+        if auth_token and project_id and self.config.act_as_user:
+            return self._as_user(project_id, auth_token)
         if not project_id or project_id == self.api.project_id:
             return self
         with self._lock:
@@ -94,12 +103,35 @@ class CinderBackend(CinderGrowth):
                 self._projects[project_id] = scoped
             return scoped
 
+    def _as_user(self, project_id: str, token: str) -> CinderBackend:
+        """A backend whose requests carry the user's ``token`` to the Cinder the configured identity finds in
+        the catalogue (or ``endpoint``), acting in the token's project: Cinder itself checks the token and
+        the user's roles.  It shares this backend's data path (RBD connections, locations) and marks; the
+        last few are kept, by project and the token's digest (never the token)."""
+        key = (project_id, hashlib.sha256(token.encode()).hexdigest())
+        with self._lock:
+            known = self._users.get(key)
+            if known is not None:
+                self._users.move_to_end(key)
+                return known
+        endpoint, version = self.api.endpoint(), self.api.known_version  # else read with the user's token
+        view = CinderBackend(self.options, clock=self._clock, sleep=self._sleep)
+        view.api = CinderApi(self.config, project_id, token=token, endpoint=endpoint, version=version)
+        view._maker, view._lock = self._maker, self._lock
+        view._connections, view._locations = self._connections, self._locations
+        with self._lock:
+            self._users[key] = view
+            while len(self._users) > USER_VIEWS:
+                self._users.popitem(last=False)
+        return view
+
     # -- volumes ------------------------------------------------------------------------------------
 
     def create_volume(self, size: int, name: str | None = None, *, staged: bool = False,
                       placement: Mapping[str, str] | None = None) -> Volume:
         check_size(size)
         where = check_placement(self, placement)
+        self._check_writable("creating a volume")
         if name is not None:
             check_name(name)
             if name.startswith(".") or len(name) > MAX_METADATA - len(STAGED_PREFIX):
@@ -196,6 +228,7 @@ class CinderBackend(CinderGrowth):
                 raise exceptions.InvalidInput(
                     reason=f"snapshot tag {key!r}: at most {MAX_METADATA - len(TAG_PREFIX)} characters with Cinder")
         volume = self.get_volume(volume_id)
+        self._check_writable(f"taking a snapshot of volume {volume.id}")
         metadata = {SNAPSHOT_MARK: self._maker, SIZE_KEY: str(volume.size),
                     **{TAG_PREFIX + k: v for k, v in kept.items()}}
         body = {"volume_id": volume.id, "force": True, "name": f"strongroom-{uuid.uuid4().hex[:12]}",
@@ -276,6 +309,7 @@ class CinderBackend(CinderGrowth):
         self._close_connections()
         with self._lock:
             scoped, self._projects = list(self._projects.values()), {}
+            self._users.clear()  # they share this backend's connections, closed above
         for backend in scoped:
             backend.close()
 

@@ -48,6 +48,10 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "leftover_age": {"type": "number", "minimum": 0,
                          "description": "Seconds after which another process's staged volume is a leftover."},
         "volume_type": _text, "availability_zone": _text,
+        "act_as_user": {"type": "boolean",
+                        "description": "With Keystone: a request that carries the user's token (the API's, or a "
+                        "scheduled run's trust token) acts in Cinder as that user in that user's project; the "
+                        "configured identity finds Cinder in the catalogue and does the rest."},
         "rbd_conf_file": _text, "rbd_mon_host": _text, "rbd_pool": _text,
         "rbd_client_name": _text, "rbd_keyring": _text,
         "rbd_key": {**_text, "writeOnly": True, "description": "The Ceph user's cephx key (secret)."},
@@ -76,6 +80,7 @@ class CinderConfig:
     region_name: str | None = None
     interface: str = "public"
     cafile: str | None = None
+    act_as_user: bool = False
 
     @property
     def where(self) -> str:
@@ -101,6 +106,9 @@ def check_options(options: Mapping[str, Any]) -> None:
             raise exceptions.ConfigError(reason=f"cinder block backend: {name}: required with auth_type {auth_type}")
     if auth_type == "password" and not ({"username", "user_id"} & set(options)):
         raise exceptions.ConfigError(reason="cinder block backend: username: required with auth_type password")
+    if auth_type == "noauth" and options.get("act_as_user"):
+        raise exceptions.ConfigError(reason="cinder block backend: act_as_user: needs Keystone (auth_type password "
+                                     "or v3applicationcredential); a Cinder without Keystone has no user tokens")
 
 
 def _auth_type(options: Mapping[str, Any]) -> str:
@@ -124,6 +132,7 @@ def cinder_config(options: Mapping[str, Any]) -> CinderConfig:
         region_name=options.get("region_name"),
         interface=str(options.get("interface", "public")),
         cafile=options.get("cafile"),
+        act_as_user=bool(options.get("act_as_user", False)),
     )
 
 

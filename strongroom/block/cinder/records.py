@@ -53,16 +53,46 @@ class CinderRecords(BlockBackend):
     _foreign: str | None = None
 
     def _own(self, project: Any) -> bool:
-        """Whether a record of ``project`` (shown to admins only; None otherwise) is this project's."""
-        wanted = self._foreign or self.api.project_id
+        """Whether a record of ``project`` (shown to admins only; None otherwise) is this project's.  For
+        another project's view (:attr:`_foreign`) the record must name that project: a record without the
+        attribute is one a non-admin sees, its own project's, so never the other project's."""
+        if self._foreign:
+            return project == self._foreign
+        wanted = self.api.project_id
         return project is None or wanted is None or project == wanted
+
+    def _check_writable(self, doing: str) -> None:
+        """``Forbidden`` naming both projects when ``doing`` would make something in another project's view
+        (:attr:`_foreign`): Cinder makes what a token creates in the token's project, so a volume or snapshot
+        made here would land in the configured identity's project, not in the one asking."""
+        if self._foreign:
+            raise exceptions.Forbidden(
+                reason=f"cinder block backend: {doing} for project {self._foreign}: the configured Keystone "
+                f"identity ({self.api.identity}) acts in project {self.api.project_id}, where Cinder would make "
+                "it; give that project a provider of its own identity, or act with the user's token "
+                "(doc/block-cinder.md)")
 
     def _list_params(self) -> dict[str, Any]:
         return {"all_tenants": 1, "project_id": self._foreign} if self._foreign else {}
 
+    def _listing(self, path: str, doing: str) -> Any:
+        """``GET path`` as this project sees it.  Another project's listing takes Cinder's admin role: for an
+        identity without it Cinder refuses the ``project_id`` filter (HTTP 400) or the call (403), which is
+        ``Forbidden`` naming both projects and the role, not the requester's bad input."""
+        try:
+            return self.api.request("GET", path, doing, params=self._list_params())
+        except (exceptions.InvalidInput, exceptions.BlockError) as err:
+            if not self._foreign or isinstance(err, exceptions.BlockUnavailable):
+                raise
+            raise exceptions.Forbidden(
+                reason=f"cinder block backend: {doing} of project {self._foreign} needs Cinder's admin role "
+                f"for the configured identity ({self.api.identity}, acting in project {self.api.project_id}); "
+                f"Cinder answered: {err}") from None
+
     def _raw_volumes(self) -> list[dict[str, Any]]:
-        answer = self.api.request("GET", "/volumes/detail", "listing volumes", params=self._list_params())
-        return [v for v in answer.get("volumes", []) if v.get("status") not in ("deleting", "error_deleting")]
+        answer = self._listing("/volumes/detail", "listing volumes")
+        return [v for v in answer.get("volumes", []) if v.get("status") not in ("deleting", "error_deleting")
+                and self._own(v.get("os-vol-tenant-attr:tenant_id"))]
 
     def _raw_volume(self, volume_id: Any) -> dict[str, Any]:
         if not isinstance(volume_id, str) or not is_uuid(volume_id):
@@ -153,8 +183,9 @@ class CinderRecords(BlockBackend):
                         tags={k[len(TAG_PREFIX):]: str(v) for k, v in metadata.items() if k.startswith(TAG_PREFIX)})
 
     def _ours(self) -> list[dict[str, Any]]:
-        answer = self.api.request("GET", "/snapshots/detail", "listing snapshots", params=self._list_params())
-        return [s for s in answer.get("snapshots", []) if SNAPSHOT_MARK in (s.get("metadata") or {})]
+        answer = self._listing("/snapshots/detail", "listing snapshots")
+        return [s for s in answer.get("snapshots", []) if SNAPSHOT_MARK in (s.get("metadata") or {})
+                and self._own(s.get("os-extended-snapshot-attributes:project_id"))]
 
     def _raw_snapshot(self, snapshot_id: Any) -> dict[str, Any] | None:
         """One of our snapshots, or None (missing, or the user's)."""

@@ -163,9 +163,10 @@ class VolumeProtectionPlugin(ProtectionPlugin):
     def backend(self) -> BlockBackend:
         return self.env.block_backends(str(self.options["block_backend"]))
 
-    def backend_for(self, project_id: str | None) -> BlockBackend:
-        """The backend as the run's project sees it (a Cinder project's own volumes)."""
-        return self.backend.for_project(project_id)
+    def backend_for(self, project_id: str | None, auth_token: str | None = None) -> BlockBackend:
+        """The backend as the run's project sees it (a Cinder project's own volumes), acting with the user's
+        token where the run's context carries one and the backend acts as users (``act_as_user``)."""
+        return self.backend.for_project(project_id, auth_token)
 
     def chunk_store(self, bank: Bank, project_id: str, header: datamover.ManifestHeader | None = None
                     ) -> datamover.ChunkStore:
@@ -196,7 +197,7 @@ class VolumeProtectionPlugin(ProtectionPlugin):
         return ops[kind](self)
 
     def estimate_size(self, context: RequestContext, resource: Resource) -> int:
-        return self.backend_for(context.project_id).get_volume(resource.id).size
+        return self.backend_for(context.project_id, context.auth_token).get_volume(resource.id).size
 
     def saved_size(self, section: BankSection) -> int:
         try:
@@ -208,7 +209,7 @@ class VolumeProtectionPlugin(ProtectionPlugin):
                       parameters: Mapping[str, Any], per_resource: bool) -> None:
         """A placement the backend cannot honour; a ``restore_target`` that is not one existing volume of the
         project, large enough and not in use (rolling the original itself back is allowed)."""
-        backend = self.backend_for(context.project_id)
+        backend = self.backend_for(context.project_id, context.auth_token)
         target = parameters.get("restore_target")
         if target is None:
             check_placement(backend, {k: parameters[k] for k in PLACEMENT_PARAMETERS if k in parameters})
@@ -267,12 +268,13 @@ class ProtectOperation(_VolumeOperation):
     base unless the plan turns retention off."""
 
     def on_prepare_begin(self, ctx: OperationContext) -> None:
-        volume = self.plugin.backend_for(ctx.project_id).get_volume(ctx.resource.id)  # VolumeNotFound names it
+        backend = self.plugin.backend_for(ctx.project_id, ctx.context.auth_token)
+        volume = backend.get_volume(ctx.resource.id)  # VolumeNotFound names it
         _refuse_empty(volume.id, volume.size)
 
     def on_main(self, ctx: OperationContext) -> None:
         plugin = self.plugin
-        backend = plugin.backend_for(ctx.project_id)
+        backend = plugin.backend_for(ctx.project_id, ctx.context.auth_token)
         volume = backend.get_volume(ctx.resource.id)
         store = plugin.chunk_store(ctx.bank, ctx.project_id)
         stale = ctx.resume_state.get("snapshot_id")
@@ -292,7 +294,8 @@ class ProtectOperation(_VolumeOperation):
             with backend.reading_snapshot(snapshot.id) as reader:
                 result = datamover.backup(reader, store, ctx.section.section(MANIFEST_DIR),
                                           chunk_size=plugin.chunk_size, workers=plugin.workers,
-                                          progress=ctx.progress, should_stop=ctx.should_stop, parent=parent)
+                                          progress=ctx.progress, should_stop=ctx.should_stop, parent=parent,
+                                          transferred=ctx.transferred)
             keep = retain
         finally:
             if not keep:
@@ -355,7 +358,7 @@ class ProtectOperation(_VolumeOperation):
         own_id = saved.get("snapshot_id") if isinstance(saved, dict) else None
         if not own_id:
             return
-        backend = self.plugin.backend_for(ctx.project_id)
+        backend = self.plugin.backend_for(ctx.project_id, ctx.context.auth_token)
         own = next((s for s in backend.list_snapshots(str(saved.get("volume_id"))) if s.id == own_id), None)
         if own is not None:
             bases.release_older(backend, self.plugin.env.provider_id, own, bases.bank_status(ctx.bank))
@@ -364,7 +367,7 @@ class ProtectOperation(_VolumeOperation):
 class RestoreOperation(_VolumeOperation):
     def on_main(self, ctx: OperationContext) -> None:
         plugin = self.plugin
-        backend = plugin.backend_for(ctx.project_id)
+        backend = plugin.backend_for(ctx.project_id, ctx.context.auth_token)
         manifest = ctx.section.section(MANIFEST_DIR, read_only=True)
         header = datamover.read_manifest_header(manifest)
         stale = ctx.resume_state.get("volume_id")
@@ -469,7 +472,7 @@ class VerifyOperation(_VolumeOperation):
         """Re-read the retained snapshot the checkpoint was made from and compare it with the manifest."""
         saved = ctx.section.get_json(METADATA)
         snapshot_id = saved.get("snapshot_id") if isinstance(saved, dict) else None
-        backend = self.plugin.backend_for(ctx.project_id)
+        backend = self.plugin.backend_for(ctx.project_id, ctx.context.auth_token)
         kept = snapshot_id and any(s.id == snapshot_id and s.tags.get(CHECKPOINT_TAG) == ctx.checkpoint_id
                                    for s in backend.list_snapshots(str(saved.get("volume_id"))))
         if not kept:
@@ -521,7 +524,7 @@ class DeleteOperation(_VolumeOperation):
         except (exceptions.BankObjectNotFound, exceptions.BankObjectCorrupt):
             return
         if isinstance(saved, dict) and saved.get("snapshot_id"):
-            backend = self.plugin.backend_for(ctx.project_id)
+            backend = self.plugin.backend_for(ctx.project_id, ctx.context.auth_token)
             for snapshot in backend.list_snapshots(str(saved.get("volume_id"))):
                 if snapshot.id == saved["snapshot_id"] and snapshot.tags.get(CHECKPOINT_TAG) == ctx.checkpoint_id:
                     backend.delete_snapshot(snapshot.id)

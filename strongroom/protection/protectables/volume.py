@@ -33,14 +33,15 @@ class VolumeProtectable(ProtectablePlugin):
 
     def list_resources(self, context: RequestContext, parameters: Mapping[str, Any]) -> list[Resource]:
         out = [volume_resource(name, v) for name, backend in self._backends(parameters).items()
-               for v in backend.for_project(context.project_id).list_volumes()]
+               for v in backend.for_project(context.project_id, context.auth_token).list_volumes()]
         return sorted(out, key=lambda r: r.id)
 
     def show_resource(self, context: RequestContext, resource_id: str,
                       parameters: Mapping[str, Any]) -> Resource:
         for name, backend in self._backends(parameters).items():
             try:
-                return volume_resource(name, backend.for_project(context.project_id).get_volume(resource_id))
+                scoped = backend.for_project(context.project_id, context.auth_token)
+                return volume_resource(name, scoped.get_volume(resource_id))
             except exceptions.VolumeNotFound:
                 continue
         raise exceptions.NotFound(kind="Volume", id=resource_id)

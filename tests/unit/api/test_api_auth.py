@@ -146,3 +146,42 @@ def test_noauth_identity(conf: Any) -> None:
     assert seen["identity"].user_id == "alice" and seen["identity"].roles == ("member", "reader")
     webob.Request.blank("/", headers={"X-Auth-Token": ADMIN_TOKEN}).get_response(mw)
     assert seen["identity"].user_id == "noauth" and seen["identity"].roles == ("admin", "member", "reader")
+
+
+class FakeProtection:
+    """A FAKE protection service: records the context of each call and answers an empty list."""
+
+    def __init__(self) -> None:
+        self.contexts: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def call(ctxt: Any, *args: Any, **kwargs: Any) -> list[Any]:
+            self.contexts.append(ctxt)
+            return []
+
+        return call
+
+
+@pytest.mark.parametrize("strategy", ["keystone", "noauth"])
+def test_the_callers_keystone_token_is_in_the_context_only_under_keystone(conf: Any, db: Any,
+                                                                         strategy: str) -> None:
+    """keystonemiddleware confirmed the token: the context the protection service gets carries it (a block
+    backend may act with it); under noauth the header is no Keystone token and is never passed on."""
+    conf.set_override("auth_strategy", strategy)
+    protection = FakeProtection()
+    v1 = V1App(conf, db, protection, policy.get_enforcer(conf))  # type: ignore[arg-type]
+    inner = auth.KeystoneContextMiddleware(v1) if strategy == "keystone" else auth.NoAuthMiddleware(v1, "")
+    app = RootApp(conf, inner)
+    resp = _get(app, "/v1/p1/protectables/OS::Cinder::Volume/instances",
+                **{"X-Auth-Token": "gAAAAB-users-token", "X-Identity-Status": "Confirmed", "X-Project-Id": "p1",
+                   "X-User-Id": "u1", "X-Roles": "member,reader"})
+    assert resp.status_int == 200, resp.text
+    assert [c.auth_token for c in protection.contexts] == (
+        ["gAAAAB-users-token"] if strategy == "keystone" else [None])
+    assert "auth_token" not in protection.contexts[0].to_dict()
+    if strategy == "keystone":  # an admin's token of another project: not passed on (its project is not p2)
+        admin = _get(app, "/v1/p2/protectables/OS::Cinder::Volume/instances",
+                     **{"X-Auth-Token": "gAAAAB-admins-token", "X-Identity-Status": "Confirmed",
+                        "X-Project-Id": "p1", "X-User-Id": "root", "X-Roles": "admin,member,reader"})
+        assert admin.status_int == 200, admin.text
+        assert protection.contexts[-1].project_id == "p2" and protection.contexts[-1].auth_token is None

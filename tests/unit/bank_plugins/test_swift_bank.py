@@ -6,9 +6,10 @@ Two kinds of tests here:
   the server's clock, a server that is down or refuses the key, and secrets kept out
   of ``repr()``, error messages and log records;
 * with ``FakeSwiftConnection`` / ``FakeKeystoneSession`` (clearly fakes, injected through
-  the bank's ``connection_factory`` / ``session_factory``), for what cannot happen on
-  this machine: a Keystone v3 service (none runs here) and exact failures (5xx,
-  timeouts, resets, TLS) at exact moments.
+  the bank's ``connection_factory`` / ``session_factory``), for what the real servers
+  cannot show on cue: the arguments a Keystone v3 bank hands swiftclient (a real
+  Keystone and Swift are in ``tests/functional/test_swift_keystone.py``) and exact
+  failures (5xx, timeouts, resets, TLS) at exact moments.
 """
 
 from __future__ import annotations
@@ -233,10 +234,11 @@ def test_keystone_v3_connections_share_one_session(fake: Any) -> None:
     assert session.options["key"] == KEYSTONE_V3["key"]
     assert session.tokens >= 1
     for conn in made:
+        assert conn.kwargs["session"].shared is session  # each connection's view of the one session
         assert conn.kwargs == {
             "retries": 0, "starting_backoff": 0, "max_backoff": 0, "retry_on_ratelimit": False,
             "timeout": 7.5, "insecure": False, "cacert": "/etc/ssl/private-ca.pem", "auth_version": "3",
-            "session": session,
+            "session": conn.kwargs["session"],
             "os_options": {"service_type": "object-store", "endpoint_type": "internal", "region_name": "RegionTwo"},
         }
 
@@ -490,3 +492,36 @@ def test_no_credentials_in_debug_logs(swift_server: SwiftServer, caplog: pytest.
     assert "swiftclient" in logged and "X-Auth-Token" in logged, "swiftclient logged nothing: the test is void"
     assert swift_server.key not in logged.replace("test:tester", "")
     assert token not in logged and token[7:19] not in logged
+
+
+def test_connections_refused_one_revoked_token_at_once_all_authenticate_again() -> None:
+    """swiftclient retries a 401 only if its session's ``invalidate()`` says True; keystoneauth's plugin says it
+    to the first caller only, so each connection's view answers for itself (a real revocation, with
+    concurrent connections, is in tests/functional/test_swift_keystone.py)."""
+    from types import SimpleNamespace
+
+    from strongroom.bank_plugins.swift.pool import ConnectionSession
+
+    class Shared:
+        def __init__(self) -> None:
+            self.auth = SimpleNamespace(auth_ref=SimpleNamespace(auth_token="old"))
+            self.issued = 0
+
+        def get_token(self) -> str:
+            if self.auth.auth_ref is None:
+                self.issued += 1
+                self.auth.auth_ref = SimpleNamespace(auth_token=f"new-{self.issued}")
+            return str(self.auth.auth_ref.auth_token)
+
+        def invalidate(self) -> bool:
+            self.auth.auth_ref = None
+            return True
+
+    shared, lock = Shared(), threading.Lock()
+    first, second = ConnectionSession(shared, lock), ConnectionSession(shared, lock)
+    assert first.get_token() == second.get_token() == "old"
+    assert first.invalidate() is True        # drops "old"
+    assert first.get_token() == "new-1"
+    assert second.invalidate() is True       # also refused "old": retries, but keeps first's new token
+    assert second.get_token() == "new-1" and shared.issued == 1
+    assert second.invalidate() is True and second.get_token() == "new-2"  # "new-1" refused too: dropped

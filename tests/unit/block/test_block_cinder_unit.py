@@ -39,6 +39,9 @@ class FakeCinder:
         self.snapshot_status = "available"
         self.driver_volume_type = "rbd"
         self.requests: list[tuple[str, str, str | None]] = []
+        #: The ``X-Auth-Token`` of each request, and the tokens answered 401.
+        self.tokens: list[str | None] = []
+        self.refused_tokens: set[str] = set()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,6 +60,10 @@ class FakeCinder:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 fake.requests.append((method, self.path, self.headers.get("OpenStack-API-Version")))
+                fake.tokens.append(self.headers.get("X-Auth-Token"))
+                if self.headers.get("X-Auth-Token") in fake.refused_tokens:
+                    self._answer(401, {"error": {"message": "The request you have made requires authentication."}})
+                    return
                 code, answer = fake.route(method, self.path.split("?")[0], body)
                 self._answer(code, answer)
 
@@ -251,4 +258,72 @@ def test_the_rbd_location_is_asked_again_once_the_volume_record_changes(
     fake.volumes[volume_id]["updated_at"] = "2024-01-02T00:00:00.000000"  # migrated, retyped, attached...
     backend._rbd_image(backend._raw_volume(volume_id))
     assert asked() == 2
+    backend.close()
+
+
+# -- projects and the user's token ---------------------------------------------------------------------------
+
+#: Keystone options whose identity is never asked for here: the endpoint is given, and every request below is
+#: made with a user's token (act_as_user) or by a noauth backend.
+KEYSTONE = {**DATA, "auth_url": "http://127.0.0.1:9/v3", "username": "backup", "password": "pw-never-shown",
+            "project_id": "alpha"}
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    ({**DATA, "endpoint": "http://c/v3", "act_as_user": True}, "act_as_user"),  # noauth has no user tokens
+    ({**KEYSTONE, "act_as_user": "yes"}, "act_as_user"),
+])
+def test_bad_act_as_user_is_named(options: dict[str, Any], named: str) -> None:
+    with pytest.raises(exceptions.ConfigError, match=named) as err:
+        CinderBackend(options)
+    assert "cinder block backend" in str(err.value)
+
+
+def test_act_as_user_sends_the_users_token_in_the_users_project(fake: FakeCinder) -> None:
+    mine = fake.add_volume("mine")
+    backend = CinderBackend({**KEYSTONE, "endpoint": fake.endpoint, "act_as_user": True})
+    token = "gAAAAB-the-users-token"
+    as_user = backend.for_project("beta", token)
+    assert as_user is backend.for_project("beta", token), "the user's backend is kept"
+    assert as_user is not backend.for_project("beta", "gAAAAB-another-token")
+    assert [v.id for v in as_user.list_volumes()] == [mine]
+    assert as_user.api.project_id == "beta"
+    assert set(fake.tokens) == {token}, "a request went without the user's token (or with the other one)"
+    assert token not in repr(as_user) and token not in repr(as_user.api) and token not in str(as_user.describe())
+    assert as_user._connections is backend._connections, "the data path is shared, not reopened per token"
+    # Without a token (a job board's run, reclaim), or without act_as_user, the configured identity acts.
+    assert backend.for_project("alpha") is backend
+    plain = CinderBackend({**KEYSTONE, "endpoint": fake.endpoint})
+    assert plain.for_project("beta", token) is not as_user and plain.for_project("beta", token)._foreign == "beta"
+    backend.close()
+    plain.close()
+
+
+def test_a_token_cinder_refuses_is_forbidden_naming_no_token(fake: FakeCinder) -> None:
+    fake.add_volume()
+    fake.refused_tokens.add("gAAAAB-expired")
+    backend = CinderBackend({**KEYSTONE, "endpoint": fake.endpoint, "act_as_user": True})
+    with pytest.raises(exceptions.Forbidden) as err:
+        backend.for_project("beta", "gAAAAB-expired").list_volumes()
+    assert "user's token" in str(err.value) and "gAAAAB-expired" not in str(err.value)
+    backend.close()
+
+
+def test_another_projects_view_shows_only_records_naming_that_project(fake: FakeCinder) -> None:
+    """An admin's all_tenants listing is filtered by Cinder; were it not (or for a record without the project
+    attribute, which a non-admin sees of its own project), nothing of another project is shown."""
+    theirs = fake.add_volume("theirs", **{"os-vol-tenant-attr:tenant_id": "beta"})
+    fake.add_volume("ours", **{"os-vol-tenant-attr:tenant_id": "alpha"})
+    unnamed = fake.add_volume("unnamed")
+    backend = backend_on(fake, project_id="alpha")
+    backend._foreign = "beta"  # what for_project gives with Keystone for another project
+    assert [v.name for v in backend.list_volumes()] == ["theirs"]
+    assert backend.get_volume(theirs).name == "theirs"
+    with pytest.raises(exceptions.VolumeNotFound):
+        backend.get_volume(unnamed)
+    for make in (lambda: backend.create_volume(GiB, "new"), lambda: backend.create_snapshot(theirs)):
+        with pytest.raises(exceptions.Forbidden) as err:
+            make()
+        assert "alpha" in str(err.value) and "beta" in str(err.value)
+    assert not any(method == "POST" for method, _, _ in fake.requests), "something was made for beta"
     backend.close()

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from strongroom import plugins
+from strongroom import metrics, plugins
 from strongroom.context import get_context
 from strongroom.db.api import Database
 from strongroom.objects.records import Plan, Resource, Restore
 from strongroom.protection.checkpoint import CheckpointStore
-from strongroom.protection.conductor import Conductor, JobBoard
+from strongroom.protection.conductor import Conductor, JobBoard, JobSpec
 from strongroom.protection.flows import FlowPersistence
 from strongroom.protection.plugin import Operation, OperationContext, OperationKind, ProtectionPlugin
 from strongroom.protection.providers import ProviderRegistry
@@ -204,3 +204,22 @@ def test_a_dead_workers_job_is_resumed_by_another_and_the_dead_one_never_publish
         b.close()
         db.dispose()
         plugins.unregister_test_plugin(plugins.PROTECTIONS, "stall")
+
+
+def test_the_backlog_counts_unclaimed_and_claimed_jobs(tmp_path: Path, namespace: str) -> None:
+    """What ``strongroom_jobboard_jobs`` shows: jobs waiting for a worker, and jobs a worker holds."""
+    persistence = FlowPersistence(f"sqlite:///{tmp_path / 'flows.sqlite'}")
+    board = JobBoard(REDIS, namespace, persistence)
+    try:
+        assert board.backlog() == (0, 0)
+        for n in range(3):
+            board.post(JobSpec(OperationKind.PROTECT, PROVIDER, f"cp-{n}", f"log-{n}", {}))
+        assert board.backlog() == (3, 0)
+        job = next(iter(board.board.iterjobs(ensure_fresh=True)))
+        board.board.claim(job, "worker-a")
+        assert board.backlog() == (2, 1)
+        family = next(iter(metrics.JobBoardCollector(board.backlog).collect()))
+        assert {s.labels["state"]: s.value for s in family.samples} == {"unclaimed": 2, "claimed": 1}
+    finally:
+        board.close()
+        persistence.close()

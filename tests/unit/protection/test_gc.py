@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from strongroom import config, exceptions, keys, plugins
+from strongroom import config, exceptions, keys, metrics, plugins
 from strongroom.bank_plugins import Bank, sealing
 from strongroom.bank_plugins.keyring import Keyring
 from strongroom.bank_plugins.layout import BankLayout, classify
@@ -247,6 +247,8 @@ def test_zombie_of_a_dead_writer_is_reclaimed_after_its_lease_expires(manager: P
     good_chunks = chunk_digests(bank)
     zombie, zombie_chunks = dead_writer(bank, clock)
     manager.db.create_checkpoint(CheckpointStore(bank).read(zombie))
+    zombies_before = _sample("strongroom_gc_zombies_reclaimed_total", provider=PROVIDER)
+    passes_before = _sample("strongroom_gc_runs_total", provider=PROVIDER, outcome="success")
 
     first = manager.collection.collect()[0]
     assert first["reclaimed"] == [] and first["leases_removed"] == []  # its lease is still alive
@@ -276,8 +278,15 @@ def test_zombie_of_a_dead_writer_is_reclaimed_after_its_lease_expires(manager: P
     [log] = manager.db.list_operation_logs(None, filters={"operation_type": "reclaim"})
     assert log.checkpoint_id == zombie and log.extra_info["objects_removed"] == 2
     assert manager.collection.totals["zombies_reclaimed"] == 1
+    # So do the metrics: two passes, one zombie.
+    assert _sample("strongroom_gc_zombies_reclaimed_total", provider=PROVIDER) == zombies_before + 1
+    assert _sample("strongroom_gc_runs_total", provider=PROVIDER, outcome="success") == passes_before + 2
     # The available checkpoint still restores.
     assert _restore(manager, good) == data
+
+
+def _sample(name: str, **labels: str) -> float:
+    return metrics.get().registry.get_sample_value(name, labels) or 0.0
 
 
 def _restore(manager: ProtectionManager, cid: str, size: int = 200_000) -> bytes:
