@@ -89,6 +89,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         self._conductor: Any = None
         self._metrics_server: metrics.Server | None = None
         self._board_metrics: metrics.JobBoardCollector | None = None
+        self._alert_metrics: metrics.AlertCollector | None = None
         self._notifications: list[notifications.Notifications] = []
 
     # -- oslo.service ServiceBase ----------------------------------------------
@@ -185,6 +186,9 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             gc_interval=conf.protection.gc_interval, chunk_grace=conf.protection.gc_chunk_grace_period,
             takeover=self.embedded, board=board, notifications=self._notifier("strongroom-protection"),
             alert_settings=AlertSettings.from_conf(conf), alert_interval=conf.alerts.evaluation_interval)
+        if self.manager.alerts is not None:
+            self._alert_metrics = metrics.AlertCollector(self.manager.alerts.active_alerts)
+            metrics.get().add_collector(self._alert_metrics)
         self.manager.start()
         if self.embedded:
             self.manager.recovery.recover_interrupted()
@@ -264,6 +268,9 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         if self._board_metrics is not None:
             metrics.get().remove_collector(self._board_metrics)
             self._board_metrics = None
+        if self._alert_metrics is not None:
+            metrics.get().remove_collector(self._alert_metrics)
+            self._alert_metrics = None
         if self._metrics_server is not None:
             step("the metrics port", self._metrics_server.stop)
             self._metrics_server = None
