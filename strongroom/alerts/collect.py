@@ -8,7 +8,8 @@
 * plans, checkpoints, scheduled operations and their last runs: the metadata store.
 
 A plan's recovery point: for each enabled scheduled protect of the plan, the first fire its trigger plans after
-the plan's newest available checkpoint (or after the operation was created, if it has none); the plan is past
+the plan's newest available checkpoint in its own provider (``Database.plan_recoveries``, as the metric
+``plan_seconds_since_last_available_checkpoint``; or after the operation was created, if it has none); the plan is past
 its recovery point once the earliest of those plus ``recovery_point_grace`` has passed.  With a regular trigger
 that is one interval plus the grace after the last good checkpoint.
 """
@@ -62,6 +63,7 @@ class Collector:
     def collect(self, now: _dt.datetime) -> list[Resource]:
         plans = self.db.list_plans(None)
         checkpoints = self._checkpoints()
+        newest = {r.plan_id: r.last_available_at for r in self.db.plan_recoveries() if r.last_available_at}
         out: list[Resource] = []
         volumes_of_backend: dict[str, list[tuple[str, str]]] = {}
         if self.registry is not None:
@@ -70,7 +72,7 @@ class Collector:
                 out += self._provider(provider, plans)
             out += self._volumes(plans, backends, volumes_of_backend)
             out += self._backends(backends, volumes_of_backend)
-        out += self._plans(plans, checkpoints, now)
+        out += self._plans(plans, newest, now)
         out += self._checkpoint_resources(checkpoints, now)
         return out
 
@@ -182,11 +184,7 @@ class Collector:
             out += self.db.list_checkpoints(None, None, filters={"status": status})
         return out
 
-    def _plans(self, plans: list[Plan], checkpoints: list[CheckpointRecord], now: _dt.datetime) -> list[Resource]:
-        newest: dict[str, _dt.datetime] = {}
-        for cp in checkpoints:
-            if cp.status == "available" and cp.plan_id and cp.created_at is not None:
-                newest[cp.plan_id] = max(newest.get(cp.plan_id, cp.created_at), cp.created_at)
+    def _plans(self, plans: list[Plan], newest: dict[str, _dt.datetime], now: _dt.datetime) -> list[Resource]:
         known = {p.id for p in plans}
         triggers: dict[str, Schedule | None] = {}
         deadlines: dict[str, tuple[_dt.datetime, _dt.datetime, float | None]] = {}
