@@ -171,8 +171,10 @@ class Collector:
                         statistics={"total_bytes": total, "free_bytes": free,
                                     "allocated_bytes": int(pool.allocated_capacity), "free_percent": percent},
                         affects=volumes_of_backend.get(key, [])))
+            # Its volumes directly too: a backend that cannot answer reports no pool to carry its alert.
             out.append(rc.BlockBackend.resource(key, f"block backend {key!r}", statistics={"error": error},
-                                                affects=[("pool", p.id) for p in pools]))
+                                                affects=[*(("pool", p.id) for p in pools),
+                                                         *volumes_of_backend.get(key, [])]))
             out += pools
         return out
 

@@ -4,6 +4,7 @@ What affects what (a fault on the left puts the right at risk)::
 
     Bank ──> Provider ──> Plan <── ScheduledOperation
     BlockBackend ──> Pool ──> Volume ──> Plan <── Checkpoint
+    BlockBackend ──────────> Volume   (its pools are unknown while it cannot answer)
 
 Each condition is a few declarative lines (:func:`strongroom.alerts.model.condition`); ``doc/alerts.md``
 lists them with their messages.

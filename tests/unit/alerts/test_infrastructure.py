@@ -143,3 +143,25 @@ def test_a_pool_under_its_threshold_marks_its_volumes_plans_at_risk_and_clears_o
     after = manager.list_alerts(get_context("p1"))
     assert by(after, "pool_free_capacity_low") == [] and by(after, AT_RISK) == []
     assert len(by(after, "pool_free_capacity_low", active=False)) == 1
+
+
+def test_a_backend_that_cannot_report_its_capacity_raises_its_alert_and_puts_its_volumes_plans_at_risk(
+        tmp_path: Path, make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    providers = tmp_path / "providers.d"
+    provider_file(providers, PROVIDER, "Small", "memory", {})
+    manager, db = make(providers)
+    backend = manager.registry.get(PROVIDER).block_backend("memory")
+    plan = add_plan(db, PROVIDER, "p1", "nightly", "vol-a")
+
+    def refused() -> Any:
+        raise exceptions.ServiceUnavailable(what="the cluster", reason="no monitor answers")
+
+    monkeypatch.setattr(backend, "stats", refused)  # the real backend, its stats() made to fail
+    assert manager.alerts is not None
+    manager.alerts.evaluate()
+    alerts = manager.list_alerts(get_context("p1"))
+    [down] = by(alerts, "block_backend_unreachable")
+    assert down["message"].startswith("block backend 'memory' cannot report its capacity: ")
+    assert "no monitor answers" in down["message"]
+    assert {(a["resource_type"], a["resource_id"]) for a in by(alerts, AT_RISK)} == {
+        ("volume", "memory/vol-a"), ("plan", plan.id)}
