@@ -185,6 +185,26 @@ quota_opts: list[cfg.Opt] = [
                     "class says otherwise; -1: unlimited."),
 ]
 
+alerts_opts: list[cfg.Opt] = [
+    cfg.FloatOpt("evaluation_interval", default=60.0, min=0,
+                 help="Seconds between two evaluations of the alert conditions by each protection service "
+                      "(0: only when GET /v1/{project_id}/alerts finds none evaluated yet).  doc/alerts.md"),
+    cfg.FloatOpt("recovery_point_grace", default=600.0, min=0,
+                 help="Seconds past a plan's due scheduled run before the plan is past its recovery point "
+                      "(no available checkpoint since the run before)."),
+    cfg.FloatOpt("pool_free_percent", default=10.0, min=0, max=100,
+                 help="A block backend pool with less free capacity than this (percent of its total, from "
+                      "stats()) raises pool_free_capacity_low."),
+    cfg.FloatOpt("pool_hysteresis", default=5.0, min=0, max=100,
+                 help="A pool's low-capacity alert clears only once its free capacity is this many percent "
+                      "above pool_free_percent (no flapping around the threshold)."),
+    cfg.FloatOpt("checkpoint_stuck_after", default=6 * 3600.0, min=1,
+                 help="Seconds a checkpoint may stay protecting, deleting or copying without a change before "
+                      "it is reported stuck."),
+    cfg.FloatOpt("cleared_retention", default=3600.0, min=0,
+                 help="Seconds a cleared alert is still listed (with cleared_at)."),
+]
+
 
 _GROUPS: dict[str | None, list[cfg.Opt]] = {
     None: default_opts,
@@ -197,6 +217,7 @@ _GROUPS: dict[str | None, list[cfg.Opt]] = {
     "quota": quota_opts,
     "metrics": metrics_opts,
     "notifications": notification_opts,
+    "alerts": alerts_opts,
 }
 
 

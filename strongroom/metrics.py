@@ -262,6 +262,30 @@ class JobBoardCollector:
         yield jobs
 
 
+class AlertCollector:
+    """One ``strongroom_alert`` gauge (value 1) per alert that is up after the last evaluation of this
+    protection service (``active()``: :meth:`strongroom.alerts.service.AlertService.active_alerts`)."""
+
+    def __init__(self, active: Callable[[], Iterable[Any]]) -> None:
+        self._active = active
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(f"{NAMESPACE}_alert", "An alert that is up (doc/alerts.md): its condition, "
+                                   "severity and resource; project empty for infrastructure, cause the id of the "
+                                   "alert an at_risk one was carried from.",
+                                   labels=["condition", "severity", "resource_type", "resource_id", "project",
+                                           "cause", "id"])
+        try:
+            alerts = list(self._active())
+        except Exception as err:  # noqa: BLE001 - no figure rather than a failed scrape
+            LOG.warning("metrics: cannot list the active alerts: %s", err)
+            return
+        for alert in alerts:
+            family.add_metric([alert.condition, str(alert.severity), alert.resource_type, alert.resource_id,
+                               alert.project_id or "", alert.cause_id or "", alert.id], 1)
+        yield family
+
+
 # -- exposition ---------------------------------------------------------------------------------------
 
 

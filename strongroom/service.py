@@ -89,6 +89,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         self._conductor: Any = None
         self._metrics_server: metrics.Server | None = None
         self._board_metrics: metrics.JobBoardCollector | None = None
+        self._alert_metrics: metrics.AlertCollector | None = None
         self._notifications: list[notifications.Notifications] = []
 
     # -- oslo.service ServiceBase ----------------------------------------------
@@ -151,6 +152,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         return token
 
     def _start_protection(self) -> None:
+        from strongroom.alerts.model import Settings as AlertSettings
         from strongroom.protection.flows import FlowPersistence
         from strongroom.protection.providers import ProviderRegistry
         from strongroom.protection.wiring import protection_manager
@@ -182,7 +184,11 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             max_concurrent=conf.protection.max_concurrent_operations,
             flow_workers=conf.protection.flow_workers, persistence=self._persistence, clock=self.clock,
             gc_interval=conf.protection.gc_interval, chunk_grace=conf.protection.gc_chunk_grace_period,
-            takeover=self.embedded, board=board, notifications=self._notifier("strongroom-protection"))
+            takeover=self.embedded, board=board, notifications=self._notifier("strongroom-protection"),
+            alert_settings=AlertSettings.from_conf(conf), alert_interval=conf.alerts.evaluation_interval)
+        if self.manager.alerts is not None:
+            self._alert_metrics = metrics.AlertCollector(self.manager.alerts.active_alerts)
+            metrics.get().add_collector(self._alert_metrics)
         self.manager.start()
         if self.embedded:
             self.manager.recovery.recover_interrupted()
@@ -262,6 +268,9 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
         if self._board_metrics is not None:
             metrics.get().remove_collector(self._board_metrics)
             self._board_metrics = None
+        if self._alert_metrics is not None:
+            metrics.get().remove_collector(self._alert_metrics)
+            self._alert_metrics = None
         if self._metrics_server is not None:
             step("the metrics port", self._metrics_server.stop)
             self._metrics_server = None

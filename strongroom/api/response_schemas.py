@@ -119,6 +119,14 @@ SERVICE = _closed({
     "state": _enum(("up", "down")), "updated_at": _maybe_time, "disabled_reason": _maybe_string,
 })
 
+#: An alert (``doc/alerts.md``): ``project_id`` null for infrastructure (a bank, a pool), ``cause_id`` the alert
+#: an ``at_risk`` alert was carried from.
+ALERT = _closed({
+    "id": _string, "condition": _string, "severity": _enum(("info", "warning", "error")), "resource_type": _string,
+    "resource_id": _string, "resource_name": _string, "project_id": _maybe_string, "message": _string,
+    "active": {"type": "boolean"}, "raised_at": _time, "cleared_at": _maybe_time, "cause_id": _maybe_string,
+})
+
 _limit: dict[str, Any] = {"type": "integer", "minimum": -1}
 #: Karbor's quota views: the limits (-1 unlimited) and the project's id or the class's name.
 QUOTA = _closed({"id": _string, "plans": _limit, "checkpoints": _limit})
@@ -150,6 +158,7 @@ ALL: dict[str, dict[str, Any]] = {
     "ScheduledOperation": SCHEDULED_OPERATION,
     "ScheduledOperationLog": SCHEDULED_OPERATION_LOG,
     "Service": SERVICE,
+    "Alert": ALERT,
     "Quota": QUOTA,
     "QuotaDetail": QUOTA_DETAIL,
     "QuotaClass": QUOTA_CLASS,

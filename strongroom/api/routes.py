@@ -14,6 +14,7 @@ from strongroom.api import response_schemas, schemas
 from strongroom.api.common import Result
 from strongroom.api.rules import Rule
 from strongroom.api.v1 import (
+    alerts,
     checkpoints,
     operation_logs,
     plans,
@@ -165,6 +166,9 @@ ROUTES: tuple[Route, ...] = (
           "List the runs of a scheduled operation", response_key="scheduled_operation_logs",
           response_schema="ScheduledOperationLog", listing=True,
           query=(*PAGE, *SORT, *scheduled_operations.LOG_FILTERS), sort_keys=scheduled_operations.LOG_SORT_KEYS),
+    Route("GET", "/alerts", alerts.index, Rule.ALERT_GET_ALL,
+          "List alerts: the project's, and the infrastructure alerts that put its plans at risk",
+          response_key="alerts", response_schema="Alert", listing=True, query=(*SCOPE, "active", "severity")),
     Route("GET", "/os-services", services.index, Rule.SERVICE_GET_ALL, "List services, up or down (admin)",
           response_key="services", response_schema="Service", listing=True, query=services.FILTERS),
     Route("PUT", "/os-services/{service_id}", services.update, Rule.SERVICE_UPDATE,

@@ -86,6 +86,7 @@ class Rule(enum.Enum):
     SCHEDULED_OPERATION_LIST = ("scheduled_operation:list", "List scheduled operations.")
     SCHEDULED_OPERATION_UPDATE = ("scheduled_operation:update", "Suspend or resume a scheduled operation.")
     SCHEDULED_OPERATION_DELETE = ("scheduled_operation:delete", "Delete a scheduled operation.")
+    ALERT_GET_ALL = ("alert:get_all", "List alerts (the project's, and what puts its plans at risk).")
     SERVICE_GET_ALL = ("service:get_all", "List services, up or down.", ADMIN_API)
     SERVICE_UPDATE = ("service:update", "Enable or disable a service.", ADMIN_API)
     # Named by no route: checked inside list handlers (``all_tenants=1``, a foreign ``project_id``).

@@ -308,6 +308,10 @@ class Client:
         return self._list(f"/scheduled_operations/{operation_id}/logs", "scheduled_operation_logs", params, follow)
     # -- services (admin) ------------------------------------------------------------
 
+    def list_alerts(self, **params: Any) -> list[dict[str, Any]]:
+        """``active``, ``severity``, ``all_tenants`` filter the list."""
+        return self._list("/alerts", "alerts", params)
+
     def list_services(self, **params: Any) -> list[dict[str, Any]]:
         """``host``/``binary`` filter the list."""
         return self._list("/os-services", "services", params)

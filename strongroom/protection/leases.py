@@ -113,6 +113,15 @@ class BankLeases:
             return True, None
         return False, keeper.last_error or "its lease is being acquired"
 
+    def renewal_error(self, provider: Provider) -> str | None:
+        """Why the last renewal of ``provider``'s lease failed while it is still held; None when the last
+        renewal succeeded, or no keeper exists (nothing is created or started by asking)."""
+        with self._lock:
+            keeper = self._keepers.get(provider.id)
+        if keeper is None or not keeper.held:
+            return None
+        return keeper.last_error
+
     def stop(self, release: bool = True) -> None:
         with self._lock:
             keepers = list(self._keepers.values())

@@ -15,6 +15,7 @@ from typing import Any
 import oslo_messaging as messaging
 
 from strongroom import exceptions
+from strongroom.alerts.service import AlertService
 from strongroom.clock import Clock
 from strongroom.context import RequestContext
 from strongroom.db.api import Database
@@ -42,7 +43,7 @@ class ProtectionManager:
 
     def __init__(self, db: Database, registry: ProviderRegistry, *, host: str, owner_id: str, clock: Clock,
                  leases: BankLeases, catalogues: Catalogues, jobs: JobTracker, collection: GarbageCollection,
-                 recovery: Recovery) -> None:
+                 recovery: Recovery, alerts: AlertService | None = None) -> None:
         self.db = db
         self.registry = registry
         self.host = host
@@ -53,6 +54,7 @@ class ProtectionManager:
         self.jobs = jobs
         self.collection = collection
         self.recovery = recovery
+        self.alerts = alerts
 
     # -- life cycle (not RPC) --------------------------------------------------
 
@@ -60,8 +62,12 @@ class ProtectionManager:
         """Acquire and renew the leases in the background; start periodic garbage collection."""
         self.leases.start()
         self.collection.start()
+        if self.alerts is not None:
+            self.alerts.start()
 
     def stop(self, wait: bool = True) -> None:
+        if self.alerts is not None:
+            self.alerts.stop()
         self.collection.stop()
         self.jobs.shutdown(wait)
         self.jobs.runner.flow_executor.shutdown(wait=wait, cancel_futures=not wait)
@@ -90,6 +96,17 @@ class ProtectionManager:
         available, reason = self.leases.status(provider)
         return {**provider.to_dict(), "status": "available" if available else "unavailable",
                 "status_reason": None if available else f"{provider.bank_description}: {reason}"}
+
+    # -- alerts --------------------------------------------------------------------
+
+    def list_alerts(self, ctxt: RequestContext, all_tenants: bool = False) -> list[dict[str, Any]]:
+        """The alerts of the caller's project and the infrastructure alerts that put its resources at risk;
+        every alert with ``all_tenants`` (administrators only)."""
+        if all_tenants and not ctxt.is_admin:
+            raise exceptions.Forbidden(reason="all_tenants is not allowed for this user")
+        if self.alerts is None:
+            return []
+        return self.alerts.listing(None if all_tenants else ctxt.project_id)
 
     def list_protectable_types(self, ctxt: RequestContext) -> list[str]:
         return sorted(self.registry.protectables)

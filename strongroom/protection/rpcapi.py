@@ -42,6 +42,10 @@ class ProtectionAPI:
         provider's block backends.  Raises ``NotFound``, and ``Forbidden`` unless ``ctxt`` is an admin's."""
         return list(self._call(ctxt, "show_provider_backends", provider_id=provider_id))
 
+    def list_alerts(self, ctxt: RequestContext, all_tenants: bool = False) -> list[dict[str, Any]]:
+        """The alerts ``ctxt``'s project sees (every alert with ``all_tenants``: ``Forbidden`` unless admin)."""
+        return list(self._call(ctxt, "list_alerts", all_tenants=all_tenants))
+
     def list_protectable_types(self, ctxt: RequestContext) -> list[str]:
         return list(self._call(ctxt, "list_protectable_types"))
 

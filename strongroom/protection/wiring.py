@@ -12,6 +12,9 @@ import os
 import uuid
 from concurrent import futures
 
+from strongroom.alerts.collect import Collector as AlertCollector
+from strongroom.alerts.model import Settings as AlertSettings
+from strongroom.alerts.service import AlertService
 from strongroom.clock import Clock
 from strongroom.db.api import Database
 from strongroom.notifications import DISABLED, Notifications
@@ -36,11 +39,13 @@ def protection_manager(db: Database, registry: ProviderRegistry, *, host: str, o
                        max_concurrent: int = 4, flow_workers: int = 4, persistence: FlowPersistence | None = None,
                        clock: Clock | None = None, gc_interval: float = 0, chunk_grace: float = 600.0,
                        takeover: bool = False, board: JobBoard | None = None,
-                       notifications: Notifications = DISABLED) -> ProtectionManager:
+                       notifications: Notifications = DISABLED, alert_settings: AlertSettings | None = None,
+                       alert_interval: float = 0) -> ProtectionManager:
     """A manager and its parts.  ``takeover`` lets it take over a live lease of the same owner id (only
     when a lock proves the holder is dead); ``gc_interval`` (0: never) and ``chunk_grace`` drive periodic
     garbage collection; ``board`` hands runs to the workers' conductors instead of this process's pool;
-    ``notifications`` says when each run starts and ends."""
+    ``notifications`` says when each run starts and ends; ``alert_settings`` and ``alert_interval`` (0: on
+    demand only) drive the alert evaluation (``doc/alerts.md``)."""
     clock = clock or Clock()
     owner_id = owner_id or default_owner_id(host)
     leases = BankLeases(registry, owner_id, clock=clock, takeover=takeover, host=host)
@@ -55,5 +60,7 @@ def protection_manager(db: Database, registry: ProviderRegistry, *, host: str, o
     collection = GarbageCollection(registry, leases, catalogues, running=active, sweeping=sweeping,
                                    interval=gc_interval, chunk_grace=chunk_grace, after_pass=jobs.forget_taken_over)
     recovery = Recovery(db, host, clock, collection.collect, registry)
+    alerts = AlertService(AlertCollector(db, registry, leases, alert_settings), clock, interval=alert_interval)
     return ProtectionManager(db, registry, host=host, owner_id=owner_id, clock=clock, leases=leases,
-                             catalogues=catalogues, jobs=jobs, collection=collection, recovery=recovery)
+                             catalogues=catalogues, jobs=jobs, collection=collection, recovery=recovery,
+                             alerts=alerts)

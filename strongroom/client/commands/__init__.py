@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from strongroom.client.commands import (
+    alerts,
     checkpoints,
     operation_logs,
     plans,
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from strongroom.client.commands.base import SubParsers
 
 GROUPS = (providers, protectables, plans, checkpoints, restores, operation_logs, triggers, scheduled_operations,
-          services)
+          services, alerts)
 
 
 def register_all(groups: SubParsers) -> None:

@@ -58,6 +58,9 @@ class FakeProtectionEndpoint:
     def __init__(self, db: Any) -> None:
         self.db = db
         self.calls: list[str] = []
+        #: What an alert evaluation found (tests set it: ``strongroom.alerts.model.Alert``s); listed and scoped
+        #: as the real manager lists them.
+        self.alerts: list[Any] = []
         self.request_ids: list[str] = []
 
     # -- providers and protectables
@@ -69,6 +72,13 @@ class FakeProtectionEndpoint:
             if provider["id"] == provider_id:
                 return provider
         raise exceptions.NotFound(kind="Provider", id=provider_id)
+
+    def list_alerts(self, ctxt: Any, all_tenants: bool = False) -> list[dict[str, Any]]:
+        from strongroom.alerts.engine import visible_to
+
+        if all_tenants and not ctxt.is_admin:
+            raise exceptions.Forbidden(reason="all_tenants is not allowed for this user")
+        return [a.to_dict() for a in visible_to(self.alerts, None if all_tenants else ctxt.project_id)]
 
     def show_provider_backends(self, ctxt: Any, provider_id: str) -> list[dict[str, Any]]:
         self.show_provider(ctxt, provider_id)

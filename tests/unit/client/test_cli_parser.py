@@ -20,6 +20,7 @@ TREE = {
     "trigger": ["create", "list", "show", "update", "delete"],
     "scheduledoperation": ["create", "list", "show", "delete", "suspend", "resume", "logs"],
     "service": ["list", "disable", "enable"],
+    "alert": ["list"],
 }
 
 
