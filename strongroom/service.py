@@ -170,7 +170,7 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             max_concurrent=conf.protection.max_concurrent_operations,
             flow_workers=conf.protection.flow_workers, persistence=self._persistence, clock=self.clock,
             gc_interval=conf.protection.gc_interval, chunk_grace=conf.protection.gc_chunk_grace_period,
-            takeover=self.embedded, board=board)
+            takeover=self.embedded, board=board, usage_cache=conf.protection.usage_cache_seconds)
         self.manager.start()
         if self.embedded:
             self.manager.recovery.recover_interrupted()

@@ -24,6 +24,7 @@ from strongroom.api.v1 import (
     scheduled_operations,
     services,
     triggers,
+    usage,
     verifications,
 )
 
@@ -169,6 +170,12 @@ ROUTES: tuple[Route, ...] = (
           response_key="services", response_schema="Service", listing=True, query=services.FILTERS),
     Route("PUT", "/os-services/{service_id}", services.update, Rule.SERVICE_UPDATE,
           "Enable or disable a service (admin)", "ServiceUpdate", "service", response_schema="Service"),
+    Route("GET", "/usage", usage.index, Rule.USAGE_GET,
+          "Show what the project's checkpoints hold in each provider's bank (all_tenants: every project's)",
+          response_key="usage", response_schema="Usage", listing=True, query=(*SCOPE, "provider_id")),
+    Route("GET", "/pools", usage.pools, Rule.POOL_GET_ALL,
+          "List every provider's block backend pools and their capacity (admin)", response_key="pools",
+          response_schema="Pool", listing=True),
     Route("GET", _QUOTA, quotas.show, Rule.QUOTA_GET, "Show a project's quotas", response_key="quota",
           response_schema="Quota"),
     Route("PUT", _QUOTA, quotas.update, Rule.QUOTA_UPDATE, "Set a project's quotas (admin; -1: unlimited)",

@@ -282,6 +282,17 @@ class Client:
         return self._list(f"/scheduled_operations/{operation_id}/logs", "scheduled_operation_logs", params, follow)
     # -- services (admin) ------------------------------------------------------------
 
+    def usage(self, provider_id: str | None = None, all_tenants: bool = False) -> list[dict[str, Any]]:
+        """One row per provider (and project, with ``all_tenants``) of what the banks hold."""
+        params: dict[str, Any] = {"provider_id": provider_id}
+        if all_tenants:
+            params["all_tenants"] = 1
+        return self._list("/usage", "usage", params)
+
+    def list_pools(self) -> list[dict[str, Any]]:
+        """Every provider's block backend pools and their capacity (admin)."""
+        return self._list("/pools", "pools")
+
     def list_services(self, **params: Any) -> list[dict[str, Any]]:
         """``host``/``binary`` filter the list."""
         return self._list("/os-services", "services", params)

@@ -25,6 +25,7 @@ from strongroom.protection.manager import ProtectionManager
 from strongroom.protection.providers import ProviderRegistry
 from strongroom.protection.recovery import Recovery
 from strongroom.protection.runner import Runner
+from strongroom.protection.usage import UsageCache
 
 
 def default_owner_id(host: str) -> str:
@@ -34,10 +35,12 @@ def default_owner_id(host: str) -> str:
 def protection_manager(db: Database, registry: ProviderRegistry, *, host: str, owner_id: str | None = None,
                        max_concurrent: int = 4, flow_workers: int = 4, persistence: FlowPersistence | None = None,
                        clock: Clock | None = None, gc_interval: float = 0, chunk_grace: float = 600.0,
-                       takeover: bool = False, board: JobBoard | None = None) -> ProtectionManager:
+                       takeover: bool = False, board: JobBoard | None = None,
+                       usage_cache: float = 0) -> ProtectionManager:
     """A manager and its parts.  ``takeover`` lets it take over a live lease of the same owner id (only
     when a lock proves the holder is dead); ``gc_interval`` (0: never) and ``chunk_grace`` drive periodic
-    garbage collection; ``board`` hands runs to the workers' conductors instead of this process's pool."""
+    garbage collection; ``usage_cache`` is how long a usage answer is kept (seconds); ``board`` hands runs
+    to the workers' conductors instead of this process's pool."""
     clock = clock or Clock()
     owner_id = owner_id or default_owner_id(host)
     leases = BankLeases(registry, owner_id, clock=clock, takeover=takeover, host=host)
@@ -53,4 +56,5 @@ def protection_manager(db: Database, registry: ProviderRegistry, *, host: str, o
                                    interval=gc_interval, chunk_grace=chunk_grace, after_pass=jobs.forget_taken_over)
     recovery = Recovery(db, host, clock, collection.collect, registry)
     return ProtectionManager(db, registry, host=host, owner_id=owner_id, clock=clock, leases=leases,
-                             catalogues=catalogues, jobs=jobs, collection=collection, recovery=recovery)
+                             catalogues=catalogues, jobs=jobs, collection=collection, recovery=recovery,
+                             usage=UsageCache(usage_cache, clock))
