@@ -1,10 +1,10 @@
 """Done-when 4: ``strongroom usage`` matches what the bank holds, checked against a walk of the bank.
 
-The real all-in-one (encryption on, its default) protects one volume twice (the second protect shares most of
-the first's chunks), then deletes the first checkpoint.  After each step the CLI's figures must equal what a
-walk of the bank's objects finds: the chunk objects of the project and their sizes, the objects under the
-project's checkpoints and theirs, the checkpoint indices.  The walk reads the bank through its plugin only
-(keys and sizes), never the manifests the usage code reads.
+The real all-in-one (encryption on, its default; and once more writing its bank in the clear) protects one
+volume twice (the second protect shares most of the first's chunks), then deletes the first checkpoint.
+After each step the CLI's figures must equal what a walk of the bank's objects finds: the chunk objects of
+the project and their sizes, the objects under the project's checkpoints and theirs, the checkpoint indices.
+The walk reads the bank through its plugin only (keys and sizes), never the manifests the usage code reads.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
 from strongroom.bank_plugins.fs import FilesystemBank
-from tests.functional.harness import PROVIDER_ID, AllInOne, MiB, write_mixed_image
+from tests.functional.harness import PROVIDER_ID, AllInOne, MiB, running_all_in_one, write_mixed_image
 from tests.functional.test_embedded_cli import cli, cli_json
 
 pytestmark = pytest.mark.functional
@@ -56,7 +57,23 @@ def assert_matches_bank(service: AllInOne, shown: dict, checkpoint_ids: set[str]
     return found
 
 
-def test_usage_matches_a_walk_of_the_bank(all_in_one: AllInOne) -> None:
+@pytest.fixture(params=["sealed", "clear"])
+def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[AllInOne, bool]]:
+    """The all-in-one as shipped (encryption on), or with its provider writing the bank in the clear."""
+    if request.param == "sealed":
+        with running_all_in_one(tmp_path) as running:
+            yield running, True
+        return
+    providers = tmp_path / "providers.d"
+    providers.mkdir()
+    shipped = (Path(__file__).parents[2] / "providers.d" / "local.conf").read_text()
+    (providers / "local.conf").write_text(shipped.replace("enabled = true\n", "enabled = true\nencryption = none\n"))
+    with running_all_in_one(tmp_path, extra=f"providers_dir = {providers}\n") as running:
+        yield running, False
+
+
+def test_usage_matches_a_walk_of_the_bank(service: tuple[AllInOne, bool]) -> None:
+    all_in_one, sealed = service
     image = all_in_one.volumes / "disk.img"
     write_mixed_image(image)
     plan = cli_json(all_in_one, "plan", "create", "usage", PROVIDER_ID, "--resource", "OS::Cinder::Volume=disk.img")
@@ -66,6 +83,7 @@ def test_usage_matches_a_walk_of_the_bank(all_in_one: AllInOne) -> None:
 
     first = json.loads(cli(all_in_one, "-f", "json", "checkpoint", "create", PROVIDER_ID, plan["id"],
                            "--wait").stdout)
+    assert ("encryption" in first["extra_info"]) is sealed, first["extra_info"]
     one = usage(all_in_one)
     found_one = assert_matches_bank(all_in_one, one, {first["id"]})
     assert one["checkpoints"] == {"available": 1}
