@@ -132,6 +132,7 @@ USAGE = _closed({
     "checkpoints": {"type": "object", "propertyNames": _enum(CheckpointStatus), "additionalProperties": _count},
     "logical_bytes": _count, "referenced_bytes": _count, "unique_bytes": _count, "chunk_bytes": _count,
     "checkpoint_bytes": _count, "stored_bytes": _count, "unreferenced_chunk_bytes": _count,
+    "unreadable_checkpoints": _count,
     "dedup_ratio": _ratio, "compression_ratio": _ratio,
 })
 #: A block backend pool, after Cinder's ``get_pools`` (``<backend>#<pool>``); capacity null with an error.

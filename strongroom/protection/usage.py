@@ -15,6 +15,8 @@ Computed from what the bank really holds, by one walk of it (``doc/operations.md
 * ``stored_bytes`` = ``chunk_bytes`` + ``checkpoint_bytes``: what the project's checkpoints occupy.
 * ``unreferenced_chunk_bytes``: chunk objects of the project no available checkpoint references (a deleted
   checkpoint's until garbage collection sweeps them, a protect in progress's); not in ``stored_bytes``.
+* ``unreadable_checkpoints``: available checkpoints a manifest of which could not be read (damaged: verify
+  names the object); their volumes are left out of the byte figures, and their chunks count as unreferenced.
 * ``dedup_ratio`` = referenced / unique, ``compression_ratio`` = unique / chunk bytes (1.0 when empty).
 
 Cost: listing the bank's checkpoint indices and reading each (every project's: a bank is shared), one listing
@@ -29,6 +31,7 @@ unreferenced chunks) shows after at most ``ttl`` seconds.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -40,6 +43,8 @@ from strongroom.clock import Clock
 from strongroom.datamover.manifest import iter_entries, read_manifest_header
 from strongroom.objects.status import CheckpointStatus
 from strongroom.protection.checkpoint import CheckpointStore
+
+LOG = logging.getLogger(__name__)
 
 
 def _ratio(numerator: int, denominator: int) -> float:
@@ -62,6 +67,7 @@ def bank_usage(bank: Bank, project_ids: set[str] | None = None) -> dict[str, dic
     referenced: collections.Counter[str] = collections.Counter()
     checkpoint_bytes: collections.Counter[str] = collections.Counter()
     unique: dict[str, dict[str, int]] = collections.defaultdict(dict)
+    unreadable: dict[str, set[str]] = collections.defaultdict(set)
     for checkpoint_id in store.list_ids():
         try:
             record = store.read(checkpoint_id)
@@ -76,21 +82,28 @@ def bank_usage(bank: Bank, project_ids: set[str] | None = None) -> dict[str, dic
         if record.status != CheckpointStatus.AVAILABLE:
             continue
         for section in store.data_sections(checkpoint_id):
-            header = read_manifest_header(section)
+            try:
+                header = read_manifest_header(section)
+                sizes = [(e.digest, e.length) for e in iter_entries(section, header) if e.digest is not None]
+            except (exceptions.DataIntegrityError, exceptions.BankObjectCorrupt) as err:
+                # A damaged manifest (verify names it) leaves its volume out of the figures, said so.
+                LOG.warning("usage of project %s: checkpoint %s is left out of the figures: %s", project,
+                            checkpoint_id, err)
+                unreadable[project].add(checkpoint_id)
+                continue
             logical[project] += header.size
-            for entry in iter_entries(section, header):
-                if entry.digest is not None:
-                    referenced[project] += entry.length
-                    unique[project][entry.digest] = entry.length
+            for digest, length in sizes:
+                referenced[project] += length
+                unique[project][digest] = length
     out = {}
     for project in sorted(set(counts) | set(project_ids or ())):
         chunks = bank.section(layout.chunks_prefix(project))
         chunk_bytes = unreferenced = 0
         digests = unique.get(project, {})
         for key in chunks.iter():
-            digest = layout.digest_of_chunk(key)
+            chunk_digest = layout.digest_of_chunk(key)
             size = _size(chunks, key)
-            if digest is not None and digest in digests:
+            if chunk_digest is not None and chunk_digest in digests:
                 chunk_bytes += size
             else:
                 unreferenced += size
@@ -105,6 +118,7 @@ def bank_usage(bank: Bank, project_ids: set[str] | None = None) -> dict[str, dic
             "checkpoint_bytes": checkpoint_bytes[project],
             "stored_bytes": chunk_bytes + checkpoint_bytes[project],
             "unreferenced_chunk_bytes": unreferenced,
+            "unreadable_checkpoints": len(unreadable.get(project, ())),
             "dedup_ratio": _ratio(referenced[project], unique_bytes),
             "compression_ratio": _ratio(unique_bytes, chunk_bytes),
         }

@@ -91,7 +91,8 @@ class FakeProtectionEndpoint:
             raise exceptions.Forbidden(reason="every project's usage is shown to administrators only")
         figures = {"checkpoints": {"available": 2}, "logical_bytes": 48, "referenced_bytes": 40,
                    "unique_bytes": 20, "chunk_bytes": 10, "checkpoint_bytes": 5, "stored_bytes": 15,
-                   "unreferenced_chunk_bytes": 0, "dedup_ratio": 2.0, "compression_ratio": 2.0}
+                   "unreferenced_chunk_bytes": 0, "unreadable_checkpoints": 0, "dedup_ratio": 2.0,
+                   "compression_ratio": 2.0}
         return [{"provider_id": PROVIDER_ID, "project_id": project, **figures}
                 for project in ([project_id] if project_id else ["proj-a", "proj-b"])]
 

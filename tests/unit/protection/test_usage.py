@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
 from strongroom.bank_plugins.bank import Bank
 from strongroom.bank_plugins.layout import BankLayout
 from strongroom.bank_plugins.memory import MemoryBank
 from strongroom.clock import FakeClock
 from strongroom.protection.usage import UsageCache, bank_usage
+from strongroom.testing.faults import Fault
+from tests.unit.protection.embedded import CHUNK, Embedded, embedded
 
 DIGEST = "ab" + "0" * 62
 
@@ -43,3 +51,35 @@ def test_the_cache_keeps_an_answer_for_its_ttl_while_the_catalogue_is_unchanged(
     uncached.get("prov", "p", "v", walk)
     uncached.get("prov", "p", "v", walk)
     assert len(walks) == 6
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Embedded]:
+    with embedded(tmp_path, usage_cache_seconds=0) as running:
+        yield running
+
+
+def test_a_damaged_manifest_is_counted_not_a_server_error(stack: Embedded) -> None:
+    plan = stack.plan(stack.volume("a.img", os.urandom(3 * CHUNK)), stack.volume("b.img", os.urandom(2 * CHUNK)))
+    checkpoint = stack.protected(plan)
+    assert checkpoint["status"] == "available"
+    before = stack.call("GET", "/usage").json()["usage"][0]
+    assert before["unreadable_checkpoints"] == 0 and before["logical_bytes"] == 8 * CHUNK
+
+    # One of the two volumes' manifest parts overwritten with garbage, as a bit rot would.
+    (part, *_) = [k for k in stack.bank.plugin.iter_objects(f"checkpoints/{checkpoint['id']}/")
+                  if "/data/parts/" in k]
+    stack.bank.plugin.put_object(part, b"garbage")
+    after = stack.call("GET", "/usage")
+    assert after.status_code == 200, after.text
+    (row,) = after.json()["usage"]
+    assert row["unreadable_checkpoints"] == 1
+    assert row["logical_bytes"] == 4 * CHUNK  # the other volume is still counted
+    assert row["unreferenced_chunk_bytes"] > 0  # the damaged one's chunks are no longer known referenced
+
+
+def test_a_bank_that_fails_answers_503_naming_it(stack: Embedded) -> None:
+    stack.faults.inject(Fault.PERMANENT, operations={"list_objects"})
+    answer = stack.call("GET", "/usage")
+    assert answer.status_code == 503, answer.text
+    assert "bank 'fs' of provider 'Local'" in answer.text
