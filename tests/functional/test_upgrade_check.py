@@ -140,3 +140,11 @@ def test_policy_file_unknown_and_deprecated_rules_warn_undefined_ones_fail(deplo
     policy.write_text('"plan:create": [unclosed\n')
     code, checks = deployment.check()
     assert code == 2 and "cannot be loaded" in checks["Policy file"][1]
+
+
+def test_no_enabled_provider_is_a_warning(deployment: Deployment) -> None:
+    (deployment.providers / "local.conf").write_text(LOCAL.replace("enabled = true", "enabled = false"))
+    code, checks = deployment.check()
+    assert code == 1, checks
+    assert checks["Provider files"] == (1, f"no provider is enabled in {deployment.providers}")
+    assert checks["Banks reachable"] == (0, "reached no bank")
