@@ -87,6 +87,10 @@ protection_opts = [
     cfg.IntOpt("gc_interval", default=300, min=0,
                help="Seconds between garbage collections of zombie checkpoints and unreferenced chunks "
                     "(0: never; strongroom-manage bank gc runs one on demand)."),
+    cfg.IntOpt("usage_cache_seconds", default=60, min=0,
+               help="Seconds a usage answer (GET /v1/{project_id}/usage: one walk of the bank's checkpoints and "
+                    "the project's chunks) is kept and served again before the bank is walked anew (0: every "
+                    "call walks it).  Usage may be this much stale."),
     cfg.IntOpt("gc_chunk_grace_period", default=600, min=0,
                help="Unreferenced chunks younger than this (seconds, by the bank's clock) are left to a "
                     "later collection."),

@@ -185,7 +185,8 @@ class Services(oslo_service.ServiceBase):  # type: ignore[misc]
             flow_workers=conf.protection.flow_workers, persistence=self._persistence, clock=self.clock,
             gc_interval=conf.protection.gc_interval, chunk_grace=conf.protection.gc_chunk_grace_period,
             takeover=self.embedded, board=board, notifications=self._notifier("strongroom-protection"),
-            alert_settings=AlertSettings.from_conf(conf), alert_interval=conf.alerts.evaluation_interval)
+            alert_settings=AlertSettings.from_conf(conf), alert_interval=conf.alerts.evaluation_interval,
+            usage_cache=conf.protection.usage_cache_seconds)
         if self.manager.alerts is not None:
             self._alert_metrics = metrics.AlertCollector(self.manager.alerts.active_alerts)
             metrics.get().add_collector(self._alert_metrics)

@@ -110,8 +110,8 @@ def statuses(route: Route, auth_strategy: str) -> list[int]:
     codes = [400, 403, 408, 413, 431, 503]
     if auth_strategy == "keystone":
         codes.append(401)
-    if len(_PARAM.findall(route.full_path)) > 1 or route.request_schema is not None:
-        codes.append(404)  # the path names an object, or the body does (a plan, a checkpoint)
+    if len(_PARAM.findall(route.full_path)) > 1 or route.request_schema is not None or route.naming:
+        codes.append(404)  # the path names an object, or the body or the query does (a plan, a provider)
     if route.method != "GET":
         codes.append(409)
     if route.request_schema is not None:

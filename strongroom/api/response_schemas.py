@@ -132,6 +132,23 @@ _limit: dict[str, Any] = {"type": "integer", "minimum": -1}
 QUOTA = _closed({"id": _string, "plans": _limit, "checkpoints": _limit})
 QUOTA_CLASS = QUOTA
 _USAGE = _closed({"limit": _limit, "in_use": _count, "reserved": _count})
+_bytes: dict[str, Any] = {"type": ["integer", "null"], "minimum": 0}
+_ratio: dict[str, Any] = {"type": "number", "minimum": 0}
+#: One provider's (and project's) usage; the figures are defined in strongroom.protection.usage.
+USAGE = _closed({
+    "provider_id": _string, "project_id": _string,
+    "checkpoints": {"type": "object", "propertyNames": _enum(CheckpointStatus), "additionalProperties": _count},
+    "logical_bytes": _count, "referenced_bytes": _count, "unique_bytes": _count, "chunk_bytes": _count,
+    "checkpoint_bytes": _count, "stored_bytes": _count, "unreferenced_chunk_bytes": _count,
+    "unreadable_checkpoints": _count,
+    "dedup_ratio": _ratio, "compression_ratio": _ratio,
+})
+#: A block backend pool, after Cinder's ``get_pools`` (``<backend>#<pool>``); capacity null with an error.
+POOL = _closed({
+    "name": _string, "pool": _maybe_string, "provider_id": _string, "provider_name": _string,
+    "block_backend": _string, "driver": _string, "total_bytes": _bytes, "free_bytes": _bytes,
+    "allocated_bytes": _bytes, "error": _maybe_string,
+})
 QUOTA_DETAIL = _closed({"id": _string, "plans": _USAGE, "checkpoints": _USAGE})
 
 #: An error answer: ``{"badRequest": {"code": 400, "title": "Bad Request", "message": "..."}}``.
@@ -162,4 +179,6 @@ ALL: dict[str, dict[str, Any]] = {
     "Quota": QUOTA,
     "QuotaDetail": QUOTA_DETAIL,
     "QuotaClass": QUOTA_CLASS,
+    "Usage": USAGE,
+    "Pool": POOL,
 }

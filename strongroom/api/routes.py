@@ -25,6 +25,7 @@ from strongroom.api.v1 import (
     scheduled_operations,
     services,
     triggers,
+    usage,
     verifications,
 )
 
@@ -47,6 +48,7 @@ class Route:
     listing: bool = False  # response_key holds a list of response_schema objects
     query: tuple[str, ...] = ()  # every query parameter the handler reads
     sort_keys: tuple[str, ...] = ()  # what ``sort``/``sort_key`` may name, when the list takes them
+    naming: tuple[str, ...] = ()  # query parameters that name an object (an unknown one answers 404)
 
     def __post_init__(self) -> None:
         if self.request_schema is not None and self.request_schema not in schemas.ALL:
@@ -55,6 +57,8 @@ class Route:
             raise ValueError(f"{self.method} {self.path}: no response schema {self.response_schema!r}")
         if (self.response_key is None) != (self.response_schema is None):
             raise ValueError(f"{self.method} {self.path}: a response key needs a response schema")
+        if not set(self.naming) <= set(self.query):
+            raise ValueError(f"{self.method} {self.path}: a naming parameter is one of its query parameters")
         if ("sort" in self.query) != bool(self.sort_keys):
             raise ValueError(f"{self.method} {self.path}: a list that takes sort names its sort keys")
 
@@ -173,6 +177,13 @@ ROUTES: tuple[Route, ...] = (
           response_key="services", response_schema="Service", listing=True, query=services.FILTERS),
     Route("PUT", "/os-services/{service_id}", services.update, Rule.SERVICE_UPDATE,
           "Enable or disable a service (admin)", "ServiceUpdate", "service", response_schema="Service"),
+    Route("GET", "/usage", usage.index, Rule.USAGE_GET,
+          "Show what the project's checkpoints hold in each provider's bank (all_tenants: every project's)",
+          response_key="usage", response_schema="Usage", listing=True, query=(*SCOPE, "provider_id"),
+          naming=("provider_id",)),
+    Route("GET", "/pools", usage.pools, Rule.POOL_GET_ALL,
+          "List every provider's block backend pools and their capacity (admin)", response_key="pools",
+          response_schema="Pool", listing=True),
     Route("GET", _QUOTA, quotas.show, Rule.QUOTA_GET, "Show a project's quotas", response_key="quota",
           response_schema="Quota"),
     Route("PUT", _QUOTA, quotas.update, Rule.QUOTA_UPDATE, "Set a project's quotas (admin; -1: unlimited)",

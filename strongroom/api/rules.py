@@ -93,6 +93,8 @@ class Rule(enum.Enum):
     ALL_TENANTS = ("all_tenants", "List objects of every project.", ADMIN_API)
     PROVIDER_BLOCK_BACKENDS = ("provider:block_backends",
                                "See a provider's block backends, their pools and capacity, on its show.", ADMIN_API)
+    USAGE_GET = ("usage:get", "Show what a project's checkpoints hold in the banks (all_tenants: admin).")
+    POOL_GET_ALL = ("pool:get_all", "List the block backends' pools and their capacity.", ADMIN_API)
     QUOTA_GET = ("quota:get", "Show a project's quotas (with their use, in detail).")
     QUOTA_UPDATE = ("quota:update", "Set a project's quotas.", ADMIN_API)
     QUOTA_DEFAULTS = ("quota:defaults", "Show the default quotas.")

@@ -312,6 +312,17 @@ class Client:
         """``active``, ``severity``, ``all_tenants`` filter the list."""
         return self._list("/alerts", "alerts", params)
 
+    def usage(self, provider_id: str | None = None, all_tenants: bool = False) -> list[dict[str, Any]]:
+        """One row per provider (and project, with ``all_tenants``) of what the banks hold."""
+        params: dict[str, Any] = {"provider_id": provider_id}
+        if all_tenants:
+            params["all_tenants"] = 1
+        return self._list("/usage", "usage", params)
+
+    def list_pools(self) -> list[dict[str, Any]]:
+        """Every provider's block backend pools and their capacity (admin)."""
+        return self._list("/pools", "pools")
+
     def list_services(self, **params: Any) -> list[dict[str, Any]]:
         """``host``/``binary`` filter the list."""
         return self._list("/os-services", "services", params)

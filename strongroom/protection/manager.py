@@ -8,6 +8,7 @@ Its parts are built and injected by :func:`strongroom.protection.wiring.protecti
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from typing import Any
@@ -32,6 +33,7 @@ from strongroom.protection.jobs import JobTracker
 from strongroom.protection.leases import BankLeases
 from strongroom.protection.providers import Provider, ProviderRegistry
 from strongroom.protection.recovery import Recovery
+from strongroom.protection.usage import UsageCache, bank_usage
 
 LOG = logging.getLogger(__name__)
 
@@ -43,7 +45,8 @@ class ProtectionManager:
 
     def __init__(self, db: Database, registry: ProviderRegistry, *, host: str, owner_id: str, clock: Clock,
                  leases: BankLeases, catalogues: Catalogues, jobs: JobTracker, collection: GarbageCollection,
-                 recovery: Recovery, alerts: AlertService | None = None) -> None:
+                 recovery: Recovery, alerts: AlertService | None = None,
+                 usage: UsageCache | None = None) -> None:
         self.db = db
         self.registry = registry
         self.host = host
@@ -55,6 +58,7 @@ class ProtectionManager:
         self.collection = collection
         self.recovery = recovery
         self.alerts = alerts
+        self.usage_cache = usage or UsageCache()
 
     # -- life cycle (not RPC) --------------------------------------------------
 
@@ -91,6 +95,35 @@ class ProtectionManager:
         if not ctxt.is_admin:
             raise exceptions.Forbidden(reason="a provider's block backends are shown to administrators only")
         return capacity.provider_backends(self.registry.get(provider_id))
+
+    def list_pools(self, ctxt: RequestContext) -> list[dict[str, Any]]:
+        """Every enabled provider's block backends and their pools (administrators only, as above)."""
+        if not ctxt.is_admin:
+            raise exceptions.Forbidden(reason="block backend pools are shown to administrators only")
+        return [{"provider_id": provider.id, "provider_name": provider.name,
+                 "block_backends": capacity.provider_backends(provider)} for provider in self.registry.providers()]
+
+    def usage(self, ctxt: RequestContext, project_id: str | None, provider_id: str | None = None
+              ) -> list[dict[str, Any]]:
+        """Usage figures (:mod:`strongroom.protection.usage`) of ``project_id`` in each provider's bank, or in
+        ``provider_id``'s; ``project_id`` None (administrators only): every project's."""
+        if project_id is None and not ctxt.is_admin:
+            raise exceptions.Forbidden(reason="every project's usage is shown to administrators only")
+        if project_id is not None and project_id != ctxt.project_id and not ctxt.is_admin:
+            raise exceptions.Forbidden(reason="another project's usage is shown to administrators only")
+        providers = [self.registry.get(provider_id)] if provider_id else self.registry.providers()
+        out: list[dict[str, Any]] = []
+        for provider in providers:
+            scope = None if project_id is None else {project_id}
+            fingerprint = frozenset((c.id, str(c.status), c.updated_at)
+                                    for c in self.db.list_checkpoints(provider.id, project_id))
+            try:
+                figures = self.usage_cache.get(provider.id, project_id, fingerprint,
+                                               functools.partial(bank_usage, provider.bank, scope))
+            except exceptions.BankError as err:
+                raise admission.bank_unavailable(provider, err) from err
+            out.extend({**row, "provider_id": provider.id} for row in figures.values())
+        return out
 
     def _provider_view(self, provider: Provider) -> dict[str, Any]:
         available, reason = self.leases.status(provider)

@@ -46,6 +46,17 @@ class ProtectionAPI:
         """The alerts ``ctxt``'s project sees (every alert with ``all_tenants``: ``Forbidden`` unless admin)."""
         return list(self._call(ctxt, "list_alerts", all_tenants=all_tenants))
 
+    def list_pools(self, ctxt: RequestContext) -> list[dict[str, Any]]:
+        """``[{provider_id, provider_name, block_backends: [...]}]``, as ``show_provider_backends`` for each
+        provider.  Raises ``Forbidden`` unless ``ctxt`` is an admin's."""
+        return list(self._call(ctxt, "list_pools"))
+
+    def usage(self, ctxt: RequestContext, project_id: str | None,
+              provider_id: str | None = None) -> list[dict[str, Any]]:
+        """One row of :func:`strongroom.protection.usage.bank_usage` per provider and project (project None:
+        every project, for admins).  Raises ``NotFound`` for an unknown provider, ``Forbidden``."""
+        return list(self._call(ctxt, "usage", project_id=project_id, provider_id=provider_id))
+
     def list_protectable_types(self, ctxt: RequestContext) -> list[str]:
         return list(self._call(ctxt, "list_protectable_types"))
 

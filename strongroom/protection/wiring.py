@@ -29,6 +29,7 @@ from strongroom.protection.manager import ProtectionManager
 from strongroom.protection.providers import ProviderRegistry
 from strongroom.protection.recovery import Recovery
 from strongroom.protection.runner import Runner
+from strongroom.protection.usage import UsageCache
 
 
 def default_owner_id(host: str) -> str:
@@ -40,12 +41,13 @@ def protection_manager(db: Database, registry: ProviderRegistry, *, host: str, o
                        clock: Clock | None = None, gc_interval: float = 0, chunk_grace: float = 600.0,
                        takeover: bool = False, board: JobBoard | None = None,
                        notifications: Notifications = DISABLED, alert_settings: AlertSettings | None = None,
-                       alert_interval: float = 0) -> ProtectionManager:
+                       alert_interval: float = 0, usage_cache: float = 0) -> ProtectionManager:
     """A manager and its parts.  ``takeover`` lets it take over a live lease of the same owner id (only
     when a lock proves the holder is dead); ``gc_interval`` (0: never) and ``chunk_grace`` drive periodic
     garbage collection; ``board`` hands runs to the workers' conductors instead of this process's pool;
     ``notifications`` says when each run starts and ends; ``alert_settings`` and ``alert_interval`` (0: on
-    demand only) drive the alert evaluation (``doc/alerts.md``)."""
+    demand only) drive the alert evaluation (``doc/alerts.md``); ``usage_cache`` is how long a usage
+    answer is kept (seconds)."""
     clock = clock or Clock()
     owner_id = owner_id or default_owner_id(host)
     leases = BankLeases(registry, owner_id, clock=clock, takeover=takeover, host=host)
@@ -63,4 +65,4 @@ def protection_manager(db: Database, registry: ProviderRegistry, *, host: str, o
     alerts = AlertService(AlertCollector(db, registry, leases, alert_settings), clock, interval=alert_interval)
     return ProtectionManager(db, registry, host=host, owner_id=owner_id, clock=clock, leases=leases,
                              catalogues=catalogues, jobs=jobs, collection=collection, recovery=recovery,
-                             alerts=alerts)
+                             alerts=alerts, usage=UsageCache(usage_cache, clock))

@@ -91,12 +91,13 @@ class AllInOne:
 
 
 @contextlib.contextmanager
-def running_all_in_one(root: Path) -> Iterator[AllInOne]:
-    """An all-in-one with the default configuration and its state under ``root``, stopped at the end."""
+def running_all_in_one(root: Path, extra: str = "") -> Iterator[AllInOne]:
+    """An all-in-one with the default configuration and its state under ``root``, stopped at the end;
+    ``extra`` is more ``[DEFAULT]`` lines."""
     state = root / "state"
     (state / "volumes").mkdir(parents=True)
     conf = root / "strongroom.conf"
-    conf.write_text(f"[DEFAULT]\nstate_dir = {state}\n[api]\nbind_port = 0\n")
+    conf.write_text(f"[DEFAULT]\nstate_dir = {state}\n{extra}[api]\nbind_port = 0\n")
     service = AllInOne(state_dir=state, config_file=conf)
     service.start()
     try:

@@ -15,13 +15,14 @@ from strongroom.client.commands import (
     scheduled_operations,
     services,
     triggers,
+    usage,
 )
 
 if TYPE_CHECKING:
     from strongroom.client.commands.base import SubParsers
 
 GROUPS = (providers, protectables, plans, checkpoints, restores, operation_logs, triggers, scheduled_operations,
-          services, alerts)
+          services, alerts, usage)
 
 
 def register_all(groups: SubParsers) -> None:

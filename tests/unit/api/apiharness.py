@@ -87,6 +87,25 @@ class FakeProtectionEndpoint:
         return [{"name": "loopback", "driver": "loopback", "pools": [
             {"name": "/srv/volumes", "total_bytes": 10 << 30, "free_bytes": 6 << 30, "allocated_bytes": 3 << 30}]}]
 
+    def list_pools(self, ctxt: Any) -> list[dict[str, Any]]:
+        if not ctxt.is_admin:
+            raise exceptions.Forbidden(reason="block backend pools are shown to administrators only")
+        return [{"provider_id": PROVIDER_ID, "provider_name": "Local", "block_backends": [
+            *self.show_provider_backends(ctxt, PROVIDER_ID),
+            {"name": "rbd-a", "driver": "rbd-a", "pools": [], "error": "cluster ceph-a is unreachable"}]}]
+
+    def usage(self, ctxt: Any, project_id: str | None, provider_id: str | None = None) -> list[dict[str, Any]]:
+        if provider_id is not None:
+            self.show_provider(ctxt, provider_id)
+        if project_id is None and not ctxt.is_admin:
+            raise exceptions.Forbidden(reason="every project's usage is shown to administrators only")
+        figures = {"checkpoints": {"available": 2}, "logical_bytes": 48, "referenced_bytes": 40,
+                   "unique_bytes": 20, "chunk_bytes": 10, "checkpoint_bytes": 5, "stored_bytes": 15,
+                   "unreferenced_chunk_bytes": 0, "unreadable_checkpoints": 0, "dedup_ratio": 2.0,
+                   "compression_ratio": 2.0}
+        return [{"provider_id": PROVIDER_ID, "project_id": project, **figures}
+                for project in ([project_id] if project_id else ["proj-a", "proj-b"])]
+
     def list_protectable_types(self, ctxt: Any) -> list[str]:
         return [PROJECT_TYPE, VOLUME]
 

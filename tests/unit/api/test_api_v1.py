@@ -119,6 +119,28 @@ def test_provider_block_backends_shown_to_admins_only(stack: Stack) -> None:
                                  "allocated_bytes": 3 << 30}]
 
 
+def test_pools_are_listed_to_admins_only_in_cinders_get_pools_shape(stack: Stack) -> None:
+    assert "pool:get_all" in _error(stack.call("GET", "/pools"), 403)
+    pools = stack.admin("GET", "/pools").json()["pools"]
+    assert [p["name"] for p in pools] == ["loopback#/srv/volumes", "rbd-a"]
+    assert pools[0] == {"name": "loopback#/srv/volumes", "pool": "/srv/volumes", "provider_id": PROVIDER_ID,
+                        "provider_name": "Local", "block_backend": "loopback", "driver": "loopback",
+                        "total_bytes": 10 << 30, "free_bytes": 6 << 30, "allocated_bytes": 3 << 30, "error": None}
+    # A backend that cannot answer is listed with its error, and hides no other.
+    assert pools[1]["pool"] is None and pools[1]["total_bytes"] is None
+    assert pools[1]["error"] == "cluster ceph-a is unreachable"
+
+
+def test_usage_is_the_projects_and_every_projects_for_admins(stack: Stack) -> None:
+    rows = stack.call("GET", "/usage").json()["usage"]
+    assert [(r["provider_id"], r["project_id"]) for r in rows] == [(PROVIDER_ID, "proj-a")]
+    assert rows[0]["stored_bytes"] == 15 and rows[0]["checkpoints"] == {"available": 2}
+    assert "all_tenants" in _error(stack.call("GET", "/usage?all_tenants=1"), 403)
+    every = stack.admin("GET", "/usage?all_tenants=1").json()["usage"]
+    assert [r["project_id"] for r in every] == ["proj-a", "proj-b"]
+    assert "Provider nope could not be found" in _error(stack.call("GET", "/usage?provider_id=nope"), 404)
+
+
 def test_protectables(stack: Stack) -> None:
     assert stack.call("GET", "/protectables").json() == {"protectable_type": [PROJECT_TYPE, VOLUME]}
     shown = stack.call("GET", f"/protectables/{PROJECT_TYPE}").json()["protectable_type"]

@@ -21,12 +21,14 @@ TREE = {
     "scheduledoperation": ["create", "list", "show", "delete", "suspend", "resume", "logs"],
     "service": ["list", "disable", "enable"],
     "alert": ["list"],
+    "usage": [],  # ``strongroom usage`` takes no action
+    "pool": ["list"],
 }
 
 
 def _choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return dict(action.choices)
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices) if actions else {}
 
 
 def test_groups_and_actions_in_help_order() -> None:
