@@ -44,7 +44,7 @@ def view(cp: CheckpointRecord) -> dict[str, Any]:
 
 def _check_provider(req: ApiRequest, provider_id: str) -> None:
     """404 naming the provider when it is unknown: a list under it would otherwise look merely empty."""
-    req.protection.show_provider(req.ctx, provider_id)
+    req.check_provider(provider_id)
 
 
 def create(req: ApiRequest, provider_id: str) -> Result:

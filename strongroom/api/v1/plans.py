@@ -41,7 +41,7 @@ def view(plan: Plan) -> dict[str, Any]:
 
 def _check_provider(req: ApiRequest, provider_id: str) -> None:
     try:
-        req.protection.show_provider(req.ctx, provider_id)
+        req.check_provider(provider_id)
     except exceptions.NotFound:
         raise BadRequest(reason=f"plan.provider_id: provider {provider_id} not found") from None
 
