@@ -16,7 +16,7 @@ from strongroom import exceptions
 from strongroom.api import common, schemas
 from strongroom.api.common import ApiRequest, Result
 from strongroom.api.errors import BadRequest
-from strongroom.objects.records import CheckpointRecord, Plan
+from strongroom.objects.records import CheckpointRecord, Plan, iso_time
 
 SORT_KEYS = ("created_at", "updated_at", "status", "id")
 FILTERS = ("plan_id", "status")
@@ -36,7 +36,7 @@ def view(cp: CheckpointRecord) -> dict[str, Any]:
             "resources": plan.get("resources", []),
         },
         "resource_graph": cp.resource_graph,
-        "created_at": cp.to_dict()["created_at"],
+        "created_at": iso_time(cp.created_at),  # not to_dict(): it copies every field
         "extra_info": cp.extra_info or {},
         "progress": {"bytes_total": cp.bytes_total, "bytes_done": cp.bytes_done},
     }
