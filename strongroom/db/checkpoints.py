@@ -69,6 +69,20 @@ class CheckpointQueries(core.Core):
                 raise exceptions.NotFound(kind="Checkpoint", id=checkpoint_id)
             return core.to_record(CheckpointRecord, model)
 
+    def get_checkpoint_with_copies(self, checkpoint_id: str, project_id: str | None = None,
+                                   provider_id: str | None = None) -> tuple[CheckpointRecord, list[CheckpointRecord]]:
+        """:meth:`get_checkpoint` and :meth:`list_checkpoint_copies` in one query (a checkpoint's show): every
+        row of the id is read once, the one asked for chosen as :meth:`get_checkpoint` chooses it."""
+        with self.session() as s:
+            rows = s.execute(sa.select(CheckpointModel).where(CheckpointModel.id == checkpoint_id)).scalars().all()
+            records = [core.to_record(CheckpointRecord, m) for m in rows]
+        wanted = [r for r in records if (project_id is None or r.project_id == project_id)
+                  and (provider_id is None or r.provider_id == provider_id)]
+        if not wanted:
+            raise exceptions.NotFound(kind="Checkpoint", id=checkpoint_id)
+        found = min(wanted, key=lambda r: (r.created_at, r.provider_id))
+        return found, sorted(records, key=lambda r: (r.updated_at, r.provider_id))
+
     def list_checkpoint_copies(self, checkpoint_id: str) -> list[CheckpointRecord]:
         """Every row of the checkpoint: the original and its copies in other providers' banks."""
         with self.session() as s:

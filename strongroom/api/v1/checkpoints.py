@@ -90,10 +90,14 @@ def _get(req: ApiRequest, provider_id: str, checkpoint_id: str) -> CheckpointRec
 
 
 def show(req: ApiRequest, provider_id: str, checkpoint_id: str) -> Result:
-    cp = _get(req, provider_id, checkpoint_id)
+    try:
+        cp, rows = req.db.get_checkpoint_with_copies(checkpoint_id, req.owner_scope(), provider_id)
+    except exceptions.NotFound:
+        _check_provider(req, provider_id)  # 404 naming the provider when that is what is unknown
+        raise
     req.authorize("checkpoint:get", {"project_id": cp.project_id})
     copies = [{"provider_id": row.provider_id, "status": row.status, "status_reason": row.status_reason}
-              for row in req.db.list_checkpoint_copies(checkpoint_id) if row.provider_id != provider_id]
+              for row in rows if row.provider_id != provider_id]
     return 200, {"checkpoint": {**view(cp), "copies": copies}}
 
 
