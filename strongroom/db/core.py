@@ -157,7 +157,7 @@ def load(session: orm.Session, model: type[M], obj_id: Any, *, kind: str, projec
         stmt = stmt.options(*options)
     if for_update:
         stmt = stmt.with_for_update()
-    row = session.execute(stmt).scalar_one_or_none()
+    row = session.execute(stmt).unique().scalar_one_or_none()  # unique(): a joined collection repeats the row
     if row is None:
         raise exceptions.NotFound(kind=kind, id=obj_id)
     return row

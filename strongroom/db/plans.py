@@ -43,8 +43,11 @@ def _plan_record(model: PlanModel) -> Plan:
 
 def _load_plan(session: orm.Session, plan_id: str, project_id: str | None, *,
                for_update: bool = False) -> PlanModel:
+    # Read alone, the plan and its resources come in one query (a join); locked, in two (FOR UPDATE cannot
+    # lock the nullable side of an outer join).
+    load = orm.selectinload(PlanModel.resources) if for_update else orm.joinedload(PlanModel.resources)
     return core.load(session, PlanModel, plan_id, kind="Plan", project_id=project_id, scope=_LIVE,
-                     for_update=for_update, options=[orm.selectinload(PlanModel.resources)])
+                     for_update=for_update, options=[load])
 
 
 class PlanQueries(core.Core):
