@@ -351,11 +351,6 @@ class Deployed(Target):
             f"admin_token = {ADMIN_TOKEN}\n"
             "[quota]\nplans = -1\n"
             f"[database]\nconnection = {url.render_as_string(hide_password=False)}\n")
-        manage = subprocess.run([str(BIN / "strongroom-manage"), "--config-file", str(conf), "db", "sync"],
-                                capture_output=True, text=True, timeout=120)
-        if manage.returncode != 0:
-            raise SystemExit(f"db sync failed:\n{manage.stdout}{manage.stderr}")
-        self.protection = self._spawn("protection", [str(BIN / "strongroom-protection"), "--config-file", str(conf)])
         port = _free_port()
         self.gunicorn = self._spawn("gunicorn", [
             str(BIN / "gunicorn"), "--workers", str(self.args.gunicorn_workers), "--worker-class", "gthread",
@@ -363,6 +358,13 @@ class Deployed(Target):
             "--timeout", "60", "--graceful-timeout", "10", "--bind", f"127.0.0.1:{port}", "--no-control-socket",
             "strongroom.api.wsgi:application"], env={"STRONGROOM_CONFIG_FILE": str(conf)})
         self.url = f"http://127.0.0.1:{port}"
+        # gunicorn boots while the schema is made: its workers build the application on their first request,
+        # which answers 503 until then (doc/deployment.md); strongroom-protection refuses an unsynced schema
+        manage = subprocess.run([str(BIN / "strongroom-manage"), "--config-file", str(conf), "db", "sync"],
+                                capture_output=True, text=True, timeout=120)
+        if manage.returncode != 0:
+            raise SystemExit(f"db sync failed:\n{manage.stdout}{manage.stderr}")
+        self.protection = self._spawn("protection", [str(BIN / "strongroom-protection"), "--config-file", str(conf)])
         deadline = time.monotonic() + 90
         while True:  # healthy: the database answers and the protection service beats
             with contextlib.suppress(requests.RequestException):
