@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from strongroom import exceptions
 from strongroom.db import drivers
 from strongroom.db.api import Database
-
 from tests.unit.db.conftest import Server
 
 
