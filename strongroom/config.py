@@ -54,6 +54,12 @@ api_opts = [
     cfg.IntOpt("max_connections", default=256, min=1,
                help="Connections the API holds open at once; further ones wait in the listen queue until "
                     "one closes."),
+    cfg.FloatOpt("provider_cache_ttl", default=10.0, min=0,
+                 help="Seconds the API remembers that the protection service confirmed a provider id, so that "
+                      "listing or showing a provider's checkpoints does not ask it over RPC each time.  An "
+                      "unknown id is always asked (a new provider is seen at once); a provider removed from "
+                      "every protection service is still taken as known for up to this long.  0: ask each "
+                      "time."),
     cfg.IntOpt("max_header_size", default=64 * 1024, min=1024,
                help="Largest accepted request line and headers, in bytes (larger: 431)."),
     cfg.IntOpt("max_request_body_size", default=1024 * 1024, min=1024,

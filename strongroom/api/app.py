@@ -31,7 +31,7 @@ from oslo_policy import policy as oslo_policy
 from strongroom import context as sr_context
 from strongroom import exceptions
 from strongroom.api import auth, errors, openapi, policy, rules, schemas
-from strongroom.api.common import ApiRequest
+from strongroom.api.common import ApiRequest, KnownProviders
 from strongroom.api.routes import ROUTES, Route
 from strongroom.context import get_context
 from strongroom.protection.rpcapi import ProtectionAPI
@@ -68,6 +68,7 @@ class V1App:
         self._db = db
         self._protection = protection
         self._enforcer = enforcer
+        self._providers = KnownProviders(float(conf.api.provider_cache_ttl))
         self._mapper = routes.Mapper()
         for index, route in enumerate(ROUTES):
             self._mapper.connect(None, route.full_path, route_index=index,
@@ -129,7 +130,7 @@ class V1App:
         # gets 403, never a 400 about a body it may not send (the handler checks it again on the object).
         rules.authorize(self._enforcer, ctx, route.rule.action)
         req = ApiRequest(http=http, ctx=ctx, project_id=project_id, conf=self._conf, db=self._db,
-                         protection=self._protection, enforcer=self._enforcer)
+                         protection=self._protection, enforcer=self._enforcer, providers=self._providers)
         status, body = route.handler(req, **args)
         return json_response(status, body)
 

@@ -6,6 +6,8 @@ import dataclasses
 import datetime as _dt
 import json
 import re
+import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -35,6 +37,33 @@ class HasId(Protocol):
 T = TypeVar("T")
 
 
+class KnownProviders:
+    """The provider ids the protection service confirmed, each remembered for ``ttl`` seconds.
+
+    Listing a provider's checkpoints first asks whether the provider exists (an unknown one answers 404,
+    not an empty list); that question went over RPC on every request.  Only confirmed ids are kept, so the
+    set is as small as the providers are few, and an id never confirmed is always asked.  ``clock``:
+    monotonic seconds (injectable for tests)."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
+
+    def check(self, protection: ProtectionAPI, ctx: RequestContext, provider_id: str) -> None:
+        """Return when ``provider_id`` is known; NotFound (from the protection service) when it is not."""
+        now = self._clock()
+        with self._lock:
+            until = self._until.get(provider_id)
+        if until is not None and now < until:
+            return
+        protection.show_provider(ctx, provider_id)
+        if self._ttl > 0:
+            with self._lock:
+                self._until[provider_id] = now + self._ttl
+
+
 @dataclasses.dataclass
 class ApiRequest:
     """One v1 request, already authenticated, with everything a controller needs."""
@@ -46,12 +75,20 @@ class ApiRequest:
     db: Any  # strongroom.db.api.Database (typed loosely: the API does not import the DB layer's models)
     protection: ProtectionAPI
     enforcer: oslo_policy.Enforcer
+    providers: KnownProviders | None = None
     _body: Any = dataclasses.field(default=None, repr=False)
     _body_read: bool = dataclasses.field(default=False, repr=False)
 
     @property
     def params(self) -> Mapping[str, str]:
         return self.http.GET  # type: ignore[no-any-return]
+
+    def check_provider(self, provider_id: str) -> None:
+        """NotFound naming the provider unless the protection service knows it (:class:`KnownProviders`)."""
+        if self.providers is None:
+            self.protection.show_provider(self.ctx, provider_id)
+        else:
+            self.providers.check(self.protection, self.ctx, provider_id)
 
     def authorize(self, action: str, target: dict[str, Any] | None = None) -> None:
         rules.authorize(self.enforcer, self.ctx, action, target)

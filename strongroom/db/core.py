@@ -114,6 +114,15 @@ def to_record(cls: type[R], model: Base, **extra: Any) -> R:
     return cls(**kwargs)
 
 
+def row_record(cls: type[R], row: sa.Row[Any], **extra: Any) -> R:
+    """The typed record ``cls`` of a plain result row (a ``select`` of a table's columns), as
+    :func:`to_record` makes it of an ORM row: the fields the row has a column for, then ``extra``."""
+    mapping = row._mapping
+    kwargs = {f.name: mapping[f.name] for f in dataclasses.fields(cls) if f.name not in extra and f.name in mapping}
+    kwargs.update(extra)
+    return cls(**kwargs)
+
+
 def columns(model_cls: type[Base], record: Record, *, skip: Sequence[str] = ()) -> dict[str, Any]:
     """The fields of ``record`` that are columns of ``model_cls`` (but ``skip``)."""
     names = set(sa.inspect(model_cls).columns.keys())
@@ -157,7 +166,7 @@ def load(session: orm.Session, model: type[M], obj_id: Any, *, kind: str, projec
         stmt = stmt.options(*options)
     if for_update:
         stmt = stmt.with_for_update()
-    row = session.execute(stmt).scalar_one_or_none()
+    row = session.execute(stmt).unique().scalar_one_or_none()  # unique(): a joined collection repeats the row
     if row is None:
         raise exceptions.NotFound(kind=kind, id=obj_id)
     return row

@@ -12,12 +12,16 @@ import datetime as _dt
 from typing import Any, Self
 
 
-def _iso(value: _dt.datetime | None) -> str | None:
+def iso_time(value: _dt.datetime | None) -> str | None:
+    """``value`` as ISO-8601 text in UTC (naive means UTC), as :meth:`Record.to_dict` writes times."""
     if value is None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=_dt.UTC)
     return value.astimezone(_dt.UTC).isoformat()
+
+
+_iso = iso_time
 
 
 def parse_time(value: str | _dt.datetime | None) -> _dt.datetime | None:

@@ -17,7 +17,7 @@ from strongroom.api import common, schemas
 from strongroom.api.common import ApiRequest, Result
 from strongroom.api.errors import BadRequest
 from strongroom.objects.locks import LOCK_DAYS
-from strongroom.objects.records import CheckpointRecord, Plan
+from strongroom.objects.records import CheckpointRecord, Plan, iso_time
 
 SORT_KEYS = ("created_at", "updated_at", "status", "id")
 FILTERS = ("plan_id", "status")
@@ -37,7 +37,7 @@ def view(cp: CheckpointRecord) -> dict[str, Any]:
             "resources": plan.get("resources", []),
         },
         "resource_graph": cp.resource_graph,
-        "created_at": cp.to_dict()["created_at"],
+        "created_at": iso_time(cp.created_at),  # not to_dict(): it copies every field
         "extra_info": cp.extra_info or {},
         "progress": {"bytes_total": cp.bytes_total, "bytes_done": cp.bytes_done},
     }
@@ -45,7 +45,7 @@ def view(cp: CheckpointRecord) -> dict[str, Any]:
 
 def _check_provider(req: ApiRequest, provider_id: str) -> None:
     """404 naming the provider when it is unknown: a list under it would otherwise look merely empty."""
-    req.protection.show_provider(req.ctx, provider_id)
+    req.check_provider(provider_id)
 
 
 def create(req: ApiRequest, provider_id: str) -> Result:
@@ -91,10 +91,14 @@ def _get(req: ApiRequest, provider_id: str, checkpoint_id: str) -> CheckpointRec
 
 
 def show(req: ApiRequest, provider_id: str, checkpoint_id: str) -> Result:
-    cp = _get(req, provider_id, checkpoint_id)
+    try:
+        cp, rows = req.db.get_checkpoint_with_copies(checkpoint_id, req.owner_scope(), provider_id)
+    except exceptions.NotFound:
+        _check_provider(req, provider_id)  # 404 naming the provider when that is what is unknown
+        raise
     req.authorize("checkpoint:get", {"project_id": cp.project_id})
     copies = [{"provider_id": row.provider_id, "status": row.status, "status_reason": row.status_reason}
-              for row in req.db.list_checkpoint_copies(checkpoint_id) if row.provider_id != provider_id]
+              for row in rows if row.provider_id != provider_id]
     return 200, {"checkpoint": {**view(cp), "copies": copies}}
 
 

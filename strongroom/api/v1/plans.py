@@ -14,7 +14,7 @@ from strongroom import exceptions
 from strongroom.api import common, schemas
 from strongroom.api.common import ApiRequest, Result
 from strongroom.api.errors import BadRequest
-from strongroom.objects.records import Plan, Resource
+from strongroom.objects.records import Plan, Resource, iso_time
 
 SORT_KEYS = ("created_at", "updated_at", "name", "status", "id")
 FILTERS = ("name", "status")
@@ -35,13 +35,13 @@ def view(plan: Plan) -> dict[str, Any]:
         "status": plan.status,
         "parameters": plan.parameters,
         "resources": [resource_view(r) for r in plan.resources],
-        "created_at": plan.to_dict()["created_at"],
+        "created_at": iso_time(plan.created_at),  # not to_dict(): it copies every field
     }
 
 
 def _check_provider(req: ApiRequest, provider_id: str) -> None:
     try:
-        req.protection.show_provider(req.ctx, provider_id)
+        req.check_provider(provider_id)
     except exceptions.NotFound:
         raise BadRequest(reason=f"plan.provider_id: provider {provider_id} not found") from None
 

@@ -15,7 +15,7 @@ from typing import Any
 from strongroom import exceptions
 from strongroom.api import common, schemas
 from strongroom.api.common import ApiRequest, Result
-from strongroom.objects.records import CheckpointRecord, Restore
+from strongroom.objects.records import CheckpointRecord, Restore, iso_time
 
 SORT_KEYS = ("created_at", "updated_at", "status", "id")
 FILTERS = ("status", "checkpoint_id", "provider_id")
@@ -46,7 +46,7 @@ def view(run: Restore, kind: RunKind) -> dict[str, Any]:
         "resources_reason": run.resources_reason or {},
         # Karbor's shape: the run's progress is shown inside extra_info (the record keeps it apart).
         "extra_info": {**(run.extra_info or {}), **({"progress": run.progress} if run.progress else {})},
-        "created_at": run.to_dict()["created_at"],
+        "created_at": iso_time(run.created_at),  # not to_dict(): it copies every field
     }
     if kind.has_target:
         out["restore_target"] = run.restore_target

@@ -118,6 +118,26 @@ def test_checkpoint_roundtrip(db: Database) -> None:
         db.get_checkpoint(cp.id, project_id="p2")
 
 
+def test_checkpoint_with_copies_answers_as_get_and_list_copies(db: Database) -> None:
+    """A checkpoint's show reads its row and its copies in one query: the same answers as the two calls."""
+    made = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    original = db.create_checkpoint(_checkpoint(status="available", created_at=made, updated_at=made))
+    other = _id()
+    copy = db.create_checkpoint(_checkpoint(id=original.id, provider_id=other, status="copying",
+                                            created_at=made, updated_at=made + dt.timedelta(seconds=5)))
+    db.create_checkpoint(_checkpoint())  # another checkpoint: not among the copies
+    for provider in (PROVIDER, other, None):
+        got, copies = db.get_checkpoint_with_copies(original.id, "p1", provider)
+        assert got == db.get_checkpoint(original.id, "p1", provider)
+        assert copies == db.list_checkpoint_copies(original.id) == [original, copy]
+    assert db.get_checkpoint_with_copies(original.id, None, other)[0] == copy
+    for project, provider in (("p2", None), ("p1", _id())):
+        with pytest.raises(exceptions.NotFound, match=f"Checkpoint {original.id}"):
+            db.get_checkpoint_with_copies(original.id, project, provider)
+    with pytest.raises(exceptions.NotFound):
+        db.get_checkpoint_with_copies(_id())
+
+
 def test_checkpoint_transitions(db: Database) -> None:
     cp = db.create_checkpoint(_checkpoint())
     got = db.update_checkpoint(cp.id, {"status": "available", "bytes_done": 10}, expected_status="protecting")
