@@ -139,6 +139,17 @@ def wait_for(url: str, key: str, done: set[str], timeout: float = 120.0) -> dict
     raise AssertionError(f"{url} did not reach {done} in {timeout} s")
 
 
+def providers_once_judged(api: str, provider_id: str, timeout: float = 30.0) -> dict[str, dict]:
+    """``GET /providers`` by id, once ``provider_id`` has a ``status_reason`` (its bank or backend was found
+    unusable) or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = {p["id"]: p for p in requests.get(f"{api}/providers", timeout=10).json()["providers"]}
+        if listed[provider_id]["status_reason"] or time.monotonic() > deadline:
+            return listed
+        time.sleep(0.2)
+
+
 def loopback_snapshots(snapshot_dir: Path) -> dict[str, dict]:
     """The loopback backend's listed snapshots under ``snapshot_dir`` (``.snapshots``): id -> sidecar."""
     import json

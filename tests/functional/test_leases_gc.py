@@ -38,7 +38,7 @@ from tests.functional.banks import (
     wait_progress,
     write_random_image,
 )
-from tests.functional.harness import AllInOne, MiB, wait_for
+from tests.functional.harness import AllInOne, MiB, providers_once_judged, wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
@@ -235,12 +235,7 @@ def test_an_unreachable_bank_makes_only_its_provider_unavailable(tmp_path: Path)
     service.start()
     try:
         api = service.api()
-        deadline = time.monotonic() + 30
-        while True:
-            listed = {p["id"]: p for p in requests.get(f"{api}/providers", timeout=10).json()["providers"]}
-            if listed[remote]["status_reason"] or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        listed = providers_once_judged(api, remote)
         assert listed[local]["status"] == "available"
         assert listed[remote]["status"] == "unavailable"
         assert "bank 'swift' of provider 'Remote'" in listed[remote]["status_reason"]

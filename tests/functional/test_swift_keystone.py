@@ -31,7 +31,7 @@ from strongroom import exceptions
 from strongroom.bank_plugins.swift import SwiftBank
 from strongroom.bank_plugins.swift.options import keystone_session
 from tests.functional.banks import BankUnderTest, configure, create_plan, restore_and_hash, start_checkpoint
-from tests.functional.harness import MiB, wait_for
+from tests.functional.harness import MiB, providers_once_judged, wait_for
 from tests.servers.swift import SwiftServer
 
 pytestmark = [pytest.mark.functional]
@@ -117,12 +117,7 @@ def test_wrong_password_names_the_bank_and_never_the_password(swift_keystone_ser
     service.start()
     try:
         api = service.api()
-        deadline = time.monotonic() + 30
-        while True:
-            listed = {p["id"]: p for p in requests.get(f"{api}/providers", timeout=10).json()["providers"]}
-            if listed[provider]["status_reason"] or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        listed = providers_once_judged(api, provider)
         reason = listed[provider]["status_reason"] or ""
         assert listed[provider]["status"] == "unavailable"
         assert "bank 'swift' of provider 'Test swift'" in reason, reason

@@ -436,19 +436,20 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def cinder_service(ceph_cluster: CephCluster) -> Iterator[CinderService]:
-    """One Cinder for the whole session, its RBD driver on a pool of its own of the session's Ceph."""
+def _running(ceph_cluster: CephCluster, pool_name: str, what: str,
+             keystone: KeystoneServer | None = None) -> Iterator[CinderService]:
+    """A Cinder (``what``, for messages) on a new pool ``pool_name`` of ``ceph_cluster``, stopped and its pool
+    deleted afterwards."""
     reason = missing()
     if reason:
         _unavailable(reason)
-    pool = ceph_cluster.new_pool("cinder")
-    directory = pathlib.Path(tempfile.mkdtemp(prefix="strongroom-cinder-"))
-    service = CinderService(directory, ceph_cluster, pool)
+    pool = ceph_cluster.new_pool(pool_name)
+    directory = pathlib.Path(tempfile.mkdtemp(prefix=f"strongroom-{pool_name}-"))
+    service = CinderService(directory, ceph_cluster, pool, keystone=keystone)
     try:
         service.start()
     except CinderError as err:
-        _unavailable(f"Cinder could not start: {err}")
+        _unavailable(f"{what} could not start: {err}")
     try:
         yield service
     finally:
@@ -456,26 +457,16 @@ def cinder_service(ceph_cluster: CephCluster) -> Iterator[CinderService]:
         shutil.rmtree(directory, ignore_errors=True)
         with contextlib.suppress(Exception):
             ceph_cluster.delete_pool(pool)
+
+
+@pytest.fixture(scope="session")
+def cinder_service(ceph_cluster: CephCluster) -> Iterator[CinderService]:
+    """One Cinder for the whole session, its RBD driver on a pool of its own of the session's Ceph."""
+    yield from _running(ceph_cluster, "cinder", "Cinder")
 
 
 @pytest.fixture(scope="session")
 def cinder_keystone_service(ceph_cluster: CephCluster, keystone_server: KeystoneServer) -> Iterator[CinderService]:
     """One Cinder behind the session's real Keystone (``auth_strategy = keystone``, in its catalogue as
     ``block-storage``), its RBD driver on a pool of its own of the session's Ceph."""
-    reason = missing()
-    if reason:
-        _unavailable(reason)
-    pool = ceph_cluster.new_pool("cinderks")
-    directory = pathlib.Path(tempfile.mkdtemp(prefix="strongroom-cinder-keystone-"))
-    service = CinderService(directory, ceph_cluster, pool, keystone=keystone_server)
-    try:
-        service.start()
-    except CinderError as err:
-        _unavailable(f"Cinder (keystone mode) could not start: {err}")
-    try:
-        yield service
-    finally:
-        service.stop()
-        shutil.rmtree(directory, ignore_errors=True)
-        with contextlib.suppress(Exception):
-            ceph_cluster.delete_pool(pool)
+    yield from _running(ceph_cluster, "cinderks", "Cinder (keystone mode)", keystone=keystone_server)
