@@ -20,10 +20,19 @@ if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
 
 
 class UsageError(Exception):
     """A command-line value that cannot be used (exit code 2)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during ``--wait``: ``ident`` is the id of what the command created (it carries on)."""
+
+    def __init__(self, ident: str | None) -> None:
+        super().__init__(ident)
+        self.ident = ident
 
 
 class Cli:
@@ -47,16 +56,31 @@ class Cli:
     # -- output ----------------------------------------------------------------
 
     def emit_one(self, obj: dict[str, Any]) -> None:
-        output.write_one(self.out, obj, self.args.format)
+        try:
+            output.write_one(self.out, obj, self.args.format, getattr(self.args, "columns", None))
+        except output.ColumnError as err:
+            raise UsageError(str(err)) from None
 
     def emit_list(self, columns: Sequence[str], items: list[dict[str, Any]]) -> None:
-        output.write_list(self.out, columns, items, self.args.format)
+        try:
+            output.write_list(self.out, columns, items, self.args.format, getattr(self.args, "columns", None))
+        except output.ColumnError as err:
+            raise UsageError(str(err)) from None
 
     # -- waiting ---------------------------------------------------------------
 
     def wait(self, fetch: Callable[[], dict[str, Any] | None], done: set[str], failed: set[str],
-             show_bytes: bool) -> tuple[int, dict[str, Any] | None]:
-        """Poll until a status in ``done``; draw a one-line progress bar on stderr."""
+             show_bytes: bool, ident: str | None = None) -> tuple[int, dict[str, Any] | None]:
+        """Poll until a status in ``done``; draw a one-line progress bar on stderr (bytes, rate, ETA from the
+        record's ``progress``, or a restore's and verification's ``extra_info.progress``).  Ctrl-C raises
+        :class:`Interrupted` naming ``ident``, the id of what is being waited for."""
+        try:
+            return self._wait(fetch, done, failed, show_bytes)
+        except KeyboardInterrupt:
+            raise Interrupted(ident) from None
+
+    def _wait(self, fetch: Callable[[], dict[str, Any] | None], done: set[str], failed: set[str],
+              show_bytes: bool) -> tuple[int, dict[str, Any] | None]:
         started = self.clock()
         first_bytes: int | None = None
         waited = 0.0
@@ -68,7 +92,7 @@ class Cli:
                 self.err.write("\n")
                 return EXIT_OK, obj
             status = str(obj.get("status"))
-            progress = obj.get("progress") or {}
+            progress = obj.get("progress") or (obj.get("extra_info") or {}).get("progress") or {}
             done_bytes = int(progress.get("bytes_done") or 0)
             if first_bytes is None:
                 first_bytes = done_bytes
