@@ -50,8 +50,8 @@ def write_list(out: TextIO, columns: Sequence[str], items: list[dict[str, Any]],
     """A listing: sorted JSON/YAML, or rows of ``columns`` (dotted names reach into nested objects) as a
     table, CSV or ``value`` (space-separated, no header); ``wanted`` (``-c``) keeps only those columns."""
     if wanted and fmt in ("json", "yaml"):
-        known = set(columns) | {key for item in items for key in item}
-        _pick(sorted(known), wanted)
+        fields = set(columns) | {key for item in items for key in item}
+        _pick(sorted(fields), wanted)
         items = [{col: get_dotted(item, col) for col in wanted} for item in items]
     if fmt == "json":
         out.write(json.dumps(items, indent=2, sort_keys=True) + "\n")
