@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -127,6 +128,40 @@ def test_keystone_password_auth_endpoint_from_catalogue(keystone_aio: tuple[Keys
     listed = as_json(cloud_env, "--os-cloud", "strongroom-test", "data", "protection", "plan", "list")
     assert [p["id"] for p in listed] == [plan["id"]]
 
+    # A token alone: scoped through Keystone (token), or sent as it is to a given endpoint (admin_token).
+    token = ks.token(account)
+    by_token = openstack({"OS_AUTH_URL": ks.url, "OS_IDENTITY_API_VERSION": "3"}, "--os-auth-type", "token",
+                         "--os-token", token, "--os-project-id", account.project_id,
+                         "data", "protection", "plan", "list", "-f", "value", "-c", "id")
+    assert by_token.stdout.split() == [plan["id"]]
+    by_admin_token = openstack({}, "--os-auth-type", "admin_token", "--os-token", token, "--os-endpoint",
+                               f"{_service.url}/v1/{account.project_id}", "data", "protection", "plan", "show",
+                               "ks-plan", "-f", "value", "-c", "id")
+    assert by_admin_token.stdout.split() == [plan["id"]]
+
     # A wrong password: Keystone's 401, no traceback, the password nowhere.
     wrong = openstack({**env, "OS_PASSWORD": "not-the-password"}, "data", "protection", "plan", "list", check=False)
     assert wrong.returncode == 1 and "Traceback" not in wrong.stderr and "not-the-password" not in wrong.stderr
+
+
+def test_ctrl_c_during_wait_prints_the_checkpoint_id_and_exits_130(all_in_one: AllInOne) -> None:
+    write_mixed_image(all_in_one.volumes / "big.img", size=96 * 1024 * 1024)
+    noauth = ["--os-auth-type", "none", "--os-endpoint", all_in_one.url, "--os-data-protection-project", "demo"]
+    openstack({}, *noauth, "data", "protection", "plan", "create", "big", PROVIDER_ID, f"big.img={VOLUME}")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    proc = subprocess.Popen([OPENSTACK, *noauth, "data", "protection", "checkpoint", "create", PROVIDER_ID, "big",
+                             "--wait", "--poll-interval", "0.2", "-f", "value", "-c", "id"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean)
+    assert proc.stderr is not None and proc.stdout is not None
+    seen = b""
+    while b"\r" not in seen:  # the first progress line: the checkpoint exists and is being waited for
+        byte = proc.stderr.read(1)
+        assert byte, f"openstack ended before drawing progress: {seen!r}"
+        seen += byte
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    [cp_id] = out.decode().split()
+    assert f"interrupted: {cp_id} carries on in the service" in err.decode() and b"Traceback" not in err
+    shown = as_json({}, *noauth, "data", "protection", "checkpoint", "show", PROVIDER_ID, cp_id)
+    assert shown["status"] in {"protecting", "available"}  # the checkpoint went on without the command

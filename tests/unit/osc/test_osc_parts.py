@@ -48,3 +48,27 @@ def test_every_karbor_command_but_quotas_is_registered() -> None:
     for ep in metadata.entry_points(group="openstack.data_protection.v1"):
         if ep.value.startswith("strongroom."):
             ep.load()  # each names a class that exists
+
+
+def test_wait_interrupted_prints_the_id_and_ends_as_ctrl_c(capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    def sleep(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(common.time, "sleep", sleep)
+    args = argparse.Namespace(poll_interval=1.0, wait_timeout=60.0)
+    with pytest.raises(KeyboardInterrupt):  # cliff turns it into exit code 130
+        common.wait(args, lambda: {"id": "cp-1", "status": "protecting"}, {"available"}, set(), True, "cp-1")
+    out, err = capsys.readouterr()
+    assert out == "cp-1\n" and "interrupted: cp-1 carries on in the service" in err
+
+
+def test_wait_failed_status_is_a_command_error() -> None:
+    import argparse
+
+    args = argparse.Namespace(poll_interval=0.0, wait_timeout=60.0)
+    with pytest.raises(exceptions.CommandError, match=r"cp-2: error \(disk on fire\)"):
+        common.wait(args, lambda: {"id": "cp-2", "status": "error", "status_reason": "disk on fire"},
+                    {"available", "error"}, {"error"}, True, "cp-2")
