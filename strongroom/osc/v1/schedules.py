@@ -180,7 +180,10 @@ class CreateScheduledOperation(command.ShowOne):
             if getattr(args, key) is not None:
                 definition[key] = getattr(args, key)
             elif key in definition:
-                definition[key] = int(definition[key])
+                try:
+                    definition[key] = int(definition[key])
+                except ValueError:
+                    raise exceptions.CommandError(f"{key}={definition[key]!r}: not a whole number") from None
         return common.one(common.call(c.create_scheduled_operation, args.name, args.operation_type,
                                       common.trigger_id(c, args.trigger), definition, args.description))
 
