@@ -3,8 +3,13 @@
 This module holds the global options and ``main``; each command group defines its sub-commands beside the
 functions they run, in :mod:`strongroom.client.commands`, and :mod:`strongroom.client.output` draws the tables.
 
+The output options (``-f/--format table|json|value|yaml|csv`` and ``-c/--column``, repeatable) may stand
+anywhere on the line, before or after the sub-command, as with ``openstack``: :func:`hoist_output_options`
+moves them in front before argparse sees the line.
+
 Exit codes: 0 success; 1 an API error, or ``--wait`` ended in ``error``/``fail``; 2 bad usage;
-3 ``--wait`` gave up after ``--timeout`` seconds.
+3 ``--wait`` gave up after ``--timeout`` seconds; 130 Ctrl-C (``--wait`` first prints the id it was
+following: the operation carries on in the service).
 """
 
 from __future__ import annotations
@@ -21,7 +26,16 @@ from typing import TextIO
 from strongroom import admin_token
 from strongroom.client.client import ClientError
 from strongroom.client.commands import register_all
-from strongroom.client.commands.base import EXIT_FAILED, EXIT_USAGE, Cli, Handler, UsageError
+from strongroom.client.commands.base import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Cli,
+    Handler,
+    Interrupted,
+    UsageError,
+)
+from strongroom.client.output import FORMATS
 
 DEFAULT_URL = "http://127.0.0.1:8799"
 
@@ -36,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="X-Auth-Token (env OS_AUTH_TOKEN).  Default against a loopback URL: the embedded "
                              "service's administrator token, read from $STRONGROOM_STATE_DIR/admin-token "
                              "(default .strongroom/admin-token).")
-    parser.add_argument("-f", "--format", choices=["table", "json"], default="table")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("-f", "--format", choices=FORMATS, default="table",
+                        help="Output format (anywhere on the line).")
+    parser.add_argument("-c", "--column", dest="columns", action="append", metavar="COLUMN",
+                        help="Show only this column or property (repeatable; anywhere on the line).")
     parser.add_argument("--debug", action="store_true",
                         help="Print each API call on stderr: method, URL, status and the request id the API "
                              "answered with (it finds the call's lines in the services' logs).")
@@ -48,6 +66,51 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=24 * 3600.0, help="Give up --wait after this long.")
     register_all(parser.add_subparsers(dest="group", required=True, metavar="COMMAND"))
     return parser
+
+
+def version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("strongroom")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
+_SHORT_VALUE = {"-f": FORMATS, "--format": FORMATS, "-c": None, "--column": None}
+
+
+def hoist_output_options(argv: Sequence[str]) -> list[str]:
+    """``argv`` with every ``-f FORMAT``/``--format FORMAT``/``-c COLUMN``/``--column COLUMN`` (also
+    ``--format=json``, ``-fjson``) moved to the front, where the top-level parser reads them.  ``--format``
+    with a value that is no output format stays put (``trigger create --format calendar``); nothing after
+    ``--`` moves."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    args = list(argv)
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        name, eq, value = arg.partition("=")
+        if not eq and arg[:2] in ("-f", "-c") and len(arg) > 2 and not arg.startswith("--"):
+            name, value, eq = arg[:2], arg[2:], "="
+        if name in _SHORT_VALUE:
+            choices = _SHORT_VALUE[name]
+            if not eq:
+                if i + 1 >= len(args):
+                    rest.append(arg)
+                    break
+                value = args[i + 1]
+            if choices is None or value in choices:
+                front += [name, value]
+                i += 1 if eq else 2
+                continue
+        rest.append(arg)
+        i += 1
+    return front + rest
 
 
 def default_token(url: str) -> str:
@@ -70,7 +133,7 @@ def main(argv: Sequence[str] | None = None, *, sleep: Callable[[float], None] = 
     """Run one command; returns the exit code (the console script passes it to ``sys.exit``)."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    args = build_parser().parse_args(hoist_output_options(sys.argv[1:] if argv is None else argv))
     if not args.token:
         args.token = default_token(args.url)
     handler: Handler = args.handler  # set by the command group's parser
@@ -81,6 +144,15 @@ def main(argv: Sequence[str] | None = None, *, sleep: Callable[[float], None] = 
         return EXIT_USAGE
     try:
         return handler(cli, args)
+    except Interrupted as exc:
+        what = f": {exc.ident} carries on in the service" if exc.ident else ""
+        err.write(f"\ninterrupted{what}\n")
+        if exc.ident:
+            out.write(f"{exc.ident}\n")  # for a script that captured the id
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        err.write("\ninterrupted\n")
+        return EXIT_INTERRUPTED
     except UsageError as exc:
         err.write(f"strongroom: error: {exc}\n")
         return EXIT_USAGE

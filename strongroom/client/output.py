@@ -1,40 +1,106 @@
-"""How the ``strongroom`` CLI shows things: property tables, list tables, JSON, the ``--wait`` progress line."""
+"""How the ``strongroom`` CLI shows things: property tables, list tables, JSON/YAML/CSV/value output (the
+formats and ``-c COLUMN`` of OpenStackClient's cliff), the ``--wait`` progress line."""
 
 from __future__ import annotations
 
+import csv
+import datetime as _dt
+import io
 import json
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+#: ``-f``/``--format`` choices (the names cliff gives them in ``openstack``).
+FORMATS = ("table", "json", "value", "yaml", "csv")
 
-def write_one(out: TextIO, obj: dict[str, Any], fmt: str) -> None:
-    """One object: sorted JSON, or a ``Property | Value`` table."""
+
+class ColumnError(ValueError):
+    """``-c`` named a column the output does not have."""
+
+
+def _pick(available: Sequence[str], wanted: Sequence[str] | None) -> list[str]:
+    if not wanted:
+        return list(available)
+    unknown = [c for c in wanted if c not in available]
+    if unknown:
+        raise ColumnError(f"-c {unknown[0]}: no such column (choose from {', '.join(available)})")
+    return list(wanted)
+
+
+def write_one(out: TextIO, obj: dict[str, Any], fmt: str, columns: Sequence[str] | None = None) -> None:
+    """One object: sorted JSON/YAML, ``value`` (one value a line), CSV or a ``Property | Value`` table;
+    ``columns`` (``-c``) keeps only those properties."""
+    keys = _pick(sorted(obj), columns)
+    if columns:
+        obj = {key: obj[key] for key in keys}
     if fmt == "json":
         out.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        return
-    rows = [[key, cell(obj[key])] for key in sorted(obj)]
-    out.write(render_table(["Property", "Value"], rows))
+    elif fmt == "yaml":
+        out.write(_yaml(obj))
+    elif fmt == "value":
+        out.write("".join(cell(obj[key]) + "\n" for key in keys))
+    elif fmt == "csv":
+        out.write(_csv(keys, [[cell(obj[key]) for key in keys]]))
+    else:
+        out.write(render_table(["Property", "Value"], [[key, cell(obj[key])] for key in keys]))
 
 
-def write_list(out: TextIO, columns: Sequence[str], items: list[dict[str, Any]], fmt: str) -> None:
-    """A listing: sorted JSON, or a table of ``columns`` (dotted names reach into nested objects)."""
+def write_list(out: TextIO, columns: Sequence[str], items: list[dict[str, Any]], fmt: str,
+               wanted: Sequence[str] | None = None) -> None:
+    """A listing: sorted JSON/YAML, or rows of ``columns`` (dotted names reach into nested objects) as a
+    table, CSV or ``value`` (space-separated, no header); ``wanted`` (``-c``) keeps only those columns."""
+    if wanted and fmt in ("json", "yaml"):
+        fields = set(columns) | {key for item in items for key in item}
+        _pick(sorted(fields), wanted)
+        items = [{col: get_dotted(item, col) for col in wanted} for item in items]
     if fmt == "json":
         out.write(json.dumps(items, indent=2, sort_keys=True) + "\n")
         return
+    if fmt == "yaml":
+        out.write(_yaml(items))
+        return
+    if wanted:  # any field of the objects, not only the default columns
+        known = list(columns) + sorted({key for item in items for key in item} - set(columns))
+        columns = _pick(known, wanted)
     rows = [[cell(get_dotted(item, col)) for col in columns] for item in items]
-    out.write(render_table(columns, rows))
+    if fmt == "value":
+        out.write("".join(" ".join(row) + "\n" for row in rows))
+    elif fmt == "csv":
+        out.write(_csv(columns, rows))
+    else:
+        out.write(render_table(columns, rows))
+
+
+def _yaml(value: Any) -> str:
+    import yaml  # PyYAML: oslo.config's dependency; imported only for -f yaml
+
+    return str(yaml.safe_dump(value, default_flow_style=False, sort_keys=True))
+
+
+def _csv(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def progress_line(status: str, done: int, total: int, moved: int, elapsed: float, show_bytes: bool,
                   width: int = 24) -> str:
-    """``[#####-----]  12.0/100.0 MiB  12%  3.4 MiB/s  protecting``."""
-    if not show_bytes:
+    """``[#####-----]  12.0/100.0 MiB  12.0%  3.4 MiB/s  ETA 0:00:26  protecting``: the rate is of the bytes
+    ``moved`` since the wait began, over ``elapsed`` seconds; the ETA is the rest at that rate.  Only the
+    status while there is no byte count (``show_bytes`` off, or a run that has not reported yet)."""
+    if not show_bytes or (total <= 0 and done <= 0):
         return f"{status}"
     fraction = min(done / total, 1.0) if total > 0 else (1.0 if status == "available" else 0.0)
     filled = int(round(fraction * width))
-    rate = (moved / elapsed / 2**20) if elapsed > 0 else 0.0
+    rate = (moved / elapsed) if elapsed > 0 else 0.0
+    if total > done and rate > 0:
+        eta = str(_dt.timedelta(seconds=int((total - done) / rate + 0.5)))
+    else:
+        eta = "0:00:00" if total > 0 and done >= total else "-:--:--"
     return (f"[{'#' * filled}{'-' * (width - filled)}] {done / 2**20:8.1f}/{total / 2**20:.1f} MiB "
-            f"{fraction * 100:5.1f}%  {rate:6.1f} MiB/s  {status:<12}")
+            f"{fraction * 100:5.1f}%  {rate / 2**20:6.1f} MiB/s  ETA {eta:>8}  {status:<12}")
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -39,11 +39,14 @@ def test_readme_tour(all_in_one: AllInOne) -> None:
     assert PROVIDER_ID in providers and "Local" in providers
     assert "disk.img" in cli(all_in_one, "protectable", "instances", "OS::Cinder::Volume").stdout
 
-    plan = cli_json(all_in_one, "plan", "create", "tour", PROVIDER_ID, "--resource", "OS::Cinder::Volume=disk.img")
-    created = cli(all_in_one, "-f", "json", "checkpoint", "create", PROVIDER_ID, plan["id"], "--wait")
-    checkpoint = json.loads(created.stdout)
+    # The README's lines: the id by "-f value -c id" after the sub-command, no Python to pull it out.
+    plan_id = cli(all_in_one, "plan", "create", "tour", PROVIDER_ID, "--resource", "OS::Cinder::Volume=disk.img",
+                  "-f", "value", "-c", "id").stdout.strip()
+    plan = cli_json(all_in_one, "plan", "show", plan_id)
+    created = cli(all_in_one, "checkpoint", "create", PROVIDER_ID, plan["id"], "--wait", "-f", "value", "-c", "id")
+    checkpoint = cli_json(all_in_one, "checkpoint", "show", PROVIDER_ID, created.stdout.strip())
     assert checkpoint["status"] == "available"
-    assert "24.0/24.0 MiB 100.0%" in created.stderr  # the progress bar counted every byte
+    assert "24.0/24.0 MiB 100.0%" in created.stderr and "ETA" in created.stderr  # every byte counted
 
     restore = cli_json(all_in_one, "restore", "create", PROVIDER_ID, checkpoint["id"],
                        "--restore-name", "restored.img", "--wait")
@@ -64,11 +67,23 @@ def test_readme_tour(all_in_one: AllInOne) -> None:
     assert "strongroom-protection" in cli(all_in_one, "service", "list").stdout  # admin only, no token typed
 
     # The README's scheduling lines.
-    trigger = cli_json(all_in_one, "trigger", "create", "nightly", "--pattern", "0 2 * * *")
-    op = cli_json(all_in_one, "scheduledoperation", "create", "nightly, keep 7", "retention_protect",
-                  trigger["id"], "--provider-id", PROVIDER_ID, "--plan-id", plan["id"], "--max-backups", "7")
+    trigger_id = cli(all_in_one, "trigger", "create", "nightly", "--pattern", "0 2 * * *",
+                     "-f", "value", "-c", "id").stdout.strip()
+    op_id = cli(all_in_one, "scheduledoperation", "create", "nightly, keep 7", "retention_protect", trigger_id,
+                "--provider-id", PROVIDER_ID, "--plan-id", plan["id"], "--max-backups", "7",
+                "-f", "value", "-c", "id").stdout.strip()
+    op = cli_json(all_in_one, "scheduledoperation", "show", op_id)
     assert op["enabled"] is True and op["operation_definition"]["max_backups"] == 7
     assert "expect_start_time" in cli(all_in_one, "scheduledoperation", "logs", op["id"]).stdout
+
+    # The README's OpenStackClient line: the plan by name, the embedded service without Keystone.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    osc = subprocess.run([str(Path(sys.executable).parent / "openstack"), "--os-auth-type", "none", "--os-endpoint",
+                          all_in_one.url, "--os-data-protection-project", "demo", "data", "protection", "checkpoint",
+                          "list", "Local", "--plan", "tour", "-f", "value", "-c", "id", "-c", "status"],
+                         capture_output=True, text=True, env=env, timeout=180)
+    assert osc.returncode == 0, osc.stderr
+    assert osc.stdout.split() in ([], [checkpoint["id"], "deleted"])  # deleted: listed or hidden
 
 
 def test_cli_reports_errors_with_non_zero_exit(all_in_one: AllInOne) -> None:

@@ -20,10 +20,19 @@ if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
 
 
 class UsageError(Exception):
     """A command-line value that cannot be used (exit code 2)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during ``--wait``: ``ident`` is the id of what the command created (it carries on)."""
+
+    def __init__(self, ident: str | None) -> None:
+        super().__init__(ident)
+        self.ident = ident
 
 
 class Cli:
@@ -47,46 +56,72 @@ class Cli:
     # -- output ----------------------------------------------------------------
 
     def emit_one(self, obj: dict[str, Any]) -> None:
-        output.write_one(self.out, obj, self.args.format)
+        try:
+            output.write_one(self.out, obj, self.args.format, getattr(self.args, "columns", None))
+        except output.ColumnError as err:
+            raise UsageError(str(err)) from None
 
     def emit_list(self, columns: Sequence[str], items: list[dict[str, Any]]) -> None:
-        output.write_list(self.out, columns, items, self.args.format)
+        try:
+            output.write_list(self.out, columns, items, self.args.format, getattr(self.args, "columns", None))
+        except output.ColumnError as err:
+            raise UsageError(str(err)) from None
 
     # -- waiting ---------------------------------------------------------------
 
     def wait(self, fetch: Callable[[], dict[str, Any] | None], done: set[str], failed: set[str],
-             show_bytes: bool) -> tuple[int, dict[str, Any] | None]:
-        """Poll until a status in ``done``; draw a one-line progress bar on stderr."""
-        started = self.clock()
-        first_bytes: int | None = None
-        waited = 0.0
-        obj: dict[str, Any] | None = None
-        drawn = 0
-        while True:
-            obj = fetch()
-            if obj is None:  # gone (e.g. a deleted checkpoint no longer listed)
-                self.err.write("\n")
-                return EXIT_OK, obj
-            status = str(obj.get("status"))
-            progress = obj.get("progress") or {}
-            done_bytes = int(progress.get("bytes_done") or 0)
-            if first_bytes is None:
-                first_bytes = done_bytes
-            line = output.progress_line(status, done_bytes, int(progress.get("bytes_total") or 0),
-                                        done_bytes - first_bytes, self.clock() - started, show_bytes)
-            # Padded to the longest line drawn: a terminal overwrites "in_progress" with "success    ",
-            # never shows "successgress".
-            self.err.write("\r" + line.ljust(drawn))
-            drawn = max(drawn, len(line))
-            self.err.flush()
-            if status in done:
-                self.err.write("\n")
-                return (EXIT_FAILED if status in failed else EXIT_OK), obj
-            if waited >= self.args.timeout:
-                self.err.write(f"\ngave up after {self.args.timeout:g} s; status is still {status}\n")
-                return EXIT_TIMEOUT, obj
-            self.sleep(self.args.poll_interval)
-            waited += self.args.poll_interval
+             show_bytes: bool, ident: str | None = None) -> tuple[int, dict[str, Any] | None]:
+        """:func:`wait_for` with this run's stderr, clock, ``--poll-interval`` and ``--timeout``."""
+        return wait_for(fetch, done, failed, show_bytes, err=self.err, sleep=self.sleep, clock=self.clock,
+                        poll_interval=self.args.poll_interval, timeout=self.args.timeout, ident=ident)
+
+
+def wait_for(fetch: Callable[[], dict[str, Any] | None], done: set[str], failed: set[str], show_bytes: bool, *,
+             err: TextIO, sleep: Callable[[float], None], clock: Callable[[], float], poll_interval: float,
+             timeout: float, ident: str | None = None) -> tuple[int, dict[str, Any] | None]:
+    """Poll ``fetch`` until a status in ``done``; draw a one-line progress bar on ``err`` (bytes, rate, ETA
+    from the record's ``progress``, or a restore's and verification's ``extra_info.progress``).  Returns the
+    exit code and the last record.  Ctrl-C raises :class:`Interrupted` naming ``ident``, the id of what is
+    being waited for (shared by ``strongroom`` and the ``openstack data protection`` commands)."""
+    try:
+        return _wait(fetch, done, failed, show_bytes, err, sleep, clock, poll_interval, timeout)
+    except KeyboardInterrupt:
+        raise Interrupted(ident) from None
+
+
+def _wait(fetch: Callable[[], dict[str, Any] | None], done: set[str], failed: set[str], show_bytes: bool,
+          err: TextIO, sleep: Callable[[float], None], clock: Callable[[], float], poll_interval: float,
+          timeout: float) -> tuple[int, dict[str, Any] | None]:
+    started = clock()
+    first_bytes: int | None = None
+    waited = 0.0
+    obj: dict[str, Any] | None = None
+    drawn = 0
+    while True:
+        obj = fetch()
+        if obj is None:  # gone (e.g. a deleted checkpoint no longer listed)
+            err.write("\n")
+            return EXIT_OK, obj
+        status = str(obj.get("status"))
+        progress = obj.get("progress") or (obj.get("extra_info") or {}).get("progress") or {}
+        done_bytes = int(progress.get("bytes_done") or 0)
+        if first_bytes is None:
+            first_bytes = done_bytes
+        line = output.progress_line(status, done_bytes, int(progress.get("bytes_total") or 0),
+                                    done_bytes - first_bytes, clock() - started, show_bytes)
+        # Padded to the longest line drawn: a terminal overwrites "in_progress" with "success    ",
+        # never shows "successgress".
+        err.write("\r" + line.ljust(drawn))
+        drawn = max(drawn, len(line))
+        err.flush()
+        if status in done:
+            err.write("\n")
+            return (EXIT_FAILED if status in failed else EXIT_OK), obj
+        if waited >= timeout:
+            err.write(f"\ngave up after {timeout:g} s; status is still {status}\n")
+            return EXIT_TIMEOUT, obj
+        sleep(poll_interval)
+        waited += poll_interval
 
 
 Handler = Callable[[Cli, argparse.Namespace], int]

@@ -72,7 +72,8 @@ def _create(cli: Cli, a: argparse.Namespace) -> int:
     cp = c.create_checkpoint(a.provider_id, a.plan_id, kv_arg(a.extra_info, "--extra-info"))
     code = EXIT_OK
     if a.wait:
-        code, final = cli.wait(lambda: c.show_checkpoint(a.provider_id, cp["id"]), DONE, FAILED, show_bytes=True)
+        code, final = cli.wait(lambda: c.show_checkpoint(a.provider_id, cp["id"]), DONE, FAILED, show_bytes=True,
+                               ident=cp["id"])
         cp = final or cp
     cli.emit_one(cp)
     return code
@@ -93,7 +94,7 @@ def _copy(cli: Cli, a: argparse.Namespace) -> int:
         for i, cid in enumerate(ids):  # followed in turn (the service may run them side by side)
             cli.err.write(f"{cid} ({i + 1}/{len(ids)})\n")
             result, final = cli.wait(functools.partial(c.show_checkpoint, a.target_provider_id, cid), DONE,
-                                     FAILED, show_bytes=True)
+                                     FAILED, show_bytes=True, ident=cid)
             if final is not None:
                 copies[i].update(status=final.get("status"), status_reason=final.get("status_reason"))
             code = max(code, result)
@@ -113,7 +114,8 @@ def _delete(cli: Cli, a: argparse.Namespace) -> int:
                     return None
                 raise
 
-        code, _final = cli.wait(fetch, {"deleted", "error-deleting", "error"}, FAILED, show_bytes=False)
+        code, _final = cli.wait(fetch, {"deleted", "error-deleting", "error"}, FAILED, show_bytes=False,
+                                ident=a.checkpoint_id)
         if code != EXIT_OK:
             cli.err.write(f"Checkpoint {a.checkpoint_id} was not deleted.\n")
             return code

@@ -80,7 +80,7 @@ def _create(cli: Cli, a: argparse.Namespace, kind: str) -> int:
         show = c.show_verification
     code = EXIT_OK
     if a.wait:
-        code, final = cli.wait(lambda: show(run["id"]), DONE, FAILED, show_bytes=False)
+        code, final = cli.wait(lambda: show(run["id"]), DONE, FAILED, show_bytes=True, ident=run["id"])
         run = final or run
     cli.emit_one(run)
     return code
