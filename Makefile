@@ -38,7 +38,10 @@ BARBICAN_STAMP_TEXT := barbican $(BARBICAN_VERSION) keystone $(KEYSTONE_VERSION)
 BARBICAN_VENV := .cache/barbican-venv
 BARBICAN_STAMP := $(BARBICAN_VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck contracts pytest torture fuzz soak bench bench-packages bench-fsimage sample-config clean system-packages debian-modules cinder-venv clean-cinder barbican-venv clean-barbican
+# `make screenshots`: PNGs of the dashboard's pages with real data (doc/dashboard.md), into SCREENSHOTS.
+SCREENSHOTS ?= .bench/screenshots
+
+.PHONY: screenshots install run test lint typecheck contracts pytest torture fuzz soak bench bench-packages bench-fsimage sample-config clean system-packages debian-modules cinder-venv clean-cinder barbican-venv clean-barbican
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -94,6 +97,9 @@ system-packages:
 
 run: install
 	$(BIN)/strongroom-all-in-one
+
+screenshots: system-packages install
+	$(BIN)/python -m tests.functional.dashboard_screenshots $(SCREENSHOTS)
 
 lint: install
 	$(BIN)/ruff check strongroom tests benchmarks

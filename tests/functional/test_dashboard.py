@@ -188,3 +188,36 @@ def test_signing_out_forgets_the_token(service: AllInOne, chromium: Any) -> None
     page.wait_for_selector("#login:not([hidden])")
     assert page.locator("#nav").is_hidden()
     context.close()
+
+
+def test_schedules_show_each_trigger_and_operation(service: AllInOne, chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    api = service.api()
+    plan = requests.post(f"{api}/plans", json={"plan": {"name": "scheduled", "provider_id": PROVIDER_ID,
+                                                        "parameters": {}, "resources": [
+                                                            {"id": "disk.img", "type": "OS::Cinder::Volume",
+                                                             "name": "disk.img"}]}}, timeout=10).json()["plan"]
+    nightly = requests.post(f"{api}/triggers", json={"trigger_info": {"name": "nightly", "type": "time", "properties": {
+        "pattern": "0 2 * * *", "format": "crontab", "window": 600}}}, timeout=10).json()["trigger_info"]
+    op = requests.post(f"{api}/scheduled_operations", json={"scheduled_operation": {
+        "name": "nightly, keep 7", "operation_type": "retention_protect", "trigger_id": nightly["id"],
+        "operation_definition": {"provider_id": PROVIDER_ID, "plan_id": plan["id"], "max_backups": 7}}},
+                       timeout=10).json()["scheduled_operation"]
+    requests.post(f"{api}/scheduled_operations/{op['id']}/action", json={"suspend": {}}, timeout=10) \
+        .raise_for_status()
+
+    context = chromium.new_context(viewport=browser.LAPTOP)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    sign_in(page, service)
+    page.click("#nav a[href='#schedules']")
+    trigger_row = page.locator(f"[data-testid=triggers] tr[data-id='{nightly['id']}']")
+    expect(trigger_row).to_contain_text("0 2 * * *")
+    expect(trigger_row).to_contain_text("600 s")
+    expect(trigger_row).to_contain_text(nightly["properties"]["start_time"].replace("T", " ")[:19] + " UTC")
+    op_row = page.locator(f"[data-testid=operations] tr[data-id='{op['id']}']")
+    expect(op_row.locator("td[data-label=Trigger]")).to_have_text("nightly")
+    expect(op_row.locator("td[data-label=Enabled]")).to_have_text("suspended")
+    expect(op_row.locator("td[data-label='Last run']")).to_have_text("never")
+    context.close()

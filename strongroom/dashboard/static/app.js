@@ -370,22 +370,20 @@ VIEWS.schedules = async (view) => {
     get("/scheduled_operations").then((r) => r.operations)]);
   const logs = new Map(await Promise.all(ops.map((o) =>
     get(`/scheduled_operations/${encodeURIComponent(o.id)}/logs`)
-      .then((r) => [o.id, r.operation_logs || r.logs || []]).catch(() => [o.id, []]))));
+      .then((r) => [o.id, r.scheduled_operation_logs]))));
   const triggerName = new Map(triggers.map((t) => [t.id, t.name]));
-  const now = Date.now();
-  const nextOf = (entries) => entries.filter((l) => l.expect_start_time && !l.end_time &&
-      Date.parse(`${l.expect_start_time}`) >= now - 60000)
-    .map((l) => l.expect_start_time).sort()[0];
-  const lastOf = (entries) => entries.filter((l) => l.end_time || l.actual_start_time)
+  // The logs are the fires that were claimed or dropped, newest first: the first is the last run.  The engines'
+  // planned fires are not in the API; a next fire time is shown when the API gives one (next_fire_time).
+  const lastOf = (entries) => [...entries]
     .sort((a, b) => String(b.expect_start_time).localeCompare(String(a.expect_start_time)))[0];
+  const whenNext = (value) => (value ? fmtTime(value) : h("span", {class: "muted"}, "–"));
 
-  const tHeaders = ["Trigger", "Type", "Pattern", "Next fire", "Window"];
+  const tHeaders = ["Trigger", "Type", "Pattern", "Starts", "Window", "Next fire"];
   const tRows = triggers.map((t) => {
     const props = t.properties || {};
-    const fires = ops.filter((o) => o.trigger_id === t.id).flatMap((o) => logs.get(o.id) || []);
-    return row(tHeaders, [h("span", {class: "name"}, t.name), t.type, h("code", {}, props.pattern || "–"),
-      fmtTime(props.next_fire_time || t.next_fire_time || nextOf(fires)),
-      props.window ? `${props.window} s` : "–"], {"data-id": t.id});
+    return row(tHeaders, [h("span", {class: "name"}, t.name), `${t.type} (${props.format || "crontab"})`,
+      h("code", {}, props.pattern || "–"), fmtTime(props.start_time), props.window ? `${props.window} s` : "–",
+      whenNext(t.next_fire_time)], {"data-id": t.id});
   });
   const oHeaders = ["Operation", "Type", "Trigger", "Enabled", "Next fire", "Last run"];
   const oRows = ops.map((o) => {
@@ -393,7 +391,7 @@ VIEWS.schedules = async (view) => {
     const last = lastOf(entries);
     return row(oHeaders, [h("span", {class: "name"}, o.name), o.operation_type,
       triggerName.get(o.trigger_id) || short(o.trigger_id), o.enabled ? "yes" : "suspended",
-      fmtTime(o.next_fire_time || nextOf(entries)),
+      whenNext(o.next_fire_time),
       last ? [badge(last.state), " ", fmtTime(last.end_time || last.actual_start_time),
         last.error_info ? h("div", {class: "error small"}, last.error_info) : null] : "never"], {"data-id": o.id});
   });
