@@ -64,7 +64,7 @@ def populate(service: AllInOne) -> None:
     _post(f"{api}/scheduled_operations", {"scheduled_operation": {
         "name": "web tier nightly, keep 7", "operation_type": "retention_protect", "trigger_id": nightly["id"],
         "operation_definition": {"provider_id": PROVIDER_ID, "plan_id": web["id"], "max_backups": 7}}})
-    minute = (_dt.datetime.now(_dt.UTC) + _dt.timedelta(minutes=5)).minute  # planned: within plan_ahead
+    minute = (_dt.datetime.now(_dt.UTC) + _dt.timedelta(minutes=5)).minute  # hourly, its first fire soon
     hourly = _post(f"{api}/triggers", {"trigger_info": {"name": f"hourly at :{minute:02d}", "type": "time",
                                                         "properties": {"pattern": f"{minute} * * * *",
                                                                        "format": "crontab", "window": 300}}})

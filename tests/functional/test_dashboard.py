@@ -5,6 +5,7 @@ clicking; on a phone's screen too; and a plan named like an HTML element stays t
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,11 @@ from typing import Any
 import pytest
 import requests
 
-from tests.functional import browser
-from tests.functional.harness import PROVIDER_ID, AllInOne, MiB, running_all_in_one, write_mixed_image
+from tests.functional import banks, browser
+from tests.functional.harness import AllInOne, MiB
 from tests.servers import unavailable
+
+pytestmark = pytest.mark.functional
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 TIMEOUT_MS = 30_000
@@ -24,11 +27,25 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: zstd at level 15 on unique compressible bytes (tests/functional/banks.py): slow enough that the page shows
+#: the protect running before it ends.
+VOLUME = {"compression_level": 15}
+VOLUME_SIZE = 12 * MiB
+PROVIDER: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AllInOne]:
-    with running_all_in_one(tmp_path_factory.mktemp("dashboard")) as svc:
-        write_mixed_image(svc.volumes / "disk.img", size=24 * MiB)
+def service(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[AllInOne]:
+    root = tmp_path_factory.mktemp("dashboard")
+    svc, PROVIDER["id"] = banks.configure(root, banks.bank_under_test("fs", request, root), "dashboard-test",
+                                          volume=VOLUME)
+    (svc.volumes / "disk.img").write_bytes(banks.random_compressible(random.Random(5), VOLUME_SIZE))
+    svc.start()
+    try:
         yield svc
+    finally:
+        if svc.process is not None and svc.process.poll() is None:
+            svc.stop()
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +105,7 @@ def test_protect_progress_restore_verify_by_clicking(service: AllInOne, chromium
 
     # The overview: the provider of providers.d/local.conf and its usage.
     provider = page.locator("[data-testid=provider]").first
-    expect(provider).to_contain_text("Local")
+    expect(provider).to_contain_text("Test fs")
     expect(provider.locator("[data-testid=logical]")).to_have_text("0 B")
 
     # A plan named like an HTML element, from the protectable instances.
@@ -105,13 +122,15 @@ def test_protect_progress_restore_verify_by_clicking(service: AllInOne, chromium
     page.locator("[data-testid=protect]").first.click()
     page.wait_for_url("**#checkpoints")
     row = page.locator("[data-testid=checkpoint]").first
-    expect(row).to_be_visible()
     expect(row.locator(".name")).to_contain_text(XSS_NAME)
-    expect(row).to_have_attribute("data-status", "available")
-    expect(row.locator("[data-testid=progress]")).to_contain_text("100% · 24.0 MiB of 24.0 MiB")
+    expect(row).to_have_attribute("data-status", "protecting")
+    expect(row.locator("[data-testid=progress]")).to_contain_text("of 12.0 MiB")
+    expect(row.locator("[data-testid=restore]")).to_be_disabled()
+    expect(row).to_have_attribute("data-status", "available", timeout=60_000)  # the page asked again by itself
+    expect(row.locator("[data-testid=progress]")).to_contain_text("100% · 12.0 MiB of 12.0 MiB")
     checkpoint_id = row.get_attribute("data-id")
     api = service.api()
-    [listed] = requests.get(f"{api}/providers/{PROVIDER_ID}/checkpoints", timeout=10) \
+    [listed] = requests.get(f"{api}/providers/{PROVIDER['id']}/checkpoints", timeout=10) \
         .json()["checkpoints"]
     assert listed["id"] == checkpoint_id and listed["status"] == "available"
 
@@ -141,7 +160,7 @@ def test_protect_progress_restore_verify_by_clicking(service: AllInOne, chromium
 
     # Usage now counts the checkpoint.
     page.click("#nav a[href='#overview']")
-    expect(page.locator("[data-testid=provider] [data-testid=logical]").first).to_have_text("24.0 MiB")
+    expect(page.locator("[data-testid=provider] [data-testid=logical]").first).to_have_text("12.0 MiB")
 
     for view in ("#schedules", "#alerts"):
         page.click(f"#nav a[href='{view}']")
@@ -194,7 +213,7 @@ def test_schedules_show_each_trigger_and_operation(service: AllInOne, chromium: 
     from playwright.sync_api import expect
 
     api = service.api()
-    plan = requests.post(f"{api}/plans", json={"plan": {"name": "scheduled", "provider_id": PROVIDER_ID,
+    plan = requests.post(f"{api}/plans", json={"plan": {"name": "scheduled", "provider_id": PROVIDER['id'],
                                                         "parameters": {}, "resources": [
                                                             {"id": "disk.img", "type": "OS::Cinder::Volume",
                                                              "name": "disk.img"}]}}, timeout=10).json()["plan"]
@@ -202,7 +221,7 @@ def test_schedules_show_each_trigger_and_operation(service: AllInOne, chromium: 
         "pattern": "0 2 * * *", "format": "crontab", "window": 600}}}, timeout=10).json()["trigger_info"]
     op = requests.post(f"{api}/scheduled_operations", json={"scheduled_operation": {
         "name": "nightly, keep 7", "operation_type": "retention_protect", "trigger_id": nightly["id"],
-        "operation_definition": {"provider_id": PROVIDER_ID, "plan_id": plan["id"], "max_backups": 7}}},
+        "operation_definition": {"provider_id": PROVIDER['id'], "plan_id": plan["id"], "max_backups": 7}}},
                        timeout=10).json()["scheduled_operation"]
     requests.post(f"{api}/scheduled_operations/{op['id']}/action", json={"suspend": {}}, timeout=10) \
         .raise_for_status()
