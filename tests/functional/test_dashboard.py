@@ -30,7 +30,7 @@ def sha256(path: Path) -> str:
 #: zstd at level 15 on unique compressible bytes (tests/functional/banks.py): slow enough that the page shows
 #: the protect running before it ends.
 VOLUME = {"compression_level": 15}
-VOLUME_SIZE = 12 * MiB
+VOLUME_SIZE = 8 * MiB
 PROVIDER: dict[str, str] = {}
 
 
@@ -124,10 +124,10 @@ def test_protect_progress_restore_verify_by_clicking(service: AllInOne, chromium
     row = page.locator("[data-testid=checkpoint]").first
     expect(row.locator(".name")).to_contain_text(XSS_NAME)
     expect(row).to_have_attribute("data-status", "protecting")
-    expect(row.locator("[data-testid=progress]")).to_contain_text("of 12.0 MiB")
+    expect(row.locator("[data-testid=progress]")).to_contain_text("of 8.0 MiB")
     expect(row.locator("[data-testid=restore]")).to_be_disabled()
     expect(row).to_have_attribute("data-status", "available", timeout=60_000)  # the page asked again by itself
-    expect(row.locator("[data-testid=progress]")).to_contain_text("100% · 12.0 MiB of 12.0 MiB")
+    expect(row.locator("[data-testid=progress]")).to_contain_text("100% · 8.0 MiB of 8.0 MiB")
     checkpoint_id = row.get_attribute("data-id")
     api = service.api()
     [listed] = requests.get(f"{api}/providers/{PROVIDER['id']}/checkpoints", timeout=10) \
@@ -160,7 +160,7 @@ def test_protect_progress_restore_verify_by_clicking(service: AllInOne, chromium
 
     # Usage now counts the checkpoint.
     page.click("#nav a[href='#overview']")
-    expect(page.locator("[data-testid=provider] [data-testid=logical]").first).to_have_text("12.0 MiB")
+    expect(page.locator("[data-testid=provider] [data-testid=logical]").first).to_have_text("8.0 MiB")
 
     for view in ("#schedules", "#alerts"):
         page.click(f"#nav a[href='{view}']")
@@ -174,6 +174,11 @@ def test_protect_progress_restore_verify_by_clicking(service: AllInOne, chromium
 def test_a_phone_screen_shows_every_page_without_sideways_scrolling(service: AllInOne, chromium: Any) -> None:
     from playwright.sync_api import expect
 
+    created = requests.post(f"{service.api()}/plans", json={"plan": {
+        "name": "a plan with a rather long name that must wrap on a phone", "provider_id": PROVIDER["id"],
+        "parameters": {}, "resources": [{"id": "disk.img", "type": "OS::Cinder::Volume", "name": "disk.img"}]}},
+                            timeout=10)
+    assert created.status_code == 200, created.text
     context = chromium.new_context(viewport=browser.PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)

@@ -372,26 +372,28 @@ VIEWS.schedules = async (view) => {
     get(`/scheduled_operations/${encodeURIComponent(o.id)}/logs`)
       .then((r) => [o.id, r.scheduled_operation_logs]))));
   const triggerName = new Map(triggers.map((t) => [t.id, t.name]));
-  // The logs are the fires that were claimed or dropped, newest first: the first is the last run.  The engines'
-  // planned fires are not in the API; a next fire time is shown when the API gives one (next_fire_time).
+  // The logs are the fires that were claimed or dropped: the newest is the last run.  The engines' planned fires
+  // are not in the API, so the next fire time is shown only when the API gives one (next_fire_time).
   const lastOf = (entries) => [...entries]
     .sort((a, b) => String(b.expect_start_time).localeCompare(String(a.expect_start_time)))[0];
   const whenNext = (value) => (value ? fmtTime(value) : h("span", {class: "muted"}, "–"));
 
-  const tHeaders = ["Trigger", "Type", "Pattern", "Starts", "Window", "Next fire"];
+  // The column only when the API says (a next_fire_time on the trigger or the operation).
+  const withNext = [...triggers, ...ops].some((x) => x.next_fire_time);
+  const tHeaders = ["Trigger", "Type", "Pattern", "Starts", "Window", ...(withNext ? ["Next fire"] : [])];
   const tRows = triggers.map((t) => {
     const props = t.properties || {};
     return row(tHeaders, [h("span", {class: "name"}, t.name), `${t.type} (${props.format || "crontab"})`,
       h("code", {}, props.pattern || "–"), fmtTime(props.start_time), props.window ? `${props.window} s` : "–",
-      whenNext(t.next_fire_time)], {"data-id": t.id});
+      ...(withNext ? [whenNext(t.next_fire_time)] : [])], {"data-id": t.id});
   });
-  const oHeaders = ["Operation", "Type", "Trigger", "Enabled", "Next fire", "Last run"];
+  const oHeaders = ["Operation", "Type", "Trigger", "Enabled", ...(withNext ? ["Next fire"] : []), "Last run"];
   const oRows = ops.map((o) => {
     const entries = logs.get(o.id) || [];
     const last = lastOf(entries);
     return row(oHeaders, [h("span", {class: "name"}, o.name), o.operation_type,
       triggerName.get(o.trigger_id) || short(o.trigger_id), o.enabled ? "yes" : "suspended",
-      whenNext(o.next_fire_time),
+      ...(withNext ? [whenNext(o.next_fire_time)] : []),
       last ? [badge(last.state), " ", fmtTime(last.end_time || last.actual_start_time),
         last.error_info ? h("div", {class: "error small"}, last.error_info) : null] : "never"], {"data-id": o.id});
   });
