@@ -9,6 +9,9 @@ STAMP  := $(VENV)/.installed-stamp
 APT_STAMP := $(VENV)/.apt-stamp
 # Debian packages the tests use when they can (loop-mounted XFS/btrfs images for reflink snapshots).
 APT_TEST_PACKAGES := xfsprogs btrfs-progs
+# The headless browser the dashboard's tests and `make screenshots` drive (Playwright from PyPI, told to use
+# this one: it never downloads a browser of its own); a font so that the pages have glyphs.
+APT_BROWSER_PACKAGES := chromium fonts-dejavu-core
 APT_BENCH_PACKAGES := restic borgbackup
 # A single-node Ceph for the rbd backend's tests (mon, memstore OSD; no mgr) and Debian's librados/librbd
 # bindings: no PyPI package provides them.  Installed without recommends (ceph-mgr alone is ~300 MB).
@@ -35,7 +38,10 @@ BARBICAN_STAMP_TEXT := barbican $(BARBICAN_VERSION) keystone $(KEYSTONE_VERSION)
 BARBICAN_VENV := .cache/barbican-venv
 BARBICAN_STAMP := $(BARBICAN_VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck contracts pytest torture fuzz soak bench bench-packages bench-fsimage sample-config clean system-packages debian-modules cinder-venv clean-cinder barbican-venv clean-barbican
+# `make screenshots`: PNGs of the dashboard's pages with real data (doc/dashboard.md), into SCREENSHOTS.
+SCREENSHOTS ?= .bench/screenshots
+
+.PHONY: screenshots install run test lint typecheck contracts pytest torture fuzz soak bench bench-packages bench-fsimage sample-config clean system-packages debian-modules cinder-venv clean-cinder barbican-venv clean-barbican
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -85,12 +91,15 @@ system-packages:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || true; fi; \
-	  missing=""; for p in $(APT_CEPH_PACKAGES) $(APT_QEMU_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  missing=""; for p in $(APT_CEPH_PACKAGES) $(APT_QEMU_PACKAGES) $(APT_BROWSER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || true; fi; \
 	fi
 
 run: install
 	$(BIN)/strongroom-all-in-one
+
+screenshots: system-packages install
+	$(BIN)/python -m tests.functional.dashboard_screenshots $(SCREENSHOTS)
 
 lint: install
 	$(BIN)/ruff check strongroom tests benchmarks

@@ -8,6 +8,7 @@ The shipped file (``etc/strongroom/api-paste.ini``) is, outermost first::
     http_proxy_to_wsgi   X-Forwarded-Proto/-Host/-Prefix -> the WSGI environ, so links name the proxy
     cors                 oslo.middleware CORS, from [cors]
     sizelimit            413 naming [api] max_request_body_size
+    dashboard            GET /dashboard/: the web dashboard's static pages (strongroom.dashboard)
     versions             RootApp: /, /v1/, /v1/openapi.json without authentication
     auth                 noauth, or keystonemiddleware auth_token, as auth_strategy says
     strongroom           V1App: the routes

@@ -1,7 +1,7 @@
 """The shipped paste pipeline (``etc/strongroom/api-paste.ini``) through the real WSGI stack: gunicorn serving
 ``strongroom.api.wsgi:application`` and the threaded ``strongroom-api`` runner, on a PostgreSQL metadata
 store, with a real ``strongroom-protection`` over the machine's RabbitMQ.  /healthcheck (plain, detailed for
-the administrator, 503 once the database is dropped), the request ids, CORS, the size limit, the version
+the administrator, 503 once the database is dropped), the request ids, CORS, the size limit, the dashboard, the version
 documents behind a TLS proxy's headers.  PostgreSQL or RabbitMQ unreachable: SKIP, or FAIL with ``CI=true``.
 """
 
@@ -130,6 +130,14 @@ def _check_pipeline(base: str, node: Node) -> None:
         v1 = requests.get(f"{base}{path}", headers=PROXY, timeout=10, allow_redirects=False)
         assert (v1.status_code, v1.json()) == (200, {"version": entry}), path
     assert requests.get(f"{base}/", timeout=10).json()["versions"][0]["links"][0]["href"] == f"{base}/v1/"
+
+    # the dashboard's pages, without a token; behind the proxy its bare path redirects to the proxy's URL
+    page = requests.get(f"{base}/dashboard/", timeout=10)
+    assert page.status_code == 200 and "<title>Strongroom</title>" in page.text
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    bare = requests.get(f"{base}/dashboard", headers={**PROXY, "X-Forwarded-Prefix": "/backup"}, timeout=10,
+                        allow_redirects=False)
+    assert (bare.status_code, bare.headers["Location"]) == (301, "https://backup.example/backup/dashboard/")
 
 
 def _wait_down(base: str) -> requests.Response:

@@ -50,8 +50,16 @@ def test_wheel_carries_the_samples_as_data_files(wheel: Path) -> None:
     for name, content in shipped.items():
         assert content == (ROOT / name).read_bytes(), name
     assert "strongroom/db/migrations/env.py" in names  # package data as before
+    for asset in ("index.html", "app.js", "style.css"):  # the dashboard's pages
+        name = f"strongroom/dashboard/static/{asset}"
+        assert name in names and zf_read(wheel, name) == (ROOT / name).read_bytes(), name
     assert "strongroom_database = strongroom.api.health:DatabaseCheck" in entry_points
     assert "Requires-Dist: PasteDeploy" in metadata and "Requires-Dist: oslo.middleware" in metadata
+
+
+def zf_read(wheel: Path, name: str) -> bytes:
+    with zipfile.ZipFile(wheel) as zf:
+        return zf.read(name)
 
 
 def test_installed_layout_is_found_without_a_source_tree(wheel: Path, tmp_path: Path,
