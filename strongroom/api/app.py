@@ -130,7 +130,10 @@ class V1App:
         rules.authorize(self._enforcer, ctx, route.rule.action)
         req = ApiRequest(http=http, ctx=ctx, project_id=project_id, conf=self._conf, db=self._db,
                          protection=self._protection, enforcer=self._enforcer)
-        status, body = route.handler(req, **args)
+        answer = route.handler(req, **args)
+        if isinstance(answer, webob.Response):
+            return answer
+        status, body = answer
         return json_response(status, body)
 
 

@@ -8,7 +8,7 @@ import json
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import webob
 from oslo_config import cfg
@@ -23,6 +23,8 @@ from strongroom.validation import MAX_DEPTH
 
 # What a handler returns: (HTTP status, JSON body or None).
 Result = tuple[int, dict[str, Any] | None]
+#: What a handler returns: a status and JSON body, or a response of its own (the volume data route's bytes).
+Answer: TypeAlias = Result | webob.Response
 
 _TRUE = {"1", "true", "yes", "on"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

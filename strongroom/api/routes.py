@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 
 from strongroom.api import response_schemas, schemas
-from strongroom.api.common import Result
+from strongroom.api.common import Answer
 from strongroom.api.rules import Rule
 from strongroom.api.v1 import (
     alerts,
@@ -27,11 +27,12 @@ from strongroom.api.v1 import (
     triggers,
     usage,
     verifications,
+    volume_data,
 )
 
 V1 = "/v1/{project_id}"
 
-Handler = Callable[..., Result]
+Handler = Callable[..., Answer]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Route:
     query: tuple[str, ...] = ()  # every query parameter the handler reads
     sort_keys: tuple[str, ...] = ()  # what ``sort``/``sort_key`` may name, when the list takes them
     naming: tuple[str, ...] = ()  # query parameters that name an object (an unknown one answers 404)
+    binary: bool = False  # answers application/octet-stream bytes (200 whole, 206 for a Range), not JSON
 
     def __post_init__(self) -> None:
         if self.request_schema is not None and self.request_schema not in schemas.ALL:
@@ -122,6 +124,8 @@ ROUTES: tuple[Route, ...] = (
           "Reset a checkpoint's state (admin)", "CheckpointResetState", status=202),
     Route("DELETE", _CP + "/{checkpoint_id}", checkpoints.delete, Rule.CHECKPOINT_DELETE, "Delete a checkpoint",
           status=202),
+    Route("GET", _CP + "/{checkpoint_id}/resources/{resource_key}/data", volume_data.show, Rule.CHECKPOINT_GET,
+          "Read a protected volume of an available checkpoint (Range: bytes=START-END answers 206)", binary=True),
     Route("POST", "/restores", restores.create, Rule.RESTORE_CREATE, "Restore a checkpoint", "RestoreCreate",
           "restore", response_schema="Restore"),
     Route("GET", "/restores", restores.index, Rule.RESTORE_GET_ALL, "List restores", response_key="restores",

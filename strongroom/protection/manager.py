@@ -34,6 +34,7 @@ from strongroom.protection.leases import BankLeases
 from strongroom.protection.providers import Provider, ProviderRegistry
 from strongroom.protection.recovery import Recovery
 from strongroom.protection.usage import UsageCache, bank_usage
+from strongroom.protection.volume_data import VolumeData
 
 LOG = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class ProtectionManager:
         self.recovery = recovery
         self.alerts = alerts
         self.usage_cache = usage or UsageCache()
+        self.volume_data = VolumeData()
 
     # -- life cycle (not RPC) --------------------------------------------------
 
@@ -279,6 +281,25 @@ class ProtectionManager:
         try:
             self.catalogues.of(provider).reset(checkpoint_id, CheckpointStatus(state))
         except exceptions.BankError as err:
+            raise admission.bank_unavailable(provider, err) from err
+
+    def read_resource_data(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource_key: str,
+                           offset: int, length: int) -> dict[str, Any]:
+        """Bytes of a volume of an available checkpoint of the caller's project (:mod:`.volume_data`)."""
+        provider = self.registry.get(provider_id)
+        record = self._checkpoint(ctxt, provider, checkpoint_id)
+        if record.status != CheckpointStatus.AVAILABLE:
+            raise exceptions.Conflict(reason=f"checkpoint {checkpoint_id} is {record.status}: only an available "
+                                             "checkpoint's data can be read")
+        resources = (record.protection_plan or {}).get("resources") or []
+        if resource_key not in {f"{r.get('type')}#{r.get('id')}" for r in resources}:
+            raise exceptions.NotFound(kind="Resource", id=f"{resource_key} of checkpoint {checkpoint_id}")
+        try:
+            return self.volume_data.read(provider.id, provider.bank, record.project_id, checkpoint_id,
+                                         resource_key, offset, length)
+        except exceptions.BankError as err:
+            if isinstance(err, exceptions.NotFound):
+                raise
             raise admission.bank_unavailable(provider, err) from err
 
     def _checkpoint(self, ctxt: RequestContext, provider: Provider, checkpoint_id: str) -> CheckpointRecord:

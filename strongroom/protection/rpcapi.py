@@ -117,6 +117,13 @@ class ProtectionAPI:
         self._call(ctxt, "reset_checkpoint_state", provider_id=provider_id,
                    checkpoint_id=checkpoint_id, state=state)
 
+    def read_resource_data(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource_key: str,
+                           offset: int, length: int) -> dict[str, Any]:
+        """``{size, offset, data}`` (data base64, at most ``volume_data.MAX_RANGE`` bytes) of a volume of an
+        available checkpoint.  Raises ``NotFound`` (provider, checkpoint, resource), ``Conflict`` (not available)."""
+        return dict(self._call(ctxt, "read_resource_data", provider_id=provider_id, checkpoint_id=checkpoint_id,
+                               resource_key=resource_key, offset=offset, length=length))
+
     def restore(self, ctxt: RequestContext, restore_id: str) -> None:
         """Run the restore whose record (``in_progress``) the caller created."""
         self._call(ctxt, "restore", restore_id=restore_id)
