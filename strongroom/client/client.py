@@ -193,6 +193,41 @@ class Client:
         path = f"/providers/{provider_id}/checkpoints/{checkpoint_id}"
         return dict(self.request("GET", path)["checkpoint"])
 
+    def read_resource_data(self, provider_id: str, checkpoint_id: str, resource_key: str, offset: int,
+                           length: int) -> tuple[bytes, int]:
+        """Bytes ``offset`` to ``offset + length`` of a protected volume of a checkpoint, and the volume's size.
+
+        One ``GET .../checkpoints/{id}/resources/{key}/data`` with a ``Range`` header (doc/file-restore.md):
+        the answer is short only at the end of the volume; a range starting at or past the end gives no bytes."""
+        if offset < 0 or length <= 0:
+            raise ValueError("offset must be >= 0 and length > 0")
+        key = urllib.parse.quote(resource_key, safe="")
+        url = self._url(f"/providers/{provider_id}/checkpoints/{checkpoint_id}/resources/{key}/data")
+        headers = dict(self._headers, Accept="application/octet-stream",
+                       Range=f"bytes={offset}-{offset + length - 1}")
+        req = urllib.request.Request(url, headers=headers, method="GET")
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                status, request_id = resp.status, resp.headers.get(REQUEST_ID_HEADER)
+                content_range = resp.headers.get("Content-Range") or ""
+                content = resp.read()
+        except urllib.error.HTTPError as err:
+            with err:
+                request_id = err.headers.get(REQUEST_ID_HEADER)
+                self._answered("GET", url, err.code, request_id)
+                if err.code == 416:  # past the end: the size is in "bytes */SIZE"
+                    return b"", _range_total(err.headers.get("Content-Range") or "", err.code, request_id)
+                raise ClientError(err.code, _error_message(err.read(), err.reason), request_id) from None
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            self._answered("GET", url, 0, None)
+            reason = err.reason if isinstance(err, urllib.error.URLError) else err
+            raise ClientError(0, f"cannot reach {self.base_url}: {reason}") from err
+        self._answered("GET", url, status, request_id)
+        if status == 206:
+            return content, _range_total(content_range, status, request_id)
+        # 200: the whole volume (a server that ignored the range)
+        return content[offset:offset + length], len(content)
+
     def delete_checkpoint(self, provider_id: str, checkpoint_id: str) -> None:
         self.request("DELETE", f"/providers/{provider_id}/checkpoints/{checkpoint_id}")
 
@@ -333,6 +368,14 @@ class Client:
         if disabled_reason is not None:
             body["disabled_reason"] = disabled_reason
         return dict(self.request("PUT", f"/os-services/{service_id}", body)["service"])
+
+
+def _range_total(content_range: str, status: int, request_id: str | None) -> int:
+    """The size of the whole from a ``Content-Range`` header (``bytes 0-9/1234`` or ``bytes */1234``)."""
+    match = re.fullmatch(r"bytes (?:\d+-\d+|\*)/(\d+)", content_range.strip())
+    if match is None:
+        raise ClientError(status, f"the server answered a range with Content-Range {content_range!r}", request_id)
+    return int(match.group(1))
 
 
 def _error_message(content: bytes, reason: str) -> str:

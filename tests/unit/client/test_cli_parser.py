@@ -23,6 +23,7 @@ TREE = {
     "alert": ["list"],
     "usage": [],  # ``strongroom usage`` takes no action
     "pool": ["list"],
+    "mount": [],  # ``strongroom mount MOUNTPOINT`` takes no action
 }
 
 
