@@ -91,8 +91,11 @@ class ApiVolume:
 
 def _file_name(text: str, fallback: str) -> str:
     """``text`` as one path segment: no slash, NUL or leading/trailing blanks; ``fallback`` when empty."""
-    name = text.replace("/", "_").replace("\0", "").strip()
-    return fallback if name in ("", ".", "..") else name
+    for candidate in (text, fallback):
+        name = candidate.replace("/", "_").replace("\0", "").strip()
+        if name not in ("", ".", ".."):
+            return name
+    return "_"
 
 
 def _created(value: Any) -> str:
@@ -110,7 +113,8 @@ def _unique(items: list[tuple[str, str]]) -> dict[str, str]:
     counts: dict[str, int] = {}
     for _, name in items:
         counts[name] = counts.get(name, 0) + 1
-    return {ident: (name if counts[name] == 1 or name == ident else f"{name}_{ident}") for ident, name in items}
+    return {ident: (name if counts[name] == 1 or name == ident else f"{name}_{_file_name(ident, '_')}")
+            for ident, name in items}
 
 
 def build_tree(client: Client, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
