@@ -4,8 +4,9 @@ The tree is given whole when mounting: nested dicts whose leaves are :class:`Vol
 ``size`` in bytes and ``read(offset, length) -> bytes``).  Each volume is a regular file of its size, mode 0444;
 every directory is mode 0555.  Reads go through a :class:`Readahead` per volume, which fetches aligned blocks
 (by default 4 MiB, the data path's default chunk size: a block is one chunk of the checkpoint) and keeps the
-last few, so the kernel's 128 KiB requests cost one fetch per chunk instead of one per request.  The volumes'
-reads run in worker threads (they block on the network), several at a time.
+last few, so the kernel's 128 KiB requests cost one fetch per chunk instead of one per request; a sequential
+read has the next blocks fetched in the background meanwhile.  The volumes' reads run in worker threads (they
+block on the network), several at a time.
 
 Nothing can be written: the file system is mounted ``ro`` (the kernel answers EROFS to a write open, a
 ``mkdir``, a ``touch``) and ``open`` refuses any access mode but read with EROFS as well.
@@ -17,6 +18,7 @@ imported when mounting, never at import time: the rest of the CLI works without 
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import os
 import signal
@@ -30,7 +32,9 @@ from typing import Any, Protocol, Union
 #: Block a :class:`Readahead` fetches: the data path's default chunk size.
 DEFAULT_READAHEAD = 4 * 1024 * 1024
 #: Blocks a :class:`Readahead` keeps (per volume).
-DEFAULT_BLOCKS = 4
+DEFAULT_BLOCKS = 6
+#: Blocks fetched ahead of a sequential read (per volume).
+DEFAULT_PREFETCH = 2
 #: Reads of volumes running at once (worker threads).
 DEFAULT_WORKERS = 8
 
@@ -50,14 +54,19 @@ Tree = Mapping[str, Union["Tree", Volume]]
 class Readahead:
     """Reads of a volume in aligned blocks of ``block`` bytes, the last ``blocks`` of them kept (thread-safe).
 
-    A block wanted by several threads at once is fetched by the first of them only."""
+    A block wanted by several threads at once is fetched by the first of them only.  When reads go forward
+    block after block, the ``prefetch`` blocks after the one read are fetched in the background meanwhile (the
+    fetches of a sequential read overlap instead of waiting on each other)."""
 
-    def __init__(self, volume: Volume, block: int = DEFAULT_READAHEAD, blocks: int = DEFAULT_BLOCKS) -> None:
-        if block <= 0 or blocks <= 0:
-            raise ValueError("readahead block and block count must be positive")
+    def __init__(self, volume: Volume, block: int = DEFAULT_READAHEAD, blocks: int = DEFAULT_BLOCKS,
+                 prefetch: int = DEFAULT_PREFETCH) -> None:
+        if block <= 0 or blocks <= 0 or prefetch < 0 or prefetch >= blocks:
+            raise ValueError("readahead: block and block count must be positive, prefetch below the count")
         self.volume = volume
         self.block = block
         self.blocks = blocks
+        self.prefetch = prefetch
+        self._last = -2  # the block the previous read ended in
         self._cache: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._locks: dict[int, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -73,6 +82,9 @@ class Readahead:
         end = min(offset + length, self.size)
         if offset >= end:
             return b""
+        first, last = offset // self.block, (end - 1) // self.block
+        sequential = first in (self._last, self._last + 1)
+        self._last = last
         parts = []
         pos = offset
         while pos < end:
@@ -84,7 +96,21 @@ class Readahead:
                 break
             parts.append(piece)
             pos += len(piece)
+        if sequential and self.prefetch:  # after the blocks read: the prefetched ones never evict them first
+            self._start_prefetch(last + 1, min(last + self.prefetch, (self.size - 1) // self.block))
         return b"".join(parts)
+
+    def _start_prefetch(self, first: int, last: int) -> None:
+        with self._lock:
+            wanted = [i for i in range(first, last + 1) if i not in self._cache and i not in self._locks]
+        for index in wanted:
+            threading.Thread(target=self._prefetch, args=(index,), daemon=True,
+                             name=f"readahead-{index}").start()
+
+    def _prefetch(self, index: int) -> None:
+        # A failure is dropped: a read of that block fetches it again and reports it.
+        with contextlib.suppress(Exception):
+            self._block(index)
 
     def _block(self, index: int) -> bytes:
         with self._lock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import pytest
 
@@ -37,7 +38,7 @@ class InMemoryVolumeStandIn:
 def test_readahead_answers_every_range_and_fetches_each_block_once() -> None:
     data = random.Random(1).randbytes(10 * 1000 + 7)
     volume = InMemoryVolumeStandIn(data)
-    reader = Readahead(volume, block=1000, blocks=20)
+    reader = Readahead(volume, block=1000, blocks=20, prefetch=0)
     rng = random.Random(2)
     for _ in range(300):
         offset = rng.randrange(len(data) + 50)
@@ -50,10 +51,30 @@ def test_readahead_answers_every_range_and_fetches_each_block_once() -> None:
 
 def test_readahead_keeps_only_its_last_blocks() -> None:
     volume = InMemoryVolumeStandIn(bytes(range(256)) * 40)
-    reader = Readahead(volume, block=1024, blocks=2)
+    reader = Readahead(volume, block=1024, blocks=2, prefetch=0)
     for offset in (0, 1024, 2048, 0):
         reader.read(offset, 10)
     assert [offset for offset, _ in volume.reads] == [0, 1024, 2048, 0]  # block 0 was dropped for block 2
+
+
+def test_a_sequential_read_fetches_the_next_blocks_before_they_are_asked_for() -> None:
+    data = random.Random(4).randbytes(8 * 1024)
+    volume = InMemoryVolumeStandIn(data)
+    reader = Readahead(volume, block=1024, blocks=4, prefetch=2)
+    assert reader.read(0, 1024) == data[:1024]
+    assert [o for o, _ in volume.reads] == [0]  # one read is no sequence yet
+    assert reader.read(1024, 1024) == data[1024:2048]
+    deadline = time.monotonic() + 5
+    while len(volume.reads) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(o for o, _ in volume.reads) == [0, 1024, 2048, 3072]
+    assert reader.read(2048, 2048) == data[2048:4096]
+    time.sleep(0.1)
+    assert sorted(o for o, _ in volume.reads)[:4] == [0, 1024, 2048, 3072]  # served from what was fetched
+    assert volume.reads.count((2048, 1024)) == 1 and volume.reads.count((3072, 1024)) == 1
+    reader.read(7000, 10)  # a jump: no prefetch beyond the end or of what a jump skipped
+    time.sleep(0.1)
+    assert all(o < 8192 for o, _ in volume.reads)
 
 
 def test_a_block_wanted_by_several_threads_is_fetched_once() -> None:
@@ -65,7 +86,7 @@ def test_a_block_wanted_by_several_threads_is_fetched_once() -> None:
             return super().read(offset, length)
 
     volume = Slow(b"x" * 4096)
-    reader = Readahead(volume, block=4096)
+    reader = Readahead(volume, block=4096, prefetch=0)
     results: list[bytes] = []
     threads = [threading.Thread(target=lambda: results.append(reader.read(100, 10))) for _ in range(4)]
     for t in threads:
