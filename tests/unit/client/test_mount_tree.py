@@ -13,6 +13,7 @@ import time
 import pytest
 
 from strongroom.client.client import Client
+from strongroom.client.commands.base import UsageError
 from strongroom.client.commands.mount import ApiVolume, build_tree
 from strongroom.client.mountfs import Readahead, build_nodes
 
@@ -131,3 +132,51 @@ def test_the_tree_names_plans_checkpoints_and_volumes_uniquely_and_readably() ->
     volume = tree["nightly_p1"]["2026-12-04T19:45:38Z_c1"]["root_v2.raw"]
     assert isinstance(volume, ApiVolume)
     assert (volume.provider_id, volume.checkpoint_id, volume.resource_key) == ("prov", "c1", "OS::Cinder::Volume#v2")
+
+
+class ClientStandIn:
+    """Answers the three listings ``strongroom mount`` makes, as the API would, from fixed records."""
+
+    def __init__(self, plans: list[dict], checkpoints: dict[str, list[dict]]) -> None:
+        self.plans = plans
+        self.checkpoints = checkpoints
+        self.asked: list[tuple[str, dict]] = []
+
+    def list_providers(self) -> list[dict]:
+        return [{"id": p} for p in self.checkpoints]
+
+    def list_plans(self, follow: bool = False) -> list[dict]:
+        return self.plans
+
+    def list_checkpoints(self, provider_id: str, follow: bool = False, **params: str) -> list[dict]:
+        self.asked.append((provider_id, params))
+        return [dict(cp) for cp in self.checkpoints[provider_id] if cp["status"] == params.get("status")]
+
+
+def _run_listing(client: ClientStandIn, *argv: str) -> list[str]:
+    import argparse
+
+    from strongroom.client.commands import mount
+
+    parser = argparse.ArgumentParser()
+    mount.register(parser.add_subparsers())
+    args = parser.parse_args(["mount", "/tmp", *argv])
+    cli = argparse.Namespace(client=client)
+    return [cp["id"] for cp in mount._checkpoints(cli, args)]  # type: ignore[arg-type]
+
+
+def test_mount_shows_the_available_checkpoints_of_every_provider_or_of_the_plan_named() -> None:
+    cps = {"prov-a": [{"id": "c1", "status": "available", "protection_plan": {"id": "p1", "name": "web"}},
+                      {"id": "c2", "status": "error", "protection_plan": {"id": "p1", "name": "web"}}],
+           "prov-b": [{"id": "c3", "status": "available", "protection_plan": {"id": "p2", "name": "db"}}]}
+    plans = [{"id": "p1", "name": "web", "provider_id": "prov-a"}, {"id": "p2", "name": "db", "provider_id": "prov-b"}]
+    client = ClientStandIn(plans, cps)
+    assert _run_listing(client) == ["c1", "c3"]
+    assert {params["status"] for _, params in client.asked} == {"available"}
+    assert _run_listing(client, "--provider", "prov-b") == ["c3"]
+    assert _run_listing(client, "--plan", "db") == ["c3"]
+    assert _run_listing(client, "--plan", "p1") == ["c1"]
+    with pytest.raises(UsageError, match="--plan nope: no plan"):
+        _run_listing(client, "--plan", "nope")
+    with pytest.raises(UsageError, match="--plan db"):
+        _run_listing(client, "--plan", "db", "--provider", "prov-a")
