@@ -7,7 +7,7 @@ import datetime as _dt
 import json
 import re
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import webob
@@ -23,6 +23,16 @@ from strongroom.validation import MAX_DEPTH
 
 # What a handler returns: (HTTP status, JSON body or None).
 Result = tuple[int, dict[str, Any] | None]
+
+
+@dataclasses.dataclass
+class Download:
+    """What a handler streaming bytes returns instead of a :data:`Result` (200, ``body`` iterated as sent)."""
+
+    content_type: str
+    body: Iterator[bytes]
+    length: int | None = None
+    filename: str | None = None
 
 _TRUE = {"1", "true", "yes", "on"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

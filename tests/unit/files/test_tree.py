@@ -125,3 +125,39 @@ def test_probe_knows_the_usual_signatures() -> None:
     assert partitions.probe(at(0x10040, b"_BHRfS_M"), 0) == "btrfs"
     assert partitions.probe(at(0, b"LUKS\xba\xbe"), 0) == "luks"
     assert partitions.probe(at(0, b""), 0) is None
+
+
+def test_diff_names_changed_ranges_from_manifests_and_changed_files(tmp_path: Path, source: Path) -> None:
+    from strongroom.files.diff import changed_files, changed_ranges
+
+    disk = tmp_path / "disk.img"
+    disk_images.make_gpt_disk(disk, source)
+    first = _checkpoint(tmp_path, disk)
+    changed = tmp_path / "src2"
+    import shutil
+
+    shutil.copytree(source, changed, symlinks=True)
+    (changed / "etc" / "hostname").write_text("renamed-vm\n")
+    (changed / "etc" / "new.conf").write_text("x=1\n")
+    (changed / "etc" / "fstab").unlink()
+    disk2 = tmp_path / "disk2.img"
+    disk_images.make_gpt_disk(disk2, changed)
+    (tmp_path / "volumes" / "disk").unlink()
+    second = _checkpoint(tmp_path, disk2)
+    ranges = changed_ranges(first, second)
+    assert ranges and all(n > 0 for _, n in ranges)
+    old, new = disk_images_bytes(tmp_path, first), disk_images_bytes(tmp_path, second)
+    for offset, length in ranges:  # every byte outside the ranges is equal
+        old = old[:offset] + b"\0" * length + old[offset + length:]
+        new = new[:offset] + b"\0" * length + new[offset + length:]
+    assert old == new
+    assert changed_ranges(first, first) == []
+    files = changed_files(open_tree(first), open_tree(second), "/etc")
+    assert [f["path"] for f in files["added"]] == ["/etc/new.conf"]
+    assert [f["path"] for f in files["removed"]] == ["/etc/fstab"]
+    modified = {f["path"]: f for f in files["modified"]}
+    assert "size" in modified["/etc/hostname"]["changed"]
+
+
+def disk_images_bytes(tmp_path: Path, reader: BlockReader) -> bytes:
+    return reader.read(0, reader.size)
