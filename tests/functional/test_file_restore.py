@@ -121,6 +121,26 @@ def test_browse_download_restore_and_diff_files_of_a_vm_image(all_in_one: AllInO
     cli(all_in_one, "checkpoint", "get", PROVIDER_ID, cp, "/etc/ld.so.cache", "-o", str(got_file))
     assert _sha(got_file.read_bytes()) == _sha((source / "etc/ld.so.cache").read_bytes())
 
+    # a restore run whose parameters name paths: a new volume holding a tar stream of them
+    restore = requests.post(f"{api}/restores", json={"restore": {
+        "provider_id": PROVIDER_ID, "checkpoint_id": cp, "restore_target": None,
+        "parameters": {"OS::Cinder::Volume": {"paths": ["/etc/ssh", "/etc/default"],
+                                              "restore_name": "etc-files.tar"}}}}, timeout=30)
+    assert restore.status_code == 200, restore.text
+    run = wait_for(f"{api}/restores/{restore.json()['restore']['id']}", "restore", {"success", "fail"})
+    assert run["status"] == "success", run
+    with tarfile.open(all_in_one.volumes / "etc-files.tar") as tar:
+        names = set(tar.getnames())
+        assert {"etc/ssh/sshd_config", "etc/default/grub.d/50-cloud.cfg"} <= names
+        assert not any(n.startswith("etc/passwd") for n in names)
+        key_file = tar.extractfile("etc/ssh/ssh_host_ed25519_key")
+        assert key_file is not None
+        assert _sha(key_file.read()) == _sha((source / "etc/ssh/ssh_host_ed25519_key").read_bytes())
+    refused = requests.post(f"{api}/restores", json={"restore": {
+        "provider_id": PROVIDER_ID, "checkpoint_id": cp, "restore_target": None,
+        "parameters": {"OS::Cinder::Volume": {"paths": ["/etc/missing"]}}}}, timeout=30)
+    assert refused.status_code == 404 and "/etc/missing" in refused.text, refused.text
+
     # a second checkpoint after a change: the diff names the changed ranges and files
     (source / "etc/hostname").write_text("renamed\n")
     (source / "etc/new.conf").write_text("new\n")
