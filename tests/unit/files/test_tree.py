@@ -161,3 +161,56 @@ def test_diff_names_changed_ranges_from_manifests_and_changed_files(tmp_path: Pa
 
 def disk_images_bytes(tmp_path: Path, reader: BlockReader) -> bytes:
     return reader.read(0, reader.size)
+
+
+class _MemoryWriter:
+    def __init__(self, size: int) -> None:
+        self.data = bytearray(size)
+
+    def write(self, offset: int, data: bytes) -> None:
+        assert offset + len(data) <= len(self.data)
+        self.data[offset:offset + len(data)] = data
+
+
+def test_a_tar_of_paths_fits_its_computed_size_and_holds_the_files(tmp_path: Path, source: Path) -> None:
+    import io
+    import tarfile
+
+    from strongroom.files import archive
+
+    disk = tmp_path / "disk.img"
+    disk_images.make_gpt_disk(disk, source)
+    tree = open_tree(_checkpoint(tmp_path, disk))
+    entries = archive.collect(tree, ["/etc", "/etc/ssh"])  # the second is inside the first: once only
+    assert len({e.path for e in entries}) == len(entries)
+    size = archive.bound(entries)
+    writer = _MemoryWriter(size)
+    written = archive.write_tar(tree, entries, writer, size)
+    assert 0 < written <= size
+    with tarfile.open(fileobj=io.BytesIO(bytes(writer.data))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert members["etc/localtime"].issym() and members["etc/localtime"].linkname == "/usr/share/zoneinfo/UTC"
+        assert members["etc/ssh/ssh_host_ed25519_key"].mode == 0o600
+        for rel in ("etc/ld.so.cache", "etc/sparse.db", "etc/empty.conf"):
+            f = tar.extractfile(rel)
+            assert f is not None and f.read() == (source / rel).read_bytes(), rel
+
+
+def test_the_volume_of_a_checkpoint_is_named_by_key_id_or_left_out_when_alone() -> None:
+    from strongroom.objects.records import CheckpointRecord
+    from strongroom.protection.files import check_readable, resource_key
+
+    def record(*ids: str, status: str = "available") -> CheckpointRecord:
+        return CheckpointRecord.from_dict({
+            "id": "c1", "project_id": "p1", "provider_id": "pr", "status": status, "plan_id": "pl",
+            "protection_plan": {"resources": [{"id": i, "type": "OS::Cinder::Volume", "name": i} for i in ids]}})
+
+    one = record("vm.img")
+    assert resource_key(one, None) == resource_key(one, "vm.img") == "OS::Cinder::Volume#vm.img"
+    assert resource_key(one, "OS::Cinder::Volume#vm.img") == "OS::Cinder::Volume#vm.img"
+    with pytest.raises(exceptions.NotFound, match="other in checkpoint c1"):
+        resource_key(one, "other")
+    with pytest.raises(exceptions.InvalidInput, match="holds 2 volumes"):
+        resource_key(record("a", "b"), None)
+    with pytest.raises(exceptions.Conflict, match="is protecting"):
+        check_readable(record("a", status="protecting"))
