@@ -7,8 +7,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 APT_STAMP := $(VENV)/.apt-stamp
-# Debian packages the tests use when they can (loop-mounted XFS/btrfs images for reflink snapshots).
-APT_TEST_PACKAGES := xfsprogs btrfs-progs
+# Debian packages the tests use when they can (loop-mounted XFS/btrfs images for reflink snapshots; ext4 disk
+# images with GPT and MBR tables for file-level restore).
+APT_TEST_PACKAGES := xfsprogs btrfs-progs e2fsprogs fdisk gdisk
 APT_BENCH_PACKAGES := restic borgbackup
 # A single-node Ceph for the rbd backend's tests (mon, memstore OSD; no mgr) and Debian's librados/librbd
 # bindings: no PyPI package provides them.  Installed without recommends (ceph-mgr alone is ~300 MB).

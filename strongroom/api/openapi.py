@@ -45,6 +45,12 @@ _QUERY: dict[str, tuple[dict[str, Any] | None, str]] = {
     "start_date": (_or_empty({"type": "string", "format": "date"}), "YYYY-MM-DD: created on or after"),
     "end_date": (_or_empty({"type": "string", "format": "date"}), "YYYY-MM-DD: created on or before"),
     "parameters": ({"type": "string"}, "a JSON object of the protectable plugin's parameters"),
+    "path": ({"type": "string", "maxLength": 4096}, "an absolute path inside the volume's filesystem (archive: "
+                                                    "repeatable)"),
+    "partition": (_or_empty({"type": "integer", "minimum": 0}),
+                  "the partition's number, as the kernel numbers it (default: the whole volume without a table, "
+                  "else the largest readable partition)"),
+    "to": (None, "the id of the checkpoint to compare with"),
 }
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -111,6 +117,10 @@ def _binary_responses() -> dict[str, Any]:
 def _success(route: Route) -> dict[str, Any]:
     answer: dict[str, Any] = {"description": {200: "OK", 202: "Accepted", 204: "No Content"}[route.status],
                               "headers": _REQUEST_ID}
+    if route.produces is not None:
+        answer["content"] = {route.produces: {"schema": {"type": "string", "format": "binary"}}}
+        answer["headers"] = {**_REQUEST_ID, "Content-Disposition": {
+            "description": "attachment; filename*=UTF-8''<name>", "schema": {"type": "string"}}}
     if route.response_key is not None:
         item = {"$ref": f"#/components/schemas/{route.response_schema}"}
         properties: dict[str, Any] = {route.response_key: {"type": "array", "items": item} if route.listing

@@ -107,6 +107,38 @@ class Client:
         except ValueError as err:
             raise ClientError(status, "the server answered with something that is not JSON", request_id) from err
 
+    def download(self, path: str, params: Mapping[str, Any] | None, sink: Callable[[bytes], Any],
+                 piece: int = 1024 * 1024) -> int:
+        """GET a streamed answer into ``sink`` piece by piece; the number of bytes received."""
+        url = self._url(path)
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        if clean:
+            url += "?" + urllib.parse.urlencode(clean, doseq=True)
+        req = urllib.request.Request(url, headers=dict(self._headers), method="GET")
+        total = 0
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                self._answered("GET", url, resp.status, resp.headers.get(REQUEST_ID_HEADER))
+                while True:
+                    data = resp.read(piece)
+                    if not data:
+                        break
+                    sink(data)
+                    total += len(data)
+                length = resp.headers.get("Content-Length")
+        except urllib.error.HTTPError as err:
+            with err:
+                request_id = err.headers.get(REQUEST_ID_HEADER)
+                self._answered("GET", url, err.code, request_id)
+                raise ClientError(err.code, _error_message(err.read(), err.reason), request_id) from None
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            self._answered("GET", url, 0, None)
+            reason = err.reason if isinstance(err, urllib.error.URLError) else err
+            raise ClientError(0, f"cannot reach {self.base_url}: {reason}") from err
+        if length is not None and int(length) != total:
+            raise ClientError(0, f"the download ended after {total} of {length} bytes")
+        return total
+
     def _answered(self, method: str, url: str, status: int, request_id: str | None) -> None:
         if self._on_answer is not None:
             self._on_answer(method, url, status, request_id)
@@ -249,6 +281,46 @@ class Client:
                      {"os-resetState": {"state": state}})
 
     # -- restores and verifications ---------------------------------------------
+
+    # -- files inside a checkpoint's volume --------------------------------------------
+
+    @staticmethod
+    def _resource_path(provider_id: str, checkpoint_id: str, resource: str | None) -> str:
+        key = urllib.parse.quote(resource or "-", safe=":")
+        return f"/providers/{provider_id}/checkpoints/{checkpoint_id}/resources/{key}"
+
+    def show_checkpoint_volume(self, provider_id: str, checkpoint_id: str,
+                               resource: str | None = None) -> dict[str, Any]:
+        return dict(self.request("GET", self._resource_path(provider_id, checkpoint_id, resource) + "/volume")
+                    ["volume"])
+
+    def list_checkpoint_files(self, provider_id: str, checkpoint_id: str, path: str, resource: str | None = None,
+                              partition: int | None = None) -> dict[str, Any]:
+        return dict(self.request("GET", self._resource_path(provider_id, checkpoint_id, resource) + "/files",
+                                 params={"path": path, "partition": partition})["directory"])
+
+    def stat_checkpoint_file(self, provider_id: str, checkpoint_id: str, path: str, resource: str | None = None,
+                             partition: int | None = None) -> dict[str, Any]:
+        return dict(self.request("GET", self._resource_path(provider_id, checkpoint_id, resource) + "/files/stat",
+                                 params={"path": path, "partition": partition})["stat"])
+
+    def download_checkpoint_file(self, provider_id: str, checkpoint_id: str, path: str,
+                                 sink: Callable[[bytes], Any], resource: str | None = None,
+                                 partition: int | None = None) -> int:
+        return self.download(self._resource_path(provider_id, checkpoint_id, resource) + "/files/content",
+                             {"path": path, "partition": partition}, sink)
+
+    def download_checkpoint_archive(self, provider_id: str, checkpoint_id: str, paths: list[str],
+                                    sink: Callable[[bytes], Any], resource: str | None = None,
+                                    partition: int | None = None) -> int:
+        return self.download(self._resource_path(provider_id, checkpoint_id, resource) + "/files/archive",
+                             {"path": paths, "partition": partition}, sink)
+
+    def diff_checkpoints(self, provider_id: str, checkpoint_id: str, other_checkpoint_id: str,
+                         resource: str | None = None, path: str | None = None,
+                         partition: int | None = None) -> dict[str, Any]:
+        return dict(self.request("GET", self._resource_path(provider_id, checkpoint_id, resource) + "/diff",
+                                 params={"to": other_checkpoint_id, "path": path, "partition": partition})["diff"])
 
     def create_restore(self, provider_id: str, checkpoint_id: str,
                        parameters: Mapping[str, Any] | None = None,

@@ -28,6 +28,7 @@ from strongroom.protection import admission, capacity, copying
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.catalogue import ENCRYPTION, Catalogues
 from strongroom.protection.collection import GarbageCollection
+from strongroom.protection.files import FileService
 from strongroom.protection.job import Job
 from strongroom.protection.jobs import JobTracker
 from strongroom.protection.leases import BankLeases
@@ -47,7 +48,7 @@ class ProtectionManager:
     def __init__(self, db: Database, registry: ProviderRegistry, *, host: str, owner_id: str, clock: Clock,
                  leases: BankLeases, catalogues: Catalogues, jobs: JobTracker, collection: GarbageCollection,
                  recovery: Recovery, alerts: AlertService | None = None,
-                 usage: UsageCache | None = None) -> None:
+                 usage: UsageCache | None = None, files: FileService | None = None) -> None:
         self.db = db
         self.registry = registry
         self.host = host
@@ -61,6 +62,7 @@ class ProtectionManager:
         self.alerts = alerts
         self.usage_cache = usage or UsageCache()
         self.volume_data = VolumeData()
+        self.files = files or FileService()
 
     # -- life cycle (not RPC) --------------------------------------------------
 
@@ -401,3 +403,44 @@ class ProtectionManager:
         self.jobs.submit_copy(checkpoint_id, run.run)
         return copied.to_dict()
 
+
+    # -- files of a checkpoint's volumes (strongroom.protection.files) ----------------
+
+    def _files_call(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, call: str,
+                    *args: Any) -> dict[str, Any]:
+        provider = self.registry.get(provider_id)
+        record = self._checkpoint(ctxt, provider, checkpoint_id)  # cross-project: NotFound
+        try:
+            result: dict[str, Any] = getattr(self.files, call)(provider, record, *args)
+        except exceptions.BankError as err:
+            raise admission.bank_unavailable(provider, err) from err
+        return result
+
+    def describe_volume(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
+                        resource: str | None) -> dict[str, Any]:
+        """The partition table of a checkpoint's volume and what each partition holds."""
+        return self._files_call(ctxt, provider_id, checkpoint_id, "describe", resource)
+
+    def list_files(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource: str | None,
+                   path: str, partition: int | None = None) -> dict[str, Any]:
+        return self._files_call(ctxt, provider_id, checkpoint_id, "list", resource, path, partition)
+
+    def stat_file(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource: str | None,
+                  path: str, partition: int | None = None) -> dict[str, Any]:
+        return self._files_call(ctxt, provider_id, checkpoint_id, "stat", resource, path, partition)
+
+    def read_file(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource: str | None,
+                  path: str, partition: int | None = None, offset: int = 0, length: int = 0) -> dict[str, Any]:
+        return self._files_call(ctxt, provider_id, checkpoint_id, "read", resource, path, partition, offset,
+                                length)
+
+    def walk_files(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource: str | None,
+                   path: str, partition: int | None = None) -> dict[str, Any]:
+        return self._files_call(ctxt, provider_id, checkpoint_id, "walk", resource, path, partition)
+
+    def diff_checkpoints(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
+                         other_checkpoint_id: str, resource: str | None, path: str | None = None,
+                         partition: int | None = None) -> dict[str, Any]:
+        provider = self.registry.get(provider_id)
+        other = self._checkpoint(ctxt, provider, other_checkpoint_id)
+        return self._files_call(ctxt, provider_id, checkpoint_id, "diff", other, resource, path, partition)
