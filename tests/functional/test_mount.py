@@ -170,3 +170,46 @@ def test_mount_shows_checkpoints_as_raw_volumes_that_loop_mount(all_in_one: AllI
             process.wait(timeout=30)
         if os.path.ismount(mountpoint):
             subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
+
+
+def test_a_gpt_vm_image_mounts_from_its_partition_offset(all_in_one: AllInOne, tmp_path: Path) -> None:
+    """Done-when 1's image: a GPT disk whose second partition is ext4; `mount -o loop,ro,offset=` of the raw
+    file shows the tree the partition was made from."""
+    from strongroom.testing import disk_images
+
+    _need(os.path.exists("/dev/fuse"), "/dev/fuse is missing")
+    _need(os.geteuid() == 0, "mount -o loop needs root")
+    _need(not disk_images.tools_missing(), f"missing {disk_images.tools_missing()}")
+    _need(importlib.util.find_spec("pyfuse3") is not None, "pyfuse3 is not installed (make install needs libfuse3-dev)")
+    source = tmp_path / "source"
+    disk_images.populate_etc(source)
+    offset = disk_images.make_gpt_disk(all_in_one.volumes / "vm.img", source)
+    plan = _cli_json(all_in_one, "plan", "create", "vm", PROVIDER_ID, "--resource", "OS::Cinder::Volume=vm.img")
+    checkpoint = _cli_json(all_in_one, "checkpoint", "create", PROVIDER_ID, plan["id"], "--wait")
+    assert checkpoint["status"] == "available"
+
+    mountpoint, loop_dir = tmp_path / "mnt", tmp_path / "loop"
+    mountpoint.mkdir()
+    loop_dir.mkdir()
+    process = subprocess.Popen([CLI, "mount", str(mountpoint), "--plan", "vm"], env=_env(all_in_one),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_mounted(process, mountpoint)
+        [raw] = list(mountpoint.glob("vm/*/vm.img.raw"))
+        subprocess.run(["mount", "-o", f"loop,ro,offset={offset}", str(raw), str(loop_dir)], check=True, timeout=60)
+        try:
+            assert _tree(loop_dir) == _tree(source)
+        finally:
+            subprocess.run(["umount", str(loop_dir)], check=True, timeout=60)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0, stderr
+        assert "Traceback" not in stderr and not os.path.ismount(mountpoint)
+    finally:
+        if os.path.ismount(loop_dir):
+            subprocess.run(["umount", "-l", str(loop_dir)], check=False)
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+        if os.path.ismount(mountpoint):
+            subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
