@@ -7,8 +7,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 APT_STAMP := $(VENV)/.apt-stamp
-# Debian packages the tests use when they can (loop-mounted XFS/btrfs images for reflink snapshots).
-APT_TEST_PACKAGES := xfsprogs btrfs-progs
+# Debian packages the tests use when they can (loop-mounted XFS/btrfs images for reflink snapshots; ext4 disk
+# images with GPT and MBR tables for file-level restore).
+APT_TEST_PACKAGES := xfsprogs btrfs-progs e2fsprogs fdisk gdisk
 # The headless browser the dashboard's tests and `make screenshots` drive (Playwright from PyPI, told to use
 # this one: it never downloads a browser of its own); a font so that the pages have glyphs.
 APT_BROWSER_PACKAGES := chromium fonts-dejavu-core
@@ -18,6 +19,9 @@ APT_BENCH_PACKAGES := restic borgbackup
 APT_CEPH_PACKAGES := ceph-mon ceph-osd ceph-common python3-rbd python3-rados librbd1
 # qemu-storage-daemon (in qemu-system-common) and qemu-img for the qcow2 backend, read through libnbd's bindings.
 APT_QEMU_PACKAGES := qemu-utils qemu-system-common python3-libnbd libnbd-bin
+# `strongroom mount`: pyfuse3 (the `mount` extra) builds against libfuse3's headers found by pkg-config, and
+# runs with fuse3's fusermount3.
+APT_FUSE_PACKAGES := libfuse3-dev fuse3 pkg-config
 # Debian's modules that the venv links to (compiled ones share the project's cpython-311 ABI; libnbd's
 # `nbd` is a pure-Python file over its compiled `libnbdmod`).
 DEBIAN_PY_MODULES := rados rbd nbd libnbdmod
@@ -41,7 +45,7 @@ BARBICAN_STAMP := $(BARBICAN_VENV)/.installed-stamp
 # `make screenshots`: PNGs of the dashboard's pages with real data (doc/dashboard.md), into SCREENSHOTS.
 SCREENSHOTS ?= .bench/screenshots
 
-.PHONY: screenshots install run test lint typecheck contracts pytest torture fuzz soak bench bench-packages bench-fsimage sample-config clean system-packages debian-modules cinder-venv clean-cinder barbican-venv clean-barbican
+.PHONY: screenshots install mount-module run test lint typecheck contracts pytest torture fuzz soak bench bench-packages bench-fsimage sample-config clean system-packages debian-modules cinder-venv clean-cinder barbican-venv clean-barbican
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,7 +53,17 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e '.[test,swift,s3]'
 	touch $@
 
-install: $(STAMP) debian-modules
+install: $(STAMP) debian-modules mount-module
+
+# pyfuse3 for `strongroom mount` (setup.cfg's `mount` extra), once libfuse3's headers are there (installed
+# when root and missing).  Never fails the build: without it only `strongroom mount` is unavailable, and says so.
+mount-module: $(STAMP)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(APT_FUSE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || true; fi; \
+	fi
+	@$(BIN)/python -c 'import pyfuse3' 2>/dev/null || $(BIN)/pip install -q -e '.[mount]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/python -c 'import pyfuse3' 2>/dev/null || echo "pyfuse3 is not installed: strongroom mount needs $(APT_FUSE_PACKAGES)"
 
 # Links Debian's rados/rbd/nbd modules into the venv when they are installed (idempotent; nothing if absent:
 # only the rbd and qcow2 backends need them, and they say which package is missing).  `make run` needs neither.

@@ -31,7 +31,7 @@ from oslo_policy import policy as oslo_policy
 from strongroom import context as sr_context
 from strongroom import exceptions
 from strongroom.api import auth, errors, openapi, policy, rules, schemas
-from strongroom.api.common import ApiRequest, KnownProviders
+from strongroom.api.common import ApiRequest, Download, KnownProviders
 from strongroom.api.routes import ROUTES, Route
 from strongroom.context import get_context
 from strongroom.protection.rpcapi import ProtectionAPI
@@ -56,6 +56,21 @@ def json_response(status: int, body: Any | None) -> webob.Response:
         resp.content_type = "application/json"
         resp.charset = "utf-8"
         resp.body = json.dumps(body).encode("utf-8")
+    return resp
+
+
+def download_response(download: Download) -> webob.Response:
+    """A 200 streaming ``download.body`` (the request id header is added by RootApp)."""
+    resp = webob.Response(status=200, app_iter=download.body, content_type=download.content_type)
+    if download.content_type.startswith("text/"):
+        resp.charset = "utf-8"
+    else:
+        resp.charset = None
+    if download.length is not None:
+        resp.content_length = download.length
+    if download.filename:
+        quoted = urllib.parse.quote(download.filename, safe="")
+        resp.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quoted}"
     return resp
 
 
@@ -131,7 +146,12 @@ class V1App:
         rules.authorize(self._enforcer, ctx, route.rule.action)
         req = ApiRequest(http=http, ctx=ctx, project_id=project_id, conf=self._conf, db=self._db,
                          protection=self._protection, enforcer=self._enforcer, providers=self._providers)
-        status, body = route.handler(req, **args)
+        result = route.handler(req, **args)
+        if isinstance(result, webob.Response):  # the volume data route's bytes, ranges included
+            return result
+        if isinstance(result, Download):
+            return download_response(result)
+        status, body = result
         return json_response(status, body)
 
 

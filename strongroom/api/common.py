@@ -9,8 +9,8 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import webob
 from oslo_config import cfg
@@ -25,6 +25,18 @@ from strongroom.validation import MAX_DEPTH
 
 # What a handler returns: (HTTP status, JSON body or None).
 Result = tuple[int, dict[str, Any] | None]
+#: What a handler returns: a status and JSON body, or a response of its own (the volume data route's bytes).
+Answer: TypeAlias = Result | webob.Response
+
+
+@dataclasses.dataclass
+class Download:
+    """What a handler streaming bytes returns instead of a :data:`Result` (200, ``body`` iterated as sent)."""
+
+    content_type: str
+    body: Iterator[bytes]
+    length: int | None = None
+    filename: str | None = None
 
 _TRUE = {"1", "true", "yes", "on"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -45,6 +45,12 @@ _QUERY: dict[str, tuple[dict[str, Any] | None, str]] = {
     "start_date": (_or_empty({"type": "string", "format": "date"}), "YYYY-MM-DD: created on or after"),
     "end_date": (_or_empty({"type": "string", "format": "date"}), "YYYY-MM-DD: created on or before"),
     "parameters": ({"type": "string"}, "a JSON object of the protectable plugin's parameters"),
+    "path": ({"type": "string", "maxLength": 4096}, "an absolute path inside the volume's filesystem (archive: "
+                                                    "repeatable)"),
+    "partition": (_or_empty({"type": "integer", "minimum": 0}),
+                  "the partition's number, as the kernel numbers it (default: the whole volume without a table, "
+                  "else the largest readable partition)"),
+    "to": (None, "the id of the checkpoint to compare with"),
 }
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -87,9 +93,34 @@ def _auth_parameters(auth_strategy: str) -> list[dict[str, Any]]:
     ]
 
 
+_BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_RANGE_HEADERS = {"Accept-Ranges": {"schema": {"type": "string", "enum": ["bytes"]}}}
+
+
+def _binary_responses() -> dict[str, Any]:
+    """A volume data route's successes: the whole volume (200), one range of it (206), none (416)."""
+    return {
+        "200": {"description": "OK: the whole volume (no Range header)", "headers": {**_REQUEST_ID, **_RANGE_HEADERS},
+                "content": _BYTES},
+        "206": {"description": "Partial Content: the range asked, possibly short (Content-Range says which bytes "
+                               "of how many)",
+                "headers": {**_REQUEST_ID, **_RANGE_HEADERS, "Content-Range": {
+                    "schema": {"type": "string", "pattern": r"^bytes [0-9]+-[0-9]+/[0-9]+$"}}},
+                "content": _BYTES},
+        "416": {"description": "Range Not Satisfiable: the range starts at or past the end (Content-Range: "
+                               "bytes */SIZE)",
+                "headers": {**_REQUEST_ID, "Content-Range": {"schema": {"type": "string",
+                                                                       "pattern": r"^bytes \*/[0-9]+$"}}}},
+    }
+
+
 def _success(route: Route) -> dict[str, Any]:
     answer: dict[str, Any] = {"description": {200: "OK", 202: "Accepted", 204: "No Content"}[route.status],
                               "headers": _REQUEST_ID}
+    if route.produces is not None:
+        answer["content"] = {route.produces: {"schema": {"type": "string", "format": "binary"}}}
+        answer["headers"] = {**_REQUEST_ID, "Content-Disposition": {
+            "description": "attachment; filename*=UTF-8''<name>", "schema": {"type": "string"}}}
     if route.response_key is not None:
         item = {"$ref": f"#/components/schemas/{route.response_schema}"}
         properties: dict[str, Any] = {route.response_key: {"type": "array", "items": item} if route.listing
@@ -112,7 +143,7 @@ def statuses(route: Route, auth_strategy: str) -> list[int]:
         codes.append(401)
     if len(_PARAM.findall(route.full_path)) > 1 or route.request_schema is not None or route.naming:
         codes.append(404)  # the path names an object, or the body or the query does (a plan, a provider)
-    if route.method != "GET":
+    if route.method != "GET" or route.binary:  # a volume's data is read of an available checkpoint only
         codes.append(409)
     if route.request_schema is not None:
         codes.append(415)
@@ -128,8 +159,12 @@ def build(routes: Iterable[Route], auth_strategy: str = "noauth") -> dict[str, A
             "operationId": _operation_id(route),
             "parameters": [_path_parameter(n) for n in _PARAM.findall(route.full_path)]
             + [_query_parameter(route, n) for n in route.query] + _auth_parameters(auth_strategy),
-            "responses": {str(route.status): _success(route)},
+            "responses": _binary_responses() if route.binary else {str(route.status): _success(route)},
         }
+        if route.binary:
+            op["parameters"].append({
+                "name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
+                "description": "one byte range: bytes=START-END, bytes=START- or bytes=-SUFFIX"})
         if route.request_schema:
             op["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{route.request_schema}"}}}}

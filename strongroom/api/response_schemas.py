@@ -159,6 +159,34 @@ ERROR: dict[str, Any] = {
 }
 
 #: The item schemas by component name; a route's ``response_schema`` names one of these.
+_int: dict[str, Any] = {"type": "integer"}
+FILESYSTEM = _closed({"table": _enum(("gpt", "mbr", "none")), "partition": {"type": ["integer", "null"]},
+                      "offset": _count, "filesystem": _string})
+FILE = _closed({"path": _string, "name": _string, "type": _string, "size": _count,
+                "mode": {"type": "string", "pattern": "^[0-7]{4}$"}, "uid": _count, "gid": _count,
+                "mtime": _time, "target": _string}, optional=("target",))
+VOLUME_LAYOUT = _closed({
+    "resource": _string, "size": _count, "table": _enum(("gpt", "mbr", "none")),
+    "filesystem": _maybe_string,
+    "partitions": {"type": "array", "items": _closed({
+        "number": _count, "offset": _count, "size": _count, "type": _string, "name": _string,
+        "filesystem": _maybe_string})},
+}, optional=("filesystem",))
+DIRECTORY = _closed({"resource": _string, "filesystem": FILESYSTEM, "path": _string,
+                     "files": {"type": "array", "items": FILE}})
+FILE_STAT = _closed({"resource": _string, "filesystem": FILESYSTEM, "file": FILE})
+_MODIFIED = {**FILE, "properties": {**FILE["properties"], "changed": {"type": "array", "items": _string},
+                                    "before": _object},
+             "required": [*FILE["required"], "changed", "before"]}
+CHECKPOINT_DIFF = _closed({
+    "resource": _string, "from": _string, "to": _string, "size": _closed({"from": _count, "to": _count}),
+    "changed_ranges": {"type": "array", "items": {"type": "array", "items": _count, "minItems": 2,
+                                                  "maxItems": 2}},
+    "changed_bytes": _count, "filesystem": FILESYSTEM,
+    "files": _closed({"added": {"type": "array", "items": FILE}, "removed": {"type": "array", "items": FILE},
+                      "modified": {"type": "array", "items": _MODIFIED}}),
+}, optional=("filesystem", "files"))
+
 ALL: dict[str, dict[str, Any]] = {
     "Plan": PLAN,
     "Checkpoint": CHECKPOINT,
@@ -181,4 +209,8 @@ ALL: dict[str, dict[str, Any]] = {
     "QuotaClass": QUOTA_CLASS,
     "Usage": USAGE,
     "Pool": POOL,
+    "VolumeLayout": VOLUME_LAYOUT,
+    "Directory": DIRECTORY,
+    "FileStat": FILE_STAT,
+    "CheckpointDiff": CHECKPOINT_DIFF,
 }

@@ -11,11 +11,12 @@ import dataclasses
 from collections.abc import Callable
 
 from strongroom.api import response_schemas, schemas
-from strongroom.api.common import Result
+from strongroom.api.common import Answer, Download
 from strongroom.api.rules import Rule
 from strongroom.api.v1 import (
     alerts,
     checkpoints,
+    files,
     operation_logs,
     plans,
     protectables,
@@ -27,11 +28,12 @@ from strongroom.api.v1 import (
     triggers,
     usage,
     verifications,
+    volume_data,
 )
 
 V1 = "/v1/{project_id}"
 
-Handler = Callable[..., Result]
+Handler = Callable[..., Answer | Download]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +51,16 @@ class Route:
     query: tuple[str, ...] = ()  # every query parameter the handler reads
     sort_keys: tuple[str, ...] = ()  # what ``sort``/``sort_key`` may name, when the list takes them
     naming: tuple[str, ...] = ()  # query parameters that name an object (an unknown one answers 404)
+    binary: bool = False  # answers application/octet-stream bytes (200 whole, 206 for a Range), not JSON
+    produces: str | None = None  # the media type of a streamed (non-JSON) answer: the handler's Download
 
     def __post_init__(self) -> None:
         if self.request_schema is not None and self.request_schema not in schemas.ALL:
             raise ValueError(f"{self.method} {self.path}: no request schema {self.request_schema!r}")
         if self.response_schema is not None and self.response_schema not in response_schemas.ALL:
             raise ValueError(f"{self.method} {self.path}: no response schema {self.response_schema!r}")
+        if self.produces is not None and self.response_key is not None:
+            raise ValueError(f"{self.method} {self.path}: a streamed answer has no JSON response key")
         if (self.response_key is None) != (self.response_schema is None):
             raise ValueError(f"{self.method} {self.path}: a response key needs a response schema")
         if not set(self.naming) <= set(self.query):
@@ -73,6 +79,7 @@ class Route:
 
 
 _CP = "/providers/{provider_id}/checkpoints"
+_RES = _CP + "/{checkpoint_id}/resources/{resource_key}"
 _SO = "/scheduled_operations"
 _QUOTA = "/quotas/{quota_project_id}"
 
@@ -122,6 +129,27 @@ ROUTES: tuple[Route, ...] = (
           "Reset a checkpoint's state (admin)", "CheckpointResetState", status=202),
     Route("DELETE", _CP + "/{checkpoint_id}", checkpoints.delete, Rule.CHECKPOINT_DELETE, "Delete a checkpoint",
           status=202),
+    Route("GET", _RES + "/data", volume_data.show, Rule.CHECKPOINT_GET,
+          "Read a protected volume of an available checkpoint (Range: bytes=START-END answers 206)", binary=True),
+    Route("GET", _RES + "/volume", files.volume, Rule.CHECKPOINT_GET,
+          "Show a checkpoint's volume: its partition table and each partition's filesystem",
+          response_key="volume", response_schema="VolumeLayout"),
+    Route("GET", _RES + "/files", files.index, Rule.CHECKPOINT_GET,
+          "List a directory inside a checkpoint's volume, without restoring it", response_key="directory",
+          response_schema="Directory", query=("path", "partition")),
+    Route("GET", _RES + "/files/stat", files.stat, Rule.CHECKPOINT_GET,
+          "Show one file inside a checkpoint's volume (a symlink itself)", response_key="stat",
+          response_schema="FileStat", query=("path", "partition")),
+    Route("GET", _RES + "/files/content", files.content, Rule.CHECKPOINT_GET,
+          "Download a regular file from inside a checkpoint's volume (streamed; symlinks followed)",
+          query=("path", "partition"), produces="application/octet-stream"),
+    Route("GET", _RES + "/files/archive", files.archive, Rule.CHECKPOINT_GET,
+          "Restore files: a tar stream of each path (repeatable) with everything under it",
+          query=("path", "partition"), produces="application/x-tar"),
+    Route("GET", _RES + "/diff", files.diff, Rule.CHECKPOINT_GET,
+          "Compare with a later checkpoint of the same volume: changed byte ranges, and changed files under "
+          "path", response_key="diff", response_schema="CheckpointDiff", query=("to", "path", "partition"),
+          naming=("to",)),
     Route("POST", "/restores", restores.create, Rule.RESTORE_CREATE, "Restore a checkpoint", "RestoreCreate",
           "restore", response_schema="Restore"),
     Route("GET", "/restores", restores.index, Rule.RESTORE_GET_ALL, "List restores", response_key="restores",

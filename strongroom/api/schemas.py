@@ -40,6 +40,8 @@ PARAMETERS: dict[str, Rule] = {
         "project_id", "provider_id", "checkpoint_id", "plan_id", "restore_id", "verification_id",
         "operation_log_id", "trigger_id", "scheduled_operation_id", "service_id", "protectable_type")},
     "instance_id": Rule.SEGMENT,
+    "resource_key": Rule.SEGMENT,  # OS::Cinder::Volume#<id>, a bare id, or "-"
+    "to": Rule.ID,
     "quota_project_id": Rule.ID,
     "quota_class_name": Rule.ID,
     "marker": Rule.SEGMENT,  # the id of an item of the list: an instance's may be a file name

@@ -107,6 +107,38 @@ class Client:
         except ValueError as err:
             raise ClientError(status, "the server answered with something that is not JSON", request_id) from err
 
+    def download(self, path: str, params: Mapping[str, Any] | None, sink: Callable[[bytes], Any],
+                 piece: int = 1024 * 1024) -> int:
+        """GET a streamed answer into ``sink`` piece by piece; the number of bytes received."""
+        url = self._url(path)
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        if clean:
+            url += "?" + urllib.parse.urlencode(clean, doseq=True)
+        req = urllib.request.Request(url, headers=dict(self._headers), method="GET")
+        total = 0
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                self._answered("GET", url, resp.status, resp.headers.get(REQUEST_ID_HEADER))
+                while True:
+                    data = resp.read(piece)
+                    if not data:
+                        break
+                    sink(data)
+                    total += len(data)
+                length = resp.headers.get("Content-Length")
+        except urllib.error.HTTPError as err:
+            with err:
+                request_id = err.headers.get(REQUEST_ID_HEADER)
+                self._answered("GET", url, err.code, request_id)
+                raise ClientError(err.code, _error_message(err.read(), err.reason), request_id) from None
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            self._answered("GET", url, 0, None)
+            reason = err.reason if isinstance(err, urllib.error.URLError) else err
+            raise ClientError(0, f"cannot reach {self.base_url}: {reason}") from err
+        if length is not None and int(length) != total:
+            raise ClientError(0, f"the download ended after {total} of {length} bytes")
+        return total
+
     def _answered(self, method: str, url: str, status: int, request_id: str | None) -> None:
         if self._on_answer is not None:
             self._on_answer(method, url, status, request_id)
@@ -193,6 +225,41 @@ class Client:
         path = f"/providers/{provider_id}/checkpoints/{checkpoint_id}"
         return dict(self.request("GET", path)["checkpoint"])
 
+    def read_resource_data(self, provider_id: str, checkpoint_id: str, resource_key: str, offset: int,
+                           length: int) -> tuple[bytes, int]:
+        """Bytes ``offset`` to ``offset + length`` of a protected volume of a checkpoint, and the volume's size.
+
+        One ``GET .../checkpoints/{id}/resources/{key}/data`` with a ``Range`` header (doc/file-restore.md):
+        the answer is short only at the end of the volume; a range starting at or past the end gives no bytes."""
+        if offset < 0 or length <= 0:
+            raise ValueError("offset must be >= 0 and length > 0")
+        key = urllib.parse.quote(resource_key, safe="")
+        url = self._url(f"/providers/{provider_id}/checkpoints/{checkpoint_id}/resources/{key}/data")
+        headers = dict(self._headers, Accept="application/octet-stream",
+                       Range=f"bytes={offset}-{offset + length - 1}")
+        req = urllib.request.Request(url, headers=headers, method="GET")
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                status, request_id = resp.status, resp.headers.get(REQUEST_ID_HEADER)
+                content_range = resp.headers.get("Content-Range") or ""
+                content = resp.read()
+        except urllib.error.HTTPError as err:
+            with err:
+                request_id = err.headers.get(REQUEST_ID_HEADER)
+                self._answered("GET", url, err.code, request_id)
+                if err.code == 416:  # past the end: the size is in "bytes */SIZE"
+                    return b"", _range_total(err.headers.get("Content-Range") or "", err.code, request_id)
+                raise ClientError(err.code, _error_message(err.read(), err.reason), request_id) from None
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            self._answered("GET", url, 0, None)
+            reason = err.reason if isinstance(err, urllib.error.URLError) else err
+            raise ClientError(0, f"cannot reach {self.base_url}: {reason}") from err
+        self._answered("GET", url, status, request_id)
+        if status == 206:
+            return content, _range_total(content_range, status, request_id)
+        # 200: the whole volume (a server that ignored the range)
+        return content[offset:offset + length], len(content)
+
     def delete_checkpoint(self, provider_id: str, checkpoint_id: str) -> None:
         self.request("DELETE", f"/providers/{provider_id}/checkpoints/{checkpoint_id}")
 
@@ -214,6 +281,46 @@ class Client:
                      {"os-resetState": {"state": state}})
 
     # -- restores and verifications ---------------------------------------------
+
+    # -- files inside a checkpoint's volume --------------------------------------------
+
+    @staticmethod
+    def _resource_path(provider_id: str, checkpoint_id: str, resource: str | None) -> str:
+        key = urllib.parse.quote(resource or "-", safe=":")
+        return f"/providers/{provider_id}/checkpoints/{checkpoint_id}/resources/{key}"
+
+    def show_checkpoint_volume(self, provider_id: str, checkpoint_id: str,
+                               resource: str | None = None) -> dict[str, Any]:
+        return dict(self.request("GET", self._resource_path(provider_id, checkpoint_id, resource) + "/volume")
+                    ["volume"])
+
+    def list_checkpoint_files(self, provider_id: str, checkpoint_id: str, path: str, resource: str | None = None,
+                              partition: int | None = None) -> dict[str, Any]:
+        return dict(self.request("GET", self._resource_path(provider_id, checkpoint_id, resource) + "/files",
+                                 params={"path": path, "partition": partition})["directory"])
+
+    def stat_checkpoint_file(self, provider_id: str, checkpoint_id: str, path: str, resource: str | None = None,
+                             partition: int | None = None) -> dict[str, Any]:
+        return dict(self.request("GET", self._resource_path(provider_id, checkpoint_id, resource) + "/files/stat",
+                                 params={"path": path, "partition": partition})["stat"])
+
+    def download_checkpoint_file(self, provider_id: str, checkpoint_id: str, path: str,
+                                 sink: Callable[[bytes], Any], resource: str | None = None,
+                                 partition: int | None = None) -> int:
+        return self.download(self._resource_path(provider_id, checkpoint_id, resource) + "/files/content",
+                             {"path": path, "partition": partition}, sink)
+
+    def download_checkpoint_archive(self, provider_id: str, checkpoint_id: str, paths: list[str],
+                                    sink: Callable[[bytes], Any], resource: str | None = None,
+                                    partition: int | None = None) -> int:
+        return self.download(self._resource_path(provider_id, checkpoint_id, resource) + "/files/archive",
+                             {"path": paths, "partition": partition}, sink)
+
+    def diff_checkpoints(self, provider_id: str, checkpoint_id: str, other_checkpoint_id: str,
+                         resource: str | None = None, path: str | None = None,
+                         partition: int | None = None) -> dict[str, Any]:
+        return dict(self.request("GET", self._resource_path(provider_id, checkpoint_id, resource) + "/diff",
+                                 params={"to": other_checkpoint_id, "path": path, "partition": partition})["diff"])
 
     def create_restore(self, provider_id: str, checkpoint_id: str,
                        parameters: Mapping[str, Any] | None = None,
@@ -333,6 +440,14 @@ class Client:
         if disabled_reason is not None:
             body["disabled_reason"] = disabled_reason
         return dict(self.request("PUT", f"/os-services/{service_id}", body)["service"])
+
+
+def _range_total(content_range: str, status: int, request_id: str | None) -> int:
+    """The size of the whole from a ``Content-Range`` header (``bytes 0-9/1234`` or ``bytes */1234``)."""
+    match = re.fullmatch(r"bytes (?:\d+-\d+|\*)/(\d+)", content_range.strip())
+    if match is None:
+        raise ClientError(status, f"the server answered a range with Content-Range {content_range!r}", request_id)
+    return int(match.group(1))
 
 
 def _error_message(content: bytes, reason: str) -> str:

@@ -28,12 +28,14 @@ from strongroom.protection import admission, capacity, copying
 from strongroom.protection import graph as graph_mod
 from strongroom.protection.catalogue import ENCRYPTION, Catalogues
 from strongroom.protection.collection import GarbageCollection
+from strongroom.protection.files import FileService
 from strongroom.protection.job import Job
 from strongroom.protection.jobs import JobTracker
 from strongroom.protection.leases import BankLeases
 from strongroom.protection.providers import Provider, ProviderRegistry
 from strongroom.protection.recovery import Recovery
 from strongroom.protection.usage import UsageCache, bank_usage
+from strongroom.protection.volume_data import VolumeData
 
 LOG = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ class ProtectionManager:
     def __init__(self, db: Database, registry: ProviderRegistry, *, host: str, owner_id: str, clock: Clock,
                  leases: BankLeases, catalogues: Catalogues, jobs: JobTracker, collection: GarbageCollection,
                  recovery: Recovery, alerts: AlertService | None = None,
-                 usage: UsageCache | None = None) -> None:
+                 usage: UsageCache | None = None, files: FileService | None = None) -> None:
         self.db = db
         self.registry = registry
         self.host = host
@@ -59,6 +61,8 @@ class ProtectionManager:
         self.recovery = recovery
         self.alerts = alerts
         self.usage_cache = usage or UsageCache()
+        self.volume_data = VolumeData()
+        self.files = files or FileService()
 
     # -- life cycle (not RPC) --------------------------------------------------
 
@@ -281,6 +285,25 @@ class ProtectionManager:
         except exceptions.BankError as err:
             raise admission.bank_unavailable(provider, err) from err
 
+    def read_resource_data(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource_key: str,
+                           offset: int, length: int) -> dict[str, Any]:
+        """Bytes of a volume of an available checkpoint of the caller's project (:mod:`.volume_data`)."""
+        provider = self.registry.get(provider_id)
+        record = self._checkpoint(ctxt, provider, checkpoint_id)
+        if record.status != CheckpointStatus.AVAILABLE:
+            raise exceptions.Conflict(reason=f"checkpoint {checkpoint_id} is {record.status}: only an available "
+                                             "checkpoint's data can be read")
+        resources = (record.protection_plan or {}).get("resources") or []
+        if resource_key not in {f"{r.get('type')}#{r.get('id')}" for r in resources}:
+            raise exceptions.NotFound(kind="Resource", id=f"{resource_key} of checkpoint {checkpoint_id}")
+        try:
+            return self.volume_data.read(provider.id, provider.bank, record.project_id, checkpoint_id,
+                                         resource_key, offset, length)
+        except exceptions.BankError as err:
+            if isinstance(err, exceptions.NotFound):
+                raise
+            raise admission.bank_unavailable(provider, err) from err
+
     def _checkpoint(self, ctxt: RequestContext, provider: Provider, checkpoint_id: str) -> CheckpointRecord:
         project = None if ctxt.is_admin else ctxt.project_id
         return self.db.get_checkpoint(checkpoint_id, project_id=project, provider_id=provider.id)
@@ -380,3 +403,44 @@ class ProtectionManager:
         self.jobs.submit_copy(checkpoint_id, run.run)
         return copied.to_dict()
 
+
+    # -- files of a checkpoint's volumes (strongroom.protection.files) ----------------
+
+    def _files_call(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, call: str,
+                    *args: Any) -> dict[str, Any]:
+        provider = self.registry.get(provider_id)
+        record = self._checkpoint(ctxt, provider, checkpoint_id)  # cross-project: NotFound
+        try:
+            result: dict[str, Any] = getattr(self.files, call)(provider, record, *args)
+        except exceptions.BankError as err:
+            raise admission.bank_unavailable(provider, err) from err
+        return result
+
+    def describe_volume(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
+                        resource: str | None) -> dict[str, Any]:
+        """The partition table of a checkpoint's volume and what each partition holds."""
+        return self._files_call(ctxt, provider_id, checkpoint_id, "describe", resource)
+
+    def list_files(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource: str | None,
+                   path: str, partition: int | None = None) -> dict[str, Any]:
+        return self._files_call(ctxt, provider_id, checkpoint_id, "list", resource, path, partition)
+
+    def stat_file(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource: str | None,
+                  path: str, partition: int | None = None) -> dict[str, Any]:
+        return self._files_call(ctxt, provider_id, checkpoint_id, "stat", resource, path, partition)
+
+    def read_file(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource: str | None,
+                  path: str, partition: int | None = None, offset: int = 0, length: int = 0) -> dict[str, Any]:
+        return self._files_call(ctxt, provider_id, checkpoint_id, "read", resource, path, partition, offset,
+                                length)
+
+    def walk_files(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource: str | None,
+                   path: str, partition: int | None = None) -> dict[str, Any]:
+        return self._files_call(ctxt, provider_id, checkpoint_id, "walk", resource, path, partition)
+
+    def diff_checkpoints(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
+                         other_checkpoint_id: str, resource: str | None, path: str | None = None,
+                         partition: int | None = None) -> dict[str, Any]:
+        provider = self.registry.get(provider_id)
+        other = self._checkpoint(ctxt, provider, other_checkpoint_id)
+        return self._files_call(ctxt, provider_id, checkpoint_id, "diff", other, resource, path, partition)

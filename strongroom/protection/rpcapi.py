@@ -117,6 +117,13 @@ class ProtectionAPI:
         self._call(ctxt, "reset_checkpoint_state", provider_id=provider_id,
                    checkpoint_id=checkpoint_id, state=state)
 
+    def read_resource_data(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource_key: str,
+                           offset: int, length: int) -> dict[str, Any]:
+        """``{size, offset, data}`` (data base64, at most ``volume_data.MAX_RANGE`` bytes) of a volume of an
+        available checkpoint.  Raises ``NotFound`` (provider, checkpoint, resource), ``Conflict`` (not available)."""
+        return dict(self._call(ctxt, "read_resource_data", provider_id=provider_id, checkpoint_id=checkpoint_id,
+                               resource_key=resource_key, offset=offset, length=length))
+
     def restore(self, ctxt: RequestContext, restore_id: str) -> None:
         """Run the restore whose record (``in_progress``) the caller created."""
         self._call(ctxt, "restore", restore_id=restore_id)
@@ -138,3 +145,45 @@ class ProtectionAPI:
                                **({"retention_lock_days": retention_lock_days}
                                   if retention_lock_days is not None else {})))
 
+
+    # -- files of a checkpoint's volumes (quick calls; strongroom.protection.files) -------
+
+    def describe_volume(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
+                        resource: str | None) -> dict[str, Any]:
+        """``{resource, size, table, partitions: [{number, offset, size, type, name, filesystem}]}``."""
+        return dict(self._call(ctxt, "describe_volume", provider_id=provider_id, checkpoint_id=checkpoint_id,
+                               resource=resource))
+
+    def list_files(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource: str | None,
+                   path: str, partition: int | None = None) -> dict[str, Any]:
+        """``{resource, filesystem, path, files: [{path, name, type, size, mode, uid, gid, mtime, target?}]}``.
+        Raises ``NotFound`` (checkpoint, resource or path), ``InvalidInput`` (not a directory, unreadable
+        filesystem), ``Conflict`` (checkpoint not available)."""
+        return dict(self._call(ctxt, "list_files", provider_id=provider_id, checkpoint_id=checkpoint_id,
+                               resource=resource, path=path, partition=partition))
+
+    def stat_file(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource: str | None,
+                  path: str, partition: int | None = None) -> dict[str, Any]:
+        """``{resource, filesystem, file}``."""
+        return dict(self._call(ctxt, "stat_file", provider_id=provider_id, checkpoint_id=checkpoint_id,
+                               resource=resource, path=path, partition=partition))
+
+    def read_file(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource: str | None,
+                  path: str, partition: int | None = None, offset: int = 0, length: int = 0) -> dict[str, Any]:
+        """``{file, offset, data}``: at most 4 MiB of a regular file from ``offset``, base64 in ``data``."""
+        return dict(self._call(ctxt, "read_file", provider_id=provider_id, checkpoint_id=checkpoint_id,
+                               resource=resource, path=path, partition=partition, offset=offset, length=length))
+
+    def walk_files(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str, resource: str | None,
+                   path: str, partition: int | None = None) -> dict[str, Any]:
+        """``{resource, filesystem, files}``: ``path`` and everything under it, depth first."""
+        return dict(self._call(ctxt, "walk_files", provider_id=provider_id, checkpoint_id=checkpoint_id,
+                               resource=resource, path=path, partition=partition))
+
+    def diff_checkpoints(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str,
+                         other_checkpoint_id: str, resource: str | None, path: str | None = None,
+                         partition: int | None = None) -> dict[str, Any]:
+        """``{resource, from, to, size, changed_ranges: [[offset, length]], changed_bytes, files?}``."""
+        return dict(self._call(ctxt, "diff_checkpoints", provider_id=provider_id, checkpoint_id=checkpoint_id,
+                               other_checkpoint_id=other_checkpoint_id, resource=resource, path=path,
+                               partition=partition))

@@ -110,6 +110,7 @@ def seeded(service: AllInOne) -> dict[str, Any]:
         "service_id": [str(s["id"]) for s in services],
         "protectable_type": [VOLUME, "OS::Keystone::Project"],
         "instance_id": ["disk.img", "data.img", PROJECT],
+        "resource_key": [f"{VOLUME}#disk.img", f"{VOLUME}#data.img"],
         # What the deleting and state-changing operations get instead: objects nothing else needs.
         "doomed": {"plan_id": plans[2:], "checkpoint_id": checkpoints[2:], "trigger_id": triggers[2:],
                    "scheduled_operation_id": operations[1:]},

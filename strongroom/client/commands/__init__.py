@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from strongroom.client.commands import (
     alerts,
     checkpoints,
+    mount,
     operation_logs,
     plans,
     protectables,
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from strongroom.client.commands.base import SubParsers
 
 GROUPS = (providers, protectables, plans, checkpoints, restores, operation_logs, triggers, scheduled_operations,
-          services, alerts, usage)
+          services, alerts, usage, mount)
 
 
 def register_all(groups: SubParsers) -> None:

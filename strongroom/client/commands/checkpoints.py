@@ -38,6 +38,30 @@ def register(groups: SubParsers) -> None:
     p.add_argument("--retention-lock-days", type=int, metavar="DAYS",
                    help="Lock the copies in the target's bank this many days after each checkpoint's creation.")
     add_wait(p)
+    for name, summary in (("ls", "List a directory inside a checkpoint's volume (no restore needed)."),
+                          ("cat", "Write a file from inside a checkpoint's volume to standard output."),
+                          ("get", "Download a file from inside a checkpoint's volume."),
+                          ("stat", "Show one file inside a checkpoint's volume.")):
+        p = g.add_parser(name, help=summary)
+        p.add_argument("provider_id")
+        p.add_argument("checkpoint_id")
+        p.add_argument("where", nargs="+", metavar="[RESOURCE] PATH",
+                       help="The volume (OS::Cinder::Volume#<id> or its id; default: the checkpoint's only one) "
+                            "and an absolute path.")
+        p.add_argument("--partition", type=int, help="The partition's number (default: the largest readable).")
+        if name == "get":
+            p.add_argument("-o", "--output", help="Where to write it (default: the file's name, here).")
+    p = g.add_parser("volume", help="Show a checkpoint's volume: partition table and filesystems.")
+    p.add_argument("provider_id")
+    p.add_argument("checkpoint_id")
+    p.add_argument("resource", nargs="?")
+    p = g.add_parser("diff", help="What changed between two checkpoints of one volume.")
+    p.add_argument("provider_id")
+    p.add_argument("checkpoint_id")
+    p.add_argument("other_checkpoint_id", metavar="TO_CHECKPOINT_ID")
+    p.add_argument("--resource", help="The volume (default: the checkpoint's only one).")
+    p.add_argument("--path", help="Also list the files changed under this directory.")
+    p.add_argument("--partition", type=int)
     for name in ("show", "delete", "reset-state"):
         p = g.add_parser(name)
         p.add_argument("provider_id")
@@ -54,6 +78,8 @@ def run(cli: Cli, a: argparse.Namespace) -> int:
         return _create(cli, a)
     if a.action == "copy":
         return _copy(cli, a)
+    if a.action in FILE_ACTIONS:
+        return FILE_ACTIONS[a.action](cli, a)
     if a.action == "list":
         cli.emit_list(COLUMNS, c.list_checkpoints(
             a.provider_id, **list_params(a, "plan_id", "status", "start_date", "end_date", "project_id")))
@@ -121,3 +147,92 @@ def _delete(cli: Cli, a: argparse.Namespace) -> int:
             return code
     cli.err.write(f"Checkpoint {a.checkpoint_id} {'deleted' if a.wait else 'is being deleted'}.\n")
     return EXIT_OK
+
+
+FILE_COLUMNS = ["type", "mode", "uid", "gid", "size", "mtime", "name", "target"]
+
+
+def _where(a: argparse.Namespace) -> tuple[str | None, str]:
+    if len(a.where) > 2:
+        raise ClientError(0, f"expected [RESOURCE] PATH, got {len(a.where)} arguments")
+    return (a.where[0], a.where[1]) if len(a.where) == 2 else (None, a.where[0])
+
+
+def _ls(cli: Cli, a: argparse.Namespace) -> int:
+    resource, path = _where(a)
+    listing = cli.client.list_checkpoint_files(a.provider_id, a.checkpoint_id, path, resource, a.partition)
+    cli.emit_list(FILE_COLUMNS, listing["files"])
+    return EXIT_OK
+
+
+def _stat(cli: Cli, a: argparse.Namespace) -> int:
+    resource, path = _where(a)
+    found = cli.client.stat_checkpoint_file(a.provider_id, a.checkpoint_id, path, resource, a.partition)
+    cli.emit_one({**found["file"], "filesystem": found["filesystem"]})
+    return EXIT_OK
+
+
+def _cat(cli: Cli, a: argparse.Namespace) -> int:
+    resource, path = _where(a)
+    out = getattr(cli.out, "buffer", None)
+    if out is None:  # a text stream without bytes underneath (tests): decode as the file's text
+        def sink(data: bytes) -> None:
+            cli.out.write(data.decode("utf-8", "replace"))
+    else:
+        cli.out.flush()
+        sink = out.write
+    cli.client.download_checkpoint_file(a.provider_id, a.checkpoint_id, path, sink, resource, a.partition)
+    if out is not None:
+        out.flush()
+    return EXIT_OK
+
+
+def _get(cli: Cli, a: argparse.Namespace) -> int:
+    import os
+    import posixpath
+
+    resource, path = _where(a)
+    target = a.output or posixpath.basename(path.rstrip("/")) or "file"
+    partial = f"{target}.part"
+    try:
+        with open(partial, "wb") as f:
+            size = cli.client.download_checkpoint_file(a.provider_id, a.checkpoint_id, path, f.write, resource,
+                                                       a.partition)
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    cli.err.write(f"{path}: {size} bytes written to {target}\n")
+    return EXIT_OK
+
+
+def _volume(cli: Cli, a: argparse.Namespace) -> int:
+    layout = cli.client.show_checkpoint_volume(a.provider_id, a.checkpoint_id, a.resource)
+    cli.emit_list(["number", "offset", "size", "type", "name", "filesystem"], layout["partitions"]) \
+        if layout["partitions"] else cli.emit_one(layout)
+    return EXIT_OK
+
+
+def _diff(cli: Cli, a: argparse.Namespace) -> int:
+    found = cli.client.diff_checkpoints(a.provider_id, a.checkpoint_id, a.other_checkpoint_id, a.resource,
+                                        a.path, a.partition)
+    if a.format != "table":
+        cli.emit_one(found)
+        return EXIT_OK
+    ranges = found["changed_ranges"]
+    cli.out.write(f"{found['resource']}: {found['changed_bytes']} bytes changed in {len(ranges)} ranges "
+                  f"from {found['from']} to {found['to']}\n")
+    for offset, length in ranges[:50]:
+        cli.out.write(f"  bytes {offset}-{offset + length - 1} ({length})\n")
+    if len(ranges) > 50:
+        cli.out.write(f"  ... {len(ranges) - 50} more (-f json lists them all)\n")
+    files = found.get("files")
+    if files is not None:
+        for mark, key in (("+", "added"), ("-", "removed"), ("M", "modified")):
+            for entry in files[key]:
+                extra = f" ({', '.join(entry['changed'])})" if key == "modified" else ""
+                cli.out.write(f"{mark} {entry['path']}{extra}\n")
+    return EXIT_OK
+
+
+FILE_ACTIONS = {"ls": _ls, "stat": _stat, "cat": _cat, "get": _get, "volume": _volume, "diff": _diff}

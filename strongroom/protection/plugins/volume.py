@@ -114,6 +114,12 @@ class VolumeProtectionPlugin(ProtectionPlugin):
                             "description": "Volume type of the new volume (default: the original's)"},
             "availability_zone": {**validation.string(validation.Rule.NAME),
                                   "description": "Availability zone of the new volume (default: the original's)"},
+            "paths": {"type": "array", "minItems": 1, "maxItems": 100, "uniqueItems": True,
+                      "items": {"type": "string", "pattern": "^/[^\\x00]*$", "maxLength": 4096},
+                      "description": "Restore these files and directories only: a new volume holding a tar "
+                                     "stream of them (doc/file-restore.md)"},
+            "partition": {"type": "integer", "minimum": 0,
+                          "description": "With paths: the partition's number (default: the largest readable)"},
         },
         "additionalProperties": False,
     }
@@ -187,6 +193,16 @@ class VolumeProtectionPlugin(ProtectionPlugin):
                                     hash_algo=name, compression=self.compression,
                                     compression_level=self.compression_level, hash_key=key)
 
+    def file_tree(self, section: BankSection, project_id: str, partition: Any) -> Any:
+        """The filesystem of the volume a resource section holds (:mod:`strongroom.files.tree`)."""
+        from strongroom.datamover.reader import BlockReader
+        from strongroom.files.tree import open_tree
+
+        manifest = section.section(MANIFEST_DIR, read_only=True)
+        header = datamover.read_manifest_header(manifest)
+        reader = BlockReader(manifest, self.chunk_store(section.bank, project_id, header), header=header)
+        return open_tree(reader, int(partition) if partition is not None else None)
+
     def get_operation(self, kind: OperationKind, resource: Resource) -> Operation:
         ops: dict[OperationKind, type[_VolumeOperation]] = {
             OperationKind.PROTECT: ProtectOperation,
@@ -211,6 +227,15 @@ class VolumeProtectionPlugin(ProtectionPlugin):
         project, large enough and not in use (rolling the original itself back is allowed)."""
         backend = self.backend_for(context.project_id, context.auth_token)
         target = parameters.get("restore_target")
+        if parameters.get("paths"):
+            if target is not None:
+                raise exceptions.InvalidInput(reason="paths: a file-level restore makes a new volume; it takes no "
+                                                     "restore_target")
+            tree = self.file_tree(section, context.project_id or "", parameters.get("partition"))
+            for path in parameters["paths"]:
+                tree.stat(str(path))  # NotFound naming it, before the run starts
+        elif "partition" in parameters:
+            raise exceptions.InvalidInput(reason="partition: only with paths")
         if target is None:
             check_placement(backend, {k: parameters[k] for k in PLACEMENT_PARAMETERS if k in parameters})
             return
@@ -377,6 +402,9 @@ class RestoreOperation(_VolumeOperation):
         if target is not None:
             self._overwrite(ctx, backend, manifest, str(target))
             return
+        if ctx.parameters.get("paths"):
+            self._restore_files(ctx, backend)
+            return
         name = str(ctx.parameters.get("restore_name") or validation.file_name(
             f"{ctx.resource.name or ctx.resource.id}-restore-{ctx.checkpoint_id[:8]}"))
         volume = backend.create_volume(header.size, name=name, staged=True, placement=_placement(ctx, backend))
@@ -392,6 +420,30 @@ class RestoreOperation(_VolumeOperation):
             raise
         ctx.save_resume_state({})
         ctx.result.update(id=published.id, name=published.name, type=VOLUME_TYPE)
+
+    def _restore_files(self, ctx: OperationContext, backend: BlockBackend) -> None:
+        """A file-level restore: a new volume holding a tar stream of the paths asked (nothing else restored)."""
+        from strongroom.files import archive
+
+        tree = self.plugin.file_tree(ctx.section, ctx.project_id, ctx.parameters.get("partition"))
+        entries = archive.collect(tree, [str(p) for p in ctx.parameters["paths"]])
+        size = archive.bound(entries)
+        name = str(ctx.parameters.get("restore_name") or validation.file_name(
+            f"{ctx.resource.name or ctx.resource.id}-files-{ctx.checkpoint_id[:8]}.tar"))
+        volume = backend.create_volume(size, name=name, staged=True, placement=_placement(ctx, backend))
+        ctx.save_resume_state({"volume_id": volume.id, "name": volume.name})
+        try:
+            with backend.writing_volume(volume.id) as writer:
+                written = archive.write_tar(tree, entries, writer, size)
+                writer.flush()
+            published = backend.publish_volume(volume.id)
+        except BaseException:
+            _discard(backend, volume.id)
+            ctx.save_resume_state({})
+            raise
+        ctx.save_resume_state({})
+        ctx.result.update(id=published.id, name=published.name, type=VOLUME_TYPE, format="tar",
+                          files=len(entries), tar_bytes=written)
 
     def _overwrite(self, ctx: OperationContext, backend: BlockBackend, manifest: BankSection, target: str) -> None:
         """Write the whole of ``target``: the backup's bytes, its zero ranges as zeros, then zeros to the end

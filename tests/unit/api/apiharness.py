@@ -161,6 +161,15 @@ class FakeProtectionEndpoint:
         self.calls.append("reset_checkpoint_state")
         self.db.update_checkpoint(checkpoint_id, {"status": state}, check=False)
 
+    def read_resource_data(self, ctxt: Any, provider_id: str, checkpoint_id: str, resource_key: str,
+                           offset: int, length: int) -> dict[str, Any]:
+        """Refuses as the manager does (unknown provider or checkpoint); no checkpoint here holds volume data."""
+        self.calls.append("read_resource_data")
+        self.show_provider(ctxt, provider_id)
+        project = None if ctxt.is_admin else ctxt.project_id
+        self.db.get_checkpoint(checkpoint_id, project_id=project, provider_id=provider_id)
+        raise exceptions.NotFound(kind="Resource", id=f"{resource_key} of checkpoint {checkpoint_id}")
+
     def restore(self, ctxt: Any, restore_id: str) -> None:
         self.calls.append("restore")
         run = self.db.get_restore(restore_id)

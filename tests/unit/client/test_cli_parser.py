@@ -13,7 +13,8 @@ TREE = {
     "provider": ["list", "show"],
     "protectable": ["list", "show", "instances", "instance"],
     "plan": ["create", "list", "show", "update", "delete"],
-    "checkpoint": ["create", "list", "copy", "show", "delete", "reset-state"],
+    "checkpoint": ["create", "list", "copy", "ls", "cat", "get", "stat", "volume", "diff", "show", "delete",
+                   "reset-state"],
     "restore": ["create", "list", "show"],
     "verification": ["create", "list", "show"],
     "operationlog": ["list", "show"],
@@ -23,6 +24,7 @@ TREE = {
     "alert": ["list"],
     "usage": [],  # ``strongroom usage`` takes no action
     "pool": ["list"],
+    "mount": [],  # ``strongroom mount MOUNTPOINT`` takes no action
 }
 
 
