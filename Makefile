@@ -132,7 +132,7 @@ PYTEST_WORKERS ?= 3
 SCHEMATHESIS := tests/functional/test_api_schemathesis.py
 pytest: system-packages install
 	@$(MAKE) --no-print-directory debian-modules cinder-venv barbican-venv
-	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup --ignore=$(SCHEMATHESIS)
+	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 --ignore=$(SCHEMATHESIS)
 	$(BIN)/pytest -q -p no:cacheprovider $(SCHEMATHESIS)
 
 test: lint typecheck contracts pytest
