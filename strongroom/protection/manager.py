@@ -252,6 +252,9 @@ class ProtectionManager:
     def delete_checkpoint(self, ctxt: RequestContext, provider_id: str, checkpoint_id: str) -> None:
         provider = self.registry.get(provider_id)
         record = self._checkpoint(ctxt, provider, checkpoint_id)
+        if record.status == CheckpointStatus.DELETED:  # deleted already: the answer is the same, nothing changes
+            LOG.info("checkpoint %s is deleted already", checkpoint_id)
+            return
         catalogue = self.catalogues.of(provider)
         catalogue.check_may_delete(record)  # refused before the lease is even asked for
         fence = self.leases.fence(provider)

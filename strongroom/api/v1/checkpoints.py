@@ -18,6 +18,7 @@ from strongroom.api.common import ApiRequest, Result
 from strongroom.api.errors import BadRequest
 from strongroom.objects.locks import LOCK_DAYS
 from strongroom.objects.records import CheckpointRecord, Plan, iso_time
+from strongroom.objects.status import CheckpointStatus
 
 SORT_KEYS = ("created_at", "updated_at", "status", "id")
 FILTERS = ("plan_id", "status")
@@ -63,6 +64,10 @@ def create(req: ApiRequest, provider_id: str) -> Result:
     return 200, {"checkpoint": view(CheckpointRecord.from_dict(record))}
 
 
+#: The statuses a checkpoint list shows unless its ``status`` filter asks for others: all but ``deleted``.
+LISTED_BY_DEFAULT = [str(s) for s in CheckpointStatus if s is not CheckpointStatus.DELETED]
+
+
 def index(req: ApiRequest, provider_id: str) -> Result:
     req.authorize("checkpoint:get_all")
     _check_provider(req, provider_id)
@@ -72,6 +77,8 @@ def index(req: ApiRequest, provider_id: str) -> Result:
         req.authorize("all_tenants")
         project = wanted_project
     filters: dict[str, Any] = common.filter_params(req, FILTERS)
+    if "status" not in filters:  # a deleted checkpoint is history: listed only when asked for (status=deleted)
+        filters["status"] = LISTED_BY_DEFAULT
     for name in ("start_date", "end_date"):
         value = common.date_param(req, name)
         if value is not None:

@@ -514,3 +514,20 @@ def test_concurrent_requests_are_served_in_parallel(stack: Stack) -> None:
 def test_remote_errors_carry_no_traceback(stack: Stack) -> None:
     msg = _error(stack.call("GET", "/protectables/OS::Nope"), 404)
     assert msg == "Protectable type OS::Nope could not be found."
+
+
+def test_deleted_checkpoints_are_listed_only_when_asked_for(stack: Stack) -> None:
+    project = "proj-hidden"
+    kept = stack.add_checkpoint(project=project)
+    gone = stack.add_checkpoint(project=project, status="deleted")
+    failed = stack.add_checkpoint(project=project, status="error")
+
+    def listed(**params: str) -> set[str]:
+        answer = stack.call("GET", CP, project=project, params=params)
+        assert answer.status_code == 200, answer.text
+        return {c["id"] for c in answer.json()["checkpoints"]}
+
+    assert listed() == {kept.id, failed.id}
+    assert listed(status="deleted") == {gone.id}
+    assert listed(status="error") == {failed.id}
+    assert stack.call("GET", f"{CP}/{gone.id}", project=project).json()["checkpoint"]["status"] == "deleted"

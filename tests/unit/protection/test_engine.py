@@ -93,6 +93,14 @@ def test_protect_restore_delete_keeps_shared_chunks(engine: ProtectionManager) -
     engine.wait_idle()
     assert bank.list("projects/proj/chunks/") == []
 
+    # Deleting a deleted checkpoint again answers as the first delete did and changes nothing.
+    logs = len(engine.db.list_operation_logs("proj"))
+    before = engine.db.get_checkpoint(first)
+    engine.delete_checkpoint(CTX, PROVIDER, first)
+    engine.wait_idle()
+    assert engine.db.get_checkpoint(first) == before and len(engine.db.list_operation_logs("proj")) == logs
+    assert CheckpointStore(bank).read(first).status == "deleted"
+
 
 def test_failed_protect_is_never_available(engine: ProtectionManager, monkeypatch: pytest.MonkeyPatch) -> None:
     volume_id = make_volume(engine, "v1", b"x" * 1000)
