@@ -16,8 +16,17 @@ from strongroom.cmd import common
 LOG = logging.getLogger("strongroom.all-in-one")
 
 
+DESCRIPTION = "Every Strongroom service in one process: the embedded default (no authentication, 127.0.0.1 only)."
+
+EPILOG = ("It listens on http://127.0.0.1:8799 and keeps all its state (sqlite metadata, the fs bank, the "
+          "loopback volumes, the local key file) in ./.strongroom. To keep the state elsewhere, set "
+          "STRONGROOM_STATE_DIR=/path, or give a file with --config-file: the state directory is state_dir in its "
+          "[DEFAULT] section, the port bind_port in its [api] section (e.g. [api] bind_port = 8800). "
+          "etc/strongroom/strongroom.conf.sample lists every option.")
+
+
 def main(argv: list[str] | None = None) -> int:
-    conf = common.setup(argv, "strongroom-all-in-one")
+    conf = common.setup(argv, "strongroom-all-in-one", description=DESCRIPTION, epilog=EPILOG)
     from strongroom.service import Services, resolve_providers_dir
 
     # Always in-process: oslo.messaging defaults transport_url to rabbit://, which is for deployments.

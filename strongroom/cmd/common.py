@@ -19,7 +19,8 @@ from oslo_config import cfg
 from strongroom import backend, config
 
 
-def setup(argv: list[str] | None, prog: str, default_config_files: list[str] | None = None) -> cfg.ConfigOpts:
+def setup(argv: list[str] | None, prog: str, default_config_files: list[str] | None = None,
+          description: str | None = None, epilog: str | None = None) -> cfg.ConfigOpts:
     from strongroom.datamover import allocator
 
     allocator.cap_arenas()  # before any thread: glibc fixes the cap once its ninth arena exists
@@ -31,7 +32,7 @@ def setup(argv: list[str] | None, prog: str, default_config_files: list[str] | N
 
     rpc._register_messaging_opts(conf)
     conf(argv if argv is not None else sys.argv[1:], project="strongroom", prog=prog,
-         default_config_files=default_config_files)
+         default_config_files=default_config_files, description=description, epilog=epilog)
     setup_logging(conf)
     return conf
 
