@@ -103,7 +103,7 @@ TRIGGER = _closed({
 SCHEDULED_OPERATION = _closed({
     "id": _string, "name": _string, "description": _string, "operation_type": _enum(OperationType),
     "project_id": _string, "trigger_id": _string, "operation_definition": _object,
-    "enabled": {"type": "boolean"}, "created_at": _time,
+    "enabled": {"type": "boolean"}, "created_at": _time, "next_fire_time": _maybe_time,
 })
 
 SCHEDULED_OPERATION_LOG = _closed({

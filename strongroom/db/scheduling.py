@@ -426,6 +426,21 @@ class SchedulingStore:
                              allowed_sort=FIRE_SORT, marker=marker, limit=limit)
             return [to_record(ScheduledFire, m) for m in rows]
 
+    def next_fire_times(self, operation_ids: Sequence[str]) -> dict[str, _dt.datetime]:
+        """The earliest planned fire of each of ``operation_ids`` that has one (a suspended operation, or one
+        whose trigger has ended, has none)."""
+        if not operation_ids:
+            return {}
+        with self.db.session() as s:
+            rows = s.execute(sa.select(ScheduledFireModel.operation_id, sa.func.min(ScheduledFireModel.fire_time))
+                             .join(ScheduledOperationModel,
+                                   ScheduledOperationModel.id == ScheduledFireModel.operation_id)
+                             .where(ScheduledFireModel.operation_id.in_(list(operation_ids)),
+                                    ScheduledFireModel.state == FireState.PLANNED.value,
+                                    ScheduledOperationModel.enabled.is_(True))
+                             .group_by(ScheduledFireModel.operation_id)).all()
+        return {str(op_id): _as_utc(when) for op_id, when in rows if when is not None}
+
     def purge_history(self, before: _dt.datetime, limit: int = 1000) -> int:
         """Delete finished fire logs that ended before ``before`` (at most ``limit`` per call)."""
 
@@ -439,3 +454,8 @@ class SchedulingStore:
             return _rowcount(s.execute(sa.delete(_FIRES).where(_FIRES.c.id.in_(ids))))
 
         return int(self.db.write(purge))
+
+
+def _as_utc(value: _dt.datetime) -> _dt.datetime:
+    """A time read back by an aggregate (which the column type does not convert): UTC-aware."""
+    return value if value.tzinfo else value.replace(tzinfo=_dt.UTC)

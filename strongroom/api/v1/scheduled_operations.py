@@ -15,6 +15,7 @@ operation whose trust Keystone kept refusing, ``doc/scheduling.md``).
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import uuid
 from typing import Any
@@ -38,11 +39,17 @@ LOG_FILTERS = ("state",)
 FIELD = "scheduled_operation"
 
 
-def view(op: ScheduledOperation) -> dict[str, Any]:
+def view(op: ScheduledOperation, next_fire: _dt.datetime | None = None) -> dict[str, Any]:
+    """The operation; ``next_fire_time`` its earliest planned fire (None while suspended, or when its trigger
+    has no more)."""
     return {"id": op.id, "name": op.name, "description": op.description, "operation_type": op.operation_type,
             "project_id": op.project_id, "trigger_id": op.trigger_id,
             "operation_definition": op.operation_definition, "enabled": op.enabled,
-            "created_at": _iso(op.created_at)}
+            "created_at": _iso(op.created_at), "next_fire_time": _iso(next_fire)}
+
+
+def _with_next_fire(req: ApiRequest, op: ScheduledOperation) -> dict[str, Any]:
+    return view(op, store(req).next_fire_times([op.id]).get(op.id))
 
 
 def log_view(fire: ScheduledFire) -> dict[str, Any]:
@@ -128,12 +135,19 @@ def create(req: ApiRequest) -> Result:
     except Exception:
         runs_as.delete_delegation(trust_id, _token(req))
         raise
-    return 200, {FIELD: view(created)}
+    return 200, {FIELD: _with_next_fire(req, created)}
 
 
 def index(req: ApiRequest) -> Result:
     req.authorize("scheduled_operation:list")
-    return common.db_list(req, "operations", store(req).list_operations, view, project=req.list_scope(),
+    st = store(req)
+
+    def listed(project: str | None, **kwargs: Any) -> list[dict[str, Any]]:
+        ops = st.list_operations(project, **kwargs)
+        nexts = st.next_fire_times([op.id for op in ops])  # one query for the page
+        return [view(op, nexts.get(op.id)) for op in ops]
+
+    return common.db_list(req, "operations", listed, lambda shown: shown, project=req.list_scope(),
                           filters=common.filter_params(req, FILTERS), sort_keys=SORT_KEYS)
 
 
@@ -144,7 +158,7 @@ def _get(req: ApiRequest, scheduled_operation_id: str) -> ScheduledOperation:
 def show(req: ApiRequest, scheduled_operation_id: str) -> Result:
     op = _get(req, scheduled_operation_id)
     req.authorize("scheduled_operation:get", {"project_id": op.project_id})
-    return 200, {FIELD: view(op)}
+    return 200, {FIELD: _with_next_fire(req, op)}
 
 
 def action(req: ApiRequest, scheduled_operation_id: str) -> Result:
@@ -155,7 +169,7 @@ def action(req: ApiRequest, scheduled_operation_id: str) -> Result:
     if resume and not op.enabled and op.trust_id:
         _renew_delegation(req, op)
     changed = store(req).set_enabled(op.id, resume, op.project_id)
-    return 200, {FIELD: view(changed)}
+    return 200, {FIELD: _with_next_fire(req, changed)}
 
 
 def _renew_delegation(req: ApiRequest, op: ScheduledOperation) -> None:

@@ -10,7 +10,7 @@ from strongroom.client.commands.base import EXIT_OK, Cli, add_group, add_list_op
 if TYPE_CHECKING:
     from strongroom.client.commands.base import SubParsers
 
-COLUMNS = ["id", "name", "operation_type", "trigger_id", "operation_definition.plan_id", "enabled"]
+COLUMNS = ["id", "name", "operation_type", "trigger_id", "operation_definition.plan_id", "enabled", "next_fire_time"]
 LOG_COLUMNS = ["id", "expect_start_time", "state", "checkpoint_id", "end_time", "error_info"]
 RETENTION_OPTIONS = ("max_backups", "retention_duration", "keep_last", "keep_hourly", "keep_daily", "keep_weekly",
                      "keep_monthly", "keep_yearly")

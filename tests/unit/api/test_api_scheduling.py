@@ -209,3 +209,23 @@ def test_openapi_documents_the_scheduling_endpoints(stack: Stack) -> None:
     assert "post" in paths["/v1/{project_id}/scheduled_operations/{scheduled_operation_id}/action"]
     assert "get" in paths["/v1/{project_id}/scheduled_operations/{scheduled_operation_id}/logs"]
     assert "ScheduledOperationAction" in doc["components"]["schemas"]
+
+
+def test_an_operation_shows_its_next_fire_time_until_suspended(stack: Stack) -> None:
+    plan = stack.add_plan(project="proj-n")
+    trigger = _trigger(stack, project="proj-n")
+    op = _operation(stack, trigger["id"], plan.id, project="proj-n").json()["scheduled_operation"]
+    assert op["next_fire_time"] is None  # nothing planned yet: no engine has passed
+    OperationEngine(stack.db, FakeProtectionForSchedulingTests(stack.db, Clock()), NoAuthIdentity(), clock=Clock(),
+                    settings=EngineSettings(plan_ahead=7200)).plan()
+    first = min(f.fire_time for f in SchedulingStore(stack.db).list_fires(op["id"], include_planned=True))
+    url = f"/scheduled_operations/{op['id']}"
+    shown = stack.call("GET", url, project="proj-n").json()["scheduled_operation"]
+    assert _dt.datetime.fromisoformat(shown["next_fire_time"]) == first
+    assert first.minute == 0 and first > _dt.datetime.now(_dt.UTC)  # the next hour, as the crontab says
+    [listed] = [o for o in stack.call("GET", "/scheduled_operations", project="proj-n").json()["operations"]
+                if o["id"] == op["id"]]
+    assert listed["next_fire_time"] == shown["next_fire_time"]
+    suspended = stack.call("POST", f"{url}/action", project="proj-n", body={"suspend": {}})
+    assert suspended.status_code == 200, suspended.text
+    assert suspended.json()["scheduled_operation"]["next_fire_time"] is None
