@@ -32,6 +32,8 @@ from strongroom.files import partitions
 READABLE = ("ext2", "ext3", "ext4")
 #: Symbolic links followed while resolving one path, at most (as Linux's MAXSYMLINKS).
 MAX_SYMLINKS = 40
+#: Directories whose entries a tree keeps parsed.
+DIRECTORIES_KEPT = 1024
 #: Read-ahead of the buffered stream the filesystem library reads through.
 BUFFER = 256 * 1024
 
@@ -154,6 +156,7 @@ class Tree:
         self.reader = reader
         self.located = located
         self._stream = _stream(reader)
+        self._names: dict[int, dict[bytes, int]] = {}
         try:
             self._volume = ext4.Volume(self._stream, offset=located.offset)
         except (ext4.struct.MagicError, ext4.struct.ChecksumError, ValueError) as err:  # type: ignore[attr-defined]
@@ -190,11 +193,16 @@ class Tree:
         return current, inode
 
     def _child(self, directory: Any, name: str) -> Any:
-        wanted = name.encode("utf-8", "surrogateescape")
-        for dirent, _ in directory.opendir():
-            if dirent.name_bytes == wanted:
-                return self._volume.inodes[dirent.inode]
-        return None
+        """The inode ``name`` names in ``directory``; each directory is parsed once per tree (a walk or a
+        restore of a large directory would otherwise re-read it for every entry)."""
+        names = self._names.get(directory.i_no)
+        if names is None:
+            if len(self._names) >= DIRECTORIES_KEPT:
+                self._names.clear()
+            names = {bytes(dirent.name_bytes): int(dirent.inode) for dirent, _ in directory.opendir()}
+            self._names[directory.i_no] = names
+        number = names.get(name.encode("utf-8", "surrogateescape"))
+        return None if number is None else self._volume.inodes[number]
 
     def _readlink(self, inode: Any) -> str:
         return bytes(inode.readlink()).decode("utf-8", "surrogateescape")
