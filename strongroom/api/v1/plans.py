@@ -59,13 +59,6 @@ def _resources(req: ApiRequest, raw: list[dict[str, Any]]) -> list[Resource]:
         if resource.key in seen:
             raise BadRequest(reason=f"plan.resources[{i}]: resource {resource.key} is listed twice")
         seen.add(resource.key)
-        try:  # it must exist now (404 naming it); the plan keeps the name its protectable shows
-            shown = req.protection.show_protectable_instance(req.ctx, resource.type, resource.id, {})
-        except exceptions.NotFound:
-            raise exceptions.NotFound(f"plan.resources[{i}]: {resource.type} {resource.id!r} could not be found "
-                                      f"(the protectable instances of {resource.type} list what can be "
-                                      f"protected)") from None
-        resource.name = str(shown.get("name") or resource.name)
         out.append(resource)
     return out
 
