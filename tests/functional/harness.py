@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -111,6 +112,21 @@ def running_all_in_one(root: Path, extra: str = "") -> Iterator[AllInOne]:
 def all_in_one(tmp_path: Path) -> Iterator[AllInOne]:
     with running_all_in_one(tmp_path) as service:
         yield service
+
+
+def keystone_all_in_one(ks: Any, root: Path) -> AllInOne:
+    """An all-in-one (not started) under keystonemiddleware against ``ks`` (a
+    :class:`tests.servers.keystone.KeystoneServer`), its state under ``root`` with a 2 MiB loopback volume
+    ``disk.img``; Keystone's admin is the trustee scheduled runs would act through."""
+    state = root / "state"
+    (state / "volumes").mkdir(parents=True)
+    write_mixed_image(state / "volumes" / "disk.img", size=2 * MiB)
+    authtoken = "".join(f"{name} = {value}\n" for name, value in ks.authtoken_options().items())
+    conf = root / "strongroom.conf"
+    conf.write_text(f"[DEFAULT]\nstate_dir = {state}\nauth_strategy = keystone\n[api]\nbind_port = 0\n"
+                    f"[keystone_authtoken]\n{authtoken}"
+                    f"[trustee]\nauth_url = {ks.url}\nusername = admin\npassword = {ks.admin_password}\n")
+    return AllInOne(state_dir=state, config_file=conf)
 
 
 def write_mixed_image(path: Path, size: int = 24 * MiB, seed: int = 7) -> None:

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.functional import browser
-from tests.functional.harness import PROVIDER_ID, AllInOne, write_mixed_image
+from tests.functional.harness import PROVIDER_ID, AllInOne, keystone_all_in_one
 from tests.servers import unavailable
 from tests.servers.keystone import KeystoneServer
 
@@ -26,15 +26,7 @@ def deployed(keystone_server: KeystoneServer, tmp_path_factory: pytest.TempPathF
     ks = keystone_server
     member, reader = ks.account("dash-a", "member"), ks.account("dash-a", "reader")
     root = tmp_path_factory.mktemp("dashboard-keystone")
-    state = root / "state"
-    (state / "volumes").mkdir(parents=True)
-    write_mixed_image(state / "volumes" / "disk.img", size=2 * 1024 * 1024)
-    authtoken = "".join(f"{name} = {value}\n" for name, value in ks.authtoken_options().items())
-    conf = root / "strongroom.conf"
-    conf.write_text(f"[DEFAULT]\nstate_dir = {state}\nauth_strategy = keystone\n[api]\nbind_port = 0\n"
-                    f"[keystone_authtoken]\n{authtoken}"
-                    f"[trustee]\nauth_url = {ks.url}\nusername = admin\npassword = {ks.admin_password}\n")
-    service = AllInOne(state_dir=state, config_file=conf)
+    service = keystone_all_in_one(ks, root)
     service.start()
     try:
         yield {"service": service, "project": member.project_id, "member": ks.token(member),

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from strongroom.api.routes import ROUTES
-from tests.functional.harness import PROVIDER_ID, AllInOne, write_mixed_image
+from tests.functional.harness import PROVIDER_ID, keystone_all_in_one
 from tests.servers.keystone import KeystoneServer
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
@@ -45,16 +45,7 @@ def rbac(keystone_server: KeystoneServer, tmp_path_factory: pytest.TempPathFacto
             project_ids[project[-1]] = account.project_id
     tokens["admin"] = ks.admin_token()
     root = tmp_path_factory.mktemp("keystone-rbac")
-    state = root / "state"
-    (state / "volumes").mkdir(parents=True)
-    write_mixed_image(state / "volumes" / "disk.img", size=2 * 1024 * 1024)
-    authtoken = "".join(f"{name} = {value}\n" for name, value in ks.authtoken_options().items())
-    conf = root / "strongroom.conf"
-    conf.write_text(f"[DEFAULT]\nstate_dir = {state}\nauth_strategy = keystone\n[api]\nbind_port = 0\n"
-                    f"[keystone_authtoken]\n{authtoken}"
-                    # Scheduled runs' trustee (asked for by keystone mode; no trust is made here).
-                    f"[trustee]\nauth_url = {ks.url}\nusername = admin\npassword = {ks.admin_password}\n")
-    service = AllInOne(state_dir=state, config_file=conf)
+    service = keystone_all_in_one(ks, root)
     service.start()
     try:
         for name, token in tokens.items():

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.functional.harness import PROVIDER_ID, AllInOne, write_mixed_image
+from tests.functional.harness import PROVIDER_ID, AllInOne, keystone_all_in_one, write_mixed_image
 from tests.servers.keystone import KeystoneServer
 
 pytestmark = pytest.mark.functional
@@ -83,15 +83,7 @@ def keystone_aio(keystone_server: KeystoneServer, tmp_path_factory: pytest.TempP
                  ) -> Iterator[tuple[KeystoneServer, AllInOne]]:
     ks = keystone_server
     root = tmp_path_factory.mktemp("osc-keystone")
-    state = root / "state"
-    (state / "volumes").mkdir(parents=True)
-    write_mixed_image(state / "volumes" / "disk.img", size=2 * 1024 * 1024)
-    authtoken = "".join(f"{name} = {value}\n" for name, value in ks.authtoken_options().items())
-    conf = root / "strongroom.conf"
-    conf.write_text(f"[DEFAULT]\nstate_dir = {state}\nauth_strategy = keystone\n[api]\nbind_port = 0\n"
-                    f"[keystone_authtoken]\n{authtoken}"
-                    f"[trustee]\nauth_url = {ks.url}\nusername = admin\npassword = {ks.admin_password}\n")
-    service = AllInOne(state_dir=state, config_file=conf)
+    service = keystone_all_in_one(ks, root)
     service.start()
     try:
         # Karbor's catalogue entry: the project in the URL (the plugin drops the /v1/<project> tail).
