@@ -66,8 +66,18 @@ def _protect(service: AllInOne, provider: str, plan: str) -> str:
 
 
 def _objects(plugin: BankPlugin) -> dict[str, bytes]:
-    """Every object of the bank as the storage holds it (below the facade: nothing is unsealed)."""
-    return {key: plugin.get_object(key) for key in plugin.iter_objects("")}
+    """Every object of the bank as the storage holds it (below the facade: nothing is unsealed).  One that
+    goes between its listing and its read (a garbage collection pass's own marker, ``gc/sweeping/...``, is
+    there only while the pass runs) holds nothing to scan."""
+    from strongroom import exceptions
+
+    out: dict[str, bytes] = {}
+    for key in plugin.iter_objects(""):
+        try:
+            out[key] = plugin.get_object(key)
+        except exceptions.BankObjectNotFound:
+            continue
+    return out
 
 
 def _plaintext_found(objects: dict[str, bytes], volume: bytes) -> list[str]:

@@ -85,7 +85,9 @@ class Invariants:
         return self.service.api(self.project)
 
     def checkpoints(self) -> dict[str, dict[str, Any]]:
-        return {cp["id"]: cp for cp in list_all(f"{self._api}/providers/{self.provider}/checkpoints", "checkpoints")}
+        """Every checkpoint, the deleted ones too (a list shows those only when its status filter asks)."""
+        url = f"{self._api}/providers/{self.provider}/checkpoints"
+        return {cp["id"]: cp for cp in [*list_all(url, "checkpoints"), *list_all(url, "checkpoints", status="deleted")]}
 
     # -- the invariants -------------------------------------------------------------------
 
