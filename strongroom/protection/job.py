@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from strongroom.context import RequestContext
@@ -30,6 +31,10 @@ class Job:
     claim: Claim | None = None
     #: An earlier attempt of this job ran some hooks (a worker died): hooks may find a resume state.
     resumed: bool = False
+    #: Lets go of the checkpoint in this process's active set (runs that write it): called once the end
+    #: is recorded, before the after-publish hooks and notifications, so that a user who sees the checkpoint
+    #: available and copies or deletes it at once is not told it is still being worked on.
+    release: Callable[[], None] | None = None
 
     def may_write(self) -> bool:
         return (self.fence is None or self.fence.valid()) and not self.lost_claim()

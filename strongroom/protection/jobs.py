@@ -75,6 +75,25 @@ class ActiveCheckpoints:
             return set(self._posted)
 
 
+class _Release:
+    """Lets go of one run's checkpoint in :class:`ActiveCheckpoints`, once: the runner calls it as soon as the
+    run's end is recorded and the tracker again when the run returns, and the second call must not release
+    a claim another operation has taken on the checkpoint in between."""
+
+    def __init__(self, active: ActiveCheckpoints, checkpoint_id: str) -> None:
+        self._active = active
+        self._checkpoint_id = checkpoint_id
+        self._done = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        self._active.release(self._checkpoint_id)
+
+
 class JobTracker:
     """Accepted runs of one process: its own pool, or the jobboard hand-off."""
 
@@ -98,13 +117,15 @@ class JobTracker:
         if self.board is not None:
             self._post(job)
             return
+        if job.fence is not None:
+            job.release = _Release(self.active, job.checkpoint.id)
 
         def run() -> None:
             try:
                 self.runner.run(job)
             finally:
-                if job.fence is not None:
-                    self.active.release(job.checkpoint.id)
+                if job.release is not None:
+                    job.release()
 
         future = self._pool.submit(run)
         self._pending.add(future)
@@ -161,6 +182,7 @@ class JobTracker:
                 self.active.release(checkpoint.id)
                 raise
             self.active.taken_over({checkpoint.id})
+            job.release = _Release(self.active, checkpoint.id)
         job.resumed = bool(flow_detail is not None and any(True for _ in flow_detail))
         self.db.update_operation_log(log.id, {"host": self.host, "extra_info": {
             **log.extra_info, "worker": self.owner_id, "resumed": job.resumed}})
@@ -168,8 +190,8 @@ class JobTracker:
         try:
             self.runner.run(job, book=book, flow_detail=flow_detail)
         finally:
-            if operation is not None:
-                self.active.release(checkpoint.id)
+            if job.release is not None:
+                job.release()
 
     def forget_taken_over(self) -> None:
         """Posted checkpoints whose marker is no longer ours were taken over by a conductor: forget them."""

@@ -117,6 +117,8 @@ class Runner:
                 error = f"{job.fence.lost('go on')} (stopped: {error})"
             LOG.warning("%s of checkpoint %s failed: %s", job.kind, job.checkpoint.id, error)
         recorded, error = self._finish(run, tracker, results, progress, error)
+        if job.release is not None:
+            job.release()
         if recorded and error is None and job.kind is OperationKind.PROTECT:
             _published(job.checkpoint.id, prepared)
         if recorded:  # else the worker that took the job over says how it ended

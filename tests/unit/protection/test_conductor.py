@@ -20,7 +20,7 @@ import pytest
 from strongroom import metrics, plugins
 from strongroom.context import get_context
 from strongroom.db.api import Database
-from strongroom.objects.records import Plan, Resource, Restore
+from strongroom.objects.records import OperationLog, Plan, Resource, Restore
 from strongroom.protection.checkpoint import CheckpointStore
 from strongroom.protection.conductor import Conductor, JobBoard, JobSpec
 from strongroom.protection.flows import FlowPersistence
@@ -104,6 +104,16 @@ def wait_status(db: Database, cid: str, statuses: set[str], timeout: float = 60)
             return status
         time.sleep(0.05)
     raise AssertionError(f"checkpoint {cid} did not reach {statuses}: {db.get_checkpoint(cid).status}")
+
+
+def ended_log(db: Database, cid: str, timeout: float = 30) -> OperationLog:
+    """The run's one operation log once its end is written (a moment after the checkpoint's status)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        [log] = db.list_operation_logs(None, filters={"checkpoint_id": cid})
+        if log.ended_at is not None or time.monotonic() > deadline:
+            return log
+        time.sleep(0.05)
 
 
 def test_jobs_posted_by_one_worker_are_spread_over_both(cluster: tuple[Worker, Worker]) -> None:
@@ -190,7 +200,7 @@ def test_a_dead_workers_job_is_resumed_by_another_and_the_dead_one_never_publish
         assert len(Stall.attempts) == 2
         store = CheckpointStore(registry.get(PROVIDER).bank)
         assert store.read(cid).owner_id == "owner-worker-b"
-        [log] = db.list_operation_logs(None, filters={"checkpoint_id": cid})
+        log = ended_log(db, cid)
         assert log.host == "worker-b" and log.extra_info["resumed"] is True and log.status == "available"
         # The "dead" worker wakes up and finishes its hook: it must not publish or record anything.
         Stall.release.set()
