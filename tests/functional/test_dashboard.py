@@ -169,6 +169,12 @@ def test_protect_progress_restore_verify_by_clicking(service: AllInOne, chromium
     verification = page.locator("[data-testid=verification-row]").first
     expect(verification).to_have_attribute("data-status", "success")
 
+    # Its volume is random bytes: Files shows the API's refusal, which names what it found, not a blank page.
+    page.click("#nav a[href='#checkpoints']")
+    page.locator(f"[data-testid=checkpoint][data-id='{checkpoint_id}'] [data-testid=files]").click()
+    expect(page.locator("[data-testid=files-error]")).to_contain_text("no filesystem signature")
+    expect(page.locator("#view h2")).to_contain_text(XSS_NAME)
+
     # The operation logs name all three.
     page.click("#nav a[href='#logs']")
     logs = page.locator("[data-testid=log]")
