@@ -664,6 +664,9 @@ VIEWS.logs = async (view) => {
 // -- the frame ----------------------------------------------------------------------------------------------
 
 function showLogin(message) {
+  // What was browsed belongs to the session signed out of.
+  Object.assign(layoutCache, {checkpoint: null, cp: null, layouts: new Map()});
+  Object.assign(selection, {key: null, paths: new Map(), name: null});
   current.generation += 1;
   clearTimeout(current.timer);
   document.getElementById("nav").hidden = true;
