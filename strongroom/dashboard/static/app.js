@@ -93,16 +93,37 @@ async function api(method, path, body) {
   const text = await resp.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
-  if (!resp.ok) {
-    let message = `${method} ${path}: HTTP ${resp.status}`;
-    if (data && typeof data === "object") {
-      const inner = Object.values(data)[0];
-      if (inner && typeof inner === "object" && inner.message) message = String(inner.message);
-    }
-    if (resp.status === 401) { session.clear(); showLogin("The token was refused: sign in again."); }
-    throw new ApiError(resp.status, message);
-  }
+  if (!resp.ok) throw refused(resp, data, `${method} ${path}`);
   return data;
+}
+
+/** The ApiError of a refused answer (its JSON's message, else the status); a 401 sends the page to sign in. */
+function refused(resp, data, what) {
+  let message = `${what}: HTTP ${resp.status}`;
+  if (data && typeof data === "object") {
+    const inner = Object.values(data)[0];
+    if (inner && typeof inner === "object" && inner.message) message = String(inner.message);
+  }
+  if (resp.status === 401) { session.clear(); showLogin("The token was refused: sign in again."); }
+  return new ApiError(resp.status, message);
+}
+
+/** Downloads /v1/{project}{path} as a file named ``name``: fetched with the token in its header (never in a URL),
+ *  then handed to the browser as a blob of this origin. */
+async function download(path, name) {
+  const url = new URL(`${encodeURIComponent(session.project)}${path}`, API_ROOT);
+  const resp = await fetch(url, {headers: {"X-Auth-Token": session.token}, credentials: "omit", cache: "no-store"});
+  if (!resp.ok) {
+    let data = null;
+    try { data = await resp.json(); } catch (_) { data = null; }
+    throw refused(resp, data, `GET ${path}`);
+  }
+  const href = URL.createObjectURL(await resp.blob());
+  const link = h("a", {href, download: name, hidden: true});
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(href), 60_000);
 }
 
 const get = (path) => api("GET", path);
@@ -275,6 +296,9 @@ VIEWS.checkpoints = async (view) => {
         h("div", {class: "buttons"},
           h("button", {type: "button", "data-testid": "restore", disabled: !available,
                        onclick: () => restoreForm(panel, c)}, "Restore"),
+          h("button", {type: "button", "data-testid": "files", disabled: !available,
+                       onclick: () => { window.location.hash = filesHash({provider: c.provider_id,
+                         checkpoint: c.id}); }}, "Files"),
           h("button", {type: "button", "data-testid": "verify", disabled: !available,
                        onclick: (e) => verify(c, e.currentTarget)}, "Verify")),
       ], {"data-id": c.id, "data-status": c.status, "data-testid": "checkpoint"});
@@ -304,13 +328,228 @@ function restoreForm(panel, cp) {
     window.location.hash = "#restores";
   }},
     h("h3", {}, "Restore checkpoint ", h("code", {}, short(cp.id)), " of “", plan.name || "", "”"),
-    h("p", {class: "muted"}, "Each volume is restored whole, as a new volume of the name given."),
+    h("p", {class: "muted"}, "Each volume is restored whole, as a new volume of the name given. To restore "
+      + "chosen files only, open the checkpoint's Files."),
     inputs,
     h("div", {class: "actions"},
       h("button", {type: "submit", id: "restore-submit"}, "Start restore"),
       h("button", {type: "button", class: "secondary", onclick: () => panel.replaceChildren()}, "Cancel")));
   panel.replaceChildren(form);
   form.querySelector("input")?.focus();
+}
+
+// -- the files of a checkpoint's volume ---------------------------------------------------------------------
+// The view's place is in the fragment (#files?provider=&checkpoint=&resource=&partition=&path=), so that the
+// breadcrumb, a partition's button and the browser's Back all move through it; the files ticked stay ticked
+// while the user goes from directory to directory of the same filesystem.
+
+const VOLUME_TYPE = "OS::Cinder::Volume";
+// What is ticked (path -> its type) in the filesystem ``key`` names, and the new volume's name if typed.
+const selection = {key: null, paths: new Map(), name: null};
+const layoutCache = {checkpoint: null, cp: null, layouts: new Map()};  // of the checkpoint last browsed
+
+function filesHash(place) {
+  const params = new URLSearchParams();
+  for (const name of ["provider", "checkpoint", "resource", "partition", "path"]) {
+    if (place[name] !== undefined && place[name] !== null && place[name] !== "") params.set(name, place[name]);
+  }
+  return `#files?${params}`;
+}
+
+function filesPlace() {
+  const hash = window.location.hash;
+  const query = hash.includes("?") ? hash.slice(hash.indexOf("?") + 1) : "";
+  return Object.fromEntries(new URLSearchParams(query));
+}
+
+const ARCHIVED_TYPES = new Set(["file", "directory", "symlink", "fifo"]);
+const FILE_TYPE_CHAR = {directory: "d", symlink: "l", fifo: "p", socket: "s", "char-device": "c",
+  "block-device": "b"};
+
+/** ``-rw-r--r--`` from the API's type and octal mode (set-id and sticky bits as ``ls -l`` shows them). */
+function fmtMode(type, mode) {
+  const bits = parseInt(mode, 8);
+  if (Number.isNaN(bits)) return String(mode ?? "–");
+  const triplet = (shift, special, lower, upper) => {
+    const r = bits & (4 << shift) ? "r" : "-", w = bits & (2 << shift) ? "w" : "-";
+    const x = bits & (1 << shift);
+    const last = bits & special ? (x ? lower : upper) : (x ? "x" : "-");
+    return r + w + last;
+  };
+  return (FILE_TYPE_CHAR[type] || "-") + triplet(6, 0o4000, "s", "S") + triplet(3, 0o2000, "s", "S") +
+    triplet(0, 0o1000, "t", "T");
+}
+
+function joinPath(dir, name) { return dir === "/" ? `/${name}` : `${dir}/${name}`; }
+
+function breadcrumb(place, path) {
+  // The path as it reads (/etc/ssh), each of its directories a link but the last.
+  const parts = path.split("/").filter(Boolean);
+  const crumbs = [parts.length ? h("a", {href: filesHash({...place, path: "/"}), "data-testid": "crumb"}, "/")
+    : h("strong", {"data-testid": "crumb"}, "/")];
+  parts.forEach((part, i) => {
+    const to = `/${parts.slice(0, i + 1).join("/")}`;
+    if (i) crumbs.push(h("span", {class: "muted"}, "/"));
+    crumbs.push(i === parts.length - 1 ? h("strong", {"data-testid": "crumb"}, part)
+      : h("a", {href: filesHash({...place, path: to}), "data-testid": "crumb"}, part));
+  });
+  return h("div", {class: "crumbs", role: "navigation", "aria-label": "Directory", "data-testid": "breadcrumb"},
+    crumbs);
+}
+
+function partitionChooser(place, layout, chosen) {
+  if (!layout || layout.table === "none" || !(layout.partitions || []).length) return null;
+  return h("div", {class: "partitions", "data-testid": "partitions"},
+    h("span", {class: "muted"}, `${layout.table.toUpperCase()} partitions: `),
+    layout.partitions.map((p) => h("a", {href: filesHash({...place, partition: p.number, path: "/"}),
+      class: `partition${p.number === chosen ? " active" : ""}`, "data-testid": "partition",
+      "data-number": p.number, "aria-current": p.number === chosen ? "true" : null},
+    `${p.number}`, p.name ? ` ${p.name}` : "", ` · ${fmtBytes(p.size)} · `,
+    p.filesystem || h("span", {class: "muted"}, "no filesystem"))));
+}
+
+VIEWS.files = async (view) => {
+  const place = filesPlace();
+  if (!place.provider || !place.checkpoint) { window.location.hash = "#checkpoints"; return; }
+  const cpPath = `/providers/${encodeURIComponent(place.provider)}/checkpoints/`
+    + encodeURIComponent(place.checkpoint);
+  // An available checkpoint does not change: it and its volume's layout are asked once, not at every directory.
+  if (layoutCache.checkpoint !== place.checkpoint) {
+    Object.assign(layoutCache, {checkpoint: place.checkpoint, cp: (await get(cpPath)).checkpoint,
+      layouts: new Map()});
+  }
+  const cp = layoutCache.cp;
+  const plan = cp.protection_plan || {};
+  const volumes = (plan.resources || []).filter((r) => r.type === VOLUME_TYPE);
+  const title = h("h2", {}, "Files of checkpoint ", h("code", {}, short(cp.id)), " of “", plan.name || "", "”");
+  const back = h("p", {}, h("a", {href: "#checkpoints"}, "← Checkpoints"));
+  if (!volumes.length) {
+    view.replaceChildren(title, back, h("p", {class: "empty"}, "This checkpoint holds no volume."));
+    return;
+  }
+  const resource = volumes.find((r) => `${r.type}#${r.id}` === place.resource) || volumes[0];
+  const key = `${resource.type}#${resource.id}`;
+  const here = {provider: place.provider, checkpoint: place.checkpoint, resource: key};
+  const partition = place.partition ? Number(place.partition) : null;
+  const path = place.path && place.path.startsWith("/") ? place.path.replace(/(.)\/+$/, "$1") : "/";
+  const base = `${cpPath}/resources/${encodeURIComponent(key)}`;
+  const query = (more) => {
+    const q = new URLSearchParams(more);
+    if (partition !== null) q.set("partition", String(partition));
+    return q.toString();
+  };
+
+  const volumeChooser = volumes.length > 1 ? h("div", {class: "partitions", "data-testid": "volumes"},
+    h("span", {class: "muted"}, "Volumes: "),
+    volumes.map((r) => h("a", {href: filesHash({...here, resource: `${r.type}#${r.id}`, path: "/"}),
+      class: `partition${r === resource ? " active" : ""}`}, r.name || r.id))) : null;
+
+  let layout = null, listing = null, problem = null;
+  try {
+    layout = layoutCache.layouts.get(key) || (await get(`${base}/volume`)).volume;
+    layoutCache.layouts.set(key, layout);
+    listing = (await get(`${base}/files?${query({path})}`)).directory;
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status === 401) throw err;
+    problem = err.message;  // a 400 names what was found on the partition, a 404 the missing path
+  }
+  const chosen = listing?.filesystem?.partition ?? partition;
+  const fsKey = `${place.checkpoint} ${key} ${chosen ?? ""}`;
+  if (selection.key !== fsKey) Object.assign(selection, {key: fsKey, paths: new Map(), name: null});
+  const withPartition = {...here, partition: chosen ?? undefined};
+
+  const restorePanel = h("div", {id: "files-restore"});
+  const drawRestore = () => restorePanel.replaceChildren(filesRestoreForm(cp, resource, chosen, restorePanel));
+  const head = [title, back, volumeChooser, partitionChooser(here, layout, chosen),
+    breadcrumb(withPartition, path)].filter(Boolean);
+  if (problem) {
+    view.replaceChildren(...head, h("p", {class: "error", role: "alert", "data-testid": "files-error"}, problem),
+      restorePanel);
+    drawRestore();
+    return;
+  }
+
+  const order = (f) => (f.type === "directory" ? 0 : 1);
+  const files = [...listing.files].sort((a, b) => order(a) - order(b) || a.name.localeCompare(b.name));
+  const headers = ["Name", "Type", "Size", "Mode", "Owner", "Modified", ""];
+  const rows = files.map((f) => {
+    const full = f.path || joinPath(path, f.name);
+    // Device nodes and sockets are listed but not archived (doc/file-restore.md): nothing to tick.
+    const box = ARCHIVED_TYPES.has(f.type) ? h("input", {type: "checkbox", name: "file", value: full,
+      "data-testid": "select", "aria-label": `Select ${f.name}`, checked: selection.paths.has(full),
+      onchange: (e) => {
+        if (e.currentTarget.checked) selection.paths.set(full, f.type);
+        else selection.paths.delete(full);
+        drawRestore();
+      }}) : h("input", {type: "checkbox", disabled: true, title: "not restored: a device node or socket",
+      "aria-label": `${f.name} cannot be restored`});
+    const name = f.type === "directory"
+      ? h("a", {href: filesHash({...withPartition, path: full}), class: "name", "data-testid": "open"}, f.name, "/")
+      : h("span", {class: "name"}, f.name);
+    const target = f.type === "symlink" && f.target ? h("span", {class: "muted"}, " → ", f.target) : null;
+    const action = f.type === "file" ? h("button", {type: "button", class: "secondary", "data-testid": "download",
+      onclick: async (e) => {
+        const button = e.currentTarget;
+        button.disabled = true;
+        try { await download(`${base}/files/content?${query({path: full})}`, f.name); }
+        catch (err) { flash(err.message, "error"); }
+        finally { button.disabled = false; }
+      }}, "Download") : "";
+    return row(headers, [h("span", {class: "file-name"}, box, name, target), f.type, fmtBytes(f.size),
+      h("code", {title: f.mode}, fmtMode(f.type, f.mode)), `${f.uid}:${f.gid}`, fmtTime(f.mtime), action],
+    {"data-path": full, "data-type": f.type, "data-testid": "file"});
+  });
+  const fsInfo = listing.filesystem || {};
+  view.replaceChildren(...head,
+    h("p", {class: "muted small", "data-testid": "filesystem"}, `${resource.name || resource.id}: `,
+      `${fsInfo.filesystem || "filesystem"}`, fsInfo.partition ? ` on partition ${fsInfo.partition}` : "",
+      ` at offset ${fmtBytes(fsInfo.offset ?? 0)}`),
+    table(headers, rows, "This directory is empty.", "files"), restorePanel);
+  drawRestore();
+};
+
+/** The ticked files and directories, and the restore of them into a new volume (a tar stream of the paths). */
+function filesRestoreForm(cp, resource, partition, panel) {
+  const picked = [...selection.paths.keys()].sort();
+  const defaultName = `${resource.name || resource.id}-files-${short(cp.id)}.tar`;
+  const name = h("input", {name: "restore_name", id: "files-restore-name", value: selection.name || defaultName,
+    required: true, maxlength: 255, oninput: (e) => { selection.name = e.currentTarget.value; }});
+  const clear = () => {
+    selection.paths.clear();
+    for (const box of document.querySelectorAll("input[name=file]")) box.checked = false;
+    panel.replaceChildren(filesRestoreForm(cp, resource, partition, panel));
+  };
+  const form = h("form", {class: "card", id: "files-restore-form", onsubmit: async (e) => {
+    e.preventDefault();
+    if (!picked.length) { flash("Tick at least one file or directory to restore.", "error"); return; }
+    const submit = form.querySelector("button[type=submit]");
+    submit.disabled = true;
+    try {
+      const options = {paths: picked, restore_name: name.value};
+      if (partition !== null && partition !== undefined) options.partition = partition;
+      const restore = (await api("POST", "/restores", {restore: {provider_id: cp.protection_plan?.provider_id ||
+        filesPlace().provider, checkpoint_id: cp.id, restore_target: null,
+      parameters: {[`${resource.type}#${resource.id}`]: options}}})).restore;
+      Object.assign(selection, {paths: new Map(), name: null});
+      flash(`Restore ${short(restore.id)} of ${picked.length} path(s) from checkpoint ${short(cp.id)} started.`, "ok");
+      window.location.hash = "#restores";
+    } catch (err) {
+      flash(err.message, "error");
+      submit.disabled = false;
+    }
+  }},
+    h("h3", {}, "Restore selected"),
+    picked.length
+      ? h("ul", {class: "plain picked", "data-testid": "picked"}, picked.map((p) => h("li", {}, h("code", {}, p),
+        selection.paths.get(p) === "directory" ? h("span", {class: "muted"}, " (and everything under it)") : null)))
+      : h("p", {class: "muted", "data-testid": "picked"}, "Tick files or directories to restore them."),
+    h("p", {class: "muted small"}, "They are written as a tar stream into a new volume of the name given; the "
+      + "checkpoint's volume itself is not restored."),
+    h("label", {}, "New volume named ", name),
+    h("div", {class: "actions"},
+      h("button", {type: "submit", id: "files-restore-submit", disabled: !picked.length}, "Restore selected"),
+      h("button", {type: "button", class: "secondary", disabled: !picked.length, onclick: clear}, "Clear")));
+  return form;
 }
 
 async function verify(cp, button) {
@@ -425,6 +664,9 @@ VIEWS.logs = async (view) => {
 // -- the frame ----------------------------------------------------------------------------------------------
 
 function showLogin(message) {
+  // What was browsed belongs to the session signed out of.
+  Object.assign(layoutCache, {checkpoint: null, cp: null, layouts: new Map()});
+  Object.assign(selection, {key: null, paths: new Map(), name: null});
   current.generation += 1;
   clearTimeout(current.timer);
   document.getElementById("nav").hidden = true;
@@ -441,11 +683,12 @@ async function route() {
   document.getElementById("nav").hidden = false;
   document.getElementById("who").hidden = false;
   document.getElementById("who-project").textContent = `Project ${session.project}`;
-  const name = (window.location.hash || "#overview").slice(1);
+  const name = (window.location.hash || "#overview").slice(1).split("?")[0];
   const render = VIEWS[name] || VIEWS.overview;
+  const section = name === "files" ? "checkpoints" : name;  // a checkpoint's files are under its checkpoints
   for (const a of document.querySelectorAll("#nav a")) {
-    a.classList.toggle("active", a.getAttribute("href") === `#${name}`);
-    if (a.getAttribute("href") === `#${name}`) a.setAttribute("aria-current", "page");
+    a.classList.toggle("active", a.getAttribute("href") === `#${section}`);
+    if (a.getAttribute("href") === `#${section}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
   current.generation += 1;
