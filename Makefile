@@ -45,7 +45,7 @@ BARBICAN_STAMP := $(BARBICAN_VENV)/.installed-stamp
 # `make screenshots`: PNGs of the dashboard's pages with real data (doc/dashboard.md), into SCREENSHOTS.
 SCREENSHOTS ?= .bench/screenshots
 
-.PHONY: screenshots install mount-module run test lint typecheck contracts pytest torture fuzz soak bench bench-packages bench-fsimage sample-config clean system-packages debian-modules cinder-venv clean-cinder barbican-venv clean-barbican
+.PHONY: screenshots install mount-module run test lint typecheck contracts pytest torture long fuzz soak bench bench-packages bench-fsimage sample-config clean system-packages debian-modules cinder-venv clean-cinder barbican-venv clean-barbican
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -148,6 +148,11 @@ FUZZ_EXAMPLES ?= 500
 fuzz: install
 	STRONGROOM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider -o timeout=0 -s \
 	  $(SCHEMATHESIS)
+
+# The full-size runs of tests that make test runs small: the copies of done-when 5 of the safe-keeping issue at
+# 256 MiB (make test: 64 MiB), fs -> S3 and S3 -> Swift, and the SIGKILL mid-copy (about 8 minutes in all).
+long: install system-packages
+	STRONGROOM_COPY_VOLUME_MIB=256 $(BIN)/pytest -q -s -p no:cacheprovider -o timeout=0 tests/functional/test_copy.py
 
 # make test simulates two days of 100 triggers on three engines; this the whole week.
 soak: install
