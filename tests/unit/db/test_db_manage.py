@@ -111,3 +111,38 @@ def test_a_sync_whose_driver_is_missing_changes_nothing(tmp_path: Path) -> None:
     assert "the database driver 'psycopg' is not installed" in sync.stderr and "nothing was changed" in sync.stderr
     assert "SECRET" not in sync.stderr + sync.stdout and "Traceback" not in sync.stderr
     assert not db_file.exists()
+
+
+def test_a_sync_that_stopped_half_way_is_finished_by_the_next(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A sync cut off after its second migration (the database went away) leaves a schema at 0002 and none of
+    taskflow's tables; the next ``db sync`` takes it to head and makes them, and the rows written before stay."""
+    import sqlalchemy as sa
+
+    from strongroom.db import migration
+
+    url = server.create_database()
+    engine = sa.create_engine(url)
+    try:
+        migration.upgrade(engine, "0002_scheduling")
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO plans (id, name, description, provider_id, project_id, status, parameters, created_at, "
+                "updated_at) VALUES ('plan-1', 'kept', '', 'p', 'proj', 'suspended', '{}', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"))
+        assert "logbooks" not in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    conf = tmp_path / "strongroom.conf"
+    conf.write_text(f"[database]\nconnection = {url}\ntaskflow_persistence = true\n")
+    sync = _manage("--config-file", str(conf), "db", "sync", cwd=tmp_path)
+    assert sync.returncode == 0, sync.stderr
+    assert f"is at revision {migration.head()} (head)" in sync.stdout
+    engine = sa.create_engine(url)
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            names = conn.execute(sa.text("SELECT name FROM plans")).scalars().all()
+    finally:
+        engine.dispose()
+    assert {"quotas", "logbooks", "flowdetails", "atomdetails"} <= tables, tables
+    assert names == ["kept"]
