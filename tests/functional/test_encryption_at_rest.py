@@ -36,7 +36,7 @@ from tests.functional.banks import (
     sha256,
     start_checkpoint,
 )
-from tests.functional.harness import AllInOne, MiB, wait_for
+from tests.functional.harness import AllInOne, MiB, running_all_in_one, wait_for
 
 pytestmark = [pytest.mark.functional]
 
@@ -309,3 +309,15 @@ def test_clear_checkpoints_of_before_stay_readable_beside_encrypted_ones(request
         assert sha256(service.volumes / "vol.img") == hashlib.sha256(changed).hexdigest()
     finally:
         service.stop()
+
+
+def test_start_up_says_loudly_where_the_local_kek_is_and_to_back_it_up(tmp_path: Path) -> None:
+    """The embedded default keeps the key-encryption keys in a local file: the all-in-one's banner and a
+    WARNING of its log both name that file and say to back it up."""
+    with running_all_in_one(tmp_path) as service:
+        pass
+    key_file = service.state_dir / "key-encryption-keys.json"
+    output = "".join(service.output)
+    assert f"encryption keys : {key_file}  (BACK IT UP" in output, output
+    [warning] = [line for line in service.output if "WARNING" in line and "key-encryption keys are in" in line]
+    assert str(key_file) in warning and "BACK IT UP" in warning and "doc/encryption.md" in warning, warning
