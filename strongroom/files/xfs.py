@@ -2,9 +2,9 @@
 
 ``pyfsxfs.volume.open_file_object`` reads from any seekable Python file
 object: here a view of the volume's buffered :class:`BlockReader` stream that
-starts at the partition's offset.  XFS v4 and v5 (CRC) filesystems, short
-form, block, leaf and node directories, extent and B+tree files; symlinks are
-followed.  ``doc/file-restore.md`` says why this library (and its status).
+starts at the partition's offset.  The log is not replayed; extended
+attributes are not shown.  ``doc/file-restore.md`` says why this library (and
+its status).
 """
 
 from __future__ import annotations
