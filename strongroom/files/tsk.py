@@ -12,8 +12,8 @@ virtual ones of its own such as ``$FAT1`` or ``$OrphanFiles``: left out), and
 on NTFS the metadata files of the root (``$MFT``, ``$Bitmap``..., MFT records
 below 24) are left out as Windows leaves them out.  Names are matched
 case-insensitively when no entry has the exact name.  FAT and NTFS have no
-POSIX owner: uid and gid are 0; the mode is TSK's (0777, or 0555 for a
-read-only entry).  Only an NTFS file's unnamed data stream is read
+POSIX owner: uid and gid are 0; the mode is 0777, or 0555 for a read-only
+entry (FAT's attribute; NTFS's as TSK gives it).  Only an NTFS file's unnamed data stream is read
 (alternate data streams are not).
 """
 
@@ -111,9 +111,13 @@ class TskTree(NodeTree):
         kind = self._type(node)
         mtime = _dt.datetime.fromtimestamp(int(meta.mtime), _dt.UTC) + \
             _dt.timedelta(microseconds=int(getattr(meta, "mtime_nano", 0) or 0) // 1000)
+        mode = int(meta.mode) & 0o7777
+        if self.located.filesystem == "fat":
+            # TSK's FAT mode drops the read bits for the read-only attribute (and the write bits for the
+            # hidden one): shown here as a vfat mount shows them, 0555 read-only, 0777 else
+            mode = 0o777 if mode & 0o444 or not mode else 0o555
         return FileInfo(path=path, name=name, type=kind, size=int(meta.size) if kind != "directory" else 0,
-                        mode=int(meta.mode) & 0o7777 or (0o777 if kind == "directory" else 0), uid=0, gid=0,
-                        mtime=mtime,
+                        mode=mode, uid=0, gid=0, mtime=mtime,
                         target=self._target(node) if kind == "symlink" else None)
 
     def _target(self, node: Any) -> str:

@@ -5,6 +5,8 @@ inside a GPT or an MBR table (strongroom/testing/disk_images.py)."""
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,10 @@ def _build(tmp_path: Path, filesystem: str, table: str, bits: int, size: int) ->
 def test_listed_stat_and_read_byte_identical(tmp_path: Path, filesystem: str, table: str, bits: int,
                                              size: int) -> None:
     source, offset = _build(tmp_path, filesystem, table, bits, size)
+    if filesystem == "fat":  # DOS attributes: read-only and hidden
+        for flag, name in (("+r", "EMPTY.TXT"), ("+h", "Users/alice/notes.txt")):
+            subprocess.run(["mattrib", "-i", f"{tmp_path / 'disk.img'}@@{offset}", flag, f"::/{name}"],
+                           check=True, capture_output=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
     reader = _checkpoint(tmp_path, tmp_path / "disk.img")
     shape = describe(reader)
     assert shape["table"] == table
@@ -76,6 +82,9 @@ def test_listed_stat_and_read_byte_identical(tmp_path: Path, filesystem: str, ta
         assert tree.read("/users/ALICE/Notes.TXT") == b"buy milk\r\n"
         assert tree.stat("/Résumé ünïcode.txt").size == len("grüße\n".encode())
         assert tree.read("/EMPTY.TXT") == b""
+        if filesystem == "fat":  # read-only shown as a vfat mount shows it; hidden changes no mode bit
+            assert (tree.stat("/EMPTY.TXT").mode, tree.stat("/Users/alice/notes.txt").mode) == (0o555, 0o777)
+        assert {i.mode for i in tree.walk("/Users")} == {0o777}
         big = "/Users/alice/Documents/report.docx"
     # a piece in the middle, across a 64 KiB chunk of the backup
     whole = tree.read(big)
