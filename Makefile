@@ -7,9 +7,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 APT_STAMP := $(VENV)/.apt-stamp
-# Debian packages the tests use when they can (loop-mounted XFS/btrfs images for reflink snapshots; ext4 disk
-# images with GPT and MBR tables for file-level restore).
-APT_TEST_PACKAGES := xfsprogs btrfs-progs e2fsprogs fdisk gdisk
+# Debian packages the tests use when they can (loop-mounted XFS/btrfs images for reflink snapshots; ext4, FAT,
+# NTFS and XFS disk images with GPT and MBR tables for file-level restore: dosfstools and mtools build FAT
+# without a mount, ntfs-3g's mkntfs and FUSE mount build NTFS).
+APT_TEST_PACKAGES := xfsprogs btrfs-progs e2fsprogs fdisk gdisk dosfstools mtools ntfs-3g
 # The headless browser the dashboard's tests and `make screenshots` drive (Playwright from PyPI, told to use
 # this one: it never downloads a browser of its own); a font so that the pages have glyphs.
 APT_BROWSER_PACKAGES := chromium fonts-dejavu-core

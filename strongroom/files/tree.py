@@ -2,10 +2,12 @@
 
 Readable here: ext2, ext3 and ext4, through the ``ext4`` package (MIT, pure
 Python, reads from any seekable file object: here the
-:class:`~strongroom.datamover.reader.BlockReader` adapter).  Other
-filesystems are recognised by their signature and refused with what was found
-(``doc/file-restore.md`` says why: no well-kept permissive library reads XFS,
-NTFS or btrfs from a file object; the dissect family that does is AGPL).
+:class:`~strongroom.datamover.reader.BlockReader` adapter); FAT and NTFS
+through The Sleuth Kit's ``pytsk3`` (:mod:`strongroom.files.tsk`), XFS through
+libyal's ``pyfsxfs`` (:mod:`strongroom.files.xfs`), both over the same
+stream.  Other filesystems are recognised by their signature and refused with
+what was found (``doc/file-restore.md`` says which libraries and why: the
+dissect family, which reads more, is AGPL).
 
 Paths are absolute POSIX paths inside the chosen filesystem.  Errors are the
 project's: ``NotFound`` (kind ``File``) for a missing path, ``InvalidInput``
@@ -29,7 +31,7 @@ from strongroom import exceptions
 from strongroom.datamover.reader import BlockReader
 from strongroom.files import partitions
 
-READABLE = ("ext2", "ext3", "ext4")
+READABLE = ("ext2", "ext3", "ext4", "fat", "ntfs", "xfs")
 #: Symbolic links followed while resolving one path, at most (as Linux's MAXSYMLINKS).
 MAX_SYMLINKS = 40
 #: Directories whose entries a tree keeps parsed.
@@ -103,7 +105,7 @@ def open_tree(reader: BlockReader, partition: int | None = None) -> Tree:
     if table.kind == "none":
         if partition not in (None, 0):
             raise exceptions.InvalidInput(reason=f"partition {partition}: the volume has no partition table")
-        return Tree(reader, Located("none", None, 0, _readable(f, 0, "the volume")))
+        return _tree(reader, Located("none", None, 0, _readable(f, 0, "the volume")))
     if partition is not None:
         chosen = next((p for p in table.partitions if p.number == partition), None)
         if chosen is None:
@@ -112,7 +114,7 @@ def open_tree(reader: BlockReader, partition: int | None = None) -> Tree:
                 reason=f"partition {partition}: no such partition in the {table.kind.upper()} table "
                        f"(partitions: {numbers})")
         name = f"partition {chosen.number}"
-        return Tree(reader, Located(table.kind, chosen.number, chosen.offset, _readable(f, chosen.offset, name)))
+        return _tree(reader, Located(table.kind, chosen.number, chosen.offset, _readable(f, chosen.offset, name)))
     kinds = {p.number: partitions.probe(f, p.offset) for p in table.partitions}
     readable = sorted((p for p in table.partitions if kinds[p.number] in READABLE), key=lambda p: -p.size)
     if not readable:
@@ -121,7 +123,20 @@ def open_tree(reader: BlockReader, partition: int | None = None) -> Tree:
             reason=f"no readable filesystem on the volume's {table.kind.upper()} table ({seen or 'no partitions'}); "
                    f"readable here: {', '.join(READABLE)}")
     best = readable[0]
-    return Tree(reader, Located(table.kind, best.number, best.offset, str(kinds[best.number])))
+    return _tree(reader, Located(table.kind, best.number, best.offset, str(kinds[best.number])))
+
+
+def _tree(reader: BlockReader, located: Located) -> Tree:
+    """The tree of the library that reads ``located.filesystem``."""
+    if located.filesystem in ("fat", "ntfs"):
+        from strongroom.files.tsk import TskTree
+
+        return TskTree(reader, located)
+    if located.filesystem == "xfs":
+        from strongroom.files.xfs import XfsTree
+
+        return XfsTree(reader, located)
+    return Tree(reader, located)
 
 
 def _what(kind: str | None) -> str:

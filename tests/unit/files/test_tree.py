@@ -83,10 +83,10 @@ def test_etc_is_listed_stat_and_read_byte_identical(tmp_path: Path, source: Path
 
 def test_an_unreadable_partition_is_refused_naming_what_was_found(tmp_path: Path, source: Path) -> None:
     disk = tmp_path / "disk.img"
-    disk_images.make_gpt_disk(disk, source, size=disk_images.EXTRA + 66 * disk_images.MIB, extra="xfs")
+    disk_images.make_gpt_disk(disk, source, size=disk_images.EXTRA + 66 * disk_images.MIB, extra="btrfs")
     reader = _checkpoint(tmp_path, disk)
-    assert [p["filesystem"] for p in describe(reader)["partitions"]] == [None, "ext4", "xfs"]
-    with pytest.raises(exceptions.InvalidInput, match="partition 3: XFS superblock, not readable here"):
+    assert [p["filesystem"] for p in describe(reader)["partitions"]] == [None, "ext4", "btrfs"]
+    with pytest.raises(exceptions.InvalidInput, match="partition 3: btrfs superblock, not readable here"):
         open_tree(reader, partition=3)
     with pytest.raises(exceptions.InvalidInput, match="partition 1: no filesystem signature"):
         open_tree(reader, partition=1)
