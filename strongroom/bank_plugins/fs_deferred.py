@@ -81,7 +81,7 @@ class DeferringBank(BankPlugin):
             if not batch and not dirs:
                 return
             try:
-                self._sync_all(list(batch.values()), self._fsync_file)
+                self._sync_all(list(batch.values()), self._fsync_pending)
             except OSError as err:
                 with self._lock:
                     for final, tmp in batch.items():
@@ -113,6 +113,17 @@ class DeferringBank(BankPlugin):
         with cf.ThreadPoolExecutor(min(SYNC_THREADS, len(paths)), thread_name_prefix="fs-bank-sync") as pool:
             for _ in pool.map(sync, paths):
                 pass
+
+    def _fsync_pending(self, tmp: str) -> None:
+        """``fsync`` a deferred put's temp file, unless a newer put of the same key replaced it (or a reclaim
+        dropped it) since the barrier took its batch: its temp file is gone, and the newer one is the next
+        barrier's.  (Two writers of one checkpoint may store the same new chunk at once.)"""
+        try:
+            self._fsync_file(tmp)
+        except FileNotFoundError:
+            with self._lock:
+                if tmp in self._deferred.values():
+                    raise
 
     def _fsync_file(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

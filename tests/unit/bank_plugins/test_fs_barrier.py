@@ -82,6 +82,30 @@ class FailingFsync:
         os.fsync(fd)
 
 
+def test_a_put_of_the_same_key_during_a_barrier_is_published_by_the_next(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two writers of one checkpoint storing the same new chunk: the second put replaces (and removes) the
+    first's temp file while a barrier is about to fsync it.  That barrier skips it; the next publishes the
+    second's data.  (It failed the protect with 'cannot make recent writes durable: No such file'.)"""
+    bank = FilesystemBank({"path": str(tmp_path)})
+    bank.put_object_deferred("chunks/ab/abc", b"first")
+    fsync_file = bank._fsync_file
+    raced = []
+
+    def racing(path: str) -> None:
+        if not raced:
+            raced.append(path)
+            bank.put_object_deferred("chunks/ab/abc", b"second")  # the other writer, between batch and fsync
+        fsync_file(path)
+
+    monkeypatch.setattr(bank, "_fsync_file", racing)
+    bank.barrier()
+    assert raced and not os.path.exists(raced[0])
+    bank.barrier()
+    assert FilesystemBank({"path": str(tmp_path)}).get_object("chunks/ab/abc") == b"second"
+    assert temp_files(tmp_path) == []
+
+
 def test_a_failed_barrier_raises_and_publishes_nothing(tmp_path: pathlib.Path) -> None:
     bank = FilesystemBank({"path": str(tmp_path)}, syscalls=FailingFsync())
     bank.put_object_deferred("chunks/a", b"1")
