@@ -201,8 +201,9 @@ def resources_total(resources: Sequence[dict[str, Any]]) -> str:
 
 def readable_checkpoint(cp: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint for a table: ``resource_graph`` drawn as :func:`resource_tree` (not its JSON text) and
-    ``resources`` as their totals; a checkpoint without ``resources`` (an older server) is left as it is."""
+    ``resources`` as their totals; a checkpoint without ``resources`` (an older server, a graph the server
+    could not read) is left as it is."""
     resources = cp.get("resources")
-    if not isinstance(resources, list) or not all(isinstance(item, dict) for item in resources):
+    if not resources or not isinstance(resources, list) or not all(isinstance(item, dict) for item in resources):
         return cp
     return {**cp, "resource_graph": resource_tree(resources), "resources": resources_total(resources)}

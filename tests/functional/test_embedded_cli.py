@@ -90,11 +90,15 @@ def test_readme_tour(all_in_one: AllInOne) -> None:
 def test_checkpoint_show_by_names_draws_each_resource_with_its_size_and_duration(all_in_one: AllInOne) -> None:
     write_mixed_image(all_in_one.volumes / "named.img")  # 24 MiB
     cli(all_in_one, "plan", "create", "by-name", "Local", "--resource", "OS::Cinder::Volume=named.img")
-    checkpoint_id = cli(all_in_one, "checkpoint", "create", "Local", "by-name", "--wait",
-                        "-f", "value", "-c", "id").stdout.strip()
+    created = cli(all_in_one, "checkpoint", "create", "Local", "by-name", "--wait").stdout
+    tree_line = (r"\| resource_graph +\| OS::Cinder::Volume +named\.img +available +size 24\.0 MiB +"
+                 r"stored [0-9.]+ (B|KiB|MiB) +took [0-9.]+ s")
+    assert re.search(tree_line, created), created  # --wait ends with the same table as show
+    found = re.search(r"^\| id +\| ([0-9a-f-]{36}) +\|$", created, re.MULTILINE)
+    assert found, created
+    checkpoint_id = found.group(1)
     table = cli(all_in_one, "checkpoint", "show", "Local", checkpoint_id).stdout
-    assert re.search(r"\| resource_graph +\| OS::Cinder::Volume +named\.img +available +size 24\.0 MiB +"
-                     r"stored [0-9.]+ (B|KiB|MiB) +took [0-9.]+ s", table), table
+    assert re.search(tree_line, table), table
     assert re.search(r"\| resources +\| 1 resource, size 24\.0 MiB, stored [0-9.]+ (B|KiB|MiB), took", table), table
     shown = cli_json(all_in_one, "checkpoint", "show", "Local", checkpoint_id)
     [resource] = shown["resources"]

@@ -103,7 +103,7 @@ def _create(cli: Cli, a: argparse.Namespace) -> int:
         code, final = cli.wait(lambda: c.show_checkpoint(a.provider_id, cp["id"]), DONE, FAILED, show_bytes=True,
                                ident=cp["id"])
         cp = final or cp
-    cli.emit_one(cp)
+    cli.emit_one(output.readable_checkpoint(cp) if a.format == "table" else cp)
     return code
 
 

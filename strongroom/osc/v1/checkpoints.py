@@ -82,8 +82,8 @@ def shown(cp: dict[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
     """A checkpoint for ``checkpoint show``: :func:`common.one`, the resource graph drawn as a tree."""
     keys, values = common.one(cp)
     resources = cp.get("resources")
-    if not isinstance(resources, list) or not all(isinstance(item, dict) for item in resources):
-        return keys, values  # an older server
+    if not resources or not isinstance(resources, list) or not all(isinstance(item, dict) for item in resources):
+        return keys, values  # an older server, or a graph it could not read: as it is
     special = {"resource_graph": ResourceTreeColumn(cp.get("resource_graph"), resources),
                "resources": ResourcesColumn(resources)}
     return keys, tuple(special.get(key, value) for key, value in zip(keys, values, strict=True))
@@ -109,7 +109,7 @@ class CreateCheckpoint(command.ShowOne):
         if args.wait:
             cp = common.wait(args, lambda: c.show_checkpoint(provider, cp["id"]), DONE, FAILED, True,
                              cp["id"]) or cp
-        return common.one(cp)
+        return shown(cp)
 
 
 class DeleteCheckpoint(command.Command):

@@ -89,6 +89,9 @@ def test_checkpoint_show_draws_the_resource_graph_as_a_tree(stack: Stack, capsys
         "OS::Cinder::Volume vol-02 available size 3.0 GiB stored 0 B took 2m05s"]
     assert lines[start + 1].split("|")[2].startswith("   OS::Cinder::Volume")  # indented under the project
     assert any("3 resources, size 3.0 GiB, stored 1.0 MiB, took 2m06s" in line for line in lines)
+    code, out, _ = run(stack, capsys, "checkpoint", "show", PROVIDER_ID,
+                       stack.add_checkpoint(project=PROJECT, resource_graph="not a graph").id)
+    assert code == 0 and "not a graph" in out  # what the server could not read is shown as it is
     shown = run_json(stack, capsys, "checkpoint", "show", PROVIDER_ID, cp.id)
     assert shown["resource_graph"] == graph
     assert [(r["id"], r["depth"], r["size_bytes"], r["stored_bytes"], r["seconds"]) for r in shown["resources"]] == [
