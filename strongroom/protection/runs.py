@@ -175,8 +175,10 @@ class ProtectRun(_CheckpointRun):
         if error is None:
             error = self._publish(progress, protected_results(tracker, results))
         if error is not None:
+            # Which resource failed, and how long each ran; not what the failed run stored (it is swept).
+            failed = protected_results(tracker, {key: {} for key in tracker.status})
             catalogue.fail_protect(self.checkpoint_id, error, self.env.owner_id, progress.done,
-                                   release=self._sweep)
+                                   release=self._sweep, protected=failed)
         return error
 
     def _publish(self, progress: Progress, protected: dict[str, dict[str, Any]]) -> str | None:

@@ -39,3 +39,21 @@ def test_a_protect_records_size_stored_bytes_status_and_seconds(manager: Protect
     second, again = vol.protect()
     assert (again["mode"], again["size_bytes"], again["seconds"]) == ("incremental", SIZE, 2.5)
     assert again["bytes_stored"] < info["bytes_stored"]
+
+
+def test_a_failed_protect_says_which_resource_failed_and_how_long_it_ran(
+        manager: ProtectionManager, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing_main(self: volume_plugin.ProtectOperation, ctx: volume_plugin.OperationContext) -> None:
+        clock.advance(1.5)
+        raise RuntimeError("the disk caught fire")
+
+    monkeypatch.setattr(volume_plugin.ProtectOperation, "on_main", failing_main)
+    vol = Volume(manager, "failing")
+    vol.write(0, b"f" * 4096)
+    record = manager.protect(test_gc.CTX, vol.plan.to_dict(), test_gc.PROVIDER, {})
+    manager.wait_idle()
+    checkpoint = manager.db.get_checkpoint(str(record["id"]))
+    assert checkpoint.status == "error" and "the disk caught fire" in str(checkpoint.status_reason)
+    assert checkpoint.extra_info["protected"] == {vol.key: {"status": "error", "seconds": 1.5}}
+    in_bank = CheckpointStore(test_gc.bank_of(manager)).read(checkpoint.id)
+    assert in_bank.extra_info["protected"] == checkpoint.extra_info["protected"]
