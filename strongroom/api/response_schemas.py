@@ -47,8 +47,8 @@ CHECKPOINT = _closed({
     "resource_graph": {"type": "string", "description": "the resource graph as JSON text"},
     "resources": {"type": "array", "description": (
         "the resource graph as a list in the order of an indented tree (depth 0: a root), with what each "
-        "resource's protect did; null where the checkpoint has no such data (an older checkpoint, a run "
-        "still going or failed)"),
+        "resource's protect did; null where the checkpoint has no such figure (an older checkpoint, a run "
+        "still going, a failed run's sizes)"),
         "items": _closed({
             "id": _string, "type": _string, "name": _maybe_string,
             "depth": {**_count, "description": "0 for a root, 1 for its dependents..."},

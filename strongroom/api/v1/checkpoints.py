@@ -50,8 +50,9 @@ def view(cp: CheckpointRecord) -> dict[str, Any]:
 def resources(cp: CheckpointRecord) -> list[dict[str, Any]]:
     """The resource graph as a readable list, in the order of an indented tree (``depth`` 0: a root), each
     resource with what its protect did (``extra_info.protected``): status, logical size, bytes stored (new
-    chunks) and seconds.  A field the checkpoint has no data for (an older checkpoint, a run still going or
-    failed) is null; a resource's status is then the checkpoint's own if it is ``available``."""
+    chunks) and seconds.  A figure the checkpoint does not have (an older checkpoint, a run still going, a
+    failed run's sizes) is null; a resource without a status of its own takes the checkpoint's if it is
+    ``available``."""
     try:
         roots = graph_mod.deserialize(cp.resource_graph) if cp.resource_graph else []
     except (exceptions.StrongroomError, AttributeError, LookupError, TypeError, ValueError):
