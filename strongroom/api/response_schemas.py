@@ -45,6 +45,20 @@ CHECKPOINT = _closed({
     "protection_plan": _closed({"id": _maybe_string, "name": _maybe_string, "provider_id": _string,
                                 "resources": {"type": "array", "items": _object}}),
     "resource_graph": {"type": "string", "description": "the resource graph as JSON text"},
+    "resources": {"type": "array", "description": (
+        "the resource graph as a list in the order of an indented tree (depth 0: a root), with what each "
+        "resource's protect did; null where the checkpoint has no such figure (an older checkpoint, a run "
+        "still going, a failed run's sizes)"),
+        "items": _closed({
+            "id": _string, "type": _string, "name": _maybe_string,
+            "depth": {**_count, "description": "0 for a root, 1 for its dependents..."},
+            "status": {**_maybe_string, "description": "the resource's status at the end of the protect"},
+            "size_bytes": {"type": ["integer", "null"], "minimum": 0,
+                           "description": "logical size: bytes of the volume protected"},
+            "stored_bytes": {"type": ["integer", "null"], "minimum": 0,
+                             "description": "bytes written to the bank for new chunks (compressed)"},
+            "seconds": {"type": ["number", "null"], "minimum": 0,
+                        "description": "seconds the resource's protect hooks ran"}})},
     "created_at": _time, "extra_info": _object,
     "progress": _closed({"bytes_total": _count, "bytes_done": _count}),
     "copies": {"type": "array", "description": "the checkpoint in other providers' banks (show only)",

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from strongroom import admin_token
+from strongroom.client import lookup
 from strongroom.client.client import ClientError
 from strongroom.client.commands import register_all
 from strongroom.client.commands.base import (
@@ -143,6 +144,7 @@ def main(argv: Sequence[str] | None = None, *, sleep: Callable[[float], None] = 
         err.write(f"strongroom: error: --request-id: {exc}\n")
         return EXIT_USAGE
     try:
+        lookup.resolve_arguments(cli.client, args)  # a plan, provider, trigger or scheduled operation by name
         return handler(cli, args)
     except Interrupted as exc:
         what = f": {exc.ident} carries on in the service" if exc.ident else ""

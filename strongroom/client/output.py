@@ -139,3 +139,71 @@ def cell(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True)
     return str(value)
+
+
+# -- a checkpoint's resources --------------------------------------------------------------------------------
+
+
+def human_bytes(value: Any) -> str:
+    """``24.0 MiB``; ``-`` for no figure."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} PiB"  # pragma: no cover - the loop returns at TiB
+
+
+def human_seconds(value: Any) -> str:
+    """``0.42 s``, ``3.1 s``, ``2m05s``, ``1h02m``; ``-`` for no figure."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-"
+    if value < 10:
+        return f"{value:.2f} s"
+    if value < 60:
+        return f"{value:.1f} s"
+    whole = int(value + 0.5)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def resource_tree(resources: Sequence[dict[str, Any]]) -> str:
+    """A checkpoint's ``resources`` as an indented tree, one aligned line per resource (dependents two
+    spaces under their parent): type, name (or id), status, logical size, bytes stored, duration."""
+    if not resources:
+        return ""
+    rows = []
+    for item in resources:
+        depth = item.get("depth")
+        indent = "  " * (depth if isinstance(depth, int) and depth > 0 else 0)
+        rows.append([indent + str(item.get("type") or "-"), str(item.get("name") or item.get("id") or "-"),
+                     str(item.get("status") or "-"), "size " + human_bytes(item.get("size_bytes")),
+                     "stored " + human_bytes(item.get("stored_bytes")), "took " + human_seconds(item.get("seconds"))])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)
+
+
+def resources_total(resources: Sequence[dict[str, Any]]) -> str:
+    """One line summing a checkpoint's ``resources``: count, logical size, bytes stored, seconds."""
+    def total(field: str) -> float | None:
+        values = [item.get(field) for item in resources]
+        known = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        return sum(known) if known else None
+
+    count = len(resources)
+    return (f"{count} resource{'' if count == 1 else 's'}, size {human_bytes(total('size_bytes'))}, "
+            f"stored {human_bytes(total('stored_bytes'))}, took {human_seconds(total('seconds'))}")
+
+
+def readable_checkpoint(cp: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint for a table: ``resource_graph`` drawn as :func:`resource_tree` (not its JSON text) and
+    ``resources`` as their totals; a checkpoint without ``resources`` (an older server, a graph the server
+    could not read) is left as it is."""
+    resources = cp.get("resources")
+    if not resources or not isinstance(resources, list) or not all(isinstance(item, dict) for item in resources):
+        return cp
+    return {**cp, "resource_graph": resource_tree(resources), "resources": resources_total(resources)}

@@ -267,18 +267,26 @@ class CheckpointCatalogue:
             LOG.warning("could not lock the new index of checkpoint %s: %s", record.id, err)
 
     def fail_protect(self, checkpoint_id: str, reason: str, owner_id: str, bytes_done: int,
-                     release: Callable[[], None] = _nothing) -> None:
+                     release: Callable[[], None] = _nothing,
+                     protected: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """End a failed protect: index ``error`` with ``reason`` (kept if garbage collection already
         failed it), its partial data in reverse write order, ``release()`` of the chunks only it wrote
         (a sweep that passes over this checkpoint's own marker), ``owner_id``'s marker, then the catalogue.
+        ``protected`` (each resource's status and seconds: which one failed) goes into ``extra_info`` under
+        :data:`PROTECTED`, in the index and the catalogue alike (not when garbage collection failed it first).
 
         A bank too full to take the index gets its space back first (partial data, chunks), then the
         index.  If the bank fails half way, the marker stays and garbage collection finishes the job."""
         record = self.store.read(checkpoint_id)
+        values: dict[str, Any] = {"status": CheckpointStatus.ERROR, "status_reason": reason, "bytes_done": bytes_done}
         if record.status != CheckpointStatus.ERROR:
             check_transition("Checkpoint", checkpoint_id, record.status, CheckpointStatus.ERROR, CheckpointStatus)
             record.status = CheckpointStatus.ERROR
             record.status_reason = reason
+            if protected:
+                record.extra_info = {**record.extra_info,
+                                     PROTECTED: {k: dict(v) for k, v in sorted(protected.items())}}
+                values["extra_info"] = record.extra_info
             try:
                 self._index.write(record)
             except exceptions.BankFull:
@@ -289,8 +297,7 @@ class CheckpointCatalogue:
         self.store.remove_objects(checkpoint_id)
         release()
         self._index.clear_active(owner_id, checkpoint_id)
-        self._catalogue(checkpoint_id, {"status": CheckpointStatus.ERROR, "status_reason": reason,
-                                        "bytes_done": bytes_done})
+        self._catalogue(checkpoint_id, values)
 
     def fail_unrecorded(self, checkpoint_id: str, status: CheckpointStatus, reason: str) -> None:
         """A run's end could not be recorded in full.  If the bank index got as far as a settled status,

@@ -27,6 +27,7 @@ from taskflow.persistence import models
 
 from strongroom import context as sr_context
 from strongroom import exceptions
+from strongroom.clock import Clock
 from strongroom.objects.records import Resource
 from strongroom.objects.status import ResourceStatus
 from strongroom.protection.graph import GraphNode, iter_nodes
@@ -60,13 +61,23 @@ SPECS: dict[OperationKind, FlowSpec] = {
 
 
 class ResourceTracker:
-    """Per-resource status and reason of one run; ``on_change`` persists them."""
+    """Per-resource status, reason and time spent in its hooks during one run; ``on_change`` persists
+    statuses and reasons.  ``clock`` times the hooks (its ``monotonic``)."""
 
-    def __init__(self, on_change: Callable[[str, str, str | None], None] | None = None) -> None:
+    def __init__(self, on_change: Callable[[str, str, str | None], None] | None = None,
+                 clock: Clock | None = None) -> None:
         self._lock = threading.Lock()
         self.status: dict[str, str] = {}
         self.reason: dict[str, str] = {}
+        #: Seconds each resource's hooks ran in this attempt (summed over its hooks: waits between them,
+        #: for a parent's dependents or a free worker, are not counted).
+        self.seconds: dict[str, float] = {}
+        self.clock = clock or Clock()
         self._on_change = on_change
+
+    def add_seconds(self, key: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[key] = self.seconds.get(key, 0.0) + max(seconds, 0.0)
 
     def set(self, key: str, status: str, reason: str | None = None) -> None:
         with self._lock:
@@ -100,12 +111,15 @@ class HookTask(task.Task):  # type: ignore[misc]
         if self._phase == PHASES[0]:
             self._tracker.set(key, self._spec.running)
         LOG.debug("%s of %s %s: %s", self._spec.kind, self._ctx.checkpoint_id, key, self._phase)
+        started = self._tracker.clock.monotonic()
         try:
             getattr(self._operation, self._phase)(self._ctx)
         except Exception as err:
             self._tracker.set(key, self._spec.failure, f"{type(err).__name__}: {err}" if not isinstance(
                 err, exceptions.StrongroomError) else str(err))
             raise
+        finally:
+            self._tracker.add_seconds(key, self._tracker.clock.monotonic() - started)
         if self._phase == PHASES[-1]:
             self._tracker.set(key, self._spec.success)
         return dict(self._ctx.result)

@@ -69,6 +69,20 @@ def iter_nodes(roots: Iterable[GraphNode]) -> Iterator[GraphNode]:
         stack.extend(reversed(node.dependents))
 
 
+def outline(roots: Iterable[GraphNode]) -> Iterator[tuple[int, GraphNode]]:
+    """Every node once with its depth (0: a root), parents before dependents, each node's dependents right
+    under it: the order of an indented tree.  A dependent of several parents is shown under the first."""
+    seen: set[str] = set()
+    stack = [(0, node) for node in reversed(list(roots))]
+    while stack:
+        depth, node = stack.pop()
+        if node.resource.key in seen:
+            continue
+        seen.add(node.resource.key)
+        yield depth, node
+        stack.extend((depth + 1, dep) for dep in reversed(node.dependents))
+
+
 def serialize(roots: Iterable[GraphNode]) -> str:
     """Karbor's packed form as JSON: ``[{"0x0": [type, id, name, extra_info]}, [["0x0", ["0x1"]], ...]]``."""
     ids: dict[str, str] = {}

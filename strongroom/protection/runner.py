@@ -86,7 +86,7 @@ class Runner:
     def _run(self, job: Job, book: models.LogBook | None, flow_detail: models.FlowDetail | None) -> None:
         LOG.info("%s of checkpoint %s started%s", job.kind, job.checkpoint.id, " (resumed)" if job.resumed else "")
         run = self._run_of(job)
-        tracker = ResourceTracker(run.on_resource_change)
+        tracker = ResourceTracker(run.on_resource_change, self.clock)
         results: dict[str, dict[str, Any]] = {}
         prepared: list[tuple[Operation, OperationContext]] = []
         progress = Progress(0, lambda n: None, self.clock)
@@ -142,7 +142,8 @@ class Runner:
     def _fail_unstarted(self, job: Job, reason: str) -> None:
         LOG.warning("%s of checkpoint %s failed before it started: %s", job.kind, job.checkpoint.id, reason)
         run = self._run_of(job)
-        recorded, error = self._finish(run, ResourceTracker(), {}, Progress(0, lambda n: None, self.clock), reason)
+        recorded, error = self._finish(run, ResourceTracker(clock=self.clock), {},
+                                       Progress(0, lambda n: None, self.clock), reason)
         if recorded:
             self.notifications.send(job.context, run.event, ERROR, _payload(run, error=error or reason, seconds=0.0))
 

@@ -173,10 +173,12 @@ class ProtectRun(_CheckpointRun):
                error: str | None) -> str | None:
         catalogue = self.env.catalogue
         if error is None:
-            error = self._publish(progress, {key: result for key, result in results.items() if result})
+            error = self._publish(progress, protected_results(tracker, results))
         if error is not None:
+            # Which resource failed, and how long each ran; not what the failed run stored (it is swept).
+            failed = protected_results(tracker, {key: {} for key in tracker.status})
             catalogue.fail_protect(self.checkpoint_id, error, self.env.owner_id, progress.done,
-                                   release=self._sweep)
+                                   release=self._sweep, protected=failed)
         return error
 
     def _publish(self, progress: Progress, protected: dict[str, dict[str, Any]]) -> str | None:
@@ -196,6 +198,22 @@ class ProtectRun(_CheckpointRun):
         owner = self.env.owner_id if job.fence is not None else None
         return self.env.catalogue.publish(self.checkpoint_id, owner_id=owner, bytes_done=progress.total,
                                           protected=protected)
+
+
+def protected_results(tracker: ResourceTracker, results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What a checkpoint keeps of each resource's protect (``extra_info.protected``): what its hooks reported
+    (the volume plugin: mode, ``size_bytes``, bytes read and stored...), its status, and ``seconds``, the
+    time its hooks ran in the attempt that published it."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, result in results.items():
+        entry = dict(result)
+        if key in tracker.status:
+            entry["status"] = tracker.status[key]
+        if key in tracker.seconds:
+            entry["seconds"] = round(tracker.seconds[key], 3)
+        if entry:
+            out[key] = entry
+    return out
 
 
 class DeleteRun(_CheckpointRun):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,30 @@ def test_readme_tour(all_in_one: AllInOne) -> None:
                          capture_output=True, text=True, env=env, timeout=180)
     assert osc.returncode == 0, osc.stderr
     assert osc.stdout.split() in ([], [checkpoint["id"], "deleted"])  # deleted: listed or hidden
+
+
+def test_checkpoint_show_by_names_draws_each_resource_with_its_size_and_duration(all_in_one: AllInOne) -> None:
+    write_mixed_image(all_in_one.volumes / "named.img")  # 24 MiB
+    cli(all_in_one, "plan", "create", "by-name", "Local", "--resource", "OS::Cinder::Volume=named.img")
+    created = cli(all_in_one, "checkpoint", "create", "Local", "by-name", "--wait").stdout
+    tree_line = (r"\| resource_graph +\| OS::Cinder::Volume +named\.img +available +size 24\.0 MiB +"
+                 r"stored [0-9.]+ (B|KiB|MiB) +took [0-9.]+ s")
+    assert re.search(tree_line, created), created  # --wait ends with the same table as show
+    found = re.search(r"^\| id +\| ([0-9a-f-]{36}) +\|$", created, re.MULTILINE)
+    assert found, created
+    checkpoint_id = found.group(1)
+    table = cli(all_in_one, "checkpoint", "show", "Local", checkpoint_id).stdout
+    assert re.search(tree_line, table), table
+    assert re.search(r"\| resources +\| 1 resource, size 24\.0 MiB, stored [0-9.]+ (B|KiB|MiB), took", table), table
+    shown = cli_json(all_in_one, "checkpoint", "show", "Local", checkpoint_id)
+    [resource] = shown["resources"]
+    assert (resource["id"], resource["depth"], resource["status"], resource["size_bytes"]) == (
+        "named.img", 0, "available", 24 * 1024 * 1024)
+    assert 0 < resource["stored_bytes"] < 24 * 1024 * 1024 and resource["seconds"] > 0
+    protected = shown["extra_info"]["protected"]["OS::Cinder::Volume#named.img"]
+    assert protected["bytes_stored"] == resource["stored_bytes"] and protected["seconds"] == resource["seconds"]
+    listed = cli_json(all_in_one, "checkpoint", "list", "Local", "--plan-id", "by-name")
+    assert [c["id"] for c in listed] == [checkpoint_id]
 
 
 def test_cli_reports_errors_with_non_zero_exit(all_in_one: AllInOne) -> None:

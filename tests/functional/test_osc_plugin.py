@@ -56,6 +56,17 @@ def test_embedded_plan_create_checkpoint_list(all_in_one: AllInOne) -> None:
     assert re.search(r"([0-9.]+)/\1 MiB 100\.0% +[0-9.]+ MiB/s  ETA  0:00:00  available", created.stderr), \
         created.stderr
 
+    # show: the resource graph as a tree in the table, the figures themselves in -f json.
+    shown = as_json(env, *noauth, "data", "protection", "checkpoint", "show", "Local", checkpoint_id)
+    [resource] = shown["resources"]
+    size = (all_in_one.volumes / "disk.img").stat().st_size
+    assert (resource["id"], resource["status"], resource["size_bytes"]) == ("disk.img", "available", size)
+    assert resource["stored_bytes"] > 0 and resource["seconds"] > 0
+    assert json.loads(shown["resource_graph"])[0]["0x0"][:2] == [VOLUME, "disk.img"]  # Karbor's text
+    table = openstack(env, *noauth, "data", "protection", "checkpoint", "show", "Local", checkpoint_id).stdout
+    assert re.search(rf"\| resource_graph +\| OS::Cinder::Volume +disk\.img +available +size {size / 2**20:.1f} MiB +"
+                     r"stored [0-9.]+ (B|KiB|MiB) +took [0-9.]+ s", table), table
+
     # The endpoint from OS_DATA_PROTECTION_URL instead of --os-endpoint.
     listed = openstack({**env, "OS_DATA_PROTECTION_URL": all_in_one.url}, "--os-auth-type", "none",
                        "data", "protection", "checkpoint", "list", "Local", "--plan", "osc-tour",

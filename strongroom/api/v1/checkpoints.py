@@ -19,6 +19,8 @@ from strongroom.api.errors import BadRequest
 from strongroom.objects.locks import LOCK_DAYS
 from strongroom.objects.records import CheckpointRecord, Plan, iso_time
 from strongroom.objects.status import CheckpointStatus
+from strongroom.protection import graph as graph_mod
+from strongroom.protection.catalogue import PROTECTED
 
 SORT_KEYS = ("created_at", "updated_at", "status", "id")
 FILTERS = ("plan_id", "status")
@@ -38,10 +40,47 @@ def view(cp: CheckpointRecord) -> dict[str, Any]:
             "resources": plan.get("resources", []),
         },
         "resource_graph": cp.resource_graph,
+        "resources": resources(cp),
         "created_at": iso_time(cp.created_at),  # not to_dict(): it copies every field
         "extra_info": cp.extra_info or {},
         "progress": {"bytes_total": cp.bytes_total, "bytes_done": cp.bytes_done},
     }
+
+
+def resources(cp: CheckpointRecord) -> list[dict[str, Any]]:
+    """The resource graph as a readable list, in the order of an indented tree (``depth`` 0: a root), each
+    resource with what its protect did (``extra_info.protected``): status, logical size, bytes stored (new
+    chunks) and seconds.  A figure the checkpoint does not have (an older checkpoint, a run still going, a
+    failed run's sizes) is null; a resource without a status of its own takes the checkpoint's if it is
+    ``available``."""
+    try:
+        roots = graph_mod.deserialize(cp.resource_graph) if cp.resource_graph else []
+    except (exceptions.StrongroomError, AttributeError, LookupError, TypeError, ValueError):
+        return []  # an unreadable graph: ``resource_graph`` still shows it as it is
+    protected = (cp.extra_info or {}).get(PROTECTED)
+    protected = protected if isinstance(protected, dict) else {}
+    out = []
+    for depth, node in graph_mod.outline(roots):
+        r = node.resource
+        done = protected.get(r.key)
+        done = done if isinstance(done, dict) else {}
+        status = done.get("status")
+        if not isinstance(status, str):
+            status = str(cp.status) if cp.status == CheckpointStatus.AVAILABLE else None
+        out.append({"id": r.id, "type": r.type, "name": r.name, "depth": depth, "status": status,
+                    "size_bytes": _count(done.get("size_bytes")), "stored_bytes": _count(done.get("bytes_stored")),
+                    "seconds": _seconds(done.get("seconds"))})
+    return out
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return float(value)
 
 
 def _check_provider(req: ApiRequest, provider_id: str) -> None:

@@ -7,6 +7,7 @@ import argparse
 import functools
 from typing import TYPE_CHECKING, Any
 
+from strongroom.client import output
 from strongroom.client.client import ClientError
 from strongroom.client.commands.base import EXIT_OK, Cli, add_group, add_list_options, add_wait, kv_arg, list_params
 
@@ -84,7 +85,8 @@ def run(cli: Cli, a: argparse.Namespace) -> int:
         cli.emit_list(COLUMNS, c.list_checkpoints(
             a.provider_id, **list_params(a, "plan_id", "status", "start_date", "end_date", "project_id")))
     elif a.action == "show":
-        cli.emit_one(c.show_checkpoint(a.provider_id, a.checkpoint_id))
+        cp = c.show_checkpoint(a.provider_id, a.checkpoint_id)
+        cli.emit_one(output.readable_checkpoint(cp) if a.format == "table" else cp)
     elif a.action == "delete":
         return _delete(cli, a)
     else:
@@ -101,7 +103,7 @@ def _create(cli: Cli, a: argparse.Namespace) -> int:
         code, final = cli.wait(lambda: c.show_checkpoint(a.provider_id, cp["id"]), DONE, FAILED, show_bytes=True,
                                ident=cp["id"])
         cp = final or cp
-    cli.emit_one(cp)
+    cli.emit_one(output.readable_checkpoint(cp) if a.format == "table" else cp)
     return code
 
 

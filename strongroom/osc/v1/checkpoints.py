@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cliff import columns
 from osc_lib.command import command
 
+from strongroom.client import output
 from strongroom.client.client import ClientError
 from strongroom.osc.v1 import common
 
@@ -49,7 +51,42 @@ class ShowCheckpoint(command.ShowOne):
 
     def take_action(self, args: argparse.Namespace) -> Any:
         c = common.client_of(self)
-        return common.one(common.call(c.show_checkpoint, common.provider_id(c, args.provider), args.checkpoint))
+        return shown(common.call(c.show_checkpoint, common.provider_id(c, args.provider), args.checkpoint))
+
+
+class ResourceTreeColumn(columns.FormattableColumn):  # type: ignore[misc]
+    """``resource_graph``: an indented tree of the resources in a table, Karbor's JSON text in ``-f json``."""
+
+    def __init__(self, graph: Any, resources: list[dict[str, Any]]) -> None:
+        super().__init__(graph)
+        self._resources = resources
+
+    def human_readable(self) -> str:
+        return output.resource_tree(self._resources)
+
+    def machine_readable(self) -> Any:
+        return self._value
+
+
+class ResourcesColumn(columns.FormattableColumn):  # type: ignore[misc]
+    """``resources``: their totals in a table, the list itself in ``-f json``."""
+
+    def human_readable(self) -> str:
+        return output.resources_total(self._value)
+
+    def machine_readable(self) -> Any:
+        return self._value
+
+
+def shown(cp: dict[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """A checkpoint for ``checkpoint show``: :func:`common.one`, the resource graph drawn as a tree."""
+    keys, values = common.one(cp)
+    resources = cp.get("resources")
+    if not resources or not isinstance(resources, list) or not all(isinstance(item, dict) for item in resources):
+        return keys, values  # an older server, or a graph it could not read: as it is
+    special = {"resource_graph": ResourceTreeColumn(cp.get("resource_graph"), resources),
+               "resources": ResourcesColumn(resources)}
+    return keys, tuple(special.get(key, value) for key, value in zip(keys, values, strict=True))
 
 
 class CreateCheckpoint(command.ShowOne):
@@ -72,7 +109,7 @@ class CreateCheckpoint(command.ShowOne):
         if args.wait:
             cp = common.wait(args, lambda: c.show_checkpoint(provider, cp["id"]), DONE, FAILED, True,
                              cp["id"]) or cp
-        return common.one(cp)
+        return shown(cp)
 
 
 class DeleteCheckpoint(command.Command):

@@ -14,6 +14,7 @@ from osc_lib import exceptions
 from osc_lib.cli import format_columns
 from osc_lib.command import command
 
+from strongroom.client import lookup
 from strongroom.client.client import Client, ClientError
 from strongroom.client.commands.base import EXIT_OK, Interrupted, wait_for
 
@@ -46,35 +47,25 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def find(kind: str, items: Iterable[dict[str, Any]], name_or_id: str) -> dict[str, Any]:
-    """The one item whose id, else whose name, is ``name_or_id``; CommandError naming the matches when
-    several share the name, or saying none has it."""
-    items = list(items)
-    for item in items:
-        if item.get("id") == name_or_id:
-            return item
-    named = [item for item in items if item.get("name") == name_or_id]
-    if len(named) == 1:
-        return named[0]
-    if named:
-        ids = ", ".join(str(item.get("id")) for item in named)
-        raise exceptions.CommandError(f"{len(named)} {kind}s are named {name_or_id!r} ({ids}): give the id")
-    raise exceptions.CommandError(f"no {kind} with the name or id {name_or_id!r}")
+    """The one item whose id, else whose name, is ``name_or_id`` (:func:`strongroom.client.lookup.find`);
+    CommandError naming the matches when several share the name, or saying none has it."""
+    return call(lookup.find, kind, items, name_or_id)  # type: ignore[no-any-return]
 
 
 def plan_id(c: Client, name_or_id: str) -> str:
-    return str(find("plan", call(c.list_plans, follow=True), name_or_id)["id"])
+    return call(lookup.plan_id, c, name_or_id)  # type: ignore[no-any-return]
 
 
 def provider_id(c: Client, name_or_id: str) -> str:
-    return str(find("provider", call(c.list_providers), name_or_id)["id"])
+    return call(lookup.provider_id, c, name_or_id)  # type: ignore[no-any-return]
 
 
 def trigger_id(c: Client, name_or_id: str) -> str:
-    return str(find("trigger", call(c.list_triggers, follow=True), name_or_id)["id"])
+    return call(lookup.trigger_id, c, name_or_id)  # type: ignore[no-any-return]
 
 
 def scheduled_operation_id(c: Client, name_or_id: str) -> str:
-    return str(find("scheduled operation", call(c.list_scheduled_operations, follow=True), name_or_id)["id"])
+    return call(lookup.scheduled_operation_id, c, name_or_id)  # type: ignore[no-any-return]
 
 
 def _column(value: Any) -> Any:

@@ -128,6 +128,7 @@ class VolumeProtectionPlugin(ProtectionPlugin):
         "type": "object",
         "properties": {
             "volume_id": {"type": "string"}, "name": {"type": "string"}, "size": {"type": "integer"},
+            "size_bytes": {"type": "integer", "description": "bytes of the snapshot read (the volume's size)"},
             "chunks": {"type": "integer"}, "new_chunks": {"type": "integer"},
             "bytes_stored": {"type": "integer"},
             "placement": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -328,7 +329,8 @@ class ProtectOperation(_VolumeOperation):
             ctx.save_resume_state({})
         incremental = result.mode == "incremental"
         info = {
-            "mode": result.mode, "bytes_read": result.bytes_read, "bytes_stored": result.bytes_stored,
+            "mode": result.mode, "size_bytes": snapshot.size, "bytes_read": result.bytes_read,
+            "bytes_stored": result.bytes_stored,
             "new_chunks": result.new_chunks, "reused_chunks": result.reused_chunks,
             "full_reason": None if incremental else (result.full_reason or reason),
             "parent_checkpoint": base.checkpoint_id if incremental and base else None,

@@ -237,7 +237,7 @@ class Stack:
                               protection_plan={"id": plan_id, "name": "p", "provider_id": provider_id,
                                                "resources": [{"id": "vol-01", "type": VOLUME,
                                                               "name": "volume 1", "extra_info": {}}]},
-                              resource_graph="[]", created_at=created_at, **values)
+                              created_at=created_at, **{"resource_graph": "[]", **values})
         return self.db.create_checkpoint(cp)  # type: ignore[no-any-return]
 
 

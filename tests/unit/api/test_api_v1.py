@@ -299,6 +299,36 @@ def test_checkpoint_create_show_list(stack: Stack) -> None:
     _error(stack.call("GET", f"{CP}/{cp['id']}", project="proj-other"), 404)
 
 
+def test_checkpoint_show_lists_each_resource_with_its_size_stored_bytes_and_seconds(stack: Stack) -> None:
+    # Karbor's packed graph: a project with one volume under it, as the protection service writes it.
+    graph = json.dumps([{"0x0": ["OS::Keystone::Project", "proj-r", "proj-r", {}],
+                         "0x1": [VOLUME, "vol-01", "volume 1", {}]}, [["0x0", ["0x1"]]]])
+    protected = {f"{VOLUME}#vol-01": {"mode": "full", "size_bytes": 25165824, "bytes_read": 25165824,
+                                      "bytes_stored": 1048576, "status": "available", "seconds": 1.25},
+                 "OS::Keystone::Project#proj-r": {"status": "available", "seconds": 0.002}}
+    cp = stack.add_checkpoint(project="proj-r", resource_graph=graph, extra_info={"protected": protected})
+    shown = stack.call("GET", f"{CP}/{cp.id}", project="proj-r").json()["checkpoint"]
+    assert shown["resource_graph"] == graph  # Karbor's field as it is
+    assert shown["resources"] == [
+        {"id": "proj-r", "type": "OS::Keystone::Project", "name": "proj-r", "depth": 0, "status": "available",
+         "size_bytes": None, "stored_bytes": None, "seconds": 0.002},
+        {"id": "vol-01", "type": VOLUME, "name": "volume 1", "depth": 1, "status": "available",
+         "size_bytes": 25165824, "stored_bytes": 1048576, "seconds": 1.25}]
+    listed = stack.call("GET", CP, project="proj-r").json()["checkpoints"]
+    assert listed[0]["resources"] == shown["resources"]
+
+    # A checkpoint from before these figures: every resource shown, its figures null.
+    old = stack.add_checkpoint(project="proj-r", resource_graph=graph)
+    resources = stack.call("GET", f"{CP}/{old.id}", project="proj-r").json()["checkpoint"]["resources"]
+    assert [(r["id"], r["status"], r["size_bytes"], r["stored_bytes"], r["seconds"]) for r in resources] == [
+        ("proj-r", "available", None, None, None), ("vol-01", "available", None, None, None)]
+    failed = stack.add_checkpoint(project="proj-r", status="error", resource_graph=graph)
+    resources = stack.call("GET", f"{CP}/{failed.id}", project="proj-r").json()["checkpoint"]["resources"]
+    assert [r["status"] for r in resources] == [None, None]  # a failed run says nothing per resource
+    unreadable = stack.add_checkpoint(project="proj-r", resource_graph="not json")
+    assert stack.call("GET", f"{CP}/{unreadable.id}", project="proj-r").json()["checkpoint"]["resources"] == []
+
+
 def test_checkpoint_create_errors(stack: Stack) -> None:
     plan = stack.add_plan(project="proj-cpe")
     empty = stack.call("POST", CP, project="proj-cpe", body={"checkpoint": {}})

@@ -236,7 +236,7 @@ def test_debug_shows_each_calls_request_id_and_request_id_is_checked(stack: Stac
     [line] = [line for line in err.splitlines() if line.startswith("DEBUG: ")]
     assert re.fullmatch(rf"DEBUG: GET {stack.url}/v1/cli-proj/providers/{PROVIDER_ID} -> 200 request id "
                         r"req-[0-9a-f-]{36}", line), line
-    code, _, err = run(stack, capsys, "--debug", "plan", "show", "missing")
+    code, _, err = run(stack, capsys, "--debug", "plan", "show", "4f7e3a52-0c1d-4b7e-9f1a-2d3c4b5a6e7f")
     found = re.search(r"-> 404 request id (req-[0-9a-f-]{36})", err)
     assert code == 1 and found and f"(request {found.group(1)})" in err  # the same id in the error line
     code, _, err = run(stack, capsys, "--request-id", "my-own-id", "provider", "list")

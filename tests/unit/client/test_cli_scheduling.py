@@ -48,5 +48,5 @@ def test_scheduling_usage_and_server_errors(stack: Stack, capsys: pytest.Capture
     assert code == 2 and "--pattern is required" in err
     code, _, err = run(stack, capsys, "trigger", "create", "t", "--pattern", "*/5 * * * *")
     assert code == 1 and "trigger_info.properties.pattern" in err and "minimum interval" in err
-    code, _, err = run(stack, capsys, "trigger", "update", "whatever")
+    code, _, err = run(stack, capsys, "trigger", "update", "4f7e3a52-0c1d-4b7e-9f1a-2d3c4b5a6e7f")
     assert code == 2 and "nothing to change" in err

@@ -72,3 +72,36 @@ def test_wait_failed_status_is_a_command_error() -> None:
     with pytest.raises(exceptions.CommandError, match=r"cp-2: error \(disk on fire\)"):
         common.wait(args, lambda: {"id": "cp-2", "status": "error", "status_reason": "disk on fire"},
                     {"available", "error"}, {"error"}, True, "cp-2")
+
+
+def test_checkpoint_show_draws_the_graph_in_a_table_and_keeps_the_data_in_json() -> None:
+    import argparse
+    import io
+    import json
+
+    from cliff.formatters.json_format import JSONFormatter
+    from cliff.formatters.table import TableFormatter
+
+    from strongroom.osc.v1 import checkpoints
+
+    graph = '[{"0x0": ["OS::Cinder::Volume", "v1", "disk", {}]}, []]'
+    resources = [{"id": "v1", "type": "OS::Cinder::Volume", "name": "disk", "depth": 0, "status": "available",
+                  "size_bytes": 24 << 20, "stored_bytes": 512 << 10, "seconds": 0.5}]
+    columns, data = checkpoints.shown({"id": "cp", "status": "available", "resource_graph": graph,
+                                       "resources": resources})
+    table = io.StringIO()
+    formatter = TableFormatter()
+    parser = argparse.ArgumentParser()
+    formatter.add_argument_group(parser)
+    formatter.emit_one(columns, data, table, parser.parse_args(["--max-width", "0"]))
+    text = " ".join(table.getvalue().split())
+    assert "OS::Cinder::Volume disk available size 24.0 MiB stored 512.0 KiB took 0.50 s" in text
+    assert "1 resource, size 24.0 MiB, stored 512.0 KiB, took 0.50 s" in text and "0x0" not in text
+    out = io.StringIO()
+    json_formatter = JSONFormatter()
+    parser = argparse.ArgumentParser()
+    json_formatter.add_argument_group(parser)
+    json_formatter.emit_one(columns, data, out, parser.parse_args([]))
+    shown = json.loads(out.getvalue())
+    assert shown["resource_graph"] == graph and shown["resources"] == resources
+    assert checkpoints.shown({"id": "cp", "resource_graph": graph}) == (("id", "resource_graph"), ("cp", graph))

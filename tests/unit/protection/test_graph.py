@@ -29,3 +29,10 @@ def test_cycle_is_rejected_naming_it() -> None:
     deps = {"a": [r("b")], "b": [r("c")], "c": [r("a")]}
     with pytest.raises(exceptions.ResourceGraphCycle, match="T#a -> T#b -> T#c -> T#a"):
         graph.build_graph([r("a")], lambda res: deps[res.id])
+
+
+def test_outline_is_an_indented_tree_showing_a_shared_dependent_once() -> None:
+    deps = {"a": [r("b"), r("c")], "b": [r("c"), r("d")], "c": [], "d": [], "e": []}
+    roots = graph.deserialize(graph.serialize(graph.build_graph([r("a"), r("e")], lambda res: deps[res.id])))
+    assert [(depth, n.resource.id) for depth, n in graph.outline(roots)] == [
+        (0, "a"), (1, "b"), (2, "c"), (2, "d"), (0, "e")]
