@@ -173,6 +173,7 @@ bench: bench-packages
 	$(BIN)/python benchmarks/bench_volume.py
 	$(BIN)/python benchmarks/bench_api_load.py
 	$(BIN)/python benchmarks/bench_fsimage.py
+	$(BIN)/python benchmarks/bench_listing.py
 
 # The filesystem-image benchmark alone (as root: it loop-mounts images; about 25 minutes at 3 GiB), e.g.
 # make bench-fsimage FSIMAGE_ARGS="--size-gib 12 --only loopback --only restic"

@@ -134,6 +134,12 @@ class BlockReader:
         end = min(offset + length, self.size)
         if offset >= end:
             return b""
+        index = bisect.bisect_right(self._offsets, offset) - 1
+        start = self._offsets[index]
+        if end <= start + self._lengths[index]:  # within one chunk: one slice of it, no buffer to fill
+            if self._digests[index] is None:
+                return bytes(end - offset)
+            return self._chunk(index)[offset - start:end - start]
         out = bytearray(end - offset)
         self._fill(offset, memoryview(out))
         return bytes(out)

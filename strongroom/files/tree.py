@@ -1,10 +1,11 @@
 """The files of a backed-up volume: pick a partition, open its filesystem, list, stat and read.
 
 Readable here: ext2, ext3 and ext4, through the ``ext4`` package (MIT, pure
-Python, reads from any seekable file object: here the
-:class:`~strongroom.datamover.reader.BlockReader` adapter); FAT and NTFS
+Python, reads from any seekable file object: here a page cache over the
+:class:`~strongroom.datamover.reader.BlockReader`, :mod:`strongroom.files.ext4io`, which also parses
+directories and inodes' ``ls -l`` fields once each rather than through the package); FAT and NTFS
 through The Sleuth Kit's ``pytsk3`` (:mod:`strongroom.files.tsk`), XFS through
-libyal's ``pyfsxfs`` (:mod:`strongroom.files.xfs`), both over the same
+libyal's ``pyfsxfs`` (:mod:`strongroom.files.xfs`), over the reader's buffered
 stream.  Other filesystems are recognised by their signature and refused with
 what was found (``doc/file-restore.md`` says which libraries and why: the
 dissect family, which reads more, is AGPL).
@@ -29,7 +30,7 @@ from typing import Any, BinaryIO
 
 from strongroom import exceptions
 from strongroom.datamover.reader import BlockReader
-from strongroom.files import partitions
+from strongroom.files import ext4io, partitions
 
 READABLE = ("ext2", "ext3", "ext4", "fat", "ntfs", "xfs")
 #: Symbolic links followed while resolving one path, at most (as Linux's MAXSYMLINKS).
@@ -170,7 +171,7 @@ class Tree:
         self._ext4 = ext4
         self.reader = reader
         self.located = located
-        self._stream = _stream(reader)
+        self._stream = ext4io.PageCache(reader)
         self._names: dict[int, dict[bytes, int]] = {}
         try:
             self._volume = ext4.Volume(self._stream, offset=located.offset)
@@ -214,7 +215,7 @@ class Tree:
         if names is None:
             if len(self._names) >= DIRECTORIES_KEPT:
                 self._names.clear()
-            names = {bytes(dirent.name_bytes): int(dirent.inode) for dirent, _ in directory.opendir()}
+            names = dict(ext4io.entries(directory))
             self._names[directory.i_no] = names
         number = names.get(name.encode("utf-8", "surrogateescape"))
         return None if number is None else self._volume.inodes[number]
@@ -222,15 +223,15 @@ class Tree:
     def _readlink(self, inode: Any) -> str:
         return bytes(inode.readlink()).decode("utf-8", "surrogateescape")
 
-    def _info(self, path: str, name: str, inode: Any) -> FileInfo:
-        raw = inode.i_mode
-        mode = int(getattr(raw, "value", raw))
-        kind = next((label for test, label in _TYPES if test(mode)), "unknown")
-        mtime = _dt.datetime.fromtimestamp(int(inode.i_mtime), _dt.UTC)
-        return FileInfo(path=path, name=name, type=kind, size=int(inode.i_size), mode=_stat.S_IMODE(mode),
-                        uid=int(inode.i_uid) | (int(inode.osd2.linux2.l_i_uid_high) << 16),
-                        gid=int(inode.i_gid) | (int(inode.osd2.linux2.l_i_gid_high) << 16), mtime=mtime,
-                        target=self._readlink(inode) if kind == "symlink" else None)
+    def _info(self, path: str, name: str, number: int, inode: Any = None) -> FileInfo:
+        """The entry of inode ``number`` (``inode``: the package's parsed one, if the caller has it)."""
+        st = ext4io.inode_stat(self._volume, number)
+        kind = next((label for test, label in _TYPES if test(st.mode)), "unknown")
+        mtime = _dt.datetime.fromtimestamp(st.mtime, _dt.UTC)
+        target = self._readlink(self._volume.inodes[number] if inode is None else inode) if kind == "symlink" \
+            else None
+        return FileInfo(path=path, name=name, type=kind, size=st.size, mode=_stat.S_IMODE(st.mode), uid=st.uid,
+                        gid=st.gid, mtime=mtime, target=target)
 
     # -- the calls -------------------------------------------------------------
 
@@ -238,8 +239,9 @@ class Tree:
         """The entry at ``path`` (a symlink itself unless ``follow``)."""
         resolved, inode = self._guard(lambda: self._inode_at(path, follow))
         shown = normalize(path)
-        return self._info(shown, posixpath.basename(shown) or "/", inode) if not follow else \
-            self._info(resolved, posixpath.basename(resolved) or "/", inode)
+        shown, name = (shown, posixpath.basename(shown) or "/") if not follow else \
+            (resolved, posixpath.basename(resolved) or "/")
+        return self._guard(lambda: self._info(shown, name, inode.i_no, inode))
 
     def list(self, path: str) -> list[FileInfo]:
         """The entries of directory ``path`` (symlinks followed to get there), sorted by name."""
@@ -250,11 +252,11 @@ class Tree:
 
         def entries() -> list[FileInfo]:
             out = []
-            for dirent, _ in inode.opendir():
-                name = bytes(dirent.name_bytes).decode("utf-8", "surrogateescape")
-                if name in (".", ".."):
+            for raw, number in ext4io.entries(inode):
+                if raw in (b".", b".."):
                     continue
-                out.append(self._info(posixpath.join(shown, name), name, self._volume.inodes[dirent.inode]))
+                name = raw.decode("utf-8", "surrogateescape")
+                out.append(self._info(posixpath.join(shown, name), name, number))
             return sorted(out, key=lambda i: i.name)
         return self._guard(entries)
 
@@ -263,7 +265,7 @@ class Tree:
         resolved, inode = self._guard(lambda: self._inode_at(path, True))
         if not isinstance(inode, self._ext4.File):
             raise exceptions.InvalidInput(reason=f"path: {normalize(path)} is not a regular file")
-        info = self._info(resolved, posixpath.basename(resolved), inode)
+        info = self._guard(lambda: self._info(resolved, posixpath.basename(resolved), inode.i_no, inode))
         return info, self._guard(lambda: inode.open())
 
     def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:

@@ -168,3 +168,24 @@ def _cli_args(service: AllInOne) -> list[str]:
     from tests.functional.test_embedded_cli import CLI
 
     return [CLI]
+
+
+def test_a_directory_of_2000_entries_lists_every_name(all_in_one: AllInOne, tmp_path: Path) -> None:
+    """Its blocks spread between the files' data, as in a directory that grew over time: the listing that
+    took minutes (each entry re-read the whole directory) is timed in benchmarks/bench_listing.py."""
+    source = tmp_path / "src"
+    big = source / "srv" / "big"
+    big.mkdir(parents=True)
+    for i in range(2000):
+        (big / f"upload-{i:05d}.bin").write_bytes(bytes([i % 251]) * (i % 7 * 1000))
+    disk_images.make_gpt_disk(all_in_one.volumes / "big.img", source)
+    cp = _protect(all_in_one.api(), "big.img")
+    key = urllib.parse.quote("OS::Cinder::Volume#big.img", safe=":")
+    base = f"{all_in_one.api()}/providers/{PROVIDER_ID}/checkpoints/{cp}/resources/{key}"
+    listing = requests.get(f"{base}/files", params={"path": "/srv/big"}, timeout=120)
+    assert listing.status_code == 200, listing.text
+    files = listing.json()["directory"]["files"]
+    assert [f["name"] for f in files] == sorted(p.name for p in big.iterdir())
+    assert {f["name"]: f["size"] for f in files} == {p.name: p.stat().st_size for p in big.iterdir()}
+    one = requests.get(f"{base}/files/content", params={"path": "/srv/big/upload-01999.bin"}, timeout=60)
+    assert one.status_code == 200 and one.content == (big / "upload-01999.bin").read_bytes()
