@@ -108,7 +108,7 @@ class NodeTree(Tree):
             node = child
         return current, node
 
-    def _info(self, path: str, name: str, inode: Any) -> FileInfo:
+    def _stat_info(self, path: str, name: str, inode: Any) -> FileInfo:
         return self._describe(path, name, inode)
 
     # -- the calls ------------------------------------------------------------------

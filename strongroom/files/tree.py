@@ -171,7 +171,7 @@ class Tree:
         self._ext4 = ext4
         self.reader = reader
         self.located = located
-        self._stream = ext4io.PageCache(reader)
+        self._stream: ext4io.PageCache | io.BufferedReader = ext4io.PageCache(reader)
         self._names: dict[int, dict[bytes, int]] = {}
         try:
             self._volume = ext4.Volume(self._stream, offset=located.offset)
@@ -241,7 +241,11 @@ class Tree:
         shown = normalize(path)
         shown, name = (shown, posixpath.basename(shown) or "/") if not follow else \
             (resolved, posixpath.basename(resolved) or "/")
-        return self._guard(lambda: self._info(shown, name, inode.i_no, inode))
+        return self._guard(lambda: self._stat_info(shown, name, inode))
+
+    def _stat_info(self, path: str, name: str, inode: Any) -> FileInfo:
+        """The entry of a resolved inode, as :meth:`stat` shows it (each reader's own)."""
+        return self._info(path, name, inode.i_no, inode)
 
     def list(self, path: str) -> list[FileInfo]:
         """The entries of directory ``path`` (symlinks followed to get there), sorted by name."""
