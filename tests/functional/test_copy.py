@@ -5,8 +5,8 @@ moto_server), the target in another (a bucket of moto_server, or a container of 
 A 64 MiB volume (``make long``: 256 MiB) is protected and copied; then one 4 MiB block of it changes, a
 second checkpoint is protected and copied by plan (only the checkpoint the target lacks goes); the second copy
 must write under twice the changed share of the bytes the first wrote (``extra_info["copied"]["bytes_written"]``,
-what the copy sent), and restore from the target byte for byte.  A service SIGKILLed mid-copy leaves no ``available`` copy: after the restart the
-target's garbage collection reclaims it and its chunks.
+what the copy sent), and restore from the target byte for byte.  A service SIGKILLed mid-copy leaves no
+``available`` copy: after the restart the target's garbage collection reclaims it and its chunks.
 """
 
 from __future__ import annotations
