@@ -1,6 +1,6 @@
 """Prometheus metrics of every Strongroom program: the one owner of their names, labels and exposition.
 
-What a process counts as it works (runs' durations, bytes read and stored as a protect goes, scheduled
+What a process counts as it works (runs' durations, bytes a protect, restore or verify moves as it goes, scheduled
 fires, lease renewals, garbage collection, bank errors) lives in one :class:`Metrics`, made on first use
 (nothing is registered at import time) and fed through the small functions below.  What the catalogue
 knows (checkpoints by status, each plan's last available checkpoint and its dedup ratio) is read from the
@@ -64,6 +64,17 @@ class Metrics:
         self.bytes_stored = Counter(
             "protect_bytes_stored", "Bytes protects wrote to banks for new chunks, compressed (counted as each "
             "chunk is done).", ["provider"], namespace=NAMESPACE, registry=reg)
+        self.restore_bytes_read = Counter(
+            "restore_bytes_read", "Bytes of chunks restores read from banks, as restored (uncompressed; zero runs, "
+            "never stored, are not read), counted as each piece of work is done.", ["provider"],
+            namespace=NAMESPACE, registry=reg)
+        self.restore_bytes_written = Counter(
+            "restore_bytes_written", "Bytes restores wrote to their target volumes (all-zero blocks left as holes "
+            "are not written), counted as each piece of work is done.", ["provider"], namespace=NAMESPACE,
+            registry=reg)
+        self.verify_bytes_read = Counter(
+            "verify_bytes_read", "Bytes of chunks verifies read from banks and checked (uncompressed), counted as "
+            "each chunk is done.", ["provider"], namespace=NAMESPACE, registry=reg)
         self.scheduled_fires = Counter(
             "scheduled_fires", "Scheduled operation fires that ended, by outcome (success, failed, "
             "dropped_out_of_window: its window closed before a run started).", ["outcome"],
@@ -126,26 +137,46 @@ def observe_run(operation: str, provider: str, seconds: float, *, ok: bool) -> N
 
 
 class Transfer:
-    """Bytes one protect read and stored, counted as it goes (the counters of its provider, and its own
-    totals for its notification).  Thread-safe: the data mover's workers call :meth:`add`."""
+    """Bytes one run moved, counted as it goes into the counters of its operation and provider, and kept as
+    its own totals (for its notification).  ``add(read, out)``: a protect's bytes read from the volume and
+    stored in the bank; a restore's bytes read from the bank and written to the target; a verify's bytes read
+    from the bank (``out`` is 0); a delete counts nothing.  Thread-safe: the data mover's workers call
+    :meth:`add`."""
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, operation: str = "protect") -> None:
         self.provider = provider
+        self.operation = operation
         self.bytes_read = 0
-        self.bytes_stored = 0
+        #: The second figure: bytes stored (a protect), bytes written (a restore).
+        self.bytes_out = 0
         self._lock = threading.Lock()
         metrics = get()
-        self._read = metrics.bytes_read.labels(provider=provider)
-        self._stored = metrics.bytes_stored.labels(provider=provider)
+        read, out = {
+            "protect": (metrics.bytes_read, metrics.bytes_stored),
+            "restore": (metrics.restore_bytes_read, metrics.restore_bytes_written),
+            "verify": (metrics.verify_bytes_read, None),
+        }.get(operation, (None, None))
+        self._read = read.labels(provider=provider) if read is not None else None
+        self._out = out.labels(provider=provider) if out is not None else None
 
-    def add(self, read: int, stored: int) -> None:
+    @property
+    def bytes_stored(self) -> int:
+        """A protect's bytes stored."""
+        return self.bytes_out
+
+    @property
+    def bytes_written(self) -> int:
+        """A restore's bytes written."""
+        return self.bytes_out
+
+    def add(self, read: int, out: int) -> None:
         with self._lock:
             self.bytes_read += read
-            self.bytes_stored += stored
-        if read:
+            self.bytes_out += out
+        if read and self._read is not None:
             self._read.inc(read)
-        if stored:
-            self._stored.inc(stored)
+        if out and self._out is not None:
+            self._out.inc(out)
 
 
 def scheduled_fire(outcome: str) -> None:

@@ -259,13 +259,16 @@ RESTORE_THREADS_PER_WORKER = 2
 
 
 def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWriter, *, workers: int = 2,
-            progress: Progress | None = None, zero_fill: bool = False) -> RestoreResult:
+            progress: Progress | None = None, transferred: Callable[[int, int], None] | None = None,
+            zero_fill: bool = False) -> RestoreResult:
     """Write the backed-up volume into ``writer``, verifying every chunk, then flush (on
     ``RESTORE_THREADS_PER_WORKER * workers`` threads).
 
     Zero runs, and all-zero 4 KiB blocks inside chunks, are not written
     (holes stay holes on a sparse target) unless ``zero_fill`` is set, for a
-    target that may hold old data.  Raises
+    target that may hold old data.  ``transferred(read, written)`` is called
+    as each piece of work is done with the chunk bytes it read from the bank
+    (uncompressed) and the bytes it wrote to ``writer``.  Raises
     ``ManifestIncomplete`` for an incomplete manifest, ``InvalidInput`` if the
     target is smaller than the volume, ``DataIntegrityError`` (naming chunk and
     offset) for a corrupt chunk and ``BankObjectNotFound`` for a missing one.
@@ -287,7 +290,7 @@ def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWrite
         with write_lock:
             writer.write_pieces(offset, pieces)
 
-    def restore_window(entries: list[_manifest.Entry]) -> tuple[int, int]:
+    def restore_window(entries: list[_manifest.Entry]) -> tuple[int, int, int]:
         pieces: list[bytes | memoryview] = []
         run_start = run_end = written = 0
         for entry in entries:
@@ -304,16 +307,19 @@ def restore(manifest_section: BankSection, store: ChunkStore, writer: BlockWrite
                 written += end - start
         if pieces:
             write(run_start, pieces)
-        return sum(entry.length for entry in entries), written
+        length = sum(entry.length for entry in entries)
+        return length, length, written
 
-    def write_zeros(entry: _manifest.Entry) -> tuple[int, int]:
+    def write_zeros(entry: _manifest.Entry) -> tuple[int, int, int]:
         with write_lock:
             writer.write_zeros(entry.offset, entry.length)  # the backend may deallocate the range
-        return entry.length, entry.length
+        return entry.length, 0, entry.length
 
-    def done(result: tuple[int, int]) -> None:
-        length, written = result
+    def done(result: tuple[int, int, int]) -> None:
+        length, read, written = result
         totals["bytes_written"] += written
+        if transferred is not None:
+            transferred(read, written)
         report(length)
 
     pool = slots.Bounded(RESTORE_THREADS_PER_WORKER * workers, "datamover-restore")
@@ -382,13 +388,15 @@ def _fetch(store: ChunkStore, entry: _manifest.Entry) -> bytes:
 
 
 def verify(manifest_section: BankSection, store: ChunkStore, *, sample: float | None = None,
-           workers: int = 2, progress: Progress | None = None, seed: int | None = None) -> VerifyResult:
+           workers: int = 2, progress: Progress | None = None, seed: int | None = None,
+           transferred: Callable[[int, int], None] | None = None) -> VerifyResult:
     """Re-read and check every chunk (or a random ``sample`` fraction of them): its object's metadata
     and its bytes (:meth:`ChunkStore.check`), all a restore relies on.
 
     Bad or missing chunks are reported in ``errors``, not raised; an unreadable
     or incomplete manifest raises ``ManifestIncomplete``.  ``progress`` gets the
-    bytes of each checked chunk.
+    bytes of each checked chunk, ``transferred(read, 0)`` the bytes read of each
+    (uncompressed; none for a missing one).
     """
     slots.check_workers(workers)
     if sample is not None and not 0.0 < sample <= 1.0:
@@ -400,22 +408,25 @@ def verify(manifest_section: BankSection, store: ChunkStore, *, sample: float | 
     totals = collections.Counter[str]()
     errors: list[str] = []
 
-    def check(entry: _manifest.Entry) -> tuple[int, str | None]:
+    def check(entry: _manifest.Entry) -> tuple[int, int, str | None]:
         assert entry.digest is not None
         try:
             store.check(entry.digest, entry.length)
         except exceptions.DataIntegrityError as err:
-            return entry.length, f"chunk {entry.digest} at offset {entry.offset}: {err.kwargs.get('reason', err)}"
+            return (entry.length, entry.length,
+                    f"chunk {entry.digest} at offset {entry.offset}: {err.kwargs.get('reason', err)}")
         except exceptions.BankObjectNotFound:
-            return entry.length, f"chunk {entry.digest} at offset {entry.offset} is missing from the bank"
-        return entry.length, None
+            return entry.length, 0, f"chunk {entry.digest} at offset {entry.offset} is missing from the bank"
+        return entry.length, entry.length, None
 
-    def done(result: tuple[int, str | None]) -> None:
-        length, error = result
+    def done(result: tuple[int, int, str | None]) -> None:
+        length, read, error = result
         totals["chunks"] += 1
         totals["bytes"] += length
         if error is not None:
             errors.append(error)
+        if transferred is not None and read:
+            transferred(read, 0)
         report(length)
 
     pool = slots.Bounded(workers, "datamover-verify")

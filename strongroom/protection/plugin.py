@@ -50,7 +50,9 @@ class OperationContext:
     bank: Bank
     section: BankSection  # checkpoints/<id>/resources/<type#id>/
     progress: Callable[[int], None] = lambda n: None
-    #: A protect's ``(bytes read, bytes stored)`` of each piece of work as it is done (metrics, notifications).
+    #: ``(bytes read, bytes out)`` of each piece of work as it is done (metrics, notifications): a protect's
+    #: bytes read from the volume and stored in the bank, a restore's read from the bank and written to the
+    #: target, a verify's read from the bank (out: 0).
     transferred: Callable[[int, int], None] = lambda read, stored: None
     should_stop: Callable[[], bool] = lambda: False
     #: What an earlier, interrupted attempt of this hook saved with ``save_resume_state`` (a run resumed by

@@ -4,8 +4,8 @@ For each job the driver takes the :class:`~strongroom.protection.runs.Run` of
 its kind, lets it prepare the bank, builds the resource graph's flow, runs it,
 then has the run record the outcome (the bank first, through the checkpoint
 catalogue, then the database) before the operation log is closed.  Each run is
-timed into the duration histogram, a protect's bytes read and stored are counted
-as it goes (:mod:`strongroom.metrics`), and its start and end are notified
+timed into the duration histogram, the bytes a protect, restore or verify moves
+are counted as it goes (:mod:`strongroom.metrics`), and its start and end are notified
 (:mod:`strongroom.notifications`).
 """
 
@@ -90,7 +90,7 @@ class Runner:
         results: dict[str, dict[str, Any]] = {}
         prepared: list[tuple[Operation, OperationContext]] = []
         progress = Progress(0, lambda n: None, self.clock)
-        transfer = metrics.Transfer(job.provider.id)
+        transfer = metrics.Transfer(job.provider.id, str(job.kind))
         started = self.clock.monotonic()
         self.notifications.send(job.context, run.event, START, _payload(run))
         error: str | None = None

@@ -20,7 +20,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.functional.banks import bank_under_test, configure, write_random_image
+from tests.functional.banks import bank_under_test, configure, restore_and_hash, write_random_image
 from tests.functional.harness import PROVIDER_ID, AllInOne, MiB, wait_for
 from tests.servers import require_port
 
@@ -74,7 +74,7 @@ def slow_service(tmp_path: Path, request: pytest.FixtureRequest, extra_conf: str
 def test_a_scrape_during_a_protect_shows_its_bytes_growing(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     port = free_port()
     service, provider_id = slow_service(tmp_path, request, f"[metrics]\nbind_port = {port}\n")
-    write_random_image(service.volumes / "big.img", VOLUME_SIZE, seed=3)
+    image_hash = write_random_image(service.volumes / "big.img", VOLUME_SIZE, seed=3)
     service.start()
     try:
         api = service.api()
@@ -133,6 +133,16 @@ def test_a_scrape_during_a_protect_shows_its_bytes_growing(tmp_path: Path, reque
         own = samples(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
         assert value(own, read, provider=provider_id) == VOLUME_SIZE
         assert value(own, "strongroom_checkpoints") == 0
+
+        # A restore of it reads every byte of the volume from the bank and writes it (no zero block to skip).
+        digest, restored = restore_and_hash(service, provider_id, cp["id"], "big.restored.img")
+        assert restored["status"] == "success", restored
+        assert digest == image_hash
+        after_restore = scrape(service.url)
+        assert value(after_restore, "strongroom_restore_bytes_read_total", provider=provider_id) == VOLUME_SIZE
+        assert value(after_restore, "strongroom_restore_bytes_written_total", provider=provider_id) == VOLUME_SIZE
+        assert value(after_restore, histogram, operation="restore", provider=provider_id, outcome="success") == 1
+        assert value(after_restore, read, provider=provider_id) == VOLUME_SIZE  # not counted as a protect
     finally:
         service.stop()
 

@@ -1,6 +1,8 @@
 """Done-when 2 (notifications): the real all-in-one notifies on the real RabbitMQ (127.0.0.1:5672) what a
 billing or audit consumer reads: a protect's checkpoint.create.start and .end with its sizes, a failing
-one's .error with its reason, a restore's restore.start and .end, a verification's and a delete's .end.
+one's .error with its reason, a restore's restore.start and .end, a verification's and a delete's .end;
+the embedded operation engine's scheduled_operation.run.start and .end of a fire, with its checkpoint and
+sizes, and .error with the reason of a fire whose volume is gone.
 Each test listens on a topic of its own.
 """
 
@@ -10,7 +12,7 @@ import queue
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +56,14 @@ class Received:
               metadata: dict[str, Any]) -> None:
         self._keep("error", ctxt, publisher_id, event_type, payload, metadata)
 
-    def wait_for(self, event_type: str, checkpoint_id: str | None = None, timeout: float = 60) -> dict[str, Any]:
+    def wait_for(self, event_type: str, checkpoint_id: str | None = None, timeout: float = 60,
+                 match: Callable[[dict[str, Any]], bool] = lambda payload: True) -> dict[str, Any]:
+        """The first ``event_type`` seen (of ``checkpoint_id``, whose payload ``match`` accepts)."""
         deadline = time.monotonic() + timeout
         while True:
             for event in self.seen:
-                if event["event_type"] == event_type and checkpoint_id in (None, event["payload"].get("checkpoint_id")):
+                if (event["event_type"] == event_type and checkpoint_id in (None, event["payload"].get("checkpoint_id"))
+                        and match(event["payload"])):
                     return event
             left = deadline - time.monotonic()
             if left <= 0:
@@ -196,3 +201,116 @@ def test_a_failing_protect_notifies_its_error(tmp_path: Path, request: pytest.Fi
     finally:
         service.stop()
 
+
+
+#: The embedded operation engine, quick: a fire every few seconds is planned and run at once.
+FAST_ENGINE = """
+[operationengine]
+min_interval = 1
+min_window = 1
+poll_interval = 0.2
+claim_timeout = 5
+plan_ahead = 6
+"""
+
+
+def _scheduled(api: str, plan_id: str, provider_id: str, every: int = 3) -> str:
+    """A scheduled protect of ``plan_id`` whose time trigger fires every ``every`` seconds; returns its id."""
+    trigger = requests.post(f"{api}/triggers", json={"trigger_info": {"name": "soon", "type": "time", "properties": {
+        "format": "calendar", "pattern": f"BEGIN:VEVENT\nRRULE:FREQ=SECONDLY;INTERVAL={every}\nEND:VEVENT",
+        "window": 2}}}, timeout=10)
+    assert trigger.status_code == 200, trigger.text
+    op = requests.post(f"{api}/scheduled_operations", json={"scheduled_operation": {
+        "name": "soon", "operation_type": "protect", "trigger_id": trigger.json()["trigger_info"]["id"],
+        "operation_definition": {"provider_id": provider_id, "plan_id": plan_id}}}, timeout=10)
+    assert op.status_code == 200, op.text
+    return str(op.json()["scheduled_operation"]["id"])
+
+
+def _suspend(api: str, op_id: str) -> None:
+    """No more fires: the events seen so far are all the test looks at."""
+    resp = requests.post(f"{api}/scheduled_operations/{op_id}/action", json={"suspend": {}}, timeout=10)
+    assert resp.status_code == 200, resp.text
+
+
+def _fire_events(received: Received, op_id: str, ending: str, timeout: float = 30) -> tuple[dict[str, Any],
+                                                                                               dict[str, Any]]:
+    """The first fire of ``op_id`` that ended with ``ending``: its run.start and that end."""
+    end = received.wait_for(ending, timeout=timeout, match=lambda p: p.get("scheduled_operation_id") == op_id)
+    start = received.wait_for("scheduled_operation.run.start", timeout=5,
+                              match=lambda p: p.get("fire_id") == end["payload"]["fire_id"])
+    return start, end
+
+
+def _scheduled_service(tmp_path: Path, request: pytest.FixtureRequest, topic: str) -> tuple[AllInOne, str]:
+    service, provider_id = _service(tmp_path, request, topic)
+    with open(service.config_file, "a") as fh:
+        fh.write(FAST_ENGINE)
+    return service, provider_id
+
+
+def test_a_scheduled_fire_notifies_its_start_and_end_with_its_checkpoint(
+        tmp_path: Path, request: pytest.FixtureRequest, topic: tuple[str, Received]) -> None:
+    name, received = topic
+    service, provider_id = _scheduled_service(tmp_path, request, name)
+    write_random_image(service.volumes / "nightly.img", VOLUME_SIZE, seed=6)
+    service.start()
+    try:
+        api = service.api()
+        plan_id = _plan(api, provider_id, "nightly.img")
+        op_id = _scheduled(api, plan_id, provider_id)
+
+        start, end = _fire_events(received, op_id, "scheduled_operation.run.end")
+        _suspend(api, op_id)
+        assert start["priority"] == end["priority"] == "info"
+        assert end["publisher_id"] == f"strongroom-operationengine.{socket.gethostname()}"
+        begun, payload = start["payload"], end["payload"]
+        assert begun["scheduled_operation_id"] == op_id and begun["plan_id"] == plan_id
+        assert begun["checkpoint_id"] is None  # not asked for yet when the run starts
+        assert payload["state"] == "success" and payload["reason"] is None
+        assert payload["operation_type"] == "protect" and payload["provider_id"] == provider_id
+        assert payload["project_id"] == "demo"
+        # The checkpoint it names is the one the operation's log and the checkpoint API show.
+        logs = requests.get(f"{api}/scheduled_operations/{op_id}/logs", timeout=10).json()[
+            "scheduled_operation_logs"]
+        assert payload["checkpoint_id"] in {e["checkpoint_id"] for e in logs if e["state"] == "success"}
+        cp = requests.get(f"{api}/providers/{provider_id}/checkpoints/{payload['checkpoint_id']}",
+                          timeout=10).json()["checkpoint"]
+        assert cp["status"] == payload["checkpoint_status"] == "available"
+        protected = cp["extra_info"]["protected"]["OS::Cinder::Volume#nightly.img"]
+        assert payload["logical_size"] == VOLUME_SIZE
+        assert payload["bytes_read"] == VOLUME_SIZE
+        assert payload["bytes_stored"] == protected["bytes_stored"] > 0
+        assert payload["duration_seconds"] > 0
+        assert "trust_id" not in payload and "operation_definition" not in payload
+    finally:
+        service.stop()
+
+
+def test_a_scheduled_fire_whose_volume_is_gone_notifies_an_error(
+        tmp_path: Path, request: pytest.FixtureRequest, topic: tuple[str, Received]) -> None:
+    name, received = topic
+    service, provider_id = _scheduled_service(tmp_path, request, name)
+    write_random_image(service.volumes / "gone.img", MiB, seed=7)
+    service.start()
+    try:
+        api = service.api()
+        plan_id = _plan(api, provider_id, "gone.img")
+        (service.volumes / "gone.img").unlink()  # deleted after the plan was made, before its schedule fires
+        op_id = _scheduled(api, plan_id, provider_id)
+
+        start, error = _fire_events(received, op_id, "scheduled_operation.run.error")
+        _suspend(api, op_id)
+        assert start["priority"] == "info" and error["priority"] == "error"
+        payload = error["payload"]
+        assert payload["scheduled_operation_id"] == op_id and payload["plan_id"] == plan_id
+        assert payload["state"] == "failed" and payload["checkpoint_id"] is None  # refused: no checkpoint made
+        assert "gone.img" in payload["reason"] and "could not be found" in payload["reason"], payload["reason"]
+        logs = requests.get(f"{api}/scheduled_operations/{op_id}/logs", timeout=10).json()[
+            "scheduled_operation_logs"]
+        [logged] = [e for e in logs if e["id"] == payload["fire_id"]] or [None]
+        assert logged is not None and logged["state"] == "failed" and logged["error_info"] == payload["reason"]
+        assert not [e for e in received.seen if e["event_type"] == "scheduled_operation.run.end"
+                    and e["payload"].get("scheduled_operation_id") == op_id]
+    finally:
+        service.stop()

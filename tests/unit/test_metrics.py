@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 from typing import Any
 
 import pytest
@@ -15,6 +16,12 @@ from strongroom.bank_plugins.memory import MemoryBank
 from strongroom.bank_plugins.retry import RetryingBank
 from strongroom.clock import FakeClock
 from strongroom.notifications import Notifications
+from strongroom.objects.records import Restore
+from strongroom.protection.manager import ProtectionManager
+from tests.unit.protection import test_gc
+
+# The fixtures of test_gc: a clocked memory bank, sqlite catalogue, memory volumes and a manager.
+clock, db, registry, manager = test_gc.clock, test_gc.db, test_gc.registry, test_gc.manager
 
 
 def counter(name: str, **labels: str) -> float:
@@ -45,6 +52,56 @@ def test_a_transfer_counts_into_its_provider_and_keeps_its_totals() -> None:
     assert counter("strongroom_protect_bytes_stored_total", provider="unit-transfer") == before_stored + 200
 
 
+def test_a_transfer_counts_into_the_counters_of_its_operation() -> None:
+    names = {"restore": ("strongroom_restore_bytes_read_total", "strongroom_restore_bytes_written_total"),
+             "verify": ("strongroom_verify_bytes_read_total", None)}
+    everything = ("strongroom_protect_bytes_read_total", "strongroom_protect_bytes_stored_total",
+                  "strongroom_restore_bytes_read_total", "strongroom_restore_bytes_written_total",
+                  "strongroom_verify_bytes_read_total")
+    for operation, (read, written) in names.items():
+        before = {name: counter(name, provider="unit-kinds") for name in everything}
+        transfer = metrics.Transfer("unit-kinds", operation)
+        transfer.add(4096, 1024 if written else 0)
+        transfer.add(100, 50 if written else 0)
+        assert transfer.bytes_read == 4196
+        assert counter(read, provider="unit-kinds") == before[read] + 4196
+        if written:
+            assert transfer.bytes_written == 1074
+            assert counter(written, provider="unit-kinds") == before[written] + 1074
+        # Only its own counters move: a restore is not counted as a protect, nor a verify as a restore.
+        assert {name: counter(name, provider="unit-kinds") for name in everything if name not in (read, written)} \
+            == {name: value for name, value in before.items() if name not in (read, written)}
+    before = {name: counter(name, provider="unit-kinds") for name in everything}
+    metrics.Transfer("unit-kinds", "delete").add(10, 10)  # a delete moves no data to count
+    assert {name: counter(name, provider="unit-kinds") for name in everything} == before
+
+
+def test_restores_and_verifies_count_the_bytes_they_read_and_write(manager: ProtectionManager) -> None:
+    """A real protect, restore and verify (memory bank and volumes, sqlite): the restore counts every chunk
+    byte it read and wrote, the verify every chunk byte it checked; the volume's zero tail is neither."""
+    provider = test_gc.PROVIDER
+    data = os.urandom(4 * 65536)  # four whole chunks of data, then zeros to the volume's 1 MiB
+    cid = test_gc.protect_volume(manager, data)
+    read, written, checked = ("strongroom_restore_bytes_read_total", "strongroom_restore_bytes_written_total",
+                              "strongroom_verify_bytes_read_total")
+    before = {name: counter(name, provider=provider) for name in (read, written, checked)}
+    manager.db.create_restore(Restore(id="r-metrics", project_id="proj", provider_id=provider, checkpoint_id=cid,
+                                      parameters={"OS::Cinder::Volume": {"restore_name": "back"}}))
+    manager.db.create_restore(Restore(id="v-metrics", project_id="proj", provider_id=provider, checkpoint_id=cid,
+                                      kind="verification", parameters={}))
+    manager.restore(test_gc.CTX, "r-metrics")
+    manager.wait_idle()
+    assert manager.db.get_restore("r-metrics").status == "success"
+    assert counter(read, provider=provider) == before[read] + len(data)
+    assert counter(written, provider=provider) == before[written] + len(data)
+    assert counter(checked, provider=provider) == before[checked]
+    manager.verify(test_gc.CTX, "v-metrics")
+    manager.wait_idle()
+    assert manager.db.get_restore("v-metrics", kind="verification").status == "success"
+    assert counter(checked, provider=provider) == before[checked] + len(data)
+    assert counter(read, provider=provider) == before[read] + len(data)
+
+
 def test_observe_run_fills_the_histogram_of_its_outcome() -> None:
     name = "strongroom_operation_duration_seconds_count"
     labels = {"operation": "restore", "provider": "unit-run"}
@@ -61,7 +118,8 @@ def test_the_exposition_is_prometheus_text_with_every_metric_named() -> None:
     assert content_type.startswith("text/plain")
     names = {family.name for family in text_string_to_metric_families(body.decode())}
     assert {"strongroom_operation_duration_seconds", "strongroom_protect_bytes_read",
-            "strongroom_protect_bytes_stored", "strongroom_scheduled_fires", "strongroom_lease_renewals_failed",
+            "strongroom_protect_bytes_stored", "strongroom_restore_bytes_read", "strongroom_restore_bytes_written",
+            "strongroom_verify_bytes_read", "strongroom_scheduled_fires", "strongroom_lease_renewals_failed",
             "strongroom_gc_zombies_reclaimed", "strongroom_gc_runs", "strongroom_bank_errors"} <= names
 
 

@@ -414,7 +414,7 @@ class RestoreOperation(_VolumeOperation):
         try:
             with backend.writing_volume(volume.id) as writer:
                 datamover.restore(manifest, plugin.chunk_store(ctx.bank, ctx.project_id, header), writer,
-                                  workers=plugin.workers, progress=ctx.progress)
+                                  workers=plugin.workers, progress=ctx.progress, transferred=ctx.transferred)
             published = backend.publish_volume(volume.id)
         except BaseException:
             _discard(backend, volume.id)
@@ -456,8 +456,8 @@ class RestoreOperation(_VolumeOperation):
         ctx.save_resume_state({"target": target})
         try:
             with writer:
-                result = datamover.restore(manifest, store, writer,
-                                           workers=plugin.workers, progress=ctx.progress, zero_fill=True)
+                result = datamover.restore(manifest, store, writer, workers=plugin.workers,
+                                           progress=ctx.progress, transferred=ctx.transferred, zero_fill=True)
                 writer.write_zeros(result.size, writer.size - result.size)
                 writer.flush()
             volume = backend.get_volume(target)
@@ -512,7 +512,7 @@ class VerifyOperation(_VolumeOperation):
         self._check_saved_info(ctx.section, header, ctx.resource.key)
         result = datamover.verify(manifest, plugin.chunk_store(ctx.bank, ctx.project_id, header),
                                   sample=float(sample) if sample is not None else None,
-                                  workers=plugin.workers, progress=ctx.progress)
+                                  workers=plugin.workers, progress=ctx.progress, transferred=ctx.transferred)
         ctx.result.update(chunks_checked=result.chunks_checked, bytes_checked=result.bytes_checked)
         errors = list(result.errors)
         if ctx.parameters.get("source"):

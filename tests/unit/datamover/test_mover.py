@@ -4,7 +4,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +25,7 @@ from strongroom.datamover import (
     restore,
     verify,
 )
+from strongroom.datamover.manifest import iter_entries
 from strongroom.datamover.mover import max_in_flight
 
 from .conftest import CHUNK, CountingReader, manifest_section, write_mixed_image
@@ -169,6 +170,48 @@ def test_restore_with_zero_fill_overwrites_old_data(backend: LoopbackBackend, ba
     with backend.writing_volume("used") as writer:
         restore(manifest_section(bank, "c1"), store, writer, zero_fill=True)
     assert _sha256_file(target) == _sha256_file(image)
+
+
+def test_restore_and_verify_report_the_bytes_they_read_and_write(backend: LoopbackBackend, bank: Bank,
+                                                                 store: ChunkStore, image: Path) -> None:
+    _protect(backend, "vol1", store, bank, "c1")
+    section = manifest_section(bank, "c1")
+    header = read_manifest_header(section)
+    chunks = [e for e in iter_entries(section, header) if e.digest is not None]
+    chunk_bytes = sum(e.length for e in chunks)
+    assert 0 < chunk_bytes < header.size  # the mixed image has zero runs: never stored, never read
+
+    def counting() -> tuple[list[int], Callable[[int, int], None]]:
+        totals = [0, 0]
+
+        def add(read: int, written: int) -> None:
+            totals[0] += read
+            totals[1] += written
+
+        return totals, add
+
+    sparse, add = counting()
+    backend.create_volume(header.size, name="new")
+    with backend.writing_volume("new") as writer:
+        result = restore(section, store, writer, transferred=add)
+    assert sparse == [chunk_bytes, result.bytes_written]
+    assert result.bytes_written <= chunk_bytes  # zero blocks inside chunks stay holes
+
+    whole, add = counting()
+    (Path(backend.options["path"]) / "used").write_bytes(b"\xff" * header.size)
+    with backend.writing_volume("used") as writer:
+        restore(section, store, writer, zero_fill=True, transferred=add)
+    assert whole == [chunk_bytes, header.size]  # every byte of the old data overwritten
+
+    checked, add = counting()
+    verify(section, store, transferred=add)
+    assert checked == [chunk_bytes, 0]
+    gone = chunks[0].digest
+    assert gone is not None
+    store.delete(gone)
+    checked, add = counting()
+    assert verify(section, store, transferred=add).errors
+    assert checked == [chunk_bytes - sum(e.length for e in chunks if e.digest == gone), 0]  # nothing read of it
 
 
 class FakeSparseReader(BlockReader):
