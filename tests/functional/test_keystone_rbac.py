@@ -364,6 +364,24 @@ def test_project_b_is_refused_every_route_naming_project_a_objects(rbac: dict[st
                 if answer.status_code == 200:
                     assert answer.json()[route.response_key] == [], (name, path, key, answer.text)
 
+    # B's own objects beside A's in one body: B's plan with A's checkpoint, B's trigger with A's plan and the
+    # other way round.
+    b_member = c["b-member"]
+    b_plan = _plan(b_member, "b-plan").json()["plan"]["id"]
+    b_trigger = b_member("POST", "/triggers", json={"trigger_info": {
+        "name": "b-trigger", "type": "time", "properties": {"pattern": "0 4 * * *", "format": "crontab"}}}
+    ).json()["trigger_info"]["id"]
+    copy = {"copy": {"plan_id": b_plan, "parameters": {
+        "target_provider_id": SECOND_PROVIDER_ID, "checkpoint_id": ids["checkpoint_id"]}}}
+    attempt("b-member", "POST", f"/providers/{PROVIDER_ID}/checkpoints/action", {404}, copy)
+    for trigger, plan in ((b_trigger, ids["plan_id"]), (ids["trigger_id"], b_plan)):
+        answer = attempt("b-member", "POST", "/scheduled_operations", {400, 404}, {"scheduled_operation": {
+            "name": "by-b", "operation_type": "protect", "trigger_id": trigger,
+            "operation_definition": {"provider_id": PROVIDER_ID, "plan_id": plan}}})
+        assert ("trigger_id" if trigger != b_trigger else "plan_id") in answer.text, answer.text
+    assert b_member("DELETE", f"/triggers/{b_trigger}").status_code == 204  # B as the test above expects it
+    assert b_member("DELETE", f"/plans/{b_plan}").status_code == 202
+
     # Nothing of A's changed.
     member = c["a-member"]
     assert member("GET", f"/plans/{ids['plan_id']}").json()["plan"]["name"] == "a-secret-plan"
