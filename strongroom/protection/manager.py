@@ -165,6 +165,38 @@ class ProtectionManager:
         out["dependent_resources"] = [r.to_dict() for r in self._dependents(ctxt, resource)]
         return out
 
+    def show_plan_resource(self, ctxt: RequestContext, provider_id: str, protectable_type: str,
+                           instance_id: str) -> dict[str, Any]:
+        """The instance as ``provider_id`` sees it (``{id, type, name, extra_info}``): the type's protectable,
+        asked in the block backend(s) of the provider's protection plugin for that type (all its block
+        backends if none protects the type).  A plan naming it is checked with this when created or when its
+        resources change.  ``NotFound`` naming the resource, its type, the provider and where it was looked
+        for; a backend that cannot be asked is ``ServiceUnavailable``/``BlockUnavailable`` naming it."""
+        provider = self.registry.get(provider_id)
+        plugin = self.registry.protectable(protectable_type)
+        backends = self._resource_backends(provider, protectable_type)
+        try:
+            resource = plugin.show_resource_in(ctxt, instance_id, backends)
+        except exceptions.NotFound:
+            raise self._not_found(provider, protectable_type, instance_id) from None
+        except OSError as err:  # a backend's connection failure its driver did not name
+            raise exceptions.ServiceUnavailable(what=f"block backend {', '.join(sorted(backends))} of provider "
+                                                     f"{provider.name!r}", reason=str(err)) from err
+        return resource.to_dict()
+
+    @staticmethod
+    def _resource_backends(provider: Provider, resource_type: str) -> dict[str, Any]:
+        """The block backends a resource of that type is in for ``provider``: its protection plugin's (every
+        backend of the provider when no plugin protects the type)."""
+        name = getattr(provider.plugin_for_type.get(resource_type), "options", {}).get("block_backend")
+        return {str(name): provider.block_backend(str(name))} if name else provider.block_backends()
+
+    def _not_found(self, provider: Provider, resource_type: str, resource_id: str) -> exceptions.NotFound:
+        backends = sorted(self._resource_backends(provider, resource_type))
+        where = f" in block backend {', '.join(repr(n) for n in backends)}" if backends else ""
+        return exceptions.NotFound(f"{resource_type} {resource_id!r} could not be found by provider "
+                                   f"{provider.name!r} ({provider.id}){where}")
+
     def _dependents(self, ctxt: RequestContext, resource: Resource) -> list[Resource]:
         out: list[Resource] = []
         for rtype in self.registry.dependent_types(resource.type):
@@ -195,8 +227,14 @@ class ProtectionManager:
                      (extra_info or {}).get(FIRE_KEY), earlier.id)
             return earlier.to_dict()
         roots = graph_mod.build_graph(the_plan.resources, lambda r: self._dependents(ctxt, r))
-        total = sum(provider.plugin_for(node.resource.type).estimate_size(ctxt, node.resource)
-                    for node in graph_mod.iter_nodes(roots))
+        total = 0
+        for node in graph_mod.iter_nodes(roots):
+            try:
+                total += provider.plugin_for(node.resource.type).estimate_size(ctxt, node.resource)
+            except exceptions.NotFound:  # there when the plan was made (it was checked), gone since
+                err = self._not_found(provider, node.resource.type, node.resource.id)
+                raise exceptions.NotFound(f"plan {the_plan.id}: {err.message}: it may have been deleted since "
+                                          f"the plan was made; update the plan's resources") from None
         fence = self.leases.fence(provider)
         record = CheckpointRecord(
             id=str(uuid.uuid4()), provider_id=provider.id, project_id=the_plan.project_id,
