@@ -165,24 +165,29 @@ class ProtectionManager:
         out["dependent_resources"] = [r.to_dict() for r in self._dependents(ctxt, resource)]
         return out
 
-    def show_plan_resource(self, ctxt: RequestContext, provider_id: str, protectable_type: str,
-                           instance_id: str) -> dict[str, Any]:
-        """The instance as ``provider_id`` sees it (``{id, type, name, extra_info}``): the type's protectable,
-        asked in the block backend(s) of the provider's protection plugin for that type (all its block
-        backends if none protects the type).  A plan naming it is checked with this when created or when its
-        resources change.  ``NotFound`` naming the resource, its type, the provider and where it was looked
-        for; a backend that cannot be asked is ``ServiceUnavailable``/``BlockUnavailable`` naming it."""
+    def show_plan_resources(self, ctxt: RequestContext, provider_id: str,
+                            resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each ``{type, id}`` of a plan as ``provider_id`` sees it, in order: ``{"instance": {id, type, name,
+        extra_info}}``, or ``{"missing": <message naming the resource, its type, the provider and where it was
+        looked for>}``.  Looked for by the type's protectable in the block backend(s) of the provider's
+        protection plugin for that type (all its block backends if none protects the type).  One call for the
+        whole plan: the API checks a plan with it when it is created or its resources change.  A backend that
+        cannot be asked raises ``ServiceUnavailable``/``BlockUnavailable`` naming it."""
         provider = self.registry.get(provider_id)
-        plugin = self.registry.protectable(protectable_type)
-        backends = self._resource_backends(provider, protectable_type)
-        try:
-            resource = plugin.show_resource_in(ctxt, instance_id, backends)
-        except exceptions.NotFound:
-            raise self._not_found(provider, protectable_type, instance_id) from None
-        except OSError as err:  # a backend's connection failure its driver did not name
-            raise exceptions.ServiceUnavailable(what=f"block backend {', '.join(sorted(backends))} of provider "
-                                                     f"{provider.name!r}", reason=str(err)) from err
-        return resource.to_dict()
+        out: list[dict[str, Any]] = []
+        for item in resources:
+            rtype, rid = str(item["type"]), str(item["id"])
+            plugin = self.registry.protectable(rtype)
+            backends = self._resource_backends(provider, rtype)
+            try:
+                out.append({"instance": plugin.show_resource_in(ctxt, rid, backends).to_dict()})
+            except exceptions.NotFound:
+                out.append({"missing": self._not_found(provider, rtype, rid).message})
+            except OSError as err:  # a backend's connection failure its driver did not name
+                raise exceptions.ServiceUnavailable(
+                    what=f"block backend {', '.join(sorted(backends))} of provider {provider.name!r}",
+                    reason=str(err)) from err
+        return out
 
     @staticmethod
     def _resource_backends(provider: Provider, resource_type: str) -> dict[str, Any]:

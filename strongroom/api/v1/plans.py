@@ -63,12 +63,12 @@ def _resources(req: ApiRequest, provider_id: str, raw: list[dict[str, Any]]) -> 
             raise BadRequest(reason=f"plan.resources[{i}]: resource {resource.key} is listed twice")
         seen.add(resource.key)
         out.append(resource)
-    for i, resource in enumerate(out):  # every field checked first: the provider is asked only about a valid list
-        try:
-            shown = req.protection.show_plan_resource(req.ctx, provider_id, resource.type, resource.id)
-        except exceptions.NotFound as err:
-            raise exceptions.NotFound(f"plan.resources[{i}]: {err.message}") from None
-        resource.name = resource.name or str(shown.get("name") or "")
+    # Every field checked first: the provider is asked about a valid list, in one call.
+    shown = req.protection.show_plan_resources(req.ctx, provider_id, [{"type": r.type, "id": r.id} for r in out])
+    for i, (resource, found) in enumerate(zip(out, shown, strict=True)):
+        if "missing" in found:
+            raise exceptions.NotFound(f"plan.resources[{i}]: {found['missing']}")
+        resource.name = resource.name or str(found["instance"].get("name") or "")
     return out
 
 
