@@ -165,6 +165,43 @@ class ProtectionManager:
         out["dependent_resources"] = [r.to_dict() for r in self._dependents(ctxt, resource)]
         return out
 
+    def show_plan_resources(self, ctxt: RequestContext, provider_id: str,
+                            resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each ``{type, id}`` of a plan as ``provider_id`` sees it, in order: ``{"instance": {id, type, name,
+        extra_info}}``, or ``{"missing": <message naming the resource, its type, the provider and where it was
+        looked for>}``.  Looked for by the type's protectable in the block backend(s) of the provider's
+        protection plugin for that type (all its block backends if none protects the type).  One call for the
+        whole plan: the API checks a plan with it when it is created or its resources change.  A backend that
+        cannot be asked raises ``ServiceUnavailable``/``BlockUnavailable`` naming it."""
+        provider = self.registry.get(provider_id)
+        out: list[dict[str, Any]] = []
+        for item in resources:
+            rtype, rid = str(item["type"]), str(item["id"])
+            plugin = self.registry.protectable(rtype)
+            backends = self._resource_backends(provider, rtype)
+            try:
+                out.append({"instance": plugin.show_resource_in(ctxt, rid, backends).to_dict()})
+            except exceptions.NotFound:
+                out.append({"missing": self._not_found(provider, rtype, rid).message})
+            except OSError as err:  # a backend's connection failure its driver did not name
+                raise exceptions.ServiceUnavailable(
+                    what=f"block backend {', '.join(sorted(backends))} of provider {provider.name!r}",
+                    reason=str(err)) from err
+        return out
+
+    @staticmethod
+    def _resource_backends(provider: Provider, resource_type: str) -> dict[str, Any]:
+        """The block backends a resource of that type is in for ``provider``: its protection plugin's (every
+        backend of the provider when no plugin protects the type)."""
+        name = getattr(provider.plugin_for_type.get(resource_type), "options", {}).get("block_backend")
+        return {str(name): provider.block_backend(str(name))} if name else provider.block_backends()
+
+    def _not_found(self, provider: Provider, resource_type: str, resource_id: str) -> exceptions.NotFound:
+        backends = sorted(self._resource_backends(provider, resource_type))
+        where = f" in block backend {', '.join(repr(n) for n in backends)}" if backends else ""
+        return exceptions.NotFound(f"{resource_type} {resource_id!r} could not be found by provider "
+                                   f"{provider.name!r} ({provider.id}){where}")
+
     def _dependents(self, ctxt: RequestContext, resource: Resource) -> list[Resource]:
         out: list[Resource] = []
         for rtype in self.registry.dependent_types(resource.type):
@@ -195,8 +232,14 @@ class ProtectionManager:
                      (extra_info or {}).get(FIRE_KEY), earlier.id)
             return earlier.to_dict()
         roots = graph_mod.build_graph(the_plan.resources, lambda r: self._dependents(ctxt, r))
-        total = sum(provider.plugin_for(node.resource.type).estimate_size(ctxt, node.resource)
-                    for node in graph_mod.iter_nodes(roots))
+        total = 0
+        for node in graph_mod.iter_nodes(roots):
+            try:
+                total += provider.plugin_for(node.resource.type).estimate_size(ctxt, node.resource)
+            except exceptions.NotFound:  # there when the plan was made (it was checked), gone since
+                err = self._not_found(provider, node.resource.type, node.resource.id)
+                raise exceptions.NotFound(f"plan {the_plan.id}: {err.message}: it may have been deleted since "
+                                          f"the plan was made; update the plan's resources") from None
         fence = self.leases.fence(provider)
         record = CheckpointRecord(
             id=str(uuid.uuid4()), provider_id=provider.id, project_id=the_plan.project_id,

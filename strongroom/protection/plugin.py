@@ -156,6 +156,15 @@ class ProtectablePlugin(abc.ABC):
                       parameters: Mapping[str, Any]) -> Resource:
         """Raises ``NotFound``."""
 
+    def show_resource_in(self, context: RequestContext, resource_id: str,
+                         backends: Mapping[str, BlockBackend]) -> Resource:
+        """The resource as one provider sees it: looked for only in ``backends`` (by name), the block backends
+        that provider's protection plugin for this type reads.  Raises ``NotFound``; a backend that cannot be
+        asked raises its own error (``BlockUnavailable``).  A plan's resources are checked with it when the
+        plan is created or its resources changed.  The default, for types that live in no block backend, is
+        :meth:`show_resource` with no parameters."""
+        return self.show_resource(context, resource_id, {})
+
     def get_dependent_resources(self, context: RequestContext, parent: Resource) -> list[Resource]:
         """Resources of this type that depend on ``parent`` (whose type is in ``parent_types``)."""
         return []

@@ -76,6 +76,15 @@ class ProtectionAPI:
         return dict(self._call(ctxt, "show_protectable_instance", protectable_type=protectable_type,
                                instance_id=instance_id, parameters=parameters or {}))
 
+    def show_plan_resources(self, ctxt: RequestContext, provider_id: str,
+                            resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """For each ``{type, id}``, in order, ``{"instance": {id, type, name, extra_info}}`` as the provider's
+        protection plugin for the type would find it (in its block backend), or ``{"missing": message}``
+        naming the resource, its type and the provider.  Raises ``NotFound`` (the provider, a type),
+        ``BlockUnavailable``/``ServiceUnavailable`` naming a backend that cannot be asked."""
+        return list(self._call(ctxt, "show_plan_resources", provider_id=provider_id,
+                               resources=[{"type": r["type"], "id": r["id"]} for r in resources]))
+
     def validate_plan_parameters(self, ctxt: RequestContext, provider_id: str,
                                  parameters: dict[str, Any]) -> None:
         """Raises ``InvalidInput`` naming the key when parameters break the options schema."""

@@ -145,11 +145,17 @@ def test_cinder_volume_protected_into_s3_restored_as_a_new_volume(
             theirs = requests.get(f"{service.api(other)}/protectables/OS::Cinder::Volume/instances", timeout=30)
             assert [i["id"] for i in theirs.json()["instances"]] == [foreign["id"]]
 
-            plan = requests.post(f"{api}/plans", json={"plan": {
-                "name": "cinder", "provider_id": provider_id, "parameters": {},
-                "resources": [{"id": source["id"], "type": "OS::Cinder::Volume", "name": "database"}]}},
-                timeout=10)
+            def make_plan(volume_id: str, **resource: str) -> requests.Response:
+                return requests.post(f"{api}/plans", json={"plan": {
+                    "name": "cinder", "provider_id": provider_id, "parameters": {},
+                    "resources": [{"id": volume_id, "type": "OS::Cinder::Volume", **resource}]}}, timeout=60)
+
+            refused = make_plan(foreign["id"])  # another project's volume: Cinder does not show it to this one
+            assert refused.status_code == 404, refused.text
+            assert f"'{foreign['id']}' could not be found by provider" in refused.text, refused.text
+            plan = make_plan(source["id"])
             assert plan.status_code == 200, plan.text
+            assert plan.json()["plan"]["resources"][0]["name"] == "database"  # Cinder's name of it
             began = time.monotonic()
             created = requests.post(f"{api}/providers/{provider_id}/checkpoints",
                                     json={"checkpoint": {"plan_id": plan.json()["plan"]["id"]}}, timeout=30)
@@ -240,10 +246,13 @@ def test_cinder_volume_protected_into_s3_restored_as_a_new_volume(
             cinder.stop_api()
             try:
                 down = requests.get(f"{api}/protectables/OS::Cinder::Volume/instances", timeout=60)
+                unplanned = make_plan(source["id"])
             finally:
                 cinder.start_api()
             assert down.status_code == 503, down.text
             assert "Cinder" in down.text, down.text
+            assert unplanned.status_code == 503, unplanned.text  # never a 404: the volume may well be there
+            assert "Cinder" in unplanned.text, unplanned.text
             assert requests.delete(cp_url, timeout=30).status_code == 202
             assert wait_for(cp_url, "checkpoint", {"deleted", "error-deleting"})["status"] == "deleted"
         finally:

@@ -115,10 +115,16 @@ def _protection_through(api: str, node: Node) -> None:
     assert {s["status"] for s in services.values()} == {"enabled"}
     providers = _wait_for(f"{api}/providers", {200}).json()["providers"]
     assert [p["id"] for p in providers] == [PROVIDER_ID]
+    missing = requests.post(f"{api}/plans", timeout=30, json={"plan": {
+        "name": "deployed", "provider_id": PROVIDER_ID,
+        "resources": [{"id": "disk.img", "type": "OS::Cinder::Volume"}]}})
+    assert missing.status_code == 404 and "'disk.img' could not be found by provider" in missing.text, missing.text
+    (node.tmp / "state" / "volumes" / "disk.img").write_bytes(b"\x01" * 65536)  # where protection's backend looks
     plan = requests.post(f"{api}/plans", timeout=30, json={"plan": {
         "name": "deployed", "provider_id": PROVIDER_ID,
         "resources": [{"id": "disk.img", "type": "OS::Cinder::Volume"}]}})
     assert plan.status_code == 200, plan.text
+    assert plan.json()["plan"]["resources"][0]["name"] == "disk.img"  # as the protection service's protectable shows it
     listed = requests.get(f"{api}/plans", timeout=10).json()["plans"]
     assert [p["id"] for p in listed] == [plan.json()["plan"]["id"]]
 

@@ -252,6 +252,8 @@ def _progress(topology: Topology, path: str, key: str, fraction: float) -> None:
 @pytest.mark.parametrize("topology", ["postgresql"], indirect=True)
 def test_the_surviving_worker_finishes_what_a_killed_one_started(topology: Topology) -> None:
     volumes = topology.state / "volumes"
+    with open(volumes / "big.img", "wb") as fh:  # the volume exists before its plan; each round writes its data
+        fh.truncate(64 * MiB)
     plan = topology.plan("big.img")
     outcomes = []
     digests = {}

@@ -127,6 +127,14 @@ def test_several_backends_protect_and_restore_side_by_side(
         api = service.api()
         instances = seen(requests.get(f"{api}/protectables/OS::Cinder::Volume/instances", timeout=30)).json()
         assert sorted(i["id"] for i in instances["instances"]) == sorted(originals)
+        # Listed above (every backend's), but a plan is checked in its own provider's backend only.
+        elsewhere = seen(requests.post(f"{api}/plans", json={"plan": {
+            "name": "elsewhere", "provider_id": ids["vol-loop"], "parameters": {},
+            "resources": [{"id": "vol-a", "type": "OS::Cinder::Volume"}]}}, timeout=10))
+        assert elsewhere.status_code == 404, elsewhere.text
+        assert elsewhere.json()["notFound"]["message"] == (
+            f"plan.resources[0]: OS::Cinder::Volume 'vol-a' could not be found by provider 'Local' "
+            f"({ids['vol-loop']}) in block backend 'loopback'")
 
         def protect(name: str) -> dict[str, Any]:
             plan = seen(requests.post(f"{api}/plans", json={"plan": {

@@ -46,7 +46,10 @@ def _check_provider(req: ApiRequest, provider_id: str) -> None:
         raise BadRequest(reason=f"plan.provider_id: provider {provider_id} not found") from None
 
 
-def _resources(req: ApiRequest, raw: list[dict[str, Any]]) -> list[Resource]:
+def _resources(req: ApiRequest, provider_id: str, raw: list[dict[str, Any]]) -> list[Resource]:
+    """The plan's resources, each as the provider's protectable for its type shows it now: 404 naming the
+    resource (and its index) when the provider cannot find it; a resource given without a name takes the
+    name shown."""
     known = set(req.protection.list_protectable_types(req.ctx))
     seen: set[str] = set()
     out: list[Resource] = []
@@ -60,6 +63,12 @@ def _resources(req: ApiRequest, raw: list[dict[str, Any]]) -> list[Resource]:
             raise BadRequest(reason=f"plan.resources[{i}]: resource {resource.key} is listed twice")
         seen.add(resource.key)
         out.append(resource)
+    # Every field checked first: the provider is asked about a valid list, in one call.
+    shown = req.protection.show_plan_resources(req.ctx, provider_id, [{"type": r.type, "id": r.id} for r in out])
+    for i, (resource, found) in enumerate(zip(out, shown, strict=True)):
+        if "missing" in found:
+            raise exceptions.NotFound(f"plan.resources[{i}]: {found['missing']}")
+        resource.name = resource.name or str(found["instance"].get("name") or "")
     return out
 
 
@@ -72,7 +81,7 @@ def create(req: ApiRequest) -> Result:
     req.authorize("plan:create")
     body = req.validated_body(schemas.PLAN_CREATE)["plan"]
     _check_provider(req, body["provider_id"])
-    resources = _resources(req, body["resources"])
+    resources = _resources(req, body["provider_id"], body["resources"])
     parameters = body.get("parameters") or {}
     _validate_parameters(req, body["provider_id"], parameters)
     plan = Plan(id=str(uuid.uuid4()), name=body["name"], provider_id=body["provider_id"],
@@ -106,7 +115,7 @@ def update(req: ApiRequest, plan_id: str) -> Result:
     if "description" in body:
         values["description"] = body["description"] or ""
     if "resources" in body:
-        values["resources"] = _resources(req, body["resources"])
+        values["resources"] = _resources(req, plan.provider_id, body["resources"])
     if "parameters" in body:
         _validate_parameters(req, plan.provider_id, body["parameters"])
         values["parameters"] = body["parameters"]

@@ -38,7 +38,11 @@ class VolumeProtectable(ProtectablePlugin):
 
     def show_resource(self, context: RequestContext, resource_id: str,
                       parameters: Mapping[str, Any]) -> Resource:
-        for name, backend in self._backends(parameters).items():
+        return self.show_resource_in(context, resource_id, self._backends(parameters))
+
+    def show_resource_in(self, context: RequestContext, resource_id: str,
+                         backends: Mapping[str, BlockBackend]) -> Resource:
+        for name, backend in backends.items():
             try:
                 scoped = backend.for_project(context.project_id, context.auth_token)
                 return volume_resource(name, scoped.get_volume(resource_id))

@@ -132,6 +132,22 @@ class FakeProtectionEndpoint:
                 return {**inst, "dependent_resources": []}
         raise exceptions.NotFound(kind=protectable_type, id=instance_id)
 
+    def show_plan_resources(self, ctxt: Any, provider_id: str,
+                            resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """As the manager: each instance as the provider finds it, or what is missing, naming the resource, its
+        type and the provider; every provider here sees the same instances."""
+        provider = self.show_provider(ctxt, provider_id)
+        out: list[dict[str, Any]] = []
+        for item in resources:
+            try:
+                found = self.show_protectable_instance(ctxt, item["type"], item["id"], {})
+            except exceptions.NotFound:
+                out.append({"missing": f"{item['type']} {item['id']!r} could not be found by provider "
+                                       f"{provider['name']!r} ({provider_id})"})
+                continue
+            out.append({"instance": {k: v for k, v in found.items() if k != "dependent_resources"}})
+        return out
+
     def validate_plan_parameters(self, ctxt: Any, provider_id: str, parameters: dict[str, Any]) -> None:
         for key, options in parameters.items():
             for option in options:

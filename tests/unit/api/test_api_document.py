@@ -162,6 +162,22 @@ def test_a_known_provider_with_an_unknown_checkpoint_names_the_checkpoint(stack:
     assert "no-such-checkpoint" in message and PROVIDER_ID not in message
 
 
+@pytest.mark.parametrize(("method", "path"), [("POST", "/plans"), ("PUT", "/plans/{plan_id}")])
+def test_a_plan_naming_a_resource_its_provider_cannot_find_is_a_declared_404(
+        stack: Stack, method: str, path: str) -> None:
+    operation = stack.call("GET", "/v1/openapi.json").json()["paths"][f"/v1/{{project_id}}{path}"][method.lower()]
+    assert {"404", "503"} <= set(operation["responses"]), sorted(operation["responses"])
+    plan = {"name": "p", "provider_id": PROVIDER_ID, "resources": [{"id": "vol-01", "type": VOLUME}]}
+    target = "/plans"
+    if method == "PUT":
+        created = stack.call("POST", "/plans", body={"plan": plan})
+        assert created.status_code == 200, created.text
+        target, plan = f"/plans/{created.json()['plan']['id']}", {}
+    missing = {**plan, "resources": [{"id": "no-such-volume", "type": VOLUME}]}
+    message = _error(stack.call(method, target, body={"plan": missing}), 404)
+    assert message.startswith(f"plan.resources[0]: {VOLUME} 'no-such-volume' could not be found"), message
+
+
 # -- hostile text ---------------------------------------------------------------------------------------
 
 

@@ -214,8 +214,30 @@ def test_plan_semantic_errors(stack: Stack) -> None:
     assert "plan.resources[0].type" in msg and "OS::Nope" in msg
     msg = _error(stack.call("POST", "/plans", body=_plan_body(parameters={VOLUME: {"bogus": 1}})), 400)
     assert "bogus" in msg
-    twice = [{"id": "v", "type": VOLUME}, {"id": "v", "type": VOLUME}]
+    twice = [{"id": "v", "type": VOLUME}, {"id": "v", "type": VOLUME}]  # refused before anything is looked up
     assert "plan.resources[1]" in _error(stack.call("POST", "/plans", body=_plan_body(resources=twice)), 400)
+
+
+def test_plan_resources_must_exist_for_the_provider(stack: Stack) -> None:
+    missing = [{"id": "vol-01", "type": VOLUME}, {"id": "no-such-volume", "type": VOLUME, "name": "n"}]
+    msg = _error(stack.call("POST", "/plans", project="proj-missing", body=_plan_body(resources=missing)), 404)
+    assert msg == (f"plan.resources[1]: {VOLUME} 'no-such-volume' could not be found by provider "
+                   f"'OS Infra Provider' ({PROVIDER_ID})")
+    assert stack.call("GET", "/plans", project="proj-missing").json()["plans"] == []
+    # No name given: the plan keeps the one the protectable shows; a name given is kept as given.
+    created = stack.call("POST", "/plans", body=_plan_body(resources=[
+        {"id": "vol-01", "type": VOLUME}, {"id": "vol-02", "type": VOLUME, "name": "what I call it"}]))
+    assert created.status_code == 200, created.text
+    plan_id = created.json()["plan"]["id"]
+    shown = stack.call("GET", f"/plans/{plan_id}").json()["plan"]["resources"]
+    assert [(r["id"], r["name"]) for r in shown] == [("vol-01", "volume 1"), ("vol-02", "what I call it")]
+    # Changing the resources is checked the same way, and a refused change leaves the plan as it was.
+    msg = _error(stack.call("PUT", f"/plans/{plan_id}", body={"plan": {"resources": [
+        {"id": "vol-03", "type": VOLUME}, {"id": "vol-99", "type": VOLUME}]}}), 404)
+    assert msg.startswith(f"plan.resources[1]: {VOLUME} 'vol-99' could not be found by provider"), msg
+    assert stack.call("GET", f"/plans/{plan_id}").json()["plan"]["resources"] == shown
+    changed = stack.call("PUT", f"/plans/{plan_id}", body={"plan": {"resources": [{"id": "vol-03", "type": VOLUME}]}})
+    assert changed.json()["plan"]["resources"][0]["name"] == "volume 3"
 
 
 def test_plan_list_pagination_filters_and_sorting(stack: Stack) -> None:

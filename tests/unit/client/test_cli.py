@@ -34,7 +34,10 @@ def test_plan_commands(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None
                     "--resource", f"{VOLUME}=vol-01=volume 1", "--resource", f"{VOLUME}=vol-02",
                     "--parameters", json.dumps({VOLUME: {"backup_mode": "full"}}), "--description", "d")
     assert plan["status"] == "suspended"
-    assert [(r["id"], r["name"]) for r in plan["resources"]] == [("vol-01", "volume 1"), ("vol-02", "")]
+    # A resource given without a name keeps the name its protectable instance shows.
+    assert [(r["id"], r["name"]) for r in plan["resources"]] == [("vol-01", "volume 1"), ("vol-02", "volume 2")]
+    code, _, err = run(stack, capsys, "plan", "create", "n", PROVIDER_ID, "--resource", f"{VOLUME}=vol-404")
+    assert code != 0 and f"plan.resources[0]: {VOLUME} 'vol-404' could not be found by provider" in err, err
     code, out, _ = run(stack, capsys, "plan", "show", plan["id"])
     assert code == 0 and "nightly" in out and "| Property" in out
     updated = run_json(stack, capsys, "plan", "update", plan["id"], "--status", "started", "--name", "n2")
