@@ -39,6 +39,7 @@ from tests.functional.banks import (
     write_random_image,
 )
 from tests.functional.harness import AllInOne, MiB, providers_once_judged, wait_for
+from tests.long import only_long
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
@@ -267,7 +268,7 @@ def _through(proxy_url: str, url: str) -> str:
     return urlunsplit((proxy.scheme, proxy.netloc, parts.path, parts.query, parts.fragment))
 
 
-@pytest.mark.parametrize("kind", ["swift", "s3"])
+@pytest.mark.parametrize("kind", ["s3", pytest.param("swift", marks=only_long)])  # the same retries, ~45 s each
 def test_protect_and_restore_survive_a_flaky_network_and_fail_cleanly_on_a_dead_one(
         kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     from urllib.parse import urlsplit
