@@ -20,33 +20,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from strongroom.bank_plugins.bank import Bank  # noqa: E402
-from strongroom.bank_plugins.layout import RESOURCE_DATA, BankLayout  # noqa: E402
-from strongroom.bank_plugins.memory import MemoryBank  # noqa: E402
-from strongroom.block.loopback import LoopbackBackend  # noqa: E402
-from strongroom.datamover import ChunkStore, backup  # noqa: E402
-from strongroom.datamover.reader import BlockReader, open_reader  # noqa: E402
+from strongroom.datamover.reader import BlockReader  # noqa: E402
 from strongroom.files.tree import open_tree  # noqa: E402
-from strongroom.testing import disk_images  # noqa: E402
+from strongroom.testing import checkpoints, disk_images  # noqa: E402
 
 MIB = disk_images.MIB
-RESOURCE = "OS::Cinder::Volume#disk"
 
 
 def _checkpoint(work: Path, image: Path, chunk: int, cache: int) -> BlockReader:
-    volumes = work / "volumes"
-    volumes.mkdir()
-    image.rename(volumes / "disk")
-    backend = LoopbackBackend({"path": str(volumes)})
-    bank = Bank(MemoryBank(), name="mem")
-    bank.put_json(BankLayout.index_key("c1"), {"id": "c1", "project_id": "p1", "status": "available"})
-    store = ChunkStore(bank.section(BankLayout.chunks_prefix("p1")))
-    section = bank.section(BankLayout.resource_prefix("c1", RESOURCE)).section(RESOURCE_DATA)
-    snap = backend.create_snapshot("disk")
-    with backend.reading_snapshot(snap.id) as reader:
-        backup(reader, store, section, chunk_size=chunk)
-    backend.delete_snapshot(snap.id)
-    return open_reader(bank, "c1", RESOURCE, cache_bytes=cache)
+    return checkpoints.backed_up(image, work / "volumes", chunk_size=chunk, cache_bytes=cache)
 
 
 def run(filesystem: str, files: int, chunk: int, cache: int, size: int) -> str:

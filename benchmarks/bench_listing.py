@@ -65,28 +65,13 @@ def build(work: Path, entries: int, rebuild: bool) -> tuple[Path, Path]:
 
 
 def direct(src: Path, disk: Path, profile: bool) -> dict[str, Any]:
-    from strongroom.bank_plugins.bank import Bank
-    from strongroom.bank_plugins.layout import RESOURCE_DATA, BankLayout
-    from strongroom.bank_plugins.memory import MemoryBank
-    from strongroom.block.loopback import LoopbackBackend
-    from strongroom.datamover import ChunkStore, backup
-    from strongroom.datamover.reader import open_reader
     from strongroom.files.tree import open_tree
     from strongroom.protection.files import READER_CACHE
+    from strongroom.testing import checkpoints
 
     with tempfile.TemporaryDirectory(dir=disk.parent) as tmp:
-        volumes = Path(tmp)
-        (volumes / "disk.img").hardlink_to(disk)
-        backend = LoopbackBackend({"path": str(volumes)})
-        bank = Bank(MemoryBank(), name="mem")
-        bank.put_json(BankLayout.index_key("c1"), {"id": "c1", "project_id": "p1", "status": "available"})
-        store = ChunkStore(bank.section(BankLayout.chunks_prefix("p1")))
-        section = bank.section(BankLayout.resource_prefix("c1", RESOURCE)).section(RESOURCE_DATA)
-        snap = backend.create_snapshot("disk.img")
-        with backend.reading_snapshot(snap.id) as reading:
-            backup(reading, store, section, chunk_size=CHUNK)
-        backend.delete_snapshot(snap.id)
-    reader = open_reader(bank, "c1", RESOURCE, cache_bytes=READER_CACHE)
+        reader = checkpoints.backed_up(disk, Path(tmp), chunk_size=CHUNK, cache_bytes=READER_CACHE,
+                                       name="disk.img", link=True)
     expected = sorted(p.name for p in (src / "big").iterdir())
 
     started = time.perf_counter()

@@ -12,35 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from strongroom.bank_plugins.bank import Bank
-from strongroom.bank_plugins.layout import RESOURCE_DATA, BankLayout
-from strongroom.bank_plugins.memory import MemoryBank
-from strongroom.block.loopback import LoopbackBackend
-from strongroom.datamover import ChunkStore, backup
-from strongroom.datamover.reader import BlockReader, open_reader
+from strongroom.datamover.reader import BlockReader
 from strongroom.files import ext4io
 from strongroom.files.tree import open_tree
-from strongroom.testing import disk_images
+from strongroom.testing import checkpoints, disk_images
 
 pytestmark = pytest.mark.skipif(bool(disk_images.tools_missing()),
                                 reason=f"needs {disk_images.tools_missing()} (make system-packages)")
-RESOURCE = "OS::Cinder::Volume#disk"
 MIB = disk_images.MIB
 
 
 def _reader(tmp_path: Path, image: Path, *, chunk: int, cache: int) -> BlockReader:
-    (tmp_path / "volumes").mkdir(exist_ok=True)
-    image.rename(tmp_path / "volumes" / "disk")
-    backend = LoopbackBackend({"path": str(tmp_path / "volumes")})
-    bank = Bank(MemoryBank(), name="mem")
-    bank.put_json(BankLayout.index_key("c1"), {"id": "c1", "project_id": "p1", "status": "available"})
-    store = ChunkStore(bank.section(BankLayout.chunks_prefix("p1")))
-    section = bank.section(BankLayout.resource_prefix("c1", RESOURCE)).section(RESOURCE_DATA)
-    snap = backend.create_snapshot("disk")
-    with backend.reading_snapshot(snap.id) as reading:
-        backup(reading, store, section, chunk_size=chunk)
-    backend.delete_snapshot(snap.id)
-    return open_reader(bank, "c1", RESOURCE, cache_bytes=cache)
+    return checkpoints.backed_up(image, tmp_path / "volumes", chunk_size=chunk, cache_bytes=cache)
 
 
 @pytest.fixture(scope="module")
