@@ -246,18 +246,12 @@ class _Fetch:
         return self._data
 
 
-class BlockReaderFile(io.RawIOBase):
-    """A read-only seekable file over a :class:`BlockReader`.  Wrap it in ``io.BufferedReader`` for small
-    reads; filesystem libraries that read whole blocks can take it as it is."""
+class SeekableStream(io.RawIOBase):
+    """A read-only seekable raw stream over something of ``size`` bytes: ``readable``, ``seekable``, ``tell``
+    and ``seek`` over ``_pos`` (a subclass gives ``size`` and ``readinto``)."""
 
-    def __init__(self, reader: BlockReader) -> None:
-        super().__init__()
-        self.reader = reader
-        self._pos = 0
-
-    @property
-    def size(self) -> int:
-        return self.reader.size
+    size: int
+    _pos: int = 0
 
     def readable(self) -> bool:
         return True
@@ -276,13 +270,24 @@ class BlockReaderFile(io.RawIOBase):
         elif whence == io.SEEK_CUR:
             pos = self._pos + offset
         elif whence == io.SEEK_END:
-            pos = self.reader.size + offset
+            pos = self.size + offset
         else:
             raise ValueError(f"invalid whence {whence!r}")
         if pos < 0:
             raise ValueError(f"negative seek position {pos}")
         self._pos = pos
         return pos
+
+
+class BlockReaderFile(SeekableStream):
+    """A read-only seekable file over a :class:`BlockReader`.  Wrap it in ``io.BufferedReader`` for small
+    reads; filesystem libraries that read whole blocks can take it as it is."""
+
+    def __init__(self, reader: BlockReader) -> None:
+        super().__init__()
+        self.reader = reader
+        self.size = reader.size
+        self._pos = 0
 
     def readinto(self, buffer: Any) -> int:
         self._checkClosed()  # type: ignore[attr-defined]

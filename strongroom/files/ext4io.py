@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import io
 import struct
 from typing import Any
 
-from strongroom.datamover.reader import BlockReader
+from strongroom.datamover.reader import BlockReader, SeekableStream
 
 #: Bytes read from the volume at a time (and kept), aligned: 16 blocks of 4 KiB.
 PAGE = 64 * 1024
@@ -39,7 +38,7 @@ _FT_MAX = 7
 _HASH_BYTES = 8  # hash and minor hash after the name, in an encrypted and casefolded directory
 
 
-class PageCache(io.RawIOBase):
+class PageCache(SeekableStream):
     """A read-only seekable stream over a volume that keeps the last :data:`PAGES` aligned pages it read.
 
     What the ``ext4`` package reads through: ``read``, ``peek``, ``seek``, ``tell``.  A read inside one
@@ -55,29 +54,6 @@ class PageCache(io.RawIOBase):
         self._pages: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._pos = 0
         self.misses = 0  # pages read from the reader (for tests and measurements)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            pos = offset
-        elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == io.SEEK_END:
-            pos = self.size + offset
-        else:
-            raise ValueError(f"invalid whence {whence!r}")
-        if pos < 0:
-            raise ValueError(f"negative seek position {pos}")
-        self._pos = pos
-        return pos
 
     def _get(self, index: int) -> bytes:
         data = self._pages.get(index)

@@ -11,12 +11,11 @@ directory"), listings, reads and walks are the same for all.
 
 from __future__ import annotations
 
-import io
 import posixpath
 from typing import Any, BinaryIO
 
 from strongroom import exceptions
-from strongroom.datamover.reader import BlockReader
+from strongroom.datamover.reader import BlockReader, SeekableStream
 from strongroom.files.tree import DIRECTORIES_KEPT, MAX_SYMLINKS, FileInfo, Located, Tree, _stream, normalize
 
 
@@ -130,31 +129,17 @@ class NodeTree(Tree):
         return info, self._guard(lambda: self._content(node, info.size))
 
 
-class RandomAccessFile(io.RawIOBase):
+class RandomAccessFile(SeekableStream):
     """A seekable read-only stream over ``read_at(offset, length) -> bytes`` and a size."""
 
     def __init__(self, read_at: Any, size: int) -> None:
         super().__init__()
         self._read_at = read_at
-        self._size = size
+        self.size = size
         self._pos = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
     def readinto(self, buffer: Any) -> int:
-        length = min(len(buffer), self._size - self._pos)
+        length = min(len(buffer), self.size - self._pos)
         if length <= 0:
             return 0
         data = self._read_at(self._pos, length)
