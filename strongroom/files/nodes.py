@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from strongroom import exceptions
 from strongroom.datamover.reader import BlockReader, SeekableStream
-from strongroom.files.tree import DIRECTORIES_KEPT, MAX_SYMLINKS, FileInfo, Located, Tree, _stream, normalize
+from strongroom.files.tree import DIRECTORIES_KEPT, FileInfo, Located, Tree, _stream, normalize
 
 
 class NodeTree(Tree):
@@ -80,32 +80,6 @@ class NodeTree(Tree):
             folded = name.casefold()
             found = next((node for other, node in names.items() if other.casefold() == folded), None)
         return found
-
-    def _inode_at(self, path: str, follow: bool) -> tuple[str, Any]:
-        path = normalize(path)
-        parts = [p for p in path.split("/") if p]
-        hops = 0
-        current = "/"
-        node = self._root()
-        while parts:
-            name = parts.pop(0)
-            if self._type(node) != "directory":
-                raise exceptions.InvalidInput(reason=f"path: {current} is not a directory")
-            child = self._child(node, name)
-            if child is None:
-                raise exceptions.NotFound(kind="File", id=posixpath.join(current, name))
-            if self._type(child) == "symlink" and (parts or follow):
-                hops += 1
-                if hops > MAX_SYMLINKS:
-                    raise exceptions.InvalidInput(reason=f"path: {path}: too many levels of symbolic links")
-                target = self._target(child)
-                base = "/" if target.startswith("/") else current
-                parts = [p for p in normalize(posixpath.join(base, target)).split("/") if p] + parts
-                current, node = "/", self._root()
-                continue
-            current = posixpath.join(current, name)
-            node = child
-        return current, node
 
     def _stat_info(self, path: str, name: str, inode: Any) -> FileInfo:
         return self._describe(path, name, inode)

@@ -187,26 +187,37 @@ class Tree:
         parts = [p for p in path.split("/") if p]
         hops = 0
         current = "/"
-        inode = self._volume.root
+        inode = self._root()
         while parts:
             name = parts.pop(0)
-            if not isinstance(inode, self._ext4.Directory):
+            if self._type(inode) != "directory":
                 raise exceptions.InvalidInput(reason=f"path: {current} is not a directory")
             child = self._child(inode, name)
             if child is None:
                 raise exceptions.NotFound(kind="File", id=posixpath.join(current, name))
-            if isinstance(child, self._ext4.SymbolicLink) and (parts or follow):
+            if self._type(child) == "symlink" and (parts or follow):
                 hops += 1
                 if hops > MAX_SYMLINKS:
                     raise exceptions.InvalidInput(reason=f"path: {path}: too many levels of symbolic links")
-                target = self._readlink(child)
+                target = self._target(child)
                 base = "/" if target.startswith("/") else current
                 parts = [p for p in normalize(posixpath.join(base, target)).split("/") if p] + parts
-                current, inode = "/", self._volume.root
+                current, inode = "/", self._root()
                 continue
             current = posixpath.join(current, name)
             inode = child
         return current, inode
+
+    def _root(self) -> Any:
+        return self._volume.root
+
+    def _type(self, inode: Any) -> str:
+        """What :meth:`_inode_at` needs to know of an inode: ``directory``, ``symlink``, ``file`` or ``other``."""
+        if isinstance(inode, self._ext4.Directory):
+            return "directory"
+        if isinstance(inode, self._ext4.SymbolicLink):
+            return "symlink"
+        return "file" if isinstance(inode, self._ext4.File) else "other"
 
     def _child(self, directory: Any, name: str) -> Any:
         """The inode ``name`` names in ``directory``; each directory is parsed once per tree (a walk or a
@@ -220,7 +231,7 @@ class Tree:
         number = names.get(name.encode("utf-8", "surrogateescape"))
         return None if number is None else self._volume.inodes[number]
 
-    def _readlink(self, inode: Any) -> str:
+    def _target(self, inode: Any) -> str:
         return bytes(inode.readlink()).decode("utf-8", "surrogateescape")
 
     def _info(self, path: str, name: str, number: int, inode: Any = None) -> FileInfo:
@@ -228,7 +239,7 @@ class Tree:
         st = ext4io.inode_stat(self._volume, number)
         kind = next((label for test, label in _TYPES if test(st.mode)), "unknown")
         mtime = _dt.datetime.fromtimestamp(st.mtime, _dt.UTC)
-        target = self._readlink(self._volume.inodes[number] if inode is None else inode) if kind == "symlink" \
+        target = self._target(self._volume.inodes[number] if inode is None else inode) if kind == "symlink" \
             else None
         return FileInfo(path=path, name=name, type=kind, size=st.size, mode=_stat.S_IMODE(st.mode), uid=st.uid,
                         gid=st.gid, mtime=mtime, target=target)
